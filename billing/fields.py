@@ -1,0 +1,57 @@
+"""MoneyField: a Decimal in Python, exact integer nano-units in the database."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import models
+
+from openchargeback.money import from_nanos, to_nanos
+
+
+class MoneyField(models.BigIntegerField):
+    """An exact amount stored as ``BIGINT`` nano-units (1e-9 of the currency unit).
+
+    ``SUM()`` over it is an integer sum on SQLite and a ``numeric`` sum on
+    PostgreSQL, so aggregates are exact on both; values come back as
+    :class:`~decimal.Decimal`. Assigning a float raises ``TypeError``.
+    """
+
+    description = "Exact money amount (stored as integer nano-units)"
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Decimal | None:
+        if value is None:
+            return None
+        if isinstance(value, Decimal):
+            # PostgreSQL's SUM(bigint) returns numeric.
+            return from_nanos(int(value))
+        return from_nanos(int(value))
+
+    def to_python(self, value: Any) -> Decimal | None:
+        if value is None or isinstance(value, Decimal):
+            return value
+        if isinstance(value, float):
+            raise TypeError("money must never be a float")
+        return Decimal(str(value))
+
+    def get_prep_value(self, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError("money must never be a float")
+        if hasattr(value, "resolve_expression"):
+            return value  # type: ignore[no-any-return]
+        return to_nanos(Decimal(value) if isinstance(value, str) else value)
+
+    def formfield(self, **kwargs: Any) -> Any:
+        from django import forms
+
+        defaults = {"form_class": forms.DecimalField, "decimal_places": 9, "max_digits": 19}
+        defaults.update(kwargs)
+        return models.Field.formfield(self, **defaults)
+
+    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
+        if not prepared:
+            value = self.get_prep_value(value)
+        return value

@@ -1,0 +1,421 @@
+"""Core billing records: periods, sources, PIs, projects, charges, audit, settings."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from billing import flags
+from billing.fields import MoneyField
+
+PERIOD_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+period_validator = RegexValidator(PERIOD_RE, "Enter a month as YYYY-MM (e.g. 2025-01).")
+slug_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]*$", "Lowercase letters, digits, '_' and '-' only."
+)
+
+
+def validate_regex(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(f"Not a valid regular expression: {exc}") from None
+
+
+class BillingPeriod(models.Model):
+    """One calendar month of billing: open -> closed -> finalized."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+        FINALIZED = "finalized", "Finalized"
+
+    period = models.CharField(
+        max_length=7, unique=True, validators=[period_validator], help_text="YYYY-MM"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.CharField(max_length=150, blank=True)
+    reopened_at = models.DateTimeField(null=True, blank=True)
+    reopened_by = models.CharField(max_length=150, blank=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    finalized_by = models.CharField(max_length=150, blank=True)
+    notes = models.TextField(
+        blank=True, help_text="Appended with each transition; never overwritten."
+    )
+
+    class Meta:
+        ordering = ["-period"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["open", "closed", "finalized"]),
+                name="billingperiod_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(period__regex=r"^[0-9]{4}-(0[1-9]|1[0-2])$"),
+                name="billingperiod_period_yyyy_mm",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.period
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class Source(models.Model):
+    """Where charges come from (aws, azure, hpc, ...) and how they are credited in the GL."""
+
+    slug = models.CharField(
+        max_length=40,
+        unique=True,
+        validators=[slug_validator],
+        help_text="Stable lowercase identifier, e.g. 'aws'. 'AWS' and 'aws' are the same source.",
+    )
+    name = models.CharField(max_length=100)
+    filename_pattern = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Regular expression matched against upload file names for auto-detection; "
+        "the longest matching pattern wins.",
+        validators=[validate_regex],
+    )
+    credit_fund_org = models.CharField(
+        max_length=100, blank=True, help_text="Fund/org credited in journals for this source."
+    )
+    account_code = models.CharField(
+        max_length=40, blank=True, help_text="GL account code used for this source's charges."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(slug=Lower("slug")), name="source_slug_lowercase"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class PI(models.Model):
+    """A Principal Investigator, identified by email (stored lowercase)."""
+
+    email = models.EmailField(max_length=254, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    department = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "PI"
+        verbose_name_plural = "PIs"
+        ordering = ["email"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(email=Lower("email")), name="pi_email_lower"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+class Project(models.Model):
+    """A project (e.g. a grant's work) that belongs to one PI."""
+
+    project_id = models.CharField(max_length=200, unique=True, verbose_name="project id")
+    title = models.CharField(max_length=300, blank=True)
+    pi = models.ForeignKey(
+        PI,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="projects",
+        verbose_name="PI",
+        help_text="Empty until a charge names the project's PI.",
+    )
+    default_fund_org = models.CharField(max_length=100, blank=True)
+    account_code = models.CharField(
+        max_length=40, blank=True, help_text="GL account override for this project's charges."
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["project_id"]
+
+    def __str__(self) -> str:
+        return self.project_id
+
+
+class Charge(models.Model):
+    """One FOCUS line item, with its provenance and review state."""
+
+    class ReviewState(models.TextChoices):
+        PENDING = "pending", "Pending review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    period = models.ForeignKey(
+        BillingPeriod, on_delete=models.PROTECT, related_name="charges", db_index=False
+    )
+    source = models.ForeignKey(
+        Source, on_delete=models.PROTECT, related_name="charges", db_index=False
+    )
+    import_record = models.ForeignKey(
+        "ingest.Import", on_delete=models.PROTECT, related_name="charges", verbose_name="import"
+    )
+    line_number = models.PositiveIntegerField(
+        help_text="Line of the record in the imported file (header = line 1); row number "
+        "for Parquet."
+    )
+    fingerprint = models.CharField(
+        max_length=32, help_text="Hash of the row's recognised FOCUS columns."
+    )
+    occurrence = models.PositiveIntegerField(
+        default=0, help_text="0 for the first identical row in a file, 1 for the second, ..."
+    )
+
+    pi = models.ForeignKey(
+        PI, on_delete=models.PROTECT, null=True, blank=True, related_name="charges"
+    )
+    project = models.ForeignKey(
+        Project, on_delete=models.PROTECT, null=True, blank=True, related_name="charges"
+    )
+    fund_org = models.CharField(max_length=100, blank=True, verbose_name="fund/org")
+    cost_center = models.CharField(max_length=100, blank=True)
+    reference_1 = models.CharField(max_length=200, blank=True)
+    reference_2 = models.CharField(max_length=200, blank=True)
+    account_code = models.CharField(max_length=40, blank=True)
+
+    service_name = models.CharField(max_length=200, blank=True)
+    service_category = models.CharField(max_length=100, blank=True)
+    charge_category = models.CharField(max_length=50, blank=True)
+    charge_description = models.TextField(blank=True)
+    resource_id = models.TextField(blank=True)
+    resource_name = models.CharField(max_length=300, blank=True)
+    sub_account_id = models.CharField(max_length=200, blank=True)
+    sub_account_name = models.CharField(max_length=200, blank=True)
+    provider_name = models.CharField(max_length=100, blank=True)
+    consumed_quantity = models.CharField(
+        max_length=50, blank=True, help_text="As written in the file (exact decimal text)."
+    )
+    consumed_unit = models.CharField(max_length=50, blank=True)
+    charge_period_start = models.DateTimeField(null=True, blank=True)
+    charge_period_end = models.DateTimeField(null=True, blank=True)
+    billing_currency = models.CharField(max_length=3, blank=True)
+
+    list_cost = MoneyField(help_text="ListCost; equals BilledCost when the file has none.")
+    contracted_cost = MoneyField(help_text="ContractedCost; equals BilledCost when absent.")
+    billed_cost = MoneyField(help_text="BilledCost: what the PI is charged.")
+    effective_cost = MoneyField(help_text="EffectiveCost; equals BilledCost when absent.")
+    tags = models.JSONField(default=dict, blank=True)
+
+    flags = models.PositiveIntegerField(
+        default=0, help_text="Bitmask of flag reasons (see billing.flags)."
+    )
+    flag_details = models.JSONField(
+        default=dict, blank=True, help_text="Extra detail per reason, e.g. the matched pattern."
+    )
+    review_state = models.CharField(
+        max_length=10, choices=ReviewState.choices, default=ReviewState.APPROVED
+    )
+    reviewed_by = models.CharField(max_length=150, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "fingerprint", "occurrence"], name="charge_unique_line_item"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(review_state__in=["pending", "approved", "rejected"]),
+                name="charge_review_state_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["period", "review_state"], name="charge_period_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Charge {self.pk} ({self.source_id}, line {self.line_number})"
+
+    @property
+    def flag_reasons(self) -> list[str]:
+        return flags.from_mask(self.flags)
+
+    @property
+    def discount(self) -> Decimal:
+        return self.list_cost - self.billed_cost
+
+
+class AuditEvent(models.Model):
+    """Append-only record of a state change: who, what, before/after, why, when."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(
+        max_length=150, help_text="User name, or 'system' / the command that acted."
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+    channel = models.CharField(
+        max_length=20, default="system", help_text="cli, admin, job or system."
+    )
+    action = models.CharField(max_length=60, db_index=True)
+    object_type = models.CharField(max_length=60)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=300, blank=True)
+    period = models.ForeignKey(
+        BillingPeriod,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+        db_constraint=False,
+    )
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.object_repr}"
+
+
+# --- Institution settings (edited in the admin, seeded from fixtures/) ---------
+
+
+class InstitutionSettings(models.Model):
+    """The one row of institution-wide settings (pk is always 1)."""
+
+    name = models.CharField(max_length=200, default="Research Computing")
+    contact_email = models.EmailField(blank=True)
+    contact_phone = models.CharField(max_length=50, blank=True)
+    address = models.TextField(blank=True)
+    currency = models.CharField(
+        max_length=3,
+        default="USD",
+        validators=[RegexValidator(r"^[A-Z]{3}$", "An ISO 4217 code such as USD.")],
+        help_text="The installation's one billing currency; rows in another are flagged.",
+    )
+    thousands_separator = models.CharField(max_length=1, default=",", blank=True)
+    decimal_separator = models.CharField(max_length=1, default=".")
+    large_charge_threshold = MoneyField(
+        default=Decimal("10000"),
+        help_text="A charge whose BilledCost is above this amount is flagged large_charge.",
+    )
+
+    class Meta:
+        verbose_name = "institution settings"
+        verbose_name_plural = "institution settings"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(pk=1), name="institutionsettings_singleton")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def load(cls) -> InstitutionSettings:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class TagMapping(models.Model):
+    """Which tag keys feed a charge field; the first key present wins."""
+
+    class Field(models.TextChoices):
+        PI_EMAIL = "pi_email", "PI email"
+        PROJECT_ID = "project_id", "Project id"
+        FUND_ORG = "fund_org", "Fund/org"
+        COST_CENTER = "cost_center", "Cost center"
+        ACCOUNT_CODE = "account_code", "Account code"
+        REFERENCE_1 = "reference_1", "Reference 1"
+        REFERENCE_2 = "reference_2", "Reference 2"
+
+    field = models.CharField(max_length=20, choices=Field.choices, unique=True)
+    tag_keys = models.TextField(
+        help_text="Candidate tag keys, one per line, in order of preference. Matching ignores "
+        "case and surrounding spaces ('user:PI_Email ' matches 'user:pi_email')."
+    )
+
+    class Meta:
+        ordering = ["field"]
+
+    def __str__(self) -> str:
+        return self.get_field_display()
+
+    @property
+    def keys(self) -> list[str]:
+        return [k.strip().lower() for k in re.split(r"[\n,]", self.tag_keys) if k.strip()]
+
+
+class FlagRule(models.Model):
+    """Turns a flag reason on or off for new imports and re-applied rules."""
+
+    reason = models.CharField(max_length=30, choices=flags.CHOICES, unique=True)
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["reason"]
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class PatternRule(models.Model):
+    """A regular expression that sends matching charges to review (pattern_match)."""
+
+    class Target(models.TextChoices):
+        ANY = "any", "Service, resource id or resource name"
+        SERVICE_NAME = "service_name", "ServiceName"
+        RESOURCE_ID = "resource_id", "ResourceId"
+        RESOURCE_NAME = "resource_name", "ResourceName"
+
+    name = models.CharField(max_length=100)
+    pattern = models.CharField(max_length=500, validators=[validate_regex])
+    target = models.CharField(max_length=20, choices=Target.choices, default=Target.ANY)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.pattern}"
+
+
+class FundOrgPattern(models.Model):
+    """A valid fund/org shape; a fund/org matching none (full match) is flagged."""
+
+    pattern = models.CharField(max_length=500, validators=[validate_regex])
+    description = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["pattern"]
+        verbose_name = "fund/org pattern"
+
+    def __str__(self) -> str:
+        return self.pattern

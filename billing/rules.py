@@ -1,0 +1,198 @@
+"""Flag rules and tag mapping: pure functions over one charge's values.
+
+No ORM and no I/O here; :func:`billing.selectors.load_ruleset` builds a
+:class:`RuleSet` from the database, ingest and review call :func:`evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from billing import flags
+
+MAPPED_FIELDS = (
+    "pi_email",
+    "project_id",
+    "fund_org",
+    "cost_center",
+    "account_code",
+    "reference_1",
+    "reference_2",
+)
+
+EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]+$")
+
+
+@dataclass(frozen=True)
+class PatternSpec:
+    name: str
+    regex: re.Pattern[str]
+    target: str  # any | service_name | resource_id | resource_name
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Everything needed to attribute and flag a charge, loaded once per import."""
+
+    mapping: Mapping[str, tuple[str, ...]]
+    enabled: frozenset[str] = frozenset(flags.BIT)
+    patterns: tuple[PatternSpec, ...] = ()
+    fund_org_patterns: tuple[re.Pattern[str], ...] = ()
+    large_charge_nanos: int | None = None
+    currency: str = "USD"
+    _lookup: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        # key -> (field, rank); the lowest rank (first candidate) wins.
+        for fld, keys in self.mapping.items():
+            for rank, key in enumerate(keys):
+                self._lookup.setdefault(key, (fld, rank))
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Tag-derived fields of a charge; ``tags`` is the parsed object to store."""
+
+    values: dict[str, str]
+    tags: dict[str, Any]
+    tags_invalid: bool
+    raw_invalid: str = ""
+
+
+def _stringify(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_tags(raw: str) -> tuple[dict[str, Any], bool]:
+    """Parse a Tags cell. Returns ``(tags, invalid)``.
+
+    Empty, ``NULL`` and ``{}`` give no tags (not invalid); anything that is not
+    a JSON object (bad JSON, a list, a string, NaN) is invalid and gives no tags.
+    Numbers keep their exact text (``12.50`` stays ``"12.50"``).
+    """
+    text = raw.strip()
+    if not text or text.upper() == "NULL":
+        return {}, False
+    try:
+        value = json.loads(
+            text, parse_float=str, parse_int=str, parse_constant=_reject_constant
+        )
+    except ValueError:
+        return {}, True
+    if not isinstance(value, dict):
+        return {}, True
+    return value, False
+
+
+def map_tags(raw: str, ruleset: RuleSet) -> Attribution:
+    """Apply the tag mapping: first candidate key present (ignoring case/space) wins."""
+    tags, invalid = parse_tags(raw)
+    values: dict[str, str] = {}
+    ranks: dict[str, int] = {}
+    lookup = ruleset._lookup
+    for key, value in tags.items():
+        hit = lookup.get(str(key).strip().lower())
+        if hit is None:
+            continue
+        fld, rank = hit
+        text = _stringify(value)
+        if not text:
+            continue
+        if fld not in ranks or rank < ranks[fld]:
+            values[fld] = text
+            ranks[fld] = rank
+    if "pi_email" in values:
+        values["pi_email"] = values["pi_email"].lower()
+    return Attribution(values, tags, invalid, raw.strip()[:500] if invalid else "")
+
+
+def evaluate(
+    ruleset: RuleSet,
+    *,
+    pi_email: str,
+    project_id: str,
+    fund_org: str,
+    service_name: str = "",
+    resource_id: str = "",
+    resource_name: str = "",
+    period: str = "",
+    expected_period: str | None = None,
+    currency: str = "",
+    billed_nanos: int = 0,
+    tags_invalid: bool = False,
+    project_owner_email: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Every flag reason that applies to one charge, as ``(bitmask, details)``."""
+    reasons: list[str] = []
+    details: dict[str, Any] = {}
+    on = ruleset.enabled
+    if tags_invalid and "invalid_tags" in on:
+        reasons.append("invalid_tags")
+    if not pi_email:
+        if "missing_pi" in on:
+            reasons.append("missing_pi")
+    elif not EMAIL_RE.match(pi_email) and "invalid_pi_email" in on:
+        reasons.append("invalid_pi_email")
+    if not project_id and "missing_project" in on:
+        reasons.append("missing_project")
+    if not fund_org:
+        if "missing_fund_org" in on:
+            reasons.append("missing_fund_org")
+    elif (
+        ruleset.fund_org_patterns
+        and "invalid_fund_org" in on
+        and not any(p.fullmatch(fund_org) for p in ruleset.fund_org_patterns)
+    ):
+        reasons.append("invalid_fund_org")
+    if ruleset.patterns and "pattern_match" in on:
+        matched = [
+            spec.name
+            for spec in ruleset.patterns
+            if _pattern_hits(spec, service_name, resource_id, resource_name)
+        ]
+        if matched:
+            reasons.append("pattern_match")
+            details["pattern_match"] = matched
+    if expected_period and period != expected_period and "period_mismatch" in on:
+        reasons.append("period_mismatch")
+        details["period_mismatch"] = {"expected": expected_period, "found": period}
+    if currency and currency.upper() != ruleset.currency and "currency_mismatch" in on:
+        reasons.append("currency_mismatch")
+        details["currency_mismatch"] = currency
+    if (
+        ruleset.large_charge_nanos is not None
+        and abs(billed_nanos) > ruleset.large_charge_nanos
+        and "large_charge" in on
+    ):
+        reasons.append("large_charge")
+    if (
+        project_owner_email
+        and pi_email
+        and project_owner_email != pi_email
+        and "project_pi_mismatch" in on
+    ):
+        reasons.append("project_pi_mismatch")
+        details["project_pi_mismatch"] = {"project_pi": project_owner_email}
+    return flags.to_mask(reasons), details
+
+
+def _pattern_hits(spec: PatternSpec, service: str, rid: str, rname: str) -> bool:
+    if spec.target == "service_name":
+        return bool(spec.regex.search(service))
+    if spec.target == "resource_id":
+        return bool(spec.regex.search(rid))
+    if spec.target == "resource_name":
+        return bool(spec.regex.search(rname))
+    return bool(spec.regex.search(service) or spec.regex.search(rid) or spec.regex.search(rname))

@@ -1,0 +1,465 @@
+"""FOCUS file reading: CSV, CSV.gz and Parquet into chunks of string columns.
+
+Pure I/O and validation, no ORM. :func:`open_focus` checks the file (size,
+format, header) and returns a :class:`FocusReader` whose :meth:`chunks`
+stream the recognised columns as lists of stripped strings, a bounded
+number of rows at a time. Problems a user can cause raise
+:class:`IngestError` with one line naming file, line and column.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+# Canonical FOCUS column -> accepted header spellings (normalised: stripped,
+# lowercased). FOCUS 1.0-1.3 names, plus the 0.5 names some exporters still use.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "BillingPeriodStart": ("billingperiodstart",),
+    "BillingPeriodEnd": ("billingperiodend",),
+    "ChargePeriodStart": ("chargeperiodstart",),
+    "ChargePeriodEnd": ("chargeperiodend",),
+    "ListCost": ("listcost",),
+    "ContractedCost": ("contractedcost",),
+    "BilledCost": ("billedcost",),
+    "EffectiveCost": ("effectivecost",),
+    "BillingCurrency": ("billingcurrency",),
+    "ResourceId": ("resourceid",),
+    "ResourceName": ("resourcename",),
+    "ServiceName": ("servicename",),
+    "ServiceCategory": ("servicecategory",),
+    "ChargeCategory": ("chargecategory", "chargetype"),
+    "ChargeDescription": ("chargedescription",),
+    "ConsumedQuantity": ("consumedquantity", "usagequantity"),
+    "ConsumedUnit": ("consumedunit", "usageunit"),
+    "SubAccountId": ("subaccountid",),
+    "SubAccountName": ("subaccountname",),
+    "ProviderName": ("providername",),
+    "ServiceProviderName": ("serviceprovidername",),
+    "Tags": ("tags",),
+}
+REQUIRED = ("BillingPeriodStart", "BilledCost")
+_ALIASES = {alias: canon for canon, aliases in COLUMNS.items() for alias in aliases}
+
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+_NULLS = frozenset({"", "NULL", "null", "Null", "NaT", "None"})
+
+
+class IngestError(Exception):
+    """A user-caused problem with a file; the message is one line."""
+
+
+@dataclass
+class Chunk:
+    """``rows`` rows starting at data record ``start`` (0-based)."""
+
+    start: int
+    rows: int
+    columns: dict[str, list[str]]
+
+
+@dataclass
+class FocusReader:
+    path: Path
+    display_name: str
+    kind: str  # csv | csv.gz | parquet
+    header: list[str]  # as written in the file
+    positions: dict[str, int]  # canonical -> 0-based column index in the file
+    chunk_rows: int
+    max_uncompressed: int
+    progress: Callable[[int, int], None] | None = None
+    rows_read: int = field(default=0, init=False)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def column_label(self, canonical: str) -> str:
+        index = self.positions[canonical]
+        return f"column {index + 1} ({self.header[index].strip()})"
+
+    def where(self, record: int, canonical: str | None = None) -> str:
+        """'file.csv, line 12, column 7 (BilledCost)' for data record ``record``."""
+        line = self.line_of(record)
+        text = f"{self.display_name}, {'row' if self.kind == 'parquet' else 'line'} {line}"
+        if canonical:
+            text += f", {self.column_label(canonical)}"
+        return text
+
+    def line_of(self, record: int) -> int:
+        """Physical line where data record ``record`` starts (header is line 1).
+
+        Fast estimate: one line per record. Only the error path calls this, so
+        when the file has quoted newlines we rescan it for the exact line.
+        """
+        if self.kind == "parquet":
+            return record + 1
+        with self._open_text() as text:
+            reader = csv.reader(text)
+            line_end = 0
+            try:
+                next(reader)  # header
+                line_end = reader.line_num
+                seen = -1
+                for row in reader:
+                    if not row:
+                        line_end = reader.line_num
+                        continue
+                    seen += 1
+                    if seen == record:
+                        return line_end + 1
+                    line_end = reader.line_num
+            except (csv.Error, UnicodeDecodeError):
+                pass
+        return record + 2
+
+    def _open_text(self) -> IO[str]:
+        raw = _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name)
+        return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+
+    def chunks(self) -> Iterator[Chunk]:
+        if self.kind == "parquet":
+            yield from self._parquet_chunks()
+        else:
+            yield from self._csv_chunks()
+
+    # -- CSV -----------------------------------------------------------------
+    def _csv_chunks(self) -> Iterator[Chunk]:
+        wanted = sorted(self.positions.items(), key=lambda item: item[1])
+        usecols = [index for _canon, index in wanted]
+        counted = _CountingReader(
+            _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name)
+        )
+        start = 0
+        total = self.size
+        try:
+            reader = pd.read_csv(
+                counted,
+                header=None,
+                skiprows=1,
+                usecols=usecols,
+                dtype=object,
+                na_filter=False,
+                keep_default_na=False,
+                encoding="utf-8",
+                encoding_errors="strict",
+                chunksize=self.chunk_rows,
+                engine="c",
+                skip_blank_lines=True,
+                low_memory=True,
+            )
+            with reader:
+                for frame in reader:
+                    rows = len(frame)
+                    columns = {
+                        canon: [_clean(v) for v in frame[index].tolist()]
+                        for canon, index in wanted
+                    }
+                    yield Chunk(start, rows, columns)
+                    start += rows
+                    self.rows_read = start
+                    if self.progress:
+                        self.progress(counted.compressed_position(), total)
+        except UnicodeDecodeError:
+            raise IngestError(self._encoding_error()) from None
+        except pd.errors.ParserError as exc:
+            raise IngestError(f"{self.display_name}: {_parser_message(exc)}") from None
+        except _LimitExceeded as exc:
+            raise IngestError(str(exc)) from None
+        finally:
+            counted.close()
+
+    def _encoding_error(self) -> str:
+        """Find the first byte that is not UTF-8 and name its line and column."""
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        line, column, offset = 1, 1, 0
+        with _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name) as raw:
+            while block := raw.read(1 << 16):
+                for i in range(len(block)):
+                    try:
+                        decoder.decode(block[i : i + 1])
+                    except UnicodeDecodeError:
+                        return (
+                            f"{self.display_name}, line {line}, byte {column}: not UTF-8 text "
+                            f"(byte 0x{block[i]:02x} at offset {offset + i}); save the file as "
+                            "UTF-8 and import it again"
+                        )
+                    if block[i] == 0x0A:
+                        line, column = line + 1, 1
+                    else:
+                        column += 1
+                offset += len(block)
+        return f"{self.display_name}: not UTF-8 text"
+
+    # -- Parquet -------------------------------------------------------------
+    def _parquet_chunks(self) -> Iterator[Chunk]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        names = {canon: self.header[index] for canon, index in self.positions.items()}
+        start = 0
+        try:
+            handle = pq.ParquetFile(self.path)
+            for batch in handle.iter_batches(
+                batch_size=self.chunk_rows, columns=list(dict.fromkeys(names.values()))
+            ):
+                columns: dict[str, list[str]] = {}
+                for canon, name in names.items():
+                    array = batch.column(batch.schema.get_field_index(name))
+                    if pa.types.is_timestamp(array.type):
+                        array = pc.strftime(array, format="%Y-%m-%dT%H:%M:%S")
+                    elif pa.types.is_date(array.type):
+                        array = pc.strftime(array, format="%Y-%m-%d")
+                    elif not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+                        array = pc.cast(array, pa.string())
+                    columns[canon] = [_clean(v) for v in array.to_pylist()]
+                rows = batch.num_rows
+                yield Chunk(start, rows, columns)
+                start += rows
+                self.rows_read = start
+                if self.progress:
+                    self.progress(min(start, handle.metadata.num_rows), handle.metadata.num_rows)
+        except (pa.ArrowException, OSError) as exc:
+            raise IngestError(f"{self.display_name}: unreadable Parquet file ({exc})") from None
+
+
+def _clean(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    # Strip whitespace and stray byte-order marks (e.g. two files concatenated).
+    return text.strip().strip("\ufeff").strip()
+
+
+def _parser_message(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if match:
+        expected, line, saw = match.groups()
+        return (
+            f"line {line}: expected {expected} columns, found {saw} "
+            "(an unquoted comma or a broken quote?)"
+        )
+    return f"not a valid CSV file ({text.removeprefix('Error tokenizing data. C error: ')})"
+
+
+class _LimitExceeded(Exception):
+    pass
+
+
+class _LimitedReader(io.RawIOBase):
+    """Refuses to decompress more than ``limit`` bytes (decompression bombs)."""
+
+    def __init__(self, inner: IO[bytes], limit: int, name: str) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.name_for_errors = name
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(len(buffer))
+        self.total += len(data)
+        if self.total > self.limit:
+            raise _LimitExceeded(
+                f"{self.name_for_errors}: decompresses to more than {self.limit:,} bytes "
+                "(the limit is OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES)"
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+class _CountingReader(io.RawIOBase):
+    """Passes reads through and tells how far into the file on disk we are."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self.inner = inner
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(len(buffer))
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+    def compressed_position(self) -> int:
+        fileobj = getattr(getattr(self.inner, "inner", None), "fileobj", None)
+        if fileobj is not None:
+            try:
+                return int(fileobj.tell())
+            except (OSError, ValueError):
+                return self.position
+        return self.position
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+def _open_binary(path: Path, kind: str, limit: int, name: str) -> IO[bytes]:
+    if kind == "csv.gz":
+        gz = gzip.GzipFile(filename=str(path), mode="rb")
+        return io.BufferedReader(_LimitedReader(gz, limit, name), buffer_size=1 << 20)
+    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def detect_kind(path: Path, head: bytes) -> str:
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    if head.startswith(GZIP_MAGIC):
+        return "csv.gz"
+    return "csv"
+
+
+def open_focus(
+    path: str | os.PathLike[str],
+    *,
+    display_name: str | None = None,
+    chunk_rows: int = 20_000,
+    max_file_bytes: int = 4 * 1024**3,
+    max_uncompressed: int = 16 * 1024**3,
+    progress: Callable[[int, int], None] | None = None,
+) -> FocusReader:
+    """Check a FOCUS file and its header; raise :class:`IngestError` if unusable."""
+    path = Path(path)
+    name = display_name or path.name
+    if not path.is_file():
+        raise IngestError(f"{name}: no such file")
+    size = path.stat().st_size
+    if size == 0:
+        raise IngestError(f"{name}: the file is empty")
+    if size > max_file_bytes:
+        raise IngestError(
+            f"{name}: {size:,} bytes is over the {max_file_bytes:,}-byte limit "
+            "(OPENCHARGEBACK_INGEST_MAX_FILE_BYTES)"
+        )
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    kind = detect_kind(path, head)
+    if kind == "parquet":
+        header = _parquet_header(path, name)
+    else:
+        header = _csv_header(path, kind, name, max_uncompressed)
+    positions = _resolve(header, name, kind)
+    return FocusReader(
+        path=path,
+        display_name=name,
+        kind=kind,
+        header=header,
+        positions=positions,
+        chunk_rows=chunk_rows,
+        max_uncompressed=max_uncompressed,
+        progress=progress,
+    )
+
+
+def _csv_header(path: Path, kind: str, name: str, limit: int) -> list[str]:
+    try:
+        with _open_binary(path, kind, limit, name) as raw:
+            sample = raw.read(64 * 1024)
+            if not sample:
+                raise IngestError(f"{name}: the file is empty (nothing after decompression)")
+            if b"\x00" in sample:
+                raise IngestError(f"{name}: binary content, not a FOCUS CSV file")
+            first = sample.split(b"\n", 1)[0]
+            if len(first) == len(sample) and len(sample) == 64 * 1024:
+                raise IngestError(f"{name}, line 1: header line longer than 64 KiB")
+            try:
+                text = first.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise IngestError(f"{name}, line 1: header is not UTF-8 text") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise IngestError(f"{name}: cannot read the file ({exc})") from None
+    except _LimitExceeded as exc:
+        raise IngestError(str(exc)) from None
+    if not text.strip():
+        raise IngestError(f"{name}, line 1: the header line is empty")
+    header = next(csv.reader([text.rstrip("\r\n")]))
+    if len(sample.split(b"\n", 1)) == 1 or not sample.split(b"\n", 1)[1].strip():
+        raise IngestError(f"{name}: has a header but no data rows; nothing to import")
+    return header
+
+
+def _parquet_header(path: Path, name: str) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise IngestError(f"{name}: unreadable Parquet file ({exc})") from None
+    if handle.metadata.num_rows == 0:
+        raise IngestError(f"{name}: the Parquet file has no rows; nothing to import")
+    return list(handle.schema_arrow.names)
+
+
+def _normal(name: str) -> str:
+    return name.strip().strip("\ufeff").strip().lower()
+
+
+def _resolve(header: list[str], name: str, kind: str) -> dict[str, int]:
+    positions: dict[str, int] = {}
+    for index, raw in enumerate(header):
+        canon = _ALIASES.get(_normal(raw))
+        if canon is None:
+            continue
+        if canon in positions:
+            first = header[positions[canon]].strip()
+            raise IngestError(
+                f"{name}, line 1: columns {positions[canon] + 1} ({first}) and "
+                f"{index + 1} ({raw.strip()}) are both {canon}"
+            )
+        positions[canon] = index
+    missing = [col for col in REQUIRED if col not in positions]
+    if missing:
+        if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
+            delimiter = "semicolon" if ";" in header[0] else "tab"
+            raise IngestError(
+                f"{name}, line 1: the file is {delimiter}-delimited; FOCUS CSV files must be "
+                "comma-separated"
+            )
+        where = "schema" if kind == "parquet" else "line 1"
+        if not any(_normal(h) in _ALIASES for h in header):
+            raise IngestError(
+                f"{name}, {where}: not a FOCUS file (none of its {len(header)} columns is a "
+                f"FOCUS column; required: {', '.join(REQUIRED)})"
+            )
+        raise IngestError(f"{name}, {where}: missing required column {', '.join(missing)}")
+    return positions
+
+
+# --- Values -------------------------------------------------------------------
+
+
+def is_null(value: str) -> bool:
+    return value in _NULLS
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO 8601 date or date-time (``Z``, offsets, a space separator); UTC if naive."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class JournalsConfig(AppConfig):
+    name = "journals"
+    verbose_name = "Journals"

@@ -1,0 +1,1 @@
+"""OpenChargeback: chargeback and showback billing for research computing."""

@@ -1,0 +1,230 @@
+"""Django settings for OpenChargeback.
+
+One file; the environment decides. Every knob is read through django-environ
+from the process environment, an optional ``.env`` next to ``manage.py``, or
+the file named by ``OPENCHARGEBACK_ENV_FILE`` (handy for cron). See
+``.env.example`` for the full list with defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+_env_file = os.environ.get("OPENCHARGEBACK_ENV_FILE")
+if _env_file:
+    if not Path(_env_file).is_file():
+        raise ImproperlyConfigured(f"OPENCHARGEBACK_ENV_FILE={_env_file} does not exist")
+    env.read_env(_env_file)
+elif (BASE_DIR / ".env").is_file():
+    env.read_env(str(BASE_DIR / ".env"))
+
+# pytest and `manage.py test` may run without a SECRET_KEY; nothing else may.
+TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
+
+DEBUG = env.bool("DEBUG", default=False)
+
+# A fixed development key (never random): web and django-q2 workers must sign
+# and verify task payloads with the same key.
+_DEV_SECRET_KEY = "insecure-openchargeback-development-key-do-not-use-in-production"
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if DEBUG or TESTING:
+        SECRET_KEY = _DEV_SECRET_KEY
+    else:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: put a long random value in the environment or .env "
+            "(or set DEBUG=true for local development)"
+        )
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Where the instance keeps its state: the SQLite database, stored import
+# files, statement PDFs and journal exports.
+INSTANCE_DIR = Path(env.str("OPENCHARGEBACK_INSTANCE_DIR", default=str(BASE_DIR / "instance")))
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(INSTANCE_DIR / "files")))
+MEDIA_URL = "/media/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(INSTANCE_DIR / "static")))
+STATIC_URL = "/static/"
+STATICFILES_DIRS: list[Path] = []
+
+INSTALLED_APPS = [
+    "openchargeback.apps.OpenChargebackAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "crispy_forms",
+    "crispy_bootstrap5",
+    "django_q",
+    "billing",
+    "ingest",
+    "statements",
+    "journals",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "openchargeback.urls"
+WSGI_APPLICATION = "openchargeback.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+_DEFAULT_SQLITE = INSTANCE_DIR / "openchargeback.sqlite3"
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{_DEFAULT_SQLITE}")}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside one writer; IMMEDIATE takes the write lock
+    # at BEGIN so two writers queue on the busy timeout instead of failing
+    # half-way with "database is locked".
+    _db.setdefault("OPTIONS", {})
+    _db["OPTIONS"].update(
+        {
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=120),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": (
+                "PRAGMA journal_mode=WAL;"
+                "PRAGMA synchronous=NORMAL;"
+                "PRAGMA foreign_keys=ON;"
+                "PRAGMA temp_store=MEMORY;"
+            ),
+        }
+    )
+    if _db["NAME"] and _db["NAME"] != ":memory:":
+        Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+else:
+    _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    _db.setdefault("CONN_HEALTH_CHECKS", True)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+if TESTING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Email ----------------------------------------------------------------
+if "EMAIL_URL" in os.environ or env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(INSTANCE_DIR / "outbox")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Forms ----------------------------------------------------------------
+CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
+CRISPY_TEMPLATE_PACK = "bootstrap5"
+
+# --- Background jobs (django-q2) -----------------------------------------
+# The ORM broker is named explicitly; timeout < retry so a slow task is
+# killed before it would be handed to a second worker.
+Q_CLUSTER = {
+    "name": "openchargeback",
+    "orm": "default",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": env.int("Q_TIMEOUT", default=600),
+    "retry": env.int("Q_RETRY", default=720),
+    "max_attempts": env.int("Q_MAX_ATTEMPTS", default=3),
+    "ack_failures": True,
+    "catch_up": False,
+    "sync": TESTING,
+}
+
+# --- Ingest limits ----------------------------------------------------------
+# Files larger than this (on disk) are refused before parsing.
+OPENCHARGEBACK_INGEST_MAX_FILE_BYTES = env.int(
+    "OPENCHARGEBACK_INGEST_MAX_FILE_BYTES", default=4 * 1024**3
+)
+# Decompressed bytes allowed from a .csv.gz (decompression-bomb guard).
+OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES = env.int(
+    "OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES", default=16 * 1024**3
+)
+# Rows parsed and inserted per chunk; memory stays bounded by this.
+OPENCHARGEBACK_INGEST_CHUNK_ROWS = env.int("OPENCHARGEBACK_INGEST_CHUNK_ROWS", default=20_000)
+
+# --- Logging --------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = env.str("LOG_FORMAT", default="keyvalue")  # keyvalue | json
+LOG_FILE = env.str("LOG_FILE", default="")
+if LOG_FORMAT not in {"keyvalue", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'keyvalue' or 'json', not {LOG_FORMAT!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "structured": {
+            "()": "openchargeback.logging.StructuredFormatter",
+            "fmt": LOG_FORMAT,
+        },
+    },
+    "handlers": {
+        "default": (
+            {"class": "logging.FileHandler", "filename": LOG_FILE, "formatter": "structured"}
+            if LOG_FILE
+            else {"class": "logging.StreamHandler", "formatter": "structured"}
+        ),
+    },
+    "root": {"handlers": ["default"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "django_q": {"level": env.str("Q_LOG_LEVEL", default="WARNING"), "propagate": True},
+    },
+}
+
+# --- Security (production values come from the environment) ---------------
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG and not TESTING)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG and not TESTING)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "SAMEORIGIN"
