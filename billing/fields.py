@@ -55,3 +55,15 @@ class MoneyField(models.BigIntegerField):
         if not prepared:
             value = self.get_prep_value(value)
         return value
+
+
+class JSONTextField(models.JSONField):
+    """A JSONField without SQLite's per-row ``CHECK (JSON_VALID(...))``.
+
+    Charges are written in bulk by ingest, which produces the JSON itself with
+    ``json.dumps``; the check would re-parse every value (about a third of the
+    insert time on SQLite). PostgreSQL's ``jsonb`` validates by type anyway.
+    """
+
+    def db_check(self, connection: Any) -> None:
+        return None

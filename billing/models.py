@@ -13,7 +13,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from billing import flags
-from billing.fields import MoneyField
+from billing.fields import JSONTextField, MoneyField
 
 PERIOD_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 period_validator = RegexValidator(PERIOD_RE, "Enter a month as YYYY-MM (e.g. 2025-01).")
@@ -220,12 +220,12 @@ class Charge(models.Model):
     contracted_cost = MoneyField(help_text="ContractedCost; equals BilledCost when absent.")
     billed_cost = MoneyField(help_text="BilledCost: what the PI is charged.")
     effective_cost = MoneyField(help_text="EffectiveCost; equals BilledCost when absent.")
-    tags = models.JSONField(default=dict, blank=True)
+    tags = JSONTextField(default=dict, blank=True)
 
     flags = models.PositiveIntegerField(
         default=0, help_text="Bitmask of flag reasons (see billing.flags)."
     )
-    flag_details = models.JSONField(
+    flag_details = JSONTextField(
         default=dict, blank=True, help_text="Extra detail per reason, e.g. the matched pattern."
     )
     review_state = models.CharField(

@@ -86,9 +86,7 @@ def parse_tags(raw: str) -> tuple[dict[str, Any], bool]:
     if not text or text.upper() == "NULL":
         return {}, False
     try:
-        value = json.loads(
-            text, parse_float=str, parse_int=str, parse_constant=_reject_constant
-        )
+        value = json.loads(text, parse_float=str, parse_int=str, parse_constant=_reject_constant)
     except ValueError:
         return {}, True
     if not isinstance(value, dict):
@@ -135,6 +133,39 @@ def evaluate(
     project_owner_email: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Every flag reason that applies to one charge, as ``(bitmask, details)``."""
+    mask, details = attribution_flags(
+        ruleset,
+        pi_email=pi_email,
+        project_id=project_id,
+        fund_org=fund_org,
+        tags_invalid=tags_invalid,
+        project_owner_email=project_owner_email,
+    )
+    row_mask, row_details = line_flags(
+        ruleset,
+        service_name=service_name,
+        resource_id=resource_id,
+        resource_name=resource_name,
+        period=period,
+        expected_period=expected_period,
+        currency=currency,
+        billed_nanos=billed_nanos,
+    )
+    if row_details:
+        details = {**details, **row_details}
+    return mask | row_mask, details
+
+
+def attribution_flags(
+    ruleset: RuleSet,
+    *,
+    pi_email: str,
+    project_id: str,
+    fund_org: str,
+    tags_invalid: bool = False,
+    project_owner_email: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Reasons that depend on who pays: PI, project, fund/org, tags."""
     reasons: list[str] = []
     details: dict[str, Any] = {}
     on = ruleset.enabled
@@ -156,27 +187,6 @@ def evaluate(
         and not any(p.fullmatch(fund_org) for p in ruleset.fund_org_patterns)
     ):
         reasons.append("invalid_fund_org")
-    if ruleset.patterns and "pattern_match" in on:
-        matched = [
-            spec.name
-            for spec in ruleset.patterns
-            if _pattern_hits(spec, service_name, resource_id, resource_name)
-        ]
-        if matched:
-            reasons.append("pattern_match")
-            details["pattern_match"] = matched
-    if expected_period and period != expected_period and "period_mismatch" in on:
-        reasons.append("period_mismatch")
-        details["period_mismatch"] = {"expected": expected_period, "found": period}
-    if currency and currency.upper() != ruleset.currency and "currency_mismatch" in on:
-        reasons.append("currency_mismatch")
-        details["currency_mismatch"] = currency
-    if (
-        ruleset.large_charge_nanos is not None
-        and abs(billed_nanos) > ruleset.large_charge_nanos
-        and "large_charge" in on
-    ):
-        reasons.append("large_charge")
     if (
         project_owner_email
         and pi_email
@@ -186,6 +196,47 @@ def evaluate(
         reasons.append("project_pi_mismatch")
         details["project_pi_mismatch"] = {"project_pi": project_owner_email}
     return flags.to_mask(reasons), details
+
+
+def line_flags(
+    ruleset: RuleSet,
+    *,
+    service_name: str = "",
+    resource_id: str = "",
+    resource_name: str = "",
+    period: str = "",
+    expected_period: str | None = None,
+    currency: str = "",
+    billed_nanos: int = 0,
+) -> tuple[int, dict[str, Any] | None]:
+    """Reasons that depend on the line itself: patterns, period, currency, size."""
+    mask = 0
+    details: dict[str, Any] | None = None
+    on = ruleset.enabled
+    if ruleset.patterns and "pattern_match" in on:
+        matched = [
+            spec.name
+            for spec in ruleset.patterns
+            if _pattern_hits(spec, service_name, resource_id, resource_name)
+        ]
+        if matched:
+            mask |= flags.BIT["pattern_match"]
+            details = {"pattern_match": matched}
+    if expected_period and period != expected_period and "period_mismatch" in on:
+        mask |= flags.BIT["period_mismatch"]
+        details = details or {}
+        details["period_mismatch"] = {"expected": expected_period, "found": period}
+    if currency and currency.upper() != ruleset.currency and "currency_mismatch" in on:
+        mask |= flags.BIT["currency_mismatch"]
+        details = details or {}
+        details["currency_mismatch"] = currency
+    if (
+        ruleset.large_charge_nanos is not None
+        and abs(billed_nanos) > ruleset.large_charge_nanos
+        and "large_charge" in on
+    ):
+        mask |= flags.BIT["large_charge"]
+    return mask, details
 
 
 def _pattern_hits(spec: PatternSpec, service: str, rid: str, rname: str) -> bool:

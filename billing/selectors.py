@@ -30,9 +30,7 @@ def load_ruleset() -> RuleSet:
         PatternSpec(name=p.name or p.pattern, regex=re.compile(p.pattern), target=p.target)
         for p in PatternRule.objects.filter(enabled=True)
     )
-    fund_org = tuple(
-        re.compile(p.pattern) for p in FundOrgPattern.objects.filter(enabled=True)
-    )
+    fund_org = tuple(re.compile(p.pattern) for p in FundOrgPattern.objects.filter(enabled=True))
     institution = InstitutionSettings.load()
     return RuleSet(
         mapping=mapping,

@@ -161,12 +161,18 @@ class FocusReader:
                 low_memory=True,
             )
             with reader:
+                first_column = usecols[0] == 0
                 for frame in reader:
                     rows = len(frame)
                     columns = {
-                        canon: [_clean(v) for v in frame[index].tolist()]
-                        for canon, index in wanted
+                        canon: [v.strip() for v in frame[index].tolist()] for canon, index in wanted
                     }
+                    if first_column:
+                        # A byte-order mark can start a data line (two files joined).
+                        values = columns[wanted[0][0]]
+                        for i, value in enumerate(values):
+                            if value.startswith("\ufeff"):
+                                values[i] = _clean(value)
                     yield Chunk(start, rows, columns)
                     start += rows
                     self.rows_read = start
@@ -223,7 +229,9 @@ class FocusReader:
                         array = pc.strftime(array, format="%Y-%m-%dT%H:%M:%S")
                     elif pa.types.is_date(array.type):
                         array = pc.strftime(array, format="%Y-%m-%d")
-                    elif not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+                    elif not (
+                        pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+                    ):
                         array = pc.cast(array, pa.string())
                     columns[canon] = [_clean(v) for v in array.to_pylist()]
                 rows = batch.num_rows

@@ -80,14 +80,16 @@ def parse_nanos(text: str) -> tuple[int, bool]:
         and (not frac or (frac.isdigit() and frac.isascii()))
         and (dot or frac == "")
     ):
-        digits = frac[:9]
-        nanos = int(whole or "0") * NANOS_PER_UNIT + int(digits.ljust(9, "0"))
+        nanos = int(whole or "0") * NANOS_PER_UNIT + int(frac[:9].ljust(9, "0"))
         rounded = False
-        if len(frac) > 9 and frac[9:].strip("0"):
-            # Rare: fall back to Decimal for exact half-even rounding.
-            exact = Decimal(whole + "." + frac)
-            nanos = int((exact / NANO).to_integral_value(rounding=_STORAGE_ROUNDING))
-            rounded = True
+        if len(frac) > 9:
+            extra = frac[9:]
+            if extra.strip("0"):
+                # Half-even on the magnitude (symmetric, so the sign can follow).
+                rounded = True
+                first, rest = extra[0], extra[1:].strip("0")
+                if first > "5" or (first == "5" and (rest or nanos % 2 == 1)):
+                    nanos += 1
         if s[:1] == "-":
             nanos = -nanos
         if abs(nanos) > _MAX_NANOS:

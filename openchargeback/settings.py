@@ -191,8 +191,14 @@ OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES = env.int(
 # Rows parsed and inserted per chunk; memory stays bounded by this.
 OPENCHARGEBACK_INGEST_CHUNK_ROWS = env.int("OPENCHARGEBACK_INGEST_CHUNK_ROWS", default=20_000)
 
+# SQLite page cache (KiB) used while importing: big enough to hold the
+# fingerprint index of a large table, so inserts do not thrash.
+OPENCHARGEBACK_SQLITE_IMPORT_CACHE_KIB = env.int(
+    "OPENCHARGEBACK_SQLITE_IMPORT_CACHE_KIB", default=128 * 1024
+)
+
 # --- Logging --------------------------------------------------------------
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_LEVEL = env.str("LOG_LEVEL", default="WARNING").upper()
 LOG_FORMAT = env.str("LOG_FORMAT", default="keyvalue")  # keyvalue | json
 LOG_FILE = env.str("LOG_FILE", default="")
 if LOG_FORMAT not in {"keyvalue", "json"}:

@@ -1,0 +1,74 @@
+"""List or add charge sources (aws, azure, hpc, ...). `add` refuses duplicates,
+so re-running it is safe (it fails without changing anything)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from billing.models import Source
+from billing.services import Actor, BillingError, source_add
+
+
+class Command(BaseCommand):
+    help = "Charge sources: list, add."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        listing = sub.add_parser("list", help="List sources.")
+        listing.add_argument("--json", action="store_true", help="Print a JSON array.")
+        add = sub.add_parser("add", help="Add a source.")
+        add.add_argument("slug", help="Lowercase identifier, e.g. 'oci'.")
+        add.add_argument("--name", default="", help="Display name.")
+        add.add_argument(
+            "--pattern", default="", help="File-name regex for auto-detection, e.g. 'oci|oracle'."
+        )
+        add.add_argument("--credit-fund-org", default="", help="Fund/org credited in journals.")
+        add.add_argument("--account-code", default="", help="GL account code.")
+        add.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
+        add.add_argument("--json", action="store_true", help="Print the new source as JSON.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "list":
+            self._list(as_json=options["json"])
+            return
+        try:
+            source = source_add(
+                slug=options["slug"],
+                name=options["name"],
+                filename_pattern=options["pattern"],
+                credit_fund_org=options["credit_fund_org"],
+                account_code=options["account_code"],
+                actor=Actor.from_cli(options["user"]),
+            )
+        except BillingError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(_as_dict(source)))
+        else:
+            self.stdout.write(f"Added source {source.slug} ({source.name}).")
+
+    def _list(self, *, as_json: bool) -> None:
+        sources = list(Source.objects.order_by("slug"))
+        if as_json:
+            self.stdout.write(json.dumps([_as_dict(s) for s in sources]))
+            return
+        self.stdout.write(f"{'SLUG':<14} {'NAME':<24} {'PATTERN':<22} {'CREDIT FUND/ORG':<18} ON")
+        for s in sources:
+            self.stdout.write(
+                f"{s.slug:<14} {s.name[:24]:<24} {s.filename_pattern[:22]:<22} "
+                f"{s.credit_fund_org[:18]:<18} {'yes' if s.enabled else 'no'}"
+            )
+
+
+def _as_dict(source: Source) -> dict[str, Any]:
+    return {
+        "slug": source.slug,
+        "name": source.name,
+        "filename_pattern": source.filename_pattern,
+        "credit_fund_org": source.credit_fund_org,
+        "account_code": source.account_code,
+        "enabled": source.enabled,
+    }

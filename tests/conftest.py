@@ -1,0 +1,110 @@
+"""Shared fixtures: temporary media root, default settings, FOCUS file builders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from billing.seed import seed_defaults
+from billing.services import Actor
+
+FOCUS_COLUMNS = [
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ListCost",
+    "ContractedCost",
+    "BilledCost",
+    "EffectiveCost",
+    "BillingCurrency",
+    "ResourceId",
+    "ResourceName",
+    "ServiceName",
+    "Tags",
+]
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings: Any, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def defaults(db: None) -> None:
+    """Default sources, tag mapping and rules (re-seeded after a flush)."""
+    seed_defaults()
+
+
+@pytest.fixture
+def actor() -> Actor:
+    return Actor(name="tester", channel="cli")
+
+
+def tags(**values: Any) -> str:
+    return json.dumps(values)
+
+
+def focus_row(
+    *,
+    period: str = "2025-01",
+    billed: str = "10.00",
+    list_cost: str | None = None,
+    resource: str = "r-1",
+    service: str = "Amazon EC2",
+    currency: str = "USD",
+    tag_text: str | None = None,
+    pi: str = "ada@example.edu",
+    project: str = "proj-a",
+    fund_org: str = "NSF-BIO-2024",
+    day: int = 1,
+) -> dict[str, str]:
+    start = f"{period}-01T00:00:00Z"
+    return {
+        "BillingPeriodStart": start,
+        "BillingPeriodEnd": start,
+        "ChargePeriodStart": f"{period}-{day:02d}T00:00:00Z",
+        "ChargePeriodEnd": f"{period}-{day:02d}T23:59:59Z",
+        "ListCost": list_cost if list_cost is not None else billed,
+        "ContractedCost": billed,
+        "BilledCost": billed,
+        "EffectiveCost": billed,
+        "BillingCurrency": currency,
+        "ResourceId": resource,
+        "ResourceName": resource,
+        "ServiceName": service,
+        "Tags": tag_text
+        if tag_text is not None
+        else tags(pi_email=pi, project_id=project, fund_org=fund_org),
+    }
+
+
+def write_focus(
+    path: Path, rows: Sequence[dict[str, str]], columns: Sequence[str] = FOCUS_COLUMNS
+) -> Path:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def focus_file(tmp_path: Path) -> Callable[..., Path]:
+    """focus_file(rows, name=...) writes a FOCUS CSV in a temporary directory."""
+
+    def make(
+        rows: Sequence[dict[str, str]],
+        name: str = "aws_2025-01.csv",
+        columns: Sequence[str] = FOCUS_COLUMNS,
+    ) -> Path:
+        return write_focus(tmp_path / name, rows, columns)
+
+    return make
