@@ -41,15 +41,14 @@ class MoneyField(models.BigIntegerField):
         if isinstance(value, float):
             raise TypeError("money must never be a float")
         if hasattr(value, "resolve_expression"):
-            return value  # type: ignore[no-any-return]
+            return value
         return to_nanos(Decimal(value) if isinstance(value, str) else value)
 
-    def formfield(self, **kwargs: Any) -> Any:
+    def formfield(self, **kwargs: Any) -> Any:  # type: ignore[override]
         from django import forms
 
-        defaults = {"form_class": forms.DecimalField, "decimal_places": 9, "max_digits": 19}
-        defaults.update(kwargs)
-        return models.Field.formfield(self, **defaults)
+        options: dict[str, Any] = {"decimal_places": 9, "max_digits": 19, **kwargs}
+        return models.Field.formfield(self, form_class=forms.DecimalField, **options)
 
     def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
         if not prepared:

@@ -9,7 +9,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models.functions import Length, Lower, Substr
+from django.db.models.lookups import Exact, In
 from django.utils import timezone
 
 from billing import flags
@@ -59,8 +60,13 @@ class BillingPeriod(models.Model):
                 condition=models.Q(status__in=["open", "closed", "finalized"]),
                 name="billingperiod_status_valid",
             ),
+            # Portable (no REGEXP, which plain SQLite lacks): 'YYYY-MM'.
             models.CheckConstraint(
-                condition=models.Q(period__regex=r"^[0-9]{4}-(0[1-9]|1[0-2])$"),
+                condition=models.Q(Exact(Length("period"), 7))
+                & models.Q(period__gte="1900-01")
+                & models.Q(period__lte="9999-12")
+                & models.Q(Exact(Substr("period", 5, 1), "-"))
+                & models.Q(In(Substr("period", 6, 2), [f"{m:02d}" for m in range(1, 13)])),
                 name="billingperiod_period_yyyy_mm",
             ),
         ]

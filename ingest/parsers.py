@@ -9,7 +9,6 @@ number of rows at a time. Problems a user can cause raise
 
 from __future__ import annotations
 
-import codecs
 import csv
 import gzip
 import io
@@ -63,11 +62,15 @@ class IngestError(Exception):
 
 @dataclass
 class Chunk:
-    """``rows`` rows starting at data record ``start`` (0-based)."""
+    """``rows`` rows starting at data record ``start`` (0-based).
+
+    ``lines`` is the physical line (row for Parquet) where each record starts.
+    """
 
     start: int
     rows: int
     columns: dict[str, list[str]]
+    lines: list[int]
 
 
 @dataclass
@@ -138,18 +141,19 @@ class FocusReader:
     # -- CSV -----------------------------------------------------------------
     def _csv_chunks(self) -> Iterator[Chunk]:
         wanted = sorted(self.positions.items(), key=lambda item: item[1])
-        usecols = [index for _canon, index in wanted]
         counted = _CountingReader(
             _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name)
         )
         start = 0
+        extra_lines = 0  # newlines inside quoted fields so far
         total = self.size
         try:
+            # Every column is read (not only the recognised ones): pandas checks
+            # the field count and the encoding only of the columns it reads.
             reader = pd.read_csv(
                 counted,
                 header=None,
                 skiprows=1,
-                usecols=usecols,
                 dtype=object,
                 na_filter=False,
                 keep_default_na=False,
@@ -161,9 +165,14 @@ class FocusReader:
                 low_memory=True,
             )
             with reader:
-                first_column = usecols[0] == 0
+                first_column = wanted[0][1] == 0
                 for frame in reader:
                     rows = len(frame)
+                    if len(frame.columns) != len(self.header):
+                        raise IngestError(
+                            f"{self.display_name}: rows have {len(frame.columns)} columns but "
+                            f"the header has {len(self.header)}"
+                        )
                     columns = {
                         canon: [v.strip() for v in frame[index].tolist()] for canon, index in wanted
                     }
@@ -173,7 +182,8 @@ class FocusReader:
                         for i, value in enumerate(values):
                             if value.startswith("\ufeff"):
                                 values[i] = _clean(value)
-                    yield Chunk(start, rows, columns)
+                    lines, extra_lines = _line_numbers(frame, start, extra_lines)
+                    yield Chunk(start, rows, columns, lines)
                     start += rows
                     self.rows_read = start
                     if self.progress:
@@ -189,24 +199,42 @@ class FocusReader:
 
     def _encoding_error(self) -> str:
         """Find the first byte that is not UTF-8 and name its line and column."""
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        line, column, offset = 1, 1, 0
+        line, offset = 1, 0
+        line_start = 0
+        carry = b""
         with _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name) as raw:
-            while block := raw.read(1 << 16):
-                for i in range(len(block)):
-                    try:
-                        decoder.decode(block[i : i + 1])
-                    except UnicodeDecodeError:
-                        return (
-                            f"{self.display_name}, line {line}, byte {column}: not UTF-8 text "
-                            f"(byte 0x{block[i]:02x} at offset {offset + i}); save the file as "
-                            "UTF-8 and import it again"
-                        )
-                    if block[i] == 0x0A:
-                        line, column = line + 1, 1
+            while True:
+                block = raw.read(1 << 16)
+                data = carry + block
+                if not data:
+                    break
+                try:
+                    data.decode("utf-8")
+                    good, carry = len(data), b""
+                except UnicodeDecodeError as exc:
+                    truncated = exc.reason == "unexpected end of data" and exc.end == len(data)
+                    if truncated and block:
+                        good, carry = exc.start, data[exc.start :]
                     else:
-                        column += 1
-                offset += len(block)
+                        bad = offset + exc.start
+                        before = data[: exc.start]
+                        newlines = before.count(b"\n")
+                        if newlines:
+                            line_start = offset + before.rfind(b"\n") + 1
+                        line += newlines
+                        return (
+                            f"{self.display_name}, line {line}, byte {bad - line_start + 1}: "
+                            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {bad}); "
+                            "save the file as UTF-8 and import it again"
+                        )
+                chunk = data[:good]
+                newlines = chunk.count(b"\n")
+                if newlines:
+                    line_start = offset + chunk.rfind(b"\n") + 1
+                line += newlines
+                offset += good
+                if not block:
+                    break
         return f"{self.display_name}: not UTF-8 text"
 
     # -- Parquet -------------------------------------------------------------
@@ -235,13 +263,30 @@ class FocusReader:
                         array = pc.cast(array, pa.string())
                     columns[canon] = [_clean(v) for v in array.to_pylist()]
                 rows = batch.num_rows
-                yield Chunk(start, rows, columns)
+                yield Chunk(start, rows, columns, list(range(start + 1, start + rows + 1)))
                 start += rows
                 self.rows_read = start
                 if self.progress:
                     self.progress(min(start, handle.metadata.num_rows), handle.metadata.num_rows)
         except (pa.ArrowException, OSError) as exc:
             raise IngestError(f"{self.display_name}: unreadable Parquet file ({exc})") from None
+
+
+def _line_numbers(frame: pd.DataFrame, start: int, extra: int) -> tuple[list[int], int]:
+    """Physical start line of each record, counting newlines inside quoted fields.
+
+    The header is line 1. The common case (no embedded newline in the chunk)
+    costs one join per column.
+    """
+    columns = [frame[c].tolist() for c in frame.columns]
+    if not any("\n" in "".join(values) for values in columns):
+        first = start + 2 + extra
+        return list(range(first, first + len(frame))), extra
+    lines = []
+    for i in range(len(frame)):
+        lines.append(start + 2 + extra + i)
+        extra += sum(values[i].count("\n") for values in columns)
+    return lines, extra
 
 
 def _clean(value: Any) -> str:
@@ -261,6 +306,12 @@ def _parser_message(exc: Exception) -> str:
             f"line {line}: expected {expected} columns, found {saw} "
             "(an unquoted comma or a broken quote?)"
         )
+    match = re.search(r"EOF inside string starting at row (\d+)", text)
+    if match:
+        return (
+            f"line {int(match.group(1)) + 1}: a quoted field is never closed "
+            "(the file may be cut short)"
+        )
     return f"not a valid CSV file ({text.removeprefix('Error tokenizing data. C error: ')})"
 
 
@@ -271,7 +322,7 @@ class _LimitExceeded(Exception):
 class _LimitedReader(io.RawIOBase):
     """Refuses to decompress more than ``limit`` bytes (decompression bombs)."""
 
-    def __init__(self, inner: IO[bytes], limit: int, name: str) -> None:
+    def __init__(self, inner: Any, limit: int, name: str) -> None:
         self.inner = inner
         self.limit = limit
         self.name_for_errors = name
@@ -330,7 +381,7 @@ def _open_binary(path: Path, kind: str, limit: int, name: str) -> IO[bytes]:
     if kind == "csv.gz":
         gz = gzip.GzipFile(filename=str(path), mode="rb")
         return io.BufferedReader(_LimitedReader(gz, limit, name), buffer_size=1 << 20)
-    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    return open(path, "rb")
 
 
 def detect_kind(path: Path, head: bytes) -> str:

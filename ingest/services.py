@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import flags as flag_bits
-from billing.models import BillingPeriod, Charge, PI, Project, Source
+from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.rules import EMAIL_RE, RuleSet, attribution_flags, line_flags, map_tags
 from billing.selectors import load_ruleset
 from billing.services import Actor, audit, period_get_or_create, validate_period
@@ -255,6 +255,7 @@ class _Importer:
         self.periods_with_data: set[str] = set()
         self.matched_ids: list[int] = []
         self.matched_total = 0
+        self.writer = _Writer()
 
     # -- entry points --------------------------------------------------------
     def run_dry(self) -> ImportResult:
@@ -292,8 +293,12 @@ class _Importer:
                     user_id=self.actor.user_id,
                     replace=self.replace,
                 )
-                for chunk in self.reader.chunks():
-                    self._process(chunk)
+                try:
+                    for chunk in self.reader.chunks():
+                        self._process(chunk)
+                finally:
+                    self.writer.wait(reraise=False)
+                self.writer.wait()
                 self._finish_stats()
                 if self.replace:
                     self._apply_replace()
@@ -356,6 +361,7 @@ class _Importer:
         """The period's id, creating it open on first sight; locked ones refuse the file."""
         if period in self.period_ids:
             return self.period_ids[period]
+        self.writer.wait()
         obj = BillingPeriod.objects.filter(period=period).first()
         if obj is not None and obj.status != BillingPeriod.Status.OPEN:
             where = (
@@ -429,7 +435,7 @@ class _Importer:
         local: set[int] = set()
         repeats = self.repeats
         source_id = self.source.pk
-        line_offset = 1 if self.reader.kind == "parquet" else 2
+        lines = chunk.lines
         expected = self.expected_period
         ruleset = self.ruleset
         rounded = 0
@@ -524,7 +530,7 @@ class _Importer:
                     period_id,
                     source_id,
                     None,  # import id, filled in by _store
-                    record + line_offset,
+                    lines[i],
                     digests[i].hex(),
                     occurrence,
                     who.pi_id,
@@ -570,6 +576,7 @@ class _Importer:
 
     def _store(self, rows: list[list[Any]]) -> None:
         """Drop rows already imported for the source, insert the rest."""
+        self.writer.wait()
         existing = self._existing(rows)
         fresh: list[list[Any]] = []
         for row in rows:
@@ -592,9 +599,8 @@ class _Importer:
         import_id = self.import_record.pk
         for row in fresh:
             row[2] = import_id
-        with connection.cursor() as cursor:
-            cursor.executemany(_insert_sql(), fresh)
         self._flush_matched()
+        self.writer.submit(fresh)
 
     def _existing(self, rows: list[list[Any]]) -> dict[tuple[str, int], int]:
         """(fingerprint, occurrence) -> charge id for rows the source already has."""
@@ -687,6 +693,7 @@ class _Importer:
             return None
         pi_id = self.pis.get(email)
         if pi_id is None:
+            self.writer.wait()
             if self.dry_run:
                 self.fake_id -= 1
                 pi_id = self.fake_id
@@ -705,6 +712,7 @@ class _Importer:
         code = code[:200]
         hit = self.projects.get(code)
         if hit is None:
+            self.writer.wait()
             if self.dry_run:
                 self.fake_id -= 1
                 proj_id = self.fake_id
@@ -723,6 +731,7 @@ class _Importer:
         if owner_id is None and pi_id is not None:
             # First time the project is seen with a PI: it becomes the owner.
             if not self.dry_run:
+                self.writer.wait()
                 Project.objects.filter(pk=proj_id).update(pi_id=pi_id)
                 audit(
                     actor=self.actor,
@@ -908,6 +917,58 @@ _INSERT_COLUMNS = (
     "reviewed_at",
     "review_note",
 )
+
+
+class _Writer:
+    """Inserts one chunk of charge rows while the next chunk is being parsed.
+
+    On SQLite the insert runs in a helper thread on the importer's own
+    connection and transaction (Django opens SQLite connections with
+    ``check_same_thread=False``); ``sqlite3`` releases the GIL while SQLite
+    works, so parsing and inserting overlap on two cores. The importer calls
+    :meth:`wait` before it touches the database itself, so the connection is
+    never used by two threads at once. PostgreSQL gets a synchronous COPY.
+    """
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def submit(self, rows: list[list[Any]]) -> None:
+        self.wait()
+        if not rows:
+            return
+        if connection.vendor != "sqlite":
+            _copy_rows(rows)
+            return
+        raw = connection.connection
+        sql = _insert_sql().replace("%s", "?")
+
+        def insert() -> None:
+            try:
+                raw.executemany(sql, rows)
+            except BaseException as exc:  # re-raised by wait() in the importer's thread
+                self.error = exc
+
+        self.thread = threading.Thread(target=insert, name="ingest-writer", daemon=True)
+        self.thread.start()
+
+    def wait(self, *, reraise: bool = True) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None and reraise:
+            error, self.error = self.error, None
+            raise error
+
+
+def _copy_rows(rows: list[list[Any]]) -> None:
+    """PostgreSQL: stream the rows with COPY."""
+    table = Charge._meta.db_table
+    statement = f"COPY {table} ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _insert_sql() -> str:

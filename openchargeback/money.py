@@ -21,8 +21,8 @@ __all__ = [
     "MoneyError",
     "currency_symbol",
     "format_money",
-    "money_str",
     "from_nanos",
+    "money_str",
     "parse_money",
     "parse_nanos",
     "round_money",
@@ -184,7 +184,7 @@ def format_money(
         amount = value.quantize(Decimal(1).scaleb(-places), rounding=ROUNDING_MODE)
     sign = "-" if amount < 0 else ""
     whole, _, frac = f"{abs(amount):f}".partition(".")
-    groups = []
+    groups: list[str] = []
     while len(whole) > 3:
         groups.insert(0, whole[-3:])
         whole = whole[:-3]

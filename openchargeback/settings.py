@@ -33,7 +33,7 @@ DEBUG = env.bool("DEBUG", default=False)
 
 # A fixed development key (never random): web and django-q2 workers must sign
 # and verify task payloads with the same key.
-_DEV_SECRET_KEY = "insecure-openchargeback-development-key-do-not-use-in-production"
+_DEV_SECRET_KEY = "insecure-openchargeback-development-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if DEBUG or TESTING:

@@ -75,13 +75,13 @@ FOCUS_10_COLUMNS = [
 
 
 def _provider_row(**over: str) -> dict[str, str]:
-    row = {col: "" for col in FOCUS_10_COLUMNS}
+    row = dict.fromkeys(FOCUS_10_COLUMNS, "")
     row.update(
         {
             "AvailabilityZone": "NULL",
             "BilledCost": "0.00000080000",
             "BillingAccountId": "123456789012",
-            "BillingAccountName": "Research, Inc. \"Main\" account",
+            "BillingAccountName": 'Research, Inc. "Main" account',
             "BillingCurrency": "USD",
             "BillingPeriodEnd": "2024-10-01 00:00:00",
             "BillingPeriodStart": "2024-09-01 00:00:00",
@@ -120,7 +120,9 @@ def _provider_row(**over: str) -> dict[str, str]:
             "SkuPriceId": "DZH318Z0BNVX/00C9",
             "SubAccountId": "sub-1",
             "SubAccountName": "Biology, Lab 3",
-            "Tags": tags(pi_email="ada@example.edu", project_id="genome-x", fund_org="NSF-BIO-2024"),
+            "Tags": tags(
+                pi_email="ada@example.edu", project_id="genome-x", fund_org="NSF-BIO-2024"
+            ),
             "x_ServiceCode": "AzureStorage",
         }
     )
@@ -132,32 +134,53 @@ def _provider_file(path: Path) -> tuple[Path, list[dict[str, str]]]:
     rows = [
         _provider_row(),
         # Negative usage cost (a correction), 11 decimals.
-        _provider_row(BilledCost="-0.12345678900", ContractedCost="-0.12345678900",
-                      EffectiveCost="-0.12345678900", ListCost="-0.20000000000",
-                      ResourceId="vol2", ResourceName="vol2"),
+        _provider_row(
+            BilledCost="-0.12345678900",
+            ContractedCost="-0.12345678900",
+            EffectiveCost="-0.12345678900",
+            ListCost="-0.20000000000",
+            ResourceId="vol2",
+            ResourceName="vol2",
+        ),
         # NULL ListCost and NULL Tags: lands, flagged.
-        _provider_row(ListCost="NULL", Tags="NULL", BilledCost="12.50000000000",
-                      ContractedCost="12.50000000000", EffectiveCost="12.50000000000",
-                      ResourceId="vm-9"),
+        _provider_row(
+            ListCost="NULL",
+            Tags="NULL",
+            BilledCost="12.50000000000",
+            ContractedCost="12.50000000000",
+            EffectiveCost="12.50000000000",
+            ResourceId="vm-9",
+        ),
         # Tag keys with odd case and spaces.
         _provider_row(
             Tags='{"User:PI_Email ": "Grace@Example.edu", " Project_ID": "ocean-y", " org": '
             '"NOAA-OCN-7", "ms:Department": "Oceanography", "grant_number": 12345}',
-            BilledCost="1234.56789012300", ContractedCost="1234.56789012300",
-            EffectiveCost="1234.56789012300", ListCost="1500.00000000000", ResourceId="vm-10",
+            BilledCost="1234.56789012300",
+            ContractedCost="1234.56789012300",
+            EffectiveCost="1234.56789012300",
+            ListCost="1500.00000000000",
+            ResourceId="vm-10",
         ),
         # Invalid Tags JSON.
-        _provider_row(Tags="{pi_email: broken", BilledCost="3.00000000000",
-                      ContractedCost="3.00000000000", EffectiveCost="3.00000000000",
-                      ResourceId="vm-11"),
+        _provider_row(
+            Tags="{pi_email: broken",
+            BilledCost="3.00000000000",
+            ContractedCost="3.00000000000",
+            EffectiveCost="3.00000000000",
+            ResourceId="vm-11",
+        ),
         # Second billing period in the same file.
-        _provider_row(BillingPeriodStart="2024-10-01 00:00:00",
-                      BillingPeriodEnd="2024-11-01 00:00:00",
-                      ChargePeriodStart="2024-10-02 05:00:00",
-                      ChargePeriodEnd="2024-10-02 06:00:00",
-                      BilledCost="7.10000000100", ContractedCost="7.10000000100",
-                      EffectiveCost="7.10000000100", ListCost="8.00000000000",
-                      ResourceId="vm-12"),
+        _provider_row(
+            BillingPeriodStart="2024-10-01 00:00:00",
+            BillingPeriodEnd="2024-11-01 00:00:00",
+            ChargePeriodStart="2024-10-02 05:00:00",
+            ChargePeriodEnd="2024-10-02 06:00:00",
+            BilledCost="7.10000000100",
+            ContractedCost="7.10000000100",
+            EffectiveCost="7.10000000100",
+            ListCost="8.00000000000",
+            ResourceId="vm-12",
+        ),
     ]
     # Two identical line items: both are charges.
     rows.append(dict(rows[0]))
@@ -169,7 +192,9 @@ def _provider_file(path: Path) -> tuple[Path, list[dict[str, str]]]:
     return path, rows
 
 
-def test_provider_export_lands_every_row_exactly(defaults: None, tmp_path: Path, actor: Actor) -> None:
+def test_provider_export_lands_every_row_exactly(
+    defaults: None, tmp_path: Path, actor: Actor
+) -> None:
     path, rows = _provider_file(tmp_path / "azure_focus_2024-09.csv")
     result = import_file(path=path, source=Source.objects.get(slug="azure"), actor=actor)
 
@@ -199,7 +224,9 @@ def test_digits_beyond_a_nano_unit_are_rounded_half_even_and_reported(
     assert Import.objects.get().values_rounded == 12
 
 
-def test_provider_export_values_and_attribution(defaults: None, tmp_path: Path, actor: Actor) -> None:
+def test_provider_export_values_and_attribution(
+    defaults: None, tmp_path: Path, actor: Actor
+) -> None:
     path, _rows = _provider_file(tmp_path / "azure_focus_2024-09.csv")
     import_file(path=path, source=Source.objects.get(slug="azure"), actor=actor)
 
@@ -236,7 +263,10 @@ def test_provider_export_values_and_attribution(defaults: None, tmp_path: Path, 
     assert broken.flag_details["invalid_tags"] == "{pi_email: broken"
 
     assert Charge.objects.get(resource_id="vm-12").period.period == "2024-10"
-    assert Charge.objects.filter(resource_id=first.resource_id, billed_cost=first.billed_cost).count() == 2
+    assert (
+        Charge.objects.filter(resource_id=first.resource_id, billed_cost=first.billed_cost).count()
+        == 2
+    )
 
 
 def test_reimport_same_file_changes_nothing(defaults: None, tmp_path: Path, actor: Actor) -> None:
@@ -339,8 +369,11 @@ def test_review_decisions_survive_reimport_and_replace(
         review_state=Charge.ReviewState.APPROVED, reviewed_by="rev"
     )
 
-    import_file(path=focus_file([*rows, focus_row(resource="r-9", pi="")], name="b.csv"),
-                source=aws, actor=actor)
+    import_file(
+        path=focus_file([*rows, focus_row(resource="r-9", pi="")], name="b.csv"),
+        source=aws,
+        actor=actor,
+    )
     assert Charge.objects.get(resource_id="r-0").review_state == Charge.ReviewState.APPROVED
 
     replaced = import_file(
@@ -361,13 +394,21 @@ def test_replace_leaves_other_periods_and_sources_alone(
     defaults: None, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
     aws, gcp = Source.objects.get(slug="aws"), Source.objects.get(slug="gcp")
-    import_file(path=focus_file([focus_row(period="2025-01"), focus_row(period="2025-02")],
-                                name="two.csv"), source=aws, actor=actor)
-    import_file(path=focus_file([focus_row(period="2025-01")], name="g.csv"), source=gcp,
-                actor=actor)
+    import_file(
+        path=focus_file([focus_row(period="2025-01"), focus_row(period="2025-02")], name="two.csv"),
+        source=aws,
+        actor=actor,
+    )
+    import_file(
+        path=focus_file([focus_row(period="2025-01")], name="g.csv"), source=gcp, actor=actor
+    )
 
-    import_file(path=focus_file([focus_row(period="2025-01", resource="new")], name="r.csv"),
-                source=aws, actor=actor, replace=True)
+    import_file(
+        path=focus_file([focus_row(period="2025-01", resource="new")], name="r.csv"),
+        source=aws,
+        actor=actor,
+        replace=True,
+    )
 
     assert Charge.objects.filter(source=aws, period__period="2025-02").count() == 1
     assert Charge.objects.filter(source=gcp).count() == 1
@@ -408,12 +449,22 @@ def test_every_flag_reason_is_stored(
     rows = [
         focus_row(resource="owner", pi="ada@example.edu", project="shared"),
         focus_row(resource="all-wrong", tag_text=tags(pi_email="bob", fund_org="bad org")),
-        focus_row(resource="gpu-node", service="GPU Cluster", billed="20000.00",
-                  currency="EUR", pi="eve@example.edu", project="shared",
-                  period="2024-12"),
+        focus_row(
+            resource="gpu-node",
+            service="GPU Cluster",
+            billed="20000.00",
+            currency="EUR",
+            pi="eve@example.edu",
+            project="shared",
+            period="2024-12",
+        ),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="hpc"), actor=actor,
-                expected_period="2025-01")
+    import_file(
+        path=focus_file(rows),
+        source=Source.objects.get(slug="hpc"),
+        actor=actor,
+        expected_period="2025-01",
+    )
 
     wrong = Charge.objects.get(resource_id="all-wrong")
     assert set(wrong.flag_reasons) == {"invalid_pi_email", "missing_project", "invalid_fund_org"}
@@ -438,8 +489,11 @@ def test_disabled_flag_rule_is_not_applied(
     from billing.models import FlagRule
 
     FlagRule.objects.filter(reason="missing_fund_org").update(enabled=False)
-    import_file(path=focus_file([focus_row(fund_org="")]), source=Source.objects.get(slug="aws"),
-                actor=actor)
+    import_file(
+        path=focus_file([focus_row(fund_org="")]),
+        source=Source.objects.get(slug="aws"),
+        actor=actor,
+    )
     assert Charge.objects.get().flags == 0
 
 
@@ -457,8 +511,11 @@ def test_closed_period_refuses_file_and_open_one_accepts(
 def test_import_is_audited_with_the_acting_user(
     defaults: None, focus_file: Callable[..., Path]
 ) -> None:
-    result = import_file(path=focus_file([focus_row()]), source=Source.objects.get(slug="aws"),
-                         actor=Actor(name="mallory", channel="cli"))
+    result = import_file(
+        path=focus_file([focus_row()]),
+        source=Source.objects.get(slug="aws"),
+        actor=Actor(name="mallory", channel="cli"),
+    )
     event = AuditEvent.objects.get(action="import.create")
     assert event.actor == "mallory"
     assert event.object_id == str(result.import_id)
@@ -484,8 +541,9 @@ def test_ingest_command_json_output(
     defaults: None, focus_file: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = focus_file([focus_row(billed="0.10"), focus_row(resource="b", billed="0.20", pi="")])
-    call_command("ingest", str(path), "--source", "AWS", "--period", "2025-01", "--json",
-                 "--user", "ops")
+    call_command(
+        "ingest", str(path), "--source", "AWS", "--period", "2025-01", "--json", "--user", "ops"
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "imported"
     assert out["charges_created"] == 2
@@ -514,11 +572,16 @@ def test_ingest_command_detects_source_from_file_name(
 
 
 def test_periods_list_json_excludes_rejected(
-    defaults: None, focus_file: Callable[..., Path], capsys: pytest.CaptureFixture[str],
+    defaults: None,
+    focus_file: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
     actor: Actor,
 ) -> None:
-    rows = [focus_row(resource="a", billed="1.50"), focus_row(resource="b", billed="2.25"),
-            focus_row(resource="c", billed="4.00", pi="")]
+    rows = [
+        focus_row(resource="a", billed="1.50"),
+        focus_row(resource="b", billed="2.25"),
+        focus_row(resource="c", billed="4.00", pi=""),
+    ]
     import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     Charge.objects.filter(resource_id="b").update(review_state=Charge.ReviewState.REJECTED)
 

@@ -1,0 +1,60 @@
+# OpenChargeback developer and operator entry points.
+#   make demo   install, migrate, load generated sample data, run the month-end
+#               steps that exist, and start the admin on http://127.0.0.1:8000/
+#   make test   install and run the test suite
+#   make check  everything CI checks: lint, format, types, migrations, tests
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_ENV := DEBUG=true
+HOST ?= 127.0.0.1:8000
+
+.PHONY: install demo demo-data serve test check lint format typecheck migrations-check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(DEMO_ENV) $(BIN)/openchargeback migrate --no-input -v 0
+	$(DEMO_ENV) $(BIN)/openchargeback demo
+	$(DEMO_ENV) $(BIN)/openchargeback runserver $(HOST)
+
+demo-data: install
+	$(DEMO_ENV) $(BIN)/openchargeback migrate --no-input -v 0
+	$(DEMO_ENV) $(BIN)/openchargeback demo
+
+serve: install
+	$(DEMO_ENV) $(BIN)/openchargeback runserver $(HOST)
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install
+	$(DEMO_ENV) $(BIN)/mypy openchargeback billing ingest statements journals
+
+migrations-check: install
+	$(DEMO_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
+
+check: lint typecheck migrations-check test
+
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,43 @@
+"""Admin pages for imports (read-only: imports are made by the ingest service)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from ingest.models import Import
+from openchargeback.money import format_money
+
+
+@admin.register(Import)
+class ImportAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "file_name",
+        "source",
+        "started_at",
+        "actor",
+        "status",
+        "charges_created",
+        "duplicates_skipped",
+        "flagged_count",
+        "billed",
+    ]
+    list_filter = ["status", "source"]
+    list_select_related = ["source"]
+    search_fields = ["file_name", "sha256", "actor"]
+
+    @admin.display(description="billed total", ordering="billed_total")
+    def billed(self, obj: Import) -> str:
+        return format_money(obj.billed_total)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
