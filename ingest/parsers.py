@@ -93,44 +93,12 @@ class FocusReader:
         index = self.positions[canonical]
         return f"column {index + 1} ({self.header[index].strip()})"
 
-    def where(self, record: int, canonical: str | None = None) -> str:
-        """'file.csv, line 12, column 7 (BilledCost)' for data record ``record``."""
-        line = self.line_of(record)
+    def where(self, line: int, canonical: str | None = None) -> str:
+        """'file.csv, line 12, column 7 (BilledCost)' (row for Parquet)."""
         text = f"{self.display_name}, {'row' if self.kind == 'parquet' else 'line'} {line}"
         if canonical:
             text += f", {self.column_label(canonical)}"
         return text
-
-    def line_of(self, record: int) -> int:
-        """Physical line where data record ``record`` starts (header is line 1).
-
-        Fast estimate: one line per record. Only the error path calls this, so
-        when the file has quoted newlines we rescan it for the exact line.
-        """
-        if self.kind == "parquet":
-            return record + 1
-        with self._open_text() as text:
-            reader = csv.reader(text)
-            line_end = 0
-            try:
-                next(reader)  # header
-                line_end = reader.line_num
-                seen = -1
-                for row in reader:
-                    if not row:
-                        line_end = reader.line_num
-                        continue
-                    seen += 1
-                    if seen == record:
-                        return line_end + 1
-                    line_end = reader.line_num
-            except (csv.Error, UnicodeDecodeError):
-                pass
-        return record + 2
-
-    def _open_text(self) -> IO[str]:
-        raw = _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name)
-        return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
 
     def chunks(self) -> Iterator[Chunk]:
         if self.kind == "parquet":

@@ -21,7 +21,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -32,8 +31,9 @@ from billing.rules import EMAIL_RE, RuleSet, attribution_flags, line_flags, map_
 from billing.selectors import load_ruleset
 from billing.services import Actor, audit, period_get_or_create, validate_period
 from ingest.models import Import
-from ingest.parsers import Chunk, FocusReader, IngestError, is_null, open_focus, parse_timestamp
-from openchargeback.money import MoneyError, from_nanos, money_str, parse_nanos
+from ingest.parsers import FocusReader, IngestError, is_null, open_focus
+from ingest.rows import PARALLEL_MIN_BYTES, PreparedChunk, RowPreparer, prepared_chunks
+from openchargeback.money import from_nanos, money_str
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ __all__ = ["ImportResult", "IngestError", "import_file"]
 
 # Recognised columns that feed the fingerprint, in a fixed order.
 _EXISTS_BATCH = 500
-_MAX_ERRORS_SHOWN = 5
 _ATTRIBUTION_CACHE_LIMIT = 200_000
 
 
@@ -85,7 +84,6 @@ class ImportResult:
         }
 
 
-_NULL_TEXT = frozenset({"NULL", "null", "Null", "NaT", "None"})
 _LARGE_BIT = flag_bits.BIT["large_charge"]
 
 
@@ -187,31 +185,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _SeenKeys:
-    """Set of 64-bit row keys with ~8 bytes per row, for occurrence counting.
-
-    A log-structured list of sorted numpy arrays: memory stays flat-ish (8
-    bytes per row instead of ~100 for a Python set) as files grow.
-    """
-
-    def __init__(self) -> None:
-        self.levels: list[np.ndarray] = []
-
-    def contains(self, keys: np.ndarray) -> np.ndarray:
-        found = np.zeros(len(keys), dtype=bool)
-        for level in self.levels:
-            idx = np.searchsorted(level, keys)
-            idx[idx == len(level)] = 0
-            found |= level[idx] == keys
-        return found
-
-    def add(self, keys: np.ndarray) -> None:
-        new = np.unique(keys)
-        while self.levels and len(self.levels[-1]) <= len(new):
-            new = np.union1d(self.levels.pop(), new)
-        self.levels.append(new)
-
-
 class _Importer:
     def __init__(
         self,
@@ -241,27 +214,23 @@ class _Importer:
         # Caches, all bounded by the number of distinct values, not rows.
         self.periods: dict[str, BillingPeriod | None] = {}
         self.period_ids: dict[str, int] = {}
-        self.bps_cache: dict[str, str] = {}
-        self.ts_cache: dict[str, Any] = {}
+        self.periods_in_file: set[str] = set()
         self.attr_cache: dict[str, _Who] = {}
         self.pis: dict[str, int] = {}
         self.projects: dict[str, tuple[int, int | None]] = {}
         self.pi_email_by_id: dict[int, str] = {}
         self.fake_id = -1
-        self.seen = _SeenKeys()
-        self.repeats: dict[int, int] = {}
         self.mask_counts: Counter[int] = Counter()
         self.billed_nanos = 0
         self.periods_with_data: set[str] = set()
         self.matched_ids: list[int] = []
         self.matched_total = 0
-        self.writer = _Writer()
 
     # -- entry points --------------------------------------------------------
     def run_dry(self) -> ImportResult:
         self._prepare()
-        for chunk in self.reader.chunks():
-            self._process(chunk)
+        for chunk in self._prepared_chunks():
+            self._consume(chunk)
         self._finish_stats()
         if self.replace:
             self.result.charges_removed = self._replace_scope().count() - self.matched_total
@@ -293,12 +262,8 @@ class _Importer:
                     user_id=self.actor.user_id,
                     replace=self.replace,
                 )
-                try:
-                    for chunk in self.reader.chunks():
-                        self._process(chunk)
-                finally:
-                    self.writer.wait(reraise=False)
-                self.writer.wait()
+                for chunk in self._prepared_chunks():
+                    self._consume(chunk)
                 self._finish_stats()
                 if self.replace:
                     self._apply_replace()
@@ -320,6 +285,12 @@ class _Importer:
         return self.result
 
     # -- setup -----------------------------------------------------------------
+    def _prepared_chunks(self) -> Iterator[PreparedChunk]:
+        preparer = RowPreparer(self.reader, connection.ops.adapt_datetimefield_value)
+        for chunk in prepared_chunks(preparer, parallel=self.reader.size >= PARALLEL_MIN_BYTES):
+            self.periods_in_file.update(chunk.periods)
+            yield chunk
+
     def _prior_import(self) -> Import | None:
         if self.replace:
             return None
@@ -355,18 +326,17 @@ class _Importer:
         ).values_list("periods", flat=True):
             self.periods_with_data.update(periods)
         if self.expected_period:
-            self._period(self.expected_period, record=None)
+            self._period(self.expected_period, line=None)
 
-    def _period(self, period: str, record: int | None) -> int:
+    def _period(self, period: str, line: int | None) -> int:
         """The period's id, creating it open on first sight; locked ones refuse the file."""
         if period in self.period_ids:
             return self.period_ids[period]
-        self.writer.wait()
         obj = BillingPeriod.objects.filter(period=period).first()
         if obj is not None and obj.status != BillingPeriod.Status.OPEN:
             where = (
-                self.reader.where(record, "BillingPeriodStart")
-                if record is not None
+                self.reader.where(line, "BillingPeriodStart")
+                if line is not None
                 else self.reader.display_name
             )
             if obj.status == BillingPeriod.Status.FINALIZED:
@@ -390,126 +360,44 @@ class _Importer:
         return obj.pk
 
     # -- per chunk -------------------------------------------------------------
-    def _process(self, chunk: Chunk) -> None:
-        cols = chunk.columns
+    def _consume(self, chunk: PreparedChunk) -> None:
+        """Attribute and flag prepared rows, then store them."""
         n = chunk.rows
-        empty = [""] * n
+        text = chunk.text
+        tags_col, service_col = text["Tags"], text["ServiceName"]
+        rid_col, rname_col = text["ResourceId"], text["ResourceName"]
+        svc_cat_col, charge_cat_col = text["ServiceCategory"], text["ChargeCategory"]
+        desc_col, sub_id_col = text["ChargeDescription"], text["SubAccountId"]
+        sub_name_col, provider_col = text["SubAccountName"], text["Provider"]
+        qty_col, unit_col = text["ConsumedQuantity"], text["ConsumedUnit"]
+        periods, lines = chunk.periods, chunk.lines
+        fingerprints, occurrences = chunk.fingerprints, chunk.occurrences
+        list_cost, contracted_cost = chunk.list_cost, chunk.contracted_cost
+        billed_cost, effective_cost = chunk.billed_cost, chunk.effective_cost
+        charge_start, charge_end, currencies = chunk.charge_start, chunk.charge_end, chunk.currency
 
-        def col(name: str) -> list[str]:
-            return cols.get(name, empty)
-
-        names = sorted(cols)
-        header_tag = "\x1e".join(names) + "\x1f"
-        bps = cols["BillingPeriodStart"]
-        billed_col = cols["BilledCost"]
-        optional_costs = [
-            (slot, cols[name])
-            for slot, name in ((0, "ListCost"), (1, "ContractedCost"), (2, "EffectiveCost"))
-            if name in cols
-        ]
-        cps_col, cpe_col = col("ChargePeriodStart"), col("ChargePeriodEnd")
-        currency_col, tags_col = col("BillingCurrency"), col("Tags")
-        service_col, rid_col, rname_col = col("ServiceName"), col("ResourceId"), col("ResourceName")
-        svc_cat_col, charge_cat_col = col("ServiceCategory"), col("ChargeCategory")
-        desc_col, sub_id_col, sub_name_col = (
-            col("ChargeDescription"),
-            col("SubAccountId"),
-            col("SubAccountName"),
-        )
-        qty_col, unit_col = col("ConsumedQuantity"), col("ConsumedUnit")
-        provider_col, provider_fallback = col("ServiceProviderName"), col("ProviderName")
-
-        # Fingerprints: hash of the recognised values in a fixed column order.
-        blake2b = hashlib.blake2b
-        digests = [
-            blake2b((header_tag + "\x1f".join(values)).encode(), digest_size=16).digest()
-            for values in zip(*[cols[name] for name in names], strict=True)
-        ]
-        keys = np.frombuffer(b"".join(d[:8] for d in digests), dtype="<i8")
-        in_previous = self.seen.contains(keys).tolist()
-        self.seen.add(keys)
-        key_list = keys.tolist()
-
-        errors: list[str] = []
         rows: list[list[Any]] = []
-        local: set[int] = set()
-        repeats = self.repeats
         source_id = self.source.pk
-        lines = chunk.lines
         expected = self.expected_period
         ruleset = self.ruleset
-        rounded = 0
-        bps_cache = self.bps_cache
+        period_ids = self.period_ids
         attribution_for = self._attribution
-        timestamp = self._timestamp
         pending, approved = Charge.ReviewState.PENDING.value, Charge.ReviewState.APPROVED.value
         currency_ok = {"", ruleset.currency}
         simple_lines = not ruleset.patterns and not expected
         large = ruleset.large_charge_nanos
+        large_on = "large_charge" in ruleset.enabled
 
         for i in range(n):
-            record = chunk.start + i
-            # Occurrence of this exact row within the file.
-            key = key_list[i]
-            if key in repeats:
-                occurrence = repeats[key]
-                repeats[key] += 1
-            elif in_previous[i] or key in local:
-                occurrence = 1
-                repeats[key] = 2
-            else:
-                occurrence = 0
-                local.add(key)
-
-            raw_period = bps[i]
-            period = bps_cache.get(raw_period)
-            if period is None:
-                try:
-                    if is_null(raw_period):
-                        raise ValueError("is empty")
-                    period = parse_timestamp(raw_period).strftime("%Y-%m")
-                except ValueError:
-                    errors.append(
-                        f"{self.reader.where(record, 'BillingPeriodStart')}: "
-                        f"not a date: {raw_period[:40]!r}"
-                    )
-                    continue
-                bps_cache[raw_period] = period
-            try:
-                billed_text = billed_col[i]
-                billed, billed_rounded = parse_nanos(billed_text)
-                rounded += billed_rounded
-                costs = [billed, billed, billed]
-                for slot, column in optional_costs:
-                    text = column[i]
-                    if text == billed_text:
-                        rounded += billed_rounded
-                    elif text and text not in _NULL_TEXT:
-                        costs[slot], was_rounded = parse_nanos(text)
-                        rounded += was_rounded
-            except MoneyError:
-                bad = self._first_bad_cost(cols, i)
-                errors.append(f"{self.reader.where(record, bad[0])}: not a number: {bad[1]!r}")
-                continue
-            try:
-                cps = timestamp(cps_col[i])
-                cpe = timestamp(cpe_col[i])
-            except ValueError:
-                name = "ChargePeriodStart" if not _ts_ok(cps_col[i]) else "ChargePeriodEnd"
-                errors.append(
-                    f"{self.reader.where(record, name)}: not a date: {col(name)[i][:40]!r}"
-                )
-                continue
-            if errors:
-                continue  # keep validating to report the first errors; insert nothing
-
-            period_id = self.period_ids.get(period) or self._period(period, record)
+            period = periods[i]
+            period_id = period_ids.get(period) or self._period(period, lines[i])
             who = attribution_for(tags_col[i])
-            currency = currency_col[i].upper()
+            billed = billed_cost[i]
+            currency = currencies[i]
             mask = who.mask
             details = who.details
             if simple_lines and currency in currency_ok:
-                if large is not None and abs(billed) > large and "large_charge" in ruleset.enabled:
+                if large is not None and large_on and abs(billed) > large:
                     mask |= _LARGE_BIT
             else:
                 line_mask, line_details = line_flags(
@@ -531,8 +419,8 @@ class _Importer:
                     source_id,
                     None,  # import id, filled in by _store
                     lines[i],
-                    digests[i].hex(),
-                    occurrence,
+                    fingerprints[i],
+                    occurrences[i],
                     who.pi_id,
                     who.project_id,
                     who.fund_org,
@@ -548,16 +436,16 @@ class _Importer:
                     rname_col[i][:300],
                     sub_id_col[i][:200],
                     sub_name_col[i][:200],
-                    (provider_col[i] or provider_fallback[i])[:100],
+                    provider_col[i][:100],
                     _null_to_empty(qty_col[i])[:50],
                     _null_to_empty(unit_col[i])[:50],
-                    cps,
-                    cpe,
+                    charge_start[i],
+                    charge_end[i],
                     currency[:3],
-                    costs[0],
-                    costs[1],
+                    list_cost[i],
+                    contracted_cost[i],
                     billed,
-                    costs[2],
+                    effective_cost[i],
                     who.tags_json,
                     mask,
                     json.dumps(details) if details else "{}",
@@ -568,15 +456,12 @@ class _Importer:
                     period,  # dropped before insert: used for the duplicate check
                 ]
             )
-        if errors:
-            raise IngestError(self._error_message(errors))
         self.result.rows_read += n
-        self.result.values_rounded += rounded
+        self.result.values_rounded += chunk.rounded
         self._store(rows)
 
     def _store(self, rows: list[list[Any]]) -> None:
         """Drop rows already imported for the source, insert the rest."""
-        self.writer.wait()
         existing = self._existing(rows)
         fresh: list[list[Any]] = []
         for row in rows:
@@ -599,8 +484,8 @@ class _Importer:
         import_id = self.import_record.pk
         for row in fresh:
             row[2] = import_id
+        _bulk_insert(fresh)
         self._flush_matched()
-        self.writer.submit(fresh)
 
     def _existing(self, rows: list[list[Any]]) -> dict[tuple[str, int], int]:
         """(fingerprint, occurrence) -> charge id for rows the source already has."""
@@ -635,15 +520,6 @@ class _Importer:
         self.matched_ids = []
 
     # -- helpers -------------------------------------------------------------
-    def _timestamp(self, text: str) -> Any:
-        if not text or is_null(text):
-            return None
-        value = self.ts_cache.get(text)
-        if value is None:
-            value = connection.ops.adapt_datetimefield_value(parse_timestamp(text))
-            self.ts_cache[text] = value
-        return value
-
     def _attribution(self, raw: str) -> _Who:
         """Tags -> PI, project, fund/org and their flags; cached per distinct Tags text.
 
@@ -693,7 +569,6 @@ class _Importer:
             return None
         pi_id = self.pis.get(email)
         if pi_id is None:
-            self.writer.wait()
             if self.dry_run:
                 self.fake_id -= 1
                 pi_id = self.fake_id
@@ -712,7 +587,6 @@ class _Importer:
         code = code[:200]
         hit = self.projects.get(code)
         if hit is None:
-            self.writer.wait()
             if self.dry_run:
                 self.fake_id -= 1
                 proj_id = self.fake_id
@@ -731,7 +605,6 @@ class _Importer:
         if owner_id is None and pi_id is not None:
             # First time the project is seen with a PI: it becomes the owner.
             if not self.dry_run:
-                self.writer.wait()
                 Project.objects.filter(pk=proj_id).update(pi_id=pi_id)
                 audit(
                     actor=self.actor,
@@ -746,25 +619,6 @@ class _Importer:
             return proj_id, None
         return proj_id, self.pi_email_by_id.get(owner_id) if owner_id is not None else None
 
-    def _first_bad_cost(self, cols: dict[str, list[str]], i: int) -> tuple[str, str]:
-        for name in ("BilledCost", "ListCost", "ContractedCost", "EffectiveCost"):
-            if name not in cols:
-                continue
-            text = cols[name][i]
-            if name != "BilledCost" and (not text or is_null(text)):
-                continue
-            try:
-                parse_nanos(text)
-            except MoneyError:
-                return name, text[:40]
-        return "BilledCost", cols["BilledCost"][i][:40]
-
-    def _error_message(self, errors: list[str]) -> str:
-        shown = "; ".join(errors[:_MAX_ERRORS_SHOWN])
-        more = len(errors) - _MAX_ERRORS_SHOWN
-        suffix = f" (and {more} more)" if more > 0 else ""
-        return f"{shown}{suffix}; nothing was imported"
-
     def _finish_stats(self) -> None:
         result = self.result
         result.flagged = sum(count for mask, count in self.mask_counts.items() if mask)
@@ -774,14 +628,11 @@ class _Importer:
                 totals[reason] += count
         result.flags = dict(totals)
         result.billed_total = from_nanos(self.billed_nanos)
-        result.periods = sorted(self.period_ids_in_file())
-
-    def period_ids_in_file(self) -> set[str]:
-        return set(self.bps_cache.values())
+        result.periods = sorted(self.periods_in_file)
 
     # -- --replace -------------------------------------------------------------
     def _replace_periods(self) -> set[str]:
-        periods = self.period_ids_in_file()
+        periods = set(self.periods_in_file)
         if self.expected_period:
             periods.add(self.expected_period)
         return periods
@@ -863,16 +714,6 @@ class _Importer:
         )
 
 
-def _ts_ok(text: str) -> bool:
-    if not text or is_null(text):
-        return True
-    try:
-        parse_timestamp(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _null_to_empty(text: str) -> str:
     return "" if is_null(text) else text
 
@@ -919,47 +760,13 @@ _INSERT_COLUMNS = (
 )
 
 
-class _Writer:
-    """Inserts one chunk of charge rows while the next chunk is being parsed.
-
-    On SQLite the insert runs in a helper thread on the importer's own
-    connection and transaction (Django opens SQLite connections with
-    ``check_same_thread=False``); ``sqlite3`` releases the GIL while SQLite
-    works, so parsing and inserting overlap on two cores. The importer calls
-    :meth:`wait` before it touches the database itself, so the connection is
-    never used by two threads at once. PostgreSQL gets a synchronous COPY.
-    """
-
-    def __init__(self) -> None:
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-
-    def submit(self, rows: list[list[Any]]) -> None:
-        self.wait()
-        if not rows:
-            return
-        if connection.vendor != "sqlite":
-            _copy_rows(rows)
-            return
-        raw = connection.connection
-        sql = _insert_sql().replace("%s", "?")
-
-        def insert() -> None:
-            try:
-                raw.executemany(sql, rows)
-            except BaseException as exc:  # re-raised by wait() in the importer's thread
-                self.error = exc
-
-        self.thread = threading.Thread(target=insert, name="ingest-writer", daemon=True)
-        self.thread.start()
-
-    def wait(self, *, reraise: bool = True) -> None:
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        if self.error is not None and reraise:
-            error, self.error = self.error, None
-            raise error
+def _bulk_insert(rows: list[list[Any]]) -> None:
+    """Insert charge rows: COPY on PostgreSQL, one executemany on SQLite."""
+    if connection.vendor == "postgresql":
+        _copy_rows(rows)
+        return
+    with connection.cursor() as cursor:
+        cursor.executemany(_insert_sql(), rows)
 
 
 def _copy_rows(rows: list[list[Any]]) -> None:
