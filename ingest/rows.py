@@ -245,7 +245,7 @@ class RowPreparer:
         if values is None:
             return [None] * n
         cache = self.ts_cache
-        result: list[int] = []
+        result: list[Any] = []
         for i, raw in enumerate(values):
             if not raw or raw in _NULL_TEXT:
                 result.append(None)
