@@ -193,11 +193,25 @@ class Charge(models.Model):
         default=0, help_text="0 for the first identical row in a file, 1 for the second, ..."
     )
 
+    # No single-column indexes on pi and project: charges arrive in file order,
+    # and maintaining indexes with thousands of random insertion points halves
+    # ingest speed on SQLite (see docs/decisions/0003-sqlite-locking.md).
+    # Per-PI and per-project reads go through the period index or rollups.
     pi = models.ForeignKey(
-        PI, on_delete=models.PROTECT, null=True, blank=True, related_name="charges"
+        PI,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="charges",
+        db_index=False,
     )
     project = models.ForeignKey(
-        Project, on_delete=models.PROTECT, null=True, blank=True, related_name="charges"
+        Project,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="charges",
+        db_index=False,
     )
     fund_org = models.CharField(max_length=100, blank=True, verbose_name="fund/org")
     cost_center = models.CharField(max_length=100, blank=True)

@@ -84,6 +84,8 @@ class FocusReader:
     max_uncompressed: int
     progress: Callable[[int, int], None] | None = None
     rows_read: int = field(default=0, init=False)
+    # When set, a plain CSV is gzip-compressed to this path while it is read.
+    keep_copy_to: Path | None = field(default=None, init=False)
 
     @property
     def size(self) -> int:
@@ -109,9 +111,10 @@ class FocusReader:
     # -- CSV -----------------------------------------------------------------
     def _csv_chunks(self) -> Iterator[Chunk]:
         wanted = sorted(self.positions.items(), key=lambda item: item[1])
-        counted = _CountingReader(
-            _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name)
-        )
+        raw: Any = _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name)
+        if self.keep_copy_to is not None and self.kind == "csv":
+            raw = _GzipTee(raw, self.keep_copy_to)
+        counted = _CountingReader(raw)
         start = 0
         extra_lines = 0  # newlines inside quoted fields so far
         total = self.size
@@ -312,6 +315,43 @@ class _LimitedReader(io.RawIOBase):
 
     def close(self) -> None:
         self.inner.close()
+        super().close()
+
+
+class _GzipTee(io.RawIOBase):
+    """Passes reads through and writes the same bytes gzip-compressed to a file.
+
+    The copy is complete (and fsynced) only when the source was read to the
+    end; a reader stopped early leaves a truncated gzip that the importer
+    refuses to keep.
+    """
+
+    def __init__(self, inner: IO[bytes], target: Path) -> None:
+        self.inner = inner
+        self.raw_out = open(target, "wb")  # noqa: SIM115 - closed in close()
+        self.gz = gzip.GzipFile(fileobj=self.raw_out, mode="wb", compresslevel=1, mtime=0)
+        self.at_end = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(len(buffer))
+        if data:
+            self.gz.write(data)
+        else:
+            self.at_end = True
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.inner.close()
+            if self.at_end:
+                self.gz.close()
+                self.raw_out.flush()
+                os.fsync(self.raw_out.fileno())
+            self.raw_out.close()
         super().close()
 
 

@@ -28,40 +28,63 @@ _MAX_ERRORS_SHOWN = 5
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 
 
+# Charge columns computed here, in this order; the importer adds the period,
+# the attribution and the flags (see ingest.services.INSERT_COLUMNS).
+BASE_COLUMNS = (
+    "line_number",
+    "fingerprint",
+    "occurrence",
+    "service_name",
+    "service_category",
+    "charge_category",
+    "charge_description",
+    "resource_id",
+    "resource_name",
+    "sub_account_id",
+    "sub_account_name",
+    "provider_name",
+    "consumed_quantity",
+    "consumed_unit",
+    "charge_period_start",
+    "charge_period_end",
+    "billing_currency",
+    "list_cost",
+    "contracted_cost",
+    "billed_cost",
+    "effective_cost",
+)
+B_FINGERPRINT = BASE_COLUMNS.index("fingerprint")
+B_OCCURRENCE = BASE_COLUMNS.index("occurrence")
+B_SERVICE = BASE_COLUMNS.index("service_name")
+B_RESOURCE_ID = BASE_COLUMNS.index("resource_id")
+B_RESOURCE_NAME = BASE_COLUMNS.index("resource_name")
+B_CURRENCY = BASE_COLUMNS.index("billing_currency")
+B_BILLED = BASE_COLUMNS.index("billed_cost")
+
+# Text columns: FOCUS name -> maximum stored length (None: unlimited).
+_TEXT = (
+    ("ServiceName", 200),
+    ("ServiceCategory", 100),
+    ("ChargeCategory", 50),
+    ("ChargeDescription", None),
+    ("ResourceId", None),
+    ("ResourceName", 300),
+    ("SubAccountId", 200),
+    ("SubAccountName", 200),
+)
+
+
 @dataclass
 class PreparedChunk:
-    """Column lists for ``rows`` rows; costs in nano-units."""
+    """Rows ready for the importer: ``bases`` follow :data:`BASE_COLUMNS`."""
 
     start: int
     rows: int
     lines: list[int]
     periods: list[str]
-    fingerprints: list[str]
-    occurrences: list[int]
-    list_cost: list[int]
-    contracted_cost: list[int]
-    billed_cost: list[int]
-    effective_cost: list[int]
-    charge_start: list[Any]
-    charge_end: list[Any]
-    currency: list[str]
-    text: dict[str, list[str]]  # passthrough columns by canonical name
+    tags: list[str]
+    bases: list[tuple[Any, ...]]
     rounded: int
-
-
-PASSTHROUGH = (
-    "Tags",
-    "ServiceName",
-    "ServiceCategory",
-    "ChargeCategory",
-    "ChargeDescription",
-    "ResourceId",
-    "ResourceName",
-    "SubAccountId",
-    "SubAccountName",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-)
 
 
 class _SeenKeys:
@@ -141,25 +164,36 @@ class RowPreparer:
             )
         provider = cols.get("ServiceProviderName")
         fallback = cols.get("ProviderName", empty)
-        text = {name: cols.get(name, empty) for name in PASSTHROUGH}
-        text["Provider"] = (
+        providers = (
             [p or f for p, f in zip(provider, fallback, strict=True)] if provider else fallback
+        )
+        texts = [
+            [v[:limit] for v in cols[name]] if limit and name in cols else cols.get(name, empty)
+            for name, limit in _TEXT
+        ]
+        bases = list(
+            zip(
+                chunk.lines,
+                [d.hex() for d in digests],
+                occurrences,
+                *texts,
+                [p[:100] for p in providers],
+                [_text(v, 50) for v in cols.get("ConsumedQuantity", empty)],
+                [_text(v, 50) for v in cols.get("ConsumedUnit", empty)],
+                charge_start,
+                charge_end,
+                [c.upper()[:3] for c in cols.get("BillingCurrency", empty)],
+                *costs,
+                strict=True,
+            )
         )
         return PreparedChunk(
             start=chunk.start,
             rows=n,
             lines=chunk.lines,
             periods=periods,
-            fingerprints=[d.hex() for d in digests],
-            occurrences=occurrences,
-            list_cost=costs[0],
-            contracted_cost=costs[1],
-            billed_cost=costs[2],
-            effective_cost=costs[3],
-            charge_start=charge_start,
-            charge_end=charge_end,
-            currency=[c.upper() for c in cols.get("BillingCurrency", empty)],
-            text=text,
+            tags=cols.get("Tags", empty),
+            bases=bases,
             rounded=rounded,
         )
 
@@ -261,6 +295,10 @@ class RowPreparer:
                 cache[raw] = value
             result.append(value)
         return result
+
+
+def _text(value: str, limit: int) -> str:
+    return "" if value in _NULL_TEXT else value[:limit]
 
 
 def prepared_chunks(preparer: RowPreparer, *, parallel: bool) -> Iterator[PreparedChunk]:

@@ -5,7 +5,6 @@ skipped, so the same file (or overlapping content) never counts twice."""
 from __future__ import annotations
 
 import gc
-import gzip
 import hashlib
 import json
 import logging
@@ -31,8 +30,19 @@ from billing.rules import EMAIL_RE, RuleSet, attribution_flags, line_flags, map_
 from billing.selectors import load_ruleset
 from billing.services import Actor, audit, period_get_or_create, validate_period
 from ingest.models import Import
-from ingest.parsers import FocusReader, IngestError, is_null, open_focus
-from ingest.rows import PARALLEL_MIN_BYTES, PreparedChunk, RowPreparer, prepared_chunks
+from ingest.parsers import FocusReader, IngestError, open_focus
+from ingest.rows import (
+    B_BILLED,
+    B_CURRENCY,
+    B_RESOURCE_ID,
+    B_RESOURCE_NAME,
+    B_SERVICE,
+    BASE_COLUMNS,
+    PARALLEL_MIN_BYTES,
+    PreparedChunk,
+    RowPreparer,
+    prepared_chunks,
+)
 from openchargeback.money import from_nanos, money_str
 
 logger = logging.getLogger(__name__)
@@ -87,18 +97,29 @@ class ImportResult:
 _LARGE_BIT = flag_bits.BIT["large_charge"]
 
 
+def _pattern_screen(ruleset: RuleSet) -> Callable[[tuple[Any, ...]], bool] | None:
+    """A fast yes/no test: could any review pattern match this prepared row?"""
+    if not ruleset.patterns or "pattern_match" not in ruleset.enabled:
+        return None
+    fields = {
+        "service_name": (B_SERVICE,),
+        "resource_id": (B_RESOURCE_ID,),
+        "resource_name": (B_RESOURCE_NAME,),
+        "any": (B_SERVICE, B_RESOURCE_ID, B_RESOURCE_NAME),
+    }
+    plan = [(spec.regex.search, fields[spec.target]) for spec in ruleset.patterns]
+
+    def hits(base: tuple[Any, ...]) -> bool:
+        return any(search(base[i]) for search, indexes in plan for i in indexes)
+
+    return hits
+
+
 @dataclass(frozen=True)
 class _Who:
     """A Tags value resolved: who pays, and the attribution flags."""
 
-    pi_id: int | None
-    project_id: int | None
-    fund_org: str
-    cost_center: str
-    reference_1: str
-    reference_2: str
-    account_code: str
-    tags_json: str
+    values: tuple[Any, ...]  # WHO_COLUMNS, in order
     mask: int
     details: dict[str, Any]
 
@@ -249,7 +270,7 @@ class _Importer:
                 if prior is not None:
                     return self._already(prior)
                 self._prepare()
-                copier = _Copier(self.reader.path, self.reader.kind)
+                copier = _Copier(self.reader)
                 copier.start()
                 self.import_record = Import.objects.create(
                     file_name=self.reader.display_name[:255],
@@ -362,134 +383,100 @@ class _Importer:
     # -- per chunk -------------------------------------------------------------
     def _consume(self, chunk: PreparedChunk) -> None:
         """Attribute and flag prepared rows, then store them."""
-        n = chunk.rows
-        text = chunk.text
-        tags_col, service_col = text["Tags"], text["ServiceName"]
-        rid_col, rname_col = text["ResourceId"], text["ResourceName"]
-        svc_cat_col, charge_cat_col = text["ServiceCategory"], text["ChargeCategory"]
-        desc_col, sub_id_col = text["ChargeDescription"], text["SubAccountId"]
-        sub_name_col, provider_col = text["SubAccountName"], text["Provider"]
-        qty_col, unit_col = text["ConsumedQuantity"], text["ConsumedUnit"]
-        periods, lines = chunk.periods, chunk.lines
-        fingerprints, occurrences = chunk.fingerprints, chunk.occurrences
-        list_cost, contracted_cost = chunk.list_cost, chunk.contracted_cost
-        billed_cost, effective_cost = chunk.billed_cost, chunk.effective_cost
-        charge_start, charge_end, currencies = chunk.charge_start, chunk.charge_end, chunk.currency
-
-        rows: list[list[Any]] = []
-        source_id = self.source.pk
+        rows: list[tuple[Any, ...]] = []
         expected = self.expected_period
         ruleset = self.ruleset
         period_ids = self.period_ids
         attribution_for = self._attribution
         pending, approved = Charge.ReviewState.PENDING.value, Charge.ReviewState.APPROVED.value
         currency_ok = {"", ruleset.currency}
-        simple_lines = not ruleset.patterns and not expected
-        large = ruleset.large_charge_nanos
-        large_on = "large_charge" in ruleset.enabled
+        large = ruleset.large_charge_nanos if "large_charge" in ruleset.enabled else None
+        # The usual row: expected period, home currency, no pattern hit. Only
+        # the others go through line_flags() for their reasons and details.
+        hits_pattern = _pattern_screen(ruleset)
+        periods, tags, lines = chunk.periods, chunk.tags, chunk.lines
 
-        for i in range(n):
+        for i, base in enumerate(chunk.bases):
             period = periods[i]
             period_id = period_ids.get(period) or self._period(period, lines[i])
-            who = attribution_for(tags_col[i])
-            billed = billed_cost[i]
-            currency = currencies[i]
+            who = attribution_for(tags[i])
+            billed = base[B_BILLED]
             mask = who.mask
             details = who.details
-            if simple_lines and currency in currency_ok:
-                if large is not None and large_on and abs(billed) > large:
+            if (
+                (expected is None or period == expected)
+                and base[B_CURRENCY] in currency_ok
+                and not (hits_pattern and hits_pattern(base))
+            ):
+                if large is not None and abs(billed) > large:
                     mask |= _LARGE_BIT
             else:
                 line_mask, line_details = line_flags(
                     ruleset,
-                    service_name=service_col[i],
-                    resource_id=rid_col[i],
-                    resource_name=rname_col[i],
+                    service_name=base[B_SERVICE],
+                    resource_id=base[B_RESOURCE_ID],
+                    resource_name=base[B_RESOURCE_NAME],
                     period=period,
                     expected_period=expected,
-                    currency=currency,
+                    currency=base[B_CURRENCY],
                     billed_nanos=billed,
                 )
                 mask |= line_mask
                 if line_details:
                     details = {**details, **line_details}
+            state = pending if mask else approved
             rows.append(
-                [
+                (
                     period_id,
-                    source_id,
-                    None,  # import id, filled in by _store
-                    lines[i],
-                    fingerprints[i],
-                    occurrences[i],
-                    who.pi_id,
-                    who.project_id,
-                    who.fund_org,
-                    who.cost_center,
-                    who.reference_1,
-                    who.reference_2,
-                    who.account_code,
-                    service_col[i][:200],
-                    svc_cat_col[i][:100],
-                    charge_cat_col[i][:50],
-                    desc_col[i],
-                    rid_col[i],
-                    rname_col[i][:300],
-                    sub_id_col[i][:200],
-                    sub_name_col[i][:200],
-                    provider_col[i][:100],
-                    _null_to_empty(qty_col[i])[:50],
-                    _null_to_empty(unit_col[i])[:50],
-                    charge_start[i],
-                    charge_end[i],
-                    currency[:3],
-                    list_cost[i],
-                    contracted_cost[i],
-                    billed,
-                    effective_cost[i],
-                    who.tags_json,
+                    *base,
+                    *who.values,
                     mask,
                     json.dumps(details) if details else "{}",
-                    pending if mask else approved,
-                    "",
-                    None,
-                    "",
-                    period,  # dropped before insert: used for the duplicate check
-                ]
+                    state,
+                )
             )
-        self.result.rows_read += n
+        self.result.rows_read += chunk.rows
         self.result.values_rounded += chunk.rounded
-        self._store(rows)
+        self._store(rows, periods)
 
-    def _store(self, rows: list[list[Any]]) -> None:
+    def _store(self, rows: list[tuple[Any, ...]], periods: list[str]) -> None:
         """Drop rows already imported for the source, insert the rest."""
-        existing = self._existing(rows)
-        fresh: list[list[Any]] = []
-        for row in rows:
-            hit = existing.get((row[4], row[5])) if existing else None
-            if hit is not None:
-                self.result.duplicates_skipped += 1
-                if self.replace:
+        existing = self._existing(rows, periods)
+        if existing:
+            fresh = []
+            for row in rows:
+                hit = existing.get((row[R_FINGERPRINT], row[R_OCCURRENCE]))
+                if hit is None:
+                    fresh.append(row)
+                elif self.replace:
                     self.matched_ids.append(hit)
-                    self.matched_total += 1
-                continue
-            row.pop()  # the period string
-            fresh.append(row)
-            self.mask_counts[row[32]] += 1
-            self.billed_nanos += row[29]
+            self.matched_total += len(rows) - len(fresh) if self.replace else 0
+            self.result.duplicates_skipped += len(rows) - len(fresh)
+        else:
+            fresh = rows
+        mask_counts = self.mask_counts
+        for row in fresh:
+            mask_counts[row[R_FLAGS]] += 1
+            self.billed_nanos += row[R_BILLED]
         self.result.charges_created += len(fresh)
+        self._flush_matched()
         if self.dry_run or not fresh:
-            self._flush_matched()
             return
         assert self.import_record is not None
-        import_id = self.import_record.pk
-        for row in fresh:
-            row[2] = import_id
-        _bulk_insert(fresh)
-        self._flush_matched()
+        _bulk_insert(fresh, source_id=self.source.pk, import_id=self.import_record.pk)
 
-    def _existing(self, rows: list[list[Any]]) -> dict[tuple[str, int], int]:
+    def _existing(
+        self, rows: list[tuple[Any, ...]], periods: list[str]
+    ) -> dict[tuple[str, int], int]:
         """(fingerprint, occurrence) -> charge id for rows the source already has."""
-        candidates = sorted({row[4] for row in rows if row[-1] in self.periods_with_data})
+        with_data = self.periods_with_data
+        candidates = sorted(
+            {
+                row[R_FINGERPRINT]
+                for row, period in zip(rows, periods, strict=True)
+                if period in with_data
+            }
+        )
         found: dict[tuple[str, int], int] = {}
         if not candidates:
             return found
@@ -546,15 +533,15 @@ class _Importer:
         if attribution.tags_invalid:
             details["invalid_tags"] = attribution.raw_invalid
         who = _Who(
-            pi_id=pi_id,
-            project_id=project_id,
-            fund_org=values.get("fund_org", "")[:100],
-            cost_center=values.get("cost_center", "")[:100],
-            reference_1=values.get("reference_1", "")[:200],
-            reference_2=values.get("reference_2", "")[:200],
-            account_code=values.get("account_code", "")[:40],
-            tags_json=(
-                json.dumps(attribution.tags, ensure_ascii=False) if attribution.tags else "{}"
+            values=(
+                pi_id,
+                project_id,
+                values.get("fund_org", "")[:100],
+                values.get("cost_center", "")[:100],
+                values.get("reference_1", "")[:200],
+                values.get("reference_2", "")[:200],
+                values.get("account_code", "")[:40],
+                json.dumps(attribution.tags, ensure_ascii=False) if attribution.tags else "{}",
             ),
             mask=mask,
             details=details,
@@ -714,17 +701,7 @@ class _Importer:
         )
 
 
-def _null_to_empty(text: str) -> str:
-    return "" if is_null(text) else text
-
-
-_INSERT_COLUMNS = (
-    "period_id",
-    "source_id",
-    "import_record_id",
-    "line_number",
-    "fingerprint",
-    "occurrence",
+WHO_COLUMNS = (
     "pi_id",
     "project_id",
     "fund_org",
@@ -732,56 +709,38 @@ _INSERT_COLUMNS = (
     "reference_1",
     "reference_2",
     "account_code",
-    "service_name",
-    "service_category",
-    "charge_category",
-    "charge_description",
-    "resource_id",
-    "resource_name",
-    "sub_account_id",
-    "sub_account_name",
-    "provider_name",
-    "consumed_quantity",
-    "consumed_unit",
-    "charge_period_start",
-    "charge_period_end",
-    "billing_currency",
-    "list_cost",
-    "contracted_cost",
-    "billed_cost",
-    "effective_cost",
     "tags",
-    "flags",
-    "flag_details",
-    "review_state",
-    "reviewed_by",
-    "reviewed_at",
-    "review_note",
 )
+# One prepared charge row: period, base columns, attribution, flags.
+ROW_COLUMNS = ("period_id", *BASE_COLUMNS, *WHO_COLUMNS, "flags", "flag_details", "review_state")
+R_FINGERPRINT = ROW_COLUMNS.index("fingerprint")
+R_OCCURRENCE = ROW_COLUMNS.index("occurrence")
+R_BILLED = ROW_COLUMNS.index("billed_cost")
+R_FLAGS = ROW_COLUMNS.index("flags")
+# Columns that are the same for every row of an import.
+_CONSTANT_COLUMNS = ("source_id", "import_record_id", "reviewed_by", "reviewed_at", "review_note")
 
 
-def _bulk_insert(rows: list[list[Any]]) -> None:
+def _bulk_insert(rows: list[tuple[Any, ...]], *, source_id: int, import_id: int) -> None:
     """Insert charge rows: COPY on PostgreSQL, one executemany on SQLite."""
+    table = Charge._meta.db_table
+    columns = ", ".join((*ROW_COLUMNS, *_CONSTANT_COLUMNS))
     if connection.vendor == "postgresql":
-        _copy_rows(rows)
+        constants = (source_id, import_id, "", None, "")
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row + constants)
         return
+    marks = ", ".join(["%s"] * len(ROW_COLUMNS))
+    sql = (
+        f"INSERT INTO {table} ({columns}) "  # noqa: S608 - fixed names, integer ids
+        f"VALUES ({marks}, {int(source_id):d}, {int(import_id):d}, '', NULL, '')"
+    )
     with connection.cursor() as cursor:
-        cursor.executemany(_insert_sql(), rows)
-
-
-def _copy_rows(rows: list[list[Any]]) -> None:
-    """PostgreSQL: stream the rows with COPY."""
-    table = Charge._meta.db_table
-    statement = f"COPY {table} ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def _insert_sql() -> str:
-    table = Charge._meta.db_table
-    marks = ", ".join(["%s"] * len(_INSERT_COLUMNS))
-    return f"INSERT INTO {table} ({', '.join(_INSERT_COLUMNS)}) VALUES ({marks})"  # noqa: S608
+        cursor.executemany(sql, rows)
 
 
 def _stored_suffix(kind: str) -> str:
@@ -800,47 +759,66 @@ def _fsync_dir(path: Path) -> None:
 
 
 class _Copier:
-    """Keeps the original file (gzip-compressed) while the rows are parsed.
+    """Keeps the original file while the rows are parsed.
 
-    Runs in a thread: zlib releases the GIL, so compression overlaps with
-    parsing on a second core. The copy goes to a temporary file that is
-    fsynced and only renamed into place once the import commits.
+    A plain CSV is gzip-compressed by the parser itself as it reads the bytes
+    (one pass over the file, on the parser's core); .csv.gz and Parquet are
+    already compressed and are copied as they are in a thread. The copy goes
+    to a temporary file that is fsynced and only renamed into place once the
+    import commits.
     """
 
-    def __init__(self, path: Path, kind: str) -> None:
-        self.path = path
-        self.kind = kind
+    def __init__(self, reader: FocusReader) -> None:
+        self.reader = reader
         storage = Path(settings.MEDIA_ROOT) / "imports"
         storage.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=storage, prefix=".incoming-", suffix=".tmp")
         os.close(handle)
         self.tmp = Path(name)
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._copy, daemon=True)
+        self.thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.thread.start()
+        if self.reader.kind == "csv":
+            self.reader.keep_copy_to = self.tmp
+        else:
+            self.thread = threading.Thread(target=self._copy, daemon=True)
+            self.thread.start()
 
     def _copy(self) -> None:
         try:
-            with open(self.path, "rb") as src, open(self.tmp, "wb") as raw:
-                if self.kind == "csv":
-                    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz:
-                        shutil.copyfileobj(src, gz, 1 << 20)
-                else:
-                    shutil.copyfileobj(src, raw, 1 << 20)
+            with open(self.reader.path, "rb") as src, open(self.tmp, "wb") as raw:
+                shutil.copyfileobj(src, raw, 1 << 20)
                 raw.flush()
                 os.fsync(raw.fileno())
         except BaseException as exc:  # re-raised in finish()
             self.error = exc
 
     def finish(self) -> Path:
-        self.thread.join()
+        self._join()
         if self.error is not None:
             raise IngestError(f"could not keep a copy of the file: {self.error}")
+        if self.reader.kind == "csv" and not _is_complete_gzip(self.tmp):
+            raise IngestError(f"{self.reader.display_name}: could not keep a copy of the file")
         return self.tmp
 
     def cleanup(self) -> None:
-        self.thread.join()
+        self._join()
+        self.reader.keep_copy_to = None
         if self.tmp.exists():
             self.tmp.unlink()
+
+    def _join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+
+def _is_complete_gzip(path: Path) -> bool:
+    """A gzip member ends with CRC32 and size: a cut-off copy has neither."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(-8, os.SEEK_END)
+            return len(fh.read(8)) == 8
+    except OSError:
+        return False

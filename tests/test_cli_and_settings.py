@@ -1,0 +1,132 @@
+"""The console script, configuration errors, default seeding, the demo command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from billing.models import PI, Charge, FlagRule, Project, Source, TagMapping
+from billing.seed import seed_defaults
+from openchargeback.cli import _alias
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
+    base.update(
+        {
+            "OPENCHARGEBACK_INSTANCE_DIR": str(tmp_path),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+        }
+    )
+    base.pop("DEBUG", None)
+    base.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "openchargeback.cli", *args],
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_hyphenated_command_names_are_aliases() -> None:
+    assert _alias(["oc", "export-journal", "--period", "2025-01"]) == [
+        "oc",
+        "export_journal",
+        "--period",
+        "2025-01",
+    ]
+    assert _alias(["oc", "--help"]) == ["oc", "--help"]
+    assert _alias(["oc", "ingest", "my-file.csv"]) == ["oc", "ingest", "my-file.csv"]
+
+
+def test_hyphenated_alias_runs_the_command(tmp_path: Path) -> None:
+    out = tmp_path / "samples"
+    done = _run(
+        ["generate-sample-data", "--output", str(out), "--months", "2025-01"],
+        {"DEBUG": "true"},
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (out / "aws_2025-01.csv").is_file()
+
+
+def test_missing_secret_key_outside_debug_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    done = _run(["periods", "list"], {}, tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert "SECRET_KEY is not set" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_secret_key_from_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("SECRET_KEY=from-a-file-" + "x" * 40 + "\n")
+    migrate = _run(["migrate", "-v", "0"], {"OPENCHARGEBACK_ENV_FILE": str(env_file)}, tmp_path)
+    assert migrate.returncode == 0, migrate.stderr
+    done = _run(["periods", "list"], {"OPENCHARGEBACK_ENV_FILE": str(env_file)}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "No billing periods yet" in done.stdout
+
+
+def test_usage_error_exits_2(tmp_path: Path) -> None:
+    done = _run(["ingest"], {"DEBUG": "true"}, tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.django_db
+def test_seeding_is_idempotent_and_keeps_admin_edits() -> None:
+    Source.objects.filter(slug="aws").update(name="Our AWS", credit_fund_org="IT-CLOUD-01")
+    FlagRule.objects.filter(reason="large_charge").update(enabled=False)
+    TagMapping.objects.filter(field="pi_email").update(tag_keys="owner")
+
+    created = seed_defaults()
+
+    assert created["sources"] == 0 and created["tag_mapping"] == 0
+    aws = Source.objects.get(slug="aws")
+    assert (aws.name, aws.credit_fund_org) == ("Our AWS", "IT-CLOUD-01")
+    assert not FlagRule.objects.get(reason="large_charge").enabled
+    assert TagMapping.objects.get(field="pi_email").tag_keys == "owner"
+    assert Source.objects.count() == 7
+
+
+@pytest.mark.django_db
+def test_seeding_restores_what_is_missing() -> None:
+    Source.objects.filter(slug="openai").delete()
+    assert seed_defaults()["sources"] == 1
+    assert set(Source.objects.values_list("slug", flat=True)) == {
+        "aws",
+        "azure",
+        "gcp",
+        "hpc",
+        "storage",
+        "it_storage",
+        "openai",
+    }
+
+
+@pytest.mark.django_db
+def test_demo_loads_sample_data_and_is_safe_to_rerun(
+    tmp_path: Path, settings: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings.DEBUG = True  # type: ignore[attr-defined]
+    call_command("demo", "--output", str(tmp_path / "samples"))
+    first = Charge.objects.count()
+    assert first > 1000
+    assert PI.objects.exclude(name="").count() >= 15
+    assert Project.objects.exclude(title="").count() >= 40
+    assert Charge.objects.filter(review_state="pending").exists()
+    assert "admin / admin" in capsys.readouterr().out
+
+    call_command("demo", "--output", str(tmp_path / "samples"))
+    assert Charge.objects.count() == first
