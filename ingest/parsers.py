@@ -84,7 +84,7 @@ class FocusReader:
     max_uncompressed: int
     progress: Callable[[int, int], None] | None = None
     rows_read: int = field(default=0, init=False)
-    # When set, a plain CSV is gzip-compressed to this path while it is read.
+    # When set, a plain CSV is zstd-compressed to this path while it is read.
     keep_copy_to: Path | None = field(default=None, init=False)
 
     @property
@@ -113,7 +113,7 @@ class FocusReader:
         wanted = sorted(self.positions.items(), key=lambda item: item[1])
         raw: Any = _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name)
         if self.keep_copy_to is not None and self.kind == "csv":
-            raw = _GzipTee(raw, self.keep_copy_to)
+            raw = _CompressTee(raw, self.keep_copy_to)
         counted = _CountingReader(raw)
         start = 0
         extra_lines = 0  # newlines inside quoted fields so far
@@ -318,18 +318,22 @@ class _LimitedReader(io.RawIOBase):
         super().close()
 
 
-class _GzipTee(io.RawIOBase):
-    """Passes reads through and writes the same bytes gzip-compressed to a file.
+class _CompressTee(io.RawIOBase):
+    """Passes reads through and writes the same bytes zstd-compressed to a file.
 
-    The copy is complete (and fsynced) only when the source was read to the
-    end; a reader stopped early leaves a truncated gzip that the importer
-    refuses to keep.
+    The copy is written to ``<target>.part`` and renamed to ``target`` (after
+    an fsync) only when the source was read to the end, so a reader stopped
+    early never leaves something that looks complete. zstd (from pyarrow) is
+    about three times faster than gzip at a better ratio.
     """
 
     def __init__(self, inner: IO[bytes], target: Path) -> None:
+        import pyarrow as pa
+
         self.inner = inner
-        self.raw_out = open(target, "wb")  # noqa: SIM115 - closed in close()
-        self.gz = gzip.GzipFile(fileobj=self.raw_out, mode="wb", compresslevel=1, mtime=0)
+        self.target = target
+        self.partial = target.with_name(target.name + ".part")
+        self.out = pa.CompressedOutputStream(str(self.partial), "zstd")
         self.at_end = False
 
     def readable(self) -> bool:
@@ -338,7 +342,7 @@ class _GzipTee(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self.inner.read(len(buffer))
         if data:
-            self.gz.write(data)
+            self.out.write(data)
         else:
             self.at_end = True
         buffer[: len(data)] = data
@@ -347,11 +351,16 @@ class _GzipTee(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self.inner.close()
+            self.out.close()
             if self.at_end:
-                self.gz.close()
-                self.raw_out.flush()
-                os.fsync(self.raw_out.fileno())
-            self.raw_out.close()
+                fd = os.open(self.partial, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(self.partial, self.target)
+            else:
+                self.partial.unlink(missing_ok=True)
         super().close()
 
 

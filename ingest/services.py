@@ -744,7 +744,7 @@ def _bulk_insert(rows: list[tuple[Any, ...]], *, source_id: int, import_id: int)
 
 
 def _stored_suffix(kind: str) -> str:
-    return ".parquet" if kind == "parquet" else ".csv.gz"
+    return {"parquet": ".parquet", "csv.gz": ".csv.gz"}.get(kind, ".csv.zst")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -761,7 +761,7 @@ def _fsync_dir(path: Path) -> None:
 class _Copier:
     """Keeps the original file while the rows are parsed.
 
-    A plain CSV is gzip-compressed by the parser itself as it reads the bytes
+    A plain CSV is zstd-compressed by the parser itself as it reads the bytes
     (one pass over the file, on the parser's core); .csv.gz and Parquet are
     already compressed and are copied as they are in a thread. The copy goes
     to a temporary file that is fsynced and only renamed into place once the
@@ -775,6 +775,8 @@ class _Copier:
         handle, name = tempfile.mkstemp(dir=storage, prefix=".incoming-", suffix=".tmp")
         os.close(handle)
         self.tmp = Path(name)
+        if reader.kind == "csv":
+            self.tmp.unlink()  # the parser creates it when the copy is complete
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
 
@@ -798,27 +800,17 @@ class _Copier:
         self._join()
         if self.error is not None:
             raise IngestError(f"could not keep a copy of the file: {self.error}")
-        if self.reader.kind == "csv" and not _is_complete_gzip(self.tmp):
+        if not self.tmp.is_file():
             raise IngestError(f"{self.reader.display_name}: could not keep a copy of the file")
         return self.tmp
 
     def cleanup(self) -> None:
         self._join()
         self.reader.keep_copy_to = None
-        if self.tmp.exists():
-            self.tmp.unlink()
+        self.tmp.unlink(missing_ok=True)
+        self.tmp.with_name(self.tmp.name + ".part").unlink(missing_ok=True)
 
     def _join(self) -> None:
         if self.thread is not None:
             self.thread.join()
             self.thread = None
-
-
-def _is_complete_gzip(path: Path) -> bool:
-    """A gzip member ends with CRC32 and size: a cut-off copy has neither."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(-8, os.SEEK_END)
-            return len(fh.read(8)) == 8
-    except OSError:
-        return False

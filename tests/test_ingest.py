@@ -531,10 +531,23 @@ def test_original_file_is_kept_compressed(
     path = focus_file([focus_row()])
     import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     record = Import.objects.get()
+    assert record.stored_file.endswith(".csv.zst")
     stored = Path(settings.MEDIA_ROOT) / record.stored_file  # type: ignore[attr-defined]
-    with gzip.open(stored, "rb") as fh:
+    with pa.CompressedInputStream(str(stored), "zstd") as fh:
         assert fh.read() == path.read_bytes()
-    assert not list(stored.parent.parent.glob(".incoming-*"))
+    assert not [p.name for p in stored.parent.parent.rglob("*") if p.name.startswith(".")]
+
+
+def test_gzipped_file_is_kept_as_it_is(
+    defaults: None, focus_file: Callable[..., Path], actor: Actor, settings: object
+) -> None:
+    plain = focus_file([focus_row()])
+    packed = plain.with_suffix(".csv.gz")
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    import_file(path=packed, source=Source.objects.get(slug="aws"), actor=actor)
+    record = Import.objects.get()
+    stored = Path(settings.MEDIA_ROOT) / record.stored_file  # type: ignore[attr-defined]
+    assert stored.read_bytes() == packed.read_bytes()
 
 
 def test_ingest_command_json_output(
