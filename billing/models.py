@@ -180,7 +180,11 @@ class Charge(models.Model):
         Source, on_delete=models.PROTECT, related_name="charges", db_index=False
     )
     import_record = models.ForeignKey(
-        "ingest.Import", on_delete=models.PROTECT, related_name="charges", verbose_name="import"
+        "ingest.Import",
+        on_delete=models.PROTECT,
+        related_name="charges",
+        verbose_name="import",
+        db_index=False,  # see the note on pi/project below
     )
     line_number = models.PositiveIntegerField(
         help_text="Line of the record in the imported file (header = line 1); row number "
@@ -193,10 +197,10 @@ class Charge(models.Model):
         default=0, help_text="0 for the first identical row in a file, 1 for the second, ..."
     )
 
-    # No single-column indexes on pi and project: charges arrive in file order,
-    # and maintaining indexes with thousands of random insertion points halves
-    # ingest speed on SQLite (see docs/decisions/0003-sqlite-locking.md).
-    # Per-PI and per-project reads go through the period index or rollups.
+    # No single-column indexes on pi, project or import: each one costs ingest
+    # several microseconds per row on SQLite (pi and project have thousands of
+    # random insertion points), see docs/decisions/0003-sqlite-locking.md.
+    # Month-end reads go through the (period, review_state) index.
     pi = models.ForeignKey(
         PI,
         on_delete=models.PROTECT,

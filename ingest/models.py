@@ -13,7 +13,7 @@ from billing.models import Source
 
 
 class Import(models.Model):
-    """A FOCUS file imported into one source. The original bytes are kept (gzip)."""
+    """A FOCUS file imported into one source. The original bytes are kept, compressed."""
 
     class Status(models.TextChoices):
         IMPORTED = "imported", "Imported"

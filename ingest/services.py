@@ -637,9 +637,17 @@ class _Importer:
         earlier = set(scope.values_list("import_record_id", flat=True).distinct())
         removed, _ = scope.delete()
         self.result.charges_removed = removed
-        for prior in Import.objects.filter(pk__in=earlier).exclude(
-            pk__in=Charge.objects.filter(import_record_id__in=earlier).values("import_record_id")
-        ):
+        # Earlier imports with nothing left are superseded. Their charges can
+        # only be in the periods they covered (read through the period index).
+        covered = {
+            p
+            for ps in Import.objects.filter(pk__in=earlier).values_list("periods", flat=True)
+            for p in ps
+        }
+        still_used = Charge.objects.filter(
+            period__period__in=covered, source=self.source, import_record_id__in=earlier
+        ).values("import_record_id")
+        for prior in Import.objects.filter(pk__in=earlier).exclude(pk__in=still_used):
             prior.status = Import.Status.SUPERSEDED
             prior.save(update_fields=["status"])
             audit(
