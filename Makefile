@@ -35,7 +35,7 @@ serve: install
 	$(DEMO_ENV) $(BIN)/openchargeback runserver $(HOST)
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .

@@ -108,3 +108,10 @@ def focus_file(tmp_path: Path) -> Callable[..., Path]:
         return write_focus(tmp_path / name, rows, columns)
 
     return make
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    return f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or ''}".rstrip()
