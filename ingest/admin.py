@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
+from billing.admin import ReadOnlyAdmin
 from ingest.models import Import
 from openchargeback.money import format_money
 
 
 @admin.register(Import)
-class ImportAdmin(admin.ModelAdmin):
+class ImportAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "file_name",
@@ -32,12 +30,3 @@ class ImportAdmin(admin.ModelAdmin):
     @admin.display(description="billed total", ordering="billed_total")
     def billed(self, obj: Import) -> str:
         return format_money(obj.billed_total)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

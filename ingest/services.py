@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ImportResult", "IngestError", "import_file"]
 
-# Recognised columns that feed the fingerprint, in a fixed order.
+# Fingerprints per existence query (well under SQLite's variable limit).
 _EXISTS_BATCH = 500
 _ATTRIBUTION_CACHE_LIMIT = 200_000
 
@@ -233,7 +233,6 @@ class _Importer:
         self.ruleset: RuleSet
         self.import_record: Import | None = None
         # Caches, all bounded by the number of distinct values, not rows.
-        self.periods: dict[str, BillingPeriod | None] = {}
         self.period_ids: dict[str, int] = {}
         self.periods_in_file: set[str] = set()
         self.attr_cache: dict[str, _Who] = {}
