@@ -97,22 +97,17 @@ class ImportResult:
 _LARGE_BIT = flag_bits.BIT["large_charge"]
 
 
-def _pattern_screen(ruleset: RuleSet) -> Callable[[tuple[Any, ...]], bool] | None:
-    """A fast yes/no test: could any review pattern match this prepared row?"""
-    if not ruleset.patterns or "pattern_match" not in ruleset.enabled:
-        return None
+def _pattern_screen(ruleset: RuleSet) -> list[tuple[Callable[[str], Any], int]]:
+    """(regex search, base column) pairs: could a review pattern match this row?"""
+    if "pattern_match" not in ruleset.enabled:
+        return []
     fields = {
         "service_name": (B_SERVICE,),
         "resource_id": (B_RESOURCE_ID,),
         "resource_name": (B_RESOURCE_NAME,),
         "any": (B_SERVICE, B_RESOURCE_ID, B_RESOURCE_NAME),
     }
-    plan = [(spec.regex.search, fields[spec.target]) for spec in ruleset.patterns]
-
-    def hits(base: tuple[Any, ...]) -> bool:
-        return any(search(base[i]) for search, indexes in plan for i in indexes)
-
-    return hits
+    return [(spec.regex.search, i) for spec in ruleset.patterns for i in fields[spec.target]]
 
 
 @dataclass(frozen=True)
@@ -122,6 +117,7 @@ class _Who:
     values: tuple[Any, ...]  # WHO_COLUMNS, in order
     mask: int
     details: dict[str, Any]
+    details_json: str
 
 
 class _NothingNew(Exception):
@@ -383,32 +379,37 @@ class _Importer:
     def _consume(self, chunk: PreparedChunk) -> None:
         """Attribute and flag prepared rows, then store them."""
         rows: list[tuple[Any, ...]] = []
+        append = rows.append
         expected = self.expected_period
         ruleset = self.ruleset
         period_ids = self.period_ids
+        attr_cache = self.attr_cache
         attribution_for = self._attribution
         pending, approved = Charge.ReviewState.PENDING.value, Charge.ReviewState.APPROVED.value
         currency_ok = {"", ruleset.currency}
         large = ruleset.large_charge_nanos if "large_charge" in ruleset.enabled else None
         # The usual row: expected period, home currency, no pattern hit. Only
         # the others go through line_flags() for their reasons and details.
-        hits_pattern = _pattern_screen(ruleset)
+        screen = _pattern_screen(ruleset)
         periods, tags, lines = chunk.periods, chunk.tags, chunk.lines
 
         for i, base in enumerate(chunk.bases):
             period = periods[i]
             period_id = period_ids.get(period) or self._period(period, lines[i])
-            who = attribution_for(tags[i])
+            raw = tags[i]
+            who = attr_cache.get(raw) or attribution_for(raw)
             billed = base[B_BILLED]
-            mask = who.mask
-            details = who.details
-            if (
-                (expected is None or period == expected)
-                and base[B_CURRENCY] in currency_ok
-                and not (hits_pattern and hits_pattern(base))
-            ):
-                if large is not None and abs(billed) > large:
+            usual = (expected is None or period == expected) and base[B_CURRENCY] in currency_ok
+            if usual:
+                for search, index in screen:
+                    if search(base[index]):
+                        usual = False
+                        break
+            if usual:
+                mask = who.mask
+                if large is not None and (billed > large or -billed > large):
                     mask |= _LARGE_BIT
+                details_json = who.details_json
             else:
                 line_mask, line_details = line_flags(
                     ruleset,
@@ -420,18 +421,20 @@ class _Importer:
                     currency=base[B_CURRENCY],
                     billed_nanos=billed,
                 )
-                mask |= line_mask
-                if line_details:
-                    details = {**details, **line_details}
-            state = pending if mask else approved
-            rows.append(
+                mask = who.mask | line_mask
+                details_json = (
+                    json.dumps({**who.details, **line_details})
+                    if line_details
+                    else who.details_json
+                )
+            append(
                 (
                     period_id,
                     *base,
                     *who.values,
                     mask,
-                    json.dumps(details) if details else "{}",
-                    state,
+                    details_json,
+                    pending if mask else approved,
                 )
             )
         self.result.rows_read += chunk.rows
@@ -544,6 +547,7 @@ class _Importer:
             ),
             mask=mask,
             details=details,
+            details_json=json.dumps(details) if details else "{}",
         )
         if len(self.attr_cache) > _ATTRIBUTION_CACHE_LIMIT:
             self.attr_cache.clear()
