@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import getpass
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, Sum
+from django.utils import timezone
 
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
+from openchargeback.money import format_money
 
 
 class BillingError(Exception):
@@ -177,3 +182,232 @@ def detect_period(filename: str) -> str | None:
     """A month hinted in a file name: 2025-01, 2025_01 or 202501."""
     match = _PERIOD_HINT.search(filename)
     return f"{match.group(1)}-{match.group(2)}" if match else None
+
+
+# --- Billing periods: open -> closed -> finalized ------------------------------
+
+# Checks that must pass before a period can be finalized, registered by the
+# apps that own the records (statements, journals) in their AppConfig.ready().
+# Each takes the period and returns a list of problems (empty: fine).
+FinalizeCheck = Callable[[BillingPeriod], list[str]]
+FINALIZE_CHECKS: dict[str, FinalizeCheck] = {}
+
+
+def register_finalize_check(name: str, check: FinalizeCheck) -> None:
+    FINALIZE_CHECKS[name] = check
+
+
+def _locked_period(period: str) -> BillingPeriod:
+    period = validate_period(period)
+    obj = BillingPeriod.objects.select_for_update().filter(period=period).first()
+    if obj is None:
+        raise BillingError(f"period {period} does not exist (it is created by its first import)")
+    return obj
+
+
+def _append_note(obj: BillingPeriod, *, actor: Actor, action: str, text: str) -> None:
+    stamp = timezone.now().strftime("%Y-%m-%d %H:%M UTC")
+    line = f"{stamp} {actor.name} {action}" + (f": {text}" if text else "")
+    obj.notes = f"{obj.notes}\n{line}" if obj.notes else line
+
+
+def _pending_summary(obj: BillingPeriod) -> tuple[int, Decimal]:
+    from billing.models import Charge
+
+    row = obj.charges.filter(review_state=Charge.ReviewState.PENDING).aggregate(
+        n=Count("id"), billed=Sum("billed_cost")
+    )
+    return row["n"], row["billed"] or Decimal("0.00")
+
+
+@transaction.atomic
+def period_open(*, period: str, actor: Actor, note: str = "") -> BillingPeriod:
+    """Create an open period ahead of its first import. Safe to re-run."""
+    period = validate_period(period)
+    obj, created = BillingPeriod.objects.get_or_create(period=period)
+    if created:
+        _append_note(obj, actor=actor, action="opened", text=note)
+        obj.save(update_fields=["notes"])
+        audit(actor=actor, action="period.create", obj=obj, period=obj, after={"status": "open"})
+    return obj
+
+
+@transaction.atomic
+def period_close(
+    *, period: str, actor: Actor, note: str = "", allow_pending: bool = False
+) -> BillingPeriod:
+    """Close an open period. Pending charges block it unless the override is recorded."""
+    obj = _locked_period(period)
+    if obj.status != BillingPeriod.Status.OPEN:
+        raise BillingError(
+            f"period {obj.period} is {obj.status}; only an open period can be closed"
+        )
+    pending, amount = _pending_summary(obj)
+    if pending and not allow_pending:
+        raise BillingError(
+            f"period {obj.period} has {pending:,} charges pending review "
+            f"({format_money(amount)} billed); approve or reject them first "
+            f"(`openchargeback review list --period {obj.period}`), or close with "
+            "--allow-pending to leave them out and record the override"
+        )
+    before = {"status": obj.status}
+    obj.status = BillingPeriod.Status.CLOSED
+    obj.closed_at = timezone.now()
+    obj.closed_by = actor.name
+    text = note
+    if pending:
+        text = f"{note + '; ' if note else ''}closed with {pending:,} charges pending review"
+    _append_note(obj, actor=actor, action="closed", text=text)
+    obj.save()
+    audit(
+        actor=actor,
+        action="period.close",
+        obj=obj,
+        period=obj,
+        before=before,
+        after={"status": obj.status, "pending_override": pending},
+        reason=text,
+    )
+    return obj
+
+
+@transaction.atomic
+def period_reopen(*, period: str, actor: Actor, reason: str) -> BillingPeriod:
+    """Reopen a closed period; a reason is required. Finalized periods stay final."""
+    if not reason.strip():
+        raise BillingError('reopening a period needs a reason (--reason "...")')
+    obj = _locked_period(period)
+    if obj.status == BillingPeriod.Status.FINALIZED:
+        raise BillingError(f"period {obj.period} is finalized; that is permanent")
+    if obj.status != BillingPeriod.Status.CLOSED:
+        raise BillingError(f"period {obj.period} is already open")
+    obj.status = BillingPeriod.Status.OPEN
+    obj.reopened_at = timezone.now()
+    obj.reopened_by = actor.name
+    _append_note(obj, actor=actor, action="reopened", text=reason.strip())
+    obj.save()
+    audit(
+        actor=actor,
+        action="period.reopen",
+        obj=obj,
+        period=obj,
+        before={"status": "closed"},
+        after={"status": "open"},
+        reason=reason.strip(),
+    )
+    return obj
+
+
+def finalize_blockers(obj: BillingPeriod) -> list[str]:
+    """Everything that stops a period from being finalized (empty: it may be)."""
+    problems: list[str] = []
+    if obj.status != BillingPeriod.Status.CLOSED:
+        problems.append(f"the period is {obj.status}; close it first")
+    pending, _amount = _pending_summary(obj)
+    if pending:
+        problems.append(f"{pending:,} charges are pending review")
+    for check in FINALIZE_CHECKS.values():
+        problems.extend(check(obj))
+    return problems
+
+
+@transaction.atomic
+def period_finalize(*, period: str, actor: Actor, note: str = "") -> BillingPeriod:
+    """Finalize a closed period: permanent. Refused while anything is unfinished."""
+    obj = _locked_period(period)
+    if obj.status == BillingPeriod.Status.FINALIZED:
+        raise BillingError(f"period {obj.period} is already finalized")
+    problems = finalize_blockers(obj)
+    if problems:
+        raise BillingError(f"period {obj.period} cannot be finalized: {'; '.join(problems)}")
+    obj.status = BillingPeriod.Status.FINALIZED
+    obj.finalized_at = timezone.now()
+    obj.finalized_by = actor.name
+    _append_note(obj, actor=actor, action="finalized", text=note)
+    obj.save()
+    audit(
+        actor=actor,
+        action="period.finalize",
+        obj=obj,
+        period=obj,
+        before={"status": "closed"},
+        after={"status": "finalized"},
+        reason=note,
+    )
+    return obj
+
+
+# --- Review: approve, reject, reset ------------------------------------------
+
+_REVIEW_TARGET = {
+    "approve": "approved",
+    "reject": "rejected",
+    "reset": "pending",
+}
+_REVIEW_BATCH = 5000
+
+
+@transaction.atomic
+def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -> int:
+    """Approve, reject or reset the given charges (a queryset, any size).
+
+    Every changed charge gets its own AuditEvent (before/after state, note).
+    Charges already in the target state are left alone, so re-running is
+    safe. Charges of a period that is not open are refused: reopen it first.
+    Returns how many charges changed.
+    """
+    from billing.models import Charge
+
+    if action not in _REVIEW_TARGET:
+        raise BillingError(f"unknown review action {action!r}")
+    note = note.strip()
+    if action == "reject" and not note:
+        raise BillingError('rejecting charges needs a note saying why (--note "...")')
+    target = _REVIEW_TARGET[action]
+    selected = charges.exclude(review_state=target)
+    locked = (
+        selected.exclude(period__status=BillingPeriod.Status.OPEN)
+        .values_list("period__period", flat=True)
+        .distinct()
+    )
+    if locked:
+        names = ", ".join(sorted(locked))
+        raise BillingError(
+            f"charges in period(s) {names} cannot change: the period is not open "
+            "(reopen a closed period first; finalized periods are permanent)"
+        )
+    ids = list(selected.values_list("pk", flat=True))
+    now = timezone.now()
+    changed = 0
+    for start in range(0, len(ids), _REVIEW_BATCH):
+        batch = ids[start : start + _REVIEW_BATCH]
+        rows = list(
+            Charge.objects.filter(pk__in=batch).values_list(
+                "pk", "review_state", "period_id", "billed_cost"
+            )
+        )
+        Charge.objects.filter(pk__in=batch).update(
+            review_state=target,
+            reviewed_by=actor.name,
+            reviewed_at=now,
+            review_note=note,
+        )
+        AuditEvent.objects.bulk_create(
+            AuditEvent(
+                created_at=now,
+                actor=actor.name,
+                channel=actor.channel,
+                user_id=actor.user_id,
+                action=f"charge.{action}",
+                object_type="billing.charge",
+                object_id=str(pk),
+                object_repr=f"Charge {pk}",
+                period_id=period_id,
+                before={"review_state": state},
+                after={"review_state": target, "billed_cost": str(billed)},
+                reason=note,
+            )
+            for pk, state, period_id, billed in rows
+        )
+        changed += len(rows)
+    return changed

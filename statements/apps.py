@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class StatementsConfig(AppConfig):
     name = "statements"
     verbose_name = "Statements"
+
+    def ready(self) -> None:
+        from billing.services import register_finalize_check
+        from statements.checks import missing_statements
+
+        register_finalize_check("statements", missing_statements)

@@ -1,27 +1,85 @@
-"""List billing periods with their charge counts and exact totals. Read-only."""
+"""Billing periods: list, open, close, reopen, finalize. Every change goes
+through billing.services (same guards and audit trail as the admin)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.selectors import period_summaries
+from billing.services import (
+    Actor,
+    BillingError,
+    period_close,
+    period_finalize,
+    period_open,
+    period_reopen,
+)
 from openchargeback.money import format_money, money_str
 
 
 class Command(BaseCommand):
-    help = "Billing periods: list (status, charges, pending, billed total)."
+    help = "Billing periods: list, open, close, reopen, finalize."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         listing = sub.add_parser("list", help="List periods with counts and totals.")
         listing.add_argument("--json", action="store_true", help="Print a JSON array.")
+        for name, text in (
+            ("open", "Create an open period before its first import."),
+            ("close", "Close an open period (no charges may be pending review)."),
+            ("reopen", "Reopen a closed period (needs --reason)."),
+            ("finalize", "Finalize a closed period: permanent."),
+        ):
+            cmd = sub.add_parser(name, help=text)
+            cmd.add_argument("period", metavar="YYYY-MM")
+            cmd.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
+            cmd.add_argument("--json", action="store_true", help="Print the period as JSON.")
+            if name == "reopen":
+                cmd.add_argument("--reason", default="", help="Why (required; recorded).")
+            else:
+                cmd.add_argument("--note", default="", help="Note appended to the period.")
+            if name == "close":
+                cmd.add_argument(
+                    "--allow-pending",
+                    action="store_true",
+                    help="Close although charges are pending review (they stay out of "
+                    "statements and journals); the override is recorded.",
+                )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        rows = period_summaries()
+        action = options["action"]
+        if action == "list":
+            self._list(as_json=options["json"])
+            return
+        actor = Actor.from_cli(options["user"])
+        period = options["period"]
+        try:
+            if action == "open":
+                obj = period_open(period=period, actor=actor, note=options["note"])
+            elif action == "close":
+                obj = period_close(
+                    period=period,
+                    actor=actor,
+                    note=options["note"],
+                    allow_pending=options["allow_pending"],
+                )
+            elif action == "reopen":
+                obj = period_reopen(period=period, actor=actor, reason=options["reason"])
+            else:
+                obj = period_finalize(period=period, actor=actor, note=options["note"])
+        except BillingError as exc:
+            raise CommandError(str(exc)) from None
         if options["json"]:
+            self.stdout.write(json.dumps({"period": obj.period, "status": obj.status}))
+        else:
+            self.stdout.write(f"Period {obj.period} is {obj.status}.")
+
+    def _list(self, *, as_json: bool) -> None:
+        rows = period_summaries()
+        if as_json:
             self.stdout.write(
                 json.dumps(
                     [

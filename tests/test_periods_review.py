@@ -1,0 +1,166 @@
+"""Period lifecycle and review: the same guards and audit trail for every caller."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from billing.models import AuditEvent, BillingPeriod, Charge, Source
+from billing.services import (
+    Actor,
+    BillingError,
+    charges_review,
+    finalize_blockers,
+    period_close,
+    period_finalize,
+    period_reopen,
+)
+from ingest.services import IngestError, import_file
+from tests.conftest import focus_row
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def month(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> Path:
+    """2025-01 with two clean charges and two flagged ones (no PI)."""
+    rows = [
+        focus_row(resource="ok-1", billed="100.00"),
+        focus_row(resource="ok-2", billed="50.00"),
+        focus_row(resource="odd-1", billed="7.00", pi=""),
+        focus_row(resource="odd-2", billed="3.00", pi=""),
+    ]
+    path = focus_file(rows)
+    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    return path
+
+
+def test_pending_charges_block_closing_with_a_clear_message(month: Path, actor: Actor) -> None:
+    with pytest.raises(BillingError) as caught:
+        period_close(period="2025-01", actor=actor)
+    message = str(caught.value)
+    assert "2 charges pending review" in message
+    assert "$10.00" in message
+    assert "review list --period 2025-01" in message
+    assert BillingPeriod.objects.get(period="2025-01").status == "open"
+
+
+def test_review_approve_by_period_then_close(
+    month: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    call_command("review", "approve", "--period", "2025-01", "--user", "rita", "--json")
+    assert json.loads(capsys.readouterr().out) == {"action": "approve", "changed": 2}
+    events = AuditEvent.objects.filter(action="charge.approve")
+    assert events.count() == 2
+    assert {e.actor for e in events} == {"rita"}
+    assert all(e.before == {"review_state": "pending"} for e in events)
+
+    call_command("periods", "close", "2025-01", "--user", "carl", "--note", "month end")
+    period = BillingPeriod.objects.get(period="2025-01")
+    assert period.status == "closed"
+    assert period.closed_by == "carl"
+    assert "carl closed: month end" in period.notes
+    assert AuditEvent.objects.get(action="period.close").actor == "carl"
+
+
+def test_ingest_into_a_closed_period_is_refused(
+    month: Path, actor: Actor, focus_file: Callable[..., Path]
+) -> None:
+    charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
+    period_close(period="2025-01", actor=actor)
+    with pytest.raises(IngestError, match="closed"):
+        import_file(
+            path=focus_file([focus_row(resource="late")], name="late.csv"),
+            source=Source.objects.get(slug="aws"),
+            actor=actor,
+        )
+
+
+def test_reopen_needs_a_reason_and_appends_notes(month: Path, actor: Actor) -> None:
+    period_close(period="2025-01", actor=actor, allow_pending=True)
+    with pytest.raises(CommandError, match="needs a reason"):
+        call_command("periods", "reopen", "2025-01")
+    call_command("periods", "reopen", "2025-01", "--reason", "late AWS credit", "--user", "ann")
+    period = BillingPeriod.objects.get(period="2025-01")
+    assert period.status == "open"
+    assert period.reopened_by == "ann"
+    lines = period.notes.splitlines()
+    assert "closed with 2 charges pending review" in lines[0]
+    assert lines[1].endswith("ann reopened: late AWS credit")
+    assert AuditEvent.objects.get(action="period.reopen").reason == "late AWS credit"
+
+
+def test_close_with_pending_override_is_recorded(month: Path, actor: Actor) -> None:
+    period_close(period="2025-01", actor=actor, allow_pending=True)
+    event = AuditEvent.objects.get(action="period.close")
+    assert event.after == {"status": "closed", "pending_override": 2}
+
+
+def test_finalize_guards(month: Path, actor: Actor) -> None:
+    with pytest.raises(BillingError, match="open; close it first"):
+        period_finalize(period="2025-01", actor=actor)
+    period_close(period="2025-01", actor=actor, allow_pending=True)
+    problems = finalize_blockers(BillingPeriod.objects.get(period="2025-01"))
+    assert "2 charges are pending review" in problems
+    assert any("no current statements for 1 billable PI projects" in p for p in problems)
+    assert any("no journal export" in p for p in problems)
+    with pytest.raises(BillingError, match="cannot be finalized"):
+        period_finalize(period="2025-01", actor=actor)
+    assert BillingPeriod.objects.get(period="2025-01").status == "closed"
+
+
+def test_a_period_with_nothing_billable_finalizes_for_good(month: Path, actor: Actor) -> None:
+    period_reason = "duplicate test data"
+    charges_review(charges=Charge.objects.all(), action="reject", actor=actor, note=period_reason)
+    period_close(period="2025-01", actor=actor)
+    period_finalize(period="2025-01", actor=actor, note="nothing to bill")
+
+    period = BillingPeriod.objects.get(period="2025-01")
+    assert period.status == "finalized"
+    with pytest.raises(BillingError, match="permanent"):
+        period_reopen(period="2025-01", actor=actor, reason="oops")
+    with pytest.raises(BillingError, match="not open"):
+        charges_review(charges=Charge.objects.all(), action="reset", actor=actor)
+
+
+def test_reject_needs_a_note_and_reset_returns_to_pending(
+    month: Path, actor: Actor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odd = Charge.objects.get(resource_id="odd-1")
+    with pytest.raises(CommandError, match="needs a note"):
+        call_command("review", "reject", "--id", str(odd.pk))
+    call_command("review", "reject", "--id", str(odd.pk), "--note", "not ours")
+    odd.refresh_from_db()
+    assert (odd.review_state, odd.review_note) == ("rejected", "not ours")
+
+    call_command("review", "reset", "--id", str(odd.pk), "--user", "rita")
+    odd.refresh_from_db()
+    assert odd.review_state == "pending"
+    assert AuditEvent.objects.filter(object_id=str(odd.pk)).count() == 2
+
+
+def test_review_again_changes_nothing(month: Path, actor: Actor) -> None:
+    assert charges_review(charges=Charge.objects.all(), action="approve", actor=actor) == 2
+    assert charges_review(charges=Charge.objects.all(), action="approve", actor=actor) == 0
+    assert AuditEvent.objects.filter(action="charge.approve").count() == 2
+
+
+def test_review_list_by_reason(month: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    call_command("review", "list", "--period", "2025-01", "--reason", "missing_pi", "--json")
+    listed = json.loads(capsys.readouterr().out)
+    assert {row["billed_cost"] for row in listed} == {"7.00", "3.00"}
+    assert all("missing_pi" in row["reasons"] for row in listed)
+    call_command("review", "list", "--period", "2025-01")
+    assert "2 charges pending" in capsys.readouterr().out
+
+
+def test_review_needs_a_selection_and_known_ids(month: Path) -> None:
+    with pytest.raises(CommandError, match="say which charges"):
+        call_command("review", "approve")
+    with pytest.raises(CommandError, match="no charge with id 999999"):
+        call_command("review", "approve", "--id", "999999")
