@@ -29,6 +29,7 @@ from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.rules import EMAIL_RE, RuleSet, attribution_flags, line_flags, map_tags
 from billing.selectors import load_ruleset
 from billing.services import Actor, audit, period_get_or_create, validate_period
+from billing.triggers import CHARGE_INSERT_TRIGGER, CHARGE_INSERT_TRIGGER_SQL
 from ingest.models import Import
 from ingest.parsers import FocusReader, IngestError, open_focus
 from ingest.rows import (
@@ -194,6 +195,24 @@ def _sqlite_bulk_settings() -> Iterator[None]:
             cursor.execute(f"PRAGMA cache_size = {int(previous):d}")
 
 
+@contextmanager
+def _insert_trigger_suspended() -> Iterator[None]:
+    """SQLite only: drop the per-row finalized-period insert trigger for this
+    transaction and put it back before commit (see billing/triggers.py).
+
+    The importer checks that every period it writes to is open, under
+    SQLite's single write lock; the trigger guards every other writer.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER IF EXISTS {CHARGE_INSERT_TRIGGER}")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(CHARGE_INSERT_TRIGGER_SQL)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -278,8 +297,9 @@ class _Importer:
                     user_id=self.actor.user_id,
                     replace=self.replace,
                 )
-                for chunk in self._prepared_chunks():
-                    self._consume(chunk)
+                with _insert_trigger_suspended():
+                    for chunk in self._prepared_chunks():
+                        self._consume(chunk)
                 self._finish_stats()
                 if self.replace:
                     self._apply_replace()

@@ -91,3 +91,32 @@ def test_audit_events_cannot_be_changed_or_deleted(finalized: BillingPeriod) -> 
         cursor.execute("DELETE FROM billing_auditevent")
     assert AuditEvent.objects.count() == count
     assert not AuditEvent.objects.filter(actor="someone else").exists()
+
+
+def _sqlite_triggers() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        return {row[0] for row in cursor.fetchall()}
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite-specific trigger handling")
+def test_ingest_leaves_the_insert_trigger_in_place(
+    defaults: None, focus_file: Callable[..., Path], actor: Actor
+) -> None:
+    before = _sqlite_triggers()
+    assert "charge_finalized_insert" in before
+    import_file(path=focus_file([focus_row()]), source=Source.objects.get(slug="aws"), actor=actor)
+    assert _sqlite_triggers() == before
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite-specific trigger handling")
+def test_failed_ingest_leaves_the_insert_trigger_in_place(
+    defaults: None, focus_file: Callable[..., Path], actor: Actor
+) -> None:
+    from ingest.services import IngestError
+
+    before = _sqlite_triggers()
+    bad = [focus_row(), focus_row(resource="x", billed="abc")]
+    with pytest.raises(IngestError):
+        import_file(path=focus_file(bad), source=Source.objects.get(slug="aws"), actor=actor)
+    assert _sqlite_triggers() == before

@@ -8,12 +8,10 @@ Database triggers refuse, whatever the code path (ORM, bulk update, raw SQL):
 
 from django.db import migrations
 
+from billing.triggers import CHARGE_INSERT_TRIGGER_SQL
+
 SQLITE = [
-    """
-    CREATE TRIGGER charge_finalized_insert BEFORE INSERT ON billing_charge
-    WHEN (SELECT status FROM billing_billingperiod WHERE id = NEW.period_id) = 'finalized'
-    BEGIN SELECT RAISE(ABORT, 'charges of a finalized period cannot be changed'); END
-    """,
+    CHARGE_INSERT_TRIGGER_SQL,
     """
     CREATE TRIGGER charge_finalized_update BEFORE UPDATE ON billing_charge
     WHEN (SELECT status FROM billing_billingperiod WHERE id = OLD.period_id) = 'finalized'

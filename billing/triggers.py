@@ -1,0 +1,18 @@
+"""SQL of the SQLite trigger that refuses new charges in a finalized period.
+
+Kept here (not only in the migration) because ingest suspends it for the
+length of its own transaction: SQLite runs a trigger program for every
+inserted row, which halves bulk-insert speed. That is safe because SQLite
+allows one writer at a time: while the importer holds the write lock no one
+else can insert or finalize, the importer itself refuses any row whose period
+is not open, and the trigger is back before the transaction commits (DDL is
+transactional in SQLite, so no other connection ever sees it missing).
+"""
+
+CHARGE_INSERT_TRIGGER = "charge_finalized_insert"
+
+CHARGE_INSERT_TRIGGER_SQL = """
+    CREATE TRIGGER charge_finalized_insert BEFORE INSERT ON billing_charge
+    WHEN (SELECT status FROM billing_billingperiod WHERE id = NEW.period_id) = 'finalized'
+    BEGIN SELECT RAISE(ABORT, 'charges of a finalized period cannot be changed'); END
+"""
