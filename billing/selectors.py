@@ -75,3 +75,48 @@ def period_summaries() -> list[PeriodSummary]:
         )
         for p in rows
     ]
+
+
+@dataclass(frozen=True)
+class ChargeLine:
+    """Charges of one PI in one period, grouped by project, source and service."""
+
+    project: str
+    source: str
+    service: str
+    charges: int
+    list_total: Decimal
+    billed_total: Decimal
+    pending: int
+
+    @property
+    def discount(self) -> Decimal:
+        return self.list_total - self.billed_total
+
+
+def pi_period_lines(*, email: str, period: str) -> list[ChargeLine]:
+    """A PI's charges in a period (rejected ones left out), exact totals per line."""
+    rows = (
+        Charge.objects.filter(pi__email=email.strip().lower(), period__period=period)
+        .exclude(review_state=Charge.ReviewState.REJECTED)
+        .values("project__project_id", "source__slug", "service_name")
+        .annotate(
+            n=Count("id"),
+            listed=Sum("list_cost"),
+            billed=Sum("billed_cost"),
+            n_pending=Count("id", filter=Q(review_state=Charge.ReviewState.PENDING)),
+        )
+        .order_by("project__project_id", "source__slug", "service_name")
+    )
+    return [
+        ChargeLine(
+            project=r["project__project_id"] or "",
+            source=r["source__slug"],
+            service=r["service_name"],
+            charges=r["n"],
+            list_total=r["listed"],
+            billed_total=r["billed"],
+            pending=r["n_pending"],
+        )
+        for r in rows
+    ]

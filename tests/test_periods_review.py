@@ -164,3 +164,30 @@ def test_review_needs_a_selection_and_known_ids(month: Path) -> None:
         call_command("review", "approve")
     with pytest.raises(CommandError, match="no charge with id 999999"):
         call_command("review", "approve", "--id", "999999")
+
+
+def test_show_a_pi_in_a_period(month: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    odd = Charge.objects.get(resource_id="ok-2")
+    charges_review(
+        charges=Charge.objects.filter(pk=odd.pk),
+        action="reject",
+        actor=Actor(name="t"),
+        note="duplicate",
+    )
+    call_command("show", "ADA@example.edu", "--period", "2025-01", "--json")
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["billed_total"] == "100.00"
+    assert shown["lines"] == [
+        {
+            "project": "proj-a",
+            "source": "aws",
+            "service": "Amazon EC2",
+            "charges": 1,
+            "pending": 0,
+            "list_total": "100.00",
+            "discount": "0.00",
+            "billed_total": "100.00",
+        }
+    ]
+    with pytest.raises(CommandError, match="no PI with email"):
+        call_command("show", "nobody@example.edu", "--period", "2025-01")
