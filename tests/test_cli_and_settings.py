@@ -130,3 +130,33 @@ def test_demo_loads_sample_data_and_is_safe_to_rerun(
 
     call_command("demo", "--output", str(tmp_path / "samples"))
     assert Charge.objects.count() == first
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
+    env = {
+        "SECRET_KEY": "production-" + "k3y" * 20,
+        "ALLOWED_HOSTS": "billing.example.edu",
+        "BEHIND_TLS_PROXY": "true",
+    }
+    done = _run(["check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues (0 silenced)" in done.stdout
+
+
+def test_failed_logins_are_throttled(db: None, client: object) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    assert isinstance(client, Client)
+    get_user_model().objects.create_user("rita", password="right-password-123")
+    statuses = [
+        client.post(
+            "/admin/login/?next=/admin/", {"username": "rita", "password": "wrong"}
+        ).status_code
+        for _ in range(5)
+    ]
+    assert statuses == [200, 200, 200, 200, 429]  # the fifth failure locks the account out
+    locked = client.post(
+        "/admin/login/?next=/admin/", {"username": "rita", "password": "right-password-123"}
+    )
+    assert locked.status_code == 429
