@@ -55,6 +55,10 @@ class BillingPeriod(models.Model):
 
     class Meta:
         ordering = ["-period"]
+        permissions = [
+            ("close_billingperiod", "Can close and reopen billing periods"),
+            ("finalize_billingperiod", "Can finalize billing periods"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=["open", "closed", "finalized"]),
@@ -260,6 +264,10 @@ class Charge(models.Model):
     review_note = models.TextField(blank=True)
 
     class Meta:
+        permissions = [
+            ("review_charge", "Can approve, reject and reset charges"),
+            ("fix_attribution_charge", "Can fix the PI, project and fund/org of charges"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["source", "fingerprint", "occurrence"], name="charge_unique_line_item"

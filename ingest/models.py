@@ -61,6 +61,7 @@ class Import(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        permissions = [("import_focus", "Can import FOCUS files")]
 
     def __str__(self) -> str:
         return f"{self.file_name} ({self.source_id})"

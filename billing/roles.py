@@ -1,0 +1,89 @@
+"""The three roles (Django groups) and their permissions (SPEC §8).
+
+- viewer: read everything, download statements and journals;
+- reviewer: viewer + approve, reject, reset, fix attribution (and resend);
+- billing admin: reviewer + import, periods, generate, send, export, settings.
+
+Apps added later extend ROLE_PERMISSIONS; `sync_roles` makes the groups
+match it exactly and is safe to re-run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps as global_apps
+
+VIEWER, REVIEWER, BILLING_ADMIN = "viewer", "reviewer", "billing admin"
+
+_BILLING_MODELS = (
+    "billingperiod",
+    "source",
+    "pi",
+    "project",
+    "charge",
+    "auditevent",
+    "institutionsettings",
+    "tagmapping",
+    "flagrule",
+    "patternrule",
+    "fundorgpattern",
+)
+_SETTINGS_MODELS = (
+    "source",
+    "institutionsettings",
+    "tagmapping",
+    "flagrule",
+    "patternrule",
+    "fundorgpattern",
+)
+
+_VIEW = [("billing", f"view_{m}") for m in _BILLING_MODELS] + [("ingest", "view_import")]
+_REVIEW = [("billing", "review_charge"), ("billing", "fix_attribution_charge")]
+_ADMIN = (
+    [("ingest", "import_focus")]
+    + [("billing", "close_billingperiod"), ("billing", "finalize_billingperiod")]
+    + [("billing", "add_billingperiod"), ("billing", "change_billingperiod")]
+    + [("billing", f"{verb}_{m}") for m in ("pi", "project") for verb in ("add", "change")]
+    + [
+        ("billing", f"{verb}_{m}")
+        for m in _SETTINGS_MODELS
+        for verb in ("add", "change", "delete")
+        if (verb, m) != ("delete", "institutionsettings")
+    ]
+)
+
+ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
+    VIEWER: _VIEW,
+    REVIEWER: _VIEW + _REVIEW,
+    BILLING_ADMIN: _VIEW + _REVIEW + _ADMIN,
+}
+
+
+def sync_roles(apps: Any = global_apps) -> None:
+    """Create the groups and give each exactly its permissions."""
+    from django.contrib.auth.management import create_permissions
+
+    # Permissions are normally created after migrations (post_migrate); a
+    # migration that needs them creates them itself.
+    for label in ("billing", "ingest"):
+        app_config = apps.get_app_config(label)
+        stub = getattr(app_config, "models_module", None) is None
+        if stub:
+            app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        if stub:
+            app_config.models_module = None
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    for role, wanted in ROLE_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=role)
+        perms = []
+        for app_label, codename in wanted:
+            perm = permission_model.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if perm is None:
+                raise LookupError(f"permission {app_label}.{codename} does not exist")
+            perms.append(perm)
+        group.permissions.set(perms)

@@ -1,0 +1,72 @@
+"""Roles are Django groups created by a migration, each with its permissions."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, sync_roles
+
+pytestmark = pytest.mark.django_db
+
+
+def _user_in(role: str) -> object:
+    user = get_user_model().objects.create_user(role.replace(" ", "_"), password="x")
+    user.groups.add(Group.objects.get(name=role))
+    return get_user_model().objects.get(pk=user.pk)  # fresh permission cache
+
+
+def test_the_three_roles_exist() -> None:
+    assert {VIEWER, REVIEWER, BILLING_ADMIN} <= set(Group.objects.values_list("name", flat=True))
+
+
+def test_viewer_reads_but_changes_nothing() -> None:
+    viewer = _user_in(VIEWER)
+    assert viewer.has_perm("billing.view_charge")  # type: ignore[attr-defined]
+    assert viewer.has_perm("ingest.view_import")  # type: ignore[attr-defined]
+    assert viewer.has_perm("billing.view_auditevent")  # type: ignore[attr-defined]
+    for perm in (
+        "billing.review_charge",
+        "billing.fix_attribution_charge",
+        "billing.close_billingperiod",
+        "ingest.import_focus",
+        "billing.change_source",
+    ):
+        assert not viewer.has_perm(perm), perm  # type: ignore[attr-defined]
+
+
+def test_reviewer_reviews_but_does_not_run_the_month() -> None:
+    reviewer = _user_in(REVIEWER)
+    assert reviewer.has_perm("billing.review_charge")  # type: ignore[attr-defined]
+    assert reviewer.has_perm("billing.fix_attribution_charge")  # type: ignore[attr-defined]
+    for perm in ("billing.close_billingperiod", "ingest.import_focus", "billing.change_tagmapping"):
+        assert not reviewer.has_perm(perm), perm  # type: ignore[attr-defined]
+
+
+def test_billing_admin_runs_the_month_and_the_settings() -> None:
+    admin = _user_in(BILLING_ADMIN)
+    for perm in (
+        "billing.review_charge",
+        "ingest.import_focus",
+        "billing.close_billingperiod",
+        "billing.finalize_billingperiod",
+        "billing.change_source",
+        "billing.change_tagmapping",
+        "billing.add_patternrule",
+        "billing.change_institutionsettings",
+    ):
+        assert admin.has_perm(perm), perm  # type: ignore[attr-defined]
+    # The audit trail is read-only for everyone.
+    assert not admin.has_perm("billing.change_auditevent")  # type: ignore[attr-defined]
+    assert not admin.has_perm("billing.delete_auditevent")  # type: ignore[attr-defined]
+
+
+def test_sync_roles_is_idempotent_and_repairs_drift() -> None:
+    viewer = Group.objects.get(name=VIEWER)
+    before = set(viewer.permissions.values_list("codename", flat=True))
+    viewer.permissions.clear()
+    sync_roles()
+    sync_roles()
+    assert set(viewer.permissions.values_list("codename", flat=True)) == before
+    assert Group.objects.filter(name=VIEWER).count() == 1
