@@ -1,13 +1,18 @@
-"""Admin pages for billing records. Review actions and lifecycle buttons arrive
-with the review issue; until then charges and audit events are read-only."""
+"""Admin pages for billing records: the review queue (charges), periods,
+PIs, projects, sources, settings and the read-only audit trail."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import F, QuerySet, Sum
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
+from billing import flags
 from billing.models import (
     PI,
     AuditEvent,
@@ -21,6 +26,7 @@ from billing.models import (
     Source,
     TagMapping,
 )
+from billing.services import Actor, BillingError, charges_review
 from openchargeback.money import format_money
 
 
@@ -71,8 +77,32 @@ class ProjectAdmin(admin.ModelAdmin):
     autocomplete_fields = ["pi"]
 
 
+class FlagReasonFilter(admin.SimpleListFilter):
+    title = "flag reason"
+    parameter_name = "reason"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(flags.CHOICES)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Charge]) -> QuerySet[Charge]:
+        reason = self.value()
+        if reason not in flags.BIT:
+            return queryset
+        bit = flags.BIT[reason]
+        return queryset.alias(hit=F("flags").bitand(bit)).filter(hit=bit)
+
+
+class RejectForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why these charges are rejected; stored on each charge and in the audit trail.",
+    )
+
+
 @admin.register(Charge)
 class ChargeAdmin(ReadOnlyAdmin):
+    """The review queue: filter, then approve, reject (with a note) or reset."""
+
     list_display = [
         "id",
         "period",
@@ -86,12 +116,13 @@ class ChargeAdmin(ReadOnlyAdmin):
         "review_state",
         "reasons",
     ]
-    list_filter = ["review_state", "period", "source"]
+    list_filter = ["review_state", FlagReasonFilter, "period", "source"]
     list_select_related = ["period", "source", "pi", "project"]
     search_fields = ["resource_id", "resource_name", "service_name", "fund_org", "pi__email"]
     show_full_result_count = False
     list_per_page = 100
     ordering = ["-id"]
+    actions = ["approve", "reject", "reset"]
 
     @admin.display(description="list", ordering="list_cost")
     def list_amount(self, obj: Charge) -> str:
@@ -104,6 +135,52 @@ class ChargeAdmin(ReadOnlyAdmin):
     @admin.display(description="flags")
     def reasons(self, obj: Charge) -> str:
         return ", ".join(obj.flag_reasons)
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.review_charge")
+
+    @admin.action(description="Approve selected charges", permissions=["review"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[Charge]) -> None:
+        self._review(request, queryset, "approve", note="")
+
+    @admin.action(description="Reset selected charges to pending review", permissions=["review"])
+    def reset(self, request: HttpRequest, queryset: QuerySet[Charge]) -> None:
+        self._review(request, queryset, "reset", note="")
+
+    @admin.action(description="Reject selected charges…", permissions=["review"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[Charge]) -> TemplateResponse | None:
+        form = RejectForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            self._review(request, queryset, "reject", note=form.cleaned_data["note"])
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reject charges",
+            "opts": self.model._meta,
+            "form": form,
+            "count": queryset.count(),
+            "total": queryset.aggregate(total=Sum("billed_cost"))["total"],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+        }
+        return TemplateResponse(request, "admin/billing/charge/reject_confirmation.html", context)
+
+    def _review(
+        self, request: HttpRequest, queryset: QuerySet[Charge], action: str, *, note: str
+    ) -> None:
+        try:
+            changed = charges_review(
+                charges=queryset,
+                action=action,
+                actor=Actor.for_user(request.user),  # type: ignore[arg-type]
+                note=note,
+            )
+        except BillingError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        verb = {"approve": "Approved", "reject": "Rejected", "reset": "Reset"}[action]
+        self.message_user(request, f"{verb} {changed:,} charges.", messages.SUCCESS)
 
 
 @admin.register(AuditEvent)

@@ -53,7 +53,7 @@ def test_admin_page_sends_anonymous_users_to_login(client: Client, url: str) -> 
     assert "/admin/login/" in response["Location"]
 
 
-def test_charges_are_read_only_until_review_lands(with_charges: None, client: Client) -> None:
+def test_charges_cannot_be_added_in_the_admin(with_charges: None, client: Client) -> None:
     admin = get_user_model().objects.create_superuser("root", "root@example.edu", "pw")
     client.force_login(admin)
     assert client.get("/admin/billing/charge/add/").status_code == 403

@@ -1,0 +1,113 @@
+"""The review queue in the admin: who may act, and what each action does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from billing.models import AuditEvent, Charge, Source
+from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
+from billing.services import Actor
+from ingest.services import import_file
+from tests.conftest import focus_row
+
+pytestmark = pytest.mark.django_db
+URL = "/admin/billing/charge/"
+
+
+@pytest.fixture
+def queue(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> list[int]:
+    rows = [focus_row(resource=f"odd-{i}", billed=f"{i}.00", pi="") for i in range(1, 4)]
+    rows.append(focus_row(resource="fine", billed="9.00"))
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    return list(
+        Charge.objects.filter(review_state="pending").order_by("pk").values_list("pk", flat=True)
+    )
+
+
+def _client(role: str) -> Client:
+    user = get_user_model().objects.create_user(role.replace(" ", "_"), password="x")
+    user.is_staff = True
+    user.save()
+    user.groups.add(Group.objects.get(name=role))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_viewer_sees_the_queue_without_actions(queue: list[int]) -> None:
+    viewer = _client(VIEWER)
+    response = viewer.get(URL + "?review_state__exact=pending")
+    assert response.status_code == 200
+    assert b"Approve selected charges" not in response.content
+    denied = viewer.post(
+        URL, {"action": "approve", helpers.ACTION_CHECKBOX_NAME: queue, "index": 0}
+    )
+    assert denied.status_code in {200, 302, 403}
+    assert Charge.objects.filter(review_state="pending").count() == 3
+
+
+@pytest.mark.parametrize("role", [REVIEWER, BILLING_ADMIN])
+def test_reviewer_approves_from_the_queue(queue: list[int], role: str) -> None:
+    client = _client(role)
+    assert b"Approve selected charges" in client.get(URL).content
+    response = client.post(
+        URL, {"action": "approve", helpers.ACTION_CHECKBOX_NAME: queue[:2], "index": 0}
+    )
+    assert response.status_code == 302
+    assert Charge.objects.filter(review_state="approved", pk__in=queue).count() == 2
+    events = AuditEvent.objects.filter(action="charge.approve")
+    assert events.count() == 2
+    assert {e.channel for e in events} == {"admin"}
+
+
+def test_reject_goes_through_a_confirmation_page_with_a_note(queue: list[int]) -> None:
+    client = _client(REVIEWER)
+    page = client.post(URL, {"action": "reject", helpers.ACTION_CHECKBOX_NAME: queue, "index": 0})
+    assert page.status_code == 200
+    assert b"You are about to reject" in page.content
+    assert Charge.objects.filter(review_state="rejected").count() == 0
+
+    done = client.post(
+        URL,
+        {
+            "action": "reject",
+            helpers.ACTION_CHECKBOX_NAME: queue,
+            "apply": "1",
+            "note": "test resources, not billable",
+        },
+    )
+    assert done.status_code == 302
+    rejected = Charge.objects.filter(review_state="rejected")
+    assert rejected.count() == 3
+    assert set(rejected.values_list("review_note", flat=True)) == {"test resources, not billable"}
+
+
+def test_everything_matching_the_filter_is_reviewed_without_a_cap(queue: list[int]) -> None:
+    client = _client(REVIEWER)
+    response = client.post(
+        URL + "?reason=missing_pi",
+        {
+            "action": "approve",
+            helpers.ACTION_CHECKBOX_NAME: queue[:1],
+            "select_across": "1",
+            "index": 0,
+        },
+    )
+    assert response.status_code == 302
+    assert Charge.objects.filter(review_state="pending").count() == 0
+    assert Charge.objects.get(resource_id="fine").reviewed_by == ""  # not part of the filter
+
+
+def test_reason_filter_lists_only_matching_charges(queue: list[int]) -> None:
+    response = _client(VIEWER).get(URL + "?reason=missing_pi")
+    assert response.status_code == 200
+    listed = response.context["cl"].result_list
+    assert len(listed) == 3
+    assert all("missing_pi" in charge.flag_reasons for charge in listed)
