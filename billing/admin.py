@@ -8,9 +8,17 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import F, QuerySet, Sum
-from django.http import HttpRequest
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from billing import flags
 from billing.models import (
@@ -26,7 +34,15 @@ from billing.models import (
     Source,
     TagMapping,
 )
-from billing.services import Actor, BillingError, charges_review
+from billing.services import (
+    Actor,
+    BillingError,
+    charges_review,
+    finalize_blockers,
+    period_close,
+    period_finalize,
+    period_reopen,
+)
 from openchargeback.money import format_money
 
 
@@ -41,11 +57,103 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class TransitionForm(forms.Form):
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}))
+    allow_pending = forms.BooleanField(
+        required=False,
+        label="Close although charges are pending review (they stay out; recorded)",
+    )
+    confirm = forms.CharField(required=False, label="Type the period (YYYY-MM) to confirm")
+
+
 @admin.register(BillingPeriod)
 class BillingPeriodAdmin(ReadOnlyAdmin):
-    list_display = ["period", "status", "closed_at", "finalized_at"]
+    """Periods with their lifecycle buttons (POST only; finalize typed to confirm)."""
+
+    list_display = ["period", "status", "closed_at", "closed_by", "finalized_at", "finalized_by"]
     list_filter = ["status"]
     search_fields = ["period"]
+    readonly_fields = [
+        "period",
+        "status",
+        "created_at",
+        "closed_at",
+        "closed_by",
+        "reopened_at",
+        "reopened_by",
+        "finalized_at",
+        "finalized_by",
+        "notes",
+    ]
+    change_form_template = "admin/billing/billingperiod/change_form.html"
+
+    def get_urls(self) -> list[Any]:
+        urls = [
+            path(
+                "<path:object_id>/transition/<str:step>/",
+                self.admin_site.admin_view(self.transition_view),
+                name="billing_billingperiod_transition",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        obj = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if obj is not None:
+            context["steps"] = self._steps(request, obj)
+            context["blockers"] = finalize_blockers(obj) if obj.status == "closed" else []
+            context["transition_form"] = TransitionForm()
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def _steps(self, request: HttpRequest, obj: BillingPeriod) -> list[str]:
+        user = request.user
+        steps = []
+        if obj.status == BillingPeriod.Status.OPEN and user.has_perm("billing.close_billingperiod"):
+            steps.append("close")
+        if obj.status == BillingPeriod.Status.CLOSED:
+            if user.has_perm("billing.close_billingperiod"):
+                steps.append("reopen")
+            if user.has_perm("billing.finalize_billingperiod"):
+                steps.append("finalize")
+        return steps
+
+    def transition_view(self, request: HttpRequest, object_id: str, step: str) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404("No such period")
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if step not in self._steps(request, obj):
+            raise PermissionDenied
+        form = TransitionForm(request.POST)
+        form.is_valid()
+        data = form.cleaned_data
+        actor = Actor.for_user(request.user)  # type: ignore[arg-type]
+        try:
+            if step == "close":
+                period_close(
+                    period=obj.period,
+                    actor=actor,
+                    note=data.get("note", ""),
+                    allow_pending=bool(data.get("allow_pending")),
+                )
+            elif step == "reopen":
+                period_reopen(period=obj.period, actor=actor, reason=data.get("note", ""))
+            else:
+                if data.get("confirm", "").strip() != obj.period:
+                    raise BillingError(
+                        f"type {obj.period} in the confirmation box to finalize: it is permanent"
+                    )
+                period_finalize(period=obj.period, actor=actor, note=data.get("note", ""))
+        except BillingError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            obj.refresh_from_db()
+            self.message_user(request, f"Period {obj.period} is {obj.status}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:billing_billingperiod_change", args=[obj.pk]))
 
 
 @admin.register(Source)
@@ -185,10 +293,22 @@ class ChargeAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "actor", "channel", "action", "object_type", "object_repr"]
-    list_filter = ["action", "channel"]
+    """The audit trail: read-only for everyone, superusers included."""
+
+    list_display = [
+        "created_at",
+        "actor",
+        "channel",
+        "action",
+        "object_type",
+        "object_repr",
+        "period",
+    ]
+    list_filter = ["action", "channel", "object_type", "period", "actor"]
+    list_select_related = ["period"]
     search_fields = ["actor", "object_repr", "object_id", "reason"]
     show_full_result_count = False
+    date_hierarchy = "created_at"
 
 
 @admin.register(InstitutionSettings)

@@ -1,0 +1,100 @@
+"""Period pages: lifecycle buttons by role, POST only, typed confirmation to finalize."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from billing.models import AuditEvent, BillingPeriod, Charge, Source
+from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
+from billing.services import Actor, charges_review
+from ingest.services import import_file
+from tests.conftest import focus_row
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def period(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> BillingPeriod:
+    rows = [focus_row(resource="a"), focus_row(resource="b", pi="")]
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    return BillingPeriod.objects.get(period="2025-01")
+
+
+def _client(role: str) -> Client:
+    user = get_user_model().objects.create_user(role.replace(" ", "_"), password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _url(period: BillingPeriod, step: str = "") -> str:
+    base = f"/admin/billing/billingperiod/{period.pk}/"
+    return f"{base}transition/{step}/" if step else base + "change/"
+
+
+@pytest.mark.parametrize("role", [VIEWER, REVIEWER])
+def test_viewers_and_reviewers_see_no_lifecycle_buttons(period: BillingPeriod, role: str) -> None:
+    client = _client(role)
+    page = client.get(_url(period))
+    assert page.status_code == 200
+    assert b"Close period" not in page.content
+    assert client.post(_url(period, "close")).status_code == 403
+    assert BillingPeriod.objects.get(pk=period.pk).status == "open"
+
+
+def test_transitions_are_post_only(period: BillingPeriod) -> None:
+    client = _client(BILLING_ADMIN)
+    assert client.get(_url(period, "close")).status_code == 405
+
+
+def test_billing_admin_closes_reopens_and_finalizes(period: BillingPeriod) -> None:
+    client = _client(BILLING_ADMIN)
+    assert b"Close period 2025-01" in client.get(_url(period)).content
+
+    # Pending charges block closing; the message says so.
+    response = client.post(_url(period, "close"), {"note": "month end"}, follow=True)
+    assert b"pending review" in response.content
+    assert BillingPeriod.objects.get(pk=period.pk).status == "open"
+
+    client.post(_url(period, "close"), {"note": "override", "allow_pending": "on"})
+    assert BillingPeriod.objects.get(pk=period.pk).status == "closed"
+
+    client.post(_url(period, "reopen"), {"note": ""})
+    assert BillingPeriod.objects.get(pk=period.pk).status == "closed"  # reason required
+    client.post(_url(period, "reopen"), {"note": "late credit"})
+    assert BillingPeriod.objects.get(pk=period.pk).status == "open"
+
+    charges_review(charges=Charge.objects.all(), action="reject", actor=Actor("t"), note="x")
+    client.post(_url(period, "close"), {})
+    page = client.get(_url(period))
+    assert b"Finalize period 2025-01" in page.content
+
+    client.post(_url(period, "finalize"), {"confirm": "2025-02"})
+    assert BillingPeriod.objects.get(pk=period.pk).status == "closed"  # wrong confirmation
+    client.post(_url(period, "finalize"), {"confirm": "2025-01", "note": "done"})
+    assert BillingPeriod.objects.get(pk=period.pk).status == "finalized"
+    actions = list(
+        AuditEvent.objects.filter(object_type="billing.billingperiod")
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert actions[-4:] == ["period.close", "period.reopen", "period.close", "period.finalize"]
+    transitions = AuditEvent.objects.filter(
+        action__in=["period.close", "period.reopen", "period.finalize"]
+    )
+    assert {e.channel for e in transitions} == {"admin"}
+
+
+def test_finalize_blockers_are_shown(period: BillingPeriod) -> None:
+    client = _client(BILLING_ADMIN)
+    client.post(_url(period, "close"), {"allow_pending": "on"})
+    page = client.get(_url(period))
+    assert b"Finalizing is blocked" in page.content
+    assert b"1 charges are pending review" in page.content
