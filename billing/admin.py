@@ -3,6 +3,8 @@ PIs, projects, sources, settings and the read-only audit trail."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -37,6 +39,8 @@ from billing.models import (
 from billing.services import (
     Actor,
     BillingError,
+    charges_fix_attribution,
+    charges_reapply_rules,
     charges_review,
     finalize_blockers,
     period_close,
@@ -200,6 +204,19 @@ class FlagReasonFilter(admin.SimpleListFilter):
         return queryset.alias(hit=F("flags").bitand(bit)).filter(hit=bit)
 
 
+class FixAttributionForm(forms.Form):
+    pi_email = forms.EmailField(required=False, label="PI email")
+    project_id = forms.CharField(required=False, max_length=200, label="Project id")
+    fund_org = forms.CharField(required=False, max_length=100, label="Fund/org")
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not (data.get("pi_email") or data.get("project_id") or data.get("fund_org")):
+            raise forms.ValidationError("Fill in at least one of PI email, project id, fund/org.")
+        return data
+
+
 class RejectForm(forms.Form):
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
@@ -230,7 +247,7 @@ class ChargeAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     list_per_page = 100
     ordering = ["-id"]
-    actions = ["approve", "reject", "reset"]
+    actions = ["approve", "reject", "reset", "fix_attribution", "reapply_rules"]
 
     @admin.display(description="list", ordering="list_cost")
     def list_amount(self, obj: Charge) -> str:
@@ -261,34 +278,103 @@ class ChargeAdmin(ReadOnlyAdmin):
         if form.is_valid():
             self._review(request, queryset, "reject", note=form.cleaned_data["note"])
             return None
+        return self._action_page(
+            request,
+            queryset,
+            action="reject",
+            form=form,
+            title="Reject charges",
+            intro="Rejected charges leave every total, statement and journal; they stay visible "
+            "under the “Rejected” filter and can be reset to pending while the period is open.",
+        )
+
+    def has_fix_attribution_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.fix_attribution_charge")
+
+    @admin.action(
+        description="Fix attribution of selected charges…", permissions=["fix_attribution"]
+    )
+    def fix_attribution(
+        self, request: HttpRequest, queryset: QuerySet[Charge]
+    ) -> TemplateResponse | None:
+        form = FixAttributionForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            data = form.cleaned_data
+            self._run(
+                request,
+                "Fixed",
+                lambda actor: charges_fix_attribution(
+                    charges=queryset,
+                    actor=actor,
+                    pi_email=data["pi_email"] or None,
+                    project_id=data["project_id"] or None,
+                    fund_org=data["fund_org"] or None,
+                    note=data["note"],
+                ),
+            )
+            return None
+        return self._action_page(
+            request,
+            queryset,
+            action="fix_attribution",
+            form=form,
+            title="Fix attribution",
+            intro="Set the PI, the project and/or the fund/org of the selected charges; empty "
+            "fields are left as they are. Flags are re-evaluated: pending charges with no flag "
+            "left are approved.",
+        )
+
+    @admin.action(description="Re-apply the flag rules to selected charges", permissions=["review"])
+    def reapply_rules(self, request: HttpRequest, queryset: QuerySet[Charge]) -> None:
+        self._run(
+            request,
+            "Re-evaluated",
+            lambda actor: charges_reapply_rules(charges=queryset, actor=actor),
+        )
+
+    def _action_page(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Charge],
+        *,
+        action: str,
+        form: forms.Form,
+        title: str,
+        intro: str,
+    ) -> TemplateResponse:
         context = {
             **self.admin_site.each_context(request),
-            "title": "Reject charges",
+            "title": title,
+            "intro": intro,
             "opts": self.model._meta,
             "form": form,
+            "action": action,
+            "submit_label": title,
             "count": queryset.count(),
-            "total": queryset.aggregate(total=Sum("billed_cost"))["total"],
+            "total": format_money(queryset.aggregate(t=Sum("billed_cost"))["t"] or Decimal(0)),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across", "0"),
         }
-        return TemplateResponse(request, "admin/billing/charge/reject_confirmation.html", context)
+        return TemplateResponse(request, "admin/billing/charge/action_form.html", context)
+
+    def _run(self, request: HttpRequest, verb: str, work: Callable[[Actor], int]) -> None:
+        try:
+            changed = work(Actor.for_user(request.user))  # type: ignore[arg-type]
+        except BillingError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"{verb} {changed:,} charges.", messages.SUCCESS)
 
     def _review(
         self, request: HttpRequest, queryset: QuerySet[Charge], action: str, *, note: str
     ) -> None:
-        try:
-            changed = charges_review(
-                charges=queryset,
-                action=action,
-                actor=Actor.for_user(request.user),  # type: ignore[arg-type]
-                note=note,
-            )
-        except BillingError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return
         verb = {"approve": "Approved", "reject": "Rejected", "reset": "Reset"}[action]
-        self.message_user(request, f"{verb} {changed:,} charges.", messages.SUCCESS)
+        self._run(
+            request,
+            verb,
+            lambda actor: charges_review(charges=queryset, action=action, actor=actor, note=note),
+        )
 
 
 @admin.register(AuditEvent)

@@ -18,7 +18,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
-from openchargeback.money import format_money
+from openchargeback.money import format_money, to_nanos
 
 
 class BillingError(Exception):
@@ -411,3 +411,176 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
         )
         changed += len(rows)
     return changed
+
+
+# --- Attribution fixes and re-applied rules ------------------------------------
+
+
+def _reevaluate(charge: Any, ruleset: Any, *, tags_invalid: bool) -> tuple[int, dict[str, Any]]:
+    """Flags of a stored charge under the current rules."""
+    from billing.rules import attribution_flags, line_flags
+
+    pi_email = charge.pi.email if charge.pi else ""
+    project = charge.project
+    owner = project.pi.email if project is not None and project.pi is not None else None
+    mask, details = attribution_flags(
+        ruleset,
+        pi_email=pi_email,
+        project_id=project.project_id if project else "",
+        fund_org=charge.fund_org,
+        tags_invalid=tags_invalid,
+        project_owner_email=owner,
+    )
+    line_mask, line_details = line_flags(
+        ruleset,
+        service_name=charge.service_name,
+        resource_id=charge.resource_id,
+        resource_name=charge.resource_name,
+        period=charge.period.period,
+        expected_period=charge.import_record.expected_period or None,
+        currency=charge.billing_currency,
+        billed_nanos=to_nanos(charge.billed_cost),
+    )
+    if tags_invalid and "invalid_tags" in charge.flag_details:
+        details["invalid_tags"] = charge.flag_details["invalid_tags"]
+    return mask | line_mask, {**details, **(line_details or {})}
+
+
+def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dict[str, Any]) -> int:
+    from billing import flags as flag_bits
+    from billing.models import PI, Charge, Project
+    from billing.selectors import load_ruleset
+
+    ruleset = load_ruleset()
+    locked = (
+        charges.exclude(period__status=BillingPeriod.Status.OPEN)
+        .values_list("period__period", flat=True)
+        .distinct()
+    )
+    if locked:
+        raise BillingError(
+            f"charges in period(s) {', '.join(sorted(locked))} cannot change: the period is "
+            "not open"
+        )
+    pi = project = None
+    if "pi_email" in fix:
+        email = fix["pi_email"].strip().lower()
+        from billing.rules import EMAIL_RE
+
+        if not EMAIL_RE.match(email):
+            raise BillingError(f"{email!r} is not an email address")
+        pi, created = PI.objects.get_or_create(email=email)
+        if created:
+            audit(actor=actor, action="pi.create", obj=pi, after={"email": email})
+    if "project_id" in fix:
+        code = fix["project_id"].strip()
+        if not code:
+            raise BillingError("the project id is empty")
+        project, created = Project.objects.get_or_create(project_id=code, defaults={"pi": pi})
+        if created:
+            audit(actor=actor, action="project.create", obj=project, after={"project_id": code})
+    now = timezone.now()
+    changed = 0
+    events = []
+    qs = charges.select_related("pi", "project__pi", "period", "import_record")
+    for charge in qs.iterator(chunk_size=2000):
+        before = {
+            "pi": charge.pi.email if charge.pi else "",
+            "project": charge.project.project_id if charge.project else "",
+            "fund_org": charge.fund_org,
+            "flags": flag_bits.from_mask(charge.flags),
+            "review_state": charge.review_state,
+        }
+        if pi is not None:
+            charge.pi = pi
+        if project is not None:
+            charge.project = project
+        if "fund_org" in fix:
+            charge.fund_org = fix["fund_org"].strip()[:100]
+        # A reviewer's fix supersedes unreadable tags.
+        tags_invalid = bool(charge.flags & flag_bits.BIT["invalid_tags"]) and not fix
+        mask, details = _reevaluate(charge, ruleset, tags_invalid=tags_invalid)
+        charge.flags, charge.flag_details = mask, details
+        if charge.review_state == Charge.ReviewState.PENDING and mask == 0:
+            charge.review_state = Charge.ReviewState.APPROVED
+            charge.reviewed_by, charge.reviewed_at = actor.name, now
+            charge.review_note = note or "no flag left after re-evaluation"
+        after = {
+            "pi": charge.pi.email if charge.pi else "",
+            "project": charge.project.project_id if charge.project else "",
+            "fund_org": charge.fund_org,
+            "flags": flag_bits.from_mask(charge.flags),
+            "review_state": charge.review_state,
+        }
+        if after == before:
+            continue
+        charge.save(
+            update_fields=[
+                "pi",
+                "project",
+                "fund_org",
+                "flags",
+                "flag_details",
+                "review_state",
+                "reviewed_by",
+                "reviewed_at",
+                "review_note",
+            ]
+        )
+        events.append(
+            AuditEvent(
+                created_at=now,
+                actor=actor.name,
+                channel=actor.channel,
+                user_id=actor.user_id,
+                action=f"charge.{action}",
+                object_type="billing.charge",
+                object_id=str(charge.pk),
+                object_repr=f"Charge {charge.pk}",
+                period_id=charge.period_id,
+                before=before,
+                after=after,
+                reason=note,
+            )
+        )
+        changed += 1
+        if len(events) >= 2000:
+            AuditEvent.objects.bulk_create(events)
+            events = []
+    AuditEvent.objects.bulk_create(events)
+    return changed
+
+
+@transaction.atomic
+def charges_fix_attribution(
+    *,
+    charges: Any,
+    actor: Actor,
+    pi_email: str | None = None,
+    project_id: str | None = None,
+    fund_org: str | None = None,
+    note: str = "",
+) -> int:
+    """Set PI, project and/or fund/org on charges and re-evaluate their flags.
+
+    Pending charges left with no flag are approved (by the acting user).
+    Every changed charge is audited with before/after. Open periods only.
+    """
+    fix = {
+        key: value
+        for key, value in (
+            ("pi_email", pi_email),
+            ("project_id", project_id),
+            ("fund_org", fund_org),
+        )
+        if value is not None and (value.strip() or key == "fund_org")
+    }
+    if not fix:
+        raise BillingError("say what to fix: a PI email, a project id or a fund/org")
+    return _apply_flags(charges, actor=actor, action="fix_attribution", note=note, fix=fix)
+
+
+@transaction.atomic
+def charges_reapply_rules(*, charges: Any, actor: Actor, note: str = "") -> int:
+    """Re-evaluate flags of charges under the current rules (open periods only)."""
+    return _apply_flags(charges, actor=actor, action="reapply_rules", note=note, fix={})

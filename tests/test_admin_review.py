@@ -71,7 +71,7 @@ def test_reject_goes_through_a_confirmation_page_with_a_note(queue: list[int]) -
     client = _client(REVIEWER)
     page = client.post(URL, {"action": "reject", helpers.ACTION_CHECKBOX_NAME: queue, "index": 0})
     assert page.status_code == 200
-    assert b"You are about to reject" in page.content
+    assert b"Rejected charges leave every total" in page.content
     assert Charge.objects.filter(review_state="rejected").count() == 0
 
     done = client.post(
@@ -111,3 +111,47 @@ def test_reason_filter_lists_only_matching_charges(queue: list[int]) -> None:
     listed = response.context["cl"].result_list
     assert len(listed) == 3
     assert all("missing_pi" in charge.flag_reasons for charge in listed)
+
+
+def test_fix_attribution_from_the_queue(queue: list[int]) -> None:
+    client = _client(REVIEWER)
+    page = client.post(
+        URL, {"action": "fix_attribution", helpers.ACTION_CHECKBOX_NAME: queue, "index": 0}
+    )
+    assert page.status_code == 200
+    assert b"Fix attribution" in page.content
+    empty = client.post(
+        URL,
+        {"action": "fix_attribution", helpers.ACTION_CHECKBOX_NAME: queue, "apply": "1"},
+    )
+    assert b"Fill in at least one" in empty.content
+    done = client.post(
+        URL,
+        {
+            "action": "fix_attribution",
+            helpers.ACTION_CHECKBOX_NAME: queue,
+            "apply": "1",
+            "pi_email": "ada@example.edu",
+            "note": "owner confirmed by email",
+        },
+    )
+    assert done.status_code == 302
+    assert set(Charge.objects.filter(pk__in=queue).values_list("pi__email", "review_state")) == {
+        ("ada@example.edu", "approved")
+    }
+    assert AuditEvent.objects.filter(action="charge.fix_attribution").count() == 3
+
+
+def test_viewer_cannot_fix_attribution(queue: list[int]) -> None:
+    client = _client(VIEWER)
+    assert b"Fix attribution" not in client.get(URL).content
+    client.post(
+        URL,
+        {
+            "action": "fix_attribution",
+            helpers.ACTION_CHECKBOX_NAME: queue,
+            "apply": "1",
+            "pi_email": "ada@example.edu",
+        },
+    )
+    assert not Charge.objects.filter(pk__in=queue, pi__email="ada@example.edu").exists()

@@ -191,3 +191,47 @@ def test_show_a_pi_in_a_period(month: Path, capsys: pytest.CaptureFixture[str]) 
     ]
     with pytest.raises(CommandError, match="no PI with email"):
         call_command("show", "nobody@example.edu", "--period", "2025-01")
+
+
+def test_fix_attribution_clears_flags_and_approves(month: Path, actor: Actor) -> None:
+    from billing.services import charges_fix_attribution
+
+    odd = Charge.objects.filter(resource_id__startswith="odd")
+    changed = charges_fix_attribution(
+        charges=odd, actor=Actor(name="rita"), pi_email="Grace@Example.edu", note="owner confirmed"
+    )
+    assert changed == 2
+    for charge in Charge.objects.filter(resource_id__startswith="odd"):
+        assert charge.pi is not None and charge.pi.email == "grace@example.edu"
+        # proj-a belongs to ada: the fix itself is flagged for a second look.
+        assert charge.flag_reasons == ["project_pi_mismatch"]
+        assert charge.review_state == "pending"
+    event = AuditEvent.objects.filter(action="charge.fix_attribution").first()
+    assert event is not None and event.actor == "rita"
+    assert event.before["flags"] == ["missing_pi"]
+    assert event.after["pi"] == "grace@example.edu"
+
+    charges_fix_attribution(charges=odd, actor=actor, pi_email="ada@example.edu")
+    assert set(Charge.objects.values_list("review_state", flat=True)) == {"approved"}
+
+
+def test_reapply_rules_after_a_rule_change(month: Path, actor: Actor) -> None:
+    from billing.models import FlagRule
+    from billing.services import charges_reapply_rules
+
+    FlagRule.objects.filter(reason="missing_pi").update(enabled=False)
+    assert charges_reapply_rules(charges=Charge.objects.all(), actor=actor) == 2
+    assert not Charge.objects.filter(review_state="pending").exists()
+    assert charges_reapply_rules(charges=Charge.objects.all(), actor=actor) == 0
+
+
+def test_fix_attribution_refuses_bad_input_and_locked_periods(month: Path, actor: Actor) -> None:
+    from billing.services import charges_fix_attribution
+
+    with pytest.raises(BillingError, match="not an email"):
+        charges_fix_attribution(charges=Charge.objects.all(), actor=actor, pi_email="bob")
+    with pytest.raises(BillingError, match="say what to fix"):
+        charges_fix_attribution(charges=Charge.objects.all(), actor=actor)
+    period_close(period="2025-01", actor=actor, allow_pending=True)
+    with pytest.raises(BillingError, match="not open"):
+        charges_fix_attribution(charges=Charge.objects.all(), actor=actor, fund_org="NSF-X-1")
