@@ -211,6 +211,36 @@ def _append_note(obj: BillingPeriod, *, actor: Actor, action: str, text: str) ->
     obj.notes = f"{obj.notes}\n{line}" if obj.notes else line
 
 
+def _transition(
+    obj: BillingPeriod,
+    *,
+    to: str,
+    actor: Actor,
+    action: str,
+    verb: str,
+    text: str,
+    after: dict[str, Any] | None = None,
+) -> BillingPeriod:
+    """Move a period to ``to``: who/when fields, an appended note, one audit event."""
+    before = {"status": obj.status}
+    obj.status = to
+    stamp_field = {"open": "reopened", "closed": "closed", "finalized": "finalized"}[to]
+    setattr(obj, f"{stamp_field}_at", timezone.now())
+    setattr(obj, f"{stamp_field}_by", actor.name)
+    _append_note(obj, actor=actor, action=verb, text=text)
+    obj.save()
+    audit(
+        actor=actor,
+        action=action,
+        obj=obj,
+        period=obj,
+        before=before,
+        after={"status": to, **(after or {})},
+        reason=text,
+    )
+    return obj
+
+
 def _pending_summary(obj: BillingPeriod) -> tuple[int, Decimal]:
     from billing.models import Charge
 
@@ -250,25 +280,18 @@ def period_close(
             f"(`openchargeback review list --period {obj.period}`), or close with "
             "--allow-pending to leave them out and record the override"
         )
-    before = {"status": obj.status}
-    obj.status = BillingPeriod.Status.CLOSED
-    obj.closed_at = timezone.now()
-    obj.closed_by = actor.name
     text = note
     if pending:
         text = f"{note + '; ' if note else ''}closed with {pending:,} charges pending review"
-    _append_note(obj, actor=actor, action="closed", text=text)
-    obj.save()
-    audit(
+    return _transition(
+        obj,
+        to=BillingPeriod.Status.CLOSED,
         actor=actor,
         action="period.close",
-        obj=obj,
-        period=obj,
-        before=before,
-        after={"status": obj.status, "pending_override": pending},
-        reason=text,
+        verb="closed",
+        text=text,
+        after={"pending_override": pending},
     )
-    return obj
 
 
 @transaction.atomic
@@ -281,21 +304,14 @@ def period_reopen(*, period: str, actor: Actor, reason: str) -> BillingPeriod:
         raise BillingError(f"period {obj.period} is finalized; that is permanent")
     if obj.status != BillingPeriod.Status.CLOSED:
         raise BillingError(f"period {obj.period} is already open")
-    obj.status = BillingPeriod.Status.OPEN
-    obj.reopened_at = timezone.now()
-    obj.reopened_by = actor.name
-    _append_note(obj, actor=actor, action="reopened", text=reason.strip())
-    obj.save()
-    audit(
+    return _transition(
+        obj,
+        to=BillingPeriod.Status.OPEN,
         actor=actor,
         action="period.reopen",
-        obj=obj,
-        period=obj,
-        before={"status": "closed"},
-        after={"status": "open"},
-        reason=reason.strip(),
+        verb="reopened",
+        text=reason.strip(),
     )
-    return obj
 
 
 def finalize_blockers(obj: BillingPeriod) -> list[str]:
@@ -320,24 +336,32 @@ def period_finalize(*, period: str, actor: Actor, note: str = "") -> BillingPeri
     problems = finalize_blockers(obj)
     if problems:
         raise BillingError(f"period {obj.period} cannot be finalized: {'; '.join(problems)}")
-    obj.status = BillingPeriod.Status.FINALIZED
-    obj.finalized_at = timezone.now()
-    obj.finalized_by = actor.name
-    _append_note(obj, actor=actor, action="finalized", text=note)
-    obj.save()
-    audit(
+    return _transition(
+        obj,
+        to=BillingPeriod.Status.FINALIZED,
         actor=actor,
         action="period.finalize",
-        obj=obj,
-        period=obj,
-        before={"status": "closed"},
-        after={"status": "finalized"},
-        reason=note,
+        verb="finalized",
+        text=note,
     )
-    return obj
 
 
 # --- Review: approve, reject, reset ------------------------------------------
+
+
+def _refuse_locked(charges: Any) -> None:
+    """Charges may change only while their period is open."""
+    locked = (
+        charges.exclude(period__status=BillingPeriod.Status.OPEN)
+        .values_list("period__period", flat=True)
+        .distinct()
+    )
+    if locked:
+        raise BillingError(
+            f"charges in period(s) {', '.join(sorted(locked))} cannot change: the period is "
+            "not open (reopen a closed period first; finalized periods are permanent)"
+        )
+
 
 _REVIEW_TARGET = {
     "approve": "approved",
@@ -365,17 +389,7 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
         raise BillingError('rejecting charges needs a note saying why (--note "...")')
     target = _REVIEW_TARGET[action]
     selected = charges.exclude(review_state=target)
-    locked = (
-        selected.exclude(period__status=BillingPeriod.Status.OPEN)
-        .values_list("period__period", flat=True)
-        .distinct()
-    )
-    if locked:
-        names = ", ".join(sorted(locked))
-        raise BillingError(
-            f"charges in period(s) {names} cannot change: the period is not open "
-            "(reopen a closed period first; finalized periods are permanent)"
-        )
+    _refuse_locked(selected)
     ids = list(selected.values_list("pk", flat=True))
     now = timezone.now()
     changed = 0
@@ -452,16 +466,7 @@ def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dic
     from billing.selectors import load_ruleset
 
     ruleset = load_ruleset()
-    locked = (
-        charges.exclude(period__status=BillingPeriod.Status.OPEN)
-        .values_list("period__period", flat=True)
-        .distinct()
-    )
-    if locked:
-        raise BillingError(
-            f"charges in period(s) {', '.join(sorted(locked))} cannot change: the period is "
-            "not open"
-        )
+    _refuse_locked(charges)
     pi = project = None
     if "pi_email" in fix:
         email = fix["pi_email"].strip().lower()
