@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -26,8 +27,10 @@ if _env_file:
 elif (BASE_DIR / ".env").is_file():
     env.read_env(str(BASE_DIR / ".env"))
 
-# pytest and `manage.py test` may run without a SECRET_KEY; nothing else may.
+# pytest and `manage.py test` may run without a SECRET_KEY; so may the
+# development-only commands that never sign anything. Nothing else may.
 TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
+_KEYLESS_COMMANDS = {"makemigrations", "help", "version"}
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -36,7 +39,7 @@ DEBUG = env.bool("DEBUG", default=False)
 _DEV_SECRET_KEY = "insecure-openchargeback-development-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
-    if DEBUG or TESTING:
+    if DEBUG or TESTING or sys.argv[1:2] == [] or sys.argv[1] in _KEYLESS_COMMANDS:
         SECRET_KEY = _DEV_SECRET_KEY
     else:
         raise ImproperlyConfigured(
@@ -236,9 +239,9 @@ LOGGING = {
 
 # --- Login throttling (django-axes) -----------------------------------------
 # After AXES_FAILURE_LIMIT failed logins for one user name from one address,
-# that pair is locked out for AXES_COOLOFF_HOURS (a success resets the count).
+# that pair is locked out for AXES_COOLOFF_MINUTES (a success resets the count).
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
-AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=1.0)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=60))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # Behind a reverse proxy, the client address comes from X-Forwarded-For: set
