@@ -23,9 +23,7 @@ class MoneyField(models.BigIntegerField):
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Decimal | None:
         if value is None:
             return None
-        if isinstance(value, Decimal):
-            # PostgreSQL's SUM(bigint) returns numeric.
-            return from_nanos(int(value))
+        # int() also covers PostgreSQL, whose SUM(bigint) returns numeric.
         return from_nanos(int(value))
 
     def to_python(self, value: Any) -> Decimal | None:

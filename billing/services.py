@@ -93,15 +93,6 @@ def validate_period(value: str) -> str:
     return value
 
 
-def period_get_or_create(*, period: str, actor: Actor) -> BillingPeriod:
-    """The BillingPeriod for a month, created open (and audited) on first sight."""
-    period = validate_period(period)
-    obj, created = BillingPeriod.objects.get_or_create(period=period)
-    if created:
-        audit(actor=actor, action="period.create", obj=obj, period=obj, after={"status": "open"})
-    return obj
-
-
 def normalise_slug(slug: str) -> str:
     return slug.strip().lower()
 
@@ -252,7 +243,8 @@ def _pending_summary(obj: BillingPeriod) -> tuple[int, Decimal]:
 
 @transaction.atomic
 def period_open(*, period: str, actor: Actor, note: str = "") -> BillingPeriod:
-    """Create an open period ahead of its first import. Safe to re-run."""
+    """The BillingPeriod for a month, created open (noted and audited) on first
+    sight: by its first import, or ahead of it. Safe to re-run."""
     period = validate_period(period)
     obj, created = BillingPeriod.objects.get_or_create(period=period)
     if created:
@@ -432,21 +424,14 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
 
 def _reevaluate(charge: Any, ruleset: Any, *, tags_invalid: bool) -> tuple[int, dict[str, Any]]:
     """Flags of a stored charge under the current rules."""
-    from billing.rules import attribution_flags, line_flags
+    from billing.rules import evaluate
 
-    pi_email = charge.pi.email if charge.pi else ""
     project = charge.project
-    owner = project.pi.email if project is not None and project.pi is not None else None
-    mask, details = attribution_flags(
+    mask, details = evaluate(
         ruleset,
-        pi_email=pi_email,
+        pi_email=charge.pi.email if charge.pi else "",
         project_id=project.project_id if project else "",
         fund_org=charge.fund_org,
-        tags_invalid=tags_invalid,
-        project_owner_email=owner,
-    )
-    line_mask, line_details = line_flags(
-        ruleset,
         service_name=charge.service_name,
         resource_id=charge.resource_id,
         resource_name=charge.resource_name,
@@ -454,10 +439,12 @@ def _reevaluate(charge: Any, ruleset: Any, *, tags_invalid: bool) -> tuple[int, 
         expected_period=charge.import_record.expected_period or None,
         currency=charge.billing_currency,
         billed_nanos=to_nanos(charge.billed_cost),
+        tags_invalid=tags_invalid,
+        project_owner_email=project.pi.email if project and project.pi else None,
     )
     if tags_invalid and "invalid_tags" in charge.flag_details:
         details["invalid_tags"] = charge.flag_details["invalid_tags"]
-    return mask | line_mask, {**details, **(line_details or {})}
+    return mask, details
 
 
 def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dict[str, Any]) -> int:

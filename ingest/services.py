@@ -28,7 +28,7 @@ from billing import flags as flag_bits
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.rules import EMAIL_RE, RuleSet, attribution_flags, line_flags, map_tags
 from billing.selectors import load_ruleset
-from billing.services import Actor, audit, period_get_or_create, validate_period
+from billing.services import Actor, audit, period_open, validate_period
 from billing.triggers import CHARGE_INSERT_TRIGGER, CHARGE_INSERT_TRIGGER_SQL
 from ingest.models import Import
 from ingest.parsers import FocusReader, IngestError, open_focus
@@ -391,7 +391,7 @@ class _Importer:
                 self.fake_id -= 1
                 self.period_ids[period] = self.fake_id
                 return self.fake_id
-            obj = period_get_or_create(period=period, actor=self.actor)
+            obj = period_open(period=period, actor=self.actor, note="first import")
         self.period_ids[period] = obj.pk
         return obj.pk
 

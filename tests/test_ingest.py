@@ -631,3 +631,23 @@ def test_flag_bits_are_stable() -> None:
     assert flags.BIT["missing_pi"] == 1
     assert flags.BIT["project_pi_mismatch"] == 512
     assert flags.BIT["invalid_tags"] == 1024
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "period"),
+    [
+        ("aws_2025-01.csv", "aws", "2025-01"),
+        ("it_storage_2025_01.csv.gz", "it_storage", "2025-01"),
+        ("research-storage-202512.parquet", "storage", "2025-12"),
+        ("Azure-export.csv", "azure", None),
+        ("report-2025-13.csv", None, None),
+    ],
+)
+def test_source_and_period_are_detected_from_file_names(
+    defaults: None, name: str, source: str | None, period: str | None
+) -> None:
+    from billing.services import detect_period, detect_source
+
+    found = detect_source(name)
+    assert (found.slug if found else None) == source
+    assert detect_period(name) == period

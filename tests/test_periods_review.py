@@ -90,8 +90,10 @@ def test_reopen_needs_a_reason_and_appends_notes(month: Path, actor: Actor) -> N
     assert period.status == "open"
     assert period.reopened_by == "ann"
     lines = period.notes.splitlines()
-    assert "closed with 2 charges pending review" in lines[0]
-    assert lines[1].endswith("ann reopened: late AWS credit")
+    assert lines[0].endswith("tester opened: first import")
+    assert "closed with 2 charges pending review" in lines[1]
+    assert lines[2].endswith("ann reopened: late AWS credit")
+    assert len(lines) == 3
     assert AuditEvent.objects.get(action="period.reopen").reason == "late AWS credit"
 
 
