@@ -22,7 +22,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from billing import flags
+from billing import flags, selectors
 from billing.models import (
     PI,
     AuditEvent,
@@ -35,6 +35,7 @@ from billing.models import (
     Project,
     Source,
     TagMapping,
+    validate_regex,
 )
 from billing.services import (
     Actor,
@@ -47,7 +48,6 @@ from billing.services import (
     period_finalize,
     period_reopen,
 )
-from openchargeback.money import format_money
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -204,6 +204,78 @@ class FlagReasonFilter(admin.SimpleListFilter):
         return queryset.alias(hit=F("flags").bitand(bit)).filter(hit=bit)
 
 
+class TextInputFilter(admin.SimpleListFilter):
+    """A filter typed into a box: PIs, projects and fund/orgs are too many to list."""
+
+    template = "admin/billing/input_filter.html"
+    placeholder = ""
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("", "")]  # a filter with no lookups is not shown at all
+
+    def choices(self, changelist: Any) -> Any:
+        other = {
+            key: value
+            for key, value in changelist.get_filters_params().items()
+            if key != self.parameter_name
+        }
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "hidden": [
+                (key, item)
+                for key, value in other.items()
+                for item in (value if isinstance(value, list) else [value])
+            ],
+            "placeholder": self.placeholder,
+        }
+
+    def text(self) -> str:
+        return (self.value() or "").strip()
+
+
+class PIFilter(TextInputFilter):
+    title = "PI"
+    parameter_name = "pi"
+    placeholder = "email or name"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Charge]) -> QuerySet[Charge]:
+        text = self.text()
+        if not text:
+            return queryset
+        if "@" in text:
+            return queryset.filter(pi__in=PI.objects.filter(email=text.lower()))
+        return queryset.filter(
+            pi__in=PI.objects.filter(email__icontains=text)
+            | PI.objects.filter(name__icontains=text)
+        )
+
+
+class ProjectFilter(TextInputFilter):
+    title = "project"
+    parameter_name = "project"
+    placeholder = "project id"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Charge]) -> QuerySet[Charge]:
+        text = self.text()
+        if not text:
+            return queryset
+        exact = Project.objects.filter(project_id=text)
+        if exact.exists():
+            return queryset.filter(project__in=exact)
+        return queryset.filter(project__in=Project.objects.filter(project_id__icontains=text))
+
+
+class FundOrgFilter(TextInputFilter):
+    title = "fund/org"
+    parameter_name = "fund_org"
+    placeholder = "starts with"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Charge]) -> QuerySet[Charge]:
+        text = self.text()
+        return queryset.filter(fund_org__startswith=text) if text else queryset
+
+
 class FixAttributionForm(forms.Form):
     pi_email = forms.EmailField(required=False, label="PI email")
     project_id = forms.CharField(required=False, max_length=200, label="Project id")
@@ -241,7 +313,15 @@ class ChargeAdmin(ReadOnlyAdmin):
         "review_state",
         "reasons",
     ]
-    list_filter = ["review_state", FlagReasonFilter, "period", "source"]
+    list_filter = [
+        "review_state",
+        FlagReasonFilter,
+        "period",
+        "source",
+        PIFilter,
+        ProjectFilter,
+        FundOrgFilter,
+    ]
     list_select_related = ["period", "source", "pi", "project"]
     search_fields = ["resource_id", "resource_name", "service_name", "fund_org", "pi__email"]
     show_full_result_count = False
@@ -251,11 +331,11 @@ class ChargeAdmin(ReadOnlyAdmin):
 
     @admin.display(description="list", ordering="list_cost")
     def list_amount(self, obj: Charge) -> str:
-        return format_money(obj.list_cost)
+        return InstitutionSettings.cached().format_money(obj.list_cost)
 
     @admin.display(description="billed", ordering="billed_cost")
     def billed_amount(self, obj: Charge) -> str:
-        return format_money(obj.billed_cost)
+        return InstitutionSettings.cached().format_money(obj.billed_cost)
 
     @admin.display(description="flags")
     def reasons(self, obj: Charge) -> str:
@@ -351,7 +431,9 @@ class ChargeAdmin(ReadOnlyAdmin):
             "action": action,
             "submit_label": title,
             "count": queryset.count(),
-            "total": format_money(queryset.aggregate(t=Sum("billed_cost"))["t"] or Decimal(0)),
+            "total": InstitutionSettings.cached().format_money(
+                queryset.aggregate(t=Sum("billed_cost"))["t"] or Decimal(0)
+            ),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across", "0"),
@@ -397,6 +479,60 @@ class AuditEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
+class PatternPreviewForm(forms.Form):
+    pattern = forms.CharField(max_length=500, validators=[validate_regex])
+    target = forms.ChoiceField(
+        choices=PatternRule.Target.choices, initial=PatternRule.Target.ANY, required=False
+    )
+    period = forms.ModelChoiceField(
+        queryset=BillingPeriod.objects.order_by("-period"),
+        to_field_name="period",
+        required=False,
+        empty_label="current period",
+    )
+
+
+class RegexPreviewAdmin(admin.ModelAdmin):
+    """A settings page whose regular expression can be tried before saving.
+
+    The change form gets a "Test against the current period" button that
+    posts the unsaved fields to a read-only preview page (in a new tab).
+    """
+
+    change_form_template = "admin/billing/regex_change_form.html"
+    preview_template = ""
+    preview_fields: tuple[str, ...] = ("pattern",)
+
+    def get_urls(self) -> list[Any]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_preview"
+        view = self.admin_site.admin_view(self.preview_view)
+        return [path("preview/", view, name=name), *super().get_urls()]
+
+    def preview_view(self, request: HttpRequest) -> TemplateResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        data = request.POST if request.method == "POST" else request.GET
+        form = PatternPreviewForm(data or None)
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Test a {self.opts.verbose_name}",
+            "form": form,
+            "preview_fields": self.preview_fields,
+        }
+        if form.is_valid():
+            period = form.cleaned_data["period"] or selectors.current_period()
+            context["period"] = period
+            if period is not None:
+                context["result"] = self.run_preview(request, form.cleaned_data, period)
+        return TemplateResponse(request, self.preview_template, context)
+
+    def run_preview(
+        self, request: HttpRequest, data: dict[str, Any], period: BillingPeriod
+    ) -> Any:  # pragma: no cover - every subclass implements it
+        raise NotImplementedError
+
+
 @admin.register(InstitutionSettings)
 class InstitutionSettingsAdmin(admin.ModelAdmin):
     list_display = ["name", "currency", "large_charge_threshold"]
@@ -420,10 +556,32 @@ class FlagRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(PatternRule)
-class PatternRuleAdmin(admin.ModelAdmin):
+class PatternRuleAdmin(RegexPreviewAdmin):
     list_display = ["name", "pattern", "target", "enabled"]
+    list_filter = ["enabled", "target"]
+    preview_template = "admin/billing/patternrule/preview.html"
+    preview_fields = ("pattern", "target")
+
+    def run_preview(
+        self, request: HttpRequest, data: dict[str, Any], period: BillingPeriod
+    ) -> selectors.PatternPreview:
+        return selectors.pattern_preview(
+            pattern=data["pattern"], target=data["target"] or "any", period=period
+        )
 
 
 @admin.register(FundOrgPattern)
-class FundOrgPatternAdmin(admin.ModelAdmin):
+class FundOrgPatternAdmin(RegexPreviewAdmin):
     list_display = ["pattern", "description", "enabled"]
+    list_filter = ["enabled"]
+    preview_template = "admin/billing/fundorgpattern/preview.html"
+
+    def run_preview(
+        self, request: HttpRequest, data: dict[str, Any], period: BillingPeriod
+    ) -> list[selectors.FundOrgValue]:
+        exclude = request.GET.get("exclude") or request.POST.get("exclude")
+        return selectors.fund_org_preview(
+            pattern=data["pattern"],
+            period=period,
+            exclude_pk=int(exclude) if exclude and exclude.isdigit() else None,
+        )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 from decimal import Decimal
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -15,6 +17,7 @@ from django.utils import timezone
 
 from billing import flags
 from billing.fields import JSONTextField, MoneyField
+from openchargeback.money import format_money
 
 PERIOD_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 period_validator = RegexValidator(PERIOD_RE, "Enter a month as YYYY-MM (e.g. 2025-01).")
@@ -368,10 +371,37 @@ class InstitutionSettings(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # Pages format many amounts; they read the settings at most every few seconds.
+    _cache: ClassVar[tuple[float, InstitutionSettings] | None] = None
+    CACHE_SECONDS: ClassVar[float] = 10.0
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        type(self)._cache = None
+
     @classmethod
     def load(cls) -> InstitutionSettings:
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
+
+    @classmethod
+    def cached(cls) -> InstitutionSettings:
+        """The settings as of at most CACHE_SECONDS ago (for display only)."""
+        hit = cls._cache
+        now = time.monotonic()
+        if hit is None or now - hit[0] > cls.CACHE_SECONDS:
+            hit = (now, cls.load())
+            cls._cache = hit
+        return hit[1]
+
+    def format_money(self, value: Decimal) -> str:
+        """An amount as people here write it: currency symbol and separators."""
+        return format_money(
+            value,
+            currency=self.currency,
+            thousands=self.thousands_separator,
+            decimal_point=self.decimal_separator,
+        )
 
 
 class TagMapping(models.Model):

@@ -217,7 +217,7 @@ def line_flags(
         matched = [
             spec.name
             for spec in ruleset.patterns
-            if _pattern_hits(spec, service_name, resource_id, resource_name)
+            if pattern_hits(spec, service_name, resource_id, resource_name)
         ]
         if matched:
             mask |= flags.BIT["pattern_match"]
@@ -239,7 +239,7 @@ def line_flags(
     return mask, details
 
 
-def _pattern_hits(spec: PatternSpec, service: str, rid: str, rname: str) -> bool:
+def pattern_hits(spec: PatternSpec, service: str, rid: str, rname: str) -> bool:
     if spec.target == "service_name":
         return bool(spec.regex.search(service))
     if spec.target == "resource_id":

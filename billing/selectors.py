@@ -1,4 +1,4 @@
-"""Reads: rule sets, period summaries. Return querysets or small dataclasses."""
+"""Reads: rule sets, period summaries, rule previews. Return querysets or small dataclasses."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from billing.models import (
     PatternRule,
     TagMapping,
 )
-from billing.rules import PatternSpec, RuleSet
+from billing.rules import PatternSpec, RuleSet, pattern_hits
 from openchargeback.money import to_nanos
 
 
@@ -120,3 +120,96 @@ def pi_period_lines(*, email: str, period: str) -> list[ChargeLine]:
         )
         for r in rows
     ]
+
+
+# --- Previews of a rule before it is saved ------------------------------------------
+
+_PREVIEW_SAMPLE = 20
+
+
+def current_period() -> BillingPeriod | None:
+    """The period people are working on: the latest open one, else the latest."""
+    periods = BillingPeriod.objects.order_by("-period")
+    return periods.filter(status=BillingPeriod.Status.OPEN).first() or periods.first()
+
+
+@dataclass(frozen=True)
+class PatternPreview:
+    """What a review pattern would flag in a period."""
+
+    period: str
+    scanned: int
+    matched: int
+    billed_total: Decimal
+    sample: list[dict[str, object]]
+
+
+def pattern_preview(*, pattern: str, target: str, period: BillingPeriod) -> PatternPreview:
+    """Run a review pattern over every charge of `period` (the pattern must compile)."""
+    spec = PatternSpec(name="preview", regex=re.compile(pattern), target=target)
+    rows = (
+        Charge.objects.filter(period=period)
+        .values_list("pk", "service_name", "resource_id", "resource_name", "billed_cost")
+        .order_by("pk")
+    )
+    scanned = matched = 0
+    total = Decimal(0)
+    sample: list[dict[str, object]] = []
+    for pk, service, rid, rname, billed in rows.iterator(chunk_size=5000):
+        scanned += 1
+        if not pattern_hits(spec, service, rid, rname):
+            continue
+        matched += 1
+        total += billed
+        if len(sample) < _PREVIEW_SAMPLE:
+            sample.append(
+                {
+                    "pk": pk,
+                    "service_name": service,
+                    "resource_id": rid,
+                    "resource_name": rname,
+                    "billed_cost": billed,
+                }
+            )
+    return PatternPreview(period.period, scanned, matched, total, sample)
+
+
+@dataclass(frozen=True)
+class FundOrgValue:
+    fund_org: str
+    charges: int
+    billed_total: Decimal
+    matches: bool  # by the pattern under test
+    valid: bool  # by the pattern under test or any other enabled pattern
+
+
+def fund_org_preview(
+    *, pattern: str, period: BillingPeriod, exclude_pk: int | None = None
+) -> list[FundOrgValue]:
+    """Every fund/org used in `period`: does the pattern accept it, is it valid overall?"""
+    regex = re.compile(pattern)
+    others = [
+        re.compile(p.pattern)
+        for p in FundOrgPattern.objects.filter(enabled=True).exclude(pk=exclude_pk)
+    ]
+    rows = (
+        Charge.objects.filter(period=period)
+        .exclude(fund_org="")
+        .values("fund_org")
+        .annotate(n=Count("id"), billed=Sum("billed_cost"))
+        .order_by("fund_org")
+    )
+    values = []
+    for row in rows:
+        value = row["fund_org"]
+        hit = bool(regex.fullmatch(value))
+        values.append(
+            FundOrgValue(
+                fund_org=value,
+                charges=row["n"],
+                billed_total=row["billed"],
+                matches=hit,
+                valid=hit or any(o.fullmatch(value) for o in others),
+            )
+        )
+    return values

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.contrib import admin
 
 from billing.admin import ReadOnlyAdmin
+from billing.models import InstitutionSettings
 from ingest.models import Import
-from openchargeback.money import format_money
 
 
 @admin.register(Import)
@@ -29,4 +29,4 @@ class ImportAdmin(ReadOnlyAdmin):
 
     @admin.display(description="billed total", ordering="billed_total")
     def billed(self, obj: Import) -> str:
-        return format_money(obj.billed_total)
+        return InstitutionSettings.cached().format_money(obj.billed_total)

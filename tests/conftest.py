@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from billing.models import InstitutionSettings
 from billing.seed import seed_defaults
 from billing.services import Actor
 
@@ -34,6 +35,14 @@ FOCUS_COLUMNS = [
 @pytest.fixture(autouse=True)
 def _media_root(settings: Any, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_institution_settings() -> Iterator[None]:
+    """The display cache of institution settings never outlives a test."""
+    InstitutionSettings._cache = None
+    yield
+    InstitutionSettings._cache = None
 
 
 @pytest.fixture

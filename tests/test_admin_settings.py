@@ -1,0 +1,122 @@
+"""Queue filters typed into a box, and settings whose regexes are tried before saving."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from billing.models import Charge, FundOrgPattern, PatternRule, Source
+from billing.roles import BILLING_ADMIN, VIEWER
+from billing.services import Actor
+from ingest.services import import_file
+from tests.conftest import focus_row
+
+pytestmark = pytest.mark.django_db
+QUEUE = "/admin/billing/charge/"
+
+
+@pytest.fixture
+def charges(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> None:
+    rows = [
+        focus_row(resource="vm-1", pi="ada@example.edu", project="proj-a", fund_org="NSF-BIO-2024"),
+        focus_row(resource="vm-2", pi="ada@example.edu", project="proj-b", fund_org="NIH-GEN-2023"),
+        focus_row(
+            resource="gpu-1", pi="bob@example.edu", project="proj-c", fund_org="NSF-CHE-2022"
+        ),
+        focus_row(resource="bucket-x", service="Amazon S3", billed="4.50", fund_org="bogus"),
+    ]
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+
+
+def _client(role: str) -> Client:
+    user = get_user_model().objects.create_user(role.replace(" ", "_"), password="x")
+    user.is_staff = True
+    user.save()
+    user.groups.add(Group.objects.get(name=role))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _listed(client: Client, query: str) -> set[str]:
+    response = client.get(QUEUE + query)
+    assert response.status_code == 200
+    return {charge.resource_id for charge in response.context["cl"].result_list}
+
+
+def test_queue_filters_by_pi_project_and_fund_org(charges: None) -> None:
+    viewer = _client(VIEWER)
+    assert _listed(viewer, "?pi=bob@example.edu") == {"gpu-1"}
+    assert _listed(viewer, "?pi=ADA@example.edu") == {"vm-1", "vm-2", "bucket-x"}
+    assert _listed(viewer, "?pi=bob") == {"gpu-1"}  # part of an email or a name
+    assert _listed(viewer, "?project=proj-b") == {"vm-2"}
+    assert _listed(viewer, "?project=proj") == {"vm-1", "vm-2", "gpu-1", "bucket-x"}
+    assert _listed(viewer, "?fund_org=NSF-") == {"vm-1", "gpu-1"}
+    # Filters combine, and the filter box keeps the others as hidden fields.
+    page = viewer.get(QUEUE + "?pi=ada@example.edu&fund_org=NIH")
+    assert {c.resource_id for c in page.context["cl"].result_list} == {"vm-2"}
+    assert b'name="fund_org" value="NIH"' in page.content
+    assert b'type="hidden" name="pi" value="ada@example.edu"' in page.content
+
+
+def test_a_bad_regex_is_refused_on_save(defaults: None) -> None:
+    admin = _client(BILLING_ADMIN)
+    response = admin.post(
+        "/admin/billing/patternrule/add/",
+        {"name": "broken", "pattern": "(unclosed", "target": "any", "enabled": "on"},
+    )
+    assert response.status_code == 200
+    assert b"Not a valid regular expression" in response.content
+    assert not PatternRule.objects.filter(name="broken").exists()
+
+
+def test_pattern_preview_counts_matches_in_the_current_period(charges: None) -> None:
+    admin = _client(BILLING_ADMIN)
+    form = admin.get("/admin/billing/patternrule/add/")
+    assert b"Test against the current period" in form.content
+    before = PatternRule.objects.count()
+    response = admin.post(
+        "/admin/billing/patternrule/preview/",
+        {"name": "gpus", "pattern": r"^gpu-", "target": "resource_id", "enabled": "on"},
+    )
+    assert response.status_code == 200
+    result = response.context["result"]
+    assert (result.period, result.scanned, result.matched) == ("2025-01", 4, 1)
+    assert [row["resource_id"] for row in result.sample] == ["gpu-1"]
+    assert b"$10.00" in response.content
+    assert PatternRule.objects.count() == before  # nothing saved
+
+
+def test_pattern_preview_reports_a_bad_regex(charges: None) -> None:
+    response = _client(VIEWER).get("/admin/billing/patternrule/preview/?pattern=%28oops")
+    assert response.status_code == 200
+    assert "result" not in response.context
+    assert b"Not a valid regular expression" in response.content
+
+
+def test_fund_org_preview_shows_what_would_be_flagged(charges: None) -> None:
+    FundOrgPattern.objects.all().delete()
+    other = FundOrgPattern.objects.create(pattern=r"NIH-[A-Z]{3}-\d{4}")
+    response = _client(BILLING_ADMIN).get(
+        "/admin/billing/fundorgpattern/preview/", {"pattern": r"NSF-[A-Z]{3}-\d{4}"}
+    )
+    rows = {row.fund_org: (row.matches, row.valid) for row in response.context["result"]}
+    assert rows == {
+        "NSF-BIO-2024": (True, True),
+        "NSF-CHE-2022": (True, True),
+        "NIH-GEN-2023": (False, True),  # valid through the other pattern
+        "bogus": (False, False),
+    }
+    # Editing the other pattern itself: its saved version does not count.
+    response = _client(VIEWER).get(
+        "/admin/billing/fundorgpattern/preview/",
+        {"pattern": "NIH-.*", "exclude": other.pk, "period": "2025-01"},
+    )
+    rows = {row.fund_org: row.valid for row in response.context["result"]}
+    assert rows["NSF-BIO-2024"] is False
+    assert Charge.objects.count() == 4
