@@ -188,10 +188,10 @@ def fund_org_preview(
 ) -> list[FundOrgValue]:
     """Every fund/org used in `period`: does the pattern accept it, is it valid overall?"""
     regex = re.compile(pattern)
-    others = [
-        re.compile(p.pattern)
-        for p in FundOrgPattern.objects.filter(enabled=True).exclude(pk=exclude_pk)
-    ]
+    enabled = FundOrgPattern.objects.filter(enabled=True)
+    if exclude_pk is not None:
+        enabled = enabled.exclude(pk=exclude_pk)
+    others = [re.compile(p.pattern) for p in enabled]
     rows = (
         Charge.objects.filter(period=period)
         .exclude(fund_org="")
