@@ -1,6 +1,7 @@
 """The three roles (Django groups) and their permissions (SPEC §8).
 
-- viewer: read everything, download statements and journals;
+- viewer: read everything (background jobs included), download statements
+  and journals; users, groups and login lockouts are for superusers;
 - reviewer: viewer + approve, reject, reset, fix attribution (and resend);
 - billing admin: reviewer + import, periods, generate, send, export, settings.
 
@@ -38,7 +39,12 @@ _SETTINGS_MODELS = (
     "fundorgpattern",
 )
 
-_VIEW = [("billing", f"view_{m}") for m in _BILLING_MODELS] + [("ingest", "view_import")]
+# Background jobs (django-q2): everyone may see what ran and what failed.
+_JOBS = [("django_q", f"view_{m}") for m in ("schedule", "success", "failure", "ormq")]
+
+_VIEW = (
+    [("billing", f"view_{m}") for m in _BILLING_MODELS] + [("ingest", "view_import")] + _JOBS
+)
 _REVIEW = [("billing", "review_charge"), ("billing", "fix_attribution_charge")]
 _ADMIN = (
     [("ingest", "import_focus")]
@@ -65,9 +71,15 @@ def sync_roles(apps: Any = global_apps) -> None:
     from django.contrib.auth.management import create_permissions
 
     # Permissions are normally created after migrations (post_migrate); a
-    # migration that needs them creates them itself.
-    for label in ("billing", "ingest"):
-        app_config = apps.get_app_config(label)
+    # migration that needs them creates them itself. An app whose models are
+    # not migrated yet is skipped: a later migration syncs the roles again.
+    ready = set()
+    for label in {app_label for perms in ROLE_PERMISSIONS.values() for app_label, _ in perms}:
+        try:
+            app_config = apps.get_app_config(label)
+        except LookupError:
+            continue
+        ready.add(label)
         stub = getattr(app_config, "models_module", None) is None
         if stub:
             app_config.models_module = True
@@ -80,6 +92,8 @@ def sync_roles(apps: Any = global_apps) -> None:
         group, _ = group_model.objects.get_or_create(name=role)
         perms = []
         for app_label, codename in wanted:
+            if app_label not in ready:
+                continue
             perm = permission_model.objects.filter(
                 content_type__app_label=app_label, codename=codename
             ).first()
