@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DEMO_ENV := DEBUG=true
 HOST ?= 127.0.0.1:8000
 
-.PHONY: install demo demo-data serve test check lint format typecheck migrations-check bench clean
+.PHONY: install demo demo-data serve test check lint format typecheck migrations-check bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ serve: install
 test: install
 	$(BIN)/pytest
 
+# Browser tests again, saving their screenshots into docs/images (needs chromium).
+screenshots: install
+	OPENCHARGEBACK_SCREENSHOT_DIR=docs/images OPENCHARGEBACK_REQUIRE_BROWSER=1 $(BIN)/pytest -m browser -q
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -55,6 +59,7 @@ check: lint typecheck migrations-check test
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/review.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

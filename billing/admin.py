@@ -21,6 +21,8 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from billing import flags, selectors
 from billing.models import (
@@ -289,6 +291,18 @@ class FixAttributionForm(forms.Form):
         return data
 
 
+class ReviewActionForm(helpers.ActionForm):
+    """The queue's action bar, with a note that goes on every reviewed charge."""
+
+    note = forms.CharField(
+        required=False,
+        max_length=1000,
+        widget=forms.TextInput(
+            attrs={"placeholder": "Note (optional; asked for when rejecting)", "size": 40}
+        ),
+    )
+
+
 class RejectForm(forms.Form):
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
@@ -302,16 +316,16 @@ class ChargeAdmin(ReadOnlyAdmin):
 
     list_display = [
         "id",
+        "reasons",
+        "review_state",
         "period",
         "source",
         "pi",
         "project",
         "fund_org",
         "service_name",
-        "list_amount",
         "billed_amount",
-        "review_state",
-        "reasons",
+        "list_amount",
     ]
     list_filter = [
         "review_state",
@@ -323,11 +337,14 @@ class ChargeAdmin(ReadOnlyAdmin):
         FundOrgFilter,
     ]
     list_select_related = ["period", "source", "pi", "project"]
-    search_fields = ["resource_id", "resource_name", "service_name", "fund_org", "pi__email"]
+    # No joins in the search: PIs and projects have their own filters.
+    search_fields = ["resource_id", "resource_name", "service_name", "fund_org"]
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # counting per filter choice scans millions of rows
     list_per_page = 100
     ordering = ["-id"]
     actions = ["approve", "reject", "reset", "fix_attribution", "reapply_rules"]
+    action_form = ReviewActionForm
 
     @admin.display(description="list", ordering="list_cost")
     def list_amount(self, obj: Charge) -> str:
@@ -339,22 +356,27 @@ class ChargeAdmin(ReadOnlyAdmin):
 
     @admin.display(description="flags")
     def reasons(self, obj: Charge) -> str:
-        return ", ".join(obj.flag_reasons)
+        return format_html_join(
+            mark_safe("<br>"), "{}", ((flags.LABEL[r],) for r in obj.flag_reasons)
+        )
 
     def has_review_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.review_charge")
 
     @admin.action(description="Approve selected charges", permissions=["review"])
     def approve(self, request: HttpRequest, queryset: QuerySet[Charge]) -> None:
-        self._review(request, queryset, "approve", note="")
+        self._review(request, queryset, "approve", note=request.POST.get("note", ""))
 
     @admin.action(description="Reset selected charges to pending review", permissions=["review"])
     def reset(self, request: HttpRequest, queryset: QuerySet[Charge]) -> None:
-        self._review(request, queryset, "reset", note="")
+        self._review(request, queryset, "reset", note=request.POST.get("note", ""))
 
     @admin.action(description="Reject selected charges…", permissions=["review"])
     def reject(self, request: HttpRequest, queryset: QuerySet[Charge]) -> TemplateResponse | None:
-        form = RejectForm(request.POST if "apply" in request.POST else None)
+        bar_note = request.POST.get("note", "")
+        form = RejectForm(
+            request.POST if "apply" in request.POST else None, initial={"note": bar_note}
+        )
         if form.is_valid():
             self._review(request, queryset, "reject", note=form.cleaned_data["note"])
             return None
@@ -377,7 +399,10 @@ class ChargeAdmin(ReadOnlyAdmin):
     def fix_attribution(
         self, request: HttpRequest, queryset: QuerySet[Charge]
     ) -> TemplateResponse | None:
-        form = FixAttributionForm(request.POST if "apply" in request.POST else None)
+        form = FixAttributionForm(
+            request.POST if "apply" in request.POST else None,
+            initial={"note": request.POST.get("note", "")},
+        )
         if form.is_valid():
             data = form.cleaned_data
             self._run(
@@ -471,11 +496,13 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "object_type",
         "object_repr",
         "period",
+        "reason",
     ]
     list_filter = ["action", "channel", "object_type", "period", "actor"]
     list_select_related = ["period"]
     search_fields = ["actor", "object_repr", "object_id", "reason"]
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     date_hierarchy = "created_at"
 
 

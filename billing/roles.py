@@ -42,9 +42,7 @@ _SETTINGS_MODELS = (
 # Background jobs (django-q2): everyone may see what ran and what failed.
 _JOBS = [("django_q", f"view_{m}") for m in ("schedule", "success", "failure", "ormq")]
 
-_VIEW = (
-    [("billing", f"view_{m}") for m in _BILLING_MODELS] + [("ingest", "view_import")] + _JOBS
-)
+_VIEW = [("billing", f"view_{m}") for m in _BILLING_MODELS] + [("ingest", "view_import")] + _JOBS
 _REVIEW = [("billing", "review_charge"), ("billing", "fix_attribution_charge")]
 _ADMIN = (
     [("ingest", "import_focus")]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from billing.models import InstitutionSettings
 from billing.seed import seed_defaults
@@ -43,6 +44,34 @@ def _fresh_institution_settings() -> Iterator[None]:
     InstitutionSettings._cache = None
     yield
     InstitutionSettings._cache = None
+
+
+@pytest.fixture
+def live_db(transactional_db: None) -> Iterator[None]:
+    """A committed database (for a live server), emptied safely afterwards.
+
+    The flush after a transactional test deletes every row, which the
+    append-only and finalized-period triggers refuse on SQLite (PostgreSQL
+    flushes with TRUNCATE, which row triggers do not see). The protected
+    tables are emptied here with their triggers lifted for that moment only.
+    """
+    yield
+    if connection.vendor != "sqlite":
+        return
+    tables = ("billing_auditevent", "billing_charge", "billing_billingperiod")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, sql FROM sqlite_master"
+            " WHERE type = 'trigger' AND tbl_name IN (%s, %s, %s)",
+            tables,
+        )
+        triggers = cursor.fetchall()
+        for name, _sql in triggers:
+            cursor.execute(f'DROP TRIGGER "{name}"')
+        for table in tables:
+            cursor.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+        for _name, sql in triggers:
+            cursor.execute(sql)
 
 
 @pytest.fixture

@@ -58,20 +58,32 @@ def test_reviewer_approves_from_the_queue(queue: list[int], role: str) -> None:
     client = _client(role)
     assert b"Approve selected charges" in client.get(URL).content
     response = client.post(
-        URL, {"action": "approve", helpers.ACTION_CHECKBOX_NAME: queue[:2], "index": 0}
+        URL,
+        {
+            "action": "approve",
+            helpers.ACTION_CHECKBOX_NAME: queue[:2],
+            "index": 0,
+            "note": "checked with the PI",
+        },
     )
     assert response.status_code == 302
-    assert Charge.objects.filter(review_state="approved", pk__in=queue).count() == 2
+    approved = Charge.objects.filter(review_state="approved", pk__in=queue)
+    assert approved.count() == 2
+    assert {c.review_note for c in approved} == {"checked with the PI"}
     events = AuditEvent.objects.filter(action="charge.approve")
     assert events.count() == 2
-    assert {e.channel for e in events} == {"admin"}
+    assert {(e.channel, e.reason) for e in events} == {("admin", "checked with the PI")}
 
 
 def test_reject_goes_through_a_confirmation_page_with_a_note(queue: list[int]) -> None:
     client = _client(REVIEWER)
-    page = client.post(URL, {"action": "reject", helpers.ACTION_CHECKBOX_NAME: queue, "index": 0})
+    page = client.post(
+        URL,
+        {"action": "reject", helpers.ACTION_CHECKBOX_NAME: queue, "index": 0, "note": "tests"},
+    )
     assert page.status_code == 200
     assert b"Rejected charges leave every total" in page.content
+    assert b">\ntests</textarea>" in page.content  # the action bar's note, to confirm
     assert Charge.objects.filter(review_state="rejected").count() == 0
 
     done = client.post(

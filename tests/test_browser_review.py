@@ -1,0 +1,181 @@
+"""The review queue in a real browser (headless Chromium driven by Playwright).
+
+A reviewer logs in through the login form, filters the queue by a flag
+reason, approves two charges with a note from the action bar and finds the
+audit entries. Screenshots of the queue in light and dark mode are written
+to ``$OPENCHARGEBACK_SCREENSHOT_DIR`` (``make screenshots`` points it at
+``docs/images``) or to the test's temporary directory.
+
+Chromium comes from the system (Debian's ``chromium`` package). Without it
+the tests are skipped, unless ``OPENCHARGEBACK_REQUIRE_BROWSER=1`` (CI),
+which makes a missing browser a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from billing.models import AuditEvent, BillingPeriod, Charge, Source
+from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
+from billing.seed import seed_defaults
+from billing.services import Actor
+from ingest.services import import_file
+from tests.conftest import focus_row, write_focus
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("OPENCHARGEBACK_CHROMIUM", "/usr/bin/chromium")
+NOTE = "Confirmed with the PI by email"
+
+
+@pytest.fixture
+def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)"
+        if os.environ.get("OPENCHARGEBACK_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    # Playwright's sync API runs an event loop in this thread; the test's own
+    # database calls are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        context.set_default_timeout(15_000)
+        yield context.new_page()
+        browser.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Callable[[Any, str], Path]:
+    folder = Path(os.environ.get("OPENCHARGEBACK_SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(page: Any, name: str) -> Path:
+        path = folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=False)
+        assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+        return path
+
+    return take
+
+
+@pytest.fixture
+def month(live_db: None, tmp_path: Path) -> None:
+    seed_defaults()
+    sync_roles()  # the roles are data: a transactional test starts from an empty database
+    rows = [
+        focus_row(resource=f"orphan-{i}", billed=f"{i}.25", pi="", project="") for i in range(1, 5)
+    ]
+    rows += [focus_row(resource=f"vm-{i}", billed="12.00") for i in range(6)]
+    path = write_focus(tmp_path / "aws-2025-01.csv", rows)
+    import_file(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))
+
+
+def _login(page: Any, base: str, role: str) -> None:
+    username = role.replace(" ", "_")
+    user = get_user_model().objects.create_user(username, password="a long test password")
+    user.is_staff = True
+    user.save()
+    user.groups.add(Group.objects.get(name=role))
+    page.goto(f"{base}/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "a long test password")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
+
+
+def _background(page: Any) -> str:
+    return str(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+
+
+def test_reviewer_filters_approves_with_a_note_and_sees_the_audit(
+    live_server: Any, page: Any, month: None, shots: Callable[[Any, str], Path]
+) -> None:
+    base = live_server.url
+    _login(page, base, REVIEWER)
+
+    page.click("text=Charges")
+    page.wait_for_url("**/admin/billing/charge/")
+    page.get_by_role("link", name="Missing PI").click()
+    page.wait_for_url("**reason=missing_pi**")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 4
+    shots(page, "review-queue-light")
+
+    boxes = page.locator("input[name=_selected_action]")
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    page.select_option("select[name=action]", "approve")
+    page.fill("input[name=note]", NOTE)
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state()
+    assert "Approved 2 charges." in page.locator("ul.messagelist").inner_text()
+
+    approved = Charge.objects.filter(review_state="approved", resource_id__startswith="orphan")
+    assert approved.count() == 2
+    assert {c.review_note for c in approved} == {NOTE}
+
+    page.goto(f"{base}/admin/billing/auditevent/?action__exact=charge.approve")
+    listing = page.locator("#result_list tbody")
+    assert listing.locator("tr").count() == 2
+    assert listing.inner_text().count(NOTE) == 2
+    assert listing.inner_text().count(REVIEWER) == 2
+
+    # Dark mode follows the system preference (the admin's toggle defaults to "auto").
+    page.goto(f"{base}/admin/billing/charge/?reason=missing_pi")
+    light = _background(page)
+    page.emulate_media(color_scheme="dark")
+    page.reload()
+    dark = _background(page)
+    assert light != dark
+    shots(page, "review-queue-dark")
+    assert AuditEvent.objects.filter(action="charge.approve", actor=REVIEWER).count() == 2
+
+
+def test_custom_pages_follow_the_dark_theme(
+    live_server: Any, page: Any, month: None, shots: Callable[[Any, str], Path]
+) -> None:
+    """Pages this project adds or overrides use the admin's colours, never fixed ones."""
+    base = live_server.url
+    _login(page, base, BILLING_ADMIN)
+    period = BillingPeriod.objects.get()
+    pages = {
+        "period": f"/admin/billing/billingperiod/{period.pk}/change/",
+        "pattern-preview": "/admin/billing/patternrule/preview/?pattern=orphan",
+        "fund-org-preview": "/admin/billing/fundorgpattern/preview/?pattern=NSF.*",
+        "queue-filtered": "/admin/billing/charge/?pi=ada",
+    }
+    page.emulate_media(color_scheme="dark")
+    # The theme toggle is what people use: set it to dark explicitly too.
+    page.goto(f"{base}/admin/")
+    page.evaluate("localStorage.setItem('theme', 'dark')")
+    reference = _background(page)
+    for name, url in pages.items():
+        page.goto(base + url)
+        assert _background(page) == reference, name
+        # Text stays readable: the main colour is light on the dark background.
+        colour = page.evaluate("getComputedStyle(document.querySelector('#content')).color")
+        red, green, blue = (int(v) for v in colour[colour.index("(") + 1 : -1].split(",")[:3])
+        assert red + green + blue > 3 * 128, (name, colour)
+        shots(page, f"{name}-dark")
+
+    # The reject confirmation page, reached through the action bar.
+    page.goto(f"{base}/admin/billing/charge/?reason=missing_pi")
+    page.locator("input[name=_selected_action]").nth(0).check()
+    page.select_option("select[name=action]", "reject")
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state()
+    assert "Reject charges" in page.title()
+    assert _background(page) == reference
