@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import connection
 
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
@@ -35,8 +36,28 @@ CHROMIUM = os.environ.get("OPENCHARGEBACK_CHROMIUM", "/usr/bin/chromium")
 NOTE = "Confirmed with the PI by email"
 
 
+@pytest.fixture(scope="session")
+def stray_connections_closed(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """End, before the test database is dropped, sessions nothing else closes.
+
+    Playwright's sync API runs the test in a greenlet context of its own, so
+    Django's connection for that context is never closed; on PostgreSQL the
+    open session would stop the test database from being dropped.
+    """
+    yield
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+
 @pytest.fixture
-def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def page(
+    stray_connections_closed: None, live_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         message = f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)"
         if os.environ.get("OPENCHARGEBACK_REQUIRE_BROWSER"):
@@ -45,6 +66,10 @@ def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     # Playwright's sync API runs an event loop in this thread; the test's own
     # database calls are still synchronous.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # The live server answers each request in a new thread: a persistent
+    # connection per thread would outlive the test and block the test
+    # database's teardown on PostgreSQL.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
