@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
+from django.db.models.expressions import Combinable
 
 from openchargeback.money import from_nanos, to_nanos
 
+if TYPE_CHECKING:  # set Decimal, get Decimal (django-stubs' generic field types)
+    _MoneyBase = models.BigIntegerField[Decimal | int | str | Combinable, Decimal]
+else:
+    _MoneyBase = models.BigIntegerField
 
-class MoneyField(models.BigIntegerField):
+
+class MoneyField(_MoneyBase):
     """An exact amount stored as ``BIGINT`` nano-units (1e-9 of the currency unit).
 
     ``SUM()`` over it is an integer sum on SQLite and a ``numeric`` sum on

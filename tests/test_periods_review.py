@@ -109,7 +109,7 @@ def test_finalize_guards(month: Path, actor: Actor) -> None:
     period_close(period="2025-01", actor=actor, allow_pending=True)
     problems = finalize_blockers(BillingPeriod.objects.get(period="2025-01"))
     assert "2 charges are pending review" in problems
-    assert any("no current statements for 1 billable PI projects" in p for p in problems)
+    assert any("1 PI projects have no current statement" in p for p in problems)
     assert any("no journal export" in p for p in problems)
     with pytest.raises(BillingError, match="cannot be finalized"):
         period_finalize(period="2025-01", actor=actor)

@@ -1,0 +1,122 @@
+"""Generate the statements of a closed period (one PDF per PI project)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from billing.services import Actor, BillingError
+from openchargeback.money import format_money, money_str
+from statements.building import StatementData
+from statements.models import Statement
+from statements.services import GenerateResult, statements_generate
+
+
+class Command(BaseCommand):
+    help = (
+        "Generate statements for a closed period: a new version for every PI project whose "
+        "charges changed, nothing for the others."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--period", "-p", required=True, help="YYYY-MM")
+        parser.add_argument(
+            "--sync",
+            action="store_true",
+            help="Render the PDFs now, in this process (cron, tests); default: queue jobs.",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Report what would be generated; write nothing."
+        )
+        parser.add_argument(
+            "--allow-pending",
+            action="store_true",
+            help="Leave charges pending review out of the statements (reported).",
+        )
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument("--user", help="Who is acting (default: the OS user).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            result = statements_generate(
+                period=options["period"],
+                actor=Actor.from_cli(options["user"]),
+                allow_pending=options["allow_pending"],
+                dry_run=options["dry_run"],
+                sync=options["sync"],
+            )
+        except BillingError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(_as_json(result), indent=2))
+            return
+        self._report(result)
+
+    def _report(self, result: GenerateResult) -> None:
+        verb = "would generate" if result.dry_run else "generated"
+        made = result.would_create if result.dry_run else result.created
+        self.stdout.write(
+            f"{result.period}: {verb} {len(made):,} statements, "
+            f"{len(result.unchanged):,} unchanged, {len(result.withdrawn):,} withdrawn"
+        )
+        for item in made:
+            row = _row(item)
+            self.stdout.write(
+                f"  {row['number'] or '(new)':<18} {row['pi_email']:<36} {row['project']:<28} "
+                f"{format_money(row['_billed']):>14}  {row['pdf']}"
+            )
+        if result.pending_excluded:
+            self.stdout.write(
+                f"left out: {result.pending_excluded:,} charges pending review "
+                f"({format_money(result.pending_billed)} billed)"
+            )
+        if result.job_group:
+            self.stdout.write(
+                f"rendering queued as job group {result.job_group} (run `openchargeback "
+                "qcluster` for the workers, or use --sync)"
+            )
+
+
+def _row(item: Statement | StatementData) -> dict[str, Any]:
+    if isinstance(item, Statement):
+        return {
+            "number": item.number,
+            "version": item.version,
+            "pi_email": item.pi.email,
+            "project": item.project.project_id if item.project else "",
+            "total": money_str(item.billed_total),
+            "list_total": money_str(item.list_total),
+            "charges": item.charge_count,
+            "status": item.status,
+            "pdf": item.pdf.path if item.pdf else "",
+            "_billed": item.billed_total,
+        }
+    return {
+        "number": "",
+        "version": None,
+        "pi_email": item.pi_email,
+        "project": item.project_id,
+        "total": money_str(item.billed_total),
+        "list_total": money_str(item.list_total),
+        "charges": item.charge_count,
+        "status": "planned",
+        "pdf": "",
+        "_billed": item.billed_total,
+    }
+
+
+def _as_json(result: GenerateResult) -> dict[str, Any]:
+    made = result.would_create if result.dry_run else result.created
+    rows = [{k: v for k, v in _row(item).items() if not k.startswith("_")} for item in made]
+    return {
+        "period": result.period,
+        "dry_run": result.dry_run,
+        "statements": rows,
+        "unchanged": [s.number for s in result.unchanged],
+        "withdrawn": [s.number for s in result.withdrawn],
+        "pending_excluded": result.pending_excluded,
+        "pending_billed": money_str(result.pending_billed),
+        "job_group": result.job_group,
+    }

@@ -1,0 +1,459 @@
+"""Generating statements: plan from the period's approved charges, version, render.
+
+``statements_generate`` decides, under the period's lock, which PI projects
+need a new statement version (their content hash changed), records those
+versions with their totals and exact charges, and renders their PDFs —
+inline (``sync``) or as one django-q2 task per statement, queued when the
+transaction commits. Rendering is idempotent: a statement that already has
+its PDF is left alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.db import connection, transaction
+from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.utils import timezone
+
+from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project
+from billing.services import Actor, BillingError, _locked_period, audit, validate_period
+from statements import pdf
+from statements.building import (
+    DETAIL_LIMIT,
+    ChargeDigest,
+    Institution,
+    StatementData,
+    build_lines,
+    build_resources,
+)
+from statements.models import Statement, StatementCharge
+
+log = logging.getLogger(__name__)
+
+APPROVED = Charge.ReviewState.APPROVED
+GroupKey = tuple[int, int | None]  # (pi_id, project_id)
+
+
+def institution() -> Institution:
+    s = InstitutionSettings.load()
+    return Institution(
+        name=s.name,
+        contact_email=s.contact_email,
+        contact_phone=s.contact_phone,
+        address=s.address,
+        currency=s.currency,
+        thousands_separator=s.thousands_separator,
+        decimal_separator=s.decimal_separator,
+    )
+
+
+def _statement_data(
+    charges: QuerySet[Charge], *, period: str, inst: Institution
+) -> dict[GroupKey, StatementData]:
+    """StatementData for every (PI, project) among `charges` (approved, attributed)."""
+    lines: dict[GroupKey, list[tuple[str, str, int, Decimal, Decimal]]] = defaultdict(list)
+    for row in charges.values("pi_id", "project_id", "source__slug", "service_name").annotate(
+        n=Count("id"), lst=Sum("list_cost"), billed=Sum("billed_cost")
+    ):
+        key = (row["pi_id"], row["project_id"])
+        lines[key].append(
+            (row["source__slug"], row["service_name"], row["n"], row["lst"], row["billed"])
+        )
+    resources: dict[GroupKey, list[tuple[str, str, str, int, Decimal, Decimal]]] = defaultdict(list)
+    for row in charges.values(
+        "pi_id", "project_id", "resource_id", "resource_name", "service_name"
+    ).annotate(n=Count("id"), lst=Sum("list_cost"), billed=Sum("billed_cost")):
+        resources[(row["pi_id"], row["project_id"])].append(
+            (
+                row["resource_id"],
+                row["resource_name"],
+                row["service_name"],
+                row["n"],
+                row["lst"],
+                row["billed"],
+            )
+        )
+    fund_orgs: dict[GroupKey, set[str]] = defaultdict(set)
+    for pi_id, project_id, fund_org in charges.values_list(
+        "pi_id", "project_id", "fund_org"
+    ).distinct():
+        if fund_org:
+            fund_orgs[(pi_id, project_id)].add(fund_org)
+    digests: dict[GroupKey, ChargeDigest] = defaultdict(ChargeDigest)
+    for charge_id, pi_id, project_id in charges.values_list("id", "pi_id", "project_id").iterator(
+        chunk_size=20_000
+    ):
+        digests[(pi_id, project_id)].add(charge_id)
+
+    pis = PI.objects.in_bulk({key[0] for key in lines})
+    projects = Project.objects.in_bulk({key[1] for key in lines if key[1] is not None})
+    result = {}
+    for key, group_lines in lines.items():
+        pi, project = pis[key[0]], projects.get(key[1]) if key[1] else None
+        shown, remainder = build_resources(resources[key], DETAIL_LIMIT)
+        digest = digests[key]
+        result[key] = StatementData(
+            period=period,
+            pi_email=pi.email,
+            pi_name=pi.name,
+            project_id=project.project_id if project else "",
+            project_title=project.title if project else "",
+            fund_orgs=tuple(sorted(fund_orgs[key])),
+            lines=build_lines(group_lines),
+            resources=shown,
+            remainder=remainder,
+            charge_ids_digest=digest.hexdigest(),
+            charge_count=len(digest),
+            institution=inst,
+        )
+    return result
+
+
+@dataclass
+class Planned:
+    key: GroupKey
+    data: StatementData
+    current: Statement | None
+
+    @property
+    def changed(self) -> bool:
+        return (
+            self.current is None
+            or self.current.content_hash != self.data.content_hash()
+            or self.current.status == Statement.Status.FAILED
+        )
+
+
+@dataclass
+class Plan:
+    period: BillingPeriod
+    statements: list[Planned]
+    withdrawn: list[Statement]  # current statements whose charges are all gone
+    pending: int
+    pending_billed: Decimal
+
+
+def plan(period: BillingPeriod) -> Plan:
+    """What generating statements for `period` would do now (reads only)."""
+    charges = Charge.objects.filter(period=period)
+    unattributed = charges.filter(review_state=APPROVED, pi=None).count()
+    if unattributed:
+        raise BillingError(
+            f"{unattributed:,} approved charges of {period.period} have no PI and cannot go on "
+            "a statement: fix their attribution first (admin: Charges, filter “Missing PI”; "
+            f"or `openchargeback review list --period {period.period} --reason missing_pi`)"
+        )
+    pending = charges.filter(review_state=Charge.ReviewState.PENDING).aggregate(
+        n=Count("id"), billed=Sum("billed_cost")
+    )
+    data = _statement_data(
+        charges.filter(review_state=APPROVED), period=period.period, inst=institution()
+    )
+    current = {
+        (s.pi_id, s.project_id): s
+        for s in Statement.objects.filter(period=period, superseded_at=None)
+    }
+    planned = [
+        Planned(key, data[key], current.get(key))
+        for key in sorted(data, key=lambda k: (data[k].pi_email, data[k].project_id))
+    ]
+    withdrawn = [s for key, s in current.items() if key not in data]
+    return Plan(
+        period=period,
+        statements=planned,
+        withdrawn=withdrawn,
+        pending=pending["n"],
+        pending_billed=pending["billed"] or Decimal(0),
+    )
+
+
+@dataclass
+class GenerateResult:
+    period: str
+    created: list[Statement] = field(default_factory=list)
+    unchanged: list[Statement] = field(default_factory=list)
+    withdrawn: list[Statement] = field(default_factory=list)
+    would_create: list[StatementData] = field(default_factory=list)
+    pending_excluded: int = 0
+    pending_billed: Decimal = Decimal(0)
+    job_group: str = ""
+    dry_run: bool = False
+
+
+def _check_period(period: BillingPeriod, *, allow_pending: bool, pending: int) -> None:
+    if period.status == BillingPeriod.Status.OPEN:
+        raise BillingError(
+            f"period {period.period} is open: close it first "
+            f"(openchargeback periods close {period.period})"
+        )
+    if period.status == BillingPeriod.Status.FINALIZED:
+        raise BillingError(f"period {period.period} is finalized: its statements are permanent")
+    if pending and not allow_pending:
+        raise BillingError(
+            f"period {period.period} has {pending:,} charges pending review: review them, or "
+            "pass --allow-pending to leave them out of the statements"
+        )
+
+
+def statements_generate(
+    *,
+    period: str,
+    actor: Actor,
+    allow_pending: bool = False,
+    dry_run: bool = False,
+    sync: bool = False,
+) -> GenerateResult:
+    """New statement versions for every PI project whose content changed."""
+    period = validate_period(period)
+    if dry_run:
+        obj = BillingPeriod.objects.filter(period=period).first()
+        if obj is None:
+            raise BillingError(
+                f"period {period} does not exist (it is created by its first import)"
+            )
+        planned = plan(obj)
+        _check_period(obj, allow_pending=allow_pending, pending=planned.pending)
+        return GenerateResult(
+            period=period,
+            would_create=[p.data for p in planned.statements if p.changed],
+            unchanged=[p.current for p in planned.statements if not p.changed and p.current],
+            withdrawn=planned.withdrawn,
+            pending_excluded=planned.pending,
+            pending_billed=planned.pending_billed,
+            dry_run=True,
+        )
+    rendered: list[tuple[Statement, StatementData]] = []
+    with transaction.atomic():
+        obj = _locked_period(period)
+        planned = plan(obj)
+        _check_period(obj, allow_pending=allow_pending, pending=planned.pending)
+        result = GenerateResult(
+            period=period,
+            pending_excluded=planned.pending,
+            pending_billed=planned.pending_billed,
+        )
+        now = timezone.now()
+        next_sequence = (
+            Statement.objects.filter(period=obj).aggregate(m=Max("sequence"))["m"] or 0
+        ) + 1
+        for item in planned.statements:
+            if not item.changed:
+                assert item.current is not None
+                result.unchanged.append(item.current)
+                continue
+            statement = _new_version(obj, item, actor=actor, now=now, sequence=next_sequence)
+            if item.current is None:
+                next_sequence += 1
+            result.created.append(statement)
+            rendered.append((statement, item.data))
+        for old in planned.withdrawn:
+            Statement.objects.filter(pk=old.pk).update(superseded_at=now)
+            audit(
+                actor=actor,
+                action="statement.withdraw",
+                obj=old,
+                period=obj,
+                reason="no approved charges left for this PI project",
+            )
+            result.withdrawn.append(old)
+        if rendered and not sync:
+            result.job_group = f"statements-{period}-{now:%Y%m%dT%H%M%S}"
+            ids = [s.pk for s, _ in rendered]
+            group = result.job_group
+            transaction.on_commit(lambda: _enqueue_renders(ids, group))
+    if sync:
+        for statement, data in rendered:
+            render_statement(statement.pk, data=data)
+            statement.refresh_from_db()
+    return result
+
+
+def _new_version(
+    period: BillingPeriod, item: Planned, *, actor: Actor, now: Any, sequence: int
+) -> Statement:
+    old = item.current
+    version = old.version + 1 if old else 1
+    seq = old.sequence if old else sequence
+    data = item.data
+    if old is not None:
+        Statement.objects.filter(pk=old.pk).update(superseded_at=now)
+    statement = Statement.objects.create(
+        period=period,
+        pi_id=item.key[0],
+        project_id=item.key[1],
+        sequence=seq,
+        version=version,
+        number=f"{period.period}-{seq:04d}-v{version}",
+        fund_org=data.fund_org[:200],
+        list_total=data.list_total,
+        discount_total=data.discount_total,
+        billed_total=data.billed_total,
+        exact_billed=data.exact_billed,
+        charge_count=data.charge_count,
+        content_hash=data.content_hash(),
+        generated_at=now,
+        generated_by=actor.name,
+    )
+    if old is not None:
+        Statement.objects.filter(pk=old.pk).update(superseded_by=statement)
+    _link_charges(statement)
+    audit(
+        actor=actor,
+        action="statement.generate",
+        obj=statement,
+        period=period,
+        before={"number": old.number, "billed_total": str(old.billed_total)} if old else None,
+        after={
+            "number": statement.number,
+            "billed_total": str(statement.billed_total),
+            "charges": statement.charge_count,
+        },
+    )
+    return statement
+
+
+def _link_charges(statement: Statement) -> None:
+    """Record the exact charges, server-side (no charge ids pass through Python)."""
+    project = "c.project_id = %s" if statement.project_id is not None else "c.project_id IS NULL"
+    params: list[Any] = [statement.pk, statement.period_id, statement.pi_id, APPROVED.value]
+    if statement.project_id is not None:
+        params.append(statement.project_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {StatementCharge._meta.db_table} (statement_id, charge_id) "  # noqa: S608
+            f"SELECT %s, c.id FROM {Charge._meta.db_table} c "
+            f"WHERE c.period_id = %s AND c.pi_id = %s AND c.review_state = %s AND {project}",
+            params,
+        )
+
+
+def _enqueue_renders(ids: list[int], group: str) -> None:
+    from django_q.tasks import async_task
+
+    for statement_id in ids:
+        async_task("statements.tasks.render_statement", statement_id, group=group)
+
+
+def render_statement(statement_id: int, *, data: StatementData | None = None) -> None:
+    """Render and store a statement's PDF (and CSV of line items). Safe to run twice."""
+    statement = Statement.objects.select_related("period").get(pk=statement_id)
+    if statement.status == Statement.Status.READY and statement.pdf:
+        return
+    if data is None:
+        charges = Charge.objects.filter(
+            pk__in=StatementCharge.objects.filter(statement=statement).values("charge_id")
+        )
+        found = _statement_data(charges, period=statement.period.period, inst=institution())
+        data = found[(statement.pi_id, statement.project_id)]
+    try:
+        content = pdf.render(data, number=statement.number, generated_at=statement.generated_at)
+    except Exception as exc:  # a rendering bug must not stop the other statements
+        log.exception("statement %s failed to render", statement.number)
+        Statement.objects.filter(pk=statement.pk).update(
+            status=Statement.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        return
+    base = f"{statement.period.period}/{statement.number}"
+    statement.pdf.save(f"{base}.pdf", ContentFile(content), save=False)
+    if data.remainder is not None:
+        statement.line_items.save(
+            f"{base}-line-items.csv", ContentFile(line_items_csv(statement)), save=False
+        )
+    Statement.objects.filter(pk=statement.pk).update(
+        pdf=statement.pdf.name,
+        line_items=statement.line_items.name or "",
+        pdf_sha256=hashlib.sha256(content).hexdigest(),
+        status=Statement.Status.READY,
+        error="",
+    )
+
+
+_CSV_FIELDS = [
+    "charge_id",
+    "source",
+    "service_name",
+    "resource_id",
+    "resource_name",
+    "charge_period_start",
+    "charge_period_end",
+    "consumed_quantity",
+    "consumed_unit",
+    "fund_org",
+    "list_cost",
+    "billed_cost",
+]
+
+
+def line_items_csv(statement: Statement) -> bytes:
+    """Every charge of a statement at full precision, for the CSV attachment."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(_CSV_FIELDS)
+    charges = (
+        Charge.objects.filter(
+            pk__in=StatementCharge.objects.filter(statement=statement).values("charge_id")
+        )
+        .select_related("source")
+        .order_by("id")
+    )
+    for c in charges.iterator(chunk_size=5000):
+        writer.writerow(
+            [
+                c.pk,
+                c.source.slug,
+                c.service_name,
+                c.resource_id,
+                c.resource_name,
+                c.charge_period_start.isoformat() if c.charge_period_start else "",
+                c.charge_period_end.isoformat() if c.charge_period_end else "",
+                c.consumed_quantity,
+                c.consumed_unit,
+                c.fund_org,
+                f"{c.list_cost:f}",
+                f"{c.billed_cost:f}",
+            ]
+        )
+    return buffer.getvalue().encode("utf-8")
+
+
+def missing_statements(period: BillingPeriod) -> list[str]:
+    """Finalize guard: every billable PI project has a current, rendered statement."""
+    try:
+        planned = plan(period)
+    except BillingError as exc:
+        return [str(exc)]
+    problems = []
+    stale = [p for p in planned.statements if p.changed]
+    if stale:
+        problems.append(
+            f"{len(stale):,} PI projects have no current statement for their approved "
+            f"charges: run `openchargeback generate --period {period.period}`"
+        )
+    not_ready = Statement.objects.filter(period=period, superseded_at=None).exclude(
+        status=Statement.Status.READY
+    )
+    count = not_ready.count()
+    if count:
+        problems.append(f"{count:,} current statements have no PDF yet (rendering or failed)")
+    return problems
+
+
+def period_statement_totals(period: BillingPeriod) -> dict[str, Decimal]:
+    """Sums over the current statements of a period."""
+    totals = Statement.objects.filter(period=period, superseded_at=None).aggregate(
+        billed=Sum("billed_total"),
+        listed=Sum("list_total"),
+        exact=Sum("exact_billed"),
+        n=Count("id"),
+        sent=Count("id", filter=Q(deliveries__email__status="sent")),
+    )
+    return {k: v if v is not None else Decimal(0) for k, v in totals.items()}
