@@ -7,6 +7,6 @@ class StatementsConfig(AppConfig):
 
     def ready(self) -> None:
         from billing.services import register_finalize_check
-        from statements.checks import missing_statements
+        from statements.services import missing_statements
 
         register_finalize_check("statements", missing_statements)

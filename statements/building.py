@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 
 from openchargeback.money import ROUNDING_MODE, round_money
@@ -38,13 +38,9 @@ class Institution:
     decimal_separator: str = "."
 
 
-@dataclass(frozen=True)
-class Line:
-    """One statement line: a source's service, rounded to cents."""
+class _Rounded:
+    """Exact list and billed sums, shown rounded to cents."""
 
-    source: str
-    service: str
-    charges: int
     list_exact: Decimal
     billed_exact: Decimal
 
@@ -62,7 +58,18 @@ class Line:
 
 
 @dataclass(frozen=True)
-class Resource:
+class Line(_Rounded):
+    """One statement line: a source's service, rounded to cents."""
+
+    source: str
+    service: str
+    charges: int
+    list_exact: Decimal
+    billed_exact: Decimal
+
+
+@dataclass(frozen=True)
+class Resource(_Rounded):
     """Charges of one resource (shown for information, rounded on their own)."""
 
     resource_id: str
@@ -72,37 +79,13 @@ class Resource:
     list_exact: Decimal
     billed_exact: Decimal
 
-    @property
-    def list_amount(self) -> Decimal:
-        return round_money(self.list_exact)
-
-    @property
-    def billed(self) -> Decimal:
-        return round_money(self.billed_exact)
-
-    @property
-    def discount(self) -> Decimal:
-        return self.list_amount - self.billed
-
 
 @dataclass(frozen=True)
-class Remainder:
+class Remainder(_Rounded):
     resources: int
     charges: int
     list_exact: Decimal
     billed_exact: Decimal
-
-    @property
-    def list_amount(self) -> Decimal:
-        return round_money(self.list_exact)
-
-    @property
-    def billed(self) -> Decimal:
-        return round_money(self.billed_exact)
-
-    @property
-    def discount(self) -> Decimal:
-        return self.list_amount - self.billed
 
 
 @dataclass(frozen=True)
@@ -121,8 +104,6 @@ class StatementData:
     charge_ids_digest: str
     charge_count: int
     institution: Institution
-    pending_excluded: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def list_total(self) -> Decimal:

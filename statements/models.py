@@ -93,10 +93,6 @@ class Statement(models.Model):
     def __str__(self) -> str:
         return self.number
 
-    @property
-    def is_current(self) -> bool:
-        return self.superseded_at is None
-
 
 class StatementCharge(models.Model):
     """The exact charges a statement version covers."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project
@@ -445,15 +445,3 @@ def missing_statements(period: BillingPeriod) -> list[str]:
     if count:
         problems.append(f"{count:,} current statements have no PDF yet (rendering or failed)")
     return problems
-
-
-def period_statement_totals(period: BillingPeriod) -> dict[str, Decimal]:
-    """Sums over the current statements of a period."""
-    totals = Statement.objects.filter(period=period, superseded_at=None).aggregate(
-        billed=Sum("billed_total"),
-        listed=Sum("list_total"),
-        exact=Sum("exact_billed"),
-        n=Count("id"),
-        sent=Count("id", filter=Q(deliveries__email__status="sent")),
-    )
-    return {k: v if v is not None else Decimal(0) for k, v in totals.items()}

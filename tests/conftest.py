@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import Client
 
 from billing.models import InstitutionSettings
 from billing.seed import seed_defaults
@@ -44,6 +45,25 @@ def _fresh_institution_settings() -> Iterator[None]:
     InstitutionSettings._cache = None
     yield
     InstitutionSettings._cache = None
+
+
+def user_in(role: str, password: str = "x") -> Any:  # noqa: S107 - test users
+    """A staff user in the group `role` (user name: the role, ``_`` for spaces)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.create_user(
+        role.replace(" ", "_"), password=password, is_staff=True
+    )
+    user.groups.add(Group.objects.get(name=role))
+    return get_user_model().objects.get(pk=user.pk)  # a fresh permission cache
+
+
+def role_client(role: str) -> Client:
+    """A test client logged in as a new user in the group `role`."""
+    client = Client()
+    client.force_login(user_in(role))
+    return client
 
 
 @pytest.fixture

@@ -23,14 +23,13 @@ import pytest
 from django.contrib import admin
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.test import Client
 
 from billing.models import AuditEvent, BillingPeriod, Charge, FundOrgPattern, PatternRule, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor
 from ingest.services import import_file
-from tests.conftest import focus_row
+from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db
 
@@ -89,13 +88,9 @@ def _client(role: str) -> Client:
     client = Client()
     if role == ANONYMOUS:
         return client
-    users = get_user_model().objects
-    if role == SUPERUSER:
-        user = users.create_superuser("root", "root@example.edu", "x")
-    else:
-        user = users.create_user(role.replace(" ", "_"), password="x", is_staff=True)
-        user.groups.add(Group.objects.get(name=role))
-    client.force_login(user)
+    if role != SUPERUSER:
+        return role_client(role)
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.edu", "x"))
     return client
 
 
@@ -103,10 +98,23 @@ def _sample(model: Any) -> Any:
     return model._default_manager.order_by("pk").first()
 
 
-def _check(failures: list[str], what: str, got: int, allowed: bool, ok: set[int]) -> None:
-    expected = ok if allowed else {403}
-    if got not in expected:
-        failures.append(f"{what}: {got}, expected {sorted(expected)}")
+Page = tuple[str, str, dict[str, Any], str, set[int]]  # method, url, data, minimum role, ok
+
+
+def _visit(client: Client, role: str, pages: list[Page]) -> None:
+    """Request every page; report all unexpected statuses at once."""
+    failures = []
+    for method, url, data, minimum, ok in pages:
+        response = client.get(url) if method == "GET" else client.post(url, data)
+        got = response.status_code
+        if role == ANONYMOUS:
+            if got != 302 or "/admin/login/" not in response["Location"]:
+                failures.append(f"{method} {url}: {got}, expected login")
+            continue
+        expected = ok if _allowed(role, minimum) else {403}
+        if got not in expected:
+            failures.append(f"{method} {url}: {got}, expected {sorted(expected)}")
+    assert not failures, "\n".join(failures)
 
 
 MODELS = sorted(ACCESS)
@@ -125,7 +133,7 @@ def test_model_pages(world: None, role: str, label: str) -> None:
     view, add, change, delete = ACCESS[label]
     base = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
     obj = _sample(model)
-    pages: list[tuple[str, str, dict[str, Any], str, set[int]]] = [
+    pages: list[Page] = [
         ("GET", base, {}, view, {200}),
         ("GET", base + "add/", {}, add, {200}),
         ("POST", base + "add/", {}, add, {200}),
@@ -138,15 +146,7 @@ def test_model_pages(world: None, role: str, label: str) -> None:
             ("GET", f"{base}{obj.pk}/delete/", {}, delete, {200}),
             ("POST", f"{base}{obj.pk}/delete/", {"post": "yes"}, delete, {200, 302}),
         ]
-    failures: list[str] = []
-    for method, url, data, minimum, ok in pages:
-        response = client.get(url) if method == "GET" else client.post(url, data)
-        if role == ANONYMOUS:
-            if response.status_code != 302 or "/admin/login/" not in response["Location"]:
-                failures.append(f"{method} {url}: {response.status_code}, expected login")
-            continue
-        _check(failures, f"{method} {url}", response.status_code, _allowed(role, minimum), ok)
-    assert not failures, "\n".join(failures)
+    _visit(client, role, pages)
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -186,7 +186,7 @@ def test_period_lifecycle_and_previews(world: None, role: str) -> None:
     client = _client(role)
     period = BillingPeriod.objects.get()
     close = f"/admin/billing/billingperiod/{period.pk}/transition/close/"
-    urls = [
+    urls: list[Page] = [
         ("GET", close, {}, VIEWER, {405}),
         ("POST", close, {"allow_pending": "on"}, BILLING_ADMIN, {302}),
         ("GET", "/admin/billing/patternrule/preview/?pattern=x", {}, VIEWER, {200}),
@@ -194,15 +194,7 @@ def test_period_lifecycle_and_previews(world: None, role: str) -> None:
         ("GET", "/admin/", {}, VIEWER, {200}),
         ("GET", "/admin/billing/", {}, VIEWER, {200}),
     ]
-    failures: list[str] = []
-    for method, url, data, minimum, ok in urls:
-        response = client.get(url) if method == "GET" else client.post(url, data)
-        if role == ANONYMOUS:
-            if response.status_code != 302 or "/admin/login/" not in response["Location"]:
-                failures.append(f"{method} {url}: {response.status_code}, expected login")
-            continue
-        _check(failures, f"{method} {url}", response.status_code, _allowed(role, minimum), ok)
-    assert not failures, "\n".join(failures)
+    _visit(client, role, urls)
     period.refresh_from_db()
     expected = "closed" if _allowed(role, BILLING_ADMIN) and role != ANONYMOUS else "open"
     assert period.status == expected

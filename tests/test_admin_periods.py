@@ -6,15 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.test import Client
 
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor, charges_review
 from ingest.services import import_file
-from tests.conftest import focus_row
+from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db
 
@@ -26,14 +23,6 @@ def period(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> Bil
     return BillingPeriod.objects.get(period="2025-01")
 
 
-def _client(role: str) -> Client:
-    user = get_user_model().objects.create_user(role.replace(" ", "_"), password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name=role))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def _url(period: BillingPeriod, step: str = "") -> str:
     base = f"/admin/billing/billingperiod/{period.pk}/"
     return f"{base}transition/{step}/" if step else base + "change/"
@@ -41,7 +30,7 @@ def _url(period: BillingPeriod, step: str = "") -> str:
 
 @pytest.mark.parametrize("role", [VIEWER, REVIEWER])
 def test_viewers_and_reviewers_see_no_lifecycle_buttons(period: BillingPeriod, role: str) -> None:
-    client = _client(role)
+    client = role_client(role)
     page = client.get(_url(period))
     assert page.status_code == 200
     assert b"Close period" not in page.content
@@ -50,12 +39,12 @@ def test_viewers_and_reviewers_see_no_lifecycle_buttons(period: BillingPeriod, r
 
 
 def test_transitions_are_post_only(period: BillingPeriod) -> None:
-    client = _client(BILLING_ADMIN)
+    client = role_client(BILLING_ADMIN)
     assert client.get(_url(period, "close")).status_code == 405
 
 
 def test_billing_admin_closes_reopens_and_finalizes(period: BillingPeriod) -> None:
-    client = _client(BILLING_ADMIN)
+    client = role_client(BILLING_ADMIN)
     assert b"Close period 2025-01" in client.get(_url(period)).content
 
     # Pending charges block closing; the message says so.
@@ -93,7 +82,7 @@ def test_billing_admin_closes_reopens_and_finalizes(period: BillingPeriod) -> No
 
 
 def test_finalize_blockers_are_shown(period: BillingPeriod) -> None:
-    client = _client(BILLING_ADMIN)
+    client = role_client(BILLING_ADMIN)
     client.post(_url(period, "close"), {"allow_pending": "on"})
     page = client.get(_url(period))
     assert b"Finalizing is blocked" in page.content

@@ -7,15 +7,12 @@ from pathlib import Path
 
 import pytest
 from django.contrib.admin import helpers
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.test import Client
 
 from billing.models import AuditEvent, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor
 from ingest.services import import_file
-from tests.conftest import focus_row
+from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db
 URL = "/admin/billing/charge/"
@@ -31,18 +28,8 @@ def queue(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> list
     )
 
 
-def _client(role: str) -> Client:
-    user = get_user_model().objects.create_user(role.replace(" ", "_"), password="x")
-    user.is_staff = True
-    user.save()
-    user.groups.add(Group.objects.get(name=role))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_viewer_sees_the_queue_without_actions(queue: list[int]) -> None:
-    viewer = _client(VIEWER)
+    viewer = role_client(VIEWER)
     response = viewer.get(URL + "?review_state__exact=pending")
     assert response.status_code == 200
     assert b"Approve selected charges" not in response.content
@@ -55,7 +42,7 @@ def test_viewer_sees_the_queue_without_actions(queue: list[int]) -> None:
 
 @pytest.mark.parametrize("role", [REVIEWER, BILLING_ADMIN])
 def test_reviewer_approves_from_the_queue(queue: list[int], role: str) -> None:
-    client = _client(role)
+    client = role_client(role)
     assert b"Approve selected charges" in client.get(URL).content
     response = client.post(
         URL,
@@ -76,7 +63,7 @@ def test_reviewer_approves_from_the_queue(queue: list[int], role: str) -> None:
 
 
 def test_reject_goes_through_a_confirmation_page_with_a_note(queue: list[int]) -> None:
-    client = _client(REVIEWER)
+    client = role_client(REVIEWER)
     page = client.post(
         URL,
         {"action": "reject", helpers.ACTION_CHECKBOX_NAME: queue, "index": 0, "note": "tests"},
@@ -102,7 +89,7 @@ def test_reject_goes_through_a_confirmation_page_with_a_note(queue: list[int]) -
 
 
 def test_everything_matching_the_filter_is_reviewed_without_a_cap(queue: list[int]) -> None:
-    client = _client(REVIEWER)
+    client = role_client(REVIEWER)
     response = client.post(
         URL + "?reason=missing_pi",
         {
@@ -118,7 +105,7 @@ def test_everything_matching_the_filter_is_reviewed_without_a_cap(queue: list[in
 
 
 def test_reason_filter_lists_only_matching_charges(queue: list[int]) -> None:
-    response = _client(VIEWER).get(URL + "?reason=missing_pi")
+    response = role_client(VIEWER).get(URL + "?reason=missing_pi")
     assert response.status_code == 200
     listed = response.context["cl"].result_list
     assert len(listed) == 3
@@ -126,7 +113,7 @@ def test_reason_filter_lists_only_matching_charges(queue: list[int]) -> None:
 
 
 def test_fix_attribution_from_the_queue(queue: list[int]) -> None:
-    client = _client(REVIEWER)
+    client = role_client(REVIEWER)
     page = client.post(
         URL, {"action": "fix_attribution", helpers.ACTION_CHECKBOX_NAME: queue, "index": 0}
     )
@@ -155,7 +142,7 @@ def test_fix_attribution_from_the_queue(queue: list[int]) -> None:
 
 
 def test_viewer_cannot_fix_attribution(queue: list[int]) -> None:
-    client = _client(VIEWER)
+    client = role_client(VIEWER)
     assert b"Fix attribution" not in client.get(URL).content
     client.post(
         URL,

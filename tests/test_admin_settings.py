@@ -6,15 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.test import Client
 
 from billing.models import Charge, FundOrgPattern, PatternRule, Source
 from billing.roles import BILLING_ADMIN, VIEWER
 from billing.services import Actor
 from ingest.services import import_file
-from tests.conftest import focus_row
+from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db
 QUEUE = "/admin/billing/charge/"
@@ -33,16 +31,6 @@ def charges(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> No
     import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
 
 
-def _client(role: str) -> Client:
-    user = get_user_model().objects.create_user(role.replace(" ", "_"), password="x")
-    user.is_staff = True
-    user.save()
-    user.groups.add(Group.objects.get(name=role))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def _listed(client: Client, query: str) -> set[str]:
     response = client.get(QUEUE + query)
     assert response.status_code == 200
@@ -50,7 +38,7 @@ def _listed(client: Client, query: str) -> set[str]:
 
 
 def test_queue_filters_by_pi_project_and_fund_org(charges: None) -> None:
-    viewer = _client(VIEWER)
+    viewer = role_client(VIEWER)
     assert _listed(viewer, "?pi=bob@example.edu") == {"gpu-1"}
     assert _listed(viewer, "?pi=ADA@example.edu") == {"vm-1", "vm-2", "bucket-x"}
     assert _listed(viewer, "?pi=bob") == {"gpu-1"}  # part of an email or a name
@@ -65,7 +53,7 @@ def test_queue_filters_by_pi_project_and_fund_org(charges: None) -> None:
 
 
 def test_a_bad_regex_is_refused_on_save(defaults: None) -> None:
-    admin = _client(BILLING_ADMIN)
+    admin = role_client(BILLING_ADMIN)
     response = admin.post(
         "/admin/billing/patternrule/add/",
         {"name": "broken", "pattern": "(unclosed", "target": "any", "enabled": "on"},
@@ -76,7 +64,7 @@ def test_a_bad_regex_is_refused_on_save(defaults: None) -> None:
 
 
 def test_pattern_preview_counts_matches_in_the_current_period(charges: None) -> None:
-    admin = _client(BILLING_ADMIN)
+    admin = role_client(BILLING_ADMIN)
     form = admin.get("/admin/billing/patternrule/add/")
     assert b"Test against the current period" in form.content
     before = PatternRule.objects.count()
@@ -93,7 +81,7 @@ def test_pattern_preview_counts_matches_in_the_current_period(charges: None) -> 
 
 
 def test_pattern_preview_reports_a_bad_regex(charges: None) -> None:
-    response = _client(VIEWER).get("/admin/billing/patternrule/preview/?pattern=%28oops")
+    response = role_client(VIEWER).get("/admin/billing/patternrule/preview/?pattern=%28oops")
     assert response.status_code == 200
     assert "result" not in response.context
     assert b"Not a valid regular expression" in response.content
@@ -102,7 +90,7 @@ def test_pattern_preview_reports_a_bad_regex(charges: None) -> None:
 def test_fund_org_preview_shows_what_would_be_flagged(charges: None) -> None:
     FundOrgPattern.objects.all().delete()
     other = FundOrgPattern.objects.create(pattern=r"NIH-[A-Z]{3}-\d{4}")
-    response = _client(BILLING_ADMIN).get(
+    response = role_client(BILLING_ADMIN).get(
         "/admin/billing/fundorgpattern/preview/", {"pattern": r"NSF-[A-Z]{3}-\d{4}"}
     )
     rows = {row.fund_org: (row.matches, row.valid) for row in response.context["result"]}
@@ -113,7 +101,7 @@ def test_fund_org_preview_shows_what_would_be_flagged(charges: None) -> None:
         "bogus": (False, False),
     }
     # Editing the other pattern itself: its saved version does not count.
-    response = _client(VIEWER).get(
+    response = role_client(VIEWER).get(
         "/admin/billing/fundorgpattern/preview/",
         {"pattern": "NIH-.*", "exclude": other.pk, "period": "2025-01"},
     )

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import connection
 
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
@@ -28,7 +26,7 @@ from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
 from billing.seed import seed_defaults
 from billing.services import Actor
 from ingest.services import import_file
-from tests.conftest import focus_row, write_focus
+from tests.conftest import focus_row, user_in, write_focus
 
 pytestmark = pytest.mark.browser
 
@@ -109,13 +107,9 @@ def month(live_db: None, tmp_path: Path) -> None:
 
 
 def _login(page: Any, base: str, role: str) -> None:
-    username = role.replace(" ", "_")
-    user = get_user_model().objects.create_user(username, password="a long test password")
-    user.is_staff = True
-    user.save()
-    user.groups.add(Group.objects.get(name=role))
+    user = user_in(role, password="a long test password")
     page.goto(f"{base}/admin/")
-    page.fill("#id_username", username)
+    page.fill("#id_username", user.username)
     page.fill("#id_password", "a long test password")
     page.click("input[type=submit]")
     page.wait_for_url(f"{base}/admin/")

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, sync_roles
+from tests.conftest import user_in
 
 pytestmark = pytest.mark.django_db
-
-
-def _user_in(role: str) -> object:
-    user = get_user_model().objects.create_user(role.replace(" ", "_"), password="x")
-    user.groups.add(Group.objects.get(name=role))
-    return get_user_model().objects.get(pk=user.pk)  # fresh permission cache
 
 
 def test_the_three_roles_exist() -> None:
@@ -22,7 +16,7 @@ def test_the_three_roles_exist() -> None:
 
 
 def test_viewer_reads_but_changes_nothing() -> None:
-    viewer = _user_in(VIEWER)
+    viewer = user_in(VIEWER)
     assert viewer.has_perm("billing.view_charge")  # type: ignore[attr-defined]
     assert viewer.has_perm("ingest.view_import")  # type: ignore[attr-defined]
     assert viewer.has_perm("billing.view_auditevent")  # type: ignore[attr-defined]
@@ -37,7 +31,7 @@ def test_viewer_reads_but_changes_nothing() -> None:
 
 
 def test_reviewer_reviews_but_does_not_run_the_month() -> None:
-    reviewer = _user_in(REVIEWER)
+    reviewer = user_in(REVIEWER)
     assert reviewer.has_perm("billing.review_charge")  # type: ignore[attr-defined]
     assert reviewer.has_perm("billing.fix_attribution_charge")  # type: ignore[attr-defined]
     for perm in ("billing.close_billingperiod", "ingest.import_focus", "billing.change_tagmapping"):
@@ -45,7 +39,7 @@ def test_reviewer_reviews_but_does_not_run_the_month() -> None:
 
 
 def test_billing_admin_runs_the_month_and_the_settings() -> None:
-    admin = _user_in(BILLING_ADMIN)
+    admin = user_in(BILLING_ADMIN)
     for perm in (
         "billing.review_charge",
         "ingest.import_focus",

@@ -8,7 +8,7 @@ Database triggers refuse, whatever the code path (ORM, bulk update, raw SQL):
 
 from django.db import migrations
 
-from billing.triggers import CHARGE_INSERT_TRIGGER_SQL
+from billing.triggers import CHARGE_INSERT_TRIGGER_SQL, trigger_operation
 
 SQLITE = [
     CHARGE_INSERT_TRIGGER_SQL,
@@ -113,25 +113,12 @@ POSTGRESQL_REVERSE = [
 ]
 
 
-def _run(statements_by_vendor):
-    def run(apps, schema_editor):
-        statements = statements_by_vendor.get(schema_editor.connection.vendor)
-        if statements is None:
-            raise RuntimeError(
-                f"no immutability triggers for database {schema_editor.connection.vendor!r}"
-            )
-        for sql in statements:
-            schema_editor.execute(sql)
-
-    return run
-
-
 class Migration(migrations.Migration):
     dependencies = [("billing", "0003_seed_defaults")]
 
     operations = [
-        migrations.RunPython(
-            _run({"sqlite": SQLITE, "postgresql": POSTGRESQL}),
-            _run({"sqlite": SQLITE_REVERSE, "postgresql": POSTGRESQL_REVERSE}),
+        trigger_operation(
+            {"sqlite": SQLITE, "postgresql": POSTGRESQL},
+            {"sqlite": SQLITE_REVERSE, "postgresql": POSTGRESQL_REVERSE},
         )
     ]

@@ -3,6 +3,8 @@ INSERT, UPDATE or DELETE of its statements and of the charges they list."""
 
 from django.db import migrations
 
+from billing.triggers import trigger_operation
+
 _FINALIZED = "(SELECT status FROM billing_billingperiod WHERE id = {ref}.period_id) = 'finalized'"
 _LINK_FINALIZED = (
     "(SELECT p.status FROM statements_statement s JOIN billing_billingperiod p "
@@ -79,25 +81,12 @@ POSTGRESQL_REVERSE = [
 ]
 
 
-def _run(statements_by_vendor):
-    def run(apps, schema_editor):
-        statements = statements_by_vendor.get(schema_editor.connection.vendor)
-        if statements is None:
-            raise RuntimeError(
-                f"no immutability triggers for database {schema_editor.connection.vendor!r}"
-            )
-        for sql in statements:
-            schema_editor.execute(sql)
-
-    return run
-
-
 class Migration(migrations.Migration):
     dependencies = [("statements", "0001_statements"), ("billing", "0007_roles_see_jobs")]
 
     operations = [
-        migrations.RunPython(
-            _run({"sqlite": SQLITE, "postgresql": POSTGRESQL}),
-            _run({"sqlite": SQLITE_REVERSE, "postgresql": POSTGRESQL_REVERSE}),
+        trigger_operation(
+            {"sqlite": SQLITE, "postgresql": POSTGRESQL},
+            {"sqlite": SQLITE_REVERSE, "postgresql": POSTGRESQL_REVERSE},
         )
     ]
