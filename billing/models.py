@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 import time
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -24,6 +25,28 @@ period_validator = RegexValidator(PERIOD_RE, "Enter a month as YYYY-MM (e.g. 202
 slug_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]*$", "Lowercase letters, digits, '_' and '-' only."
 )
+
+
+EMAIL_SUBJECT_FIELDS = ("period", "pi_name", "total", "institution")
+
+
+def validate_subject_template(value: str) -> None:
+    """A subject may use {period}, {pi_name}, {total} and {institution}, nothing else."""
+    try:
+        names = [
+            name for _, name, spec, conv in string.Formatter().parse(value) if name is not None
+        ]
+    except ValueError as exc:
+        raise ValidationError(f"Not a valid subject template: {exc}") from None
+    unknown = sorted({n for n in names if n not in EMAIL_SUBJECT_FIELDS})
+    if unknown:
+        raise ValidationError(
+            "Unknown placeholder(s) %(names)s; use %(allowed)s.",
+            params={
+                "names": ", ".join(f"{{{n}}}" for n in unknown),
+                "allowed": ", ".join(f"{{{n}}}" for n in EMAIL_SUBJECT_FIELDS),
+            },
+        )
 
 
 def validate_regex(value: str) -> None:
@@ -359,6 +382,14 @@ class InstitutionSettings(models.Model):
     large_charge_threshold = MoneyField(
         default=Decimal("10000"),
         help_text="A charge whose BilledCost is above this amount is flagged large_charge.",
+    )
+    email_subject = models.CharField(
+        max_length=200,
+        default="{institution} statement for {period}: {total} due",
+        validators=[validate_subject_template],
+        help_text="Subject of the statement emails; may use {period}, {pi_name}, {total} "
+        "and {institution}. The bodies are the templates statements/email/body.txt and "
+        "body.html (see the statements guide to override them).",
     )
 
     class Meta:

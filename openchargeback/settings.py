@@ -100,7 +100,11 @@ WSGI_APPLICATION = "openchargeback.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # A site's own templates (e.g. statements/email/body.html) come first.
+        "DIRS": [
+            *env.list("OPENCHARGEBACK_TEMPLATE_DIRS", default=[]),
+            BASE_DIR / "templates",
+        ],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -170,6 +174,14 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# A failed statement email is retried after 5 min, 15 min, 1 h, 4 h, ...
+# (each wait three times the last, at most 12 h) up to this many attempts;
+# then it waits for an operator.
+OPENCHARGEBACK_EMAIL_MAX_ATTEMPTS = env.int("OPENCHARGEBACK_EMAIL_MAX_ATTEMPTS", default=6)
+OPENCHARGEBACK_EMAIL_RETRY_SECONDS = env.int("OPENCHARGEBACK_EMAIL_RETRY_SECONDS", default=300)
+# An email claimed ("sending") longer than this is shown as stuck: the worker
+# may have died after the mail server took it, so only an operator may resend.
+OPENCHARGEBACK_EMAIL_STUCK_SECONDS = env.int("OPENCHARGEBACK_EMAIL_STUCK_SECONDS", default=900)
 
 # --- Forms ----------------------------------------------------------------
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
-from statements import pdf
+from statements import emailing, pdf
 from statements.building import (
     DETAIL_LIMIT,
     ChargeDigest,
@@ -187,6 +187,18 @@ class GenerateResult:
     pending_billed: Decimal = Decimal(0)
     job_group: str = ""
     dry_run: bool = False
+    send: bool = False
+    emails: list[emailing.SendOutcome] = field(default_factory=list)
+    emails_queued: int = 0
+    not_ready: list[str] = field(default_factory=list)
+
+    @property
+    def emails_sent(self) -> int:
+        return sum(1 for o in self.emails if o.status == "sent")
+
+    @property
+    def emails_failed(self) -> int:
+        return sum(1 for o in self.emails if o.status == "failed")
 
 
 def _check_period(period: BillingPeriod, *, allow_pending: bool, pending: int) -> None:
@@ -211,8 +223,13 @@ def statements_generate(
     allow_pending: bool = False,
     dry_run: bool = False,
     sync: bool = False,
+    send: bool = False,
 ) -> GenerateResult:
-    """New statement versions for every PI project whose content changed."""
+    """New statement versions for every PI project whose content changed.
+
+    With `send`, every PI with a current statement not emailed yet gets one
+    email (after rendering): inline with `sync`, else one job per PI.
+    """
     period = validate_period(period)
     if dry_run:
         obj = BillingPeriod.objects.filter(period=period).first()
@@ -230,6 +247,7 @@ def statements_generate(
             pending_excluded=planned.pending,
             pending_billed=planned.pending_billed,
             dry_run=True,
+            send=send,
         )
     rendered: list[tuple[Statement, StatementData]] = []
     with transaction.atomic():
@@ -240,6 +258,7 @@ def statements_generate(
             period=period,
             pending_excluded=planned.pending,
             pending_billed=planned.pending_billed,
+            send=send,
         )
         now = timezone.now()
         next_sequence = (
@@ -265,16 +284,64 @@ def statements_generate(
                 reason="no approved charges left for this PI project",
             )
             result.withdrawn.append(old)
-        if rendered and not sync:
-            result.job_group = f"statements-{period}-{now:%Y%m%dT%H%M%S}"
-            ids = [s.pk for s, _ in rendered]
-            group = result.job_group
-            transaction.on_commit(lambda: _enqueue_renders(ids, group))
+        if not sync:
+            jobs = _jobs(obj, rendered, send=send)
+            if jobs:
+                result.job_group = f"statements-{period}-{now:%Y%m%dT%H%M%S}"
+                group = result.job_group
+                transaction.on_commit(lambda: _enqueue(jobs, group, period, actor))
     if sync:
         for statement, data in rendered:
             render_statement(statement.pk, data=data)
             statement.refresh_from_db()
+        if send:
+            queued = emailing.emails_queue(period=period, actor=actor)
+            result.emails_queued = len(queued.emails)
+            result.not_ready = queued.not_ready
+            result.emails = [emailing.send_email(e.pk) for e in queued.emails]
     return result
+
+
+# A job: (task, pi_id or None, statement ids)
+Job = tuple[str, int | None, list[int]]
+
+
+def _jobs(
+    period: BillingPeriod, rendered: list[tuple[Statement, StatementData]], *, send: bool
+) -> list[Job]:
+    """One render job per new statement; with `send`, one render-and-email job per PI."""
+    if not send:
+        return [("render", None, [s.pk]) for s, _ in rendered]
+    by_pi: dict[int, list[int]] = defaultdict(list)
+    for s, _ in rendered:
+        by_pi[s.pi_id].append(s.pk)
+    unsent = (
+        Statement.objects.filter(period=period, superseded_at=None)
+        .exclude(deliveries__resend=False)
+        .values_list("pi_id", flat=True)
+        .distinct()
+    )
+    for pi_id in unsent:
+        by_pi.setdefault(pi_id, [])
+    return [("render_and_email", pi_id, ids) for pi_id, ids in sorted(by_pi.items())]
+
+
+def _enqueue(jobs: list[Job], group: str, period: str, actor: Actor) -> None:
+    from django_q.tasks import async_task
+
+    for kind, pi_id, ids in jobs:
+        if kind == "render":
+            async_task("statements.tasks.render_statement", ids[0], group=group)
+        else:
+            async_task(
+                "statements.tasks.render_and_email",
+                period,
+                pi_id,
+                ids,
+                actor.name,
+                actor.user_id,
+                group=group,
+            )
 
 
 def _new_version(
@@ -334,13 +401,6 @@ def _link_charges(statement: Statement) -> None:
             f"WHERE c.period_id = %s AND c.pi_id = %s AND c.review_state = %s AND {project}",
             params,
         )
-
-
-def _enqueue_renders(ids: list[int], group: str) -> None:
-    from django_q.tasks import async_task
-
-    for statement_id in ids:
-        async_task("statements.tasks.render_statement", statement_id, group=group)
 
 
 def render_statement(statement_id: int, *, data: StatementData | None = None) -> None:

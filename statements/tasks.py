@@ -2,8 +2,37 @@
 
 from __future__ import annotations
 
-from statements import services
+from billing.services import Actor
+from statements import emailing, services
 
 
 def render_statement(statement_id: int) -> None:
     services.render_statement(statement_id)
+
+
+def render_and_email(
+    period: str, pi_id: int, statement_ids: list[int], actor: str, user_id: int | None = None
+) -> None:
+    """One PI: render their new statements, then email everything of theirs not yet sent."""
+    for statement_id in statement_ids:
+        services.render_statement(statement_id)
+    who = Actor(name=actor, channel="job", user_id=user_id)
+    queued = emailing.emails_queue(period=period, actor=who, pi_ids=[pi_id])
+    for email in queued.emails:
+        send_email(email.pk)
+
+
+def send_email(email_id: int) -> None:
+    """Send one email; a failure schedules its own retry after the backoff."""
+    outcome = emailing.send_email(email_id)
+    if outcome.status == "failed" and outcome.next_attempt_at is not None:
+        from django_q.models import Schedule
+        from django_q.tasks import schedule
+
+        schedule(
+            "statements.tasks.send_email",
+            email_id,
+            name=f"retry email {email_id} at {outcome.next_attempt_at:%Y-%m-%dT%H:%M:%S}",
+            schedule_type=Schedule.ONCE,
+            next_run=outcome.next_attempt_at,
+        )

@@ -13,9 +13,10 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from billing.models import InstitutionSettings
+from billing.models import Charge, InstitutionSettings, Source
 from billing.seed import seed_defaults
-from billing.services import Actor
+from billing.services import Actor, charges_review, period_close
+from ingest.services import import_file
 
 FOCUS_COLUMNS = [
     "BillingPeriodStart",
@@ -173,3 +174,25 @@ def pytest_report_header(config: pytest.Config) -> str:
 
     db = settings.DATABASES["default"]
     return f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or ''}".rstrip()
+
+
+@pytest.fixture
+def month(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> str:
+    """A closed 2025-01: ada has proj-a (3 charges) and proj-b, bob proj-c; one rejected."""
+    rows = [
+        focus_row(resource="vm-1", billed="10.005", list_cost="12.004", project="proj-a"),
+        focus_row(resource="vm-2", billed="0.004", list_cost="0.004", project="proj-a"),
+        focus_row(resource="gpu", service="HPC GPU", billed="0", list_cost="400", project="proj-a"),
+        focus_row(resource="db", service="Amazon RDS", billed="80.75", project="proj-b"),
+        focus_row(resource="bob-vm", pi="bob@example.edu", billed="3.333", project="proj-c"),
+        focus_row(resource="orphan", pi="", project="", billed="5.00"),
+    ]
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    charges_review(
+        charges=Charge.objects.filter(resource_id="orphan"), action="reject", actor=actor, note="x"
+    )
+    charges_review(
+        charges=Charge.objects.filter(review_state="pending"), action="approve", actor=actor
+    )
+    period_close(period="2025-01", actor=actor)
+    return "2025-01"

@@ -34,27 +34,6 @@ from tests.conftest import focus_row
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def month(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> str:
-    rows = [
-        focus_row(resource="vm-1", billed="10.005", list_cost="12.004", project="proj-a"),
-        focus_row(resource="vm-2", billed="0.004", list_cost="0.004", project="proj-a"),
-        focus_row(resource="gpu", service="HPC GPU", billed="0", list_cost="400", project="proj-a"),
-        focus_row(resource="db", service="Amazon RDS", billed="80.75", project="proj-b"),
-        focus_row(resource="bob-vm", pi="bob@example.edu", billed="3.333", project="proj-c"),
-        focus_row(resource="orphan", pi="", project="", billed="5.00"),
-    ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
-    charges_review(
-        charges=Charge.objects.filter(resource_id="orphan"), action="reject", actor=actor, note="x"
-    )
-    charges_review(
-        charges=Charge.objects.filter(review_state="pending"), action="approve", actor=actor
-    )
-    period_close(period="2025-01", actor=actor)
-    return "2025-01"
-
-
 def _expected_total(period: str) -> Decimal:
     """Independently: round each (PI, project, source, service) line, then add."""
     lines: dict[tuple[object, ...], Decimal] = defaultdict(Decimal)

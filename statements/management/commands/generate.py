@@ -35,6 +35,11 @@ class Command(BaseCommand):
             action="store_true",
             help="Leave charges pending review out of the statements (reported).",
         )
+        parser.add_argument(
+            "--send",
+            action="store_true",
+            help="Then email each PI their statements not sent yet (one email per PI).",
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
         parser.add_argument("--user", help="Who is acting (default: the OS user).")
 
@@ -46,13 +51,20 @@ class Command(BaseCommand):
                 allow_pending=options["allow_pending"],
                 dry_run=options["dry_run"],
                 sync=options["sync"],
+                send=options["send"],
             )
         except BillingError as exc:
             raise CommandError(str(exc)) from None
         if options["json"]:
             self.stdout.write(json.dumps(_as_json(result), indent=2))
-            return
-        self._report(result)
+        else:
+            self._report(result)
+        if result.emails_failed:
+            raise CommandError(
+                f"{result.emails_failed} of {len(result.emails)} emails failed and will be "
+                "retried (`openchargeback emails list --period "
+                f"{result.period} --status failed` shows why)"
+            )
 
     def _report(self, result: GenerateResult) -> None:
         verb = "would generate" if result.dry_run else "generated"
@@ -72,9 +84,20 @@ class Command(BaseCommand):
                 f"left out: {result.pending_excluded:,} charges pending review "
                 f"({format_money(result.pending_billed)} billed)"
             )
-        if result.job_group:
+        if result.send and not result.dry_run and not result.job_group:
             self.stdout.write(
-                f"rendering queued as job group {result.job_group} (run `openchargeback "
+                f"emails: {result.emails_sent:,} sent, {result.emails_failed:,} failed "
+                f"({result.emails_queued:,} PIs had statements not yet emailed)"
+            )
+            for outcome in result.emails:
+                if outcome.status == "failed":
+                    self.stdout.write(f"  email {outcome.email_id} failed: {outcome.error}")
+        if result.not_ready:
+            self.stdout.write(f"not emailed, no PDF yet: {', '.join(result.not_ready)}")
+        if result.job_group:
+            what = "rendering and emailing" if result.send else "rendering"
+            self.stdout.write(
+                f"{what} queued as job group {result.job_group} (run `openchargeback "
                 "qcluster` for the workers, or use --sync)"
             )
 
@@ -119,4 +142,7 @@ def _as_json(result: GenerateResult) -> dict[str, Any]:
         "pending_excluded": result.pending_excluded,
         "pending_billed": money_str(result.pending_billed),
         "job_group": result.job_group,
+        "emails_sent": result.emails_sent,
+        "emails_failed": result.emails_failed,
+        "emails": [{"id": o.email_id, "status": o.status, "error": o.error} for o in result.emails],
     }

@@ -1,0 +1,185 @@
+"""Statement emails: list, send, retry, resend, resolve.
+
+Every change goes through statements.emailing (the same claim-before-send
+rules and audit trail as the admin).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from billing.services import Actor, BillingError, validate_period
+from statements import emailing
+from statements.models import EmailLog, Statement
+
+
+class Command(BaseCommand):
+    help = "Statement emails: list, send, retry, resend, resolve."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        listing = sub.add_parser("list", help="The emails of a period and their state.")
+        listing.add_argument("--period", "-p", required=True, help="YYYY-MM")
+        listing.add_argument(
+            "--status",
+            choices=[*EmailLog.Status.values, "stuck"],
+            help="Only emails in this state (stuck: claimed too long ago).",
+        )
+        listing.add_argument("--json", action="store_true", help="Print a JSON array.")
+
+        send = sub.add_parser(
+            "send", help="Email each PI their current statements not sent yet, now."
+        )
+        send.add_argument("--period", "-p", required=True, help="YYYY-MM")
+        send.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
+        send.add_argument("--json", action="store_true", help="Print one JSON object.")
+
+        retry = sub.add_parser(
+            "retry", help="Send every email that is due: new ones and failures whose wait is over."
+        )
+        retry.add_argument("--period", "-p", help="Only this period (YYYY-MM).")
+        retry.add_argument("--json", action="store_true", help="Print one JSON object.")
+
+        resend = sub.add_parser(
+            "resend", help="Send a PI a second copy of statements already emailed."
+        )
+        resend.add_argument("--period", "-p", required=True, help="YYYY-MM")
+        resend.add_argument("--pi", required=True, help="The PI's email address.")
+        resend.add_argument("--project", help="Only this project's statement (project id).")
+        resend.add_argument("--reason", default="", help="Why (required; recorded).")
+        resend.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
+        resend.add_argument("--json", action="store_true", help="Print one JSON object.")
+
+        resolve = sub.add_parser(
+            "resolve", help="Decide a stuck email: it was sent, or send it again."
+        )
+        resolve.add_argument("id", type=int, help="Email id (see `emails list`).")
+        resolve.add_argument("--as", dest="outcome", required=True, choices=["sent", "retry"])
+        resolve.add_argument("--note", default="", help="How you know (required; recorded).")
+        resolve.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            getattr(self, f"_{options['action']}")(options)
+        except BillingError as exc:
+            raise CommandError(str(exc)) from None
+
+    def _list(self, options: dict[str, Any]) -> None:
+        emails = EmailLog.objects.filter(period__period=validate_period(options["period"]))
+        status = options["status"]
+        if status == "stuck":
+            emails = emailing.stuck(emails)
+        elif status:
+            emails = emails.filter(status=status)
+        rows: list[dict[str, Any]] = [
+            {
+                "id": e.pk,
+                "to": e.to,
+                "status": e.status,
+                "resend": e.resend,
+                "attempts": e.attempts,
+                "statements": sorted(i.statement.number for i in e.items.all()),
+                "sent_at": e.sent_at.isoformat() if e.sent_at else None,
+                "next_attempt_at": e.next_attempt_at.isoformat() if e.next_attempt_at else None,
+                "error": e.error,
+            }
+            for e in emails.order_by("id").prefetch_related("items__statement")
+        ]
+        if options["json"]:
+            self.stdout.write(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            line = (
+                f"{r['id']:>6}  {r['status']:<8} {r['to']:<36} "
+                f"{', '.join(r['statements'])}  attempts={r['attempts']}"
+            )
+            if r["error"]:
+                line += f"  error: {r['error']}"
+            self.stdout.write(line)
+        self.stdout.write(f"{len(rows):,} emails")
+
+    def _send(self, options: dict[str, Any]) -> None:
+        queued = emailing.emails_queue(
+            period=options["period"], actor=Actor.from_cli(options["user"])
+        )
+        outcomes = [emailing.send_email(e.pk) for e in queued.emails]
+        self._outcomes(outcomes, options, not_ready=queued.not_ready)
+
+    def _retry(self, options: dict[str, Any]) -> None:
+        self._outcomes(emailing.send_due(period=options["period"]), options, not_ready=[])
+
+    def _resend(self, options: dict[str, Any]) -> None:
+        statements = Statement.objects.filter(
+            period__period=validate_period(options["period"]),
+            pi__email__iexact=options["pi"],
+            superseded_at=None,
+        )
+        if options["project"]:
+            statements = statements.filter(project__project_id=options["project"])
+        if not statements.exists():
+            raise BillingError(
+                f"no current statement of {options['period']} for {options['pi']}"
+                + (f" and project {options['project']}" if options["project"] else "")
+            )
+        if statements.filter(deliveries__resend=False).count() < statements.count():
+            raise BillingError(
+                "some of these statements were never emailed: send them with "
+                f"`openchargeback emails send --period {options['period']}`"
+            )
+        emails = emailing.emails_resend(
+            statements=statements, actor=Actor.from_cli(options["user"]), reason=options["reason"]
+        )
+        self._outcomes([emailing.send_email(e.pk) for e in emails], options, not_ready=[])
+
+    def _resolve(self, options: dict[str, Any]) -> None:
+        email = EmailLog.objects.filter(pk=options["id"]).first()
+        if email is None:
+            raise BillingError(f"no email with id {options['id']}")
+        email = emailing.emails_resolve(
+            email=email,
+            actor=Actor.from_cli(options["user"]),
+            outcome=options["outcome"],
+            note=options["note"],
+        )
+        if options["outcome"] == "retry":
+            outcome = emailing.send_email(email.pk)
+            self.stdout.write(f"email {email.pk} to {email.to}: {outcome.status} {outcome.error}")
+        else:
+            self.stdout.write(f"email {email.pk} to {email.to} recorded as sent")
+
+    def _outcomes(
+        self, outcomes: list[emailing.SendOutcome], options: dict[str, Any], *, not_ready: list[str]
+    ) -> None:
+        sent = sum(1 for o in outcomes if o.status == "sent")
+        failed = [o for o in outcomes if o.status == "failed"]
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "emails_sent": sent,
+                        "emails_failed": len(failed),
+                        "not_ready": not_ready,
+                        "emails": [
+                            {"id": o.email_id, "status": o.status, "error": o.error}
+                            for o in outcomes
+                        ],
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            self.stdout.write(f"{sent:,} emails sent, {len(failed):,} failed")
+            for o in failed:
+                when = (
+                    f"; next try {o.next_attempt_at:%Y-%m-%d %H:%M} UTC"
+                    if o.next_attempt_at
+                    else ""
+                )
+                self.stdout.write(f"  email {o.email_id}: {o.error}{when}")
+            if not_ready:
+                self.stdout.write(f"not emailed, no PDF yet: {', '.join(not_ready)}")
+        if failed:
+            raise CommandError(f"{len(failed)} emails failed (they are retried with backoff)")
