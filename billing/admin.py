@@ -52,6 +52,12 @@ from billing.services import (
 )
 
 
+def action_summary(count: int, noun: str, extra: str = "") -> str:
+    """'Selected: 1,234 charges, billed total $5.00.' for confirmation pages."""
+    text = f"Selected: {count:,} {noun}{'' if count == 1 else 's'}"
+    return f"{text}, {extra}." if extra else f"{text}."
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -455,15 +461,19 @@ class ChargeAdmin(ReadOnlyAdmin):
             "form": form,
             "action": action,
             "submit_label": title,
-            "count": queryset.count(),
-            "total": InstitutionSettings.cached().format_money(
-                queryset.aggregate(t=Sum("billed_cost"))["t"] or Decimal(0)
+            "summary": action_summary(
+                queryset.count(),
+                "charge",
+                "billed total "
+                + InstitutionSettings.cached().format_money(
+                    queryset.aggregate(t=Sum("billed_cost"))["t"] or Decimal(0)
+                ),
             ),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across", "0"),
         }
-        return TemplateResponse(request, "admin/billing/charge/action_form.html", context)
+        return TemplateResponse(request, "admin/billing/action_form.html", context)
 
     def _run(self, request: HttpRequest, verb: str, work: Callable[[Actor], int]) -> None:
         try:

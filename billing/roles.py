@@ -42,10 +42,22 @@ _SETTINGS_MODELS = (
 # Background jobs (django-q2): everyone may see what ran and what failed.
 _JOBS = [("django_q", f"view_{m}") for m in ("schedule", "success", "failure", "ormq")]
 
-_VIEW = [("billing", f"view_{m}") for m in _BILLING_MODELS] + [("ingest", "view_import")] + _JOBS
-_REVIEW = [("billing", "review_charge"), ("billing", "fix_attribution_charge")]
+_STATEMENTS = [("statements", f"view_{m}") for m in ("statement", "emaillog")]
+
+_VIEW = (
+    [("billing", f"view_{m}") for m in _BILLING_MODELS]
+    + [("ingest", "view_import")]
+    + _STATEMENTS
+    + _JOBS
+)
+_REVIEW = [
+    ("billing", "review_charge"),
+    ("billing", "fix_attribution_charge"),
+    ("statements", "resend_statement"),
+]
 _ADMIN = (
     [("ingest", "import_focus")]
+    + [("statements", "generate_statement"), ("statements", "send_statement")]
     + [("billing", "close_billingperiod"), ("billing", "finalize_billingperiod")]
     + [("billing", "add_billingperiod"), ("billing", "change_billingperiod")]
     + [("billing", f"{verb}_{m}") for m in ("pi", "project") for verb in ("add", "change")]

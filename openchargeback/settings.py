@@ -202,6 +202,10 @@ Q_CLUSTER = {
     "sync": TESTING,
 }
 
+# The admin generates or sends up to this many statements/emails within the
+# request; more are queued for the django-q2 workers (openchargeback qcluster).
+OPENCHARGEBACK_ADMIN_INLINE_LIMIT = env.int("OPENCHARGEBACK_ADMIN_INLINE_LIMIT", default=200)
+
 # --- Ingest limits ----------------------------------------------------------
 # Files larger than this (on disk) are refused before parsing.
 OPENCHARGEBACK_INGEST_MAX_FILE_BYTES = env.int(

@@ -90,14 +90,23 @@ def _sendable_period(period: str) -> BillingPeriod:
     return obj
 
 
-def emails_queue(*, period: str, actor: Actor, pi_ids: list[int] | None = None) -> QueueResult:
-    """One pending email per PI with their current statements not emailed yet."""
+def emails_queue(
+    *,
+    period: str,
+    actor: Actor,
+    pi_ids: list[int] | None = None,
+    statement_ids: list[int] | None = None,
+) -> QueueResult:
+    """One pending email per PI with their current statements not emailed yet
+    (only these PIs' or these statements, when given)."""
     period = validate_period(period)
     with transaction.atomic():
         obj = _sendable_period(period)
         current = Statement.objects.filter(period=obj, superseded_at=None)
         if pi_ids is not None:
             current = current.filter(pi_id__in=pi_ids)
+        if statement_ids is not None:
+            current = current.filter(pk__in=statement_ids)
         result = QueueResult(
             period=period,
             not_ready=list(
@@ -306,6 +315,24 @@ def send_due(*, period: str | None = None) -> list[SendOutcome]:
         emails = emails.filter(period__period=validate_period(period))
     ids = list(emails.order_by("id").values_list("id", flat=True))
     return [send_email(email_id) for email_id in ids]
+
+
+def emails_retry_now(*, emails: QuerySet[EmailLog], actor: Actor) -> list[int]:
+    """Make failed emails due now (an operator's "send now"); returns their ids."""
+    with transaction.atomic():
+        failed = list(
+            emails.select_for_update().filter(status=Status.FAILED).values_list("pk", flat=True)
+        )
+        EmailLog.objects.filter(pk__in=failed).update(next_attempt_at=timezone.now())
+        for email_id in failed:
+            audit(
+                actor=actor,
+                action="statement.email.retry",
+                object_type="statements.emaillog",
+                object_id=str(email_id),
+                object_repr=f"Email {email_id}",
+            )
+    return failed
 
 
 def emails_resolve(*, email: EmailLog, actor: Actor, outcome: str, note: str) -> EmailLog:

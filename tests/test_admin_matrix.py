@@ -5,7 +5,8 @@ from billing.roles, so a drift in either shows up as a failure:
 
 - viewer: reads everything of billing, imports and background jobs;
 - reviewer: + approve, reject, reset, fix attribution, re-apply rules;
-- billing admin: + periods, PIs, projects and every setting;
+- billing admin: + periods, PIs, projects, every setting, generating and
+  sending statements (reviewers may resend one);
 - superuser: everything the admin allows anyone (users, groups, lockouts);
 - nobody: charges, imports, periods and the audit trail are never edited
   through forms; the audit trail is read-only even for superusers.
@@ -29,6 +30,8 @@ from billing.models import AuditEvent, BillingPeriod, Charge, FundOrgPattern, Pa
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor
 from ingest.services import import_file
+from statements.models import EmailLog, Statement
+from statements.services import statements_generate
 from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db
@@ -51,6 +54,8 @@ ACCESS: dict[str, tuple[str, str, str, str]] = {
     "billing.flagrule": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
     "billing.patternrule": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
     "billing.fundorgpattern": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
+    "statements.statement": (VIEWER, NOBODY, NOBODY, NOBODY),
+    "statements.emaillog": (VIEWER, NOBODY, NOBODY, NOBODY),
     "auth.user": (SUPERUSER, SUPERUSER, SUPERUSER, SUPERUSER),
     "auth.group": (SUPERUSER, SUPERUSER, SUPERUSER, SUPERUSER),
     "django_q.schedule": (VIEWER, SUPERUSER, SUPERUSER, SUPERUSER),
@@ -61,6 +66,10 @@ ACCESS: dict[str, tuple[str, str, str, str]] = {
     "axes.accesslog": (SUPERUSER, NOBODY, SUPERUSER, SUPERUSER),
     "axes.accessfailurelog": (SUPERUSER, NOBODY, SUPERUSER, SUPERUSER),
 }
+
+# Statement and email actions: minimum role.
+STATEMENT_ACTIONS = {"send_selected": BILLING_ADMIN, "resend_selected": REVIEWER}
+EMAIL_ACTIONS = {"send_now": BILLING_ADMIN, "resolve": BILLING_ADMIN}
 
 # Review actions on the queue: minimum role.
 CHARGE_ACTIONS = {
@@ -198,3 +207,48 @@ def test_period_lifecycle_and_previews(world: None, role: str) -> None:
     period.refresh_from_db()
     expected = "closed" if _allowed(role, BILLING_ADMIN) and role != ANONYMOUS else "open"
     assert period.status == expected
+
+
+def _offered(client: Client, url: str) -> set[str]:
+    form = client.get(url).context["action_form"]
+    return {name for name, _ in form.fields["action"].choices if name} if form else set()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_statement_pages_and_actions(month: str, actor: Actor, role: str) -> None:
+    statements_generate(period=month, actor=actor, sync=True, send=True)
+    statement = Statement.objects.order_by("pk").first()
+    assert statement is not None
+    client = _client(role)
+    base = "/admin/statements/statement/"
+    pages: list[Page] = [
+        ("GET", f"{base}{statement.pk}/pdf/", {}, VIEWER, {200}),
+        ("GET", f"{base}{statement.pk}/pdf/?download=1", {}, VIEWER, {200}),
+        ("GET", f"{base}{statement.pk}/line-items/", {}, VIEWER, {404}),
+        ("GET", f"{base}generate/", {}, BILLING_ADMIN, {200}),
+        ("POST", f"{base}generate/", {"period": month, "preview": "1"}, BILLING_ADMIN, {200}),
+        ("GET", "/admin/statements/emaillog/", {}, VIEWER, {200}),
+    ]
+    _visit(client, role, pages)
+    if role == ANONYMOUS:
+        return
+    expected = {name for name, minimum in STATEMENT_ACTIONS.items() if _allowed(role, minimum)}
+    assert _offered(client, base) == expected
+    expected = {name for name, minimum in EMAIL_ACTIONS.items() if _allowed(role, minimum)}
+    assert _offered(client, "/admin/statements/emaillog/") == expected
+    # posting an action not offered does nothing
+    ids = list(Statement.objects.values_list("pk", flat=True))
+    before = EmailLog.objects.count()
+    client.post(
+        base,
+        {
+            "action": "resend_selected",
+            helpers.ACTION_CHECKBOX_NAME: ids,
+            "apply": "1",
+            "reason": "asked",
+            "index": 0,
+        },
+    )
+    resent = EmailLog.objects.filter(resend=True).count()
+    assert resent == (EmailLog.objects.count() - before)
+    assert bool(resent) == _allowed(role, REVIEWER)

@@ -1,0 +1,671 @@
+"""Statements and their emails in the admin: read-only records, with the
+generate / send / resend actions, PDF preview and download, and the state of
+the background jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+
+from billing.admin import action_summary
+from billing.models import BillingPeriod, InstitutionSettings
+from billing.services import Actor, BillingError
+from statements import emailing
+from statements.models import EmailLog, EmailStatement, Statement
+from statements.services import statements_generate
+
+
+def inline_limit() -> int:
+    """The admin does this much work in the request; more goes to the workers."""
+    return int(settings.OPENCHARGEBACK_ADMIN_INLINE_LIMIT)
+
+
+def _actor(request: HttpRequest) -> Actor:
+    return Actor.for_user(request.user)  # type: ignore[arg-type]
+
+
+def dispatch_emails(email_ids: list[int], *, group: str) -> tuple[list[emailing.SendOutcome], int]:
+    """Send now when few, else queue one job per email; (outcomes, queued)."""
+    if len(email_ids) <= inline_limit():
+        return [emailing.send_email(i) for i in email_ids], 0
+    from django_q.tasks import async_task
+
+    for email_id in email_ids:
+        async_task("statements.tasks.send_email", email_id, group=group)
+    return [], len(email_ids)
+
+
+def report_sending(
+    request: HttpRequest, outcomes: list[emailing.SendOutcome], queued: int, group: str
+) -> None:
+    sent = sum(1 for o in outcomes if o.status == "sent")
+    failed = [o for o in outcomes if o.status == "failed"]
+    if queued:
+        messages.info(
+            request, f"{queued:,} emails queued as job group {group}; the workers send them."
+        )
+    if sent:
+        messages.success(request, f"{sent:,} emails sent.")
+    if failed:
+        messages.error(
+            request,
+            f"{len(failed):,} emails failed and will be retried: {failed[0].error}",
+        )
+    if not (queued or sent or failed):
+        messages.info(request, "Nothing to send: every selected statement was already emailed.")
+
+
+# --- Filters ---------------------------------------------------------------------
+
+
+class DeliveryFilter(admin.SimpleListFilter):
+    title = "email"
+    parameter_name = "email"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("sent", "Sent"),
+            ("unsent", "Not sent"),
+            ("failed", "Sending failed"),
+            ("stuck", "Stuck (needs an operator)"),
+            ("resent", "Resent"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
+        deliveries = EmailStatement.objects.filter(statement=OuterRef("pk"))
+        sent = Exists(deliveries.filter(email__status=EmailLog.Status.SENT))
+        value = self.value()
+        if value == "sent":
+            return queryset.filter(sent)
+        if value == "unsent":
+            return queryset.filter(~sent)
+        if value == "failed":
+            return queryset.filter(~sent).filter(
+                Exists(deliveries.filter(email__status=EmailLog.Status.FAILED))
+            )
+        if value == "stuck":
+            return queryset.filter(
+                Exists(
+                    deliveries.filter(
+                        email__status=EmailLog.Status.SENDING,
+                        email__claimed_at__lt=emailing.stuck_before(),
+                    )
+                )
+            )
+        if value == "resent":
+            return queryset.filter(Exists(deliveries.filter(resend=True)))
+        return None
+
+
+class VersionFilter(admin.SimpleListFilter):
+    title = "version"
+    parameter_name = "version"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("current", "Current"), ("superseded", "Superseded")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
+        if self.value() == "current":
+            return queryset.filter(superseded_at=None)
+        if self.value() == "superseded":
+            return queryset.exclude(superseded_at=None)
+        return None
+
+
+class StuckFilter(admin.SimpleListFilter):
+    title = "needs an operator"
+    parameter_name = "stuck"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("stuck", "Stuck claims"), ("gave_up", "Failed, no more retries")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
+        if self.value() == "stuck":
+            return emailing.stuck(queryset)
+        if self.value() == "gave_up":
+            return queryset.filter(status=EmailLog.Status.FAILED, next_attempt_at=None)
+        return None
+
+
+# --- Forms ---------------------------------------------------------------------
+
+
+class GenerateForm(forms.Form):
+    period = forms.ModelChoiceField(
+        queryset=BillingPeriod.objects.filter(status=BillingPeriod.Status.CLOSED),
+        to_field_name="period",
+        empty_label=None,
+        help_text="Statements are generated for closed periods.",
+    )
+    allow_pending = forms.BooleanField(
+        required=False,
+        label="Leave charges pending review out",
+        help_text="Otherwise a period with charges pending review is refused.",
+    )
+    send = forms.BooleanField(
+        required=False, label="Then email each PI", help_text="One email per PI, PDFs attached."
+    )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why a second copy is sent; kept in the audit trail.",
+    )
+
+
+class ResolveForm(forms.Form):
+    outcome = forms.ChoiceField(
+        choices=[
+            ("sent", "The PI has it: record the email as sent"),
+            ("retry", "The PI does not have it: send it again"),
+        ],
+        widget=forms.RadioSelect,
+    )
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="How you know (mail server log, the PI's answer); kept in the audit trail.",
+    )
+
+
+# --- Statements -------------------------------------------------------------------
+
+
+@admin.register(Statement)
+class StatementAdmin(admin.ModelAdmin):
+    list_display = [
+        "number",
+        "period",
+        "pi",
+        "project",
+        "fund_org",
+        "list_amount",
+        "discount_amount",
+        "billed_amount",
+        "status",
+        "email_state",
+        "is_current",
+    ]
+    list_filter = ["period", DeliveryFilter, VersionFilter, "status"]
+    search_fields = ["number", "pi__email", "pi__name", "project__project_id", "fund_org"]
+    list_select_related = ["period", "pi", "project"]
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 100
+    actions = ["send_selected", "resend_selected"]
+    change_list_template = "admin/statements/statement/change_list.html"
+    change_form_template = "admin/statements/statement/change_form.html"
+    fieldsets = [
+        (None, {"fields": ["number", "period", "pi", "project", "fund_org", "version"]}),
+        (
+            "Totals",
+            {
+                "fields": [
+                    "list_amount",
+                    "discount_amount",
+                    "billed_amount",
+                    "exact_billed",
+                    "charge_count",
+                ]
+            },
+        ),
+        (
+            "Record",
+            {
+                "fields": [
+                    "status",
+                    "error",
+                    "generated_at",
+                    "generated_by",
+                    "pdf_sha256",
+                    "content_hash",
+                    "superseded_at",
+                    "superseded_by",
+                ]
+            },
+        ),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Statement]:
+        last_email = EmailStatement.objects.filter(statement=OuterRef("pk")).order_by("-email_id")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(email_status=Subquery(last_email.values("email__status")[:1]))
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [str(f) for block in self.fieldsets for f in block[1]["fields"]]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_generate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("statements.generate_statement")
+
+    def has_send_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("statements.send_statement")
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("statements.resend_statement")
+
+    # columns
+
+    def _money(self, value: Any) -> str:
+        return InstitutionSettings.cached().format_money(value)
+
+    @admin.display(description="list price", ordering="list_total")
+    def list_amount(self, obj: Statement) -> str:
+        return self._money(obj.list_total)
+
+    @admin.display(description="subsidy", ordering="discount_total")
+    def discount_amount(self, obj: Statement) -> str:
+        return self._money(obj.discount_total)
+
+    @admin.display(description="amount due", ordering="billed_total")
+    def billed_amount(self, obj: Statement) -> str:
+        return self._money(obj.billed_total)
+
+    @admin.display(description="email")
+    def email_state(self, obj: Statement) -> str:
+        status = getattr(obj, "email_status", None)
+        return EmailLog.Status(status).label if status else "Not sent"
+
+    @admin.display(description="current", boolean=True)
+    def is_current(self, obj: Statement) -> bool:
+        return obj.superseded_at is None
+
+    # pages
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("generate/", view(self.generate_view), name="statements_statement_generate"),
+            path(
+                "<int:object_id>/pdf/",
+                view(xframe_options_sameorigin(self.pdf_view)),
+                name="statements_statement_pdf",
+            ),
+            path(
+                "<int:object_id>/line-items/",
+                view(self.line_items_view),
+                name="statements_statement_line_items",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _viewable(self, request: HttpRequest, object_id: int) -> Statement:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(Statement, pk=object_id)
+
+    def pdf_view(self, request: HttpRequest, object_id: int) -> FileResponse:
+        statement = self._viewable(request, object_id)
+        if not statement.pdf:
+            raise Http404("This statement has no PDF (yet).")
+        return FileResponse(
+            statement.pdf.open("rb"),
+            content_type="application/pdf",
+            as_attachment="download" in request.GET,
+            filename=f"{statement.number}.pdf",
+        )
+
+    def line_items_view(self, request: HttpRequest, object_id: int) -> FileResponse:
+        statement = self._viewable(request, object_id)
+        if not statement.line_items:
+            raise Http404("This statement lists every charge in its PDF.")
+        return FileResponse(
+            statement.line_items.open("rb"),
+            content_type="text/csv",
+            as_attachment=True,
+            filename=f"{statement.number}-line-items.csv",
+        )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        statement = Statement.objects.filter(pk=object_id).first()
+        extra = dict(extra_context or {})
+        if statement is not None:
+            extra["statement"] = statement
+            extra["deliveries"] = (
+                EmailStatement.objects.filter(statement=statement)
+                .select_related("email")
+                .order_by("email_id")
+            )
+            extra["versions"] = Statement.objects.filter(
+                period=statement.period_id, sequence=statement.sequence
+            ).order_by("-version")
+        return super().change_view(request, object_id, form_url, extra)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra = dict(extra_context or {})
+        extra["can_generate"] = self.has_generate_permission(request)
+        extra["jobs"] = job_status(request.GET.get("period__id__exact"))
+        return super().changelist_view(request, extra)
+
+    def generate_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_generate_permission(request):
+            raise PermissionDenied
+        form = GenerateForm(request.POST or request.GET or None)
+        preview = None
+        if request.method == "POST" and form.is_valid():
+            options = {
+                "period": form.cleaned_data["period"].period,
+                "actor": _actor(request),
+                "allow_pending": form.cleaned_data["allow_pending"],
+                "send": form.cleaned_data["send"],
+            }
+            try:
+                preview = statements_generate(dry_run=True, **options)
+                if "confirm" in request.POST:
+                    small = len(preview.would_create) <= inline_limit()
+                    result = statements_generate(sync=small, **options)
+                    self._report_generate(request, result)
+                    changelist = reverse("admin:statements_statement_changelist")
+                    return HttpResponseRedirect(
+                        f"{changelist}?period__id__exact={form.cleaned_data['period'].pk}"
+                        "&version=current"
+                    )
+            except BillingError as exc:
+                form.add_error(None, str(exc))
+                preview = None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Generate statements",
+            "opts": self.model._meta,
+            "form": form,
+            "preview": preview,
+        }
+        return TemplateResponse(request, "admin/statements/statement/generate.html", context)
+
+    def _report_generate(self, request: HttpRequest, result: Any) -> None:
+        messages.success(
+            request,
+            f"{result.period}: {len(result.created):,} statements generated, "
+            f"{len(result.unchanged):,} unchanged, {len(result.withdrawn):,} withdrawn.",
+        )
+        if result.pending_excluded:
+            messages.warning(
+                request, f"{result.pending_excluded:,} charges pending review were left out."
+            )
+        if result.job_group:
+            messages.info(
+                request,
+                f"Rendering{' and emailing' if result.send else ''} queued as job group "
+                f"{result.job_group}; the workers (openchargeback qcluster) do it.",
+            )
+        elif result.send:
+            report_sending(request, result.emails, 0, "")
+
+    # actions
+
+    @admin.action(description="Email selected statements (not sent yet)", permissions=["send"])
+    def send_selected(self, request: HttpRequest, queryset: QuerySet[Statement]) -> None:
+        actor = _actor(request)
+        ids: list[int] = []
+        try:
+            for period in queryset.values_list("period__period", flat=True).distinct():
+                chosen = list(queryset.filter(period__period=period).values_list("pk", flat=True))
+                queued = emailing.emails_queue(period=period, actor=actor, statement_ids=chosen)
+                ids += [e.pk for e in queued.emails]
+                if queued.not_ready:
+                    messages.warning(
+                        request, f"Not emailed, no PDF yet: {', '.join(queued.not_ready)}"
+                    )
+        except BillingError as exc:
+            messages.error(request, str(exc))
+            return
+        group = f"emails-{request.user.get_username()}"
+        outcomes, queued_jobs = dispatch_emails(ids, group=group)
+        report_sending(request, outcomes, queued_jobs, group)
+
+    @admin.action(description="Resend selected statements (a second copy)…", permissions=["resend"])
+    def resend_selected(
+        self, request: HttpRequest, queryset: QuerySet[Statement]
+    ) -> TemplateResponse | None:
+        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            try:
+                emails = emailing.emails_resend(
+                    statements=queryset, actor=_actor(request), reason=form.cleaned_data["reason"]
+                )
+            except BillingError as exc:
+                messages.error(request, str(exc))
+                return None
+            group = f"resend-{request.user.get_username()}"
+            outcomes, queued = dispatch_emails([e.pk for e in emails], group=group)
+            report_sending(request, outcomes, queued, group)
+            return None
+        return action_page(
+            self,
+            request,
+            action="resend_selected",
+            form=form,
+            title="Resend statements",
+            intro="Each PI of the selected statements gets one more email with them, marked "
+            "as a copy. Use this when a PI asks again or the first email bounced.",
+            summary=action_summary(queryset.count(), "statement"),
+        )
+
+
+def action_page(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    action: str,
+    form: forms.Form,
+    title: str,
+    intro: str,
+    summary: str,
+) -> TemplateResponse:
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "intro": intro,
+        "summary": summary,
+        "opts": model_admin.model._meta,
+        "form": form,
+        "action": action,
+        "submit_label": title,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+    }
+    return TemplateResponse(request, "admin/billing/action_form.html", context)
+
+
+def job_status(period_pk: str | None) -> dict[str, Any]:
+    """Statements and emails of a period by state, and the background queue."""
+    from django_q.models import Failure, OrmQ
+
+    period = (
+        BillingPeriod.objects.filter(pk=period_pk).first()
+        if period_pk and period_pk.isdigit()
+        else BillingPeriod.objects.filter(statements__isnull=False).order_by("-period").first()
+    )
+    if period is None:
+        return {}
+    current = Statement.objects.filter(period=period, superseded_at=None)
+    statements = dict(current.values_list("status").annotate(n=Count("id")).order_by())
+    emails = EmailLog.objects.filter(period=period)
+    email_counts = dict(emails.values_list("status").annotate(n=Count("id")).order_by())
+    failures = Failure.objects.filter(
+        Q(group__startswith=f"statements-{period.period}") | Q(func__startswith="statements.tasks")
+    ).order_by("-stopped")[:5]
+    return {
+        "period": period,
+        "statements": [
+            (label, statements.get(value, 0)) for value, label in Statement.Status.choices
+        ],
+        "emails": [(label, email_counts.get(value, 0)) for value, label in EmailLog.Status.choices],
+        "stuck": emailing.stuck(emails).count(),
+        "unsent": current.filter(status=Statement.Status.READY)
+        .exclude(deliveries__resend=False)
+        .count(),
+        "queued": OrmQ.objects.count(),
+        "failures": failures,
+    }
+
+
+# --- Emails -------------------------------------------------------------------------
+
+
+@admin.register(EmailLog)
+class EmailLogAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "period",
+        "to",
+        "state",
+        "resend",
+        "attempts",
+        "statement_numbers",
+        "created_at",
+        "sent_at",
+        "next_attempt_at",
+        "short_error",
+    ]
+    list_filter = ["period", "status", StuckFilter, "resend"]
+    search_fields = ["to", "pi__name", "subject"]
+    list_select_related = ["period"]
+    show_facets = admin.ShowFacets.NEVER
+    actions = ["send_now", "resolve"]
+    readonly_fields = [
+        "period",
+        "pi",
+        "to",
+        "subject",
+        "resend",
+        "status",
+        "attempts",
+        "error",
+        "created_at",
+        "created_by",
+        "claimed_at",
+        "next_attempt_at",
+        "sent_at",
+        "message_id",
+        "statement_numbers",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EmailLog]:
+        return super().get_queryset(request).prefetch_related("items__statement")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_send_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("statements.send_statement")
+
+    @admin.display(description="status", ordering="status")
+    def state(self, obj: EmailLog) -> str:
+        if (
+            obj.status == EmailLog.Status.SENDING
+            and obj.claimed_at
+            and obj.claimed_at < emailing.stuck_before()
+        ):
+            return "Stuck: an operator must resolve it"
+        if obj.status == EmailLog.Status.FAILED and obj.next_attempt_at is None:
+            return "Failed: no more retries"
+        return obj.get_status_display()
+
+    @admin.display(description="statements")
+    def statement_numbers(self, obj: EmailLog) -> str:
+        items = sorted(obj.items.all(), key=lambda i: i.statement.number)
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("admin:statements_statement_change", args=[i.statement_id]), i.statement)
+                for i in items
+            ),
+        )
+
+    @admin.display(description="error")
+    def short_error(self, obj: EmailLog) -> str:
+        text = obj.error
+        return (
+            format_html('<span title="{}">{}</span>', text, text[:80] + "…")
+            if len(text) > 80
+            else text
+        )
+
+    @admin.action(description="Send selected failed emails now", permissions=["send"])
+    def send_now(self, request: HttpRequest, queryset: QuerySet[EmailLog]) -> None:
+        ids = emailing.emails_retry_now(emails=queryset, actor=_actor(request))
+        if not ids:
+            messages.info(request, "None of the selected emails had failed.")
+            return
+        group = f"emails-{request.user.get_username()}"
+        outcomes, queued = dispatch_emails(ids, group=group)
+        report_sending(request, outcomes, queued, group)
+
+    @admin.action(description="Resolve selected stuck emails…", permissions=["send"])
+    def resolve(
+        self, request: HttpRequest, queryset: QuerySet[EmailLog]
+    ) -> TemplateResponse | None:
+        form = ResolveForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            actor, data = _actor(request), form.cleaned_data
+            done, ids = 0, []
+            try:
+                for email_log in queryset.filter(status=EmailLog.Status.SENDING):
+                    emailing.emails_resolve(
+                        email=email_log, actor=actor, outcome=data["outcome"], note=data["note"]
+                    )
+                    done += 1
+                    ids.append(email_log.pk)
+            except BillingError as exc:
+                messages.error(request, str(exc))
+            if data["outcome"] == "retry" and ids:
+                group = f"emails-{request.user.get_username()}"
+                outcomes, queued = dispatch_emails(ids, group=group)
+                report_sending(request, outcomes, queued, group)
+            elif done:
+                messages.success(request, f"{done:,} emails recorded as sent.")
+            else:
+                messages.info(request, "None of the selected emails is being sent.")
+            return None
+        return action_page(
+            self,
+            request,
+            action="resolve",
+            form=form,
+            title="Resolve stuck emails",
+            intro="A stuck email was handed to a worker that stopped before it recorded the "
+            "outcome: the mail server may or may not have delivered it, so it is never resent "
+            "automatically. Check the mail server's log or ask the PI, then decide.",
+            summary=action_summary(
+                queryset.filter(status=EmailLog.Status.SENDING).count(), "stuck email"
+            ),
+        )
