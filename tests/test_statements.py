@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
@@ -29,7 +34,7 @@ from openchargeback.money import round_money
 from statements import pdf
 from statements.models import Statement, StatementCharge
 from statements.services import plan, statements_generate
-from tests.conftest import focus_row
+from tests.conftest import focus_row, write_focus
 
 pytestmark = pytest.mark.django_db
 
@@ -183,3 +188,94 @@ def test_statements_of_a_finalized_period_are_locked_below_the_orm(
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM statements_statement WHERE id = %s", [statement.pk])
     assert Statement.objects.filter(pk=statement.pk).exists()
+
+
+# --- Property: statements add up to the rounded lines, to the cent -------------------
+
+_amount = st.decimals(
+    min_value=Decimal("-250"), max_value=Decimal("4000"), places=6, allow_nan=False
+)
+_charge = st.fixed_dictionaries(
+    {
+        "pi": st.sampled_from(["ada@example.edu", "bob@example.edu", "cy@example.edu"]),
+        "project": st.sampled_from(["p-1", "p-2", "p-3", ""]),
+        "source": st.sampled_from(["aws", "azure", "gcp"]),
+        "service": st.sampled_from(["Compute", "Storage", "GPU"]),
+        "billed": _amount,
+        # list price: above billed (a discount), equal, or billed is 0 (fully subsidised)
+        "subsidy": st.sampled_from(["none", "some", "all"]),
+    }
+)
+
+
+@hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(charges=st.lists(_charge, min_size=1, max_size=30))
+def test_statement_totals_equal_the_rounded_lines(
+    defaults: None,
+    tmp_path: Path,
+    actor: Actor,
+    charges: list[dict[str, Any]],
+) -> None:
+    with transaction.atomic():
+        by_source: dict[str, list[dict[str, str]]] = defaultdict(list)
+        for n, c in enumerate(charges):
+            billed = c["billed"]
+            list_cost = {
+                "none": billed,
+                "some": billed * Decimal("1.25"),
+                "all": abs(billed) + Decimal("400"),
+            }[c["subsidy"]]
+            if c["subsidy"] == "all":
+                billed = Decimal(0)
+            by_source[c["source"]].append(
+                focus_row(
+                    resource=f"r-{n}",
+                    service=c["service"],
+                    pi=c["pi"],
+                    # a project belongs to one PI
+                    project=f"{c['project']}-{c['pi'][:3]}" if c["project"] else "",
+                    billed=f"{billed:f}",
+                    list_cost=f"{list_cost:f}",
+                )
+            )
+        for slug, rows in by_source.items():
+            path = write_focus(tmp_path / f"{slug}_2025-01_{uuid.uuid4().hex}.csv", rows)
+            import_file(path=path, source=Source.objects.get(slug=slug), actor=actor)
+        charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
+        period_close(period="2025-01", actor=actor)
+
+        result = statements_generate(period="2025-01", actor=actor, sync=True)
+
+        current = Statement.objects.filter(period__period="2025-01", superseded_at=None)
+        assert sum(s.billed_total for s in current) == _expected_total("2025-01")
+        approved = Charge.objects.filter(review_state="approved")
+        assert sum(s.exact_billed for s in current) == sum(c.billed_cost for c in approved)
+        assert sum(s.charge_count for s in current) == approved.count()
+        for s in result.created:
+            assert s.discount_total == s.list_total - s.billed_total
+            assert s.billed_total == s.billed_total.quantize(Decimal("0.01"))
+        transaction.set_rollback(True)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({}, None),
+        ({"timeout": 720, "retry": 720}, "openchargeback.E002"),
+        ({"retry": None}, "openchargeback.E002"),
+        ({"orm": None}, "openchargeback.E001"),
+        ({"redis": {"host": "x"}}, "openchargeback.E001"),
+        ({"max_attempts": 0}, "openchargeback.E003"),
+    ],
+)
+def test_the_job_settings_are_checked(
+    settings: Any, change: dict[str, Any], error: str | None
+) -> None:
+    from statements.checks import check_q_cluster
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, **change}
+    assert [e.id for e in check_q_cluster()] == ([error] if error else [])
