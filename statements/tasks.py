@@ -17,9 +17,13 @@ def render_and_email(
     for statement_id in statement_ids:
         services.render_statement(statement_id)
     who = Actor(name=actor, channel="job", user_id=user_id)
-    queued = emailing.emails_queue(period=period, actor=who, pi_ids=[pi_id])
-    for email in queued.emails:
-        send_email(email.pk)
+    emailing.emails_queue(period=period, actor=who, pi_ids=[pi_id])
+    # Every due email of this PI, not only the one just queued: a run of this
+    # job that was killed after queueing left a pending email behind. The
+    # claim in send_email makes a second delivery of this job harmless.
+    due = emailing.due().filter(period__period=period, pi_id=pi_id, resend=False)
+    for email_id in due.values_list("pk", flat=True):
+        send_email(email_id)
 
 
 def send_email(email_id: int) -> None:
