@@ -166,7 +166,7 @@ USE_I18N = True
 USE_TZ = True
 
 # --- Email ----------------------------------------------------------------
-if "EMAIL_URL" in os.environ or env.str("EMAIL_URL", default=""):
+if env.str("EMAIL_URL", default=""):  # empty, as in .env.example, means unset
     vars().update(env.email_url("EMAIL_URL"))
 else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
@@ -197,6 +197,8 @@ Q_CLUSTER = {
     "timeout": env.int("Q_TIMEOUT", default=600),
     "retry": env.int("Q_RETRY", default=720),
     "max_attempts": env.int("Q_MAX_ATTEMPTS", default=3),
+    # Tasks taken from the queue per poll: fewer round trips to the broker.
+    "bulk": env.int("Q_BULK", default=1),
     "ack_failures": True,
     "catch_up": False,
     "sync": TESTING,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -20,8 +20,10 @@ from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import LETTER
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import inch
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
+    Flowable,
     KeepTogether,
     Paragraph,
     SimpleDocTemplate,
@@ -49,18 +51,78 @@ H2 = ParagraphStyle(
 )
 CELL = ParagraphStyle("cell", parent=BASE, fontSize=8.5, leading=10.5)
 CELL_RIGHT = ParagraphStyle("cell_right", parent=CELL, alignment=TA_RIGHT)
-CELL_HEAD = ParagraphStyle("cell_head", parent=CELL, fontName="Helvetica-Bold", textColor="white")
-CELL_HEAD_RIGHT = ParagraphStyle("cell_head_right", parent=CELL_HEAD, alignment=TA_RIGHT)
 BIG = ParagraphStyle("big", parent=BASE, fontName="Helvetica-Bold", fontSize=15, leading=19)
 BIG_RIGHT = ParagraphStyle("big_right", parent=BIG, alignment=TA_RIGHT)
 BIG_GREEN = ParagraphStyle("big_green", parent=BIG, textColor=GREEN)
 
 MARGIN = 0.7 * inch
+PADDING = 6  # a table cell's left and right padding (reportlab's default)
 
 
 def text(value: object) -> str:
     """Escape anything for a reportlab Paragraph (``&``, ``<``, ``>``, quotes)."""
     return escape(str(value), {'"': "&quot;", "'": "&#39;"})
+
+
+class Line(NamedTuple):
+    """One line of a table cell, in one font."""
+
+    text: str
+    font: str = "Helvetica"
+    size: float = 8.5
+    color: Any = INK
+
+
+class _Lines(Flowable):
+    """Short lines drawn as they are: no markup is parsed and nothing wraps.
+
+    Most table cells are a short name or an amount; drawing them directly
+    is ten times cheaper than a Paragraph. :func:`cell` uses this only when
+    every line fits its column, so nothing can overlap.
+    """
+
+    LEADING = 1.24
+
+    def __init__(self, lines: list[Line], width: float, *, right: bool) -> None:
+        super().__init__()
+        self.lines, self.right, self.fixed_width = lines, right, width
+
+    def wrap(self, avail_width: float, avail_height: float) -> tuple[float, float]:
+        return self.fixed_width, sum(line.size * self.LEADING for line in self.lines)
+
+    def draw(self) -> None:
+        canvas = self.canv
+        y = sum(line.size * self.LEADING for line in self.lines)
+        for line in self.lines:
+            y -= line.size * self.LEADING
+            baseline = y + line.size * 0.26
+            canvas.setFont(line.font, line.size)
+            canvas.setFillColor(line.color)
+            if self.right:
+                canvas.drawRightString(self.fixed_width, baseline, line.text)
+            else:
+                canvas.drawString(0, baseline, line.text)
+
+
+def cell(lines: list[Line], column: float, *, right: bool = False) -> Flowable:
+    """A table cell for `column` points: drawn directly when it fits, else wrapped.
+
+    Amounts never wrap: one too wide for its column is set smaller until it
+    fits. Text too wide becomes a Paragraph (escaped) that wraps.
+    """
+    avail = column - 2 * PADDING
+    widths = [stringWidth(line.text, line.font, line.size) for line in lines]
+    if all(w <= avail for w in widths):
+        return _Lines(lines, avail, right=right)
+    if right:
+        scale = max(min(avail / w for w in widths if w), 0.5)
+        return _Lines([line._replace(size=line.size * scale) for line in lines], avail, right=True)
+    markup = "<br/>".join(
+        f'<font name="{line.font}" size="{line.size}" color="#{line.color.hexval()[2:]}">'
+        f"{text(line.text)}</font>"
+        for line in lines
+    )
+    return Paragraph(markup, ParagraphStyle("wrapped", parent=CELL, leading=10.5))
 
 
 class _Money:
@@ -73,13 +135,18 @@ class _Money:
         }
 
     def __call__(self, amount: Decimal) -> str:
-        return text(format_money(amount, **self.kwargs))
+        """For a Paragraph (escaped)."""
+        return text(self.plain(amount))
+
+    def plain(self, amount: Decimal) -> str:
+        return format_money(amount, **self.kwargs)
 
     def contribution(self, amount: Decimal) -> str:
         """The institution's contribution, shown as a reduction (never blank)."""
-        if not amount:
-            return text(format_money(Decimal(0), **self.kwargs))
-        return self(-amount)
+        return text(self.plain_contribution(amount))
+
+    def plain_contribution(self, amount: Decimal) -> str:
+        return self.plain(-amount if amount else Decimal(0))
 
 
 def _numbered_canvas(footer_left: str, footer_right: str) -> type[Canvas]:
@@ -107,12 +174,13 @@ def _numbered_canvas(footer_left: str, footer_right: str) -> type[Canvas]:
             self.saveState()
             self.setStrokeColor(RULE)
             self.setLineWidth(0.5)
-            self.line(MARGIN, 0.62 * inch, width - MARGIN, 0.62 * inch)
+            left, right = MARGIN + PADDING, width - MARGIN - PADDING  # the body's edges
+            self.line(left, 0.62 * inch, right, 0.62 * inch)
             self.setFont("Helvetica", 7.5)
             self.setFillColor(MUTED)
-            self.drawString(MARGIN, 0.45 * inch, footer_left)
+            self.drawString(left, 0.45 * inch, footer_left)
             self.drawRightString(
-                width - MARGIN,
+                right,
                 0.45 * inch,
                 f"{footer_right}Page {self._pageNumber} of {total}",
             )
@@ -235,66 +303,96 @@ def _summary(data: StatementData, money: _Money) -> Table:
     return box
 
 
+# The body's width: the page less its margins and the frame's own 6 pt padding.
+BODY_WIDTH = LETTER[0] - 2 * MARGIN - 12
+
+
+def _columns(*widths: float) -> list[float]:
+    """Column widths, the last one taking what is left of the body's width."""
+    return [*widths, BODY_WIDTH - sum(widths)]
+
+
+SERVICE_COLUMNS = _columns(0.9 * inch, 2.75 * inch, 1.1 * inch, 1.1 * inch)
+RESOURCE_COLUMNS = _columns(2.35 * inch, 1.45 * inch, 0.55 * inch, 0.95 * inch, 0.85 * inch)
+BOLD = "Helvetica-Bold"
+
+
+def _head(titles: list[str], columns: list[float], right_from: int) -> list[Any]:
+    return [
+        cell([Line(title, BOLD, color=colors.white)], width, right=index >= right_from)
+        for index, (title, width) in enumerate(zip(titles, columns, strict=True))
+    ]
+
+
+def _amounts(values: list[str], columns: list[float], font: str = "Helvetica") -> list[Any]:
+    return [cell([Line(v, font)], w, right=True) for v, w in zip(values, columns, strict=True)]
+
+
 def _service_table(data: StatementData, money: _Money) -> Table:
+    cols = SERVICE_COLUMNS
     rows: list[list[Any]] = [
-        [
-            Paragraph("Source", CELL_HEAD),
-            Paragraph("Service", CELL_HEAD),
-            Paragraph("List price", CELL_HEAD_RIGHT),
-            Paragraph("Subsidy", CELL_HEAD_RIGHT),
-            Paragraph("Amount", CELL_HEAD_RIGHT),
-        ]
+        _head(["Source", "Service", "List price", "Subsidy", "Amount"], cols, right_from=2)
     ]
     for line in data.lines:
-        service = text(line.service) or "(no service name)"
+        service = [Line(line.service or "(no service name)")]
         if line.list_amount > 0 and line.billed == 0:
-            service += '<br/><font size="7" color="#0b6e4f">Fully covered by the institution</font>'
+            service.append(Line("Fully covered by the institution", size=7, color=GREEN))
         rows.append(
             [
-                Paragraph(text(line.source), CELL),
-                Paragraph(service, CELL),
-                Paragraph(money(line.list_amount), CELL_RIGHT),
-                Paragraph(money.contribution(line.discount), CELL_RIGHT),
-                Paragraph(money(line.billed), CELL_RIGHT),
+                cell([Line(line.source)], cols[0]),
+                cell(service, cols[1]),
+                *_amounts(
+                    [
+                        money.plain(line.list_amount),
+                        money.plain_contribution(line.discount),
+                        money.plain(line.billed),
+                    ],
+                    cols[2:],
+                ),
             ]
         )
-    bold = ParagraphStyle("b", parent=CELL_RIGHT, fontName="Helvetica-Bold")
     rows.append(
         [
-            Paragraph("<b>Total</b>", CELL),
+            cell([Line("Total", BOLD)], cols[0]),
             "",
-            Paragraph(money(data.list_total), bold),
-            Paragraph(money.contribution(data.discount_total), bold),
-            Paragraph(money(data.billed_total), bold),
+            *_amounts(
+                [
+                    money.plain(data.list_total),
+                    money.plain_contribution(data.discount_total),
+                    money.plain(data.billed_total),
+                ],
+                cols[2:],
+                BOLD,
+            ),
         ]
     )
-    widths: list[float | None] = [0.9 * inch, 2.75 * inch, 1.1 * inch, 1.1 * inch, None]
-    return _table(rows, widths, total_row=True)
+    return _table(rows, list(cols), total_row=True)
 
 
 def _resource_table(data: StatementData, money: _Money) -> Table:
+    cols = RESOURCE_COLUMNS
     rows: list[list[Any]] = [
-        [
-            Paragraph("Resource", CELL_HEAD),
-            Paragraph("Service", CELL_HEAD),
-            Paragraph("Items", CELL_HEAD_RIGHT),
-            Paragraph("List price", CELL_HEAD_RIGHT),
-            Paragraph("Subsidy", CELL_HEAD_RIGHT),
-            Paragraph("Amount", CELL_HEAD_RIGHT),
-        ]
+        _head(
+            ["Resource", "Service", "Items", "List price", "Subsidy", "Amount"], cols, right_from=2
+        )
     ]
     for res in data.resources:
-        name = text(res.resource_name or res.resource_id) or "(unnamed)"
+        name = [Line(res.resource_name or res.resource_id or "(unnamed)")]
         if res.resource_name and res.resource_id and res.resource_id != res.resource_name:
-            name += f'<br/><font size="7" color="#52606d">{text(res.resource_id)}</font>'
+            name.append(Line(res.resource_id, size=7, color=MUTED))
         rows.append(
             [
-                Paragraph(name, CELL),
-                Paragraph(text(res.service), CELL),
-                Paragraph(f"{res.charges:,}", CELL_RIGHT),
-                Paragraph(money(res.list_amount), CELL_RIGHT),
-                Paragraph(money.contribution(res.discount), CELL_RIGHT),
-                Paragraph(money(res.billed), CELL_RIGHT),
+                cell(name, cols[0]),
+                cell([Line(res.service)], cols[1]),
+                *_amounts(
+                    [
+                        f"{res.charges:,}",
+                        money.plain(res.list_amount),
+                        money.plain_contribution(res.discount),
+                        money.plain(res.billed),
+                    ],
+                    cols[2:],
+                ),
             ]
         )
     rest: Remainder | None = data.remainder
@@ -307,21 +405,18 @@ def _resource_table(data: StatementData, money: _Money) -> Table:
                     CELL,
                 ),
                 "",
-                Paragraph(f"{rest.charges:,}", CELL_RIGHT),
-                Paragraph(money(rest.list_amount), CELL_RIGHT),
-                Paragraph(money.contribution(rest.discount), CELL_RIGHT),
-                Paragraph(money(rest.billed), CELL_RIGHT),
+                *_amounts(
+                    [
+                        f"{rest.charges:,}",
+                        money.plain(rest.list_amount),
+                        money.plain_contribution(rest.discount),
+                        money.plain(rest.billed),
+                    ],
+                    cols[2:],
+                ),
             ]
         )
-    widths: list[float | None] = [
-        2.35 * inch,
-        1.45 * inch,
-        0.55 * inch,
-        0.95 * inch,
-        0.85 * inch,
-        None,
-    ]
-    return _table(rows, widths, total_row=False)
+    return _table(rows, list(cols), total_row=False)
 
 
 def render(data: StatementData, *, number: str, generated_at: datetime) -> bytes:

@@ -423,11 +423,9 @@ def render_statement(statement_id: int, *, data: StatementData | None = None) ->
         )
         return
     base = f"{statement.period.period}/{statement.number}"
-    statement.pdf.save(f"{base}.pdf", ContentFile(content), save=False)
+    _store(statement.pdf, f"{base}.pdf", content)
     if data.remainder is not None:
-        statement.line_items.save(
-            f"{base}-line-items.csv", ContentFile(line_items_csv(statement)), save=False
-        )
+        _store(statement.line_items, f"{base}-line-items.csv", line_items_csv(statement))
     Statement.objects.filter(pk=statement.pk).update(
         pdf=statement.pdf.name,
         line_items=statement.line_items.name or "",
@@ -435,6 +433,15 @@ def render_statement(statement_id: int, *, data: StatementData | None = None) ->
         status=Statement.Status.READY,
         error="",
     )
+
+
+def _store(field: Any, name: str, content: bytes) -> None:
+    """Save under exactly `name` (statements/PERIOD/NUMBER.pdf), replacing a file a
+    killed earlier run left there: a statement version's content never changes."""
+    target = field.field.generate_filename(field.instance, name)
+    if field.storage.exists(target):
+        field.storage.delete(target)
+    field.save(name, ContentFile(content), save=False)
 
 
 _CSV_FIELDS = [

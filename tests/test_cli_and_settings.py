@@ -115,6 +115,20 @@ def test_seeding_restores_what_is_missing() -> None:
     }
 
 
+def test_env_example_copied_as_is_is_a_working_configuration(tmp_path: Path) -> None:
+    """A new site's first step: `cp .env.example .env`, set the secret key."""
+    env_file = tmp_path / "site.env"
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    lines = [
+        line
+        for line in text.splitlines()
+        if not line.startswith(("DATABASE_URL=", "OPENCHARGEBACK_INSTANCE_DIR=", "SECRET_KEY="))
+    ]
+    env_file.write_text("\n".join([*lines, "SECRET_KEY=" + "s3cret" * 10]) + "\n")
+    done = _run(["check"], {"OPENCHARGEBACK_ENV_FILE": str(env_file)}, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.mark.django_db
 def test_demo_loads_sample_data_and_is_safe_to_rerun(
     tmp_path: Path, settings: object, capsys: pytest.CaptureFixture[str]
@@ -126,7 +140,16 @@ def test_demo_loads_sample_data_and_is_safe_to_rerun(
     assert PI.objects.exclude(name="").count() >= 15
     assert Project.objects.exclude(title="").count() >= 40
     assert Charge.objects.filter(review_state="pending").exists()
-    assert "admin / admin" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "admin / admin" in out
+    # the first month went through the whole cycle: closed, statements, emails
+    from billing.models import BillingPeriod
+    from statements.models import EmailLog, Statement
+
+    assert BillingPeriod.objects.get(period="2026-08").status == "closed"
+    assert Statement.objects.filter(period__period="2026-08", status="ready").count() >= 40
+    assert EmailLog.objects.filter(status="sent").count() >= 15
+    assert "Month-end 2026-08: period closed" in out
 
     call_command("demo", "--output", str(tmp_path / "samples"))
     assert Charge.objects.count() == first

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from billing.models import Charge, Source
 from billing.services import (
@@ -137,11 +137,15 @@ def test_same_data_renders_identical_bytes(month: str, actor: Actor) -> None:
 def test_markup_in_names_is_printed_as_text(
     hostile: str, defaults: None, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
-    rows = [focus_row(resource=hostile, service=hostile, project="p-1", billed="1.00")]
+    long = " ".join([hostile] * 12)  # too wide for its column: wrapped as a Paragraph
+    rows = [
+        focus_row(resource=hostile, service=hostile, project="p-1", billed="1.00"),
+        focus_row(resource=long, service="S", project="p-1", billed="2.00"),
+    ]
     import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     Charge.objects.update(review_state="approved")
     period_close(period="2025-01", actor=actor)
-    project = Charge.objects.get().project
+    project = Charge.objects.first().project  # type: ignore[union-attr]
     assert project is not None
     project.title = hostile
     project.save()
@@ -149,6 +153,25 @@ def test_markup_in_names_is_printed_as_text(
     result = statements_generate(period="2025-01", actor=actor, sync=True)
     assert [s.status for s in result.created] == [Statement.Status.READY]
     assert pdf.text(hostile).count("<") == 0
+    # ...and every occurrence is printed as the characters themselves
+    shown = "".join(_pdf_strings(result.created[0].pdf.read()).split())
+    assert (
+        shown.count("".join(hostile.split())) >= 4 + 12
+    )  # resource, service twice, title; the long one
+
+
+def _pdf_strings(content: bytes) -> str:
+    """The text drawn on a reportlab PDF's pages (its string operands, unescaped)."""
+    import base64
+    import re
+    import zlib
+
+    drawn = []
+    for stream in re.findall(rb"stream\r?\n(.*?)endstream", content, re.S):
+        data = zlib.decompress(base64.a85decode(stream.strip(), adobe=True))
+        for literal in re.findall(rb"\(((?:[^()\\]|\\.)*)\) Tj", data):
+            drawn.append(re.sub(rb"\\(.)", rb"\1", literal).decode("latin-1"))
+    return "".join(drawn)
 
 
 def test_json_output_of_the_command(month: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,7 +36,7 @@ STATEMENTS = 100
 class SlowInbox(Inbox):
     """A mail server that takes a moment per message, so a batch can be interrupted."""
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         import asyncio
 
         await asyncio.sleep(0.1)
@@ -52,9 +52,12 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     import psycopg
 
     name = f"ocb_workers_{uuid.uuid4().hex[:10]}"
-    dsn = dict(
-        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"]
-    )
+    dsn = {
+        "host": db["HOST"],
+        "port": db["PORT"] or 5432,
+        "user": db["USER"],
+        "password": db["PASSWORD"],
+    }
     with psycopg.connect(dbname="postgres", autocommit=True, **dsn) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")

@@ -13,8 +13,15 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from billing.models import PI, Project
-from billing.services import Actor, BillingError, source_for_slug
+from billing.models import PI, BillingPeriod, Charge, Project
+from billing.services import (
+    Actor,
+    BillingError,
+    charges_fix_attribution,
+    charges_review,
+    period_close,
+    source_for_slug,
+)
 from ingest.sampledata import SOURCES, build_population, generate_sample_files
 from ingest.services import IngestError, import_file
 
@@ -59,8 +66,47 @@ class Command(BaseCommand):
             f"Demo data: {len(paths)} files from {', '.join(SOURCES)} for "
             f"{', '.join(DEFAULT_MONTHS)}; {created:,} new charges."
         )
+        try:
+            self._month_end(DEFAULT_MONTHS[0], actor)
+        except BillingError as exc:
+            raise CommandError(str(exc)) from None
         if not options["no_admin_user"]:
             self._admin_user()
+
+    def _month_end(self, period: str, actor: Actor) -> None:
+        """The first month's cycle as a team would run it: review, close, statements, email.
+
+        The later months stay open with their flagged charges, for you to review.
+        """
+        from statements.services import statements_generate
+
+        if BillingPeriod.objects.filter(period=period, status=BillingPeriod.Status.OPEN).exists():
+            pending = Charge.objects.filter(period__period=period, review_state="pending")
+            # A PI's name typed where the email belongs: the reviewer knows who it is.
+            for pi in PI.objects.exclude(name=""):
+                charges_fix_attribution(
+                    charges=pending.filter(pi=None, tags__pi_email=pi.name),
+                    actor=actor,
+                    pi_email=pi.email,
+                    note="PI named instead of emailed in the tags",
+                )
+            charges_review(
+                charges=pending.filter(pi=None),
+                action="reject",
+                actor=actor,
+                note="no owner: raised with the account holder",
+            )
+            charges_review(
+                charges=pending, action="approve", actor=actor, note="checked with the PIs"
+            )
+            period_close(period=period, actor=actor, note="demo month-end")
+        result = statements_generate(period=period, actor=actor, sync=True, send=True)
+        self.stdout.write(
+            f"Month-end {period}: period closed, {len(result.created):,} statements generated "
+            f"({len(result.unchanged):,} unchanged), {result.emails_sent:,} emails sent"
+            + (f" to {settings.EMAIL_FILE_PATH}" if hasattr(settings, "EMAIL_FILE_PATH") else "")
+            + "."
+        )
 
     @transaction.atomic
     def _name_people(self) -> None:
