@@ -60,6 +60,7 @@ check: lint typecheck migrations-check test
 bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/review.py
+	$(BIN)/python benchmarks/statements.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -47,6 +47,10 @@ def dispatch_emails(email_ids: list[int], *, group: str) -> tuple[list[emailing.
     return [], len(email_ids)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def report_sending(
     request: HttpRequest, outcomes: list[emailing.SendOutcome], queued: int, group: str
 ) -> None:
@@ -54,14 +58,15 @@ def report_sending(
     failed = [o for o in outcomes if o.status == "failed"]
     if queued:
         messages.info(
-            request, f"{queued:,} emails queued as job group {group}; the workers send them."
+            request,
+            f"{_count(queued, 'email')} queued as job group {group}; the workers send them.",
         )
     if sent:
-        messages.success(request, f"{sent:,} emails sent.")
+        messages.success(request, f"{_count(sent, 'email')} sent.")
     if failed:
         messages.error(
             request,
-            f"{len(failed):,} emails failed and will be retried: {failed[0].error}",
+            f"{_count(len(failed), 'email')} failed and will be retried: {failed[0].error}",
         )
     if not (queued or sent or failed):
         messages.info(request, "Nothing to send: every selected statement was already emailed.")
@@ -190,7 +195,6 @@ class StatementAdmin(admin.ModelAdmin):
         "period",
         "pi",
         "project",
-        "fund_org",
         "list_amount",
         "discount_amount",
         "billed_amount",
@@ -405,7 +409,7 @@ class StatementAdmin(admin.ModelAdmin):
     def _report_generate(self, request: HttpRequest, result: Any) -> None:
         messages.success(
             request,
-            f"{result.period}: {len(result.created):,} statements generated, "
+            f"{result.period}: {_count(len(result.created), 'statement')} generated, "
             f"{len(result.unchanged):,} unchanged, {len(result.withdrawn):,} withdrawn.",
         )
         if result.pending_excluded:

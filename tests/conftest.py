@@ -79,11 +79,20 @@ def live_db(transactional_db: None) -> Iterator[None]:
     yield
     if connection.vendor != "sqlite":
         return
-    tables = ("billing_auditevent", "billing_charge", "billing_billingperiod")
+    # children before parents (foreign keys are enforced)
+    tables = (
+        "statements_emailstatement",
+        "statements_emaillog",
+        "statements_statementcharge",
+        "statements_statement",
+        "billing_auditevent",
+        "billing_charge",
+        "billing_billingperiod",
+    )
+    marks = ", ".join(["%s"] * len(tables))
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT name, sql FROM sqlite_master"
-            " WHERE type = 'trigger' AND tbl_name IN (%s, %s, %s)",
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks})",  # noqa: S608
             tables,
         )
         triggers = cursor.fetchall()

@@ -198,3 +198,53 @@ def test_custom_pages_follow_the_dark_theme(
     page.wait_for_load_state()
     assert "Reject charges" in page.title()
     assert _background(page) == reference
+
+
+def test_billing_admin_generates_and_sends_statements(
+    live_server: Any, page: Any, month: None, shots: Callable[[Any, str], Path]
+) -> None:
+    from django.core import mail
+
+    from billing.services import charges_review, period_close
+    from statements.models import Statement
+
+    setup = Actor("setup", "cli")
+    charges_review(
+        charges=Charge.objects.filter(pi=None), action="reject", actor=setup, note="no owner"
+    )
+    charges_review(
+        charges=Charge.objects.filter(review_state="pending"), action="approve", actor=setup
+    )
+    period_close(period="2025-01", actor=setup)
+    base = live_server.url
+    _login(page, base, BILLING_ADMIN)
+
+    page.goto(f"{base}/admin/statements/statement/")
+    page.get_by_role("link", name="Generate statements…").click()
+    page.wait_for_url("**/generate/**")
+    page.check("#id_send")
+    page.get_by_role("button", name="Check what will happen").click()
+    page.wait_for_load_state()
+    assert "1 new statement" in page.locator("#content").inner_text()
+    assert not Statement.objects.exists()  # a preview writes nothing
+    shots(page, "statements-generate-light")
+    page.get_by_role("button", name="Generate 1 statement and send").click()
+    page.wait_for_url("**/statement/?period__id__exact=**")
+    messages = page.locator("ul.messagelist").inner_text()
+    assert "1 statement generated" in messages and "1 email sent" in messages
+    assert [m.to for m in mail.outbox] == [["ada@example.edu"]]
+    shots(page, "statements-light")
+
+    statement = Statement.objects.get()
+    page.get_by_role("link", name=statement.number).click()
+    page.wait_for_url(f"**/statement/{statement.pk}/change/**")
+    frame = page.locator("iframe.ocb-pdf-preview")
+    assert frame.count() == 1
+    response = page.request.get(base + frame.get_attribute("src").split("#")[0])
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.body() == statement.pdf.read()
+    assert "Sent" in page.locator("#content").inner_text()
+
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"{base}/admin/statements/statement/")
+    shots(page, "statements-dark")
