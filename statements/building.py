@@ -17,9 +17,6 @@ from decimal import Decimal
 
 from openchargeback.money import ROUNDING_MODE, round_money
 
-# Bump when the layout or content of the PDF changes, so regenerating an
-# unchanged period produces new versions only when the output would differ.
-RENDER_VERSION = 1
 # Resources listed in the PDF's detail section; the rest go in one
 # remainder row and every line item goes in the attached CSV.
 DETAIL_LIMIT = 40
@@ -134,8 +131,9 @@ class StatementData:
         return ", ".join(self.fund_orgs)
 
     def content_hash(self) -> str:
-        payload = {"render_version": RENDER_VERSION, **asdict(self)}
-        text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+        # The data only: a new release that draws statements differently does
+        # not re-issue (and re-send) statements whose numbers did not change.
+        text = json.dumps(asdict(self), sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
 

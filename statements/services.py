@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from django.core.files.base import ContentFile
@@ -124,11 +125,15 @@ class Planned:
     data: StatementData
     current: Statement | None
 
+    @cached_property
+    def content_hash(self) -> str:
+        return self.data.content_hash()
+
     @property
     def changed(self) -> bool:
         return (
             self.current is None
-            or self.current.content_hash != self.data.content_hash()
+            or self.current.content_hash != self.content_hash
             or self.current.status == Statement.Status.FAILED
         )
 
@@ -274,6 +279,7 @@ def statements_generate(
                 next_sequence += 1
             result.created.append(statement)
             rendered.append((statement, item.data))
+        _link_charges(obj, result.created)
         for old in planned.withdrawn:
             Statement.objects.filter(pk=old.pk).update(superseded_at=now)
             audit(
@@ -366,13 +372,12 @@ def _new_version(
         billed_total=data.billed_total,
         exact_billed=data.exact_billed,
         charge_count=data.charge_count,
-        content_hash=data.content_hash(),
+        content_hash=item.content_hash,
         generated_at=now,
         generated_by=actor.name,
     )
     if old is not None:
         Statement.objects.filter(pk=old.pk).update(superseded_by=statement)
-    _link_charges(statement)
     audit(
         actor=actor,
         action="statement.generate",
@@ -388,19 +393,22 @@ def _new_version(
     return statement
 
 
-def _link_charges(statement: Statement) -> None:
-    """Record the exact charges, server-side (no charge ids pass through Python)."""
-    project = "c.project_id = %s" if statement.project_id is not None else "c.project_id IS NULL"
-    params: list[Any] = [statement.pk, statement.period_id, statement.pi_id, APPROVED.value]
-    if statement.project_id is not None:
-        params.append(statement.project_id)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {StatementCharge._meta.db_table} (statement_id, charge_id) "  # noqa: S608
-            f"SELECT %s, c.id FROM {Charge._meta.db_table} c "
-            f"WHERE c.period_id = %s AND c.pi_id = %s AND c.review_state = %s AND {project}",
-            params,
-        )
+def _link_charges(period: BillingPeriod, statements: list[Statement]) -> None:
+    """Record the exact charges of new statements: one INSERT ... SELECT per 500
+    statements, server-side (no charge id passes through Python)."""
+    charge, link = Charge._meta.db_table, StatementCharge._meta.db_table
+    table = Statement._meta.db_table
+    for start in range(0, len(statements), 500):
+        ids = [s.pk for s in statements[start : start + 500]]
+        marks = ", ".join(["%s"] * len(ids))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {link} (statement_id, charge_id) "  # noqa: S608
+                f"SELECT s.id, c.id FROM {charge} c JOIN {table} s "
+                "ON s.pi_id = c.pi_id AND COALESCE(s.project_id, 0) = COALESCE(c.project_id, 0) "
+                f"WHERE c.period_id = %s AND c.review_state = %s AND s.id IN ({marks})",
+                [period.pk, APPROVED.value, *ids],
+            )
 
 
 def render_statement(statement_id: int, *, data: StatementData | None = None) -> None:

@@ -168,7 +168,9 @@ def _pdf_strings(content: bytes) -> str:
 
     drawn = []
     for stream in re.findall(rb"stream\r?\n(.*?)endstream", content, re.S):
-        data = zlib.decompress(base64.a85decode(stream.strip(), adobe=True))
+        if stream.startswith(b"<~") or stream.rstrip().endswith(b"~>"):
+            stream = base64.a85decode(stream.strip(), adobe=True)
+        data = zlib.decompressobj().decompress(stream)
         for literal in re.findall(rb"\(((?:[^()\\]|\\.)*)\) Tj", data):
             drawn.append(re.sub(rb"\\(.)", rb"\1", literal).decode("latin-1"))
     return "".join(drawn)
