@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DEMO_ENV := DEBUG=true
 HOST ?= 127.0.0.1:8000
 
-.PHONY: install demo demo-data serve test check lint format typecheck migrations-check bench screenshots clean
+.PHONY: install demo demo-data serve test check lint format typecheck migrations-check bench screenshots statement-images clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,18 @@ test: install
 # Browser tests again, saving their screenshots into docs/images (needs chromium).
 screenshots: install
 	OPENCHARGEBACK_SCREENSHOT_DIR=docs/images OPENCHARGEBACK_REQUIRE_BROWSER=1 $(BIN)/pytest -m browser -q
+
+# A sample statement from the demo's month-end, as docs/images/statement-sample.png
+# (needs pdftoppm; Debian: apt-get install poppler-utils).
+SAMPLE_DIR := $(shell mktemp -u /tmp/ocb-sample-XXXXXX)
+statement-images: install
+	DEBUG=true OPENCHARGEBACK_INSTANCE_DIR=$(SAMPLE_DIR) $(BIN)/openchargeback migrate --no-input -v 0
+	DEBUG=true OPENCHARGEBACK_INSTANCE_DIR=$(SAMPLE_DIR) $(BIN)/openchargeback demo --no-admin-user --output $(SAMPLE_DIR)/samples >/dev/null
+	pdftoppm -r 90 -png -f 1 -l 1 -singlefile "$$(DEBUG=true OPENCHARGEBACK_INSTANCE_DIR=$(SAMPLE_DIR) \
+	  $(BIN)/openchargeback shell -v 0 -c "from statements.models import Statement as S; \
+	  print(S.objects.filter(period__period='2026-08').order_by('-charge_count', 'number')[0].pdf.path)")" \
+	  docs/images/statement-sample
+	rm -rf $(SAMPLE_DIR)
 
 lint: install
 	$(BIN)/ruff check .
