@@ -43,11 +43,15 @@ _SETTINGS_MODELS = (
 _JOBS = [("django_q", f"view_{m}") for m in ("schedule", "success", "failure", "ormq")]
 
 _STATEMENTS = [("statements", f"view_{m}") for m in ("statement", "emaillog")]
+_JOURNALS = [
+    ("journals", f"view_{m}") for m in ("journalexport", "journalsettings", "journaltemplate")
+]
 
 _VIEW = (
     [("billing", f"view_{m}") for m in _BILLING_MODELS]
     + [("ingest", "view_import")]
     + _STATEMENTS
+    + _JOURNALS
     + _JOBS
 )
 _REVIEW = [
@@ -58,6 +62,9 @@ _REVIEW = [
 _ADMIN = (
     [("ingest", "import_focus")]
     + [("statements", "generate_statement"), ("statements", "send_statement")]
+    + [("journals", "export_journal")]
+    + [("journals", f"change_{m}") for m in ("journalsettings", "journaltemplate")]
+    + [("journals", f"{verb}_journaltemplate") for verb in ("add", "delete")]
     + [("billing", "close_billingperiod"), ("billing", "finalize_billingperiod")]
     + [("billing", "add_billingperiod"), ("billing", "change_billingperiod")]
     + [("billing", f"{verb}_{m}") for m in ("pi", "project") for verb in ("add", "change")]

@@ -139,6 +139,42 @@ def source_add(
     return source
 
 
+_SOURCE_FIELDS = ("name", "filename_pattern", "credit_fund_org", "account_code")
+
+
+def source_set(*, slug: str, actor: Actor, **changes: str | None) -> Source:
+    """Change a source's name, filename pattern or accounting (credit fund/org,
+    account code); fields given as None are left alone. Audited before/after."""
+    unknown = set(changes) - set(_SOURCE_FIELDS)
+    if unknown:
+        raise BillingError(f"cannot set {', '.join(sorted(unknown))} on a source")
+    with transaction.atomic():
+        source = Source.objects.select_for_update().filter(slug=normalise_slug(slug)).first()
+        if source is None:
+            raise BillingError(f"unknown source {slug!r} (openchargeback sources list)")
+        before = {f: getattr(source, f) for f in _SOURCE_FIELDS}
+        for name, value in changes.items():
+            if value is not None:
+                setattr(source, name, value)
+        after = {f: getattr(source, f) for f in _SOURCE_FIELDS}
+        if after == before:
+            return source
+        try:
+            source.full_clean()
+        except ValidationError as exc:
+            problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            raise BillingError(f"source {source.slug!r}: {problems}") from None
+        source.save()
+        audit(
+            actor=actor,
+            action="source.change",
+            obj=source,
+            before={k: v for k, v in before.items() if after[k] != v},
+            after={k: v for k, v in after.items() if before[k] != v},
+        )
+    return source
+
+
 def source_for_slug(slug: str) -> Source:
     """The source for a slug, ignoring case; BillingError names the known ones."""
     source = Source.objects.filter(slug=normalise_slug(slug)).first()

@@ -7,6 +7,6 @@ class JournalsConfig(AppConfig):
 
     def ready(self) -> None:
         from billing.services import register_finalize_check
-        from journals.checks import missing_journal_export
+        from journals.services import missing_journal_export
 
         register_finalize_check("journals", missing_journal_export)

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.models import Source
-from billing.services import Actor, BillingError, source_add
+from billing.services import Actor, BillingError, source_add, source_set
 
 
 class Command(BaseCommand):
@@ -30,9 +30,40 @@ class Command(BaseCommand):
         add.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
         add.add_argument("--json", action="store_true", help="Print the new source as JSON.")
 
+        change = sub.add_parser(
+            "set", help="Change a source: name, filename pattern, journal accounting."
+        )
+        change.add_argument("slug", help="The source, e.g. 'aws'.")
+        change.add_argument("--name", help="Display name.")
+        change.add_argument("--pattern", help="Filename pattern (regular expression).")
+        change.add_argument("--credit-fund-org", help="Fund/org credited in journals.")
+        change.add_argument("--account-code", help="GL account code of its charges.")
+        change.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
+        change.add_argument("--json", action="store_true", help="Print the source as JSON.")
+
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "list":
             self._list(as_json=options["json"])
+            return
+        if options["action"] == "set":
+            try:
+                source = source_set(
+                    slug=options["slug"],
+                    actor=Actor.from_cli(options["user"]),
+                    name=options["name"],
+                    filename_pattern=options["pattern"],
+                    credit_fund_org=options["credit_fund_org"],
+                    account_code=options["account_code"],
+                )
+            except BillingError as exc:
+                raise CommandError(str(exc)) from None
+            if options["json"]:
+                self.stdout.write(json.dumps(_as_dict(source)))
+            else:
+                self.stdout.write(
+                    f"Source {source.slug}: credit fund/org {source.credit_fund_org or '-'}, "
+                    f"account {source.account_code or '-'}."
+                )
             return
         try:
             source = source_add(

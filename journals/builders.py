@@ -1,0 +1,493 @@
+"""Journal entries from a period's charges: pure functions, no ORM.
+
+The unit of rounding is the statement line (PI x project x source x
+service, SPEC §2): each line's exact billed total is rounded to the cent
+once, exactly as on the statement. A line whose charges go to several
+fund/orgs or accounts is split among them by the largest-remainder method,
+so the parts add up to the rounded line to the cent. Every format is built
+from these parts, which is why, for any period,
+
+    Σ statement totals = Σ summary = Σ detail = Σ gl debits = Σ gl credits.
+
+Problems that would make a file wrong (a source with no credit fund/org, a
+fund/org the configured pattern cannot split, an account that fails its
+pattern or is missing) are collected and raised together as one
+:class:`JournalError`, never written as an unbalanced file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from openchargeback.money import CENT, round_money
+
+FORMATS = ("detail", "summary", "gl")
+DESCRIPTION_FIELDS = ("source", "period", "fund_org", "pi_email", "project_id")
+
+
+class JournalError(Exception):
+    """The export cannot be balanced or is not allowed; the message lists every problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            "the journal cannot be exported until these are fixed: " + "; ".join(self.problems)
+        )
+
+
+@dataclass(frozen=True)
+class ChargeRow:
+    """What the journal needs of one included charge."""
+
+    charge_id: int
+    source: str
+    service: str
+    pi_email: str
+    project_id: str
+    fund_org: str
+    billed: Decimal  # exact
+    account_code: str = ""  # the charge's own (its tag)
+    project_account: str = ""
+    reference_1: str = ""
+    reference_2: str = ""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    slug: str
+    credit_fund_org: str
+    account_code: str = ""
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    fund_org_pattern: str = r"^(?P<fund>[^-]+)-(?P<orgn>.+)$"
+    default_account: str = ""
+    account_pattern: str = ""
+    description_template: str = "{source} {period} {project_id}"
+    description_max_length: int = 35
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journal line. Amounts are positive; the side says debit or credit.
+
+    `amount` is exact for `detail` rows (full precision) and in cents for
+    everything else.
+    """
+
+    fund_org: str
+    account: str
+    amount: Decimal
+    is_debit: bool
+    description: str
+    source: str
+    period: str
+    pi_email: str = ""
+    project_id: str = ""
+    reference_1: str = ""
+    reference_2: str = ""
+    parts: tuple[tuple[str, str], ...] = ()  # the fund/org's named parts
+    charge_id: int | None = None  # detail rows
+    kind: str = "charge"  # detail: charge | rounding; gl: debit | credit
+
+    @property
+    def is_credit(self) -> bool:
+        return not self.is_debit
+
+    @property
+    def debit(self) -> Decimal | str:
+        return self.amount if self.is_debit else ""
+
+    @property
+    def credit(self) -> Decimal | str:
+        return "" if self.is_debit else self.amount
+
+    @property
+    def signed(self) -> Decimal:
+        return self.amount if self.is_debit else -self.amount
+
+    def part(self, name: str) -> str:
+        return dict(self.parts).get(name, "")
+
+    @property
+    def fund(self) -> str:
+        return self.part("fund")
+
+    @property
+    def orgn(self) -> str:
+        return self.part("orgn")
+
+
+@dataclass
+class Journal:
+    format: str
+    period: str
+    entries: list[Entry]
+    charge_count: int
+    exact_total: Decimal  # unrounded Σ billed of the included charges
+    rounded_total: Decimal  # Σ rounded statement lines
+    columns: list[str] = field(default_factory=list)
+
+    @property
+    def debit_total(self) -> Decimal:
+        return sum((e.amount for e in self.entries if e.is_debit), Decimal(0))
+
+    @property
+    def credit_total(self) -> Decimal:
+        return sum((e.amount for e in self.entries if e.is_credit), Decimal(0))
+
+    @property
+    def charged_total(self) -> Decimal:
+        """Net amount charged to fund/orgs (debits less credits, credit lines left
+        out): what the statements add up to."""
+        return sum((e.signed for e in self.entries if e.kind != "credit"), Decimal(0))
+
+
+# --- Rounding -------------------------------------------------------------------
+
+
+def allocate(total: Decimal, parts: Sequence[Decimal]) -> list[Decimal]:
+    """Split a rounded `total` over exact `parts` (largest remainder): each part
+    is its exact amount rounded down to the cent, plus one cent for the parts
+    with the largest remainders until the parts add up to `total` exactly.
+    Ties go to the earlier part, so the result is deterministic."""
+    floors = [(p / CENT).to_integral_value(rounding="ROUND_FLOOR") * CENT for p in parts]
+    missing = int((total - sum(floors, Decimal(0))) / CENT)
+    if not 0 <= missing <= len(parts):
+        raise ValueError(f"{total} is not the rounded sum of {list(parts)}")
+    order = sorted(range(len(parts)), key=lambda i: (-(parts[i] - floors[i]), i))
+    for i in order[:missing]:
+        floors[i] += CENT
+    return floors
+
+
+@dataclass(frozen=True)
+class Share:
+    """A statement line's rounded amount for one (fund/org, account, references)."""
+
+    source: str
+    service: str
+    pi_email: str
+    project_id: str
+    fund_org: str
+    account: str
+    reference_1: str
+    reference_2: str
+    exact: Decimal
+    amount: Decimal  # in cents; the shares of a line add up to its rounded total
+
+
+def account_for(row: ChargeRow, sources: dict[str, SourceInfo], config: JournalConfig) -> str:
+    """Charge tag -> project -> source -> default."""
+    source = sources.get(row.source)
+    return (
+        row.account_code
+        or row.project_account
+        or (source.account_code if source else "")
+        or config.default_account
+    )
+
+
+def shares(
+    rows: Iterable[ChargeRow], sources: dict[str, SourceInfo], config: JournalConfig
+) -> tuple[list[Share], int, Decimal]:
+    """The rounded statement lines split by fund/org, account and references.
+
+    Returns (shares, charge count, exact total).
+    """
+    lines: dict[tuple[str, str, str, str], dict[tuple[str, str, str, str], Decimal]] = defaultdict(
+        lambda: defaultdict(Decimal)
+    )
+    count, exact = 0, Decimal(0)
+    for row in rows:
+        line = (row.pi_email, row.project_id, row.source, row.service)
+        sub = (row.fund_org, account_for(row, sources, config), row.reference_1, row.reference_2)
+        lines[line][sub] += row.billed
+        count += 1
+        exact += row.billed
+    result = []
+    for line in sorted(lines):
+        subs = lines[line]
+        keys = sorted(subs)
+        amounts = allocate(round_money(sum(subs.values(), Decimal(0))), [subs[k] for k in keys])
+        pi_email, project_id, source, service = line
+        for key, amount in zip(keys, amounts, strict=True):
+            fund_org, account, ref1, ref2 = key
+            result.append(
+                Share(
+                    source=source,
+                    service=service,
+                    pi_email=pi_email,
+                    project_id=project_id,
+                    fund_org=fund_org,
+                    account=account,
+                    reference_1=ref1,
+                    reference_2=ref2,
+                    exact=subs[key],
+                    amount=amount,
+                )
+            )
+    return result, count, exact
+
+
+# --- Checks ---------------------------------------------------------------------
+
+
+def problems(
+    items: Sequence[Share],
+    sources: dict[str, SourceInfo],
+    config: JournalConfig,
+    *,
+    needs_credits: bool,
+) -> list[str]:
+    """Everything that stops an export, each with what to fix."""
+    found: list[str] = []
+    pattern = _compile(config.fund_org_pattern, "fund/org pattern", found)
+    account_pattern = (
+        _compile(config.account_pattern, "account pattern", found)
+        if config.account_pattern
+        else None
+    )
+    used_sources = sorted({s.source for s in items})
+    if needs_credits:
+        for slug in used_sources:
+            info = sources.get(slug)
+            if info is None or not info.credit_fund_org:
+                found.append(
+                    f"source {slug} has no credit fund/org "
+                    f"(openchargeback sources set {slug} --credit-fund-org X)"
+                )
+            elif pattern and not pattern.fullmatch(info.credit_fund_org):
+                found.append(
+                    f"source {slug}'s credit fund/org {info.credit_fund_org!r} does not match "
+                    "the fund/org pattern"
+                )
+    if pattern:
+        blank = sum(1 for s in items if not s.fund_org)
+        if blank:
+            found.append(f"{blank} statement lines have no fund/org (fix the charges' attribution)")
+        bad = sorted(
+            {s.fund_org for s in items if s.fund_org and not pattern.fullmatch(s.fund_org)}
+        )
+        if bad:
+            found.append(
+                "fund/orgs the fund/org pattern cannot split: "
+                + ", ".join(repr(b) for b in bad[:20])
+                + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
+            )
+    accounts = {s.account for s in items}  # credits use the same accounts
+    if "" in accounts:
+        found.append(
+            "charges with no account code: set one on the source "
+            "(openchargeback sources set SLUG --account-code X) or a default account"
+        )
+    if account_pattern:
+        bad = sorted(a for a in accounts if a and not account_pattern.fullmatch(a))
+        if bad:
+            found.append(
+                "account codes that do not match the account pattern: "
+                + ", ".join(repr(b) for b in bad)
+            )
+    return found
+
+
+def _compile(pattern: str, what: str, found: list[str]) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        found.append(f"the {what} is not a valid regular expression: {exc}")
+        return None
+
+
+def split_fund_org(fund_org: str, config: JournalConfig) -> tuple[tuple[str, str], ...]:
+    match = re.fullmatch(config.fund_org_pattern, fund_org)
+    if not match:
+        return ()
+    return tuple((k, v or "") for k, v in match.groupdict().items())
+
+
+def describe(config: JournalConfig, **values: str) -> str:
+    text = config.description_template.format_map(
+        {k: values.get(k, "") for k in DESCRIPTION_FIELDS}
+    )
+    text = " ".join(text.split())
+    return text[: config.description_max_length] if config.description_max_length else text
+
+
+def _unique(values: Iterable[str]) -> str:
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else ""
+
+
+# --- Formats --------------------------------------------------------------------
+
+
+def build(
+    format: str,
+    *,
+    period: str,
+    rows: Sequence[ChargeRow],
+    sources: dict[str, SourceInfo],
+    config: JournalConfig,
+) -> Journal:
+    """The journal of `format` (detail, summary or gl) for `rows`."""
+    if format not in FORMATS:
+        raise JournalError([f"unknown format {format!r} (choose {', '.join(FORMATS)})"])
+    items, count, exact = shares(rows, sources, config)
+    found = problems(items, sources, config, needs_credits=format == "gl")
+    if found:
+        raise JournalError(found)
+    rounded = sum((s.amount for s in items), Decimal(0))
+    builder = {"detail": _detail, "summary": _summary, "gl": _gl}[format]
+    entries = builder(period, rows, items, sources, config)
+    return Journal(format, period, entries, count, exact, rounded)
+
+
+def _entry(
+    config: JournalConfig, *, period: str, fund_org: str, amount: Decimal, **fields: object
+) -> Entry:
+    debit_side = bool(fields.pop("debit_side", True))
+    values = {k: str(v) for k, v in fields.items() if k in DESCRIPTION_FIELDS}
+    return Entry(
+        fund_org=fund_org,
+        amount=abs(amount),
+        is_debit=(amount >= 0) == debit_side,
+        description=describe(config, period=period, fund_org=fund_org, **values),
+        period=period,
+        parts=split_fund_org(fund_org, config),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _detail(
+    period: str,
+    rows: Sequence[ChargeRow],
+    items: Sequence[Share],
+    sources: dict[str, SourceInfo],
+    config: JournalConfig,
+) -> list[Entry]:
+    """Every charge at full precision, then per line share a rounding row if needed."""
+    entries = []
+    for row in sorted(rows, key=lambda r: r.charge_id):
+        entries.append(
+            _entry(
+                config,
+                period=period,
+                fund_org=row.fund_org,
+                amount=row.billed,
+                account=account_for(row, sources, config),
+                source=row.source,
+                pi_email=row.pi_email,
+                project_id=row.project_id,
+                reference_1=row.reference_1,
+                reference_2=row.reference_2,
+                charge_id=row.charge_id,
+            )
+        )
+    for share in items:
+        if share.amount != share.exact:
+            entries.append(
+                _entry(
+                    config,
+                    period=period,
+                    fund_org=share.fund_org,
+                    amount=share.amount - share.exact,
+                    account=share.account,
+                    source=share.source,
+                    pi_email=share.pi_email,
+                    project_id=share.project_id,
+                    reference_1=share.reference_1,
+                    reference_2=share.reference_2,
+                    kind="rounding",
+                )
+            )
+    return [e for e in entries if e.amount]
+
+
+def _summary(
+    period: str,
+    rows: Sequence[ChargeRow],
+    items: Sequence[Share],
+    sources: dict[str, SourceInfo],
+    config: JournalConfig,
+) -> list[Entry]:
+    """PI x project x fund/org."""
+    totals: dict[tuple[str, str, str], list[Share]] = defaultdict(list)
+    for share in items:
+        totals[(share.pi_email, share.project_id, share.fund_org)].append(share)
+    entries = []
+    for (pi_email, project_id, fund_org), group in sorted(totals.items()):
+        amount = sum((s.amount for s in group), Decimal(0))
+        if amount:
+            entries.append(
+                _entry(
+                    config,
+                    period=period,
+                    fund_org=fund_org,
+                    amount=amount,
+                    account=_unique(s.account for s in group),
+                    source=_unique(s.source for s in group),
+                    pi_email=pi_email,
+                    project_id=project_id,
+                    reference_1=_unique(s.reference_1 for s in group),
+                    reference_2=_unique(s.reference_2 for s in group),
+                )
+            )
+    return entries
+
+
+def _gl(
+    period: str,
+    rows: Sequence[ChargeRow],
+    items: Sequence[Share],
+    sources: dict[str, SourceInfo],
+    config: JournalConfig,
+) -> list[Entry]:
+    """Debits per (fund/org, source, account); one credit per (source, account).
+
+    A net negative amount goes on the opposite side; zero lines are left out.
+    """
+    debits: dict[tuple[str, str, str], list[Share]] = defaultdict(list)
+    for share in items:
+        debits[(share.source, share.account, share.fund_org)].append(share)
+    entries: list[Entry] = []
+    credits: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for (source, account, fund_org), group in sorted(debits.items()):
+        amount = sum((s.amount for s in group), Decimal(0))
+        credits[(source, account)] += amount
+        if amount:
+            entries.append(
+                _entry(
+                    config,
+                    period=period,
+                    fund_org=fund_org,
+                    amount=amount,
+                    account=account,
+                    source=source,
+                    pi_email=_unique(s.pi_email for s in group),
+                    project_id=_unique(s.project_id for s in group),
+                    reference_1=_unique(s.reference_1 for s in group),
+                    reference_2=_unique(s.reference_2 for s in group),
+                    kind="debit",
+                )
+            )
+    for (source, account), amount in sorted(credits.items()):
+        if amount:
+            entries.append(
+                _entry(
+                    config,
+                    period=period,
+                    fund_org=sources[source].credit_fund_org,
+                    amount=amount,
+                    account=account,
+                    source=source,
+                    kind="credit",
+                    debit_side=False,
+                )
+            )
+    return entries

@@ -1,0 +1,62 @@
+"""Export a period's journal: detail, summary, gl or an institution layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from billing.services import Actor, BillingError
+from journals.services import export_journal
+
+
+class Command(BaseCommand):
+    help = (
+        "Export a closed period's general-ledger journal as CSV or XLSX "
+        "(also: openchargeback export-journal)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--period", "-p", required=True, help="YYYY-MM")
+        parser.add_argument(
+            "--format",
+            "-f",
+            default="gl",
+            help="detail, summary, gl (default) or a template's slug (banner, workday, ...).",
+        )
+        parser.add_argument("--xlsx", action="store_true", help="An Excel workbook, not CSV.")
+        parser.add_argument("--output", "-o", type=Path, help="Also write the file here.")
+        parser.add_argument(
+            "--include-pending",
+            action="store_true",
+            help="Include charges pending review (recorded on the export).",
+        )
+        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+        parser.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            export = export_journal(
+                period=options["period"],
+                format=options["format"],
+                actor=Actor.from_cli(options["user"]),
+                xlsx=options["xlsx"],
+                include_pending=options["include_pending"],
+                output=options["output"],
+            )
+        except BillingError as exc:
+            raise CommandError(str(exc)) from None
+        data = export.as_dict()
+        if options["output"]:
+            data["file"] = str(options["output"])
+        data["stored"] = export.file.path
+        if options["json"]:
+            self.stdout.write(json.dumps(data, indent=2))
+            return
+        self.stdout.write(
+            f"{data['period']} {data['format']}: {data['lines']:,} lines, "
+            f"debits {data['debit_total']}, credits {data['credit_total']}, "
+            f"{data['charges']:,} charges -> {data['file']}"
+        )

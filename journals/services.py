@@ -1,0 +1,376 @@
+"""Exporting journals: gather a period's charges, build, write, record; and the
+ledger checks (finalize guard, ``check_ledger``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from billing.models import BillingPeriod, Charge, Source
+from billing.services import Actor, BillingError, audit, validate_period
+from journals import layouts, writers
+from journals.builders import (
+    FORMATS,
+    ChargeRow,
+    Journal,
+    JournalConfig,
+    JournalError,
+    SourceInfo,
+    build,
+)
+from journals.models import JournalExport, JournalSettings, JournalTemplate
+from openchargeback.money import CENT, to_nanos
+
+APPROVED, PENDING = Charge.ReviewState.APPROVED, Charge.ReviewState.PENDING
+
+
+def journal_config() -> JournalConfig:
+    s = JournalSettings.load()
+    return JournalConfig(
+        fund_org_pattern=s.fund_org_pattern,
+        default_account=s.default_account,
+        account_pattern=s.account_pattern,
+        description_template=s.description_template,
+        description_max_length=s.description_max_length,
+    )
+
+
+def source_infos() -> dict[str, SourceInfo]:
+    return {
+        slug: SourceInfo(slug, credit, account)
+        for slug, credit, account in Source.objects.values_list(
+            "slug", "credit_fund_org", "account_code"
+        )
+    }
+
+
+_FIELDS = (
+    "id",
+    "source__slug",
+    "service_name",
+    "pi__email",
+    "project__project_id",
+    "fund_org",
+    "billed_cost",
+    "account_code",
+    "project__account_code",
+    "reference_1",
+    "reference_2",
+)
+
+
+def collect(period: BillingPeriod, *, include_pending: bool) -> tuple[list[ChargeRow], str]:
+    """The included charges as builder rows, and a hash of everything the journal uses."""
+    states = [APPROVED, PENDING] if include_pending else [APPROVED]
+    digest = hashlib.sha256()
+    rows = []
+    charges = (
+        Charge.objects.filter(period=period, review_state__in=states)
+        .order_by("id")
+        .values_list(*_FIELDS)
+    )
+    for values in charges.iterator(chunk_size=20_000):
+        (cid, source, service, pi, project, fund_org, billed, account, project_account, r1, r2) = (
+            values
+        )
+        row = ChargeRow(
+            charge_id=cid,
+            source=source,
+            service=service,
+            pi_email=pi or "",
+            project_id=project or "",
+            fund_org=fund_org,
+            billed=billed,
+            account_code=account,
+            project_account=project_account or "",
+            reference_1=r1,
+            reference_2=r2,
+        )
+        rows.append(row)
+        digest.update(
+            "\x1f".join(
+                str(v)
+                for v in (
+                    cid,
+                    source,
+                    service,
+                    row.pi_email,
+                    row.project_id,
+                    fund_org,
+                    to_nanos(billed),
+                    account,
+                    row.project_account,
+                    r1,
+                    r2,
+                )
+            ).encode()
+            + b"\x1e"
+        )
+    return rows, digest.hexdigest()
+
+
+def current_data_hash(period: BillingPeriod) -> str:
+    return collect(period, include_pending=False)[1]
+
+
+@dataclass
+class Layout:
+    format: str
+    base: str
+    columns: list[layouts.Column]
+    template: JournalTemplate | None
+
+
+def layout_for(format: str) -> Layout:
+    if format in FORMATS:
+        return Layout(format, format, layouts.builtin_columns(format), None)
+    template = JournalTemplate.objects.filter(slug=format, enabled=True).first()
+    if template is None:
+        names = [
+            *FORMATS,
+            *JournalTemplate.objects.filter(enabled=True).values_list("slug", flat=True),
+        ]
+        raise BillingError(f"unknown journal format {format!r}; choose one of: {', '.join(names)}")
+    try:
+        columns = layouts.parse_columns(template.columns)
+    except ValueError as exc:
+        raise BillingError(f"journal template {template.slug}: {exc}") from None
+    return Layout(format, template.base, columns, template)
+
+
+def _period(period: str, *, include_pending: bool) -> BillingPeriod:
+    period = validate_period(period)
+    obj = BillingPeriod.objects.filter(period=period).first()
+    if obj is None:
+        raise BillingError(f"period {period} does not exist (it is created by its first import)")
+    if obj.status == BillingPeriod.Status.OPEN:
+        raise BillingError(
+            f"period {period} is open: close it first (openchargeback periods close {period})"
+        )
+    counts = Charge.objects.filter(period=obj).aggregate(
+        pending=Count("id", filter=Q(review_state=PENDING)),
+        orphans=Count("id", filter=Q(review_state=APPROVED, pi=None)),
+    )
+    if counts["pending"] and not include_pending:
+        raise BillingError(
+            f"period {period} has {counts['pending']:,} charges pending review: review them, "
+            "or pass --include-pending to put them in the journal (recorded on the export)"
+        )
+    if counts["orphans"]:
+        raise BillingError(
+            f"{counts['orphans']:,} approved charges of {period} have no PI and are on no "
+            "statement: fix their attribution first"
+        )
+    return obj
+
+
+@dataclass
+class Prepared:
+    period: BillingPeriod
+    layout: Layout
+    journal: Journal
+    data_hash: str
+    include_pending: bool
+
+
+def prepare(*, period: str, format: str, include_pending: bool = False) -> Prepared:
+    """Everything up to the file: checks, charges, entries. Raises BillingError."""
+    obj = _period(period, include_pending=include_pending)
+    layout = layout_for(format)
+    rows, data_hash = collect(obj, include_pending=include_pending)
+    try:
+        journal = build(
+            layout.base,
+            period=obj.period,
+            rows=rows,
+            sources=source_infos(),
+            config=journal_config(),
+        )
+    except JournalError as exc:
+        raise BillingError(str(exc)) from None
+    return Prepared(obj, layout, journal, data_hash, include_pending)
+
+
+def render(prepared: Prepared, *, xlsx: bool) -> tuple[bytes, int]:
+    from billing.models import InstitutionSettings
+
+    currency = InstitutionSettings.load().currency
+    table = layouts.table(prepared.journal, prepared.layout.columns, currency=currency)
+    try:
+        if xlsx:
+            title = f"{prepared.period.period} {prepared.layout.format}"
+            return writers.write_xlsx(table, title=title, exact=prepared.layout.base == "detail")
+        return writers.write_csv(table)
+    except ValueError as exc:  # a template column that does not give a number
+        raise BillingError(f"journal format {prepared.layout.format}: {exc}") from None
+
+
+def export_journal(
+    *,
+    period: str,
+    format: str,
+    actor: Actor,
+    xlsx: bool = False,
+    include_pending: bool = False,
+    output: Path | None = None,
+) -> JournalExport:
+    """Build, write and record one journal file; copy it to `output` if given."""
+    prepared = prepare(period=period, format=format, include_pending=include_pending)
+    content, lines = render(prepared, xlsx=xlsx)
+    journal = prepared.journal
+    if output is not None:
+        write_atomically(output, content)
+    now = timezone.now()
+    suffix = "xlsx" if xlsx else "csv"
+    label = prepared.period.period
+    name = f"{label}/journal-{label}-{format}-{now:%Y%m%dT%H%M%S}.{suffix}"
+    with transaction.atomic():
+        export = JournalExport(
+            period=prepared.period,
+            format=format,
+            template=prepared.layout.template,
+            xlsx=xlsx,
+            sha256=hashlib.sha256(content).hexdigest(),
+            debit_total=journal.debit_total if journal.format == "gl" else journal.rounded_total,
+            credit_total=journal.credit_total if journal.format == "gl" else journal.rounded_total,
+            exact_total=journal.exact_total,
+            lines=lines,
+            charge_count=journal.charge_count,
+            include_pending=include_pending,
+            data_hash=prepared.data_hash,
+            created_at=now,
+            created_by=actor.name,
+        )
+        export.file.save(name, ContentFile(content), save=False)
+        export.save()
+        audit(
+            actor=actor,
+            action="journal.export",
+            obj=export,
+            period=prepared.period,
+            after=export.as_dict() | {"file": export.file.name},
+            reason="charges pending review included" if include_pending else "",
+        )
+    return export
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, rename: never a half file."""
+    path = Path(path)
+    if path.is_dir():
+        raise BillingError(f"--output {path} is a directory; name the file")
+    if not path.parent.exists():
+        raise BillingError(f"--output {path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise BillingError(f"--output {path}: {exc.strerror or exc}") from None
+
+
+# --- Checks ---------------------------------------------------------------------
+
+
+def missing_journal_export(period: BillingPeriod) -> list[str]:
+    """Finalize guard: an export (without pending charges) of the current data."""
+    if not Charge.objects.filter(period=period, review_state=APPROVED).exists():
+        return []
+    exports = JournalExport.objects.filter(period=period, include_pending=False)
+    if not exports.exists():
+        return [
+            f"no journal export yet: run `openchargeback export-journal --period "
+            f"{period.period} --format gl`"
+        ]
+    if not exports.filter(data_hash=current_data_hash(period)).exists():
+        return [
+            "the charges changed since the last journal export: export the journal again "
+            f"(openchargeback export-journal --period {period.period} --format gl)"
+        ]
+    return []
+
+
+@dataclass
+class LedgerCheck:
+    period: str
+    debit_total: Decimal
+    credit_total: Decimal
+    charged_total: Decimal
+    statement_total: Decimal
+    charges: int
+    charges_on_statements: int
+    problems: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "debit_total": f"{self.debit_total.quantize(CENT):f}",
+            "credit_total": f"{self.credit_total.quantize(CENT):f}",
+            "charged_total": f"{self.charged_total.quantize(CENT):f}",
+            "statement_total": f"{self.statement_total.quantize(CENT):f}",
+            "charges": self.charges,
+            "charges_on_statements": self.charges_on_statements,
+            "ok": not self.problems,
+            "problems": self.problems,
+        }
+
+
+def check_ledger(*, period: str) -> LedgerCheck:
+    """Σ debits = Σ credits; Σ charged to fund/orgs (debits less money given back)
+    = Σ statement totals; every approved charge on exactly one current statement."""
+    from statements.models import Statement, StatementCharge
+
+    prepared = prepare(period=period, format="gl")
+    journal = prepared.journal
+    obj = prepared.period
+    current = Statement.objects.filter(period=obj, superseded_at=None)
+    statement_total = current.aggregate(t=Sum("billed_total"))["t"] or Decimal(0)
+    links = StatementCharge.objects.filter(statement__in=current)
+    linked = links.count()
+    distinct = links.values("charge_id").distinct().count()
+    not_approved = links.exclude(charge__review_state=APPROVED).count()
+    problems = []
+    if journal.debit_total != journal.credit_total:
+        problems.append(
+            f"debits {journal.debit_total} != credits {journal.credit_total} "
+            f"(difference {journal.debit_total - journal.credit_total})"
+        )
+    if statement_total != journal.charged_total:
+        problems.append(
+            f"statement totals {statement_total} != journal charges {journal.charged_total} "
+            f"(difference {statement_total - journal.charged_total}); regenerate the statements"
+        )
+    if linked != distinct:
+        problems.append(f"{linked - distinct:,} charges are on more than one current statement")
+    missing = journal.charge_count - distinct + not_approved
+    if missing:
+        problems.append(
+            f"{journal.charge_count:,} approved charges, {distinct - not_approved:,} of them "
+            "on current statements: regenerate the statements"
+        )
+    if not_approved:
+        problems.append(f"{not_approved:,} charges on current statements are no longer approved")
+    return LedgerCheck(
+        period=obj.period,
+        debit_total=journal.debit_total,
+        credit_total=journal.credit_total,
+        charged_total=journal.charged_total,
+        statement_total=statement_total,
+        charges=journal.charge_count,
+        charges_on_statements=distinct,
+        problems=problems,
+    )
