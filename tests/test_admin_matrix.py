@@ -56,6 +56,9 @@ ACCESS: dict[str, tuple[str, str, str, str]] = {
     "billing.fundorgpattern": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
     "statements.statement": (VIEWER, NOBODY, NOBODY, NOBODY),
     "statements.emaillog": (VIEWER, NOBODY, NOBODY, NOBODY),
+    "journals.journalexport": (VIEWER, NOBODY, NOBODY, NOBODY),
+    "journals.journalsettings": (VIEWER, NOBODY, BILLING_ADMIN, NOBODY),
+    "journals.journaltemplate": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
     "auth.user": (SUPERUSER, SUPERUSER, SUPERUSER, SUPERUSER),
     "auth.group": (SUPERUSER, SUPERUSER, SUPERUSER, SUPERUSER),
     "django_q.schedule": (VIEWER, SUPERUSER, SUPERUSER, SUPERUSER),
@@ -252,3 +255,26 @@ def test_statement_pages_and_actions(month: str, actor: Actor, role: str) -> Non
     resent = EmailLog.objects.filter(resend=True).count()
     assert resent == (EmailLog.objects.count() - before)
     assert bool(resent) == _allowed(role, REVIEWER)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_journal_pages(month: str, actor: Actor, role: str) -> None:
+    from billing.services import source_set
+    from journals.models import JournalExport, JournalSettings
+    from journals.services import export_journal
+
+    source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
+    statements_generate(period=month, actor=actor, sync=True)
+    first = export_journal(period=month, format="gl", actor=actor)
+    base = "/admin/journals/journalexport/"
+    form = {"period": month, "format": "gl"}
+    pages: list[Page] = [
+        ("GET", f"{base}export/", {}, VIEWER, {200}),
+        ("POST", f"{base}export/", {**form, "preview": "1"}, VIEWER, {200}),
+        ("GET", f"{base}{first.pk}/download/", {}, VIEWER, {200}),
+        ("POST", f"{base}export/", {**form, "export": "1"}, BILLING_ADMIN, {302}),
+    ]
+    _visit(_client(role), role, pages)
+    exported = JournalExport.objects.count() - 1
+    assert exported == (1 if _allowed(role, BILLING_ADMIN) and role != ANONYMOUS else 0)
+    assert JournalSettings.objects.count() == 1

@@ -149,10 +149,14 @@ def test_demo_loads_sample_data_and_is_safe_to_rerun(
     assert BillingPeriod.objects.get(period="2026-08").status == "closed"
     assert Statement.objects.filter(period__period="2026-08", status="ready").count() >= 40
     assert EmailLog.objects.filter(status="sent").count() >= 15
-    assert "Month-end 2026-08: period closed" in out
+    assert "Month-end 2026-08: period closed" in out and "ledger balanced" in out
+    from journals.models import JournalExport
+
+    assert JournalExport.objects.filter(period__period="2026-08", format="gl").count() == 1
 
     call_command("demo", "--output", str(tmp_path / "samples"))
     assert Charge.objects.count() == first
+    assert JournalExport.objects.count() == 1  # nothing changed: no second export
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:

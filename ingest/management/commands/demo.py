@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from billing.models import PI, BillingPeriod, Charge, Project
+from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.services import (
     Actor,
     BillingError,
@@ -21,9 +21,11 @@ from billing.services import (
     charges_review,
     period_close,
     source_for_slug,
+    source_set,
 )
 from ingest.sampledata import SOURCES, build_population, generate_sample_files
 from ingest.services import IngestError, import_file
+from journals.models import JournalSettings
 
 DEFAULT_MONTHS = ["2026-08", "2026-09", "2026-10"]
 _NAME = re.compile(r"^(?P<source>.+)_(?P<period>\d{4}-\d{2})\.csv$")
@@ -78,10 +80,27 @@ class Command(BaseCommand):
 
         The later months stay open with their flagged charges, for you to review.
         """
+        from journals.models import JournalExport
+        from journals.services import check_ledger, export_journal, missing_journal_export
         from statements.services import statements_generate
 
+        self._accounting(actor)
         if BillingPeriod.objects.filter(period=period, status=BillingPeriod.Status.OPEN).exists():
             pending = Charge.objects.filter(period__period=period, review_state="pending")
+            # A fund/org the ledger cannot take: the project's own fund/org instead.
+            pattern = re.compile(JournalSettings.load().fund_org_pattern)
+            bad = {
+                f
+                for f in pending.values_list("fund_org", flat=True).distinct()
+                if not pattern.fullmatch(f)
+            }
+            for project in Project.objects.exclude(default_fund_org=""):
+                charges_fix_attribution(
+                    charges=pending.filter(project=project, fund_org__in=bad),
+                    actor=actor,
+                    fund_org=project.default_fund_org,
+                    note="fund/org corrected to the project's",
+                )
             # A PI's name typed where the email belongs: the reviewer knows who it is.
             for pi in PI.objects.exclude(name=""):
                 charges_fix_attribution(
@@ -100,13 +119,44 @@ class Command(BaseCommand):
                 charges=pending, action="approve", actor=actor, note="checked with the PIs"
             )
             period_close(period=period, actor=actor, note="demo month-end")
+        obj = BillingPeriod.objects.get(period=period)
+        if obj.status == BillingPeriod.Status.FINALIZED:
+            self.stdout.write(f"Month-end {period}: finalized already.")
+            return
         result = statements_generate(period=period, actor=actor, sync=True, send=True)
+        journal = JournalExport.objects.filter(period=obj).first()
+        if missing_journal_export(obj) or journal is None:
+            journal = export_journal(period=period, format="gl", actor=actor)
+        ledger = check_ledger(period=period)
         self.stdout.write(
             f"Month-end {period}: period closed, {len(result.created):,} statements generated "
             f"({len(result.unchanged):,} unchanged), {result.emails_sent:,} emails sent"
             + (f" to {settings.EMAIL_FILE_PATH}" if hasattr(settings, "EMAIL_FILE_PATH") else "")
-            + "."
+            + f"; GL journal {journal.file.name} (debits {journal.debit_total:,.2f} = credits "
+            f"{journal.credit_total:,.2f}; ledger "
+            + ("balanced" if not ledger.problems else "; ".join(ledger.problems))
+            + ")."
         )
+
+    def _accounting(self, actor: Actor) -> None:
+        """Where each source's recoveries are credited, as a site sets it up once."""
+        accounts = {
+            "aws": ("RCI-CLOUD", "740100"),
+            "azure": ("RCI-CLOUD", "740100"),
+            "gcp": ("RCI-CLOUD", "740100"),
+            "openai": ("RCI-CLOUD", "740100"),
+            "hpc": ("RCI-HPC", "740200"),
+            "storage": ("RCI-STORAGE", "740300"),
+            "it_storage": ("RCI-STORAGE", "740300"),
+        }
+        for source in Source.objects.filter(slug__in=accounts, credit_fund_org=""):
+            credit, account = accounts[source.slug]
+            source_set(
+                slug=source.slug,
+                actor=actor,
+                credit_fund_org=credit,
+                account_code=source.account_code or account,
+            )
 
     @transaction.atomic
     def _name_people(self) -> None:

@@ -1,0 +1,54 @@
+"""The journals pages of the admin: preview, export, history, download."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from billing.roles import BILLING_ADMIN, VIEWER
+from billing.services import Actor, source_set
+from journals.models import JournalExport
+from statements.services import statements_generate
+from tests.conftest import role_client
+
+pytestmark = pytest.mark.django_db
+
+BASE = "/admin/journals/journalexport/"
+
+
+def test_problems_are_listed_on_the_form(month: str) -> None:
+    page = role_client(VIEWER).post(
+        BASE + "export/", {"period": month, "format": "gl", "preview": "1"}
+    )
+    errors = " ".join(page.context["form"].non_field_errors())
+    assert "source aws has no credit fund/org" in errors and "no account code" in errors
+    assert page.context["preview"] is None
+
+
+def test_preview_then_export_then_download(month: str, actor: Actor) -> None:
+    source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
+    statements_generate(period=month, actor=actor, sync=True)
+    viewer = role_client(VIEWER)
+    page = viewer.post(BASE + "export/", {"period": month, "format": "banner", "preview": "1"})
+    preview = page.context["preview"]
+    assert preview["lines"] == 2 and preview["charged"] == "$94.09"
+    assert preview["headers"][:3] == ["Doc Code", "Seq Num", "Rule Class"]
+    html = page.content.decode()
+    assert "The first 2 of 2 lines" in html and "Export banner" not in html  # viewers only look
+
+    admin = role_client(BILLING_ADMIN)
+    done = admin.post(
+        BASE + "export/",
+        {"period": month, "format": "gl", "xlsx": "on", "export": "1"},
+        follow=True,
+    )
+    export = JournalExport.objects.get()
+    assert export.xlsx and export.debit_total == export.credit_total
+    assert "Download journal-2025-01-gl-" in done.content.decode()
+    download = viewer.get(f"{BASE}{export.pk}/download/")
+    body = b"".join(download.streaming_content)  # type: ignore[attr-defined]
+    assert hashlib.sha256(body).hexdigest() == export.sha256
+    assert download["Content-Type"].startswith("application/vnd.openxmlformats")
+    listing = viewer.get(BASE)
+    assert list(listing.context["cl"].result_list) == [export]
