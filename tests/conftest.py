@@ -81,6 +81,7 @@ def live_db(transactional_db: None) -> Iterator[None]:
         return
     # children before parents (foreign keys are enforced)
     tables = (
+        "journals_journalexport",
         "statements_emailstatement",
         "statements_emaillog",
         "statements_statementcharge",

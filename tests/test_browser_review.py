@@ -248,3 +248,54 @@ def test_billing_admin_generates_and_sends_statements(
     page.emulate_media(color_scheme="dark")
     page.goto(f"{base}/admin/statements/statement/")
     shots(page, "statements-dark")
+
+
+def test_billing_admin_previews_and_exports_the_journal(
+    live_server: Any, page: Any, month: None, shots: Callable[[Any, str], Path]
+) -> None:
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from billing.services import charges_review, period_close, source_set
+    from journals.models import JournalExport
+    from statements.services import statements_generate
+
+    # the layouts are data from a migration: a transactional test starts without them
+    import_module("journals.migrations.0002_layouts_locks_roles").seed(apps, None)
+    setup = Actor("setup", "cli")
+    charges_review(
+        charges=Charge.objects.filter(pi=None), action="reject", actor=setup, note="no owner"
+    )
+    charges_review(
+        charges=Charge.objects.filter(review_state="pending"), action="approve", actor=setup
+    )
+    period_close(period="2025-01", actor=setup)
+    source_set(slug="aws", actor=setup, credit_fund_org="RCI-CLOUD", account_code="740100")
+    statements_generate(period="2025-01", actor=setup, sync=True)
+    base = live_server.url
+    _login(page, base, BILLING_ADMIN)
+
+    page.goto(f"{base}/admin/journals/journalexport/")
+    page.get_by_role("link", name="Export a journal…").click()
+    page.select_option("#id_format", "workday")
+    page.check("#id_xlsx")
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_load_state()
+    content = page.locator("#content").inner_text()
+    assert "$72.00" in content
+    assert page.locator("#journal-preview caption").text_content() == "The first 2 of 2 lines"
+    assert page.locator("#journal-preview thead th").first.text_content() == "Journal Key"
+    assert not JournalExport.objects.exists()
+    shots(page, "journal-export-light")
+    page.get_by_role("button", name="Export workday").click()
+    page.wait_for_url("**/journalexport/")
+    with page.expect_download() as info:
+        page.locator("ul.messagelist a").click()
+    download = info.value
+    export = JournalExport.objects.get()
+    assert download.suggested_filename.endswith(".xlsx")
+    assert Path(download.path()).read_bytes() == export.file.read()
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"{base}/admin/journals/journalexport/export/?period=2025-01&format=gl")
+    shots(page, "journal-export-dark")

@@ -86,11 +86,14 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps([_as_dict(s) for s in sources]))
             return
-        self.stdout.write(f"{'SLUG':<14} {'NAME':<24} {'PATTERN':<22} {'CREDIT FUND/ORG':<18} ON")
+        self.stdout.write(
+            f"{'SLUG':<14} {'NAME':<24} {'PATTERN':<22} {'CREDIT FUND/ORG':<18} {'ACCOUNT':<10} ON"
+        )
         for s in sources:
             self.stdout.write(
                 f"{s.slug:<14} {s.name[:24]:<24} {s.filename_pattern[:22]:<22} "
-                f"{s.credit_fund_org[:18]:<18} {'yes' if s.enabled else 'no'}"
+                f"{s.credit_fund_org[:18]:<18} {s.account_code[:10]:<10} "
+                f"{'yes' if s.enabled else 'no'}"
             )
 
 
