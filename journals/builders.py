@@ -54,6 +54,7 @@ class ChargeRow:
     project_account: str = ""
     reference_1: str = ""
     reference_2: str = ""
+    count: int = 1  # charges this row stands for (a group of identical keys, summed)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ def shares(
         line = (row.pi_email, row.project_id, row.source, row.service)
         sub = (row.fund_org, account_for(row, sources, config), row.reference_1, row.reference_2)
         lines[line][sub] += row.billed
-        count += 1
+        count += row.count
         exact += row.billed
     result = []
     for line in sorted(lines):

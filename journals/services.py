@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from billing.models import BillingPeriod, Charge, Source
@@ -54,14 +54,12 @@ def source_infos() -> dict[str, SourceInfo]:
     }
 
 
-_FIELDS = (
-    "id",
+_KEY = (
     "source__slug",
     "service_name",
     "pi__email",
     "project__project_id",
     "fund_org",
-    "billed_cost",
     "account_code",
     "project__account_code",
     "reference_1",
@@ -69,53 +67,56 @@ _FIELDS = (
 )
 
 
-def collect(period: BillingPeriod, *, include_pending: bool) -> tuple[list[ChargeRow], str]:
-    """The included charges as builder rows, and a hash of everything the journal uses."""
+def _included(period: BillingPeriod, include_pending: bool) -> QuerySet[Charge]:
     states = [APPROVED, PENDING] if include_pending else [APPROVED]
+    return Charge.objects.filter(period=period, review_state__in=states)
+
+
+def _row(key: tuple[Any, ...], billed: Decimal, **extra: Any) -> ChargeRow:
+    source, service, pi, project, fund_org, account, project_account, r1, r2 = key
+    return ChargeRow(
+        source=source,
+        service=service,
+        pi_email=pi or "",
+        project_id=project or "",
+        fund_org=fund_org,
+        billed=billed,
+        account_code=account,
+        project_account=project_account or "",
+        reference_1=r1,
+        reference_2=r2,
+        **extra,
+    )
+
+
+def collect(
+    period: BillingPeriod, *, include_pending: bool, per_charge: bool = False
+) -> tuple[list[ChargeRow], str]:
+    """The included charges as builder rows, and a hash of everything the journal uses.
+
+    The database adds up charges with the same journal key (exact: amounts are
+    integers underneath), so a period of a million charges becomes a few
+    thousand rows; `per_charge` (the detail format) reads every charge.
+    """
+    charges = _included(period, include_pending)
+    groups = (
+        charges.values_list(*_KEY)
+        .annotate(n=Count("id"), billed=Sum("billed_cost"), ids=Sum("id"))
+        .order_by(*_KEY)
+    )
     digest = hashlib.sha256()
     rows = []
-    charges = (
-        Charge.objects.filter(period=period, review_state__in=states)
-        .order_by("id")
-        .values_list(*_FIELDS)
-    )
-    for values in charges.iterator(chunk_size=20_000):
-        (cid, source, service, pi, project, fund_org, billed, account, project_account, r1, r2) = (
-            values
-        )
-        row = ChargeRow(
-            charge_id=cid,
-            source=source,
-            service=service,
-            pi_email=pi or "",
-            project_id=project or "",
-            fund_org=fund_org,
-            billed=billed,
-            account_code=account,
-            project_account=project_account or "",
-            reference_1=r1,
-            reference_2=r2,
-        )
-        rows.append(row)
+    for *key, n, billed, ids in groups.iterator(chunk_size=20_000):
         digest.update(
-            "\x1f".join(
-                str(v)
-                for v in (
-                    cid,
-                    source,
-                    service,
-                    row.pi_email,
-                    row.project_id,
-                    fund_org,
-                    to_nanos(billed),
-                    account,
-                    row.project_account,
-                    r1,
-                    r2,
-                )
-            ).encode()
-            + b"\x1e"
+            "\x1f".join(str(v) for v in (*key, n, to_nanos(billed), ids)).encode() + b"\x1e"
         )
+        if not per_charge:
+            rows.append(_row(tuple(key), billed, charge_id=0, count=n))
+    if per_charge:
+        for cid, *key, billed in (
+            charges.order_by("id").values_list("id", *_KEY, "billed_cost").iterator(20_000)
+        ):
+            rows.append(_row(tuple(key), billed, charge_id=cid))
     return rows, digest.hexdigest()
 
 
@@ -187,7 +188,9 @@ def prepare(*, period: str, format: str, include_pending: bool = False) -> Prepa
     """Everything up to the file: checks, charges, entries. Raises BillingError."""
     obj = _period(period, include_pending=include_pending)
     layout = layout_for(format)
-    rows, data_hash = collect(obj, include_pending=include_pending)
+    rows, data_hash = collect(
+        obj, include_pending=include_pending, per_charge=layout.base == "detail"
+    )
     try:
         journal = build(
             layout.base,
