@@ -133,9 +133,8 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
             raise bench.BenchmarkFailed(f"{format}: {export.debit_total} != {statements}")
     started = time.perf_counter()
     result = check_ledger(period=period)
-    print(
-        f"  check_ledger          {time.perf_counter() - started:7.2f} s  {result.problems or 'balanced'}"
-    )
+    seconds = time.perf_counter() - started
+    print(f"  check_ledger          {seconds:7.2f} s  {result.problems or 'balanced'}")
     if result.problems:
         raise bench.BenchmarkFailed("; ".join(result.problems))
     return 0

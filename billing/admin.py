@@ -49,6 +49,8 @@ from billing.services import (
     period_close,
     period_finalize,
     period_reopen,
+    source_add,
+    source_set,
 )
 
 
@@ -168,8 +170,23 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(reverse("admin:billing_billingperiod_change", args=[obj.pk]))
 
 
+class SourceForm(forms.ModelForm):
+    class Meta:
+        model = Source
+        fields = ["slug", "name", "filename_pattern", "credit_fund_org", "account_code", "enabled"]
+
+    def clean_slug(self) -> str:
+        from billing.services import normalise_slug
+
+        slug = normalise_slug(self.cleaned_data["slug"])
+        if Source.objects.filter(slug=slug).exists():
+            raise forms.ValidationError(f"Source {slug!r} already exists.")
+        return slug
+
+
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
+    form = SourceForm
     list_display = [
         "slug",
         "name",
@@ -180,6 +197,33 @@ class SourceAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled"]
     search_fields = ["slug", "name"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["slug"] if obj is not None else []
+
+    def save_model(self, request: HttpRequest, obj: Source, form: Any, change: bool) -> None:
+        """Through the same services (and audit trail) as `openchargeback sources`."""
+        actor = Actor.for_user(request.user)  # type: ignore[arg-type]
+        data = form.cleaned_data
+        if change:
+            fields = ("name", "filename_pattern", "credit_fund_org", "account_code", "enabled")
+            saved = source_set(
+                slug=obj.slug,
+                actor=actor,
+                **{f: data[f] for f in fields if f in form.changed_data},
+            )
+        else:
+            saved = source_add(
+                slug=data["slug"],
+                name=data["name"],
+                filename_pattern=data["filename_pattern"],
+                credit_fund_org=data["credit_fund_org"],
+                account_code=data["account_code"],
+                actor=actor,
+            )
+            if not data.get("enabled", True):
+                saved = source_set(slug=saved.slug, actor=actor, enabled=False)
+        obj.pk = saved.pk
 
 
 @admin.register(PI)

@@ -139,12 +139,13 @@ def source_add(
     return source
 
 
-_SOURCE_FIELDS = ("name", "filename_pattern", "credit_fund_org", "account_code")
+_SOURCE_FIELDS = ("name", "filename_pattern", "credit_fund_org", "account_code", "enabled")
 
 
-def source_set(*, slug: str, actor: Actor, **changes: str | None) -> Source:
-    """Change a source's name, filename pattern or accounting (credit fund/org,
-    account code); fields given as None are left alone. Audited before/after."""
+def source_set(*, slug: str, actor: Actor, **changes: Any) -> Source:
+    """Change a source's name, filename pattern, accounting (credit fund/org,
+    account code) or enabled flag; fields given as None are left alone.
+    Audited before/after; the admin and `sources set` both come here."""
     unknown = set(changes) - set(_SOURCE_FIELDS)
     if unknown:
         raise BillingError(f"cannot set {', '.join(sorted(unknown))} on a source")

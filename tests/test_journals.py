@@ -490,3 +490,28 @@ def test_property_exports_reconcile_with_statements_in_the_database(
         assert sum((Decimal(r["amount"]) for r in detail), Decimal(0)) == statement_total
         assert check_ledger(period="2025-01").problems == []
         transaction.set_rollback(True)
+
+
+def test_editing_a_source_in_the_admin_is_audited_like_the_shell(defaults: None) -> None:
+    from billing.roles import BILLING_ADMIN
+    from tests.conftest import role_client
+
+    client = role_client(BILLING_ADMIN)
+    aws = Source.objects.get(slug="aws")
+    form = {
+        "name": aws.name,
+        "filename_pattern": aws.filename_pattern,
+        "credit_fund_org": "RCI-CLOUD",
+        "account_code": "740100",
+        "enabled": "on",
+    }
+    response = client.post(f"/admin/billing/source/{aws.pk}/change/", form)
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(action="source.change")
+    assert event.after == {"credit_fund_org": "RCI-CLOUD", "account_code": "740100"}
+    assert event.channel == "admin"
+    page = client.post("/admin/billing/source/add/", {**form, "slug": "AWS"})
+    assert "already exists" in page.content.decode()
+    client.post("/admin/billing/source/add/", {**form, "slug": "OCI", "name": "Oracle"})
+    assert Source.objects.filter(slug="oci").exists()
+    assert AuditEvent.objects.filter(action="source.create", object_repr__icontains="oci").exists()
