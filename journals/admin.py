@@ -226,7 +226,7 @@ def _preview(*, period: str, format: str, include_pending: bool) -> dict[str, An
         "headers": table.headers,
         "rows": rows,
         "numbers": table.number_columns,
-        "lines": len(journal.entries),
+        "lines": journal.line_count,
         "charges": journal.charge_count,
         "debits": inst.format_money(journal.debit_total),
         "credits": inst.format_money(journal.credit_total),

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from openchargeback.money import CENT, round_money
@@ -126,27 +126,30 @@ class Entry:
 
 @dataclass
 class Journal:
+    """A journal's lines and totals.
+
+    `entries` is a list, except for `detail`, where it is a one-pass iterator
+    over the charges (a million rows are never all in memory); its totals
+    and line count are known beforehand from the statement lines.
+    """
+
     format: str
     period: str
-    entries: list[Entry]
+    entries: Iterable[Entry]
     charge_count: int
     exact_total: Decimal  # unrounded Σ billed of the included charges
     rounded_total: Decimal  # Σ rounded statement lines
-    columns: list[str] = field(default_factory=list)
+    debit_total: Decimal
+    credit_total: Decimal
+    charged_total: Decimal  # net charged to fund/orgs: what the statements add up to
+    line_count: int
 
-    @property
-    def debit_total(self) -> Decimal:
-        return sum((e.amount for e in self.entries if e.is_debit), Decimal(0))
 
-    @property
-    def credit_total(self) -> Decimal:
-        return sum((e.amount for e in self.entries if e.is_credit), Decimal(0))
-
-    @property
-    def charged_total(self) -> Decimal:
-        """Net amount charged to fund/orgs (debits less credits, credit lines left
-        out): what the statements add up to."""
-        return sum((e.signed for e in self.entries if e.kind != "credit"), Decimal(0))
+def _totals(entries: list[Entry]) -> tuple[Decimal, Decimal, Decimal]:
+    debit = sum((e.amount for e in entries if e.is_debit), Decimal(0))
+    credit = sum((e.amount for e in entries if e.is_credit), Decimal(0))
+    charged = sum((e.signed for e in entries if e.kind != "credit"), Decimal(0))
+    return debit, credit, charged
 
 
 # --- Rounding -------------------------------------------------------------------
@@ -335,8 +338,14 @@ def build(
     rows: Sequence[ChargeRow],
     sources: dict[str, SourceInfo],
     config: JournalConfig,
+    charges: Iterable[ChargeRow] | None = None,
 ) -> Journal:
-    """The journal of `format` (detail, summary or gl) for `rows`."""
+    """The journal of `format` (detail, summary or gl).
+
+    `rows` may be charges or groups of charges with the same journal key
+    (their `count` says how many). `detail` lists `charges` one by one (it
+    defaults to `rows`), read once, while the file is written.
+    """
     if format not in FORMATS:
         raise JournalError([f"unknown format {format!r} (choose {', '.join(FORMATS)})"])
     items, count, exact = shares(rows, sources, config)
@@ -344,9 +353,28 @@ def build(
     if found:
         raise JournalError(found)
     rounded = sum((s.amount for s in items), Decimal(0))
-    builder = {"detail": _detail, "summary": _summary, "gl": _gl}[format]
-    entries = builder(period, rows, items, sources, config)
-    return Journal(format, period, entries, count, exact, rounded)
+    if format == "detail":
+        adjustments = _roundings(period, items, config)
+        stream = _detail(period, rows if charges is None else charges, adjustments, sources, config)
+        return Journal(
+            format,
+            period,
+            stream,
+            count,
+            exact,
+            rounded,
+            rounded,
+            rounded,
+            rounded,
+            line_count=count + len(adjustments),
+        )
+    entries = (_summary if format == "summary" else _gl)(period, items, sources, config)
+    debit, credit, charged = _totals(entries)
+    if format == "summary":
+        debit = credit = charged
+    return Journal(
+        format, period, entries, count, exact, rounded, debit, credit, charged, len(entries)
+    )
 
 
 def _entry(
@@ -365,54 +393,54 @@ def _entry(
     )
 
 
+def _roundings(period: str, items: Sequence[Share], config: JournalConfig) -> list[Entry]:
+    """A row for each statement line part that rounding moved (rounded - exact)."""
+    return [
+        _entry(
+            config,
+            period=period,
+            fund_org=share.fund_org,
+            amount=share.amount - share.exact,
+            account=share.account,
+            source=share.source,
+            pi_email=share.pi_email,
+            project_id=share.project_id,
+            reference_1=share.reference_1,
+            reference_2=share.reference_2,
+            kind="rounding",
+        )
+        for share in items
+        if share.amount != share.exact
+    ]
+
+
 def _detail(
     period: str,
-    rows: Sequence[ChargeRow],
-    items: Sequence[Share],
+    charges: Iterable[ChargeRow],
+    adjustments: list[Entry],
     sources: dict[str, SourceInfo],
     config: JournalConfig,
-) -> list[Entry]:
-    """Every charge at full precision, then per line share a rounding row if needed."""
-    entries = []
-    for row in sorted(rows, key=lambda r: r.charge_id):
-        entries.append(
-            _entry(
-                config,
-                period=period,
-                fund_org=row.fund_org,
-                amount=row.billed,
-                account=account_for(row, sources, config),
-                source=row.source,
-                pi_email=row.pi_email,
-                project_id=row.project_id,
-                reference_1=row.reference_1,
-                reference_2=row.reference_2,
-                charge_id=row.charge_id,
-            )
+) -> Iterator[Entry]:
+    """Every charge at full precision (in the order given), then the rounding rows."""
+    for row in charges:
+        yield _entry(
+            config,
+            period=period,
+            fund_org=row.fund_org,
+            amount=row.billed,
+            account=account_for(row, sources, config),
+            source=row.source,
+            pi_email=row.pi_email,
+            project_id=row.project_id,
+            reference_1=row.reference_1,
+            reference_2=row.reference_2,
+            charge_id=row.charge_id,
         )
-    for share in items:
-        if share.amount != share.exact:
-            entries.append(
-                _entry(
-                    config,
-                    period=period,
-                    fund_org=share.fund_org,
-                    amount=share.amount - share.exact,
-                    account=share.account,
-                    source=share.source,
-                    pi_email=share.pi_email,
-                    project_id=share.project_id,
-                    reference_1=share.reference_1,
-                    reference_2=share.reference_2,
-                    kind="rounding",
-                )
-            )
-    return [e for e in entries if e.amount]
+    yield from adjustments
 
 
 def _summary(
     period: str,
-    rows: Sequence[ChargeRow],
     items: Sequence[Share],
     sources: dict[str, SourceInfo],
     config: JournalConfig,
@@ -444,7 +472,6 @@ def _summary(
 
 def _gl(
     period: str,
-    rows: Sequence[ChargeRow],
     items: Sequence[Share],
     sources: dict[str, SourceInfo],
     config: JournalConfig,

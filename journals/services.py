@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from django.core.files.base import ContentFile
+from django.core.files import File
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
@@ -89,18 +91,16 @@ def _row(key: tuple[Any, ...], billed: Decimal, **extra: Any) -> ChargeRow:
     )
 
 
-def collect(
-    period: BillingPeriod, *, include_pending: bool, per_charge: bool = False
-) -> tuple[list[ChargeRow], str]:
-    """The included charges as builder rows, and a hash of everything the journal uses.
+def collect(period: BillingPeriod, *, include_pending: bool) -> tuple[list[ChargeRow], str]:
+    """The included charges added up by journal key, and a hash of everything the
+    journal uses.
 
-    The database adds up charges with the same journal key (exact: amounts are
-    integers underneath), so a period of a million charges becomes a few
-    thousand rows; `per_charge` (the detail format) reads every charge.
+    The database adds up charges with the same key (exactly: amounts are
+    integers underneath), so a million charges become a few thousand rows.
     """
-    charges = _included(period, include_pending)
     groups = (
-        charges.values_list(*_KEY)
+        _included(period, include_pending)
+        .values_list(*_KEY)
         .annotate(n=Count("id"), billed=Sum("billed_cost"), ids=Sum("id"))
         .order_by(*_KEY)
     )
@@ -110,14 +110,15 @@ def collect(
         digest.update(
             "\x1f".join(str(v) for v in (*key, n, to_nanos(billed), ids)).encode() + b"\x1e"
         )
-        if not per_charge:
-            rows.append(_row(tuple(key), billed, charge_id=0, count=n))
-    if per_charge:
-        for cid, *key, billed in (
-            charges.order_by("id").values_list("id", *_KEY, "billed_cost").iterator(20_000)
-        ):
-            rows.append(_row(tuple(key), billed, charge_id=cid))
+        rows.append(_row(tuple(key), billed, charge_id=0, count=n))
     return rows, digest.hexdigest()
+
+
+def each_charge(period: BillingPeriod, *, include_pending: bool) -> Iterator[ChargeRow]:
+    """Every included charge, by id, read in chunks (the detail format)."""
+    charges = _included(period, include_pending).order_by("id")
+    for cid, *key, billed in charges.values_list("id", *_KEY, "billed_cost").iterator(20_000):
+        yield _row(tuple(key), billed, charge_id=cid)
 
 
 def current_data_hash(period: BillingPeriod) -> str:
@@ -188,9 +189,7 @@ def prepare(*, period: str, format: str, include_pending: bool = False) -> Prepa
     """Everything up to the file: checks, charges, entries. Raises BillingError."""
     obj = _period(period, include_pending=include_pending)
     layout = layout_for(format)
-    rows, data_hash = collect(
-        obj, include_pending=include_pending, per_charge=layout.base == "detail"
-    )
+    rows, data_hash = collect(obj, include_pending=include_pending)
     try:
         journal = build(
             layout.base,
@@ -198,13 +197,15 @@ def prepare(*, period: str, format: str, include_pending: bool = False) -> Prepa
             rows=rows,
             sources=source_infos(),
             config=journal_config(),
+            charges=each_charge(obj, include_pending=include_pending),
         )
     except JournalError as exc:
         raise BillingError(str(exc)) from None
     return Prepared(obj, layout, journal, data_hash, include_pending)
 
 
-def render(prepared: Prepared, *, xlsx: bool) -> tuple[bytes, int]:
+def render(prepared: Prepared, out: BinaryIO, *, xlsx: bool) -> int:
+    """Write the file to `out`; returns its number of data lines."""
     from billing.models import InstitutionSettings
 
     currency = InstitutionSettings.load().currency
@@ -212,8 +213,9 @@ def render(prepared: Prepared, *, xlsx: bool) -> tuple[bytes, int]:
     try:
         if xlsx:
             title = f"{prepared.period.period} {prepared.layout.format}"
-            return writers.write_xlsx(table, title=title, exact=prepared.layout.base == "detail")
-        return writers.write_csv(table)
+            exact = prepared.layout.base == "detail"
+            return writers.write_xlsx(table, out, title=title, exact=exact)
+        return writers.write_csv(table, out)
     except ValueError as exc:  # a template column that does not give a number
         raise BillingError(f"journal format {prepared.layout.format}: {exc}") from None
 
@@ -229,10 +231,30 @@ def export_journal(
 ) -> JournalExport:
     """Build, write and record one journal file; copy it to `output` if given."""
     prepared = prepare(period=period, format=format, include_pending=include_pending)
-    content, lines = render(prepared, xlsx=xlsx)
-    journal = prepared.journal
-    if output is not None:
-        write_atomically(output, content)
+    with tempfile.TemporaryFile() as spool:
+        lines = render(prepared, spool, xlsx=xlsx)
+        sha256 = _sha256(spool)
+        if output is not None:
+            write_atomically(output, spool)
+        return _record(prepared, spool, lines=lines, sha256=sha256, xlsx=xlsx, actor=actor)
+
+
+def _sha256(fh: BinaryIO) -> str:
+    fh.seek(0)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _record(
+    prepared: Prepared, spool: BinaryIO, *, lines: int, sha256: str, xlsx: bool, actor: Actor
+) -> JournalExport:
+    journal, format, include_pending = (
+        prepared.journal,
+        prepared.layout.format,
+        prepared.include_pending,
+    )
     now = timezone.now()
     suffix = "xlsx" if xlsx else "csv"
     label = prepared.period.period
@@ -243,9 +265,9 @@ def export_journal(
             format=format,
             template=prepared.layout.template,
             xlsx=xlsx,
-            sha256=hashlib.sha256(content).hexdigest(),
-            debit_total=journal.debit_total if journal.format == "gl" else journal.rounded_total,
-            credit_total=journal.credit_total if journal.format == "gl" else journal.rounded_total,
+            sha256=sha256,
+            debit_total=journal.debit_total,
+            credit_total=journal.credit_total,
             exact_total=journal.exact_total,
             lines=lines,
             charge_count=journal.charge_count,
@@ -254,7 +276,8 @@ def export_journal(
             created_at=now,
             created_by=actor.name,
         )
-        export.file.save(name, ContentFile(content), save=False)
+        spool.seek(0)
+        export.file.save(name, File(spool), save=False)
         export.save()
         audit(
             actor=actor,
@@ -267,8 +290,8 @@ def export_journal(
     return export
 
 
-def write_atomically(path: Path, content: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, rename: never a half file."""
+def write_atomically(path: Path, source: BinaryIO) -> None:
+    """Copy `source` to a temporary file beside `path`, fsync, rename: never a half file."""
     path = Path(path)
     if path.is_dir():
         raise BillingError(f"--output {path} is a directory; name the file")
@@ -277,7 +300,8 @@ def write_atomically(path: Path, content: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
+            source.seek(0)
+            shutil.copyfileobj(source, fh, 1 << 20)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from decimal import Decimal
-from typing import Any
+from typing import Any, BinaryIO
 
 from journals.layouts import Table
 
@@ -29,51 +29,55 @@ def _text(value: Any) -> str:
     return neutralise(str(value))
 
 
-def write_csv(table: Table) -> tuple[bytes, int]:
-    """(file bytes, data rows). Header on its own line; every field quoted as needed."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+def write_csv(table: Table, out: BinaryIO) -> int:
+    """Write the CSV to `out`; returns the data rows. Header on its own line; every
+    field quoted as needed; UTF-8, CRLF."""
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+    writer = csv.writer(text, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow([neutralise(h) for h in table.headers])
     count = 0
     for row in table.rows:
         writer.writerow([_text(v) for v in row])
         count += 1
-    return buffer.getvalue().encode("utf-8"), count
+    text.flush()
+    text.detach()  # leave `out` open for the caller
+    return count
 
 
-def write_xlsx(table: Table, *, title: str, exact: bool = False) -> tuple[bytes, int]:
-    """(file bytes, data rows). Amounts as numbers with a money format; bold,
-    frozen header. `exact` keeps up to 10 decimals visible (detail rows)."""
+def write_xlsx(table: Table, out: BinaryIO, *, title: str, exact: bool = False) -> int:
+    """Write the workbook to `out` (streamed: openpyxl's write-only mode); returns
+    the data rows. Amounts are numbers with a money format; the header is bold
+    and frozen. `exact` shows up to 10 decimals (detail rows)."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
 
-    workbook = Workbook(write_only=False)
-    sheet = workbook.active
-    assert sheet is not None
-    sheet.title = title[:31]
-    sheet.append([neutralise(h) for h in table.headers])
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(title[:31])
     sheet.freeze_panes = "A2"
+    for index, header in enumerate(table.headers, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = max(10, min(40, len(header) + 4))
+    bold = Font(bold=True)
+    header_cells = []
+    for header in table.headers:
+        cell = WriteOnlyCell(sheet, value=neutralise(header))
+        cell.font = bold
+        header_cells.append(cell)
+    sheet.append(header_cells)
     money = DETAIL_MONEY_FORMAT if exact else MONEY_FORMAT
     count = 0
     for row in table.rows:
         values: list[Any] = []
-        for value in row:
+        for index, value in enumerate(row):
             if isinstance(value, Decimal):
-                # openpyxl stores a Decimal as a number (its exact digits).
-                values.append(value)
+                cell = WriteOnlyCell(sheet, value=value)  # stored as a number
+                if index in table.number_columns:
+                    cell.number_format = money
+                values.append(cell)
             else:
                 values.append(neutralise(str(value)))
         sheet.append(values)
         count += 1
-        for index in table.number_columns:
-            cell = sheet.cell(row=count + 1, column=index + 1)
-            if isinstance(cell.value, Decimal | int | float):
-                cell.number_format = money
-    for index, header in enumerate(table.headers, start=1):
-        letter = sheet.cell(row=1, column=index).column_letter
-        sheet.column_dimensions[letter].width = max(10, min(40, len(header) + 4))
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue(), count
+    workbook.save(out)
+    return count
