@@ -13,14 +13,10 @@ from decimal import Decimal
 from typing import Any, BinaryIO
 
 from journals.layouts import Table
+from openchargeback.spreadsheet import neutralise
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MONEY_FORMAT = "#,##0.00;-#,##0.00"
 DETAIL_MONEY_FORMAT = "#,##0.00########;-#,##0.00########"
-
-
-def neutralise(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_START) else value
 
 
 def _text(value: Any) -> str:

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
+from openchargeback.spreadsheet import neutralise
 from statements import emailing, pdf
 from statements.building import (
     DETAIL_LIMIT,
@@ -469,7 +470,10 @@ _CSV_FIELDS = [
 
 
 def line_items_csv(statement: Statement) -> bytes:
-    """Every charge of a statement at full precision, for the CSV attachment."""
+    """Every charge of a statement at full precision, for the CSV attachment.
+
+    Text that a spreadsheet would run as a formula is neutralised; amounts
+    are exact decimal strings."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(_CSV_FIELDS)
@@ -477,24 +481,46 @@ def line_items_csv(statement: Statement) -> bytes:
         Charge.objects.filter(
             pk__in=StatementCharge.objects.filter(statement=statement).values("charge_id")
         )
-        .select_related("source")
         .order_by("id")
+        .values_list(
+            "id",
+            "source__slug",
+            "service_name",
+            "resource_id",
+            "resource_name",
+            "charge_period_start",
+            "charge_period_end",
+            "consumed_quantity",
+            "consumed_unit",
+            "fund_org",
+            "list_cost",
+            "billed_cost",
+        )
     )
-    for c in charges.iterator(chunk_size=5000):
+    for (
+        cid,
+        source,
+        *texts,
+        start,
+        end,
+        quantity,
+        unit,
+        fund_org,
+        list_cost,
+        billed,
+    ) in charges.iterator(chunk_size=5000):
         writer.writerow(
             [
-                c.pk,
-                c.source.slug,
-                c.service_name,
-                c.resource_id,
-                c.resource_name,
-                c.charge_period_start.isoformat() if c.charge_period_start else "",
-                c.charge_period_end.isoformat() if c.charge_period_end else "",
-                c.consumed_quantity,
-                c.consumed_unit,
-                c.fund_org,
-                f"{c.list_cost:f}",
-                f"{c.billed_cost:f}",
+                cid,
+                source,
+                *(neutralise(t) for t in texts),
+                start.isoformat() if start else "",
+                end.isoformat() if end else "",
+                neutralise(quantity),
+                neutralise(unit),
+                neutralise(fund_org),
+                f"{list_cost:f}",
+                f"{billed:f}",
             ]
         )
     return buffer.getvalue().encode("utf-8")

@@ -515,3 +515,44 @@ def test_editing_a_source_in_the_admin_is_audited_like_the_shell(defaults: None)
     client.post("/admin/billing/source/add/", {**form, "slug": "OCI", "name": "Oracle"})
     assert Source.objects.filter(slug="oci").exists()
     assert AuditEvent.objects.filter(action="source.create", object_repr__icontains="oci").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("=1+2", "'=1+2"),
+        ("+SUM(A1)", "'+SUM(A1)"),
+        ("-2+3", "'-2+3"),
+        ("@cmd", "'@cmd"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("-1.5", "-1.5"),
+        ("+3", "+3"),
+        ("NSF-BIO", "NSF-BIO"),
+    ],
+)
+def test_neutralise(text: str, shown: str) -> None:
+    from openchargeback.spreadsheet import neutralise
+
+    assert neutralise(text) == shown
+
+
+def test_statement_line_items_csv_is_safe_too(
+    defaults: None, focus_file: Callable[..., Path], actor: Actor
+) -> None:
+    from statements import building
+
+    rows = [
+        focus_row(resource=f"r-{n}", billed="1.00", project="p-1")
+        for n in range(building.DETAIL_LIMIT + 1)
+    ]
+    rows[0]["ResourceName"] = "=HYPERLINK(1)"
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    Charge.objects.update(review_state="approved")
+    period_close(period="2025-01", actor=actor)
+    statement = statements_generate(period="2025-01", actor=actor, sync=True).created[0]
+    assert statement.line_items
+    items = _rows(statement.line_items.read())
+    assert len(items) == building.DETAIL_LIMIT + 1
+    assert items[0]["resource_name"] == "'=HYPERLINK(1)"
+    assert sum(Decimal(r["billed_cost"]) for r in items) == statement.billed_total
