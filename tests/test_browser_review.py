@@ -175,6 +175,7 @@ def test_custom_pages_follow_the_dark_theme(
         "pattern-preview": "/admin/billing/patternrule/preview/?pattern=orphan",
         "fund-org-preview": "/admin/billing/fundorgpattern/preview/?pattern=NSF.*",
         "queue-filtered": "/admin/billing/charge/?pi=ada",
+        "help": "/admin/help/statements/",
     }
     page.emulate_media(color_scheme="dark")
     # The theme toggle is what people use: set it to dark explicitly too.
