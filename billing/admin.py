@@ -60,7 +60,37 @@ def action_summary(count: int, noun: str, extra: str = "") -> str:
     return f"{text}, {extra}." if extra else f"{text}."
 
 
+def action_page(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    action: str,
+    form: forms.Form,
+    title: str,
+    intro: str,
+    summary: str,
+) -> TemplateResponse:
+    """The confirmation page of an admin action that asks for more (a note, a
+    reason): it posts the selection back with ``apply``."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "intro": intro,
+        "summary": summary,
+        "opts": model_admin.model._meta,
+        "form": form,
+        "action": action,
+        "submit_label": title,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+    }
+    return TemplateResponse(request, "admin/billing/action_form.html", context)
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records nobody edits through forms: viewed, filtered, acted on."""
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -497,27 +527,20 @@ class ChargeAdmin(ReadOnlyAdmin):
         title: str,
         intro: str,
     ) -> TemplateResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "intro": intro,
-            "opts": self.model._meta,
-            "form": form,
-            "action": action,
-            "submit_label": title,
-            "summary": action_summary(
+        total = queryset.aggregate(t=Sum("billed_cost"))["t"] or Decimal(0)
+        return action_page(
+            self,
+            request,
+            action=action,
+            form=form,
+            title=title,
+            intro=intro,
+            summary=action_summary(
                 queryset.count(),
                 "charge",
-                "billed total "
-                + InstitutionSettings.cached().format_money(
-                    queryset.aggregate(t=Sum("billed_cost"))["t"] or Decimal(0)
-                ),
+                "billed total " + InstitutionSettings.cached().format_money(total),
             ),
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across", "0"),
-        }
-        return TemplateResponse(request, "admin/billing/action_form.html", context)
+        )
 
     def _run(self, request: HttpRequest, verb: str, work: Callable[[Actor], int]) -> None:
         try:

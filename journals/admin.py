@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from billing.admin import ReadOnlyAdmin
 from billing.models import BillingPeriod, InstitutionSettings
 from billing.services import Actor, BillingError
 from journals import layouts
@@ -55,7 +56,7 @@ class ExportForm(forms.Form):
 
 
 @admin.register(JournalExport)
-class JournalExportAdmin(admin.ModelAdmin):
+class JournalExportAdmin(ReadOnlyAdmin):
     list_display = [
         "created_at",
         "period",
@@ -91,15 +92,6 @@ class JournalExportAdmin(admin.ModelAdmin):
         "created_by",
         "download",
     ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("journals.export_journal")

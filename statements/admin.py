@@ -9,7 +9,6 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -19,7 +18,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from billing.admin import action_summary
+from billing.admin import ReadOnlyAdmin, action_page, action_summary
 from billing.models import BillingPeriod, InstitutionSettings
 from billing.services import Actor, BillingError
 from statements import emailing
@@ -189,7 +188,7 @@ class ResolveForm(forms.Form):
 
 
 @admin.register(Statement)
-class StatementAdmin(admin.ModelAdmin):
+class StatementAdmin(ReadOnlyAdmin):
     list_display = [
         "number",
         "period",
@@ -251,15 +250,6 @@ class StatementAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [str(f) for block in self.fieldsets for f in block[1]["fields"]]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_generate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("statements.generate_statement")
@@ -476,32 +466,6 @@ class StatementAdmin(admin.ModelAdmin):
         )
 
 
-def action_page(
-    model_admin: admin.ModelAdmin,
-    request: HttpRequest,
-    *,
-    action: str,
-    form: forms.Form,
-    title: str,
-    intro: str,
-    summary: str,
-) -> TemplateResponse:
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": title,
-        "intro": intro,
-        "summary": summary,
-        "opts": model_admin.model._meta,
-        "form": form,
-        "action": action,
-        "submit_label": title,
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-        "select_across": request.POST.get("select_across", "0"),
-    }
-    return TemplateResponse(request, "admin/billing/action_form.html", context)
-
-
 def job_status(period_pk: str | None) -> dict[str, Any]:
     """Statements and emails of a period by state, and the background queue."""
     from django_q.models import Failure, OrmQ
@@ -539,7 +503,7 @@ def job_status(period_pk: str | None) -> dict[str, Any]:
 
 
 @admin.register(EmailLog)
-class EmailLogAdmin(admin.ModelAdmin):
+class EmailLogAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "period",
@@ -578,15 +542,6 @@ class EmailLogAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[EmailLog]:
         return super().get_queryset(request).prefetch_related("items__statement")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_send_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("statements.send_statement")
