@@ -30,23 +30,26 @@ slug_validator = RegexValidator(
 EMAIL_SUBJECT_FIELDS = ("period", "pi_name", "total", "institution")
 
 
-def validate_subject_template(value: str) -> None:
-    """A subject may use {period}, {pi_name}, {total} and {institution}, nothing else."""
+def check_placeholders(value: str, allowed: tuple[str, ...], what: str) -> None:
+    """A ``str.format`` template may use the `allowed` {placeholders}, nothing else."""
     try:
-        names = [
-            name for _, name, spec, conv in string.Formatter().parse(value) if name is not None
-        ]
+        names = [part[1] for part in string.Formatter().parse(value) if part[1] is not None]
     except ValueError as exc:
-        raise ValidationError(f"Not a valid subject template: {exc}") from None
-    unknown = sorted({n for n in names if n not in EMAIL_SUBJECT_FIELDS})
+        raise ValidationError(f"Not a valid {what}: {exc}") from None
+    unknown = sorted({n for n in names if n not in allowed})
     if unknown:
         raise ValidationError(
             "Unknown placeholder(s) %(names)s; use %(allowed)s.",
             params={
                 "names": ", ".join(f"{{{n}}}" for n in unknown),
-                "allowed": ", ".join(f"{{{n}}}" for n in EMAIL_SUBJECT_FIELDS),
+                "allowed": ", ".join(f"{{{n}}}" for n in allowed),
             },
         )
+
+
+def validate_subject_template(value: str) -> None:
+    """A subject may use {period}, {pi_name}, {total} and {institution}, nothing else."""
+    check_placeholders(value, EMAIL_SUBJECT_FIELDS, "subject template")
 
 
 def validate_regex(value: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import string
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -11,43 +10,24 @@ from django.db import models
 from django.utils import timezone
 
 from billing.fields import MoneyField
-from billing.models import BillingPeriod
-
-DESCRIPTION_FIELDS = ("source", "period", "fund_org", "pi_email", "project_id")
+from billing.models import BillingPeriod, check_placeholders, validate_regex
+from journals.builders import DESCRIPTION_FIELDS
 
 
 def validate_fund_org_pattern(value: str) -> None:
-    try:
-        compiled = re.compile(value)
-    except re.error as exc:
-        raise ValidationError(f"Not a valid regular expression: {exc}") from None
-    if not compiled.groupindex:
+    validate_regex(value)
+    if not re.compile(value).groupindex:
         raise ValidationError(
             "Name the parts with groups, e.g. ^(?P<fund>[A-Z0-9]+)-(?P<orgn>[A-Z0-9-]+)$."
         )
 
 
 def validate_account_pattern(value: str) -> None:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValidationError(f"Not a valid regular expression: {exc}") from None
+    validate_regex(value)
 
 
 def validate_description_template(value: str) -> None:
-    try:
-        names = [part[1] for part in string.Formatter().parse(value) if part[1] is not None]
-    except ValueError as exc:
-        raise ValidationError(f"Not a valid description template: {exc}") from None
-    unknown = sorted({n for n in names if n not in DESCRIPTION_FIELDS})
-    if unknown:
-        raise ValidationError(
-            "Unknown placeholder(s) %(names)s; use %(allowed)s.",
-            params={
-                "names": ", ".join(f"{{{n}}}" for n in unknown),
-                "allowed": ", ".join(f"{{{n}}}" for n in DESCRIPTION_FIELDS),
-            },
-        )
+    check_placeholders(value, DESCRIPTION_FIELDS, "description template")
 
 
 class JournalSettings(models.Model):
