@@ -163,6 +163,17 @@ def emails_resend(*, statements: QuerySet[Statement], actor: Actor, reason: str)
         for s in chosen
         if s.superseded_at is not None
     ] + [f"{s.number} has no PDF" for s in chosen if s.status != Statement.Status.READY]
+    emailed = set(
+        EmailStatement.objects.filter(
+            statement__in=[s.pk for s in chosen], resend=False
+        ).values_list("statement_id", flat=True)
+    )
+    problems += [
+        f"{s.number} was never emailed (send it: openchargeback emails send --period "
+        f"{s.period.period})"
+        for s in chosen
+        if s.pk not in emailed
+    ]
     if problems:
         raise BillingError("cannot resend: " + "; ".join(problems))
     groups: dict[tuple[int, int], list[Statement]] = defaultdict(list)

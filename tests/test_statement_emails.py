@@ -200,6 +200,15 @@ def test_a_stuck_claim_is_shown_and_never_resent_automatically(month: str, actor
     assert mail.outbox == []
 
 
+def test_only_statements_already_emailed_can_be_resent(month: str, actor: Actor) -> None:
+    statements_generate(period=month, actor=actor, sync=True)
+    with pytest.raises(BillingError, match="was never emailed"):
+        emailing.emails_resend(statements=Statement.objects.all(), actor=actor, reason="r")
+    with pytest.raises(CommandError, match="was never emailed"):
+        _run("emails", "resend", "--period", month, "--pi", "bob@example.edu", "--reason", "r")
+    assert not EmailLog.objects.exists()
+
+
 def test_resend_is_explicit_audited_and_marked_as_a_copy(month: str, actor: Actor) -> None:
     _generate_and_send(month, actor)
     mail.outbox.clear()

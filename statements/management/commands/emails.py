@@ -124,11 +124,6 @@ class Command(BaseCommand):
                 f"no current statement of {options['period']} for {options['pi']}"
                 + (f" and project {options['project']}" if options["project"] else "")
             )
-        if statements.filter(deliveries__resend=False).count() < statements.count():
-            raise BillingError(
-                "some of these statements were never emailed: send them with "
-                f"`openchargeback emails send --period {options['period']}`"
-            )
         emails = emailing.emails_resend(
             statements=statements, actor=Actor.from_cli(options["user"]), reason=options["reason"]
         )
