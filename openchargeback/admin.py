@@ -23,13 +23,12 @@ HELP_STEPS: list[tuple[str, str, str]] = [
 
 def help_step_for(path_info: str) -> str:
     """The help page for an admin page: the step whose admin path is the longest
-    prefix of this page's path (the index gets the overview)."""
+    prefix of this page's path, the first such step on a tie (periods: close,
+    not finalize); the index gets the overview."""
     best, length = "", 0
     for slug, _title, prefix in HELP_STEPS:
         if path_info.startswith(prefix) and len(prefix) > length:
             best, length = slug, len(prefix)
-    if path_info.startswith("/admin/billing/billingperiod/"):
-        return "close"
     return best
 
 
