@@ -16,6 +16,7 @@ import io
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -453,20 +454,31 @@ def _store(field: Any, name: str, content: bytes) -> None:
     field.save(name, ContentFile(content), save=False)
 
 
-_CSV_FIELDS = [
-    "charge_id",
-    "source",
-    "service_name",
-    "resource_id",
-    "resource_name",
-    "charge_period_start",
-    "charge_period_end",
-    "consumed_quantity",
-    "consumed_unit",
-    "fund_org",
-    "list_cost",
-    "billed_cost",
+# Line-item CSV: (header, charge field).
+_CSV_COLUMNS = [
+    ("charge_id", "id"),
+    ("source", "source__slug"),
+    ("service_name", "service_name"),
+    ("resource_id", "resource_id"),
+    ("resource_name", "resource_name"),
+    ("charge_period_start", "charge_period_start"),
+    ("charge_period_end", "charge_period_end"),
+    ("consumed_quantity", "consumed_quantity"),
+    ("consumed_unit", "consumed_unit"),
+    ("fund_org", "fund_org"),
+    ("list_cost", "list_cost"),
+    ("billed_cost", "billed_cost"),
 ]
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value:f}"  # exact, never 1E-7
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return neutralise(str(value))
 
 
 def line_items_csv(statement: Statement) -> bytes:
@@ -476,53 +488,16 @@ def line_items_csv(statement: Statement) -> bytes:
     are exact decimal strings."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(_CSV_FIELDS)
+    writer.writerow([header for header, _ in _CSV_COLUMNS])
     charges = (
         Charge.objects.filter(
             pk__in=StatementCharge.objects.filter(statement=statement).values("charge_id")
         )
         .order_by("id")
-        .values_list(
-            "id",
-            "source__slug",
-            "service_name",
-            "resource_id",
-            "resource_name",
-            "charge_period_start",
-            "charge_period_end",
-            "consumed_quantity",
-            "consumed_unit",
-            "fund_org",
-            "list_cost",
-            "billed_cost",
-        )
+        .values_list(*(field for _, field in _CSV_COLUMNS))
     )
-    for (
-        cid,
-        source,
-        *texts,
-        start,
-        end,
-        quantity,
-        unit,
-        fund_org,
-        list_cost,
-        billed,
-    ) in charges.iterator(chunk_size=5000):
-        writer.writerow(
-            [
-                cid,
-                source,
-                *(neutralise(t) for t in texts),
-                start.isoformat() if start else "",
-                end.isoformat() if end else "",
-                neutralise(quantity),
-                neutralise(unit),
-                neutralise(fund_org),
-                f"{list_cost:f}",
-                f"{billed:f}",
-            ]
-        )
+    for values in charges.iterator(chunk_size=5000):
+        writer.writerow([_csv_cell(v) for v in values])
     return buffer.getvalue().encode("utf-8")
 
 
