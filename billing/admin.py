@@ -249,10 +249,9 @@ class SourceAdmin(admin.ModelAdmin):
                 filename_pattern=data["filename_pattern"],
                 credit_fund_org=data["credit_fund_org"],
                 account_code=data["account_code"],
+                enabled=data["enabled"],
                 actor=actor,
             )
-            if not data.get("enabled", True):
-                saved = source_set(slug=saved.slug, actor=actor, enabled=False)
         obj.pk = saved.pk
 
 

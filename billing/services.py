@@ -97,6 +97,9 @@ def normalise_slug(slug: str) -> str:
     return slug.strip().lower()
 
 
+_SOURCE_FIELDS = ("name", "filename_pattern", "credit_fund_org", "account_code", "enabled")
+
+
 @transaction.atomic
 def source_add(
     *,
@@ -105,6 +108,7 @@ def source_add(
     filename_pattern: str = "",
     credit_fund_org: str = "",
     account_code: str = "",
+    enabled: bool = True,
     actor: Actor,
 ) -> Source:
     """Create a source. Refuses a slug that exists (in any letter case)."""
@@ -117,29 +121,25 @@ def source_add(
         filename_pattern=filename_pattern,
         credit_fund_org=credit_fund_org,
         account_code=account_code,
+        enabled=enabled,
     )
-    try:
-        source.full_clean()
-    except ValidationError as exc:
-        problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-        raise BillingError(f"source {slug!r}: {problems}") from None
-    source.save()
+    _validate_and_save(source)
     audit(
         actor=actor,
         action="source.create",
         obj=source,
-        after={
-            "slug": source.slug,
-            "name": source.name,
-            "filename_pattern": source.filename_pattern,
-            "credit_fund_org": source.credit_fund_org,
-            "account_code": source.account_code,
-        },
+        after={"slug": source.slug, **{f: getattr(source, f) for f in _SOURCE_FIELDS}},
     )
     return source
 
 
-_SOURCE_FIELDS = ("name", "filename_pattern", "credit_fund_org", "account_code", "enabled")
+def _validate_and_save(source: Source) -> None:
+    try:
+        source.full_clean()
+    except ValidationError as exc:
+        problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+        raise BillingError(f"source {source.slug!r}: {problems}") from None
+    source.save()
 
 
 def source_set(*, slug: str, actor: Actor, **changes: Any) -> Source:
@@ -160,12 +160,7 @@ def source_set(*, slug: str, actor: Actor, **changes: Any) -> Source:
         after = {f: getattr(source, f) for f in _SOURCE_FIELDS}
         if after == before:
             return source
-        try:
-            source.full_clean()
-        except ValidationError as exc:
-            problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-            raise BillingError(f"source {source.slug!r}: {problems}") from None
-        source.save()
+        _validate_and_save(source)
         audit(
             actor=actor,
             action="source.change",
