@@ -201,13 +201,9 @@ def test_custom_pages_follow_the_dark_theme(
     assert _background(page) == reference
 
 
-def test_billing_admin_generates_and_sends_statements(
-    live_server: Any, page: Any, month: None, shots: Callable[[Any, str], Path]
-) -> None:
-    from django.core import mail
-
+def _reviewed_and_closed() -> Actor:
+    """The month after review: the orphans rejected, the rest approved, closed."""
     from billing.services import charges_review, period_close
-    from statements.models import Statement
 
     setup = Actor("setup", "cli")
     charges_review(
@@ -217,6 +213,17 @@ def test_billing_admin_generates_and_sends_statements(
         charges=Charge.objects.filter(review_state="pending"), action="approve", actor=setup
     )
     period_close(period="2025-01", actor=setup)
+    return setup
+
+
+def test_billing_admin_generates_and_sends_statements(
+    live_server: Any, page: Any, month: None, shots: Callable[[Any, str], Path]
+) -> None:
+    from django.core import mail
+
+    from statements.models import Statement
+
+    setup = _reviewed_and_closed()
     base = live_server.url
     _login(page, base, BILLING_ADMIN)
 
@@ -258,20 +265,13 @@ def test_billing_admin_previews_and_exports_the_journal(
 
     from django.apps import apps
 
-    from billing.services import charges_review, period_close, source_set
+    from billing.services import source_set
     from journals.models import JournalExport
     from statements.services import statements_generate
 
     # the layouts are data from a migration: a transactional test starts without them
     import_module("journals.migrations.0002_layouts_locks_roles").seed(apps, None)
-    setup = Actor("setup", "cli")
-    charges_review(
-        charges=Charge.objects.filter(pi=None), action="reject", actor=setup, note="no owner"
-    )
-    charges_review(
-        charges=Charge.objects.filter(review_state="pending"), action="approve", actor=setup
-    )
-    period_close(period="2025-01", actor=setup)
+    setup = _reviewed_and_closed()
     source_set(slug="aws", actor=setup, credit_fund_org="RCI-CLOUD", account_code="740100")
     statements_generate(period="2025-01", actor=setup, sync=True)
     base = live_server.url
