@@ -223,7 +223,7 @@ def test_billing_admin_generates_and_sends_statements(
 
     from statements.models import Statement
 
-    setup = _reviewed_and_closed()
+    _reviewed_and_closed()
     base = live_server.url
     _login(page, base, BILLING_ADMIN)
 
