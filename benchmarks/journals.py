@@ -30,30 +30,13 @@ From the project root, with the project's virtualenv::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def _load_ingest_benchmark() -> Any:
-    spec = importlib.util.spec_from_file_location("ingest_benchmark", ROOT / "benchmarks/ingest.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ingest_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_ingest_benchmark()
+from common import bench, scratch_site
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -161,28 +144,12 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_dir = Path(tempfile.mkdtemp(prefix="ocb-journals-bench-"))
-    url = os.environ.get("DATABASE_URL", "")
-    pg_name = None
     try:
-        if bench.is_postgres(url):
-            pg_name, bench_url = bench.bench_database_url(url)
-            bench.pg_admin_child("create", url, pg_name)
-            backend = "postgresql"
-        else:
-            bench_url, backend = f"sqlite:///{run_dir / 'db.sqlite3'}", "sqlite"
-        return run(args, run_dir, bench_url, backend)
+        with scratch_site("ocb-journals-bench-", keep=args.keep) as (run_dir, url, backend):
+            return run(args, run_dir, url, backend)
     except bench.BenchmarkFailed as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if pg_name and not args.keep:
-            from django.db import connections
-
-            connections.close_all()
-            bench.pg_admin_child("drop", url, pg_name)
-        if not args.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -36,30 +36,14 @@ Options: ``--workdir DIR`` (default ``benchmarks/out``), ``--repeat N``,
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def _load_ingest_benchmark() -> Any:
-    spec = importlib.util.spec_from_file_location("ingest_benchmark", ROOT / "benchmarks/ingest.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ingest_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_ingest_benchmark()
+from common import bench, scratch_site
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -72,21 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load(args: argparse.Namespace, run_dir: Path) -> tuple[str, str]:
-    """Generate (cached) and ingest the file; returns (backend, database URL)."""
+def load(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> None:
+    """Generate (cached) and ingest the file."""
     meta = bench.ensure_file(args.workdir, args.rows, args.seed, sys.stderr)
-    url = os.environ.get("DATABASE_URL", "")
-    if bench.is_postgres(url):
-        name, url = bench.bench_database_url(url)
-        bench.pg_admin_child("create", os.environ["DATABASE_URL"], name)
-        backend = "postgresql"
-    else:
-        url = f"sqlite:///{run_dir / 'db.sqlite3'}"
-        backend = "sqlite"
     print(f"ingesting {args.rows:,} rows into {backend} (not timed) ...", file=sys.stderr)
     result = bench.ingest_once(backend, meta, url, run_dir, sys.stderr)
     print(f"  {result.seconds:.1f} s", file=sys.stderr)
-    return backend, url
 
 
 def setup_django(url: str, run_dir: Path) -> None:
@@ -104,8 +79,8 @@ def timed(work: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
-def run(args: argparse.Namespace, run_dir: Path) -> int:
-    backend, url = load(args, run_dir)
+def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
+    load(args, run_dir, url, backend)
     setup_django(url, run_dir)
 
     from django.contrib.admin import helpers
@@ -190,22 +165,8 @@ def run(args: argparse.Namespace, run_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="review-", dir=args.workdir))
-    url = os.environ.get("DATABASE_URL", "")  # setup_django replaces it
-    try:
-        return run(args, run_dir)
-    finally:
-        if not args.keep:
-            if bench.is_postgres(url):
-                from django.db import connections
-
-                connections.close_all()
-                name, _ = bench.bench_database_url(url)
-                bench.pg_admin_child("drop", url, name)
-            shutil.rmtree(run_dir, ignore_errors=True)
-        else:
-            print(f"kept {run_dir}", file=sys.stderr)
+    with scratch_site("review-", keep=args.keep, parent=args.workdir) as (run_dir, url, backend):
+        return run(args, run_dir, url, backend)
 
 
 if __name__ == "__main__":

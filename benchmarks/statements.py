@@ -35,49 +35,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import ROOT, bench, scratch_site
 
-FOCUS_COLUMNS = [
-    "BillingPeriodStart",
-    "BillingPeriodEnd",
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "ListCost",
-    "ContractedCost",
-    "BilledCost",
-    "EffectiveCost",
-    "BillingCurrency",
-    "ResourceId",
-    "ResourceName",
-    "ServiceName",
-    "Tags",
-]
 SERVICES = ("Compute", "Block storage", "GPU")
-
-
-def _load_ingest_benchmark() -> Any:
-    spec = importlib.util.spec_from_file_location("ingest_benchmark", ROOT / "benchmarks/ingest.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ingest_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_ingest_benchmark()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,8 +63,7 @@ def write_focus(path: Path, period: str, statements: int, resources: int) -> int
     start = f"{period}-01T00:00:00Z"
     rows = 0
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(FOCUS_COLUMNS)
+        writer: csv.DictWriter[str] | None = None
         for s in range(statements):
             tags = json.dumps(
                 {
@@ -107,25 +75,26 @@ def write_focus(path: Path, period: str, statements: int, resources: int) -> int
             for r in range(resources):
                 cents = 1_000 + (s * 7919 + r * 104_729) % 900_000  # 10.00 .. 9,009.99
                 billed = f"{cents // 100}.{cents % 100:02d}{(s + r) % 10}"  # sub-cent digits
-                list_cost = f"{cents * 5 // 400}.{(cents * 5 // 4) % 100:02d}"
-                day = 1 + r % 28
-                writer.writerow(
-                    [
-                        start,
-                        start,
-                        f"{period}-{day:02d}T00:00:00Z",
-                        f"{period}-{day:02d}T23:59:59Z",
-                        list_cost,
-                        billed,
-                        billed,
-                        billed,
-                        "USD",
-                        f"res-{s:05d}-{r:03d}",
-                        f"resource {r} of project {s}",
-                        SERVICES[r % len(SERVICES)],
-                        tags,
-                    ]
-                )
+                day = f"{period}-{1 + r % 28:02d}"
+                row = {
+                    "BillingPeriodStart": start,
+                    "BillingPeriodEnd": start,
+                    "ChargePeriodStart": f"{day}T00:00:00Z",
+                    "ChargePeriodEnd": f"{day}T23:59:59Z",
+                    "ListCost": f"{cents * 5 // 400}.{(cents * 5 // 4) % 100:02d}",
+                    "ContractedCost": billed,
+                    "BilledCost": billed,
+                    "EffectiveCost": billed,
+                    "BillingCurrency": "USD",
+                    "ResourceId": f"res-{s:05d}-{r:03d}",
+                    "ResourceName": f"resource {r} of project {s}",
+                    "ServiceName": SERVICES[r % len(SERVICES)],
+                    "Tags": tags,
+                }
+                if writer is None:
+                    writer = csv.DictWriter(fh, fieldnames=list(row), lineterminator="\n")
+                    writer.writeheader()
+                writer.writerow(row)
                 rows += 1
     return rows
 
@@ -235,30 +204,12 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_dir = Path(tempfile.mkdtemp(prefix="ocb-statements-bench-"))
-    url = os.environ.get("DATABASE_URL", "")
-    pg_name = None
     try:
-        if bench.is_postgres(url):
-            pg_name, bench_url = bench.bench_database_url(url)
-            bench.pg_admin_child("create", url, pg_name)
-            backend = "postgresql"
-        else:
-            bench_url, backend = f"sqlite:///{run_dir / 'db.sqlite3'}", "sqlite"
-        return run(args, run_dir, bench_url, backend)
+        with scratch_site("ocb-statements-bench-", keep=args.keep) as (run_dir, url, backend):
+            return run(args, run_dir, url, backend)
     except bench.BenchmarkFailed as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if not args.keep:
-            if pg_name:
-                from django.db import connections
-
-                connections.close_all()
-                bench.pg_admin_child("drop", url, pg_name)
-            shutil.rmtree(run_dir, ignore_errors=True)
-        else:
-            print(f"kept {run_dir}" + (f" and database {pg_name}" if pg_name else ""))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""What the benchmark scripts share: the helpers of ``benchmarks/ingest.py``
+and a scratch site (a run directory and a database) that is removed after.
+
+Scripts run as ``python benchmarks/NAME.py``, so this directory is on
+``sys.path`` and ``import common`` finds this module, which then puts the
+project root in front. ``ingest.py`` is loaded by path, because the name
+``ingest`` is the project's Django app.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# The project first: this directory's statements.py, journals.py and ingest.py
+# must not hide the apps of the same names.
+sys.path.insert(0, str(ROOT))
+
+
+def _load_ingest_benchmark() -> Any:
+    spec = importlib.util.spec_from_file_location("ingest_benchmark", ROOT / "benchmarks/ingest.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ingest_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_ingest_benchmark()
+
+
+@contextmanager
+def scratch_site(
+    prefix: str, *, keep: bool, parent: Path | None = None
+) -> Iterator[tuple[Path, str, str]]:
+    """(run directory, database URL, backend) for one benchmark run.
+
+    SQLite: a file in the run directory. PostgreSQL (``DATABASE_URL`` is
+    ``postgres://``): a database ``<dbname>_bench`` on that server, created
+    here; the database in the URL is never touched. Both are removed on the
+    way out unless `keep`.
+    """
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    url = os.environ.get("DATABASE_URL", "")
+    pg_name = None
+    try:
+        if bench.is_postgres(url):
+            pg_name, site_url = bench.bench_database_url(url)
+            bench.pg_admin_child("create", url, pg_name)
+            yield run_dir, site_url, "postgresql"
+        else:
+            yield run_dir, f"sqlite:///{run_dir / 'db.sqlite3'}", "sqlite"
+    finally:
+        if keep:
+            print(f"kept {run_dir}" + (f" and database {pg_name}" if pg_name else ""))
+        else:
+            if pg_name:
+                if "django" in sys.modules:
+                    from django.db import connections
+
+                    connections.close_all()
+                bench.pg_admin_child("drop", url, pg_name)
+            shutil.rmtree(run_dir, ignore_errors=True)
