@@ -301,12 +301,16 @@ def statements_generate(
     if sync:
         for statement, data in rendered:
             render_statement(statement.pk, data=data)
-            statement.refresh_from_db()
         if send:
             queued = emailing.emails_queue(period=period, actor=actor)
             result.emails_queued = len(queued.emails)
             result.not_ready = queued.not_ready
             result.emails = [emailing.send_email(e.pk) for e in queued.emails]
+    # As stored now (PDF, status), with PI and project: one query, same order.
+    stored = Statement.objects.select_related("pi", "project").in_bulk(
+        [s.pk for s in result.created]
+    )
+    result.created = [stored[s.pk] for s in result.created]
     return result
 
 
