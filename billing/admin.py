@@ -54,6 +54,17 @@ from billing.services import (
 )
 
 
+def money_column(field: str, description: str) -> Callable[[Any, Any], str]:
+    """A changelist column (or read-only field) showing a money field the way
+    the institution writes amounts, sortable by the field."""
+
+    @admin.display(description=description, ordering=field)
+    def column(model_admin: Any, obj: Any) -> str:
+        return InstitutionSettings.cached().format_money(getattr(obj, field))
+
+    return column
+
+
 def action_summary(count: int, noun: str, extra: str = "") -> str:
     """'Selected: 1,234 charges, billed total $5.00.' for confirmation pages."""
     text = f"Selected: {count:,} {noun}{'' if count == 1 else 's'}"
@@ -425,13 +436,8 @@ class ChargeAdmin(ReadOnlyAdmin):
     actions = ["approve", "reject", "reset", "fix_attribution", "reapply_rules"]
     action_form = ReviewActionForm
 
-    @admin.display(description="list", ordering="list_cost")
-    def list_amount(self, obj: Charge) -> str:
-        return InstitutionSettings.cached().format_money(obj.list_cost)
-
-    @admin.display(description="billed", ordering="billed_cost")
-    def billed_amount(self, obj: Charge) -> str:
-        return InstitutionSettings.cached().format_money(obj.billed_cost)
+    list_amount = money_column("list_cost", "list")
+    billed_amount = money_column("billed_cost", "billed")
 
     @admin.display(description="flags")
     def reasons(self, obj: Charge) -> str:

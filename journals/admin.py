@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from billing.admin import ReadOnlyAdmin
+from billing.admin import ReadOnlyAdmin, money_column
 from billing.models import BillingPeriod, InstitutionSettings
 from billing.services import Actor, BillingError
 from journals import layouts
@@ -100,13 +100,8 @@ class JournalExportAdmin(ReadOnlyAdmin):
     def kind(self, obj: JournalExport) -> str:
         return "XLSX" if obj.xlsx else "CSV"
 
-    @admin.display(description="debits", ordering="debit_total")
-    def debits(self, obj: JournalExport) -> str:
-        return InstitutionSettings.cached().format_money(obj.debit_total)
-
-    @admin.display(description="credits", ordering="credit_total")
-    def credits(self, obj: JournalExport) -> str:
-        return InstitutionSettings.cached().format_money(obj.credit_total)
+    debits = money_column("debit_total", "debits")
+    credits = money_column("credit_total", "credits")
 
     @admin.display(description="download")
     def download(self, obj: JournalExport) -> str:

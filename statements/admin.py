@@ -18,8 +18,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from billing.admin import ReadOnlyAdmin, action_page, action_summary
-from billing.models import BillingPeriod, InstitutionSettings
+from billing.admin import ReadOnlyAdmin, action_page, action_summary, money_column
+from billing.models import BillingPeriod
 from billing.services import Actor, BillingError
 from statements import emailing
 from statements.models import EmailLog, EmailStatement, Statement
@@ -262,20 +262,9 @@ class StatementAdmin(ReadOnlyAdmin):
 
     # columns
 
-    def _money(self, value: Any) -> str:
-        return InstitutionSettings.cached().format_money(value)
-
-    @admin.display(description="list price", ordering="list_total")
-    def list_amount(self, obj: Statement) -> str:
-        return self._money(obj.list_total)
-
-    @admin.display(description="subsidy", ordering="discount_total")
-    def discount_amount(self, obj: Statement) -> str:
-        return self._money(obj.discount_total)
-
-    @admin.display(description="amount due", ordering="billed_total")
-    def billed_amount(self, obj: Statement) -> str:
-        return self._money(obj.billed_total)
+    list_amount = money_column("list_total", "list price")
+    discount_amount = money_column("discount_total", "subsidy")
+    billed_amount = money_column("billed_total", "amount due")
 
     @admin.display(description="email")
     def email_state(self, obj: Statement) -> str:
