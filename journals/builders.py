@@ -138,7 +138,6 @@ class Journal:
     entries: Iterable[Entry]
     charge_count: int
     exact_total: Decimal  # unrounded Σ billed of the included charges
-    rounded_total: Decimal  # Σ rounded statement lines
     debit_total: Decimal
     credit_total: Decimal
     charged_total: Decimal  # net charged to fund/orgs: what the statements add up to
@@ -352,20 +351,20 @@ def build(
     found = problems(items, sources, config, needs_credits=format == "gl")
     if found:
         raise JournalError(found)
-    rounded = sum((s.amount for s in items), Decimal(0))
     if format == "detail":
         adjustments = _roundings(period, items, config)
-        stream = _detail(period, rows if charges is None else charges, adjustments, sources, config)
+        rounded = sum((s.amount for s in items), Decimal(0))
         return Journal(
-            format,
-            period,
-            stream,
-            count,
-            exact,
-            rounded,
-            rounded,
-            rounded,
-            rounded,
+            format=format,
+            period=period,
+            entries=_detail(
+                period, rows if charges is None else charges, adjustments, sources, config
+            ),
+            charge_count=count,
+            exact_total=exact,
+            debit_total=rounded,
+            credit_total=rounded,
+            charged_total=rounded,
             line_count=count + len(adjustments),
         )
     entries = (_summary if format == "summary" else _gl)(period, items, sources, config)
@@ -373,7 +372,15 @@ def build(
     if format == "summary":
         debit = credit = charged
     return Journal(
-        format, period, entries, count, exact, rounded, debit, credit, charged, len(entries)
+        format=format,
+        period=period,
+        entries=entries,
+        charge_count=count,
+        exact_total=exact,
+        debit_total=debit,
+        credit_total=credit,
+        charged_total=charged,
+        line_count=len(entries),
     )
 
 
