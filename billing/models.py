@@ -515,3 +515,32 @@ class FundOrgPattern(models.Model):
 
     def __str__(self) -> str:
         return self.pattern
+
+
+class ChargeSummary(models.Model):
+    """Charges of a period added up per source, PI, project, fund/org and review
+    state: what the dashboard, period, PI and project pages read instead of
+    scanning millions of charges.
+
+    Derived data. Every service that writes charges rebuilds the summaries of
+    the periods it touched in the same transaction (billing.summaries), so they
+    are never behind the charges they add up.
+    """
+
+    period = models.ForeignKey(BillingPeriod, on_delete=models.CASCADE, related_name="+")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    pi = models.ForeignKey(PI, on_delete=models.CASCADE, null=True, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, related_name="+")
+    fund_org = models.CharField(max_length=100, blank=True)
+    review_state = models.CharField(max_length=10, choices=Charge.ReviewState.choices)
+    charges = models.PositiveIntegerField()
+    flagged = models.PositiveIntegerField(help_text="Charges with at least one flag.")
+    list_total = MoneyField()
+    billed_total = MoneyField()
+
+    class Meta:
+        verbose_name_plural = "charge summaries"
+        indexes = [models.Index(fields=["project", "period"], name="summary_project_period")]
+
+    def __str__(self) -> str:
+        return f"{self.period_id}/{self.source_id}/{self.project_id}/{self.review_state}"

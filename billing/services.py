@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from billing import summaries
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
 from openchargeback.money import format_money, to_nanos
 
@@ -417,6 +418,7 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
     ids = list(selected.values_list("pk", flat=True))
     now = timezone.now()
     changed = 0
+    periods: set[int] = set()
     for start in range(0, len(ids), _REVIEW_BATCH):
         batch = ids[start : start + _REVIEW_BATCH]
         rows = list(
@@ -448,6 +450,8 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
             for pk, state, period_id, billed in rows
         )
         changed += len(rows)
+        periods.update(period_id for _, _, period_id, _ in rows)
+    summaries.rebuild(periods)
     return changed
 
 
@@ -506,6 +510,7 @@ def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dic
     now = timezone.now()
     changed = 0
     events = []
+    periods: set[int] = set()
     qs = charges.select_related("pi", "project__pi", "period", "import_record")
     for charge in qs.iterator(chunk_size=2000):
         before = {
@@ -568,10 +573,12 @@ def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dic
             )
         )
         changed += 1
+        periods.add(charge.period_id)
         if len(events) >= 2000:
             AuditEvent.objects.bulk_create(events)
             events = []
     AuditEvent.objects.bulk_create(events)
+    summaries.rebuild(periods)
     return changed
 
 

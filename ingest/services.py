@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import flags as flag_bits
+from billing import summaries
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.rules import EMAIL_RE, RuleSet, attribution_flags, line_flags, map_tags
 from billing.selectors import load_ruleset
@@ -305,6 +306,7 @@ class _Importer:
                     self._apply_replace()
                 if self.result.charges_created == 0 and self.result.charges_removed == 0:
                     raise _NothingNew
+                summaries.rebuild(self.period_ids.values())
                 stored_tmp = copier.finish()
                 self._record(stored_tmp)
         except _NothingNew:

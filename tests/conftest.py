@@ -87,6 +87,7 @@ def live_db(transactional_db: None) -> Iterator[None]:
         "statements_statementcharge",
         "statements_statement",
         "billing_auditevent",
+        "billing_chargesummary",
         "billing_charge",
         "billing_billingperiod",
     )
