@@ -415,43 +415,42 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
     target = _REVIEW_TARGET[action]
     selected = charges.exclude(review_state=target)
     _refuse_locked(selected)
-    ids = list(selected.values_list("pk", flat=True))
+    pairs = list(selected.values_list("pk", "period_id"))
+    ids = [pk for pk, _ in pairs]
     now = timezone.now()
     changed = 0
-    periods: set[int] = set()
-    for start in range(0, len(ids), _REVIEW_BATCH):
-        batch = ids[start : start + _REVIEW_BATCH]
-        rows = list(
-            Charge.objects.filter(pk__in=batch).values_list(
-                "pk", "review_state", "period_id", "billed_cost"
+    with summaries.tracking(ids, {period_id for _, period_id in pairs}):
+        for start in range(0, len(ids), _REVIEW_BATCH):
+            batch = ids[start : start + _REVIEW_BATCH]
+            rows = list(
+                Charge.objects.filter(pk__in=batch).values_list(
+                    "pk", "review_state", "period_id", "billed_cost"
+                )
             )
-        )
-        Charge.objects.filter(pk__in=batch).update(
-            review_state=target,
-            reviewed_by=actor.name,
-            reviewed_at=now,
-            review_note=note,
-        )
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                created_at=now,
-                actor=actor.name,
-                channel=actor.channel,
-                user_id=actor.user_id,
-                action=f"charge.{action}",
-                object_type="billing.charge",
-                object_id=str(pk),
-                object_repr=f"Charge {pk}",
-                period_id=period_id,
-                before={"review_state": state},
-                after={"review_state": target, "billed_cost": str(billed)},
-                reason=note,
+            Charge.objects.filter(pk__in=batch).update(
+                review_state=target,
+                reviewed_by=actor.name,
+                reviewed_at=now,
+                review_note=note,
             )
-            for pk, state, period_id, billed in rows
-        )
-        changed += len(rows)
-        periods.update(period_id for _, _, period_id, _ in rows)
-    summaries.rebuild(periods)
+            AuditEvent.objects.bulk_create(
+                AuditEvent(
+                    created_at=now,
+                    actor=actor.name,
+                    channel=actor.channel,
+                    user_id=actor.user_id,
+                    action=f"charge.{action}",
+                    object_type="billing.charge",
+                    object_id=str(pk),
+                    object_repr=f"Charge {pk}",
+                    period_id=period_id,
+                    before={"review_state": state},
+                    after={"review_state": target, "billed_cost": str(billed)},
+                    reason=note,
+                )
+                for pk, state, period_id, billed in rows
+            )
+            changed += len(rows)
     return changed
 
 
@@ -510,75 +509,74 @@ def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dic
     now = timezone.now()
     changed = 0
     events = []
-    periods: set[int] = set()
-    qs = charges.select_related("pi", "project__pi", "period", "import_record")
-    for charge in qs.iterator(chunk_size=2000):
-        before = {
-            "pi": charge.pi.email if charge.pi else "",
-            "project": charge.project.project_id if charge.project else "",
-            "fund_org": charge.fund_org,
-            "flags": flag_bits.from_mask(charge.flags),
-            "review_state": charge.review_state,
-        }
-        if pi is not None:
-            charge.pi = pi
-        if project is not None:
-            charge.project = project
-        if "fund_org" in fix:
-            charge.fund_org = fix["fund_org"].strip()[:100]
-        # A reviewer's fix supersedes unreadable tags.
-        tags_invalid = bool(charge.flags & flag_bits.BIT["invalid_tags"]) and not fix
-        mask, details = _reevaluate(charge, ruleset, tags_invalid=tags_invalid)
-        charge.flags, charge.flag_details = mask, details
-        if charge.review_state == Charge.ReviewState.PENDING and mask == 0:
-            charge.review_state = Charge.ReviewState.APPROVED
-            charge.reviewed_by, charge.reviewed_at = actor.name, now
-            charge.review_note = note or "no flag left after re-evaluation"
-        after = {
-            "pi": charge.pi.email if charge.pi else "",
-            "project": charge.project.project_id if charge.project else "",
-            "fund_org": charge.fund_org,
-            "flags": flag_bits.from_mask(charge.flags),
-            "review_state": charge.review_state,
-        }
-        if after == before:
-            continue
-        charge.save(
-            update_fields=[
-                "pi",
-                "project",
-                "fund_org",
-                "flags",
-                "flag_details",
-                "review_state",
-                "reviewed_by",
-                "reviewed_at",
-                "review_note",
-            ]
-        )
-        events.append(
-            AuditEvent(
-                created_at=now,
-                actor=actor.name,
-                channel=actor.channel,
-                user_id=actor.user_id,
-                action=f"charge.{action}",
-                object_type="billing.charge",
-                object_id=str(charge.pk),
-                object_repr=f"Charge {charge.pk}",
-                period_id=charge.period_id,
-                before=before,
-                after=after,
-                reason=note,
+    pairs = list(charges.values_list("pk", "period_id"))
+    with summaries.tracking([pk for pk, _ in pairs], {period for _, period in pairs}):
+        qs = charges.select_related("pi", "project__pi", "period", "import_record")
+        for charge in qs.iterator(chunk_size=2000):
+            before = {
+                "pi": charge.pi.email if charge.pi else "",
+                "project": charge.project.project_id if charge.project else "",
+                "fund_org": charge.fund_org,
+                "flags": flag_bits.from_mask(charge.flags),
+                "review_state": charge.review_state,
+            }
+            if pi is not None:
+                charge.pi = pi
+            if project is not None:
+                charge.project = project
+            if "fund_org" in fix:
+                charge.fund_org = fix["fund_org"].strip()[:100]
+            # A reviewer's fix supersedes unreadable tags.
+            tags_invalid = bool(charge.flags & flag_bits.BIT["invalid_tags"]) and not fix
+            mask, details = _reevaluate(charge, ruleset, tags_invalid=tags_invalid)
+            charge.flags, charge.flag_details = mask, details
+            if charge.review_state == Charge.ReviewState.PENDING and mask == 0:
+                charge.review_state = Charge.ReviewState.APPROVED
+                charge.reviewed_by, charge.reviewed_at = actor.name, now
+                charge.review_note = note or "no flag left after re-evaluation"
+            after = {
+                "pi": charge.pi.email if charge.pi else "",
+                "project": charge.project.project_id if charge.project else "",
+                "fund_org": charge.fund_org,
+                "flags": flag_bits.from_mask(charge.flags),
+                "review_state": charge.review_state,
+            }
+            if after == before:
+                continue
+            charge.save(
+                update_fields=[
+                    "pi",
+                    "project",
+                    "fund_org",
+                    "flags",
+                    "flag_details",
+                    "review_state",
+                    "reviewed_by",
+                    "reviewed_at",
+                    "review_note",
+                ]
             )
-        )
-        changed += 1
-        periods.add(charge.period_id)
-        if len(events) >= 2000:
-            AuditEvent.objects.bulk_create(events)
-            events = []
-    AuditEvent.objects.bulk_create(events)
-    summaries.rebuild(periods)
+            events.append(
+                AuditEvent(
+                    created_at=now,
+                    actor=actor.name,
+                    channel=actor.channel,
+                    user_id=actor.user_id,
+                    action=f"charge.{action}",
+                    object_type="billing.charge",
+                    object_id=str(charge.pk),
+                    object_repr=f"Charge {charge.pk}",
+                    period_id=charge.period_id,
+                    before=before,
+                    after=after,
+                    reason=note,
+                )
+            )
+            changed += 1
+            if len(events) >= 2000:
+                AuditEvent.objects.bulk_create(events)
+                events = []
+        AuditEvent.objects.bulk_create(events)
     return changed
 
 

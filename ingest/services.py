@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from billing import flags as flag_bits
@@ -284,6 +285,8 @@ class _Importer:
                 prior = self._prior_import()
                 if prior is not None:
                     return self._already(prior)
+                # New charges get ids above this one (ids only grow).
+                last_id = Charge.objects.aggregate(last=Max("id"))["last"] or 0
                 self._prepare()
                 copier = _Copier(self.reader)
                 copier.start()
@@ -306,7 +309,12 @@ class _Importer:
                     self._apply_replace()
                 if self.result.charges_created == 0 and self.result.charges_removed == 0:
                     raise _NothingNew
-                summaries.rebuild(self.period_ids.values())
+                if self.replace:  # charges removed and moved too: recount the periods
+                    summaries.rebuild(self.period_ids.values())
+                else:
+                    summaries.add(
+                        Charge.objects.filter(pk__gt=last_id, import_record=self.import_record)
+                    )
                 stored_tmp = copier.finish()
                 self._record(stored_tmp)
         except _NothingNew:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.db.models import Count, Q, Sum
 
+from billing import summaries
 from billing.models import BillingPeriod, Charge, ChargeSummary, Source
 from billing.services import (
     Actor,
@@ -66,7 +67,12 @@ def test_import_summarises_every_period_it_touches(two_months: Source) -> None:
     assert sum(s.flagged for s in jan) == 1  # the orphan
 
 
-def test_review_fix_and_reapply_keep_summaries_in_step(two_months: Source, actor: Actor) -> None:
+@pytest.mark.parametrize("track_limit", [summaries.TRACK_LIMIT, 1])
+def test_review_fix_and_reapply_keep_summaries_in_step(
+    two_months: Source, actor: Actor, track_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small changes are tracked charge by charge, large ones recounted per period."""
+    monkeypatch.setattr(summaries, "TRACK_LIMIT", track_limit)
     orphan = Charge.objects.filter(resource_id="orphan")
     charges_review(charges=orphan, action="reject", actor=actor, note="not ours")
     assert_in_step()
@@ -79,6 +85,9 @@ def test_review_fix_and_reapply_keep_summaries_in_step(two_months: Source, actor
     assert ChargeSummary.objects.get(project__project_id="proj-z").review_state == "approved"
     charges_reapply_rules(charges=Charge.objects.all(), actor=actor)
     assert_in_step()
+    charges_review(charges=Charge.objects.all(), action="reject", actor=actor, note="all")
+    assert_in_step()
+    assert set(ChargeSummary.objects.values_list("review_state", flat=True)) == {"rejected"}
 
 
 def test_replace_and_reimport_keep_summaries_in_step(
