@@ -65,3 +65,72 @@ class Import(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_name} ({self.source_id})"
+
+
+class Upload(models.Model):
+    """A file dropped on the admin's import page, kept until it is imported or discarded.
+
+    Files dropped together share a batch. Each is previewed (a dry run) with
+    the source and period detected from its name, which a person may change,
+    then imported; both steps run in the request for small files and on a
+    django-q2 worker for large ones.
+    """
+
+    class Status(models.TextChoices):
+        STAGED = "staged", "Staged"
+        PREVIEWING = "previewing", "Previewing"
+        PREVIEWED = "previewed", "Previewed"
+        IMPORTING = "importing", "Importing"
+        IMPORTED = "imported", "Imported"
+        FAILED = "failed", "Failed"
+        DISCARDED = "discarded", "Discarded"
+
+    batch = models.UUIDField(db_index=True, help_text="Files uploaded together share a batch.")
+    file_name = models.CharField(max_length=255, help_text="The name the file had on upload.")
+    stored_file = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Staged copy, relative to MEDIA_ROOT (a random name); emptied once deleted.",
+    )
+    file_size = models.BigIntegerField(help_text="Bytes, as uploaded.")
+    actor = models.CharField(max_length=150)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    source = models.ForeignKey(
+        Source, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    period = models.CharField(
+        max_length=7, blank=True, help_text="Expected period (YYYY-MM); blank for none."
+    )
+    detected_source = models.ForeignKey(
+        Source, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    detected_period = models.CharField(max_length=7, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.STAGED)
+    job_started_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the running preview or import claimed the file (empty while queued).",
+    )
+    preview = models.JSONField(
+        default=dict, blank=True, help_text="What the last dry run reported."
+    )
+    result = models.JSONField(default=dict, blank=True, help_text="What the import reported.")
+    error = models.TextField(blank=True, help_text="Why the last step failed (one line).")
+    import_record = models.ForeignKey(
+        Import, on_delete=models.SET_NULL, null=True, blank=True, related_name="uploads"
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.file_name

@@ -302,14 +302,21 @@ def _text(value: str, limit: int) -> str:
 
 
 def prepared_chunks(preparer: RowPreparer, *, parallel: bool) -> Iterator[PreparedChunk]:
-    """The file's prepared chunks, parsed in a forked helper process if ``parallel``.
+    """The file's prepared chunks, parsed in a forked helper process if ``parallel``
+    (and this process may have children).
 
     The helper only reads the file and computes; it never touches the
     database (the parent's connections are inherited but left alone, and it
     leaves with ``os._exit``). The pipe holds at most a chunk or two, so
     memory stays bounded.
     """
-    if not parallel or "fork" not in multiprocessing.get_all_start_methods():
+    # A daemonic process (a django-q2 worker, by default) may not have
+    # children: it parses in its own process.
+    if (
+        not parallel
+        or "fork" not in multiprocessing.get_all_start_methods()
+        or multiprocessing.current_process().daemon
+    ):
         for chunk in preparer.reader.chunks():
             yield preparer.prepare(chunk)
         return

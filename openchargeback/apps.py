@@ -1,3 +1,4 @@
+from django.apps import AppConfig
 from django.contrib.admin.apps import AdminConfig
 
 
@@ -5,3 +6,10 @@ class OpenChargebackAdminConfig(AdminConfig):
     """Installs :class:`openchargeback.admin.OpenChargebackAdminSite` as the default site."""
 
     default_site = "openchargeback.admin.OpenChargebackAdminSite"
+
+
+class OpenChargebackConfig(AppConfig):
+    """The project package as an app: its static files (charts, dashboard styles)."""
+
+    name = "openchargeback"
+    verbose_name = "OpenChargeback"

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "ingest",
     "statements",
     "journals",
+    "openchargeback.apps.OpenChargebackConfig",
 ]
 
 MIDDLEWARE = [
@@ -219,6 +220,15 @@ OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES = env.int(
 )
 # Rows parsed and inserted per chunk; memory stays bounded by this.
 OPENCHARGEBACK_INGEST_CHUNK_ROWS = env.int("OPENCHARGEBACK_INGEST_CHUNK_ROWS", default=20_000)
+
+# Uploads through the admin's import page: the largest file, the largest
+# request (all files dropped together), and the size up to which a file is
+# previewed and imported within the request (larger ones go to a worker).
+OPENCHARGEBACK_UPLOAD_MAX_BYTES = env.int("OPENCHARGEBACK_UPLOAD_MAX_BYTES", default=1024**3)
+OPENCHARGEBACK_UPLOAD_MAX_REQUEST_BYTES = env.int(
+    "OPENCHARGEBACK_UPLOAD_MAX_REQUEST_BYTES", default=4 * 1024**3
+)
+OPENCHARGEBACK_UPLOAD_SYNC_BYTES = env.int("OPENCHARGEBACK_UPLOAD_SYNC_BYTES", default=20 * 1024**2)
 
 # SQLite page cache (KiB) used while importing: big enough to hold the
 # fingerprint index of a large table, so inserts do not thrash.

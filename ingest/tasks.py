@@ -1,0 +1,15 @@
+"""django-q2 task entry points for uploads: small, id-based, safe to run twice
+(each claims its file first; a file claimed by another run is left alone)."""
+
+from __future__ import annotations
+
+from billing.services import Actor
+from ingest import uploads
+
+
+def preview_upload(upload_id: int) -> None:
+    uploads.upload_run_preview(upload_id)
+
+
+def import_upload(upload_id: int, actor: str, user_id: int | None = None) -> None:
+    uploads.upload_run_import(upload_id, actor=Actor(name=actor, channel="job", user_id=user_id))

@@ -1,0 +1,327 @@
+"""Files uploaded through the admin: stage, preview (a dry run), import,
+discard. Small files run within the request, large ones on a django-q2
+worker. Safe to re-run: a job only acts on a file it claims, and importing
+is idempotent (a second import of the same file adds nothing)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from billing.models import Source
+from billing.services import Actor, BillingError, detect_period, detect_source, validate_period
+from ingest.models import Upload
+from ingest.parsers import IngestError
+from ingest.services import import_file
+from ingest.staging import ProgressFile, read_progress
+
+logger = logging.getLogger(__name__)
+
+S = Upload.Status
+RUNNING = (S.PREVIEWING, S.IMPORTING)
+
+
+def sync_limit() -> int:
+    """Files up to this many bytes are previewed and imported within the request."""
+    return int(settings.OPENCHARGEBACK_UPLOAD_SYNC_BYTES)
+
+
+def stale_before() -> datetime:
+    """A job that claimed a file before this was killed (django-q2's timeout)."""
+    return timezone.now() - timedelta(seconds=int(settings.Q_CLUSTER["timeout"]))
+
+
+def staged_path(upload: Upload) -> Path | None:
+    return Path(settings.MEDIA_ROOT) / upload.stored_file if upload.stored_file else None
+
+
+def is_running(upload: Upload) -> bool:
+    """A preview or import is queued or under way (and not stalled)."""
+    if upload.status not in RUNNING:
+        return False
+    return upload.job_started_at is None or upload.job_started_at >= stale_before()
+
+
+def is_stalled(upload: Upload) -> bool:
+    """Claimed by a job longer ago than any job may run: its worker died."""
+    return (
+        upload.status in RUNNING
+        and upload.job_started_at is not None
+        and upload.job_started_at < stale_before()
+    )
+
+
+def is_editable(upload: Upload) -> bool:
+    """May be previewed again or discarded: not imported, and no job working on it
+    (queued work may be replaced; a stalled job's file may be taken back)."""
+    if upload.status in (S.IMPORTED, S.DISCARDED):
+        return False
+    if upload.status in RUNNING and upload.job_started_at is not None:
+        return is_stalled(upload)
+    return True
+
+
+def progress_percent(upload: Upload) -> int | None:
+    path = staged_path(upload)
+    if path is None or not is_running(upload) or upload.job_started_at is None:
+        return None
+    return read_progress(path)
+
+
+# --- Staging -------------------------------------------------------------------------
+
+
+def upload_stage(
+    *,
+    batch: uuid.UUID,
+    file_name: str,
+    stored_file: str,
+    size: int,
+    source: Source | None,
+    period: str,
+    actor: Actor,
+) -> Upload:
+    """Record a staged file with the source and period detected from its name
+    (or those chosen for the whole batch)."""
+    detected_source = detect_source(file_name)
+    detected_period = detect_period(file_name) or ""
+    chosen = source or detected_source
+    upload = Upload.objects.create(
+        batch=batch,
+        file_name=file_name[:255],
+        stored_file=stored_file,
+        file_size=size,
+        actor=actor.name,
+        user_id=actor.user_id,
+        source=chosen,
+        period=period or detected_period,
+        detected_source=detected_source,
+        detected_period=detected_period,
+    )
+    if chosen is None:
+        upload.error = f"{upload.file_name}: cannot tell the source from the file name; choose one"
+        upload.save(update_fields=["error"])
+    return upload
+
+
+# --- Preview ---------------------------------------------------------------------------
+
+
+def upload_preview(*, upload: Upload, source: Source | None, period: str, actor: Actor) -> Upload:
+    """Set the file's source and period and preview it (a dry run): now for a
+    small file, on a worker for a large one. Refuses a file being worked on."""
+    name = upload.file_name
+    if source is None:
+        raise BillingError(f"{name}: cannot tell the source from the file name; choose one")
+    if not source.enabled:
+        raise BillingError(f"{name}: source {source.slug!r} is disabled; enable it first")
+    try:
+        period = validate_period(period) if period.strip() else ""
+    except BillingError as exc:
+        raise BillingError(f"{name}: {exc}") from None
+    inline = upload.file_size <= sync_limit()
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().get(pk=upload.pk)
+        _check_editable(locked)
+        locked.source = source
+        locked.period = period
+        locked.status = S.PREVIEWING
+        locked.job_started_at = timezone.now() if inline else None
+        locked.preview = {}
+        locked.result = {}
+        locked.error = ""
+        locked.updated_at = timezone.now()
+        locked.save()
+        if not inline:
+            transaction.on_commit(lambda: _enqueue("preview_upload", locked.pk))
+    if inline:
+        # Outside the transaction above: on SQLite an open transaction holds
+        # the write lock, and a dry run writes nothing.
+        _run(locked.pk, step="preview", claimed_at=locked.job_started_at, actor=actor)
+    locked.refresh_from_db()
+    return locked
+
+
+def upload_run_preview(upload_id: int) -> None:
+    """The worker's side of a preview: claim the file, run the dry run."""
+    claimed_at = _claim(upload_id, S.PREVIEWING)
+    if claimed_at is not None:
+        _run(upload_id, step="preview", claimed_at=claimed_at, actor=None)
+
+
+# --- Import ------------------------------------------------------------------------------
+
+
+def upload_import(*, upload: Upload, actor: Actor) -> Upload:
+    """Import a previewed file: now for a small file, on a worker for a large one."""
+    inline = upload.file_size <= sync_limit()
+    now = timezone.now()
+    # The conditional update is the claim: a second click, or a second
+    # person, finds the file no longer "previewed".
+    claimed = Upload.objects.filter(pk=upload.pk, status=S.PREVIEWED).update(
+        status=S.IMPORTING,
+        job_started_at=now if inline else None,
+        error="",
+        updated_at=now,
+    )
+    if not claimed:
+        upload.refresh_from_db()
+        raise BillingError(_not_importable(upload))
+    if inline:
+        _run(upload.pk, step="import", claimed_at=now, actor=actor)
+    else:
+        transaction.on_commit(
+            lambda: _enqueue("import_upload", upload.pk, actor.name, actor.user_id)
+        )
+    upload.refresh_from_db()
+    return upload
+
+
+def upload_run_import(upload_id: int, *, actor: Actor) -> None:
+    """The worker's side of an import: claim the file, import it."""
+    claimed_at = _claim(upload_id, S.IMPORTING)
+    if claimed_at is not None:
+        _run(upload_id, step="import", claimed_at=claimed_at, actor=actor)
+
+
+def _not_importable(upload: Upload) -> str:
+    name = upload.file_name
+    if upload.status == S.IMPORTED:
+        return f"{name}: already imported"
+    if upload.status == S.IMPORTING:
+        return f"{name}: is being imported"
+    if upload.status == S.PREVIEWING:
+        return f"{name}: wait for the preview to finish"
+    if upload.status == S.DISCARDED:
+        return f"{name}: was discarded"
+    return f"{name}: preview it (successfully) before importing"
+
+
+# --- Discard ------------------------------------------------------------------------------
+
+
+def upload_discard(*, upload: Upload, actor: Actor) -> Upload:
+    """Forget a file that is not imported and not being worked on; its staged copy is deleted."""
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().get(pk=upload.pk)
+        _check_editable(locked)
+        locked.status = S.DISCARDED
+        locked.updated_at = timezone.now()
+        path = staged_path(locked)
+        locked.stored_file = ""
+        locked.save()
+    _delete_staged(path)
+    logger.info("upload discarded", extra={"upload_id": locked.pk, "actor": actor.name})
+    return locked
+
+
+def _check_editable(upload: Upload) -> None:
+    """Queued work may be replaced or dropped; running work and imports may not."""
+    if is_editable(upload):
+        return
+    name = upload.file_name
+    if upload.status == S.IMPORTED:
+        raise BillingError(f"{name}: already imported")
+    if upload.status == S.DISCARDED:
+        raise BillingError(f"{name}: was discarded")
+    if upload.status in RUNNING:
+        step = "preview" if upload.status == S.PREVIEWING else "import"
+        raise BillingError(f"{name}: the {step} is running; wait for it to finish")
+
+
+# --- Running a step -----------------------------------------------------------------------
+
+
+def _enqueue(task: str, *args: Any) -> None:
+    from django_q.tasks import async_task
+
+    async_task(f"ingest.tasks.{task}", *args, group="ingest-uploads")
+
+
+def _claim(upload_id: int, status: str) -> datetime | None:
+    """Take a queued (or stalled) file for this worker; None if another has it or it moved on."""
+    now = timezone.now()
+    claimed = (
+        Upload.objects.filter(pk=upload_id, status=status)
+        .filter(Q(job_started_at=None) | Q(job_started_at__lt=stale_before()))
+        .update(job_started_at=now, updated_at=now)
+    )
+    return now if claimed else None
+
+
+def _run(upload_id: int, *, step: str, claimed_at: datetime | None, actor: Actor | None) -> None:
+    """Preview or import a claimed file and record the outcome.
+
+    The outcome is written only if the file is still in the claimed state
+    (nobody discarded it or asked for another preview meanwhile). Every
+    failure ends as status "failed" with its reason.
+    """
+    upload = Upload.objects.select_related("source").get(pk=upload_id)
+    path = staged_path(upload)
+    running = S.PREVIEWING if step == "preview" else S.IMPORTING
+    progress = ProgressFile(path, step) if path is not None else None
+    update: dict[str, Any]
+    try:
+        if path is None or not path.is_file():
+            raise IngestError(f"{upload.file_name}: the uploaded file is gone; upload it again")
+        if upload.source is None:
+            raise BillingError(f"{upload.file_name}: choose a source")
+        if not upload.source.enabled:
+            raise BillingError(
+                f"{upload.file_name}: source {upload.source.slug!r} is disabled; enable it first"
+            )
+        assert progress is not None
+        progress.write(0, 1)
+        result = import_file(
+            path=path,
+            source=upload.source,
+            actor=actor or Actor(name=upload.actor, channel="job", user_id=upload.user_id),
+            expected_period=upload.period or None,
+            dry_run=step == "preview",
+            display_name=upload.file_name,
+            progress=progress,
+        )
+    except (IngestError, BillingError) as exc:
+        update = {"status": S.FAILED, "error": str(exc)}
+    except Exception as exc:
+        logger.exception("upload %s failed", step, extra={"upload_id": upload_id})
+        update = {
+            "status": S.FAILED,
+            "error": f"{upload.file_name}: the {step} failed unexpectedly "
+            f"({type(exc).__name__}: {exc}); see the server log",
+        }
+    else:
+        data = {**result.as_dict(), "expected_period": upload.period}
+        if step == "preview":
+            update = {"status": S.PREVIEWED, "preview": data}
+        else:
+            update = {
+                "status": S.IMPORTED,
+                "result": data,
+                "import_record_id": result.import_id,
+                "stored_file": "",
+            }
+    finally:
+        if progress is not None:
+            progress.remove()
+    update["updated_at"] = timezone.now()
+    written = Upload.objects.filter(pk=upload_id, status=running, job_started_at=claimed_at).update(
+        **update
+    )
+    if written and update["status"] == S.IMPORTED:
+        # The import keeps its own copy of the file.
+        _delete_staged(path)
+
+
+def _delete_staged(path: Path | None) -> None:
+    if path is not None:
+        path.unlink(missing_ok=True)
+        ProgressFile(path, "").remove()
