@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db.models import F, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.http import (
     Http404,
     HttpRequest,
@@ -22,6 +22,7 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from billing import flags, selectors
@@ -30,6 +31,7 @@ from billing.models import (
     AuditEvent,
     BillingPeriod,
     Charge,
+    ChargeSummary,
     FlagRule,
     FundOrgPattern,
     InstitutionSettings,
@@ -161,7 +163,41 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
             context["steps"] = self._steps(request, obj)
             context["blockers"] = finalize_blockers(obj) if obj.status == "closed" else []
             context["transition_form"] = TransitionForm()
+            context.update(self._overview(request, obj))
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def _overview(self, request: HttpRequest, obj: BillingPeriod) -> dict[str, Any]:
+        """Everything about the month on one page: the cycle, totals, imports,
+        totals per source, statements, journal exports and audit history."""
+        # The project package ties the apps together; imported here because
+        # billing is the app the others build on.
+        from journals.models import JournalExport
+        from openchargeback.cycle import imports_of, period_cycle
+
+        by_source = (
+            ChargeSummary.objects.filter(period=obj)
+            .exclude(review_state=Charge.ReviewState.REJECTED)
+            .values("source_id", slug=F("source__slug"))
+            .annotate(
+                n=Sum("charges"),
+                pending=Sum("charges", filter=Q(review_state=Charge.ReviewState.PENDING)),
+                listed=Sum("list_total"),
+                billed=Sum("billed_total"),
+            )
+            .order_by("slug")
+        )
+        events = AuditEvent.objects.filter(period=obj)
+        return {
+            "cycle": period_cycle(obj, request.user),
+            "imports": imports_of(obj).select_related("source").order_by("-started_at"),
+            "by_source": [
+                {**row, "pending": row["pending"] or 0, "subsidy": row["listed"] - row["billed"]}
+                for row in by_source
+            ],
+            "exports": JournalExport.objects.filter(period=obj).order_by("-created_at")[:20],
+            "audit": events.order_by("-created_at", "-id")[:25],
+            "audit_count": events.count(),
+        }
 
     def _steps(self, request: HttpRequest, obj: BillingPeriod) -> list[str]:
         user = request.user
@@ -266,19 +302,81 @@ class SourceAdmin(admin.ModelAdmin):
         obj.pk = saved.pk
 
 
+TREND_PERIODS = 24  # periods drawn in a PI's or project's trend chart (the table has all)
+
+
+class OwnerAdmin(admin.ModelAdmin):
+    """PIs and projects: the edit form, then what they were billed, period by
+    period (from the charge summaries), their statements and fund/orgs."""
+
+    change_form_template = "admin/billing/owner_change_form.html"
+    readonly_fields = ["created_at"]
+    owner_field: str  # "pi" or "project"
+
+    def charges_query(self, obj: Any) -> str:
+        raise NotImplementedError
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        obj = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if obj is not None:
+            from openchargeback import charts
+            from statements.models import Statement
+
+            past = selectors.history(**{self.owner_field: obj})
+            oldest_first = past.periods[::-1][-TREND_PERIODS:]
+            context.update(
+                history=past,
+                charges_url=reverse("admin:billing_charge_changelist")
+                + "?"
+                + self.charges_query(obj),
+                statements=Statement.objects.filter(**{self.owner_field: obj})
+                .select_related("period", "project", "pi")
+                .order_by("-period__period", "number")[:24],
+                trend=charts.trend(
+                    [p.period for p in oldest_first],
+                    [p.list_total for p in oldest_first],
+                    [p.billed_total for p in oldest_first],
+                    InstitutionSettings.cached().format_money,
+                    title=f"List price and billed per period: {obj}",
+                    id=f"trend-{self.owner_field}",
+                ),
+            )
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+
 @admin.register(PI)
-class PIAdmin(admin.ModelAdmin):
+class PIAdmin(OwnerAdmin):
     list_display = ["email", "name", "department"]
     search_fields = ["email", "name", "department"]
+    owner_field = "pi"
+
+    def charges_query(self, obj: PI) -> str:
+        return urlencode({"pi": obj.email})
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        obj = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if obj is not None:
+            context["projects"] = obj.projects.order_by("project_id")
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(OwnerAdmin):
     list_display = ["project_id", "title", "pi", "default_fund_org", "active"]
     list_filter = ["active"]
     list_select_related = ["pi"]
     search_fields = ["project_id", "title", "pi__email"]
     autocomplete_fields = ["pi"]
+    owner_field = "project"
+
+    def charges_query(self, obj: Project) -> str:
+        return urlencode({"project": obj.project_id})
 
 
 class FlagReasonFilter(admin.SimpleListFilter):
@@ -368,6 +466,20 @@ class FundOrgFilter(TextInputFilter):
         return queryset.filter(fund_org__startswith=text) if text else queryset
 
 
+class ImportFilter(TextInputFilter):
+    """Charges of one import (the import pages link here)."""
+
+    title = "import"
+    parameter_name = "import_record__id__exact"
+    placeholder = "import number"
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Charge]) -> QuerySet[Charge]:
+        text = self.text().lstrip("#")
+        if not text:
+            return queryset
+        return queryset.filter(import_record_id=int(text)) if text.isdigit() else queryset.none()
+
+
 class FixAttributionForm(forms.Form):
     pi_email = forms.EmailField(required=False, label="PI email")
     project_id = forms.CharField(required=False, max_length=200, label="Project id")
@@ -425,6 +537,7 @@ class ChargeAdmin(ReadOnlyAdmin):
         PIFilter,
         ProjectFilter,
         FundOrgFilter,
+        ImportFilter,
     ]
     list_select_related = ["period", "source", "pi", "project"]
     # No joins in the search: PIs and projects have their own filters.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 
 from billing import flags
 from billing.models import (
@@ -213,3 +214,91 @@ def fund_org_preview(
             )
         )
     return values
+
+
+# --- PI and project pages -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeriodLine:
+    """A PI's or project's charges in one period (rejected ones left out)."""
+
+    period_id: int
+    period: str
+    status: str
+    charges: int
+    pending: int
+    list_total: Decimal
+    billed_total: Decimal
+
+    @property
+    def discount(self) -> Decimal:
+        return self.list_total - self.billed_total
+
+
+@dataclass(frozen=True)
+class FundOrgUse:
+    fund_org: str
+    first: str  # first and last period it was charged to
+    last: str
+    charges: int
+    billed_total: Decimal
+
+
+@dataclass(frozen=True)
+class History:
+    periods: list[PeriodLine]  # newest first
+    fund_orgs: list[FundOrgUse]  # most recently used first
+
+    @property
+    def billed_total(self) -> Decimal:
+        return sum((p.billed_total for p in self.periods), Decimal(0))
+
+    @property
+    def list_total(self) -> Decimal:
+        return sum((p.list_total for p in self.periods), Decimal(0))
+
+
+def history(**owner: Any) -> History:
+    """Per-period totals and fund/org history of a PI (``pi=``) or a project
+    (``project=``), from the charge summaries."""
+    from billing.models import ChargeSummary
+
+    rows = ChargeSummary.objects.filter(**owner).exclude(review_state=Charge.ReviewState.REJECTED)
+    periods = [
+        PeriodLine(
+            period_id=r["period_id"],
+            period=r["period__period"],
+            status=r["period__status"],
+            charges=r["n"],
+            pending=r["n_pending"] or 0,
+            list_total=r["listed"],
+            billed_total=r["billed"],
+        )
+        for r in rows.values("period_id", "period__period", "period__status")
+        .annotate(
+            n=Sum("charges"),
+            n_pending=Sum("charges", filter=Q(review_state=Charge.ReviewState.PENDING)),
+            listed=Sum("list_total"),
+            billed=Sum("billed_total"),
+        )
+        .order_by("-period__period")
+    ]
+    uses = [
+        FundOrgUse(
+            fund_org=r["fund_org"],
+            first=r["first"],
+            last=r["last"],
+            charges=r["n"],
+            billed_total=r["billed"],
+        )
+        for r in rows.values("fund_org")
+        .annotate(
+            first=Min("period__period"),
+            last=Max("period__period"),
+            n=Sum("charges"),
+            billed=Sum("billed_total"),
+        )
+        .order_by("-last", "fund_org")
+    ]
+    return History(periods, uses)

@@ -49,6 +49,19 @@ class OpenChargebackAdminSite(admin.AdminSite):
         context["help_step"] = help_step_for(request.path_info)
         return context
 
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """The dashboard (templates/admin/index.html), then every record type."""
+        from openchargeback import dashboard
+
+        board = dashboard.build(request.user)
+        context = {
+            "dashboard": board,
+            "charts": dashboard.charts(board),
+            "can_import": request.user.has_perm("ingest.import_focus"),
+            **(extra_context or {}),
+        }
+        return super().index(request, context)
+
     def help_view(self, request: HttpRequest, step: str = "") -> HttpResponse:
         """The built-in guide: the cycle, then one page per step."""
         steps = {slug: title for slug, title, _ in HELP_STEPS}

@@ -5,93 +5,27 @@ reason, approves two charges with a note from the action bar and finds the
 audit entries. Screenshots of the queue in light and dark mode are written
 to ``$OPENCHARGEBACK_SCREENSHOT_DIR`` (``make screenshots`` points it at
 ``docs/images``) or to the test's temporary directory.
-
-Chromium comes from the system (Debian's ``chromium`` package). Without it
-the tests are skipped, unless ``OPENCHARGEBACK_REQUIRE_BROWSER=1`` (CI),
-which makes a missing browser a failure.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
 from billing.seed import seed_defaults
 from billing.services import Actor
 from ingest.services import import_file
-from tests.conftest import focus_row, user_in, write_focus
+from tests.browser import background, login, page, shots, stray_connections_closed
+from tests.conftest import focus_row, write_focus
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("OPENCHARGEBACK_CHROMIUM", "/usr/bin/chromium")
 NOTE = "Confirmed with the PI by email"
-
-
-@pytest.fixture(scope="session")
-def stray_connections_closed(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """End, before the test database is dropped, sessions nothing else closes.
-
-    Playwright's sync API runs the test in a greenlet context of its own, so
-    Django's connection for that context is never closed; on PostgreSQL the
-    open session would stop the test database from being dropped.
-    """
-    yield
-    with django_db_blocker.unblock():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-
-
-@pytest.fixture
-def page(
-    stray_connections_closed: None, live_server: Any, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        message = f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)"
-        if os.environ.get("OPENCHARGEBACK_REQUIRE_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message)
-    # Playwright's sync API runs an event loop in this thread; the test's own
-    # database calls are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    # The live server answers each request in a new thread: a persistent
-    # connection per thread would outlive the test and block the test
-    # database's teardown on PostgreSQL.
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
-        )
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.set_default_timeout(15_000)
-        yield context.new_page()
-        browser.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Callable[[Any, str], Path]:
-    folder = Path(os.environ.get("OPENCHARGEBACK_SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def take(page: Any, name: str) -> Path:
-        path = folder / f"{name}.png"
-        page.screenshot(path=str(path), full_page=False)
-        assert path.stat().st_size > 10_000  # a rendered page, not a blank one
-        return path
-
-    return take
+__all__ = ["page", "shots", "stray_connections_closed"]  # fixtures used by name
 
 
 @pytest.fixture
@@ -106,26 +40,13 @@ def month(live_db: None, tmp_path: Path) -> None:
     import_file(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))
 
 
-def _login(page: Any, base: str, role: str) -> None:
-    user = user_in(role, password="a long test password")
-    page.goto(f"{base}/admin/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "a long test password")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{base}/admin/")
-
-
-def _background(page: Any) -> str:
-    return str(page.evaluate("getComputedStyle(document.body).backgroundColor"))
-
-
 def test_reviewer_filters_approves_with_a_note_and_sees_the_audit(
     live_server: Any, page: Any, month: None, shots: Callable[[Any, str], Path]
 ) -> None:
     base = live_server.url
-    _login(page, base, REVIEWER)
+    login(page, base, REVIEWER)
 
-    page.click("text=Charges")
+    page.get_by_role("link", name="Charges", exact=True).click()
     page.wait_for_url("**/admin/billing/charge/")
     page.get_by_role("link", name="Missing PI").click()
     page.wait_for_url("**reason=missing_pi**")
@@ -154,10 +75,10 @@ def test_reviewer_filters_approves_with_a_note_and_sees_the_audit(
 
     # Dark mode follows the system preference (the admin's toggle defaults to "auto").
     page.goto(f"{base}/admin/billing/charge/?reason=missing_pi")
-    light = _background(page)
+    light = background(page)
     page.emulate_media(color_scheme="dark")
     page.reload()
-    dark = _background(page)
+    dark = background(page)
     assert light != dark
     shots(page, "review-queue-dark")
     assert AuditEvent.objects.filter(action="charge.approve", actor=REVIEWER).count() == 2
@@ -168,7 +89,7 @@ def test_custom_pages_follow_the_dark_theme(
 ) -> None:
     """Pages this project adds or overrides use the admin's colours, never fixed ones."""
     base = live_server.url
-    _login(page, base, BILLING_ADMIN)
+    login(page, base, BILLING_ADMIN)
     period = BillingPeriod.objects.get()
     pages = {
         "period": f"/admin/billing/billingperiod/{period.pk}/change/",
@@ -181,10 +102,10 @@ def test_custom_pages_follow_the_dark_theme(
     # The theme toggle is what people use: set it to dark explicitly too.
     page.goto(f"{base}/admin/")
     page.evaluate("localStorage.setItem('theme', 'dark')")
-    reference = _background(page)
+    reference = background(page)
     for name, url in pages.items():
         page.goto(base + url)
-        assert _background(page) == reference, name
+        assert background(page) == reference, name
         # Text stays readable: the main colour is light on the dark background.
         colour = page.evaluate("getComputedStyle(document.querySelector('#content')).color")
         red, green, blue = (int(v) for v in colour[colour.index("(") + 1 : -1].split(",")[:3])
@@ -198,7 +119,7 @@ def test_custom_pages_follow_the_dark_theme(
     page.get_by_role("button", name="Go").click()
     page.wait_for_load_state()
     assert "Reject charges" in page.title()
-    assert _background(page) == reference
+    assert background(page) == reference
 
 
 def _reviewed_and_closed() -> Actor:
@@ -225,7 +146,7 @@ def test_billing_admin_generates_and_sends_statements(
 
     _reviewed_and_closed()
     base = live_server.url
-    _login(page, base, BILLING_ADMIN)
+    login(page, base, BILLING_ADMIN)
 
     page.goto(f"{base}/admin/statements/statement/")
     page.get_by_role("link", name="Generate statements…").click()
@@ -275,7 +196,7 @@ def test_billing_admin_previews_and_exports_the_journal(
     source_set(slug="aws", actor=setup, credit_fund_org="RCI-CLOUD", account_code="740100")
     statements_generate(period="2025-01", actor=setup, sync=True)
     base = live_server.url
-    _login(page, base, BILLING_ADMIN)
+    login(page, base, BILLING_ADMIN)
 
     page.goto(f"{base}/admin/journals/journalexport/")
     page.get_by_role("link", name="Export a journal…").click()

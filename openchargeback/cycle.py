@@ -1,0 +1,275 @@
+"""Where a period stands in the month-end cycle, step by step, for the
+dashboard and the period page: import -> review -> close -> generate -> send
+-> export -> finalize.
+
+Reads only, and cheaply: totals come from the charge summaries, statements
+and journal exports from their own small tables. The finalize button still
+runs the exact checks (billing.services.finalize_blockers); this module only
+says which page to go to next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.urls import reverse
+
+from billing.models import BillingPeriod, Charge, ChargeSummary, InstitutionSettings
+from ingest.models import Import
+from journals.models import JournalExport
+from journals.services import current_data_hash
+from statements.models import EmailLog, EmailStatement, Statement
+
+APPROVED = Charge.ReviewState.APPROVED
+PENDING = Charge.ReviewState.PENDING
+REJECTED = Charge.ReviewState.REJECTED
+
+
+@dataclass(frozen=True)
+class Totals:
+    """A period's charges added up (rejected ones counted apart, not in the money)."""
+
+    charges: int = 0
+    list_total: Decimal = Decimal(0)
+    billed_total: Decimal = Decimal(0)
+    pending: int = 0
+    pending_billed: Decimal = Decimal(0)
+    flagged: int = 0
+    rejected: int = 0
+
+    @property
+    def discount_total(self) -> Decimal:
+        return self.list_total - self.billed_total
+
+
+def period_totals(period: BillingPeriod) -> Totals:
+    rejected, pending = Q(review_state=REJECTED), Q(review_state=PENDING)
+    kept = ~rejected
+    # (the aggregates are named apart from the summary's own fields)
+    rows = ChargeSummary.objects.filter(period=period).aggregate(
+        t_charges=Sum("charges", filter=kept),
+        t_list_total=Sum("list_total", filter=kept),
+        t_billed_total=Sum("billed_total", filter=kept),
+        t_pending=Sum("charges", filter=pending),
+        t_pending_billed=Sum("billed_total", filter=pending),
+        t_flagged=Sum("flagged", filter=kept),
+        t_rejected=Sum("charges", filter=rejected),
+    )
+    return Totals(**{key[2:]: value for key, value in rows.items() if value is not None})
+
+
+@dataclass(frozen=True)
+class StatementProgress:
+    current: int  # current statements (not superseded)
+    ready: int  # of which rendered
+    expected: int  # PI projects with approved charges
+    up_to_date: bool  # the current statements cover exactly the approved charges
+    unsent: int  # current statements never emailed (resends aside)
+    failed_emails: int
+    pending_emails: int
+
+
+def statement_progress(period: BillingPeriod) -> StatementProgress:
+    """Statements against the approved charges, per PI project: same count of
+    charges and same exact total means the statement is current (the
+    generate command checks the charges themselves)."""
+    wanted = {
+        (r["pi_id"], r["project_id"]): (r["n"], r["billed"])
+        for r in ChargeSummary.objects.filter(period=period, review_state=APPROVED)
+        .values("pi_id", "project_id")
+        .annotate(n=Sum("charges"), billed=Sum("billed_total"))
+    }
+    current = Statement.objects.filter(period=period, superseded_at=None)
+    have = {
+        (s["pi_id"], s["project_id"]): (s["charge_count"], s["exact_billed"])
+        for s in current.values("pi_id", "project_id", "charge_count", "exact_billed")
+    }
+    sent = Exists(
+        EmailStatement.objects.filter(statement=OuterRef("pk"), email__status=EmailLog.Status.SENT)
+    )
+    counts = current.aggregate(
+        n=Count("id"), ready=Count("id", filter=Q(status=Statement.Status.READY))
+    )
+    counts["unsent"] = current.filter(~sent).count()
+    emails = EmailLog.objects.filter(period=period, resend=False).aggregate(
+        failed=Count("id", filter=Q(status=EmailLog.Status.FAILED)),
+        pending=Count("id", filter=Q(status=EmailLog.Status.PENDING)),
+    )
+    return StatementProgress(
+        current=counts["n"],
+        ready=counts["ready"],
+        expected=len(wanted),
+        up_to_date=have == wanted and counts["ready"] == counts["n"],
+        unsent=counts["unsent"],
+        failed_emails=emails["failed"],
+        pending_emails=emails["pending"],
+    )
+
+
+def latest_export(period: BillingPeriod) -> JournalExport | None:
+    return (
+        JournalExport.objects.filter(period=period, include_pending=False)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def export_is_current(period: BillingPeriod, export: JournalExport | None) -> bool:
+    """Charges cannot change while a period is closed: an export made since the
+    last close is current; an older one is compared by its data hash."""
+    if export is None:
+        return False
+    if period.closed_at and export.created_at >= period.closed_at:
+        return True
+    return export.data_hash == current_data_hash(period)
+
+
+@dataclass(frozen=True)
+class Step:
+    slug: str
+    title: str
+    url: str
+    done: bool
+    detail: str
+    permission: str
+    allowed: bool = False  # may the person looking take this step?
+    next: bool = False
+
+
+@dataclass(frozen=True)
+class Cycle:
+    period: BillingPeriod
+    totals: Totals
+    statements: StatementProgress
+    export: JournalExport | None
+    imports: int
+    steps: list[Step]
+
+    @property
+    def next_step(self) -> Step | None:
+        return next((s for s in self.steps if s.next), None)
+
+
+def _admin(name: str, *args: Any, **query: Any) -> str:
+    url = reverse(f"admin:{name}", args=args)
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def period_cycle(period: BillingPeriod, user: Any = None) -> Cycle:
+    money = InstitutionSettings.cached().format_money
+    totals = period_totals(period)
+    progress = statement_progress(period)
+    export = latest_export(period)
+    imports = imports_of(period).filter(status=Import.Status.IMPORTED).count()
+    status = period.status
+    after_close = status != BillingPeriod.Status.OPEN
+    statements_done = after_close and progress.up_to_date
+    sent = statements_done and progress.current > 0 and progress.unsent == 0
+    no_statements_needed = after_close and progress.expected == 0 and progress.current == 0
+    exported = after_close and export_is_current(period, export)
+    closed_on = f"{period.closed_at:%Y-%m-%d} by {period.closed_by}" if period.closed_at else ""
+    steps = [
+        Step(
+            "import",
+            "Import usage",
+            _admin("ingest_import_upload"),
+            done=totals.charges + totals.rejected > 0,
+            detail=f"{totals.charges + totals.rejected:,} charges from {imports:,} "
+            f"import{'s' if imports != 1 else ''}",
+            permission="ingest.import_focus",
+        ),
+        Step(
+            "review",
+            "Review flagged charges",
+            _admin(
+                "billing_charge_changelist",
+                period__id__exact=period.pk,
+                review_state__exact="pending",
+            ),
+            done=totals.charges + totals.rejected > 0 and totals.pending == 0,
+            detail=f"{totals.pending:,} pending ({money(totals.pending_billed)}), "
+            f"{totals.rejected:,} rejected",
+            permission="billing.review_charge",
+        ),
+        Step(
+            "close",
+            "Close the month",
+            _admin("billing_billingperiod_change", period.pk),
+            done=after_close,
+            detail=f"closed {closed_on}" if after_close and closed_on else status,
+            permission="billing.close_billingperiod",
+        ),
+        Step(
+            "generate",
+            "Generate statements",
+            _admin("statements_statement_generate") + f"?period={period.period}",
+            done=statements_done or no_statements_needed,
+            detail=(
+                f"{progress.current:,} current statements for {progress.expected:,} PI projects"
+                + ("" if progress.up_to_date else " (out of date)")
+                if progress.current
+                else f"{progress.expected:,} PI projects to bill"
+            ),
+            permission="statements.generate_statement",
+        ),
+        Step(
+            "send",
+            "Send statements",
+            _admin("statements_statement_changelist", period__id__exact=period.pk, email="unsent"),
+            done=sent or no_statements_needed,
+            detail=f"{progress.current - progress.unsent:,} of {progress.current:,} emailed"
+            + (f", {progress.failed_emails:,} failed" if progress.failed_emails else "")
+            + (f", {progress.pending_emails:,} queued" if progress.pending_emails else ""),
+            permission="statements.send_statement",
+        ),
+        Step(
+            "export",
+            "Export the journal",
+            _admin("journals_journalexport_export") + f"?period={period.period}",
+            done=exported,
+            detail=(
+                f"{export.format} {'XLSX' if export.xlsx else 'CSV'} "
+                f"{export.created_at:%Y-%m-%d %H:%M}" + ("" if exported else " (out of date)")
+            )
+            if export
+            else "not exported yet",
+            permission="journals.export_journal",
+        ),
+        Step(
+            "finalize",
+            "Finalize",
+            _admin("billing_billingperiod_change", period.pk),
+            done=status == BillingPeriod.Status.FINALIZED,
+            detail=f"finalized {period.finalized_at:%Y-%m-%d} by {period.finalized_by}"
+            if period.finalized_at
+            else "permanent: locks the period",
+            permission="billing.finalize_billingperiod",
+        ),
+    ]
+    first_open = next((i for i, s in enumerate(steps) if not s.done), None)
+    steps = [
+        Step(
+            **{
+                **s.__dict__,
+                "allowed": bool(user is not None and user.has_perm(s.permission)),
+                "next": i == first_open,
+            }
+        )
+        for i, s in enumerate(steps)
+    ]
+    return Cycle(period, totals, progress, export, imports, steps)
+
+
+def imports_of(period: BillingPeriod) -> Any:
+    """The imports with rows in `period` (a few hundred a year: filtered here,
+    as JSON containment is not portable to SQLite)."""
+    ids = [
+        pk
+        for pk, periods in Import.objects.values_list("pk", "periods")
+        if period.period in periods
+    ]
+    return Import.objects.filter(pk__in=ids)

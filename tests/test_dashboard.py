@@ -1,0 +1,190 @@
+"""The dashboard (admin index), the cycle it shows, and the period, PI and project pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db.models import Sum
+
+from billing.models import PI, BillingPeriod, Charge, Project, Source
+from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
+from billing.services import (
+    Actor,
+    charges_review,
+    period_close,
+    period_finalize,
+    period_reopen,
+    source_set,
+)
+from ingest.services import import_file
+from journals.services import export_journal
+from openchargeback.cycle import period_cycle
+from statements.models import Statement
+from statements.services import statements_generate
+from tests.browser import changing_buttons
+from tests.conftest import focus_row, role_client
+
+
+def next_step(period: str) -> str | None:
+    step = period_cycle(BillingPeriod.objects.get(period=period)).next_step
+    return step.slug if step else None
+
+
+def test_the_cycle_walks_through_the_month(
+    defaults: None, focus_file: Callable[..., Path], actor: Actor
+) -> None:
+    aws = Source.objects.get(slug="aws")
+    source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
+    import_file(
+        path=focus_file(
+            [
+                focus_row(resource="vm", billed="10.005", list_cost="12.00"),
+                focus_row(resource="orphan", pi="", project="", billed="5.00"),
+            ]
+        ),
+        source=aws,
+        actor=actor,
+    )
+    assert next_step("2025-01") == "review"
+    charges_review(
+        charges=Charge.objects.filter(resource_id="orphan"), action="reject", actor=actor, note="x"
+    )
+    assert next_step("2025-01") == "close"
+    period_close(period="2025-01", actor=actor)
+    assert next_step("2025-01") == "generate"
+    statements_generate(period="2025-01", actor=actor, sync=True)
+    assert next_step("2025-01") == "send"
+    statements_generate(period="2025-01", actor=actor, sync=True, send=True)
+    assert next_step("2025-01") == "export"
+    export_journal(period="2025-01", format="gl", actor=actor)
+    assert next_step("2025-01") == "finalize"
+    period_finalize(period="2025-01", actor=actor)
+    cycle = period_cycle(BillingPeriod.objects.get(period="2025-01"))
+    assert cycle.next_step is None and all(step.done for step in cycle.steps)
+
+
+def test_a_reopened_and_changed_period_needs_its_statements_again(month: str, actor: Actor) -> None:
+    source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
+    statements_generate(period=month, actor=actor, sync=True, send=True)
+    export_journal(period=month, format="gl", actor=actor)
+    assert next_step(month) == "finalize"
+    period_reopen(period=month, actor=actor, reason="late correction")
+    charges_review(
+        charges=Charge.objects.filter(resource_id="vm-2"), action="reject", actor=actor, note="dup"
+    )
+    period_close(period=month, actor=actor)
+    cycle = period_cycle(BillingPeriod.objects.get(period=month))
+    assert cycle.next_step is not None and cycle.next_step.slug == "generate"
+    assert not cycle.statements.up_to_date
+    statements_generate(period=month, actor=actor, sync=True)
+    assert next_step(month) == "send"  # the PI with a new version has not had it
+
+
+def test_dashboard_totals_equal_the_charges(month: str) -> None:
+    page = role_client(VIEWER).get("/admin/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    kept = Charge.objects.filter(period__period=month).exclude(review_state="rejected")
+    sums = kept.aggregate(billed=Sum("billed_cost"), listed=Sum("list_cost"))
+    assert sums["billed"] == Decimal("94.092")
+    totals = page.context["dashboard"].cycle.totals
+    assert (totals.billed_total, totals.list_total) == (sums["billed"], sums["listed"])
+    assert totals.charges == kept.count() == 5 and totals.rejected == 1
+    assert re.search(r'id="ocb-billed-total">\$94\.09<', html)
+    assert re.search(r'id="ocb-list-total">\$496\.09<', html)
+    assert re.search(r'id="ocb-discount-total">\$402\.00<', html)
+    # three charts, each an image with a title and a data table
+    assert html.count('role="img"') == 3 and html.count("<summary>Data table</summary>") == 3
+    assert "proj-b" in html and "$80.75" in html  # top projects
+    assert "aws_2025-01.csv" in html  # recent imports
+
+
+def test_next_step_is_a_button_only_for_who_may_take_it(month: str) -> None:
+    viewer = role_client(VIEWER).get("/admin/").content.decode()
+    assert "Next: <strong>Generate statements</strong>" in viewer
+    assert 'class="button ocb-next"' not in viewer
+    admin = role_client(BILLING_ADMIN).get("/admin/").content.decode()
+    assert re.search(r'class="button ocb-next" href="[^"]*generate/\?period=2025-01"', admin)
+
+
+def test_dashboard_of_an_empty_site(db: None) -> None:
+    html = role_client(BILLING_ADMIN).get("/admin/").content.decode()
+    assert "No billing period yet" in html
+    assert 'href="/admin/ingest/import/upload/"' in html
+
+
+def test_dashboard_queries_do_not_grow_with_data(
+    month: str, django_assert_max_num_queries: Callable[..., object]
+) -> None:
+    client = role_client(VIEWER)
+    client.get("/admin/")
+    with django_assert_max_num_queries(30):  # type: ignore[operator]
+        client.get("/admin/")
+
+
+def test_period_page_ties_the_month_together(month: str, actor: Actor) -> None:
+    source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
+    statements_generate(period=month, actor=actor, sync=True)
+    export = export_journal(period=month, format="gl", actor=actor)
+    period = BillingPeriod.objects.get(period=month)
+    page = role_client(REVIEWER).get(f"/admin/billing/billingperiod/{period.pk}/change/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Imports (1)" in html and "aws_2025-01.csv" in html
+    assert f"/admin/journals/journalexport/{export.pk}/download/" in html
+    assert "statement.generate" in html and "period.close" in html  # audit history
+    assert "3 current statements (3 rendered) for 3 PI projects" in html
+    by_source = page.context["by_source"]
+    assert [(r["slug"], r["n"], r["billed"]) for r in by_source] == [("aws", 5, Decimal("94.092"))]
+    # a reviewer sees the cycle but no close/finalize buttons
+    assert "Finalize period" not in html and "Reopen period" not in html
+
+
+def test_project_and_pi_pages(month: str, actor: Actor) -> None:
+    statements_generate(period=month, actor=actor, sync=True)
+    project = Project.objects.get(project_id="proj-a")
+    client = role_client(VIEWER)
+    page = client.get(f"/admin/billing/project/{project.pk}/change/")
+    assert page.status_code == 200
+    history = page.context["history"]
+    assert [(p.period, p.charges, p.billed_total) for p in history.periods] == [
+        ("2025-01", 3, Decimal("10.009"))
+    ]
+    assert [u.fund_org for u in history.fund_orgs] == ["NSF-BIO-2024"]
+    html = page.content.decode()
+    assert page.context["trend"].rows == (("2025-01", "$412.01", "$10.01"),)
+    assert 'role="img"' in html and "?project=proj-a" in html
+    number = Statement.objects.get(project=project).number
+    assert number in html
+
+    ada = PI.objects.get(email="ada@example.edu")
+    page = client.get(f"/admin/billing/pi/{ada.pk}/change/")
+    assert [p.billed_total for p in page.context["history"].periods] == [Decimal("90.759")]
+    assert [p.project_id for p in page.context["projects"]] == ["proj-a", "proj-b"]
+    assert "?pi=ada%40example.edu" in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/",
+        "/admin/billing/billingperiod/{period}/change/",
+        "/admin/billing/project/{project}/change/",
+        "/admin/billing/pi/{pi}/change/",
+    ],
+)
+def test_viewers_get_no_buttons_that_change_anything(month: str, path: str) -> None:
+    url = path.format(
+        period=BillingPeriod.objects.get(period=month).pk,
+        project=Project.objects.get(project_id="proj-a").pk,
+        pi=PI.objects.get(email="ada@example.edu").pk,
+    )
+    assert changing_buttons(role_client(VIEWER).get(url).content.decode()) == []
+    # the check finds what a billing admin does get
+    assert changing_buttons(role_client(BILLING_ADMIN).get(url).content.decode()) or (
+        path == "/admin/"
+    )
