@@ -75,7 +75,7 @@ def copy_months(period: str) -> list[str]:
     fields = [
         f.column
         for f in Charge._meta.concrete_fields
-        if f.column not in ("id", "period_id", "source_id", "fingerprint")
+        if f.column not in ("id", "period_id", "source_id", "occurrence")
     ]
     columns = ", ".join(fields)
     table = Charge._meta.db_table
@@ -86,10 +86,11 @@ def copy_months(period: str) -> list[str]:
             target = period_open(period=month, actor=actor, note="benchmark copy")
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"INSERT INTO {table} (period_id, source_id, fingerprint, {columns}) "
+                    f"INSERT INTO {table} (period_id, source_id, occurrence, {columns}) "
                     f"SELECT %s, CASE (id %% {len(source_ids)}) {source_case} END, "
-                    f"fingerprint || %s, {columns} FROM {table} WHERE period_id = %s",
-                    [target.pk, f"-{n}", BillingPeriod.objects.get(period=period).pk],
+                    f"occurrence + %s, {columns} FROM {table} WHERE period_id = %s",
+                    # a copy is the same line item seen again: a new occurrence
+                    [target.pk, n * 1000, BillingPeriod.objects.get(period=period).pk],
                 )
     return sorted([period, *months])
 
