@@ -54,6 +54,7 @@ from billing.services import (
     source_add,
     source_set,
 )
+from openchargeback.text import count
 
 
 def money_column(field: str, description: str) -> Callable[[Any, Any], str]:
@@ -666,7 +667,7 @@ class ChargeAdmin(ReadOnlyAdmin):
         except BillingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
-        self.message_user(request, f"{verb} {changed:,} charges.", messages.SUCCESS)
+        self.message_user(request, f"{verb} {count(changed, 'charge')}.", messages.SUCCESS)
 
     def _review(
         self, request: HttpRequest, queryset: QuerySet[Charge], action: str, *, note: str

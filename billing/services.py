@@ -20,6 +20,7 @@ from django.utils import timezone
 from billing import summaries
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
 from openchargeback.money import format_money, to_nanos
+from openchargeback.text import count
 
 
 class BillingError(Exception):
@@ -300,14 +301,14 @@ def period_close(
     pending, amount = _pending_summary(obj)
     if pending and not allow_pending:
         raise BillingError(
-            f"period {obj.period} has {pending:,} charges pending review "
+            f"period {obj.period} has {count(pending, 'charge')} pending review "
             f"({format_money(amount)} billed); approve or reject them first "
             f"(`openchargeback review list --period {obj.period}`), or close with "
             "--allow-pending to leave them out and record the override"
         )
     text = note
     if pending:
-        text = f"{note + '; ' if note else ''}closed with {pending:,} charges pending review"
+        text = f"{note + '; ' if note else ''}closed with {count(pending, 'charge')} pending review"
     return _transition(
         obj,
         to=BillingPeriod.Status.CLOSED,
@@ -346,7 +347,7 @@ def finalize_blockers(obj: BillingPeriod) -> list[str]:
         problems.append(f"the period is {obj.status}; close it first")
     pending, _amount = _pending_summary(obj)
     if pending:
-        problems.append(f"{pending:,} charges are pending review")
+        problems.append(f"{count(pending, 'charge')} pending review")
     for check in FINALIZE_CHECKS.values():
         problems.extend(check(obj))
     return problems

@@ -32,6 +32,7 @@ from journals.builders import (
 )
 from journals.models import JournalExport, JournalSettings, JournalTemplate
 from openchargeback.money import CENT, to_nanos
+from openchargeback.text import count
 
 APPROVED, PENDING = Charge.ReviewState.APPROVED, Charge.ReviewState.PENDING
 
@@ -165,8 +166,9 @@ def _period(period: str, *, include_pending: bool) -> BillingPeriod:
     )
     if counts["pending"] and not include_pending:
         raise BillingError(
-            f"period {period} has {counts['pending']:,} charges pending review: review them, "
-            "or pass --include-pending to put them in the journal (recorded on the export)"
+            f"period {period} has {count(counts['pending'], 'charge')} pending review: "
+            "review them, or pass --include-pending to put them in the journal "
+            "(recorded on the export)"
         )
     if counts["orphans"]:
         raise BillingError(

@@ -71,6 +71,7 @@ class StatementProgress:
     unsent: int  # current statements never emailed (resends aside)
     failed_emails: int
     pending_emails: int
+    billed_total: Decimal  # amount due on the current statements (rounded lines)
 
 
 def statement_progress(period: BillingPeriod) -> StatementProgress:
@@ -92,7 +93,9 @@ def statement_progress(period: BillingPeriod) -> StatementProgress:
         EmailStatement.objects.filter(statement=OuterRef("pk"), email__status=EmailLog.Status.SENT)
     )
     counts = current.aggregate(
-        n=Count("id"), ready=Count("id", filter=Q(status=Statement.Status.READY))
+        n=Count("id"),
+        ready=Count("id", filter=Q(status=Statement.Status.READY)),
+        due=Sum("billed_total"),
     )
     counts["unsent"] = current.filter(~sent).count()
     emails = EmailLog.objects.filter(period=period, resend=False).aggregate(
@@ -107,6 +110,7 @@ def statement_progress(period: BillingPeriod) -> StatementProgress:
         unsent=counts["unsent"],
         failed_emails=emails["failed"],
         pending_emails=emails["pending"],
+        billed_total=counts["due"] or Decimal(0),
     )
 
 

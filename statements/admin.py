@@ -21,6 +21,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from billing.admin import ReadOnlyAdmin, action_page, action_summary, money_column
 from billing.models import BillingPeriod
 from billing.services import Actor, BillingError
+from openchargeback.text import count as _count
 from statements import emailing
 from statements.models import EmailLog, EmailStatement, Statement
 from statements.services import statements_generate
@@ -44,10 +45,6 @@ def dispatch_emails(email_ids: list[int], *, group: str) -> tuple[list[emailing.
     for email_id in email_ids:
         async_task("statements.tasks.send_email", email_id, group=group)
     return [], len(email_ids)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def report_sending(

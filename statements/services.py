@@ -29,6 +29,7 @@ from django.utils import timezone
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
 from openchargeback.spreadsheet import neutralise
+from openchargeback.text import count
 from statements import emailing, pdf
 from statements.building import (
     DETAIL_LIMIT,
@@ -218,8 +219,8 @@ def _check_period(period: BillingPeriod, *, allow_pending: bool, pending: int) -
         raise BillingError(f"period {period.period} is finalized: its statements are permanent")
     if pending and not allow_pending:
         raise BillingError(
-            f"period {period.period} has {pending:,} charges pending review: review them, or "
-            "pass --allow-pending to leave them out of the statements"
+            f"period {period.period} has {count(pending, 'charge')} pending review: "
+            "review them, or pass --allow-pending to leave them out of the statements"
         )
 
 

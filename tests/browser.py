@@ -87,9 +87,14 @@ def shots(tmp_path: Path) -> Callable[[Any, str], Path]:
 
 
 def login(page: Any, base: str, role: str) -> None:
-    user = user_in(role, password="a long test password")
+    """Log in through the login form as the user of `role` (created on first use)."""
+    from django.contrib.auth import get_user_model
+
+    name = role.replace(" ", "_")
+    if not get_user_model().objects.filter(username=name).exists():
+        user_in(role, password="a long test password")
     page.goto(f"{base}/admin/")
-    page.fill("#id_username", user.username)
+    page.fill("#id_username", name)
     page.fill("#id_password", "a long test password")
     page.click("input[type=submit]")
     page.wait_for_url(f"{base}/admin/")
@@ -127,3 +132,14 @@ def changing_buttons(html: str) -> list[str]:
     parser = _Buttons()
     parser.feed(html)
     return parser.found
+
+
+def axe_problems(page: Any) -> list[str]:
+    """Serious and critical accessibility violations axe-core finds on the page."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    return [
+        f"{v['id']} ({v['impact']}): {v['nodes'][0]['target']}"
+        for v in Axe().run(page).response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]

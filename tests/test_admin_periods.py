@@ -86,4 +86,4 @@ def test_finalize_blockers_are_shown(period: BillingPeriod) -> None:
     client.post(_url(period, "close"), {"allow_pending": "on"})
     page = client.get(_url(period))
     assert b"Finalizing is blocked" in page.content
-    assert b"1 charges are pending review" in page.content
+    assert b"1 charge pending review" in page.content

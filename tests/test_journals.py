@@ -289,7 +289,7 @@ def test_command_json_refusals_and_output(
         actor=actor,
     )
     period_close(period=books, actor=actor, allow_pending=True)
-    with pytest.raises(CommandError, match="1 charges pending review"):
+    with pytest.raises(CommandError, match="1 charge pending review"):
         _run("export_journal", "--period", books)
     data = json.loads(_run("export_journal", "--period", books, "--include-pending", "--json"))
     assert data["include_pending"] is True

@@ -108,7 +108,7 @@ def test_finalize_guards(month: Path, actor: Actor) -> None:
         period_finalize(period="2025-01", actor=actor)
     period_close(period="2025-01", actor=actor, allow_pending=True)
     problems = finalize_blockers(BillingPeriod.objects.get(period="2025-01"))
-    assert "2 charges are pending review" in problems
+    assert "2 charges pending review" in problems
     assert any("1 PI projects have no current statement" in p for p in problems)
     assert any("no journal export" in p for p in problems)
     with pytest.raises(BillingError, match="cannot be finalized"):

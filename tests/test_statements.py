@@ -55,7 +55,7 @@ def test_generate_refuses_open_periods_and_pending_charges(
     with pytest.raises(BillingError, match="is open: close it first"):
         statements_generate(period="2025-01", actor=actor, sync=True)
     period_close(period="2025-01", actor=actor, allow_pending=True)
-    with pytest.raises(BillingError, match="1 charges pending review"):
+    with pytest.raises(BillingError, match="1 charge pending review"):
         statements_generate(period="2025-01", actor=actor, sync=True)
     result = statements_generate(period="2025-01", actor=actor, sync=True, allow_pending=True)
     assert result.pending_excluded == 1

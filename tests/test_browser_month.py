@@ -1,0 +1,353 @@
+"""A whole month in a real browser, as people do it, and accessibility scans.
+
+A billing admin drops three FOCUS files on the import page, checks their
+previews and imports them; a reviewer approves the flagged charges; the
+billing admin closes the month, generates and sends the statements, exports
+the GL journal as XLSX and finalizes. The dashboard's numbers then equal the
+statements' and the journal's. A viewer finds no button that changes
+anything, and axe-core finds no serious or critical problem on the main pages.
+Screenshots (light and dark) go to ``docs/images`` with ``make screenshots``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.core import mail
+from django.db.models import Sum
+
+from billing.models import BillingPeriod, Charge, InstitutionSettings, Source
+from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, sync_roles
+from billing.seed import seed_defaults
+from billing.services import Actor, source_set
+from ingest.services import import_file
+from journals.models import JournalExport
+from statements.models import Statement
+from tests.browser import (
+    axe_problems,
+    changing_buttons,
+    login,
+    page,
+    shots,
+    stray_connections_closed,
+)
+from tests.conftest import focus_row, write_focus
+
+pytestmark = pytest.mark.browser
+__all__ = ["page", "shots", "stray_connections_closed"]  # fixtures used by name
+
+PERIOD = "2025-03"
+NOTE = "Checked against the grant"
+
+
+@pytest.fixture
+def site(live_db: None) -> None:
+    """A new site: default settings, roles, journal layouts, sources with GL accounts."""
+    seed_defaults()
+    sync_roles()  # the roles are data: a transactional test starts from an empty database
+    import_module("journals.migrations.0002_layouts_locks_roles").seed(apps, None)
+    setup = Actor("setup", "cli")
+    for slug, account in (("aws", "740100"), ("azure", "740200"), ("gcp", "740300")):
+        source_set(slug=slug, actor=setup, credit_fund_org="RCI-CLOUD", account_code=account)
+
+
+def _files(folder: Path) -> list[Path]:
+    """Three providers' files for the month, named the ways providers name them."""
+    aws = [
+        focus_row(period=PERIOD, resource=f"vm-{i}", billed="12.50", list_cost="20.00")
+        for i in range(4)
+    ]
+    aws.append(focus_row(period=PERIOD, resource="orphan", pi="", project="", billed="7.25"))
+    azure = [
+        focus_row(
+            period=PERIOD, resource="db", pi="bob@example.edu", project="proj-c", billed="30.10"
+        ),
+        focus_row(
+            period=PERIOD, resource="big", project="proj-b", billed="40.00", list_cost="55.55"
+        ),
+    ]
+    gcp = [
+        focus_row(
+            period=PERIOD, resource="bq", pi="cy@example.edu", project="proj-d", billed="3.33"
+        ),
+        focus_row(period=PERIOD, resource="gke", pi="cy@example.edu", project="", billed="1.01"),
+    ]
+    return [
+        write_focus(folder / "aws_2025-03.csv", aws),
+        write_focus(folder / "azure_2025_03.csv", azure),
+        write_focus(folder / "gcp-202503.csv", gcp),
+    ]
+
+
+def _drop(page: Any, selector: str, files: list[Path]) -> None:
+    """Drop files on an element, as a drag from the file manager does."""
+    payload = [{"name": f.name, "text": f.read_text()} for f in files]
+    transfer = page.evaluate_handle(
+        """files => {
+            const transfer = new DataTransfer();
+            for (const f of files) {
+                transfer.items.add(new File([f.text], f.name, {type: "text/csv"}));
+            }
+            return transfer;
+        }""",
+        payload,
+    )
+    page.dispatch_event(selector, "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+def _logout(page: Any) -> None:
+    page.locator("#logout-form button").click()
+    page.wait_for_load_state()
+
+
+def _next_step(page: Any, base: str) -> str:
+    page.goto(f"{base}/admin/")
+    return str(page.locator("a.button.ocb-next").inner_text())
+
+
+def _money(page: Any, element_id: str) -> Decimal:
+    text = page.locator(f"#{element_id}").inner_text()
+    return Decimal(re.sub(r"[^0-9.\-]", "", text))
+
+
+def test_a_whole_month_in_the_browser(
+    live_server: Any,
+    page: Any,
+    site: None,
+    tmp_path: Path,
+    shots: Callable[[Any, str], Path],
+) -> None:
+    base = live_server.url
+    files = _files(tmp_path)
+
+    # -- a billing admin imports three files ----------------------------------------
+    login(page, base, BILLING_ADMIN)
+    assert "No billing period yet" in page.locator("#content").inner_text()
+    page.get_by_role("link", name="Import usage").click()
+    page.wait_for_url("**/admin/ingest/import/upload/")
+    _drop(page, "#ocb-dropzone", files)
+    assert page.locator("#ocb-chosen li").count() == 3
+    shots(page, "import-drop-light")
+    page.get_by_role("button", name="Upload and preview").click()
+    page.wait_for_url("**/upload/*/")
+    cards = page.locator("section.ocb-upload")
+    assert cards.count() == 3
+    expected = {  # file -> (detected source, rows, billed, flagged)
+        "aws_2025-03.csv": ("aws", "5", "$57.25", "1"),
+        "azure_2025_03.csv": ("azure", "2", "$70.10", "0"),
+        "gcp-202503.csv": ("gcp", "2", "$4.34", "1"),
+    }
+    for name, (source, rows, billed, flagged) in expected.items():
+        card = cards.filter(has_text=name)
+        assert card.locator("select").input_value() == source
+        assert card.locator("input[name$=period]").input_value() == PERIOD
+        preview = card.locator("table.ocb-preview").inner_text()
+        assert re.search(rf"Rows read\s+{rows}\b", preview), preview
+        assert re.search(rf"Billed total\s+{re.escape(billed)}", preview), preview
+        assert re.search(rf"Flagged for review\s+{flagged}\b", preview), preview
+    assert not Charge.objects.exists()  # previews write nothing
+    assert axe_problems(page) == []
+    shots(page, "import-preview-light")
+    page.emulate_media(color_scheme="dark")
+    assert axe_problems(page) == []
+    shots(page, "import-preview-dark")
+    page.emulate_media(color_scheme="light")
+    page.get_by_role("button", name=re.compile(r"Import all previewed \(3\)")).click()
+    page.wait_for_load_state()
+    assert page.locator("p.ocb-result").count() == 3
+    assert Charge.objects.count() == 9
+    assert page.get_by_role("link", name="Its charges waiting for review").count() == 3
+    assert _next_step(page, base) == "Next: Review flagged charges"
+    _logout(page)
+
+    # -- a reviewer attributes the orphan and approves the rest ---------------------------
+    login(page, base, REVIEWER)
+    page.locator("a.button.ocb-next").click()
+    page.wait_for_url("**/admin/billing/charge/?**review_state__exact=pending**")
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 2
+    orphan = Charge.objects.get(resource_id="orphan")
+    page.locator(f"input[name=_selected_action][value='{orphan.pk}']").check()
+    page.select_option("select[name=action]", "fix_attribution")
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state()
+    page.fill("#id_pi_email", "ada@example.edu")
+    page.fill("#id_project_id", "proj-a")
+    page.fill("#id_note", NOTE)
+    page.get_by_role("button", name="Fix attribution").click()
+    page.wait_for_load_state()
+    assert "Fixed 1 charge" in page.locator("ul.messagelist").inner_text()
+    assert rows.count() == 1  # the fixed charge had no flag left: approved
+    page.locator("#action-toggle").check()
+    page.select_option("select[name=action]", "approve")
+    page.fill("input[name=note]", NOTE)
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state()
+    assert "Approved 1 charge." in page.locator("ul.messagelist").inner_text()
+    shots(page, "review-after-light")
+    _logout(page)
+
+    # -- the billing admin closes, generates, sends, exports, finalizes ------------------
+    login(page, base, BILLING_ADMIN)
+    assert _next_step(page, base) == "Next: Close the month"
+    period = BillingPeriod.objects.get(period=PERIOD)
+    page.goto(f"{base}/admin/billing/billingperiod/{period.pk}/change/")
+    page.get_by_role("button", name=f"Close period {PERIOD}").click()
+    page.wait_for_load_state()
+    assert f"Period {PERIOD} is closed." in page.locator("ul.messagelist").inner_text()
+
+    assert _next_step(page, base) == "Next: Generate statements"
+    page.locator("a.button.ocb-next").click()
+    page.wait_for_url("**/generate/**")
+    page.get_by_role("button", name="Check what will happen").click()
+    page.wait_for_load_state()
+    page.get_by_role("button", name="Generate 5 statements").click()
+    page.wait_for_load_state()
+    assert "5 statements generated" in page.locator("ul.messagelist").inner_text()
+
+    assert _next_step(page, base) == "Next: Send statements"
+    page.locator("a.button.ocb-next").click()
+    page.wait_for_url("**/admin/statements/statement/?**email=unsent**")
+    page.locator("#action-toggle").check()
+    page.select_option("select[name=action]", "send_selected")
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state()
+    assert sorted(m.to[0] for m in mail.outbox) == [
+        "ada@example.edu",
+        "bob@example.edu",
+        "cy@example.edu",
+    ]
+
+    assert _next_step(page, base) == "Next: Export the journal"
+    page.locator("a.button.ocb-next").click()
+    page.wait_for_url("**/journalexport/export/**")
+    page.select_option("#id_format", "gl")
+    page.check("#id_xlsx")
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_load_state()
+    page.get_by_role("button", name="Export gl").click()
+    page.wait_for_url("**/journalexport/")
+    with page.expect_download() as info:
+        page.locator("ul.messagelist a").click()
+    assert info.value.suggested_filename.endswith(".xlsx")
+
+    assert _next_step(page, base) == "Next: Finalize"
+    page.locator("a.button.ocb-next").click()
+    page.fill("#id_confirm", PERIOD)
+    page.get_by_role("button", name=f"Finalize period {PERIOD}").click()
+    page.wait_for_load_state()
+    assert f"Period {PERIOD} is finalized." in page.locator("ul.messagelist").inner_text()
+
+    # -- the dashboard agrees with the statements and the journal ------------------------
+    page.goto(f"{base}/admin/")
+    statements = Statement.objects.filter(period=period, superseded_at=None)
+    due = statements.aggregate(t=Sum("billed_total"))["t"]
+    export = JournalExport.objects.get(period=period)
+    assert due == Decimal("131.69")  # every amount is whole cents: nothing to round
+    assert _money(page, "ocb-billed-total") == due
+    assert _money(page, "ocb-statements-due") == due
+    assert _money(page, "ocb-journal-debits") == export.debit_total == due
+    assert _money(page, "ocb-journal-credits") == export.credit_total == due
+    listed = Charge.objects.exclude(review_state="rejected").aggregate(t=Sum("list_cost"))["t"]
+    assert _money(page, "ocb-list-total") == listed
+    assert page.locator(".ocb-cycle li.ocb-done").count() == 7
+    shots(page, "dashboard-light")
+    page.emulate_media(color_scheme="dark")
+    page.reload()
+    shots(page, "dashboard-dark")
+    page.goto(f"{base}/admin/billing/billingperiod/{period.pk}/change/")
+    shots(page, "period-dark")
+    page.emulate_media(color_scheme="light")
+    page.reload()
+    shots(page, "period-light")
+    assert InstitutionSettings.load().currency == "USD"
+
+
+@pytest.fixture
+def finished_month(site: None, tmp_path: Path) -> BillingPeriod:
+    """A month taken through the whole cycle by the services, as cron would."""
+    from billing.services import charges_fix_attribution, charges_review, period_close
+    from journals.services import export_journal
+    from statements.services import statements_generate
+
+    setup = Actor("setup", "cli")
+    for path in _files(tmp_path):
+        slug = path.name.split("_")[0].split("-")[0]
+        import_file(path=path, source=Source.objects.get(slug=slug), actor=setup)
+    charges_fix_attribution(
+        charges=Charge.objects.filter(resource_id="orphan"),
+        actor=setup,
+        pi_email="ada@example.edu",
+        project_id="proj-a",
+    )
+    charges_review(
+        charges=Charge.objects.filter(review_state="pending"), action="approve", actor=setup
+    )
+    period_close(period=PERIOD, actor=setup)
+    statements_generate(period=PERIOD, actor=setup, sync=True, send=True)
+    export_journal(period=PERIOD, format="gl", xlsx=True, actor=setup)
+    return BillingPeriod.objects.get(period=PERIOD)
+
+
+def _pages(period: BillingPeriod) -> dict[str, str]:
+    from billing.models import PI, Project
+
+    statement = Statement.objects.filter(period=period).order_by("pk").first()
+    assert statement is not None
+    return {
+        "dashboard": "/admin/",
+        "import": "/admin/ingest/import/",
+        "import-upload": "/admin/ingest/import/upload/",
+        "review-queue": "/admin/billing/charge/?review_state__exact=pending",
+        "period": f"/admin/billing/billingperiod/{period.pk}/change/",
+        "statements": "/admin/statements/statement/",
+        "statement": f"/admin/statements/statement/{statement.pk}/change/",
+        "journals": "/admin/journals/journalexport/",
+        "journal-export": f"/admin/journals/journalexport/export/?period={PERIOD}",
+        "pi": f"/admin/billing/pi/{PI.objects.get(email='ada@example.edu').pk}/change/",
+        "project": f"/admin/billing/project/{Project.objects.get(project_id='proj-a').pk}/change/",
+        "help": "/admin/help/review/",
+    }
+
+
+def test_a_viewer_finds_no_button_that_changes_anything(
+    live_server: Any, page: Any, finished_month: BillingPeriod
+) -> None:
+    base = live_server.url
+    login(page, base, VIEWER)
+    seen = []
+    for name, url in _pages(finished_month).items():
+        response = page.goto(base + url)
+        if name == "import-upload":
+            assert response.status == 403  # importing is not a viewer's job
+            continue
+        assert response.status == 200, name
+        assert changing_buttons(page.content()) == [], name
+        assert page.locator("select[name=action]").count() == 0, name
+        seen.append(name)
+    assert len(seen) == 11
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_main_pages_pass_axe(
+    live_server: Any, page: Any, finished_month: BillingPeriod, scheme: str
+) -> None:
+    """axe-core finds no serious or critical accessibility problem (the import
+    page with its previews is scanned in the whole-month test)."""
+    base = live_server.url
+    login(page, base, BILLING_ADMIN)
+    page.emulate_media(color_scheme=scheme)
+    problems = {}
+    for name, url in _pages(finished_month).items():
+        page.goto(base + url)
+        if found := axe_problems(page):
+            problems[name] = found
+    assert problems == {}
