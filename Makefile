@@ -73,6 +73,8 @@ bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/review.py
 	$(BIN)/python benchmarks/statements.py
+	$(BIN)/python benchmarks/journals.py
+	$(BIN)/python benchmarks/dashboard.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
