@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 
@@ -207,3 +210,34 @@ def month(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> str:
     )
     period_close(period="2025-01", actor=actor)
     return "2025-01"
+
+
+@contextmanager
+def fresh_database_url(tmp_path: Path, label: str) -> Iterator[str]:
+    """A new, empty database for a site run in subprocesses, on the backend the
+    tests use (a SQLite file, or a PostgreSQL database dropped afterwards)."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        yield f"sqlite:///{tmp_path / f'{label}.sqlite3'}"
+        return
+    import psycopg
+
+    name = f"ocb_{label}_{uuid.uuid4().hex[:10]}"
+    dsn = {
+        "host": db["HOST"],
+        "port": db["PORT"] or 5432,
+        "user": db["USER"],
+        "password": db["PASSWORD"],
+    }
+    with psycopg.connect(dbname="postgres", autocommit=True, **dsn) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    try:
+        yield f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{name}"
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **dsn) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                [name],
+            )
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')

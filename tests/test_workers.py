@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,9 +21,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from django.conf import settings
 
-from tests.conftest import focus_row, write_focus
+from tests.conftest import focus_row, fresh_database_url, write_focus
 from tests.test_statement_emails import Inbox, _free_port
 
 pytestmark = pytest.mark.slow
@@ -45,28 +43,8 @@ class SlowInbox(Inbox):
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        yield f"sqlite:///{tmp_path / 'workers.sqlite3'}"
-        return
-    import psycopg
-
-    name = f"ocb_workers_{uuid.uuid4().hex[:10]}"
-    dsn = {
-        "host": db["HOST"],
-        "port": db["PORT"] or 5432,
-        "user": db["USER"],
-        "password": db["PASSWORD"],
-    }
-    with psycopg.connect(dbname="postgres", autocommit=True, **dsn) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    yield f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{name}"
-    with psycopg.connect(dbname="postgres", autocommit=True, **dsn) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    with fresh_database_url(tmp_path, "workers") as url:
+        yield url
 
 
 @pytest.fixture
