@@ -207,6 +207,24 @@ Q_CLUSTER = {
 
 # The admin generates or sends up to this many statements/emails within the
 # request; more are queued for the django-q2 workers (openchargeback qcluster).
+# Month-end automation (`openchargeback setup_schedules`, docs/operations.md).
+# The inbox: FOCUS files dropped into INBOX_DIR/<source>/ are imported every
+# INBOX_MINUTES, once unchanged for INBOX_SETTLE_SECONDS.
+OPENCHARGEBACK_INBOX_DIR = Path(
+    env.str("OPENCHARGEBACK_INBOX_DIR", default="") or INSTANCE_DIR / "inbox"
+)
+OPENCHARGEBACK_INBOX_MINUTES = env.int("OPENCHARGEBACK_INBOX_MINUTES", default=10)
+OPENCHARGEBACK_INBOX_SETTLE_SECONDS = env.int("OPENCHARGEBACK_INBOX_SETTLE_SECONDS", default=60)
+# Daily reminder to reviewers at this hour (TIME_ZONE) while charges are pending.
+OPENCHARGEBACK_REMINDER_HOUR = env.int("OPENCHARGEBACK_REMINDER_HOUR", default=8)
+# Send the statements of closed months with nothing pending, hourly.
+OPENCHARGEBACK_AUTO_SEND = env.bool("OPENCHARGEBACK_AUTO_SEND", default=False)
+# The site's address as people reach it (links in reminder emails), e.g.
+# https://billing.example.edu
+OPENCHARGEBACK_SITE_URL = env.str("OPENCHARGEBACK_SITE_URL", default="")
+# /healthz answers 503 when the oldest job has waited longer than this (seconds):
+# no worker is taking jobs.
+OPENCHARGEBACK_HEALTH_QUEUE_MAX_AGE = env.int("OPENCHARGEBACK_HEALTH_QUEUE_MAX_AGE", default=900)
 OPENCHARGEBACK_ADMIN_INLINE_LIMIT = env.int("OPENCHARGEBACK_ADMIN_INLINE_LIMIT", default=200)
 
 # --- Ingest limits ----------------------------------------------------------
@@ -285,6 +303,8 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 )
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_PRODUCTION)
+# Load balancers probe the health check over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _PRODUCTION else 0)
 # HSTS covers this host name and its subdomains (*.billing.example.edu), not
 # the parent domain; preload only marks the header as eligible for the lists.
