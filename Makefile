@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DEMO_ENV := DEBUG=true
 HOST ?= 127.0.0.1:8000
 
-.PHONY: install demo demo-data serve test check lint format typecheck migrations-check bench screenshots statement-images clean
+.PHONY: install demo demo-data serve test check lint format typecheck migrations-check bench screenshots statement-images env-docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ bench: install
 	$(BIN)/python benchmarks/statements.py
 	$(BIN)/python benchmarks/journals.py
 	$(BIN)/python benchmarks/dashboard.py
+
+# docs/environment.md from .env.example (a test checks they agree).
+env-docs: install
+	DEBUG=true $(BIN)/openchargeback env_reference > docs/environment.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
