@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing import summaries
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
+from openchargeback.logging import audit_log
 from openchargeback.money import format_money, to_nanos
 from openchargeback.text import count
 
@@ -70,6 +71,7 @@ def audit(
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
         object_repr = object_repr or str(obj)[:300]
+    log_audit(actor, action, object_type=object_type, object_id=object_id, count=1)
     return AuditEvent.objects.create(
         actor=actor.name,
         channel=actor.channel,
@@ -82,6 +84,21 @@ def audit(
         before=before,
         after=after,
         reason=reason,
+    )
+
+
+def log_audit(actor: Actor, action: str, *, count: int, **fields: Any) -> None:
+    """The structured log line of audit events (the AuditEvent rows are the record)."""
+    audit_log.info(
+        "audit",
+        extra={
+            "event": "audit",
+            "action": action,
+            "actor": actor.name,
+            "channel": actor.channel,
+            "count": count,
+            **fields,
+        },
     )
 
 
@@ -452,6 +469,7 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
                 for pk, state, period_id, billed in rows
             )
             changed += len(rows)
+    log_audit(actor, f"charge.{action}", count=changed)
     return changed
 
 
@@ -578,6 +596,7 @@ def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dic
                 AuditEvent.objects.bulk_create(events)
                 events = []
         AuditEvent.objects.bulk_create(events)
+    log_audit(actor, f"charge.{action}", count=changed)
     return changed
 
 

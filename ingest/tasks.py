@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from billing.services import Actor
 from ingest import uploads
+from openchargeback.logging import logged_job
 
 
+@logged_job
 def preview_upload(upload_id: int) -> None:
     uploads.upload_run_preview(upload_id)
 
 
+@logged_job
 def import_upload(upload_id: int, actor: str, user_id: int | None = None) -> None:
     uploads.upload_run_import(upload_id, actor=Actor(name=actor, channel="job", user_id=user_id))

@@ -14,6 +14,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
+from openchargeback.logging import logged_job
+
 PREFIX = "openchargeback: "
 
 
@@ -26,6 +28,7 @@ class Planned:
     at: time | None = None  # first run of a daily schedule, local time
 
 
+@logged_job
 def run_command(*args: str) -> str:
     """The task a schedule runs: a management command; its output is the result.
     A CommandError fails the task, which the admin lists under Failed tasks."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from billing.services import Actor
+from openchargeback.logging import logged_job
 from statements import emailing, services
 
 
+@logged_job
 def render_statement(statement_id: int) -> None:
     services.render_statement(statement_id)
 
 
+@logged_job
 def render_and_email(
     period: str, pi_id: int, statement_ids: list[int], actor: str, user_id: int | None = None
 ) -> None:
@@ -26,6 +29,7 @@ def render_and_email(
         send_email(email_id)
 
 
+@logged_job
 def send_email(email_id: int) -> None:
     """Send one email; a failure schedules its own retry after the backoff."""
     outcome = emailing.send_email(email_id)
