@@ -141,7 +141,9 @@ def test_postgresql_backup_restores_into_a_fresh_database(tmp_path: Path) -> Non
         assert done.returncode == 0, done.stderr
         listed = [run(role, "periods", "list", "--json").stdout for role in ("a", "b")]
         assert listed[0] == listed[1] and json.loads(listed[0])
-        statements = [run(role, "shell", "-c", _STATEMENT_HASHES).stdout for role in ("a", "b")]
+        statements = [
+            run(role, "shell", "-v", "0", "-c", _STATEMENT_HASHES).stdout for role in ("a", "b")
+        ]
         assert statements[0] == statements[1] and len(statements[0].splitlines()) == 53
         assert run("b", "check_ledger", "--period", "2026-08").returncode == 0
 
