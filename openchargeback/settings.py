@@ -201,13 +201,13 @@ Q_CLUSTER = {
     "max_attempts": env.int("Q_MAX_ATTEMPTS", default=3),
     # Tasks taken from the queue per poll: fewer round trips to the broker.
     "bulk": env.int("Q_BULK", default=1),
+    # Results of successful jobs kept (older ones pruned; 0 keeps all).
+    "save_limit": env.int("Q_SAVE_LIMIT", default=250),
     "ack_failures": True,
     "catch_up": False,
     "sync": TESTING,
 }
 
-# The admin generates or sends up to this many statements/emails within the
-# request; more are queued for the django-q2 workers (openchargeback qcluster).
 # Month-end automation (`openchargeback setup_schedules`, docs/operations.md).
 # The inbox: FOCUS files dropped into INBOX_DIR/<source>/ are imported every
 # INBOX_MINUTES, once unchanged for INBOX_SETTLE_SECONDS.
@@ -226,6 +226,8 @@ OPENCHARGEBACK_SITE_URL = env.str("OPENCHARGEBACK_SITE_URL", default="")
 # /healthz answers 503 when the oldest job has waited longer than this (seconds):
 # no worker is taking jobs.
 OPENCHARGEBACK_HEALTH_QUEUE_MAX_AGE = env.int("OPENCHARGEBACK_HEALTH_QUEUE_MAX_AGE", default=900)
+# The admin generates or sends up to this many statements/emails within the
+# request; more are queued for the django-q2 workers (openchargeback qcluster).
 OPENCHARGEBACK_ADMIN_INLINE_LIMIT = env.int("OPENCHARGEBACK_ADMIN_INLINE_LIMIT", default=200)
 
 # --- Ingest limits ----------------------------------------------------------

@@ -187,3 +187,97 @@ def test_a_killed_cluster_restarted_sends_each_pi_at_most_one_email(
     print(f"killed after {interrupted_at} emails; sent {len(sent)}, stuck {len(stuck)}")
     listed = json.loads(run("emails", "list", "--period", "2025-01", "--json"))
     assert len(listed) == PIS
+
+
+JOBS = 1_000
+
+DONE_JOBS = (
+    "import json; from collections import Counter; from django_q.models import OrmQ, Task; "
+    "from statements.models import Statement; "
+    "tasks = Task.objects.filter(func='statements.tasks.render_statement'); "
+    "print(json.dumps({'queued': OrmQ.objects.count(), "
+    "'ready': Statement.objects.filter(status='ready').count(), "
+    "'succeeded': tasks.filter(success=True).count(), "
+    "'failed': tasks.filter(success=False).count(), "
+    "'attempts': sorted(Counter(tasks.values_list('attempt_count', flat=True)).items()), "
+    "'statements': len(set(t.args[0] for t in tasks))}))"
+)
+
+
+def test_two_clusters_share_one_queue_and_run_each_job_once(
+    site: tuple[Callable[..., str], SlowInbox], tmp_path: Path
+) -> None:
+    """Two `qcluster` processes (as on two hosts) on one database: 1,000 statement
+    jobs, each run exactly once, by both clusters."""
+    run, _inbox = site
+    env: dict[str, str] = {
+        **run.env,  # type: ignore[attr-defined]
+        "Q_TIMEOUT": "60",
+        "Q_RETRY": "90",
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
+        "Q_SAVE_LIMIT": "0",  # keep every result, to count them
+    }
+    rows = [
+        focus_row(
+            resource=f"r-{k}",
+            pi=f"pi{k % 200:03d}@example.edu",
+            project=f"proj-{k:04d}",
+            billed=f"{k % 97}.{k % 100:02d}",
+        )
+        for k in range(JOBS)
+    ]
+    run("migrate", "--no-input", "-v", "0")
+    run("ingest", str(write_focus(tmp_path / "aws_2025-01.csv", rows)), "--source", "aws")
+    run("periods", "close", "2025-01")
+    out = json.loads(run("generate", "--period", "2025-01", "--json"))
+    assert len(out["statements"]) == JOBS
+
+    logs = [tmp_path / f"cluster-{n}.log" for n in (1, 2)]
+    clusters = []
+    for log in logs:
+        with open(log, "wb") as fh:
+            clusters.append(
+                subprocess.Popen(
+                    [sys.executable, "manage.py", "qcluster"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=fh,
+                    start_new_session=True,
+                )
+            )
+
+    def state() -> dict[str, Any]:
+        return json.loads(run("shell", "-v", "0", "-c", DONE_JOBS).strip().splitlines()[-1])
+
+    try:
+        _wait(lambda: state()["queued"] == 0, 600, "the queue to empty")
+        _wait(lambda: state()["succeeded"] == JOBS, 120, "every job's result")
+    finally:
+        for cluster in clusters:
+            _kill(cluster, signal.SIGTERM)
+
+    final = state()
+    assert final == {
+        "queued": 0,
+        "ready": JOBS,
+        "succeeded": JOBS,
+        "failed": 0,
+        "attempts": [[1, JOBS]],  # no job was ever run a second time
+        "statements": JOBS,
+    }
+    # Each cluster's log has a line per job it ran: together, each statement once.
+    runs: list[Counter[int]] = []
+    for log in logs:
+        events = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+        runs.append(
+            Counter(
+                e["task_args"][0]
+                for e in events
+                if e.get("task") == "statements.tasks.render_statement"
+            )
+        )
+    both = runs[0] + runs[1]
+    assert len(both) == JOBS and set(both.values()) == {1}
+    assert min(sum(r.values()) for r in runs) > 0, "one cluster did all the work"
+    print(f"jobs per cluster: {[sum(r.values()) for r in runs]}")
