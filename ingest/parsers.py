@@ -86,6 +86,7 @@ class FocusReader:
     rows_read: int = field(default=0, init=False)
     # When set, a plain CSV is zstd-compressed to this path while it is read.
     keep_copy_to: Path | None = field(default=None, init=False)
+    keep_copy_error: str = field(default="", init=False)
 
     @property
     def size(self) -> int:
@@ -102,6 +103,9 @@ class FocusReader:
             text += f", {self.column_label(canonical)}"
         return text
 
+    def _copy_failed(self, exc: OSError) -> None:
+        self.keep_copy_error = exc.strerror or str(exc)
+
     def chunks(self) -> Iterator[Chunk]:
         if self.kind == "parquet":
             yield from self._parquet_chunks()
@@ -113,7 +117,7 @@ class FocusReader:
         wanted = sorted(self.positions.items(), key=lambda item: item[1])
         raw: Any = _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name)
         if self.keep_copy_to is not None and self.kind == "csv":
-            raw = _CompressTee(raw, self.keep_copy_to)
+            raw = _CompressTee(raw, self.keep_copy_to, self._copy_failed)
         counted = _CountingReader(raw)
         start = 0
         extra_lines = 0  # newlines inside quoted fields so far
@@ -327,7 +331,7 @@ class _CompressTee(io.RawIOBase):
     about three times faster than gzip at a better ratio.
     """
 
-    def __init__(self, inner: IO[bytes], target: Path) -> None:
+    def __init__(self, inner: IO[bytes], target: Path, on_error: Callable[[OSError], None]) -> None:
         import pyarrow as pa
 
         self.inner = inner
@@ -335,6 +339,10 @@ class _CompressTee(io.RawIOBase):
         self.partial = target.with_name(target.name + ".part")
         self.out = pa.CompressedOutputStream(str(self.partial), "zstd")
         self.at_end = False
+        # A copy that cannot be written (a full disk) stops; reading goes on,
+        # and the import is refused when it wants the copy (nothing half kept).
+        self.failed = False
+        self.on_error = on_error
 
     def readable(self) -> bool:
         return True
@@ -342,24 +350,35 @@ class _CompressTee(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self.inner.read(len(buffer))
         if data:
-            self.out.write(data)
+            if not self.failed:
+                try:
+                    self.out.write(data)
+                except OSError as exc:
+                    self._fail(exc)
         else:
             self.at_end = True
         buffer[: len(data)] = data
         return len(data)
 
+    def _fail(self, exc: OSError) -> None:
+        self.failed = True
+        self.on_error(exc)
+
     def close(self) -> None:
         if not self.closed:
             self.inner.close()
-            self.out.close()
-            if self.at_end:
-                fd = os.open(self.partial, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(self.partial, self.target)
-            else:
+            try:
+                self.out.close()
+                if self.at_end and not self.failed:
+                    fd = os.open(self.partial, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    os.replace(self.partial, self.target)
+            except OSError as exc:
+                self._fail(exc)
+            if self.failed or not self.at_end:
                 self.partial.unlink(missing_ok=True)
         super().close()
 

@@ -839,10 +839,17 @@ class _Copier:
 
     def finish(self) -> Path:
         self._join()
+        name = self.reader.display_name
         if self.error is not None:
-            raise IngestError(f"could not keep a copy of the file: {self.error}")
+            reason = getattr(self.error, "strerror", None) or self.error
+            raise IngestError(
+                f"{name}: could not keep a copy of the file: {reason}; nothing was imported"
+            )
         if not self.tmp.is_file():
-            raise IngestError(f"{self.reader.display_name}: could not keep a copy of the file")
+            reason = self.reader.keep_copy_error or "the copy is missing"
+            raise IngestError(
+                f"{name}: could not keep a copy of the file: {reason}; nothing was imported"
+            )
         return self.tmp
 
     def cleanup(self) -> None:

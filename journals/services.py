@@ -4,7 +4,6 @@ ledger checks (finalize guard, ``check_ledger``)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from django.core.files import File
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
@@ -31,6 +29,7 @@ from journals.builders import (
     build,
 )
 from journals.models import JournalExport, JournalSettings, JournalTemplate
+from openchargeback.files import atomic_path
 from openchargeback.money import CENT, to_nanos
 from openchargeback.text import count
 
@@ -278,17 +277,32 @@ def _record(
             created_at=now,
             created_by=actor.name,
         )
-        spool.seek(0)
-        export.file.save(name, File(spool), save=False)
-        export.save()
-        audit(
-            actor=actor,
-            action="journal.export",
-            obj=export,
-            period=prepared.period,
-            after=export.as_dict() | {"file": export.file.name},
-            reason="charges pending review included" if include_pending else "",
-        )
+        storage = export.file.storage
+        relative = storage.get_available_name(export.file.field.generate_filename(export, name))
+        target = Path(storage.path(relative))
+        try:
+            with atomic_path(target) as temporary, open(temporary, "wb") as fh:
+                spool.seek(0)
+                shutil.copyfileobj(spool, fh, 1 << 20)
+        except OSError as exc:  # a full disk: nothing kept, nothing recorded
+            raise BillingError(
+                f"could not store the journal file {relative}: {exc.strerror or exc}; "
+                "nothing was recorded"
+            ) from None
+        export.file.name = relative
+        try:
+            export.save()
+            audit(
+                actor=actor,
+                action="journal.export",
+                obj=export,
+                period=prepared.period,
+                after=export.as_dict() | {"file": export.file.name},
+                reason="charges pending review included" if include_pending else "",
+            )
+        except BaseException:
+            target.unlink(missing_ok=True)  # not recorded: not kept
+            raise
     return export
 
 
@@ -299,16 +313,11 @@ def write_atomically(path: Path, source: BinaryIO) -> None:
         raise BillingError(f"--output {path} is a directory; name the file")
     if not path.parent.exists():
         raise BillingError(f"--output {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_path(path) as temporary, open(temporary, "wb") as fh:
             source.seek(0)
             shutil.copyfileobj(source, fh, 1 << 20)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise BillingError(f"--output {path}: {exc.strerror or exc}") from None
 
 

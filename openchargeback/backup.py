@@ -19,8 +19,6 @@ import sqlite3
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from django.conf import settings
 from django.db import connection, connections
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
+
+from openchargeback.files import atomic_path, fsync_dir
 
 FORMAT = 1
 SQLITE_NAME = "database.sqlite3"
@@ -56,31 +56,6 @@ class BackupResult:
 
 
 # --- helpers -----------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def _atomic_output(target: Path) -> Iterator[Path]:
-    """A temporary file beside `target`, renamed to it only if all went well."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    temporary = Path(name)
-    try:
-        yield temporary
-        with open(temporary, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(temporary, target)
-        _fsync_dir(target.parent)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _pg_env(db: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
@@ -152,7 +127,7 @@ def backup(output: Path) -> BackupResult:
             "migrations": _migrations(),
         }
         with (
-            _atomic_output(output) as temporary,
+            atomic_path(output) as temporary,
             tarfile.open(temporary, "w:gz", compresslevel=6) as archive,
         ):
             data = json.dumps(manifest, indent=2).encode()
@@ -244,7 +219,7 @@ def _restore_sqlite(dump: Path) -> None:
     for suffix in ("-wal", "-shm"):  # the old database's journal must not outlive it
         Path(f"{target}{suffix}").unlink(missing_ok=True)
     os.replace(name, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _restore_postgresql(dump: Path) -> None:

@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
-from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
+from openchargeback.files import write_atomically
 from openchargeback.spreadsheet import neutralise
 from openchargeback.text import count
 from statements import emailing, pdf
@@ -276,6 +277,8 @@ def statements_generate(
             if not item.changed:
                 assert item.current is not None
                 result.unchanged.append(item.current)
+                if item.current.status != Statement.Status.READY:
+                    rendered.append((item.current, item.data))  # failed before: again
                 continue
             statement = _new_version(obj, item, actor=actor, now=now, sequence=next_sequence)
             if item.current is None:
@@ -438,9 +441,17 @@ def render_statement(statement_id: int, *, data: StatementData | None = None) ->
         )
         return
     base = f"{statement.period.period}/{statement.number}"
-    _store(statement.pdf, f"{base}.pdf", content)
-    if data.remainder is not None:
-        _store(statement.line_items, f"{base}-line-items.csv", line_items_csv(statement))
+    try:
+        _store(statement.pdf, f"{base}.pdf", content)
+        if data.remainder is not None:
+            _store(statement.line_items, f"{base}-line-items.csv", line_items_csv(statement))
+    except OSError as exc:  # a full disk: nothing half-written is kept; run again later
+        log.error("statement %s could not be stored: %s", statement.number, exc)
+        Statement.objects.filter(pk=statement.pk).update(
+            status=Statement.Status.FAILED,
+            error=f"could not store the PDF: {exc.strerror or exc}"[:2000],
+        )
+        return
     Statement.objects.filter(pk=statement.pk).update(
         pdf=statement.pdf.name,
         line_items=statement.line_items.name or "",
@@ -451,12 +462,12 @@ def render_statement(statement_id: int, *, data: StatementData | None = None) ->
 
 
 def _store(field: Any, name: str, content: bytes) -> None:
-    """Save under exactly `name` (statements/PERIOD/NUMBER.pdf), replacing a file a
-    killed earlier run left there: a statement version's content never changes."""
-    target = field.field.generate_filename(field.instance, name)
-    if field.storage.exists(target):
-        field.storage.delete(target)
-    field.save(name, ContentFile(content), save=False)
+    """Write under exactly `name` (statements/PERIOD/NUMBER.pdf), atomically,
+    replacing a file an earlier run left there: a statement version's content
+    never changes."""
+    relative = field.field.generate_filename(field.instance, name)
+    write_atomically(Path(field.storage.path(relative)), content)
+    field.name = relative
 
 
 # Line-item CSV: (header, charge field).
