@@ -141,6 +141,15 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     )
     if _db["NAME"] and _db["NAME"] != ":memory:":
         Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+elif env.int("DB_POOL_MAX_SIZE", default=0) > 0:
+    # A connection pool per process (psycopg_pool): several gunicorn threads
+    # or busy workers share up to DB_POOL_MAX_SIZE connections.
+    _db["CONN_MAX_AGE"] = 0  # Django requires it with a pool
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=0),
+        "timeout": env.int("DB_POOL_TIMEOUT", default=30),
+    }
 else:
     _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)

@@ -149,3 +149,33 @@ def test_environment_reference_is_current() -> None:
     assert (ROOT / "docs" / "environment.md").read_text(encoding="utf-8") == expected, (
         "docs/environment.md is out of date: run `make env-docs`"
     )
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+    reason="connection pooling is for PostgreSQL (CI's second pass)",
+)
+def test_a_postgresql_site_runs_with_a_connection_pool(tmp_path: Path) -> None:
+    from tests.conftest import fresh_database_url
+
+    with fresh_database_url(tmp_path, "pool") as url:
+        env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY"}}
+        env.update(
+            DEBUG="true",
+            DATABASE_URL=url,
+            DB_POOL_MAX_SIZE="3",
+            OPENCHARGEBACK_INSTANCE_DIR=str(tmp_path / "instance"),
+        )
+        assert _openchargeback(env, "migrate", "--no-input", "-v", "0").returncode == 0
+        done = _openchargeback(
+            env,
+            "shell",
+            "-v",
+            "0",
+            "-c",
+            "from django.db import connection; connection.ensure_connection(); "
+            "from openchargeback.health import report; "
+            "print(type(connection.pool).__name__, connection.pool.max_size, report()[0])",
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["ConnectionPool", "3", "True"]

@@ -123,7 +123,9 @@ def test_an_import_on_a_full_disk_leaves_nothing(
     path = focus_file(rows)
     aws = Source.objects.get(slug="aws")
     disk.fill()
-    with pytest.raises(IngestError, match="could not keep a copy of the file: .*No space left on device"):
+    with pytest.raises(
+        IngestError, match=r"could not keep a copy of the file: .*No space left on device"
+    ):
         import_file(path=path, source=aws, actor=actor)
     assert not Import.objects.exists() and not Charge.objects.exists()
     assert disk.files() == []
