@@ -10,7 +10,7 @@ says which page to go to next.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -256,12 +256,10 @@ def period_cycle(period: BillingPeriod, user: Any = None) -> Cycle:
     ]
     first_open = next((i for i, s in enumerate(steps) if not s.done), None)
     steps = [
-        Step(
-            **{
-                **s.__dict__,
-                "allowed": bool(user is not None and user.has_perm(s.permission)),
-                "next": i == first_open,
-            }
+        replace(
+            s,
+            allowed=bool(user is not None and user.has_perm(s.permission)),
+            next=i == first_open,
         )
         for i, s in enumerate(steps)
     ]
