@@ -138,6 +138,9 @@ def axe_problems(page: Any) -> list[str]:
     """Serious and critical accessibility violations axe-core finds on the page."""
     from axe_playwright_python.sync_playwright import Axe
 
+    # Colours mid-transition (just after a theme switch) are neither theme's.
+    page.add_style_tag(content="*, *::before, *::after { transition: none !important; }")
+    page.wait_for_timeout(50)
     return [
         f"{v['id']} ({v['impact']}): {v['nodes'][0]['target']}"
         for v in Axe().run(page).response["violations"]
