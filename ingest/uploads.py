@@ -325,3 +325,17 @@ def _delete_staged(path: Path | None) -> None:
     if path is not None:
         path.unlink(missing_ok=True)
         ProgressFile(path, "").remove()
+
+
+def uploads_purge(*, older_than: timedelta, actor: Actor) -> list[Upload]:
+    """Discard the uploads nobody imported or discarded, untouched for `older_than`
+    (their staged copies are deleted); uploads being worked on are left alone."""
+    before = timezone.now() - older_than
+    waiting = Upload.objects.exclude(status__in=[S.IMPORTED, S.DISCARDED]).filter(
+        updated_at__lt=before
+    )
+    purged = []
+    for upload in waiting:
+        if is_editable(upload):
+            purged.append(upload_discard(upload=upload, actor=actor))
+    return purged

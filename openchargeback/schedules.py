@@ -49,6 +49,7 @@ def planned() -> list[Planned]:
             minutes=settings.OPENCHARGEBACK_INBOX_MINUTES,
         ),
         Planned(f"{PREFIX}retry failed emails", ("emails", "retry"), Schedule.MINUTES, minutes=10),
+        Planned(f"{PREFIX}purge old uploads", ("purge_uploads",), Schedule.DAILY, at=time(3, 0)),
         Planned(
             f"{PREFIX}remind reviewers",
             ("remind_reviewers",),

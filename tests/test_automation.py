@@ -142,10 +142,10 @@ def test_send_ready_sends_closed_months_once(month: str) -> None:
 def test_setup_schedules_is_idempotent(db: None, settings: Any) -> None:
     settings.OPENCHARGEBACK_AUTO_SEND = False
     first = json.loads(_run("setup_schedules", "--json"))
-    assert len(first["created"]) == 3
+    assert len(first["created"]) == 4
     again = json.loads(_run("setup_schedules", "--json"))
     assert again == {"created": [], "updated": [], "unchanged": first["created"], "removed": []}
-    assert Schedule.objects.count() == 3
+    assert Schedule.objects.count() == 4
     reminder = Schedule.objects.get(name="openchargeback: remind reviewers")
     assert reminder.schedule_type == Schedule.DAILY and reminder.next_run.hour == 8
     assert reminder.args == "('remind_reviewers',)"
@@ -163,7 +163,7 @@ def test_setup_schedules_is_idempotent(db: None, settings: Any) -> None:
     ]
     Schedule.objects.create(name="nightly backup", func="x.y")  # a site's own: kept
     _run("setup_schedules")
-    assert Schedule.objects.count() == 4
+    assert Schedule.objects.count() == 5
 
 
 def test_a_schedule_runs_its_command(inbox: Path) -> None:
@@ -173,3 +173,39 @@ def test_a_schedule_runs_its_command(inbox: Path) -> None:
     with pytest.raises(CommandError):  # a failure fails the task (listed in the admin)
         _drop(inbox / "nosuch", "x.csv", [focus_row()])
         schedules.run_command("inbox")
+
+
+def test_old_uploads_never_imported_are_purged(defaults: None, settings: Any) -> None:
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ingest.models import Upload
+    from ingest.uploads import staged_path, upload_stage
+
+    media = Path(settings.MEDIA_ROOT)
+    uploads = []
+    for name in ("old.csv", "recent.csv"):
+        stored = Path("uploads") / f"{uuid.uuid4().hex}.csv"
+        (media / stored).parent.mkdir(parents=True, exist_ok=True)
+        (media / stored).write_text("x")
+        uploads.append(
+            upload_stage(
+                batch=uuid.uuid4(),
+                file_name=name,
+                stored_file=str(stored),
+                size=1,
+                source=None,
+                period="",
+                actor=Actor("ops", "cli"),
+            )
+        )
+    old, recent = uploads
+    old_path = staged_path(old)
+    Upload.objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(days=31))
+    assert "Discarded 1 upload older than 30 days." in _run("purge_uploads")
+    old.refresh_from_db()
+    recent.refresh_from_db()
+    assert old.status == "discarded" and old_path is not None and not old_path.exists()
+    assert recent.status != "discarded" and staged_path(recent).exists()  # type: ignore[union-attr]
