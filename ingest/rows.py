@@ -322,7 +322,7 @@ def prepared_chunks(preparer: RowPreparer, *, parallel: bool) -> Iterator[Prepar
         return
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_produce, args=(preparer, sender), daemon=True)
+    process = context.Process(target=_produce, args=(preparer, sender, receiver), daemon=True)
     process.start()
     sender.close()
     try:
@@ -349,7 +349,11 @@ def prepared_chunks(preparer: RowPreparer, *, parallel: bool) -> Iterator[Prepar
         process.join()
 
 
-def _produce(preparer: RowPreparer, sender: Any) -> None:
+def _produce(preparer: RowPreparer, sender: Any, receiver: Any) -> None:
+    # The fork inherited the reading end: close it, so that if the importer
+    # dies (killed) the pipe has no reader left and the next send fails
+    # instead of blocking this helper for ever.
+    receiver.close()
     try:
         for chunk in preparer.reader.chunks():
             sender.send(("chunk", preparer.prepare(chunk)))

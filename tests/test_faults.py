@@ -153,6 +153,17 @@ def test_an_import_killed_half_way_leaves_nothing_and_runs_again(tmp_path: Path)
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
 
+    # The parser process it forked stops too (it does not wait for ever on a
+    # pipe nobody reads).
+    def helpers() -> list[str]:
+        found = subprocess.run(["pgrep", "-f", str(big)], capture_output=True, text=True)
+        return found.stdout.split()
+
+    deadline = time.monotonic() + 30
+    while helpers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert helpers() == [], "the killed import's parser process is still running"
+
     counts = table_counts(site)
     assert counts["billing_charge"] == 0 and counts["ingest_import"] == 0
     kept = [p for p in (site / "files").rglob("*") if p.is_file() and not p.name.startswith(".")]
