@@ -61,6 +61,23 @@ def test_new_charges_cannot_be_added_to_a_finalized_period(finalized: BillingPer
         template.save()
 
 
+def test_a_bulk_insert_touching_a_finalized_period_is_refused_whole(
+    finalized: BillingPeriod,
+) -> None:
+    """One statement copying both charges again (as COPY or a bulk insert would):
+    refused, nothing added (PostgreSQL checks once per statement)."""
+    fields = [
+        f.column for f in Charge._meta.concrete_fields if f.column not in ("id", "occurrence")
+    ]
+    columns = ", ".join(fields)
+    with refused("finalized period"), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO billing_charge ({columns}, occurrence) "  # noqa: S608 - fixed names
+            f"SELECT {columns}, occurrence + 1 FROM billing_charge"
+        )
+    assert Charge.objects.count() == 2
+
+
 def test_a_finalized_period_cannot_be_reopened_or_deleted(finalized: BillingPeriod) -> None:
     with refused("permanent"):
         BillingPeriod.objects.filter(pk=finalized.pk).update(status="open")
