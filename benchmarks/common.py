@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,3 +71,26 @@ def scratch_site(
                     connections.close_all()
                 bench.pg_admin_child("drop", url, pg_name)
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def ingest_and_setup(args: Any, run_dir: Path, url: str, backend: str) -> None:
+    """Import the synthetic file of ``args.rows`` rows (generated once, cached;
+    not timed) into the scratch site, then set Django up in this process for it."""
+    meta = bench.ensure_file(args.workdir, args.rows, args.seed, sys.stderr)
+    print(f"ingesting {args.rows:,} rows into {backend} (not timed) ...", file=sys.stderr)
+    bench.ingest_once(backend, meta, url, run_dir, sys.stderr)
+    os.environ.update(bench.app_env(url, run_dir / "instance"))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openchargeback.settings")
+    import django
+
+    django.setup()
+
+
+def run_in_scratch_site(prefix: str, args: Any, run: Callable[[Any, Path, str, str], int]) -> int:
+    """``run(args, run_dir, url, backend)`` in a scratch site; 1 when the benchmark fails."""
+    try:
+        with scratch_site(prefix, keep=args.keep) as (run_dir, url, backend):
+            return run(args, run_dir, url, backend)
+    except bench.BenchmarkFailed as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1

@@ -32,13 +32,12 @@ From the project root, with the project's virtualenv::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from common import bench, scratch_site
+from common import bench, ingest_and_setup, run_in_scratch_site
 
 MONTHS = 12
 SOURCES = ("aws", "azure", "gcp", "hpc")
@@ -110,14 +109,7 @@ def timed_get(client: object, url: str, repeat: int = 5) -> tuple[float, float, 
 
 
 def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
-    meta = bench.ensure_file(args.workdir, args.rows, args.seed, sys.stderr)
-    print(f"ingesting {args.rows:,} rows into {backend} (not timed) ...", file=sys.stderr)
-    bench.ingest_once(backend, meta, url, run_dir, sys.stderr)
-    os.environ.update(bench.app_env(url, run_dir / "instance"))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openchargeback.settings")
-    import django
-
-    django.setup()
+    ingest_and_setup(args, run_dir, url, backend)
     from django.contrib.auth import get_user_model
     from django.db import transaction
     from django.db.models import Sum
@@ -179,13 +171,7 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        with scratch_site("ocb-dashboard-bench-", keep=args.keep) as (run_dir, url, backend):
-            return run(args, run_dir, url, backend)
-    except bench.BenchmarkFailed as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
+    return run_in_scratch_site("ocb-dashboard-bench-", parse_args(argv), run)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, bench, scratch_site
+from common import ROOT, bench, run_in_scratch_site
 
 SERVICES = ("Compute", "Block storage", "GPU")
 
@@ -203,13 +203,7 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        with scratch_site("ocb-statements-bench-", keep=args.keep) as (run_dir, url, backend):
-            return run(args, run_dir, url, backend)
-    except bench.BenchmarkFailed as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
+    return run_in_scratch_site("ocb-statements-bench-", parse_args(argv), run)
 
 
 if __name__ == "__main__":
