@@ -63,7 +63,7 @@ def _free_name(folder: Path, name: str) -> Path:
     return folder / f"{stamp}-{name}"
 
 
-def _waiting(folder: Path, settle: float) -> list[Path]:
+def _waiting(folder: Path, settle: int) -> list[Path]:
     now = time.time()
     found = []
     for path in sorted(folder.iterdir()):
@@ -111,7 +111,7 @@ def process_inbox(*, actor: Actor) -> list[InboxOutcome]:
     root = inbox_root()
     if not root.is_dir():
         return []
-    settle = float(settings.OPENCHARGEBACK_INBOX_SETTLE_SECONDS)
+    settle = int(settings.OPENCHARGEBACK_INBOX_SETTLE_SECONDS)
     outcomes = []
     for source_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         if source_dir.name.startswith("."):

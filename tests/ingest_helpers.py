@@ -96,12 +96,17 @@ def cli_env(instance: Path) -> dict[str, str]:
     return env
 
 
-def manage(instance: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``manage.py ARGS`` against the instance's SQLite database."""
+def manage(
+    instance: Path, *args: str, timeout: float = 120, database_url: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py ARGS`` against the instance's SQLite database (or `database_url`)."""
+    env = cli_env(instance)
+    if database_url:
+        env["DATABASE_URL"] = database_url
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=cli_env(instance),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -12,14 +12,13 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import fresh_database_url
-from tests.ingest_helpers import ROOT, cli_env, manage, migrate, query
+from tests.ingest_helpers import manage, migrate, query
 
 
 def _statements(instance: Path) -> list[tuple[object, ...]]:
@@ -119,16 +118,7 @@ def test_postgresql_backup_restores_into_a_fresh_database(tmp_path: Path) -> Non
         sites = {"a": first, "b": second}
 
         def run(role: str, *args: str) -> subprocess.CompletedProcess[str]:
-            env = {**cli_env(tmp_path / role), "DATABASE_URL": sites[role]}
-            return subprocess.run(
-                [sys.executable, "manage.py", *args],
-                cwd=ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
+            return manage(tmp_path / role, *args, timeout=600, database_url=sites[role])
 
         for step in (
             ("migrate", "--no-input"),
