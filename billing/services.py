@@ -87,6 +87,32 @@ def audit(
     )
 
 
+def audit_created(*, actor: Actor, action: str, records: list[tuple[Any, Any]]) -> None:
+    """Record one creation event per ``(object, after)`` pair, in one insert.
+
+    The same rows :func:`audit` writes one at a time, for writers that create
+    many records at once (an import's new PIs and projects).
+    """
+    if not records:
+        return
+    log_audit(actor, action, object_type=records[0][0]._meta.label_lower, count=len(records))
+    AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(
+                actor=actor.name,
+                channel=actor.channel,
+                user_id=actor.user_id,
+                action=action,
+                object_type=obj._meta.label_lower,
+                object_id=str(obj.pk),
+                object_repr=str(obj)[:300],
+                after=after,
+            )
+            for obj, after in records
+        ]
+    )
+
+
 def log_audit(actor: Actor, action: str, *, count: int, **fields: Any) -> None:
     """The structured log line of audit events (the AuditEvent rows are the record)."""
     audit_log.info(

@@ -4,6 +4,7 @@ skipped, so the same file (or overlapping content) never counts twice."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
@@ -28,9 +29,16 @@ from django.utils import timezone
 from billing import flags as flag_bits
 from billing import summaries
 from billing.models import PI, BillingPeriod, Charge, Project, Source
-from billing.rules import EMAIL_RE, RuleSet, attribution_flags, line_flags, map_tags
+from billing.rules import (
+    EMAIL_RE,
+    Attribution,
+    RuleSet,
+    attribution_flags,
+    line_flags,
+    map_tags,
+)
 from billing.selectors import load_ruleset
-from billing.services import Actor, audit, period_open, validate_period
+from billing.services import Actor, audit, audit_created, period_open, validate_period
 from billing.triggers import CHARGE_INSERT_TRIGGER, CHARGE_INSERT_TRIGGER_SQL
 from ingest.models import Import
 from ingest.parsers import FocusReader, IngestError, open_focus
@@ -253,6 +261,8 @@ class _Importer:
         self.period_ids: dict[str, int] = {}
         self.periods_in_file: set[str] = set()
         self.attr_cache: dict[str, _Who] = {}
+        # Tags mapped by _register_owners() and not yet through _attribution().
+        self.mapped: dict[str, Attribution] = {}
         self.pis: dict[str, int] = {}
         self.projects: dict[str, tuple[int, int | None]] = {}
         self.pi_email_by_id: dict[int, str] = {}
@@ -422,6 +432,7 @@ class _Importer:
         # the others go through line_flags() for their reasons and details.
         screen = _pattern_screen(ruleset)
         periods, tags, lines = chunk.periods, chunk.tags, chunk.lines
+        self._register_owners(tags)
 
         for i, base in enumerate(chunk.bases):
             period = periods[i]
@@ -548,7 +559,7 @@ class _Importer:
         who = self.attr_cache.get(raw)
         if who is not None:
             return who
-        attribution = map_tags(raw, self.ruleset)
+        attribution = self.mapped.pop(raw, None) or map_tags(raw, self.ruleset)
         values = attribution.values
         pi_email = values.get("pi_email", "")
         project_code = values.get("project_id", "")
@@ -583,6 +594,64 @@ class _Importer:
             self.attr_cache.clear()
         self.attr_cache[raw] = who
         return who
+
+    def _register_owners(self, raw_tags: list[str]) -> None:
+        """Create a chunk's new PIs and projects with one insert each (and their audit events).
+
+        Row by row, each first sight would cost a round trip or two to the
+        database. Same outcome as :meth:`_pi` and :meth:`_project` met in row
+        order: a new project belongs to the first PI named with it in the
+        chunk (if none is, it stays without one until a later row names one).
+        """
+        if self.dry_run:
+            return
+        new_pis: dict[str, None] = {}
+        new_projects: dict[str, str] = {}  # code -> first valid PI email seen with it
+        for raw in dict.fromkeys(raw_tags):
+            if raw in self.attr_cache or raw in self.mapped:
+                continue
+            attribution = map_tags(raw, self.ruleset)
+            self.mapped[raw] = attribution
+            email = attribution.values.get("pi_email", "")
+            valid = bool(email) and EMAIL_RE.match(email) is not None
+            if valid and email not in self.pis:
+                new_pis[email] = None
+            code = attribution.values.get("project_id", "")[:200]
+            if code and code not in self.projects:
+                if valid and not new_projects.get(code):
+                    new_projects[code] = email
+                else:
+                    new_projects.setdefault(code, "")
+        if new_pis:
+            created = PI.objects.bulk_create([PI(email=email) for email in new_pis])
+            for pi in created:
+                self.pis[pi.email] = pi.pk
+                self.pi_email_by_id[pi.pk] = pi.email
+            audit_created(
+                actor=self.actor,
+                action="pi.create",
+                records=[(pi, {"email": pi.email}) for pi in created],
+            )
+        if new_projects:
+            projects = Project.objects.bulk_create(
+                [
+                    Project(project_id=code, pi_id=self.pis[email] if email else None)
+                    for code, email in new_projects.items()
+                ]
+            )
+            for project in projects:
+                self.projects[project.project_id] = (project.pk, project.pi_id)
+            audit_created(
+                actor=self.actor,
+                action="project.create",
+                records=[
+                    (
+                        project,
+                        {"project_id": project.project_id, "pi": new_projects[project.project_id]},
+                    )
+                    for project in projects
+                ],
+            )
 
     def _pi(self, email: str) -> int | None:
         if not email or not EMAIL_RE.match(email):
@@ -772,8 +841,10 @@ def _bulk_insert(rows: list[tuple[Any, ...]], *, source_id: int, import_id: int)
             connection.cursor() as cursor,
             cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
         ):
+            copy.set_types(_copy_types())
+            write_row = copy.write_row
             for row in rows:
-                copy.write_row(row + constants)
+                write_row(row + constants)
         return
     marks = ", ".join(["%s"] * len(ROW_COLUMNS))
     sql = (
@@ -782,6 +853,28 @@ def _bulk_insert(rows: list[tuple[Any, ...]], *, source_id: int, import_id: int)
     )
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+
+
+_PG_COPY_TYPES = {
+    "IntegerField": "int4",
+    "PositiveIntegerField": "int4",
+    "BigIntegerField": "int8",
+    "ForeignKey": "int8",
+    "DateTimeField": "timestamptz",
+}
+
+
+@functools.cache
+def _copy_types() -> list[str]:
+    """The COPY column types, so psycopg dumps each value without looking its type up.
+
+    Text and JSON columns travel as text (the JSON is already serialised).
+    """
+    fields = {f.attname: f for f in Charge._meta.concrete_fields}
+    return [
+        _PG_COPY_TYPES.get(fields[name].get_internal_type(), "text")
+        for name in (*ROW_COLUMNS, *_CONSTANT_COLUMNS)
+    ]
 
 
 def _stored_suffix(kind: str) -> str:

@@ -651,3 +651,41 @@ def test_source_and_period_are_detected_from_file_names(
     found = detect_source(name)
     assert (found.slug if found else None) == source
     assert detect_period(name) == period
+
+
+def test_new_pis_and_projects_are_created_once_each_with_an_audit_event(
+    focus_file: Callable[..., Path], actor: Actor
+) -> None:
+    """First sight creates the registry rows in bulk; the owner is the first PI named."""
+    rows = [
+        focus_row(resource="untagged-first", pi="", project="late-owner"),
+        focus_row(resource="owner-named", pi="bob@example.edu", project="late-owner"),
+        focus_row(resource="other-pi", pi="cy@example.edu", project="late-owner"),
+        focus_row(resource="again", pi="bob@example.edu", project="late-owner"),
+        focus_row(resource="bob-second", pi="bob@example.edu", project="bob-2"),
+        focus_row(resource="bad-email", pi="not-an-email", project="orphan"),
+    ]
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+
+    assert sorted(PI.objects.values_list("email", flat=True)) == [
+        "bob@example.edu",
+        "cy@example.edu",
+    ]
+    owners = dict(Project.objects.values_list("project_id", "pi__email"))
+    assert owners == {"late-owner": "bob@example.edu", "bob-2": "bob@example.edu", "orphan": None}
+    created = AuditEvent.objects.filter(action__in=["pi.create", "project.create"])
+    assert sorted(created.values_list("action", "object_repr")) == [
+        ("pi.create", "bob@example.edu"),
+        ("pi.create", "cy@example.edu"),
+        ("project.create", "bob-2"),
+        ("project.create", "late-owner"),
+        ("project.create", "orphan"),
+    ]
+    assert created.get(object_repr="late-owner").after == {
+        "project_id": "late-owner",
+        "pi": "bob@example.edu",
+    }
+    by_resource = {c.resource_id: set(c.flag_reasons) for c in Charge.objects.all()}
+    assert by_resource["other-pi"] == {"project_pi_mismatch"}
+    assert "project_pi_mismatch" not in by_resource["untagged-first"]
+    assert by_resource["owner-named"] == by_resource["again"] == by_resource["bob-second"] == set()
