@@ -47,9 +47,13 @@ _JOURNALS = [
     ("journals", f"view_{m}") for m in ("journalexport", "journalsettings", "journaltemplate")
 ]
 
+# The rate card and the account mappings that price on-premises usage.
+_RATE_MODELS = ("rate", "accountmapping")
+
 _VIEW = (
     [("billing", f"view_{m}") for m in _BILLING_MODELS]
     + [("ingest", "view_import")]
+    + [("ingest", f"view_{m}") for m in _RATE_MODELS]
     + _STATEMENTS
     + _JOURNALS
     + _JOBS
@@ -65,6 +69,7 @@ _ADMIN = (
     + [("journals", "export_journal")]
     + [("journals", f"change_{m}") for m in ("journalsettings", "journaltemplate")]
     + [("journals", f"{verb}_journaltemplate") for verb in ("add", "delete")]
+    + [("ingest", f"{verb}_{m}") for m in _RATE_MODELS for verb in ("add", "change", "delete")]
     + [("billing", "close_billingperiod"), ("billing", "finalize_billingperiod")]
     + [("billing", "add_billingperiod"), ("billing", "change_billingperiod")]
     + [("billing", f"{verb}_{m}") for m in ("pi", "project") for verb in ("add", "change")]
@@ -81,6 +86,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     REVIEWER: _VIEW + _REVIEW,
     BILLING_ADMIN: _VIEW + _REVIEW + _ADMIN,
 }
+
+
+_DEFAULT_VERBS = ("add", "change", "delete", "view")
 
 
 def sync_roles(apps: Any = global_apps) -> None:
@@ -103,6 +111,9 @@ def sync_roles(apps: Any = global_apps) -> None:
         create_permissions(app_config, apps=apps, verbosity=0)
         if stub:
             app_config.models_module = None
+    # Likewise a model added by a later migration of a migrated app: its
+    # default permissions (add/change/delete/view_<model>) wait for that one.
+    models = {(m._meta.app_label, m._meta.model_name) for m in apps.get_models()}
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
     for role, wanted in ROLE_PERMISSIONS.items():
@@ -110,6 +121,9 @@ def sync_roles(apps: Any = global_apps) -> None:
         perms = []
         for app_label, codename in wanted:
             if app_label not in ready:
+                continue
+            verb, _, model_name = codename.partition("_")
+            if verb in _DEFAULT_VERBS and (app_label, model_name) not in models:
                 continue
             perm = permission_model.objects.filter(
                 content_type__app_label=app_label, codename=codename

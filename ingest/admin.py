@@ -1,5 +1,6 @@
 """Admin pages for imports: the read-only list of imports, and the import
-page (drop several files, check each file's preview, then import)."""
+page (drop several files, check each file's preview, then import). The rate
+card and account mappings are in ingest.admin_rates."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from billing import flags
 from billing.admin import ReadOnlyAdmin
 from billing.models import InstitutionSettings, Source
 from billing.services import Actor, BillingError, validate_period
-from ingest import staging, uploads
+from ingest import admin_rates, staging, uploads  # noqa: F401 - admin_rates registers its pages
 from ingest.models import Import, Upload
 
 S = Upload.Status

@@ -1,15 +1,20 @@
-"""Import records: one per FOCUS file that created charges, with the file kept."""
+"""Import records (one per FOCUS file that created charges, with the file kept),
+the rate card and the account mappings used to price on-premises usage."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from billing.fields import MoneyField
-from billing.models import Source
+from billing.models import Project, Source
 
 
 class Import(models.Model):
@@ -134,3 +139,176 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return self.file_name
+
+
+class Rate(models.Model):
+    """A rate card entry: the price of a unit of a resource on a partition or
+    storage tier, from a date until a newer entry for the same resource,
+    service and QOS takes over. Entries in force during a finalized month are
+    never edited: they are superseded by adding a newer one (ingest.rates)."""
+
+    class Resource(models.TextChoices):
+        CPU = "cpu", "CPU-hour"
+        GPU = "gpu", "GPU-hour"
+        STORAGE = "storage", "TB-month"
+
+    resource = models.CharField(
+        max_length=10,
+        choices=Resource.choices,
+        verbose_name="resource (unit)",
+        help_text="What is priced, and so the unit of every amount below.",
+    )
+    service = models.CharField(
+        max_length=100, help_text="The Slurm partition (CPU, GPU) or the storage tier."
+    )
+    qos = models.CharField(
+        max_length=100,
+        blank=True,
+        verbose_name="QOS",
+        help_text="Slurm QOS this rate is for; blank: any QOS without a rate of its own. "
+        "Always blank for storage.",
+    )
+    effective_from = models.DateField(
+        help_text="First day the rate applies; it applies until a newer rate for the same "
+        "resource, service and QOS starts."
+    )
+    list_rate = MoneyField(
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="List price per unit (per CPU-hour, GPU-hour or TB-month), before subsidy.",
+    )
+    subsidy_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100))],
+        verbose_name="subsidy %",
+        help_text="Percent of the list price the institution pays (0-100).",
+    )
+    free_allowance = models.DecimalField(
+        max_digits=15,
+        decimal_places=4,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Free units per project per month: CPU or GPU hours; for storage, TB "
+        "free every day (a level, not TB-months).",
+    )
+    monthly_credit = MoneyField(
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Amount taken off each project's bill per month (after subsidy).",
+    )
+    # MoneyField's stub types say Decimal; this one may be None (no cap).
+    monthly_cap = MoneyField(  # type: ignore[misc]
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Most a project is billed per month at this rate; blank: no cap.",
+    )
+    description = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["resource", "service", "qos", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["resource", "service", "qos", "effective_from"],
+                name="rate_unique_start",
+                violation_error_message="A rate for this resource, service and QOS already "
+                "starts on that day.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(resource__in=["cpu", "gpu", "storage"]),
+                name="rate_resource_valid",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(resource="storage") | models.Q(qos=""),
+                name="rate_storage_no_qos",
+                violation_error_message="Storage rates have no QOS; leave it blank.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(list_rate__gte=0), name="rate_list_rate_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(subsidy_percent__gte=0) & models.Q(subsidy_percent__lte=100),
+                name="rate_subsidy_percent_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(free_allowance__gte=0), name="rate_free_allowance_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(monthly_credit__gte=0), name="rate_monthly_credit_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(monthly_cap__isnull=True) | models.Q(monthly_cap__gte=0),
+                name="rate_monthly_cap_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        qos = f" QOS {self.qos}" if self.qos else ""
+        return (
+            f"{self.get_resource_display()} {self.service}{qos} from {self.effective_from:%Y-%m-%d}"
+        )
+
+
+class AccountMapping(models.Model):
+    """Who pays for a Slurm account or a storage quota: a project (and so its
+    PI) and a fund/org. Names match ignoring case."""
+
+    class Kind(models.TextChoices):
+        SLURM = "slurm", "Slurm account"
+        STORAGE = "storage", "Storage quota"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    name = models.CharField(
+        max_length=200, help_text="The Slurm account or storage quota name (any letter case)."
+    )
+    project = models.ForeignKey(
+        Project,
+        on_delete=models.PROTECT,
+        related_name="account_mappings",
+        help_text="The project billed; its PI receives the statement.",
+    )
+    fund_org = models.CharField(
+        max_length=100,
+        blank=True,
+        verbose_name="fund/org",
+        help_text="Blank: the project's default fund/org.",
+    )
+    notes = models.TextField(blank=True)
+    active = models.BooleanField(
+        default=True, help_text="Inactive mappings are kept but not used: the account is unmapped."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                F("kind"),
+                Lower("name"),
+                name="accountmapping_unique_name",
+                violation_error_message="This account or quota name is already mapped "
+                "(names match ignoring case).",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["slurm", "storage"]), name="accountmapping_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name}"
+
+    def clean(self) -> None:
+        self.name = self.name.strip()
+        if self.project_id is not None and self.project.pi_id is None:
+            raise ValidationError(
+                {"project": "This project has no PI yet; set its PI first (the PI is billed)."}
+            )
+
+    @property
+    def effective_fund_org(self) -> str:
+        """The fund/org charged: this mapping's, else the project's default."""
+        return self.fund_org or self.project.default_fund_org

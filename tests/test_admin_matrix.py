@@ -17,6 +17,8 @@ Anonymous visitors are sent to the login page from every URL.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,18 @@ from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from billing.models import AuditEvent, BillingPeriod, Charge, FundOrgPattern, PatternRule, Source
+from billing.models import (
+    AuditEvent,
+    BillingPeriod,
+    Charge,
+    FundOrgPattern,
+    PatternRule,
+    Project,
+    Source,
+)
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor
+from ingest.rates import account_mapping_create, rate_create
 from ingest.services import import_file
 from statements.models import EmailLog, Statement
 from statements.services import statements_generate
@@ -46,6 +57,8 @@ ACCESS: dict[str, tuple[str, str, str, str]] = {
     "billing.charge": (VIEWER, NOBODY, NOBODY, NOBODY),
     "billing.auditevent": (VIEWER, NOBODY, NOBODY, NOBODY),
     "ingest.import": (VIEWER, NOBODY, NOBODY, NOBODY),
+    "ingest.rate": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
+    "ingest.accountmapping": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
     "billing.pi": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, SUPERUSER),
     "billing.project": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, SUPERUSER),
     "billing.source": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
@@ -94,6 +107,16 @@ def world(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> None
     import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     PatternRule.objects.get_or_create(name="test", defaults={"pattern": "^test-"})
     FundOrgPattern.objects.get_or_create(pattern=r"[A-Z]+-[A-Z]+-\d{4}")
+    rate_create(
+        actor=actor,
+        resource="cpu",
+        service="standard",
+        effective_from=date(2025, 1, 1),
+        list_rate=Decimal("0.01"),
+    )
+    account_mapping_create(
+        actor=actor, kind="slurm", name="lab-a", project=Project.objects.get(project_id="proj-a")
+    )
 
 
 def _client(role: str) -> Client:

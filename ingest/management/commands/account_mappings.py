@@ -1,0 +1,65 @@
+"""Import or export the account mappings (Slurm accounts and storage quotas ->
+project, PI, fund/org) as CSV. Importing the same file again changes nothing,
+so re-running it is safe."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from billing.services import Actor, BillingError
+from ingest.rates import MAPPING_COLUMNS, account_mapping_export, account_mapping_import
+
+
+class Command(BaseCommand):
+    help = "Account mappings (Slurm accounts, storage quotas -> projects): import, export."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        columns = ",".join(MAPPING_COLUMNS)
+        imp = sub.add_parser(
+            "import",
+            help=f"Create or update mappings from a CSV file with the header {columns}.",
+        )
+        imp.add_argument("file", metavar="FILE", help="The CSV file.")
+        imp.add_argument("--dry-run", action="store_true", help="Check and report; write nothing.")
+        imp.add_argument("--json", action="store_true", help="Print one JSON object.")
+        imp.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
+        exp = sub.add_parser("export", help=f"Write every mapping as CSV ({columns}).")
+        exp.add_argument(
+            "--output", "-o", metavar="FILE", help="Write to FILE (default: standard output)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "export":
+            self._export(options["output"])
+            return
+        try:
+            result = account_mapping_import(
+                path=Path(options["file"]),
+                actor=Actor.from_cli(options["user"]),
+                dry_run=options["dry_run"],
+            )
+        except BillingError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(result.as_dict()))
+        else:
+            self.stdout.write(result.summary())
+
+    def _export(self, output: str | None) -> None:
+        text = account_mapping_export()
+        if output is None:
+            self.stdout.write(text, ending="")
+            return
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot write {output}: {exc.strerror}") from None
+        rows = len(list(csv.reader(io.StringIO(text)))) - 1  # less the header
+        self.stdout.write(f"Wrote {rows:,} mapping{'s' if rows != 1 else ''} to {output}.")

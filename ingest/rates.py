@@ -1,0 +1,786 @@
+"""Writes and reads of the rate card and the account mappings that price
+on-premises usage. Every change is audited. Rates in force during a finalized
+month are never changed, only superseded. Importing the same mapping file
+again changes nothing (safe to re-run)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import BooleanField, Case, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Lower
+
+from billing.models import PI, BillingPeriod, Project
+from billing.rules import EMAIL_RE
+from billing.services import Actor, BillingError, audit
+from ingest.models import AccountMapping, Rate
+from ingest.pricing import Owner, RateBook, RateTerms
+from openchargeback.money import from_nanos, money_str, to_nanos
+from openchargeback.spreadsheet import FORMULA_START, neutralise
+from openchargeback.text import count
+
+__all__ = [
+    "MAPPING_COLUMNS",
+    "MappingImportResult",
+    "account_mapping_create",
+    "account_mapping_delete",
+    "account_mapping_export",
+    "account_mapping_import",
+    "account_mapping_update",
+    "finalized_months",
+    "owners",
+    "rate_book",
+    "rate_check",
+    "rate_create",
+    "rate_delete",
+    "rate_lock",
+    "rate_update",
+    "rates_with_windows",
+]
+
+# --- Rates -------------------------------------------------------------------------------
+
+RATE_FIELDS = (
+    "resource",
+    "service",
+    "qos",
+    "effective_from",
+    "list_rate",
+    "subsidy_percent",
+    "free_allowance",
+    "monthly_credit",
+    "monthly_cap",
+    "description",
+)
+
+FinalizedMonth = tuple[str, date, date]  # "YYYY-MM", first day, last day
+
+
+def _month(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def _month_bounds(period: str) -> tuple[date, date]:
+    year, month = int(period[:4]), int(period[5:7])
+    first = date(year, month, 1)
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return first, following - timedelta(days=1)
+
+
+def finalized_months() -> list[FinalizedMonth]:
+    """Every finalized billing period with its first and last day, oldest first."""
+    periods = (
+        BillingPeriod.objects.filter(status=BillingPeriod.Status.FINALIZED)
+        .order_by("period")
+        .values_list("period", flat=True)
+    )
+    return [(p, *_month_bounds(p)) for p in periods]
+
+
+def _finalized_in(start: date, end: date | None, *, lock: bool) -> list[str]:
+    """Finalized months with a day in [start, end). With ``lock``, the periods
+    of that window are locked until the transaction ends, so none of them can
+    be finalized while a rate covering it is written."""
+    periods = BillingPeriod.objects.filter(period__gte=_month(start))
+    if end is not None:
+        periods = periods.filter(period__lte=_month(end - timedelta(days=1)))
+    if lock:
+        periods = periods.select_for_update()
+    rows = list(periods.order_by("period").values_list("period", "status"))
+    return [p for p, status in rows if status == BillingPeriod.Status.FINALIZED]
+
+
+def _next_start(
+    *, resource: str, service: str, qos: str, after: date, exclude_pk: int | None = None
+) -> date | None:
+    """When the next rate for the same resource, service and QOS takes over."""
+    later = Rate.objects.filter(
+        resource=resource, service=service, qos=qos, effective_from__gt=after
+    )
+    if exclude_pk is not None:
+        later = later.exclude(pk=exclude_pk)
+    return later.order_by("effective_from").values_list("effective_from", flat=True).first()
+
+
+def rate_window(rate: Rate) -> tuple[date, date | None]:
+    """The days a rate is in force: [effective_from, next rate's start); None: open."""
+    end = _next_start(
+        resource=rate.resource,
+        service=rate.service,
+        qos=rate.qos,
+        after=rate.effective_from,
+        exclude_pk=rate.pk,
+    )
+    return rate.effective_from, end
+
+
+def rate_lock(rate: Rate, *, lock: bool = False) -> str:
+    """Why the rate can no longer change ("" if it can): the first finalized
+    month it is in force in."""
+    start, end = rate_window(rate)
+    months = _finalized_in(start, end, lock=lock)
+    if not months:
+        return ""
+    more = f" (and {count(len(months) - 1, 'other')})" if len(months) > 1 else ""
+    return f"it is in force during finalized period {months[0]}{more}"
+
+
+def _describe(resource: str, service: str, qos: str, start: date) -> str:
+    unit = Rate.Resource(resource).label if resource in Rate.Resource.values else resource
+    return f"{unit} rate {service!r}{f' QOS {qos!r}' if qos else ''} from {start.isoformat()}"
+
+
+def rate_check(
+    *, resource: str, service: str, qos: str, effective_from: date, exclude_pk: int | None = None
+) -> None:
+    """Refuse a rate (new, or a rate's new values) that would be in force on a
+    day of a finalized month, so changing prices that were billed."""
+    _check_window(
+        resource=resource,
+        service=service,
+        qos=qos,
+        start=effective_from,
+        exclude_pk=exclude_pk,
+        lock=False,
+    )
+
+
+def _check_window(
+    *, resource: str, service: str, qos: str, start: date, exclude_pk: int | None, lock: bool
+) -> None:
+    end = _next_start(
+        resource=resource, service=service, qos=qos, after=start, exclude_pk=exclude_pk
+    )
+    months = _finalized_in(start, end, lock=lock)
+    if months:
+        _first, last_day = _month_bounds(months[-1])
+        raise BillingError(
+            f"a {_describe(resource, service, qos, start)} would change prices of finalized "
+            f"period {months[0]}{' and later' if len(months) > 1 else ''}; give it an effective "
+            f"date after {last_day.isoformat()}"
+        )
+
+
+def _rate_values(rate: Rate) -> dict[str, str]:
+    """A rate's terms as strings, for the audit trail."""
+    values: dict[str, str] = {}
+    for name in RATE_FIELDS:
+        value = getattr(rate, name)
+        if value is None:
+            values[name] = ""
+        elif isinstance(value, Decimal):
+            # One spelling per amount (0.01 whether typed as 0.010 or read back).
+            values[name] = money_str(from_nanos(to_nanos(value)))
+        elif isinstance(value, date):
+            values[name] = value.isoformat()
+        else:
+            values[name] = str(value)
+    return values
+
+
+def _one_line(exc: ValidationError, what: str) -> BillingError:
+    if hasattr(exc, "error_dict"):
+        problems = "; ".join(
+            f"{'' if name == '__all__' else name + ': '}{' '.join(messages)}"
+            for name, messages in exc.message_dict.items()
+        )
+    else:
+        problems = " ".join(exc.messages)
+    return BillingError(f"{what}: {problems}")
+
+
+def _clean_rate(rate: Rate) -> None:
+    rate.service = (rate.service or "").strip()
+    rate.qos = (rate.qos or "").strip()
+    rate.description = (rate.description or "").strip()
+    try:
+        rate.full_clean(exclude=["created_at", "created_by"])
+    except ValidationError as exc:
+        raise _one_line(exc, "rate") from None
+
+
+@transaction.atomic
+def rate_create(*, actor: Actor, **fields: Any) -> Rate:
+    """Add a rate card entry (superseding the one before it from its date on).
+
+    Refused when it would be in force on a day of a finalized month."""
+    unknown = set(fields) - set(RATE_FIELDS)
+    if unknown:
+        raise BillingError(f"unknown rate field(s): {', '.join(sorted(unknown))}")
+    rate = Rate(**fields, created_by=actor.name)
+    _clean_rate(rate)
+    _check_window(
+        resource=rate.resource,
+        service=rate.service,
+        qos=rate.qos,
+        start=rate.effective_from,
+        exclude_pk=None,
+        lock=True,
+    )
+    rate.save()
+    audit(actor=actor, action="rate.create", obj=rate, after=_rate_values(rate))
+    return rate
+
+
+def _locked_rate(rate: Rate) -> Rate:
+    fresh = Rate.objects.select_for_update().filter(pk=rate.pk).first()
+    if fresh is None:
+        raise BillingError(f"rate {rate.pk} does not exist any more")
+    return fresh
+
+
+@transaction.atomic
+def rate_update(*, rate: Rate, actor: Actor, **changes: Any) -> Rate:
+    """Change a rate that was never in force during a finalized month; a
+    locked one is refused (supersede it: add a rate with a later date)."""
+    unknown = set(changes) - set(RATE_FIELDS)
+    if unknown:
+        raise BillingError(f"unknown rate field(s): {', '.join(sorted(unknown))}")
+    fresh = _locked_rate(rate)
+    reason = rate_lock(fresh, lock=True)
+    if reason:
+        raise BillingError(
+            f"{fresh} cannot be changed: {reason}; supersede it by adding a rate with a "
+            "later effective date"
+        )
+    before = _rate_values(fresh)
+    for name, value in changes.items():
+        setattr(fresh, name, value)
+    _clean_rate(fresh)
+    after = _rate_values(fresh)
+    if after == before:
+        return fresh
+    _check_window(
+        resource=fresh.resource,
+        service=fresh.service,
+        qos=fresh.qos,
+        start=fresh.effective_from,
+        exclude_pk=fresh.pk,
+        lock=True,
+    )
+    fresh.save()
+    audit(
+        actor=actor,
+        action="rate.change",
+        obj=fresh,
+        before={k: v for k, v in before.items() if after[k] != v},
+        after={k: v for k, v in after.items() if before[k] != v},
+    )
+    return fresh
+
+
+@transaction.atomic
+def rate_delete(*, rate: Rate, actor: Actor) -> None:
+    """Delete a rate that was never in force during a finalized month (the
+    rate before it then applies for longer)."""
+    fresh = _locked_rate(rate)
+    reason = rate_lock(fresh, lock=True)
+    if reason:
+        raise BillingError(
+            f"{fresh} cannot be deleted: {reason}; supersede it by adding a rate with a "
+            "later effective date"
+        )
+    before = _rate_values(fresh)
+    audit(actor=actor, action="rate.delete", obj=fresh, before=before)
+    fresh.delete()
+
+
+def _locked_condition(months: list[FinalizedMonth]) -> Q | None:
+    """Rows annotated with ``next_from`` whose window has a finalized day."""
+    ranges: list[list[date]] = []
+    for _period, first, last in months:
+        if ranges and ranges[-1][1] + timedelta(days=1) == first:
+            ranges[-1][1] = last
+        else:
+            ranges.append([first, last])
+    condition: Q | None = None
+    for first, last in ranges:
+        overlap = Q(effective_from__lte=last) & (Q(next_from__isnull=True) | Q(next_from__gt=first))
+        condition = overlap if condition is None else condition | overlap
+    return condition
+
+
+def rates_with_windows(rates: QuerySet[Rate] | None = None) -> QuerySet[Rate]:
+    """Rates annotated with ``next_from`` (the day the next rate takes over,
+    None while none does) and ``locked`` (in force during a finalized month)."""
+    rates = Rate.objects.all() if rates is None else rates
+    following = Rate.objects.filter(
+        resource=OuterRef("resource"),
+        service=OuterRef("service"),
+        qos=OuterRef("qos"),
+        effective_from__gt=OuterRef("effective_from"),
+    ).order_by("effective_from")
+    annotated = rates.annotate(next_from=Subquery(following.values("effective_from")[:1]))
+    condition = _locked_condition(finalized_months())
+    if condition is None:
+        return annotated.annotate(locked=Value(False, output_field=BooleanField()))
+    return annotated.annotate(locked=Case(When(condition, then=Value(True)), default=Value(False)))
+
+
+def rate_terms(rate: Rate) -> RateTerms:
+    return RateTerms(
+        rate_id=rate.pk,
+        resource=rate.resource,  # type: ignore[arg-type]  # checked by a DB constraint
+        service=rate.service,
+        qos=rate.qos,
+        effective_from=rate.effective_from,
+        list_rate=rate.list_rate,
+        subsidy_percent=rate.subsidy_percent,
+        free_allowance=rate.free_allowance,
+        monthly_credit=rate.monthly_credit,
+        monthly_cap=rate.monthly_cap,
+    )
+
+
+def rate_book() -> RateBook:
+    """The whole rate card, for pricing."""
+    return RateBook(rate_terms(rate) for rate in Rate.objects.all())
+
+
+# --- Account mappings ----------------------------------------------------------------
+
+MAPPING_COLUMNS = ("kind", "name", "pi_email", "project_id", "fund_org")
+_MAPPING_FIELDS = ("kind", "name", "project", "fund_org", "notes", "active")
+
+
+def owners(kind: str) -> dict[str, Owner]:
+    """Active mappings of one kind (slurm, storage), keyed by the lower-cased name."""
+    found: dict[str, Owner] = {}
+    mappings = AccountMapping.objects.filter(kind=kind, active=True).select_related("project__pi")
+    for mapping in mappings:
+        project = mapping.project
+        found[mapping.name.lower()] = Owner(
+            pi_email=project.pi.email if project.pi else "",
+            project_id=project.project_id,
+            fund_org=mapping.effective_fund_org,
+        )
+    return found
+
+
+def _mapping_values(mapping: AccountMapping) -> dict[str, str]:
+    project = mapping.project
+    return {
+        "kind": mapping.kind,
+        "name": mapping.name,
+        "project": project.project_id,
+        "pi": project.pi.email if project.pi else "",
+        "fund_org": mapping.fund_org,
+        "notes": mapping.notes,
+        "active": str(mapping.active),
+    }
+
+
+def _clean_mapping(mapping: AccountMapping) -> None:
+    mapping.name = (mapping.name or "").strip()
+    mapping.fund_org = (mapping.fund_org or "").strip()
+    try:
+        mapping.full_clean(exclude=["created_at", "created_by"])
+    except ValidationError as exc:
+        raise _one_line(exc, f"mapping {mapping.name!r}") from None
+
+
+@transaction.atomic
+def account_mapping_create(
+    *,
+    actor: Actor,
+    kind: str,
+    name: str,
+    project: Project,
+    fund_org: str = "",
+    notes: str = "",
+    active: bool = True,
+) -> AccountMapping:
+    """Map a Slurm account or storage quota to a project (which must have a PI)."""
+    mapping = AccountMapping(
+        kind=kind,
+        name=name,
+        project=project,
+        fund_org=fund_org,
+        notes=notes,
+        active=active,
+        created_by=actor.name,
+    )
+    _clean_mapping(mapping)
+    mapping.save()
+    audit(actor=actor, action="accountmapping.create", obj=mapping, after=_mapping_values(mapping))
+    return mapping
+
+
+@transaction.atomic
+def account_mapping_update(
+    *, mapping: AccountMapping, actor: Actor, **changes: Any
+) -> AccountMapping:
+    """Change a mapping's kind, name, project, fund/org, notes or active flag."""
+    unknown = set(changes) - set(_MAPPING_FIELDS)
+    if unknown:
+        raise BillingError(f"unknown mapping field(s): {', '.join(sorted(unknown))}")
+    fresh = (
+        AccountMapping.objects.select_for_update()
+        .select_related("project__pi")
+        .filter(pk=mapping.pk)
+        .first()
+    )
+    if fresh is None:
+        raise BillingError(f"mapping {mapping.pk} does not exist any more")
+    before = _mapping_values(fresh)
+    for name, value in changes.items():
+        setattr(fresh, name, value)
+    _clean_mapping(fresh)
+    after = _mapping_values(fresh)
+    if after == before:
+        return fresh
+    fresh.save()
+    audit(
+        actor=actor,
+        action="accountmapping.change",
+        obj=fresh,
+        before={k: v for k, v in before.items() if after[k] != v},
+        after={k: v for k, v in after.items() if before[k] != v},
+    )
+    return fresh
+
+
+@transaction.atomic
+def account_mapping_delete(*, mapping: AccountMapping, actor: Actor) -> None:
+    """Delete a mapping: the account is unmapped from then on (charges already
+    imported keep their PI and project)."""
+    fresh = AccountMapping.objects.select_related("project__pi").filter(pk=mapping.pk).first()
+    if fresh is None:
+        return
+    audit(actor=actor, action="accountmapping.delete", obj=fresh, before=_mapping_values(fresh))
+    fresh.delete()
+
+
+@dataclass(frozen=True)
+class MappingLine:
+    """One row of a mapping file and what importing it does (or would do)."""
+
+    line: int
+    kind: str
+    name: str
+    pi_email: str
+    project_id: str
+    fund_org: str
+    outcome: str  # created, updated, unchanged
+
+
+@dataclass
+class MappingImportResult:
+    file: str
+    dry_run: bool
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    pis_created: int = 0
+    projects_created: int = 0
+    lines: list[MappingLine] = field(default_factory=list)
+
+    def summary(self) -> str:
+        verb = "would be " if self.dry_run else ""
+        text = (
+            f"{self.file}: {self.created:,} mapping{'s' if self.created != 1 else ''} "
+            f"{verb}created, {self.updated:,} {verb}updated, {self.unchanged:,} unchanged"
+        )
+        extra = []
+        if self.pis_created:
+            extra.append(f"{count(self.pis_created, 'new PI')}")
+        if self.projects_created:
+            extra.append(f"{count(self.projects_created, 'new project')}")
+        if extra:
+            text += f" ({', '.join(extra)})"
+        return ("Dry run, nothing written: " if self.dry_run else "") + text + "."
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": "dry_run" if self.dry_run else "imported",
+            **{k: v for k, v in asdict(self).items() if k not in ("lines", "dry_run")},
+            "lines": [asdict(line) for line in self.lines],
+        }
+
+
+@dataclass
+class _Wanted:
+    line: int
+    kind: str
+    name: str
+    pi_email: str
+    project_id: str
+    fund_org: str
+
+
+_MAX_ERRORS_SHOWN = 1
+_LIMITS = {"name": 200, "pi_email": 254, "project_id": 200, "fund_org": 100}
+
+
+def _cell(value: str) -> str:
+    """A cell as typed: surrounding spaces dropped, and the apostrophe that an
+    export puts before text a spreadsheet would run as a formula removed."""
+    value = value.strip()
+    if value.startswith("'") and value[1:].startswith(FORMULA_START):
+        return value[1:]
+    return value
+
+
+def _read_mapping_file(path: Path, display: str) -> list[_Wanted]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise BillingError(f"{display}: cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise BillingError(f"{display}: not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    expected = ",".join(MAPPING_COLUMNS)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise BillingError(f"{display} line 1: not CSV ({exc})") from None
+    if not header or not any(h.strip() for h in header):
+        raise BillingError(f"{display}: no header line; the first line must be {expected}")
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in MAPPING_COLUMNS if c not in names]
+    unknown = [n for n in names if n not in MAPPING_COLUMNS]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if missing or unknown or repeated:
+        wrong = []
+        if missing:
+            wrong.append(f"missing column(s) {', '.join(missing)}")
+        if unknown:
+            wrong.append(f"unknown column(s) {', '.join(repr(n) for n in unknown)}")
+        if repeated:
+            wrong.append(f"repeated column(s) {', '.join(repeated)}")
+        raise BillingError(f"{display} line 1: {'; '.join(wrong)}; the header must be {expected}")
+    index = {name: names.index(name) for name in MAPPING_COLUMNS}
+
+    errors: list[str] = []
+    wanted: list[_Wanted] = []
+    seen: dict[tuple[str, str], int] = {}
+    previous_end = 1
+    try:
+        for cells in reader:
+            line, previous_end = previous_end + 1, reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            where = f"{display} line {line}"
+            if len(cells) != len(names):
+                errors.append(f"{where}: {len(cells)} fields, expected {len(names)}")
+                continue
+            row = {name: _cell(cells[i]) for name, i in index.items()}
+            problems = _row_problems(row)
+            kind, name = row["kind"].lower(), row["name"]
+            if "kind" not in problems and "name" not in problems:
+                key = (kind, name.lower())
+                if key in seen:
+                    problems["name"] = f"{name!r} is already on line {seen[key]}"
+                else:
+                    seen[key] = line
+            if problems:
+                errors.extend(f"{where}, column {col}: {text}" for col, text in problems.items())
+                continue
+            wanted.append(
+                _Wanted(
+                    line=line,
+                    kind=kind,
+                    name=name,
+                    pi_email=row["pi_email"].lower(),
+                    project_id=row["project_id"],
+                    fund_org=row["fund_org"],
+                )
+            )
+    except csv.Error as exc:
+        errors.append(f"{display} line {previous_end + 1}: not CSV ({exc})")
+    _raise_first(errors)
+    return wanted
+
+
+def _row_problems(row: dict[str, str]) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    if row["kind"].lower() not in AccountMapping.Kind.values:
+        shown = repr(row["kind"]) if row["kind"] else "empty"
+        problems["kind"] = f"{shown} is not a kind; use slurm or storage"
+    if not row["name"]:
+        problems["name"] = "empty; give the Slurm account or quota name"
+    if not row["pi_email"]:
+        problems["pi_email"] = "empty; give the PI's email address"
+    elif not EMAIL_RE.match(row["pi_email"]):
+        problems["pi_email"] = f"{row['pi_email']!r} is not an email address"
+    if not row["project_id"]:
+        problems["project_id"] = "empty; give the project id"
+    for column, limit in _LIMITS.items():
+        if column not in problems and len(row[column]) > limit:
+            problems[column] = f"longer than {limit} characters"
+    return problems
+
+
+def _raise_first(errors: list[str]) -> None:
+    if errors:
+        more = len(errors) - _MAX_ERRORS_SHOWN
+        suffix = f" (and {count(more, 'more error')})" if more > 0 else ""
+        raise BillingError(errors[0] + suffix)
+
+
+@transaction.atomic
+def account_mapping_import(
+    *, path: Path | str, actor: Actor, dry_run: bool = False, display_name: str = ""
+) -> MappingImportResult:
+    """Create or update mappings from a CSV file (kind, name, pi_email,
+    project_id, fund_org), creating missing PIs and projects. All or nothing:
+    any bad row refuses the whole file with a one-line error naming the file,
+    line and column. Mappings not in the file are left alone, and so is the
+    active flag of those that are. Re-importing the same file changes nothing.
+    """
+    path = Path(path)
+    display = display_name or path.name
+    wanted = _read_mapping_file(path, display)
+
+    project_codes = {w.project_id for w in wanted}
+    emails = {w.pi_email for w in wanted}
+    projects = {
+        p.project_id: p
+        for p in Project.objects.filter(project_id__in=project_codes).select_related("pi")
+    }
+    pis = {p.email: p for p in PI.objects.filter(email__in=emails)}
+    existing = {
+        (m.kind, m.name.lower()): m
+        for m in AccountMapping.objects.annotate(key=Lower("name"))
+        .filter(key__in={w.name.lower() for w in wanted})
+        .select_related("project__pi")
+    }
+
+    # Which PI each project belongs to: its PI, else the first line naming it.
+    owner_of: dict[str, tuple[str, int]] = {
+        code: (p.pi.email, 0) for code, p in projects.items() if p.pi is not None
+    }
+    errors: list[str] = []
+    for w in wanted:
+        owner, line = owner_of.setdefault(w.project_id, (w.pi_email, w.line))
+        if owner != w.pi_email:
+            where = "" if line == 0 else f" on line {line}"
+            errors.append(
+                f"{display} line {w.line}, column project_id: project {w.project_id!r} "
+                f"belongs to {owner}{where}, not {w.pi_email}"
+            )
+    _raise_first(errors)
+
+    result = MappingImportResult(file=display, dry_run=dry_run)
+    result.pis_created = len(emails - set(pis))
+    result.projects_created = len(project_codes - set(projects))
+    if not dry_run:
+        reason = f"account mapping import {display}"
+        for email in sorted(emails - set(pis)):
+            pis[email] = PI.objects.create(email=email)
+            audit(
+                actor=actor,
+                action="pi.create",
+                obj=pis[email],
+                after={"email": email},
+                reason=reason,
+            )
+        for w in wanted:
+            project = projects.get(w.project_id)
+            if project is None:
+                project = Project.objects.create(project_id=w.project_id, pi=pis[w.pi_email])
+                projects[w.project_id] = project
+                audit(
+                    actor=actor,
+                    action="project.create",
+                    obj=project,
+                    after={"project_id": w.project_id, "pi": w.pi_email},
+                    reason=reason,
+                )
+            elif project.pi is None:
+                project.pi = pis[w.pi_email]
+                project.save(update_fields=["pi"])
+                audit(
+                    actor=actor,
+                    action="project.assign_pi",
+                    obj=project,
+                    before={"pi": None},
+                    after={"pi": w.pi_email},
+                    reason=reason,
+                )
+
+    for w in wanted:
+        mapping = existing.get((w.kind, w.name.lower()))
+        if mapping is None:
+            outcome = "created"
+            if not dry_run:
+                created = AccountMapping(
+                    kind=w.kind,
+                    name=w.name,
+                    project=projects[w.project_id],
+                    fund_org=w.fund_org,
+                    created_by=actor.name,
+                )
+                _clean_mapping(created)
+                created.save()
+                audit(
+                    actor=actor,
+                    action="accountmapping.create",
+                    obj=created,
+                    after=_mapping_values(created),
+                    reason=f"account mapping import {display} line {w.line}",
+                )
+        elif (mapping.name, mapping.project.project_id, mapping.fund_org) == (
+            w.name,
+            w.project_id,
+            w.fund_org,
+        ):
+            outcome = "unchanged"
+        else:
+            outcome = "updated"
+            if not dry_run:
+                before = _mapping_values(mapping)
+                mapping.name, mapping.fund_org = w.name, w.fund_org
+                mapping.project = projects[w.project_id]
+                _clean_mapping(mapping)
+                mapping.save()
+                after = _mapping_values(mapping)
+                audit(
+                    actor=actor,
+                    action="accountmapping.change",
+                    obj=mapping,
+                    before={k: v for k, v in before.items() if after[k] != v},
+                    after={k: v for k, v in after.items() if before[k] != v},
+                    reason=f"account mapping import {display} line {w.line}",
+                )
+        setattr(result, outcome, getattr(result, outcome) + 1)
+        result.lines.append(
+            MappingLine(
+                line=w.line,
+                kind=w.kind,
+                name=w.name,
+                pi_email=w.pi_email,
+                project_id=w.project_id,
+                fund_org=w.fund_org,
+                outcome=outcome,
+            )
+        )
+    return result
+
+
+def account_mapping_export(mappings: Iterable[AccountMapping] | None = None) -> str:
+    """Mappings as the CSV that :func:`account_mapping_import` reads (a blank
+    fund/org: the project's default). Text a spreadsheet would run as a
+    formula gets an apostrophe in front, which the import removes again."""
+    if mappings is None:
+        mappings = AccountMapping.objects.select_related("project__pi").order_by(
+            "kind", Lower("name")
+        )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MAPPING_COLUMNS)
+    for m in mappings:
+        pi = m.project.pi.email if m.project.pi else ""
+        writer.writerow(
+            [neutralise(v) for v in (m.kind, m.name, pi, m.project.project_id, m.fund_org)]
+        )
+    return buffer.getvalue()
