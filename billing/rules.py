@@ -24,6 +24,9 @@ MAPPED_FIELDS = (
     "reference_2",
 )
 
+# The tag the Slurm and storage converters put on usage of an account with no
+# account mapping; its value names the account ("Slurm account chem-lab").
+UNMAPPED_ACCOUNT_TAG = "openchargeback:unmapped_account"
 EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]+$")
 
 
@@ -131,6 +134,7 @@ def evaluate(
     billed_nanos: int = 0,
     tags_invalid: bool = False,
     project_owner_email: str | None = None,
+    unmapped: str = "",
 ) -> tuple[int, dict[str, Any]]:
     """Every flag reason that applies to one charge, as ``(bitmask, details)``."""
     mask, details = attribution_flags(
@@ -140,6 +144,7 @@ def evaluate(
         fund_org=fund_org,
         tags_invalid=tags_invalid,
         project_owner_email=project_owner_email,
+        unmapped=unmapped,
     )
     row_mask, row_details = line_flags(
         ruleset,
@@ -156,6 +161,13 @@ def evaluate(
     return mask | row_mask, details
 
 
+def unmapped_account(tags: Any) -> str:
+    """The on-premises account a converter could not map, from a charge's tags ("" if none)."""
+    if not isinstance(tags, dict):
+        return ""
+    return _stringify(tags.get(UNMAPPED_ACCOUNT_TAG))
+
+
 def attribution_flags(
     ruleset: RuleSet,
     *,
@@ -164,11 +176,20 @@ def attribution_flags(
     fund_org: str,
     tags_invalid: bool = False,
     project_owner_email: str | None = None,
+    unmapped: str = "",
 ) -> tuple[int, dict[str, Any]]:
-    """Reasons that depend on who pays: PI, project, fund/org, tags."""
+    """Reasons that depend on who pays: PI, project, fund/org, tags.
+
+    ``unmapped`` names the Slurm account or storage quota a converter found no
+    account mapping for; it stays a reason until the charge has a PI and a
+    project (a reviewer's attribution fix resolves it).
+    """
     reasons: list[str] = []
     details: dict[str, Any] = {}
     on = ruleset.enabled
+    if unmapped and not (pi_email and project_id) and "unmapped_account" in on:
+        reasons.append("unmapped_account")
+        details["unmapped_account"] = unmapped
     if tags_invalid and "invalid_tags" in on:
         reasons.append("invalid_tags")
     if not pi_email:

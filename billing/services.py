@@ -504,7 +504,7 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
 
 def _reevaluate(charge: Any, ruleset: Any, *, tags_invalid: bool) -> tuple[int, dict[str, Any]]:
     """Flags of a stored charge under the current rules."""
-    from billing.rules import evaluate
+    from billing.rules import evaluate, unmapped_account
 
     project = charge.project
     mask, details = evaluate(
@@ -521,6 +521,7 @@ def _reevaluate(charge: Any, ruleset: Any, *, tags_invalid: bool) -> tuple[int, 
         billed_nanos=to_nanos(charge.billed_cost),
         tags_invalid=tags_invalid,
         project_owner_email=project.pi.email if project and project.pi else None,
+        unmapped=unmapped_account(charge.tags),
     )
     if tags_invalid and "invalid_tags" in charge.flag_details:
         details["invalid_tags"] = charge.flag_details["invalid_tags"]

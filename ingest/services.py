@@ -36,6 +36,7 @@ from billing.rules import (
     attribution_flags,
     line_flags,
     map_tags,
+    unmapped_account,
 )
 from billing.selectors import load_ruleset
 from billing.services import Actor, audit, audit_created, period_open, validate_period
@@ -572,6 +573,7 @@ class _Importer:
             fund_org=values.get("fund_org", ""),
             tags_invalid=attribution.tags_invalid,
             project_owner_email=owner_email,
+            unmapped=unmapped_account(attribution.tags),
         )
         if attribution.tags_invalid:
             details["invalid_tags"] = attribution.raw_invalid

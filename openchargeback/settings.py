@@ -232,6 +232,20 @@ OPENCHARGEBACK_AUTO_SEND = env.bool("OPENCHARGEBACK_AUTO_SEND", default=False)
 # The site's address as people reach it (links in reminder emails), e.g.
 # https://billing.example.edu
 OPENCHARGEBACK_SITE_URL = env.str("OPENCHARGEBACK_SITE_URL", default="")
+# On-premises usage converters (docs/integrations/). `slurm-usage` bills jobs
+# in these states; FAILED jobs only when they ran at least this many minutes.
+OPENCHARGEBACK_SLURM_BILLABLE_STATES = env.list(
+    "OPENCHARGEBACK_SLURM_BILLABLE_STATES",
+    default=["COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "FAILED"],
+)
+OPENCHARGEBACK_SLURM_FAILED_MIN_MINUTES = env.int(
+    "OPENCHARGEBACK_SLURM_FAILED_MIN_MINUTES", default=5
+)
+# `slurm-usage --run-sacct` runs this sacct program, waiting at most this long.
+OPENCHARGEBACK_SACCT_COMMAND = env.str("OPENCHARGEBACK_SACCT_COMMAND", default="sacct")
+OPENCHARGEBACK_SACCT_TIMEOUT = env.int("OPENCHARGEBACK_SACCT_TIMEOUT", default=600)
+# `storage-usage`: the tier of quota rows that name none.
+OPENCHARGEBACK_STORAGE_TIER = env.str("OPENCHARGEBACK_STORAGE_TIER", default="standard")
 # /healthz answers 503 when the oldest job has waited longer than this (seconds):
 # no worker is taking jobs.
 OPENCHARGEBACK_HEALTH_QUEUE_MAX_AGE = env.int("OPENCHARGEBACK_HEALTH_QUEUE_MAX_AGE", default=900)

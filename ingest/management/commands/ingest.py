@@ -101,7 +101,7 @@ class Command(BaseCommand):
                 raise CommandError(f"{exc}{tail}") from None
             results.append(result)
             if not options["json"]:
-                self.stdout.write(self._summary(result))
+                self.stdout.write(import_summary(result))
         if options["json"]:
             self.stdout.write(json.dumps(_combined(results)))
 
@@ -113,28 +113,30 @@ class Command(BaseCommand):
             )
         return source
 
-    def _summary(self, result: ImportResult) -> str:
-        if result.status == "already_imported":
-            return result.message
-        verb = "would import" if result.status == "dry_run" else "imported"
-        flags = ", ".join(f"{k} {v}" for k, v in sorted(result.flags.items()))
-        text = (
-            f"{result.file}: {verb} {result.charges_created:,} charges into "
-            f"{', '.join(result.periods) or '-'} for {result.source}, "
-            f"billed {format_money(result.billed_total)} "
-            f"(exact {money_str(result.billed_total)}); "
-            f"{result.duplicates_skipped:,} duplicates skipped; "
-            f"{result.flagged:,} flagged for review"
-        )
-        if flags:
-            text += f" ({flags})"
-        if result.charges_removed:
-            text += f"; {result.charges_removed:,} charges of earlier imports removed"
-        if result.values_rounded:
-            text += f"; {result.values_rounded:,} costs had digits beyond 1e-9 (rounded)"
-        if result.import_id and result.status == "imported":
-            text += f" [import #{result.import_id}]"
-        return text
+
+def import_summary(result: ImportResult) -> str:
+    """The one-line summary of an import (also used by the usage converters)."""
+    if result.status == "already_imported":
+        return result.message
+    verb = "would import" if result.status == "dry_run" else "imported"
+    flags = ", ".join(f"{k} {v}" for k, v in sorted(result.flags.items()))
+    text = (
+        f"{result.file}: {verb} {result.charges_created:,} charges into "
+        f"{', '.join(result.periods) or '-'} for {result.source}, "
+        f"billed {format_money(result.billed_total)} "
+        f"(exact {money_str(result.billed_total)}); "
+        f"{result.duplicates_skipped:,} duplicates skipped; "
+        f"{result.flagged:,} flagged for review"
+    )
+    if flags:
+        text += f" ({flags})"
+    if result.charges_removed:
+        text += f"; {result.charges_removed:,} charges of earlier imports removed"
+    if result.values_rounded:
+        text += f"; {result.values_rounded:,} costs had digits beyond 1e-9 (rounded)"
+    if result.import_id and result.status == "imported":
+        text += f" [import #{result.import_id}]"
+    return text
 
 
 def _combined(results: list[ImportResult]) -> dict[str, Any]:
