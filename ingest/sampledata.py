@@ -1,15 +1,30 @@
-"""Deterministic generator of realistic sample FOCUS 1.0 files (demo, docs, tests).
+"""Deterministic generator of realistic sample inputs (demo, docs, tests).
 
-Pure Python, no ORM, no floats: :func:`generate_sample_files` writes one CSV per
-source per month (``aws_2026-09.csv``, ``it_storage_2026-09.csv``, ...) with
-invented PIs, projects and fund/orgs, per-source services and subsidies (cloud
-discounted, HPC fully subsidised, storage half subsidised, IT storage at full
+Pure Python, no ORM, no floats: :func:`generate_sample_files` writes, per month,
+one FOCUS 1.0 CSV per cloud or central-IT source (``aws_2026-09.csv``,
+``it_storage_2026-09.csv``, ...), the Slurm accounting of the HPC cluster as
+``sacct --allocations --parsable2 --noheader`` prints it
+(``hpc_2026-09.sacct.txt``) and the research-storage quota report
+(``storage_2026-09.quotas.csv``; months with an odd number hold daily
+snapshots), plus one ``account_mappings.csv`` mapping the Slurm accounts and
+quotas to their PI, project and fund/org. The HPC and storage inputs are priced
+by the converters (:mod:`ingest.converters`) with the rate card
+:data:`DEMO_RATES` (HPC heavily subsidised, storage half subsidised with a free
+allowance, a GPU price change in mid-September 2026).
+
+The people are invented PIs, projects and fund/orgs; the FOCUS files have
+per-source services and discounts (cloud discounted, IT storage at full
 price), the tag-key variety of real exports, and in every month a handful of
 rows that trip each auto-flag rule of the default settings (see
-:data:`SCENARIOS`). The same seed and month always give the same bytes: the
-people and resources come from ``random.Random(seed)``, each file from its own
-generator seeded with ``(seed, source, month)``, so a file does not depend on
-which other months were asked for, nor on the current date.
+:data:`SCENARIOS`). The on-premises samples plant their own cases: a Slurm
+account and a quota nobody mapped (:data:`UNMAPPED`: flagged
+``unmapped_account``), jobs that are not billable (cancelled, short failures),
+and a job running from the last evening of each month into the next one.
+
+The same seed and month always give the same bytes: the people and resources
+come from ``random.Random(seed)``, each file from its own generator seeded with
+``(seed, source, month)``, so a file does not depend on which other months were
+asked for, nor on the current date.
 """
 
 from __future__ import annotations
@@ -21,11 +36,20 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 SOURCES: tuple[str, ...] = ("aws", "azure", "gcp", "hpc", "storage", "it_storage", "openai")
+# Sources whose sample is a FOCUS file, and those whose sample is converted usage.
+FOCUS_SOURCES: tuple[str, ...] = ("aws", "azure", "gcp", "it_storage", "openai")
+CONVERTED_SOURCES: tuple[str, ...] = ("hpc", "storage")
+MAPPINGS_FILE = "account_mappings.csv"
+# Accounts with usage that account_mappings.csv leaves out, per mapping kind.
+UNMAPPED: dict[str, tuple[str, ...]] = {
+    "slurm": ("rc_workshop",),
+    "storage": ("/research/imaging-core",),
+}
 
 COLUMNS: tuple[str, ...] = (
     "BillingAccountId",
@@ -58,25 +82,26 @@ COLUMNS: tuple[str, ...] = (
 )
 COST_COLUMNS: tuple[str, ...] = ("ListCost", "ContractedCost", "BilledCost", "EffectiveCost")
 
-# Rows planted in every month, across all sources: scenario -> (rows, eligible sources).
+# Rows planted in every month, across the FOCUS files: scenario -> (rows, eligible sources).
 # The flag reasons of billing/flags.py plus the two "no tags at all" spellings. Rows
 # without usable tags (invalid, empty, NULL) also count as missing PI, project and
 # fund/org, so those three get a single explicit row each.
 _CLOUD = ("aws", "azure", "gcp")
+_FOCUS = FOCUS_SOURCES
 _PLAN: dict[str, tuple[int, tuple[str, ...]]] = {
-    "missing_pi": (1, SOURCES),
-    "invalid_pi_email": (2, SOURCES),
-    "missing_project": (1, SOURCES),
-    "missing_fund_org": (1, SOURCES),
-    "invalid_fund_org": (2, SOURCES),
+    "missing_pi": (1, _FOCUS),
+    "invalid_pi_email": (2, _FOCUS),
+    "missing_project": (1, _FOCUS),
+    "missing_fund_org": (1, _FOCUS),
+    "invalid_fund_org": (2, _FOCUS),
     "pattern_match": (2, _CLOUD),
-    "period_mismatch": (2, SOURCES),
+    "period_mismatch": (2, _FOCUS),
     "currency_mismatch": (2, ("azure", "gcp")),
     "large_charge": (2, _CLOUD),
-    "project_pi_mismatch": (2, SOURCES),
-    "invalid_tags": (2, SOURCES),
-    "empty_tags": (1, SOURCES),
-    "null_tags": (1, SOURCES),
+    "project_pi_mismatch": (2, _FOCUS),
+    "invalid_tags": (2, _FOCUS),
+    "empty_tags": (1, _FOCUS),
+    "null_tags": (1, _FOCUS),
 }
 SCENARIOS: tuple[str, ...] = tuple(_PLAN)
 
@@ -207,6 +232,7 @@ class Service:
     resource_id: str  # str.format template, see _resource_fields
     resource_name: str
     description: str
+    tier: str = ""  # hpc, storage: the Slurm partition or storage tier (the rate's service)
 
 
 @dataclass(frozen=True)
@@ -475,6 +501,8 @@ _PROFILES: dict[str, Profile] = {
             credit="Google Cloud Research Credits",
             credits_per_month=(0, 1),
         ),
+        # hpc and storage: which projects use which partitions and tiers (the sacct and
+        # quota samples); the prices are the list rates of DEMO_RATES, the rest unused.
         Profile(
             slug="hpc",
             provider="Research Computing",
@@ -492,16 +520,17 @@ _PROFILES: dict[str, Profile] = {
                 Service(
                     "HPC Cluster - CPU", "Compute", "Core-Hours", "0.0250", (200, 40000), 0,
                     "week", "tamarack/standard/{slurm}", "{slurm} on standard",
-                    "CPU core-hours, standard partition",
+                    "CPU core-hours, standard partition", tier="standard",
                 ),
                 Service(
                     "HPC Cluster - CPU", "Compute", "Core-Hours", "0.0400", (100, 12000), 0,
                     "week", "tamarack/bigmem/{slurm}", "{slurm} on bigmem",
-                    "CPU core-hours, large-memory partition",
+                    "CPU core-hours, large-memory partition", tier="bigmem",
                 ),
                 Service(
                     "HPC Cluster - GPU", "Compute", "GPU-Hours", "1.2000", (4, 500), 0, "week",
                     "tamarack/gpu/{slurm}", "{slurm} on gpu", "GPU hours, A100 partition",
+                    tier="gpu",
                 ),
             ),
             resources_per_project=(1, 2),
@@ -525,17 +554,17 @@ _PROFILES: dict[str, Profile] = {
                 Service(
                     "Research Storage - Project", "Storage", "TB-Month", "8.0000", (500, 60000),
                     3, "month", "nas01:/research/{pid}", "/research/{pid}",
-                    "Project storage, per TB-month",
+                    "Project storage, per TB-month", tier="standard",
                 ),
                 Service(
                     "Research Storage - Scratch", "Storage", "TB-Month", "2.0000",
                     (1000, 120000), 3, "month", "scratch:/scratch/{slurm}", "/scratch/{slurm}",
-                    "Scratch storage, per TB-month",
+                    "Scratch storage, per TB-month", tier="scratch",
                 ),
                 Service(
                     "Research Storage - Archive", "Storage", "TB-Month", "3.5000",
                     (1000, 200000), 3, "month", "tape:/archive/{pid}", "/archive/{pid}",
-                    "Tape archive, per TB-month",
+                    "Tape archive, per TB-month", tier="archive",
                 ),
             ),
             resources_per_project=(1, 3),
@@ -1165,14 +1194,28 @@ def plan_month(month: str, *, seed: int = 2026) -> dict[str, list[str]]:
     return plan
 
 
+def sample_file_name(source: str, month: str) -> str:
+    """The name of ``source``'s sample for ``month``: FOCUS CSV, sacct text or quota report."""
+    if source == "hpc":
+        return f"hpc_{month}.sacct.txt"
+    if source == "storage":
+        return f"storage_{month}.quotas.csv"
+    return f"{source}_{month}.csv"
+
+
 def render_file(
     source: str, month: str, *, seed: int = 2026, population: Population | None = None
 ) -> bytes:
-    """The bytes of ``<source>_<month>.csv``: UTF-8, no BOM, ``\\n`` line endings."""
+    """The bytes of ``source``'s sample for ``month`` (see :func:`sample_file_name`):
+    UTF-8, no BOM, ``\\n`` line endings."""
     if source not in _PROFILES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
     year, number = parse_month(month)
     population = population or build_population(seed)
+    if source == "hpc":
+        return render_sacct(month, seed=seed, population=population)
+    if source == "storage":
+        return render_quotas(month, seed=seed, population=population)
     rng = random.Random(f"{seed}:{source}:{month}")  # noqa: S311 - sample data, not security
     builder = _FileBuilder(_PROFILES[source], _Month(year, number), population, rng)
     lines = builder.build(plan_month(month, seed=seed)[source])
@@ -1186,7 +1229,8 @@ def render_file(
 
 
 def generate_sample_files(out_dir: Path, *, months: list[str], seed: int = 2026) -> list[Path]:
-    """Write ``<source>_<YYYY-MM>.csv`` for every source and month; return the paths.
+    """Write every source's sample for every month (see :func:`sample_file_name`), then
+    :data:`MAPPINGS_FILE`; return the paths.
 
     Overwrites files of the same name and touches nothing else in ``out_dir``.
     Raises :class:`ValueError` for a month that is not ``YYYY-MM``.
@@ -1200,7 +1244,291 @@ def generate_sample_files(out_dir: Path, *, months: list[str], seed: int = 2026)
     paths: list[Path] = []
     for month in wanted:
         for source in SOURCES:
-            path = out_dir / f"{source}_{month}.csv"
+            path = out_dir / sample_file_name(source, month)
             path.write_bytes(render_file(source, month, seed=seed, population=population))
             paths.append(path)
+    path = out_dir / MAPPINGS_FILE
+    path.write_bytes(render_mappings(population))
+    paths.append(path)
     return paths
+
+
+# --- On-premises usage: rate card, account mappings, sacct and quota reports ----------
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    """One rate card entry of the demo (the fields of ``ingest.rates.rate_create``)."""
+
+    resource: str  # cpu | gpu | storage
+    service: str  # partition or storage tier
+    effective_from: date
+    list_rate: Decimal
+    subsidy_percent: Decimal
+    free_allowance: Decimal = Decimal(0)
+    monthly_credit: Decimal = Decimal(0)
+    monthly_cap: Decimal | None = None
+    description: str = ""
+    qos: str = ""
+
+
+_RATES_FROM = date(2026, 1, 1)
+# The list rates are the prices of the hpc and storage profiles above.
+DEMO_RATES: tuple[RateSpec, ...] = (
+    RateSpec(
+        "cpu", "standard", _RATES_FROM, Decimal("0.0250"), Decimal(80), Decimal(500),
+        description="Standard partition: 500 CPU-hours free per project, 80% subsidised",
+    ),
+    RateSpec(
+        "cpu", "bigmem", _RATES_FROM, Decimal("0.0400"), Decimal(80),
+        description="Large-memory partition, 80% subsidised",
+    ),
+    RateSpec(
+        "cpu", "gpu", _RATES_FROM, Decimal("0.0250"), Decimal(80),
+        description="CPU cores of jobs on the A100 partition, 80% subsidised",
+    ),
+    RateSpec(
+        "gpu", "gpu", _RATES_FROM, Decimal("1.2000"), Decimal(60), Decimal(10),
+        description="A100 partition: 10 GPU-hours free per project, 60% subsidised",
+    ),
+    RateSpec(
+        "gpu", "gpu", date(2026, 9, 16), Decimal("1.0500"), Decimal(60), Decimal(10),
+        description="A100 partition after the September 2026 price review",
+    ),
+    RateSpec(
+        "storage", "standard", _RATES_FROM, Decimal("8.0000"), Decimal(50), Decimal(1),
+        description="Project storage: 1 TB free per project, half subsidised",
+    ),
+    RateSpec(
+        "storage", "scratch", _RATES_FROM, Decimal("2.0000"), Decimal(50), Decimal(5),
+        description="Scratch: 5 TB free per project, half subsidised",
+    ),
+    RateSpec(
+        "storage", "archive", _RATES_FROM, Decimal("3.5000"), Decimal(50),
+        monthly_cap=Decimal("150.00"),
+        description="Tape archive, half subsidised, at most 150.00 a month per project",
+    ),
+)  # fmt: skip
+
+
+def slurm_account(project: Project) -> str:
+    """The project's Slurm account: PI's last name and the project's first word."""
+    return _slurm(project)
+
+
+def quota_name(resource: Resource) -> str:
+    """The storage quota of a storage resource (its path, e.g. ``/research/<project>``)."""
+    return resource.resource_name
+
+
+def render_mappings(population: Population) -> bytes:
+    """``account_mappings.csv`` as ``ingest.rates.account_mapping_import`` reads it: every
+    Slurm account and quota of the samples except those in :data:`UNMAPPED`."""
+    rows: set[tuple[str, str, str, str, str]] = set()
+    for resource in population.resources["hpc"]:
+        project = resource.project
+        rows.add(
+            (
+                "slurm",
+                slurm_account(project),
+                project.pi.email,
+                project.project_id,
+                project.fund_org,
+            )
+        )
+    for resource in population.resources["storage"]:
+        project = resource.project
+        rows.add(
+            (
+                "storage",
+                quota_name(resource),
+                project.pi.email,
+                project.project_id,
+                project.fund_org,
+            )
+        )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("kind", "name", "pi_email", "project_id", "fund_org"))
+    writer.writerows(sorted(rows))
+    return buffer.getvalue().encode("utf-8")
+
+
+@dataclass(frozen=True)
+class _Job:
+    jobid: int
+    account: str
+    partition: str
+    qos: str
+    cpus: int
+    gpus: int
+    start: datetime | None  # naive local time, as sacct prints it; None: never started
+    elapsed: int  # seconds
+    state: str
+
+    def line(self) -> str:
+        tres = f"billing={self.cpus},cpu={self.cpus}"
+        if self.gpus:
+            tres += f",gres/gpu:a100={self.gpus},gres/gpu={self.gpus}"
+        tres += f",mem={self.cpus * 4}G,node={max(1, self.cpus // 64)}"
+        if self.start is None:
+            start, end = "None", "None"
+        else:
+            start = self.start.isoformat()
+            end = (self.start + timedelta(seconds=self.elapsed)).isoformat()
+        days, rest = divmod(self.elapsed, 86400)
+        hours, rest = divmod(rest, 3600)
+        clock = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+        elapsed = f"{days}-{clock}" if days else clock
+        cells = (self.jobid, self.account, self.partition, self.qos, self.cpus, tres)
+        return "|".join(str(c) for c in (*cells, elapsed, start, end, self.state))
+
+
+_CPUS = {"standard": (4, 8, 16, 32, 64, 128), "bigmem": (16, 32, 64), "gpu": (8, 16, 32)}
+_STATES = (("COMPLETED", 78), ("TIMEOUT", 5), ("FAILED", 8), ("OUT_OF_MEMORY", 4), ("CANCELLED", 5))
+
+
+def _job_ids(month: _Month) -> int:
+    """The first JobID of the month (ids grow with time, 10,000 a month)."""
+    return 4_000_000 + ((month.year - 2020) * 12 + month.month - 1) * 10_000
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=None)
+
+
+def _boundary_job(month: _Month, population: Population, seed: int) -> _Job:
+    """A job that starts on the month's last evening and ends in the next month; it is in
+    both months' sacct output (each bills its own part)."""
+    rng = random.Random(f"{seed}:hpc:{month.year:04d}-{month.month:02d}:boundary")  # noqa: S311
+    cpu = [r for r in population.resources["hpc"] if r.service.tier != "gpu"]
+    resource = rng.choice(cpu)
+    start = _naive(month.end) - timedelta(hours=rng.randint(3, 8), minutes=rng.randint(0, 59))
+    return _Job(
+        jobid=_job_ids(month) + 9_999,
+        account=slurm_account(resource.project),
+        partition=resource.service.tier,
+        qos="long",
+        cpus=rng.choice((32, 64)),
+        gpus=0,
+        start=start,
+        elapsed=rng.randint(20, 40) * 3600 + rng.randint(0, 3599),
+        state="COMPLETED",
+    )
+
+
+def _month_jobs(rng: random.Random, month: _Month, population: Population) -> list[_Job]:
+    length = month.days * 86400
+    first = _naive(month.start)
+    targets = [(slurm_account(r.project), r.service.tier) for r in population.resources["hpc"]] + [
+        (account, "standard") for account in UNMAPPED["slurm"]
+    ]
+    jobs: list[_Job] = []
+    for account, partition in targets:
+        if rng.random() < 0.08:
+            continue  # idle this month
+        for _ in range(rng.randint(2, 8)):
+            state = rng.choices([s for s, _w in _STATES], [w for _s, w in _STATES])[0]
+            if state == "FAILED" and rng.random() < 0.5:
+                elapsed = rng.randint(5, 299)  # too short to bill
+            elif partition == "gpu":
+                elapsed = rng.randint(1800, 30 * 3600)
+            else:
+                elapsed = rng.randint(600, 40 * 3600)
+            offset = rng.randrange(length - elapsed)
+            start: datetime | None = first + timedelta(seconds=offset)
+            if state == "CANCELLED":
+                state = f"CANCELLED by {rng.randint(20000, 69999)}"
+                if rng.random() < 0.4:
+                    start, elapsed = None, 0  # cancelled while pending
+            jobs.append(
+                _Job(
+                    jobid=0,
+                    account=account,
+                    partition=partition,
+                    qos="long" if elapsed > 24 * 3600 else rng.choice(("normal", "normal", "high")),
+                    cpus=rng.choice(_CPUS[partition]),
+                    gpus=rng.choice((1, 1, 2, 4)) if partition == "gpu" else 0,
+                    start=start,
+                    elapsed=elapsed,
+                    state=state,
+                )
+            )
+    jobs.sort(key=lambda j: (j.start or first, j.account, j.partition))
+    base = _job_ids(month)
+    return [
+        _Job(base + n, j.account, j.partition, j.qos, j.cpus, j.gpus, j.start, j.elapsed, j.state)
+        for n, j in enumerate(jobs, start=1)
+    ]
+
+
+def render_sacct(month: str, *, seed: int = 2026, population: Population | None = None) -> bytes:
+    """``hpc_<month>.sacct.txt``: what ``sacct --allocations --parsable2 --noheader`` prints
+    for the month (fields ``ingest.sacct.FIELDS``), run after the month ended: the jobs of
+    the month, the job running in from the previous month and the one running on into the
+    next."""
+    year, number = parse_month(month)
+    population = population or build_population(seed)
+    current = _Month(year, number)
+    rng = random.Random(f"{seed}:hpc:{month}")  # noqa: S311 - sample data, not security
+    jobs = [
+        _boundary_job(current.previous(), population, seed),
+        *_month_jobs(rng, current, population),
+        _boundary_job(current, population, seed),
+    ]
+    return "".join(job.line() + "\n" for job in jobs).encode("utf-8")
+
+
+def _size_text(rng: random.Random, size: int) -> str:
+    """A size in bytes as a report may write it: bytes, or an exact decimal in TB or GB."""
+    roll = rng.random()
+    if roll < 0.3:
+        return str(size)
+    if roll < 0.75:
+        return f"{Decimal(size).scaleb(-12).normalize():f} TB"
+    return f"{Decimal(size).scaleb(-9).normalize():f} GB"
+
+
+def _quota_size(resource: Resource, month: _Month, seed: int) -> int:
+    """The quota's size this month, in bytes (a multiple of 10 MB): a base size per quota,
+    growing a little from month to month."""
+    low, high = resource.service.qty  # TB, in thousandths
+    base = random.Random(f"{seed}:storage:{quota_name(resource)}").randint(low, high)  # noqa: S311
+    growth = 100 + (month.year * 12 + month.month) % 7  # percent
+    return base * growth * 10**7
+
+
+def render_quotas(month: str, *, seed: int = 2026, population: Population | None = None) -> bytes:
+    """``storage_<month>.quotas.csv``: the quota report (``quota,bytes_used,tier``) with one
+    size per quota; months with an odd number hold daily snapshots instead
+    (``date,quota,bytes_used,tier``), starting with the last snapshot of the month before
+    and skipping a few days (the size carries over), and one quota created mid-month."""
+    year, number = parse_month(month)
+    population = population or build_population(seed)
+    current = _Month(year, number)
+    rng = random.Random(f"{seed}:storage:{month}")  # noqa: S311 - sample data, not security
+    quotas = [(quota_name(r), r.service.tier, _quota_size(r, current, seed)) for r in
+              population.resources["storage"]]  # fmt: skip
+    unmapped_tb = rng.randint(2000, 9000)  # thousandths of a TB
+    quotas += [(name, "standard", unmapped_tb * 10**9) for name in UNMAPPED["storage"]]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if number % 2 == 0:
+        writer.writerow(("quota", "bytes_used", "tier"))
+        for name, tier, size in quotas:
+            writer.writerow((name, _size_text(rng, size), tier))
+        return buffer.getvalue().encode("utf-8")
+    writer.writerow(("date", "quota", "bytes_used", "tier"))
+    first = current.start.date()
+    new_quota = rng.randrange(len(quotas))
+    for index, (name, tier, size) in enumerate(quotas):
+        days = [first - timedelta(days=1)] + [
+            first + timedelta(days=d) for d in range(current.days) if rng.random() < 0.85
+        ]
+        if index == new_quota:
+            days = [first + timedelta(days=9 + d) for d in range(current.days - 9)]
+        level = size
+        for day in days:
+            level = max(0, level + rng.randint(-20, 30) * 10**8 * (1 + size // 10**13))
+            writer.writerow((day.isoformat(), name, _size_text(rng, level), tier))
+    return buffer.getvalue().encode("utf-8")

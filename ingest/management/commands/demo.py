@@ -1,10 +1,16 @@
 """Load generated sample data so a new user sees a full month. Safe to re-run:
-files already imported are skipped and existing records are left alone."""
+files already imported are skipped and existing records are left alone.
+
+Cloud and central-IT sources come as FOCUS files; HPC and research storage come
+as Slurm accounting and quota reports, priced by the converters with the demo's
+rate card and account mappings, so the statements show all of them side by side."""
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import asdict
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +29,31 @@ from billing.services import (
     source_for_slug,
     source_set,
 )
-from ingest.sampledata import SOURCES, build_population, generate_sample_files
+from ingest.converters import Conversion, conversion_import, slurm_conversion, storage_conversion
+from ingest.models import Rate
+from ingest.rates import account_mapping_import, rate_create
+from ingest.sacct import SacctOptions
+from ingest.sampledata import (
+    CONVERTED_SOURCES,
+    DEMO_RATES,
+    FOCUS_SOURCES,
+    MAPPINGS_FILE,
+    build_population,
+    generate_sample_files,
+    sample_file_name,
+)
 from ingest.services import IngestError, import_file
 from journals.models import JournalSettings
+from openchargeback.money import format_money
 
 DEFAULT_MONTHS = ["2026-08", "2026-09", "2026-10"]
-_NAME = re.compile(r"^(?P<source>.+)_(?P<period>\d{4}-\d{2})\.csv$")
 
 
 class Command(BaseCommand):
-    help = "Generate sample FOCUS files, import them and create a demo admin user."
+    help = (
+        "Generate sample data (FOCUS files, Slurm and storage usage), import and convert "
+        "it, run the first month-end and create a demo admin user."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -49,24 +70,50 @@ class Command(BaseCommand):
         output = Path(options["output"] or Path(settings.BASE_DIR) / "sample_data")
         actor = Actor(name=options["user"], channel="cli")
         paths = generate_sample_files(output, months=DEFAULT_MONTHS)
-        created = 0
-        for path in sorted(paths, key=lambda p: (_NAME.match(p.name) or _fail(p)).group("period")):
-            match = _NAME.match(path.name) or _fail(path)
-            try:
-                result = import_file(
-                    path=path,
-                    source=source_for_slug(match.group("source")),
-                    actor=actor,
-                    expected_period=match.group("period"),
-                    display_name=path.name,
-                )
-            except (IngestError, BillingError) as exc:
-                raise CommandError(str(exc)) from None
-            created += result.charges_created
+        created = converted_rows = 0
+        listed = billed = Decimal(0)
+        unmapped: set[str] = set()
+        try:
+            rates = self._rate_card(actor)
+            mappings = account_mapping_import(
+                path=output / MAPPINGS_FILE, actor=actor, display_name=MAPPINGS_FILE
+            )
+            for month in DEFAULT_MONTHS:
+                for slug in FOCUS_SOURCES:
+                    path = output / sample_file_name(slug, month)
+                    result = import_file(
+                        path=path,
+                        source=source_for_slug(slug),
+                        actor=actor,
+                        expected_period=month,
+                        display_name=path.name,
+                    )
+                    created += result.charges_created
+                for slug in CONVERTED_SOURCES:
+                    conversion = self._convert(slug, output / sample_file_name(slug, month), month)
+                    converted_rows += len(conversion.rows)
+                    listed += conversion.list_cost
+                    billed += conversion.billed_cost
+                    unmapped.update(conversion.unmapped)
+                    closed = BillingPeriod.objects.filter(period=month).exclude(
+                        status=BillingPeriod.Status.OPEN
+                    )
+                    if closed.exists():
+                        continue  # imported before the month was closed; kept as it is
+                    result = conversion_import(
+                        conversion=conversion, source=source_for_slug(slug), actor=actor
+                    )
+                    created += result.charges_created
+        except (IngestError, BillingError) as exc:
+            raise CommandError(str(exc)) from None
         self._name_people()
         self.stdout.write(
-            f"Demo data: {len(paths)} files from {', '.join(SOURCES)} for "
-            f"{', '.join(DEFAULT_MONTHS)}; {created:,} new charges."
+            f"Demo data: {len(paths)} files for {', '.join(DEFAULT_MONTHS)} (FOCUS from "
+            f"{', '.join(FOCUS_SOURCES)}; Slurm and quota reports converted for "
+            f"{', '.join(CONVERTED_SOURCES)}: {converted_rows:,} rows, list "
+            f"{format_money(listed)}, billed {format_money(billed)}, unmapped and flagged: "
+            f"{', '.join(sorted(unmapped)) or 'none'}); {created:,} new charges; "
+            f"{rates} rates and {mappings.created} account mappings added."
         )
         try:
             self._month_end(DEFAULT_MONTHS[0], actor)
@@ -74,6 +121,28 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not options["no_admin_user"]:
             self._admin_user()
+
+    def _rate_card(self, actor: Actor) -> int:
+        """The demo's rate card, unless the site already has one."""
+        if Rate.objects.exists():
+            return 0
+        with transaction.atomic():
+            for spec in DEMO_RATES:
+                rate_create(actor=actor, **asdict(spec))
+        return len(DEMO_RATES)
+
+    def _convert(self, slug: str, path: Path, month: str) -> Conversion:
+        """Price a month of the HPC (sacct) or storage (quota report) sample."""
+        if slug == "storage":
+            return storage_conversion(
+                path=path, name=path.name, period=month, tier=settings.OPENCHARGEBACK_STORAGE_TIER
+            )
+        options = SacctOptions(
+            billable_states=frozenset(settings.OPENCHARGEBACK_SLURM_BILLABLE_STATES),
+            failed_min_seconds=settings.OPENCHARGEBACK_SLURM_FAILED_MIN_MINUTES * 60,
+        )
+        with path.open(encoding="utf-8", newline="") as fh:
+            return slurm_conversion(lines=fh, name=path.name, period=month, options=options)
 
     def _month_end(self, period: str, actor: Actor) -> None:
         """The first month's cycle as a team would run it: review, close, statements, email.
@@ -181,7 +250,3 @@ class Command(BaseCommand):
             users.create_superuser("admin", "admin@example.edu", "admin")
         host = os.environ.get("HOST", "127.0.0.1:8000")
         self.stdout.write(f"Log in at http://{host}/admin/ as admin / admin (demo only).")
-
-
-def _fail(path: Path) -> re.Match[str]:
-    raise CommandError(f"{path.name}: unexpected sample file name")
