@@ -75,6 +75,7 @@ bench: install
 	$(BIN)/python benchmarks/statements.py
 	$(BIN)/python benchmarks/journals.py
 	$(BIN)/python benchmarks/dashboard.py
+	$(BIN)/python benchmarks/slurm.py
 
 # docs/environment.md from .env.example (a test checks they agree).
 env-docs: install
