@@ -1,4 +1,4 @@
-"""Write deterministic sample FOCUS files; safe to re-run (it overwrites its own files)."""
+"""Write deterministic sample inputs; safe to re-run (it overwrites its own files)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ingest.sampledata import SOURCES, generate_sample_files, parse_month
+from ingest.sampledata import FOCUS_SOURCES, generate_sample_files, parse_month
 
 DEFAULT_MONTHS = "2026-08,2026-09,2026-10"
 
 
 class Command(BaseCommand):
     help = (
-        "Generate realistic sample FOCUS CSV files (one per source per month: "
-        f"{', '.join(SOURCES)}), including rows that trip every auto-flag rule."
+        "Generate realistic sample inputs, one per source per month: FOCUS CSV files for "
+        f"{', '.join(FOCUS_SOURCES)} (including rows that trip every auto-flag rule), sacct "
+        "output for hpc and a quota report for storage, plus the account mappings CSV."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -59,5 +60,8 @@ class Command(BaseCommand):
 
 
 def _data_rows(path: Path) -> int:
+    """Jobs of a sacct file (no header line), data rows of a CSV file."""
     with path.open(encoding="utf-8", newline="") as fh:
+        if path.name.endswith(".sacct.txt"):
+            return sum(1 for line in fh if line.strip())
         return sum(1 for _ in csv.reader(fh)) - 1
