@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,12 +21,17 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _temporary_affixes(target: Path) -> tuple[str, str]:
+    return f".{target.name}.", ".tmp"
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """A temporary path beside `target` to write to; renamed to `target` (after
     fsync) when the block ends without an error, removed otherwise."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    prefix, suffix = _temporary_affixes(target)
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
     os.close(fd)
     temporary = Path(name)
     try:
@@ -41,3 +47,30 @@ def atomic_path(target: Path) -> Iterator[Path]:
 def write_atomically(target: Path, content: bytes) -> None:
     with atomic_path(target) as temporary:
         temporary.write_bytes(content)
+
+
+def remove_stale_temporaries(target: Path, *, older_than: float) -> int:
+    """Remove the temporaries of `target` nobody has written to for `older_than`
+    seconds; returns how many. A writer killed outright (SIGKILL, power loss)
+    never removes its own; a younger one may be another writer's, in progress.
+    Lists `target`'s folder: for a likely retry, not for every write."""
+    prefix, suffix = _temporary_affixes(target)
+    cutoff = time.time() - older_than
+    removed = 0
+    try:
+        entries = list(os.scandir(target.parent))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        if "." in name[len(prefix) : -len(suffix)]:
+            continue  # mkstemp's random part has no dot: this is another target's
+        try:
+            if entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            pass  # removed meanwhile by another retry of the same write
+    return removed

@@ -16,19 +16,20 @@ import io
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
-from openchargeback.files import write_atomically
+from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.spreadsheet import neutralise
 from openchargeback.text import count
 from statements import emailing, pdf
@@ -441,10 +442,15 @@ def render_statement(statement_id: int, *, data: StatementData | None = None) ->
         )
         return
     base = f"{statement.period.period}/{statement.number}"
+    # The queue hands a job out again only Q_RETRY (> Q_TIMEOUT) seconds after
+    # it was taken: a render this long after generation may be the retry of a
+    # worker killed while writing, whose temporary files are still there.
+    retry = timezone.now() - statement.generated_at > _job_timeout()
     try:
-        _store(statement.pdf, f"{base}.pdf", content)
+        _store(statement.pdf, f"{base}.pdf", content, retry=retry)
         if data.remainder is not None:
-            _store(statement.line_items, f"{base}-line-items.csv", line_items_csv(statement))
+            csv_bytes = line_items_csv(statement)
+            _store(statement.line_items, f"{base}-line-items.csv", csv_bytes, retry=retry)
     except OSError as exc:  # a full disk: nothing half-written is kept; run again later
         log.error("statement %s could not be stored: %s", statement.number, exc)
         Statement.objects.filter(pk=statement.pk).update(
@@ -461,12 +467,23 @@ def render_statement(statement_id: int, *, data: StatementData | None = None) ->
     )
 
 
-def _store(field: Any, name: str, content: bytes) -> None:
+def _job_timeout() -> timedelta:
+    return timedelta(seconds=settings.Q_CLUSTER["timeout"])
+
+
+def _store(field: Any, name: str, content: bytes, *, retry: bool) -> None:
     """Write under exactly `name` (statements/PERIOD/NUMBER.pdf), atomically,
     replacing a file an earlier run left there: a statement version's content
-    never changes."""
+    never changes. On a `retry`, first remove the temporaries of `name` a
+    killed run left; only those older than the job timeout, since a second
+    job for the same statement (queued by a second `generate`) may be writing."""
     relative = field.field.generate_filename(field.instance, name)
-    write_atomically(Path(field.storage.path(relative)), content)
+    target = Path(field.storage.path(relative))
+    if retry:
+        removed = remove_stale_temporaries(target, older_than=_job_timeout().total_seconds())
+        if removed:
+            log.warning("%s: removed %d temporary files a killed render left", relative, removed)
+    write_atomically(target, content)
     field.name = relative
 
 

@@ -1,6 +1,7 @@
-"""Faults: a full disk while storing PDFs, journals and import files, and an
-import killed half way. Nothing half-written is ever kept or recorded, and
-running the same command again once the fault is gone finishes the work.
+"""Faults: a full disk while storing PDFs, journals and import files, an
+import killed half way, and a statement's render killed while writing its
+PDF. Nothing half-written is ever kept or recorded, and running the same
+command (or job) again once the fault is gone finishes the work.
 
 The full disk is a real one: a tiny tmpfs mounted as MEDIA_ROOT (needs root,
 as in CI; skipped elsewhere), filled up before the write.
@@ -12,8 +13,10 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,11 @@ from ingest.parsers import IngestError
 from ingest.services import import_file
 from journals.models import JournalExport
 from journals.services import export_journal
+from statements import tasks
 from statements.models import Statement
 from statements.services import statements_generate
 from tests.conftest import focus_row
-from tests.ingest_helpers import manage, migrate, query, start_manage, table_counts
+from tests.ingest_helpers import ROOT, manage, migrate, query, start_manage, table_counts
 
 
 class Disk:
@@ -100,6 +104,77 @@ def test_statements_on_a_full_disk_fail_cleanly_and_finish_later(
         data = (disk.root / statement.pdf.name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == statement.pdf_sha256
     assert _temporaries(disk) == []
+
+
+# Writes `argv[1]` as a render stores a PDF, and is SIGKILLed half way.
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from openchargeback.files import atomic_path
+
+with atomic_path(Path(sys.argv[1])) as temporary:
+    temporary.write_bytes(b"%PDF-1.4 half")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_while_writing(target: Path) -> Path:
+    """The temporary a worker SIGKILLed while storing `target` leaves (its own
+    clean-up never runs)."""
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], cwd=ROOT, check=False)
+    assert done.returncode == -signal.SIGKILL
+    (temporary,) = target.parent.glob(f".{target.name}.*.tmp")
+    return temporary
+
+
+def _queued_statement(month: str, actor: Actor, settings: Any) -> tuple[Statement, Path]:
+    """A statement whose render job a worker took, and the PDF it was writing."""
+    statements_generate(period=month, actor=actor)  # jobs queued on commit: none run here
+    statement = Statement.objects.order_by("number").first()
+    assert statement is not None and statement.status == Statement.Status.RENDERING
+    target = Path(settings.MEDIA_ROOT) / "statements" / month / f"{statement.number}.pdf"
+    return statement, target
+
+
+def _handed_out_again(statement: Statement, settings: Any) -> None:
+    """Make it Q_RETRY (> Q_TIMEOUT) seconds later, when the queue hands the job out again."""
+    later = settings.Q_CLUSTER["timeout"] + 1
+    Statement.objects.filter(pk=statement.pk).update(
+        generated_at=statement.generated_at - timedelta(seconds=later)
+    )
+
+
+def test_a_render_killed_while_writing_leaves_no_temporary_once_its_job_runs_again(
+    month: str, actor: Actor, settings: Any
+) -> None:
+    statement, target = _queued_statement(month, actor, settings)
+    temporary = _killed_while_writing(target)
+    _handed_out_again(statement, settings)
+    age = time.time() - settings.Q_CLUSTER["timeout"] - 1
+    os.utime(temporary, (age, age))
+
+    tasks.render_statement(statement.pk)
+
+    statement.refresh_from_db()
+    assert statement.status == Statement.Status.READY
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == statement.pdf_sha256
+
+
+def test_a_retried_render_leaves_a_write_in_progress_alone(
+    month: str, actor: Actor, settings: Any
+) -> None:
+    """A temporary younger than the job timeout may be a second job's write of
+    the same statement (queued by a second `generate`), still running."""
+    statement, target = _queued_statement(month, actor, settings)
+    temporary = _killed_while_writing(target)
+    _handed_out_again(statement, settings)
+
+    tasks.render_statement(statement.pk)
+
+    statement.refresh_from_db()
+    assert statement.status == Statement.Status.READY
+    assert sorted(target.parent.iterdir()) == sorted([target, temporary])
 
 
 def test_a_journal_on_a_full_disk_is_not_recorded(month: str, actor: Actor, disk: Disk) -> None:
