@@ -5,6 +5,7 @@ or a full disk never leaves a half file under the final name."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -73,4 +74,30 @@ def remove_stale_temporaries(target: Path, *, older_than: float) -> int:
                 removed += 1
         except FileNotFoundError:
             pass  # removed meanwhile by another retry of the same write
+    return removed
+
+
+# Hidden temporaries the project's writers create beside their targets: the
+# atomic writer's `.NAME.RANDOM.tmp`, an import's or upload's `.incoming-*`
+# copy (and its `.part`), a converter's `.focus-*.csv`.
+_TEMPORARY = re.compile(r"\..+\.tmp|\.incoming-.+|\.focus-.+\.csv")
+
+
+def sweep_temporaries(root: Path, *, older_than: float) -> list[Path]:
+    """Remove, under `root`, the temporaries interrupted writers left (a process
+    killed outright never removes its own) once nobody has written to them for
+    `older_than` seconds; returns the paths removed. Every other file is left."""
+    cutoff = time.time() - older_than
+    removed: list[Path] = []
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            if not _TEMPORARY.fullmatch(name):
+                continue
+            path = Path(folder) / name
+            try:
+                if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:
+                continue  # finished or removed meanwhile
     return removed

@@ -204,8 +204,46 @@ def test_old_uploads_never_imported_are_purged(defaults: None, settings: Any) ->
     old, recent = uploads
     old_path = staged_path(old)
     Upload.objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(days=31))
-    assert "Discarded 1 upload older than 30 days." in _run("purge_uploads")
+    assert "Discarded 1 upload older than 30 days;" in _run("purge_uploads")
     old.refresh_from_db()
     recent.refresh_from_db()
     assert old.status == "discarded" and old_path is not None and not old_path.exists()
     assert recent.status != "discarded" and staged_path(recent).exists()  # type: ignore[union-attr]
+
+
+@pytest.mark.django_db
+def test_purge_uploads_removes_temporaries_killed_writers_left(
+    settings: Any, tmp_path: Path
+) -> None:
+    """A process killed outright (SIGKILL, power cut) never removes its temporary
+    files; the daily purge removes those untouched for a day, and nothing else."""
+    import os
+    import time
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    stale = [
+        tmp_path / "journals/2025-01/.journal-2025-01-gl.csv.k2j4h1.tmp",
+        tmp_path / "statements/2025-01/.2025-01-0001-v1.pdf.a8d7f2.tmp",
+        tmp_path / "imports/.incoming-x81ka.tmp",
+        tmp_path / "imports/.incoming-x81ka.tmp.part",
+        tmp_path / "uploads/.incoming-q9w.csv",
+        tmp_path / "converted/.focus-3kd.csv",
+    ]
+    kept = [
+        tmp_path / "statements/2025-01/.2025-01-0002-v1.pdf.f00b4r.tmp",  # being written now
+        tmp_path / "statements/2025-01/2025-01-0001-v1.pdf",
+        tmp_path / "imports/aws/abc.csv.zst",
+        tmp_path / "journals/2025-01/.keep",
+    ]
+    day_and_a_bit = time.time() - 90_000
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+        if path != kept[0]:
+            os.utime(path, (day_and_a_bit, day_and_a_bit))
+
+    output = _run("purge_uploads")
+
+    assert "removed 6 temporary files left by interrupted writes" in output
+    assert [p for p in stale if p.exists()] == []
+    assert [p for p in kept if not p.exists()] == []

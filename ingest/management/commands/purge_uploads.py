@@ -1,21 +1,30 @@
-"""Discard uploads left on the admin's import page and never imported."""
+"""Discard uploads left on the admin's import page and never imported, and
+the temporary files interrupted writes left behind."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from billing.services import Actor
 from ingest.uploads import uploads_purge
+from openchargeback.files import sweep_temporaries
 from openchargeback.text import count
+
+# Far longer than any write or job takes (Q_TIMEOUT), so no live write is touched.
+_DAY = timedelta(days=1)
 
 
 class Command(BaseCommand):
     help = (
         "Discard uploads (files dropped on the import page) that were neither imported nor "
-        "discarded and have not changed for --days days; their staged copies are deleted."
+        "discarded and have not changed for --days days; their staged copies are deleted. "
+        "Also removes temporary files a killed process left in the media folder (untouched "
+        "for a day)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -26,6 +35,8 @@ class Command(BaseCommand):
         purged = uploads_purge(
             older_than=timedelta(days=options["days"]), actor=Actor.from_cli(options["user"])
         )
+        swept = sweep_temporaries(Path(settings.MEDIA_ROOT), older_than=_DAY.total_seconds())
         self.stdout.write(
-            f"Discarded {count(len(purged), 'upload')} older than {options['days']} days."
+            f"Discarded {count(len(purged), 'upload')} older than {options['days']} days; "
+            f"removed {count(len(swept), 'temporary file')} left by interrupted writes."
         )
