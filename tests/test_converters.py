@@ -428,3 +428,53 @@ def test_json_output_accounts_for_every_input_line(tmp_path: Path) -> None:
     summary = report["conversion"]["input_summary"]
     assert (summary["lines"], summary["jobs_billed"], summary["cpu_hours"]) == (3, 1, "2")
     assert summary["skipped_by_state"] == {"CANCELLED": 1, "FAILED": 1}
+
+
+def _fake_sacct(tmp_path: Path, body: str) -> str:
+    """A stand-in for sacct: records its arguments and environment, then runs `body`."""
+    script = tmp_path / "fake-sacct"
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, os, sys\n"
+        f"open({str(tmp_path / 'argv.json')!r}, 'w').write(json.dumps("
+        "[sys.argv[1:], os.environ.get('SLURM_TIME_FORMAT')]))\n" + body,
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_run_sacct_asks_sacct_for_the_month_and_reads_its_output(
+    tmp_path: Path, settings: Any
+) -> None:
+    rate("cpu", "standard", "0.01", subsidy_percent="25")
+    mapped("slurm", "chem", "chem-101")
+    line = job("11001", cpus=72, elapsed="1-02:30:00")
+    settings.OPENCHARGEBACK_SACCT_COMMAND = _fake_sacct(tmp_path, f"print({line!r})\n")
+
+    report = run("slurm_usage", "--period", "2025-03", "--run-sacct", "--ingest")
+
+    assert report["conversion"]["billed_cost"] == "14.31"
+    argv, time_format = json.loads((tmp_path / "argv.json").read_text())
+    assert time_format == "standard"
+    assert argv[:4] == ["--allocations", "--parsable2", "--noheader", "--allusers"]
+    assert argv[argv.index("--starttime") + 1] == "2025-03-01T00:00:00"
+    assert argv[argv.index("--endtime") + 1] == "2025-04-01T00:00:00"
+    assert argv[argv.index("--format") + 1] == SACCT_FIELDS.replace("|", ",")
+    assert totals() == (Decimal("19.08"), Decimal("14.31"))
+
+
+def test_a_failing_or_missing_sacct_is_one_line_and_writes_nothing(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.OPENCHARGEBACK_SACCT_COMMAND = _fake_sacct(
+        tmp_path,
+        "sys.stderr.write('sacct: error: Problem talking to the database\\n')\nsys.exit(1)\n",
+    )
+    with pytest.raises(CommandError, match=r"exit 1.*Problem talking to the database"):
+        call_command("slurm_usage", "--period", "2025-03", "--run-sacct", "--ingest")
+
+    settings.OPENCHARGEBACK_SACCT_COMMAND = str(tmp_path / "no-such-sacct")
+    with pytest.raises(CommandError, match=r"not found .*OPENCHARGEBACK_SACCT_COMMAND"):
+        call_command("slurm_usage", "--period", "2025-03", "--run-sacct", "--what-if")
+    assert not Import.objects.exists()
