@@ -478,3 +478,14 @@ def test_a_failing_or_missing_sacct_is_one_line_and_writes_nothing(
     with pytest.raises(CommandError, match=r"not found .*OPENCHARGEBACK_SACCT_COMMAND"):
         call_command("slurm_usage", "--period", "2025-03", "--run-sacct", "--what-if")
     assert not Import.objects.exists()
+
+
+def test_no_billable_usage_is_said_plainly_and_imports_nothing(tmp_path: Path) -> None:
+    path = sacct_file(tmp_path, job("12001", state="CANCELLED by 0"))
+
+    with pytest.raises(CommandError) as caught:
+        call_command("slurm_usage", "--period", "2025-03", "--sacct-file", str(path), "--ingest")
+
+    assert str(caught.value).startswith("sacct.txt: no billable usage in 2025-03 (1 sacct line,")
+    assert str(caught.value).endswith("; nothing was imported")
+    assert not Import.objects.exists()

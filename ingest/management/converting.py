@@ -69,6 +69,11 @@ class ConverterCommand(BaseCommand):
             if output:
                 conversion.write(Path(output))
                 report["output"] = output
+            if ingest and not conversion.rows:
+                raise IngestError(
+                    f"{conversion.input_name}: no billable usage in {period} "
+                    f"({self.describe(conversion)}); nothing was imported"
+                )
             if ingest:
                 assert source is not None
                 result = conversion_import(

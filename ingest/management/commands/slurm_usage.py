@@ -21,6 +21,7 @@ from ingest.converters import Conversion, quantity_text, slurm_conversion
 from ingest.management.converting import ConverterCommand
 from ingest.parsers import IngestError
 from ingest.sacct import SACCT_ENV, SacctOptions, SacctSummary, sacct_command
+from openchargeback.text import count
 
 
 class Command(ConverterCommand):
@@ -97,10 +98,10 @@ class Command(ConverterCommand):
         skipped = sum(summary.skipped_by_state.values())
         states = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.skipped_by_state.items()))
         text = (
-            f"{summary.lines:,} sacct lines, {summary.jobs_billed:,} jobs billed "
+            f"{count(summary.lines, 'sacct line')}, {count(summary.jobs_billed, 'job')} billed "
             f"({quantity_text(summary.cpu_hours)} CPU-hours, "
             f"{quantity_text(summary.gpu_hours)} GPU-hours) "
-            f"in {len(conversion.rows):,} rows"
+            f"in {count(len(conversion.rows), 'row')}"
         )
         if skipped:
             text += f", {skipped:,} not billable ({states})"

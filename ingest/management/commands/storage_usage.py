@@ -19,6 +19,7 @@ from ingest.converters import Conversion, quantity_text, storage_conversion
 from ingest.management.converting import ConverterCommand
 from ingest.parsers import IngestError
 from ingest.quotas import QuotaSummary
+from openchargeback.text import count
 
 
 class Command(ConverterCommand):
@@ -55,7 +56,8 @@ class Command(ConverterCommand):
         assert isinstance(summary, QuotaSummary)
         snapshots = "daily snapshots" if summary.dated else "one size per quota"
         return (
-            f"{summary.rows:,} report rows ({snapshots}), {summary.quotas_billed:,} of "
-            f"{summary.quotas:,} quotas billed, {quantity_text(summary.tb_months, 3)} TB-months "
-            f"in {len(conversion.rows):,} rows"
+            f"{count(summary.rows, 'report row')} ({snapshots}), {summary.quotas_billed:,} of "
+            f"{count(summary.quotas, 'quota')} billed, "
+            f"{quantity_text(summary.tb_months, 3)} TB-months "
+            f"in {count(len(conversion.rows), 'row')}"
         )
