@@ -424,7 +424,7 @@ def account_mapping_update(
     if unknown:
         raise BillingError(f"unknown mapping field(s): {', '.join(sorted(unknown))}")
     fresh = (
-        AccountMapping.objects.select_for_update()
+        AccountMapping.objects.select_for_update(of=("self",))
         .select_related("project__pi")
         .filter(pk=mapping.pk)
         .first()
