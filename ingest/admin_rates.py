@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.http import urlencode
 
 from billing.models import InstitutionSettings
@@ -206,7 +207,7 @@ class RateAdmin(admin.ModelAdmin):
         following: date | None = getattr(obj, "next_from", None)
         if following is None:
             return "until superseded"
-        return (following - timedelta(days=1)).isoformat()
+        return date_format(following - timedelta(days=1))  # like the effective-from column
 
     @admin.display(description="list rate", ordering="list_rate")
     def list_price(self, obj: Rate) -> str:

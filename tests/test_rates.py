@@ -506,7 +506,7 @@ def test_rate_list_shows_window_terms_and_lock() -> None:
     page = client.get(RATES)
     assert page.status_code == 200
     text = page.content.decode()
-    assert "2025-01-31" in text and "until superseded" in text
+    assert "Jan. 31, 2025" in text and "until superseded" in text
     assert "$0.0025 / CPU-hour" in text and "1000 CPU-hours" in text and "$250.00" in text
     locked = client.get(RATES + "?locked=yes")
     assert list(locked.context["cl"].result_list) == [old]
