@@ -87,6 +87,26 @@ def audit(
     )
 
 
+def audit_change(
+    *,
+    actor: Actor,
+    action: str,
+    obj: Any,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    reason: str = "",
+) -> None:
+    """Record a change of `obj` with only the fields whose value changed."""
+    audit(
+        actor=actor,
+        action=action,
+        obj=obj,
+        before={k: v for k, v in before.items() if after[k] != v},
+        after={k: v for k, v in after.items() if before[k] != v},
+        reason=reason,
+    )
+
+
 def audit_created(*, actor: Actor, action: str, records: list[tuple[Any, Any]]) -> None:
     """Record one creation event per ``(object, after)`` pair, in one insert.
 
@@ -206,13 +226,7 @@ def source_set(*, slug: str, actor: Actor, **changes: Any) -> Source:
         if after == before:
             return source
         _validate_and_save(source)
-        audit(
-            actor=actor,
-            action="source.change",
-            obj=source,
-            before={k: v for k, v in before.items() if after[k] != v},
-            after={k: v for k, v in after.items() if before[k] != v},
-        )
+        audit_change(actor=actor, action="source.change", obj=source, before=before, after=after)
     return source
 
 

@@ -21,7 +21,7 @@ from django.db.models.functions import Lower
 
 from billing.models import PI, BillingPeriod, Project
 from billing.rules import EMAIL_RE
-from billing.services import Actor, BillingError, audit
+from billing.services import Actor, BillingError, audit, audit_change
 from ingest.models import AccountMapping, Rate
 from ingest.pricing import Owner, RateBook, RateTerms
 from openchargeback.money import from_nanos, money_str, to_nanos
@@ -268,13 +268,7 @@ def rate_update(*, rate: Rate, actor: Actor, **changes: Any) -> Rate:
         lock=True,
     )
     fresh.save()
-    audit(
-        actor=actor,
-        action="rate.change",
-        obj=fresh,
-        before={k: v for k, v in before.items() if after[k] != v},
-        after={k: v for k, v in after.items() if before[k] != v},
-    )
+    audit_change(actor=actor, action="rate.change", obj=fresh, before=before, after=after)
     return fresh
 
 
@@ -439,13 +433,7 @@ def account_mapping_update(
     if after == before:
         return fresh
     fresh.save()
-    audit(
-        actor=actor,
-        action="accountmapping.change",
-        obj=fresh,
-        before={k: v for k, v in before.items() if after[k] != v},
-        after={k: v for k, v in after.items() if before[k] != v},
-    )
+    audit_change(actor=actor, action="accountmapping.change", obj=fresh, before=before, after=after)
     return fresh
 
 
@@ -744,12 +732,12 @@ def account_mapping_import(
                 _clean_mapping(mapping)
                 mapping.save()
                 after = _mapping_values(mapping)
-                audit(
+                audit_change(
                     actor=actor,
                     action="accountmapping.change",
                     obj=mapping,
-                    before={k: v for k, v in before.items() if after[k] != v},
-                    after={k: v for k, v in after.items() if before[k] != v},
+                    before=before,
+                    after=after,
                     reason=f"account mapping import {display} line {w.line}",
                 )
         setattr(result, outcome, getattr(result, outcome) + 1)
