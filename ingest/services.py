@@ -55,6 +55,7 @@ from ingest.rows import (
     RowPreparer,
     prepared_chunks,
 )
+from openchargeback.files import fsync_dir
 from openchargeback.money import from_nanos, money_str
 
 logger = logging.getLogger(__name__)
@@ -774,7 +775,7 @@ class _Importer:
         final = Path(settings.MEDIA_ROOT) / relative
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(stored_tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         record.stored_file = str(relative)
         record.finished_at = timezone.now()
         record.periods = result.periods
@@ -881,17 +882,6 @@ def _copy_types() -> list[str]:
 
 def _stored_suffix(kind: str) -> str:
     return {"parquet": ".parquet", "csv.gz": ".csv.gz"}.get(kind, ".csv.zst")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Copier:
