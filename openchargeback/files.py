@@ -50,6 +50,19 @@ def write_atomically(target: Path, content: bytes) -> None:
         temporary.write_bytes(content)
 
 
+def _unlink_if_stale(path: Path, cutoff: float) -> bool:
+    """Remove `path` if it is a plain file last written before `cutoff`; a file
+    finished or removed meanwhile (by its writer, or a concurrent cleanup) is
+    simply not there any more."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_mtime >= cutoff:
+            return False
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def remove_stale_temporaries(target: Path, *, older_than: float) -> int:
     """Remove the temporaries of `target` nobody has written to for `older_than`
     seconds; returns how many. A writer killed outright (SIGKILL, power loss)
@@ -57,23 +70,17 @@ def remove_stale_temporaries(target: Path, *, older_than: float) -> int:
     Lists `target`'s folder: for a likely retry, not for every write."""
     prefix, suffix = _temporary_affixes(target)
     cutoff = time.time() - older_than
-    removed = 0
     try:
-        entries = list(os.scandir(target.parent))
+        names = os.listdir(target.parent)
     except FileNotFoundError:
         return 0
-    for entry in entries:
-        name = entry.name
+    removed = 0
+    for name in names:
         if not (name.startswith(prefix) and name.endswith(suffix)):
             continue
         if "." in name[len(prefix) : -len(suffix)]:
             continue  # mkstemp's random part has no dot: this is another target's
-        try:
-            if entry.stat().st_mtime < cutoff:
-                os.unlink(entry.path)
-                removed += 1
-        except FileNotFoundError:
-            pass  # removed meanwhile by another retry of the same write
+        removed += _unlink_if_stale(target.parent / name, cutoff)
     return removed
 
 
@@ -91,13 +98,7 @@ def sweep_temporaries(root: Path, *, older_than: float) -> list[Path]:
     removed: list[Path] = []
     for folder, _dirs, names in os.walk(root):
         for name in names:
-            if not _TEMPORARY.fullmatch(name):
-                continue
             path = Path(folder) / name
-            try:
-                if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed.append(path)
-            except FileNotFoundError:
-                continue  # finished or removed meanwhile
+            if _TEMPORARY.fullmatch(name) and _unlink_if_stale(path, cutoff):
+                removed.append(path)
     return removed
