@@ -69,6 +69,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -502,15 +503,24 @@ def generate(path: Path, rows: int, seed: int) -> dict[str, Any]:
 def ensure_file(workdir: Path, rows: int, seed: int, log: TextIO) -> dict[str, Any]:
     """The cached file for (rows, seed), generated when missing or stale."""
     path = workdir / f"focus-{SOURCE}-{PERIOD}-{rows}rows-seed{seed}-v{GENERATOR_VERSION}.csv"
+    return cached_file(path, "rows", rows, lambda: generate(path, rows, seed), log)
+
+
+def cached_file(
+    path: Path, size_key: str, size: int, make: Callable[[], dict[str, Any]], log: TextIO
+) -> dict[str, Any]:
+    """The metadata of a generated file kept with it (``<file>.json``); `make()`
+    writes the file and returns it when the file is missing or stale (its byte
+    count or ``meta[size_key]`` differ)."""
     meta_path = path.with_name(path.name + ".json")
     if path.is_file() and meta_path.is_file():
         meta: dict[str, Any] = json.loads(meta_path.read_text())
-        if meta.get("bytes") == path.stat().st_size and meta.get("rows") == rows:
+        if meta.get("bytes") == path.stat().st_size and meta.get(size_key) == size:
             print(f"reusing {path.name} ({meta['bytes'] / 2**20:,.1f} MiB)", file=log, flush=True)
             return meta
     print(f"generating {path.name} ...", file=log, end=" ", flush=True)
     started = time.perf_counter()
-    meta = generate(path, rows, seed)
+    meta = make()
     meta["generate_seconds"] = round(time.perf_counter() - started, 2)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     print(

@@ -82,7 +82,6 @@ import os
 import random
 import resource
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -521,23 +520,7 @@ def generate(path: Path, lines: int, seed: int) -> dict[str, Any]:
 def ensure_file(workdir: Path, lines: int, seed: int, log: TextIO) -> dict[str, Any]:
     """The cached file for (lines, seed), generated when missing or stale."""
     path = workdir / f"sacct-{PERIOD}-{lines}lines-seed{seed}-v{GENERATOR_VERSION}.txt"
-    meta_path = path.with_name(path.name + ".json")
-    if path.is_file() and meta_path.is_file():
-        meta: dict[str, Any] = json.loads(meta_path.read_text())
-        if meta.get("bytes") == path.stat().st_size and meta.get("lines") == lines:
-            print(f"reusing {path.name} ({meta['bytes'] / 2**20:,.1f} MiB)", file=log, flush=True)
-            return meta
-    print(f"generating {path.name} ...", file=log, end=" ", flush=True)
-    started = time.perf_counter()
-    meta = generate(path, lines, seed)
-    meta["generate_seconds"] = round(time.perf_counter() - started, 2)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    print(
-        f"{meta['bytes'] / 2**20:,.1f} MiB in {meta['generate_seconds']:.1f} s",
-        file=log,
-        flush=True,
-    )
-    return meta
+    return bench.cached_file(path, "lines", lines, lambda: generate(path, lines, seed), log)
 
 
 # --- child processes: site set-up and the database check ----------------------------
