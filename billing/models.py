@@ -138,6 +138,51 @@ class Source(models.Model):
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    class CostBasis(models.TextChoices):
+        BILLED = "billed", "Billed cost (what the provider invoices)"
+        AMORTISED = "amortised", "Amortised cost (EffectiveCost: commitments spread over usage)"
+
+    class CommitmentHandling(models.TextChoices):
+        CENTRAL = "central", "Bill to the central commitment project and fund/org"
+        EXCLUDE = "exclude", "Exclude from statements and journals"
+
+    cost_basis = models.CharField(
+        max_length=10,
+        choices=CostBasis.choices,
+        default=CostBasis.BILLED,
+        help_text="Which FOCUS cost is billed to PIs: BilledCost, or EffectiveCost "
+        "(commitment purchases amortised over the usage they cover).",
+    )
+    commitment_handling = models.CharField(
+        max_length=10,
+        choices=CommitmentHandling.choices,
+        default=CommitmentHandling.CENTRAL,
+        help_text="Under the amortised basis: where commitment purchases and unused "
+        "commitment go instead of the purchaser's tags.",
+    )
+    commitment_project = models.ForeignKey(
+        "Project",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The central project (its PI gets the statement) billed for commitment "
+        "purchases and unused commitment under the amortised basis.",
+    )
+    commitment_fund_org = models.CharField(
+        max_length=100,
+        blank=True,
+        verbose_name="commitment fund/org",
+        help_text="Fund/org charged for commitment purchases and unused commitment "
+        "(blank: the commitment project's default fund/org).",
+    )
+    provider_names = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Comma-separated ProviderName values (any letter case) whose rows this "
+        "source takes from a multi-provider FOCUS file.",
+    )
+
     class Meta:
         ordering = ["slug"]
         constraints = [
@@ -224,7 +269,9 @@ class Charge(models.Model):
         "for Parquet."
     )
     fingerprint = models.CharField(
-        max_length=32, help_text="Hash of the row's recognised FOCUS columns."
+        max_length=32,
+        help_text="Hash of the row's columns that describe the line item "
+        "(docs/decisions/0002-dedup.md).",
     )
     occurrence = models.PositiveIntegerField(
         default=0, help_text="0 for the first identical row in a file, 1 for the second, ..."
@@ -261,17 +308,96 @@ class Charge(models.Model):
     charge_category = models.CharField(max_length=50, blank=True)
     charge_description = models.TextField(blank=True)
     resource_id = models.TextField(blank=True)
-    resource_name = models.CharField(max_length=300, blank=True)
+    resource_name = models.TextField(blank=True)
     sub_account_id = models.CharField(max_length=200, blank=True)
     sub_account_name = models.CharField(max_length=200, blank=True)
     provider_name = models.CharField(max_length=100, blank=True)
-    consumed_quantity = models.CharField(
-        max_length=50, blank=True, help_text="As written in the file (exact decimal text)."
+    consumed_quantity = models.TextField(
+        blank=True, help_text="As written in the file (exact decimal text)."
     )
     consumed_unit = models.CharField(max_length=50, blank=True)
     charge_period_start = models.DateTimeField(null=True, blank=True)
     charge_period_end = models.DateTimeField(null=True, blank=True)
     billing_currency = models.CharField(max_length=3, blank=True)
+
+    # FOCUS columns kept for provenance, invoices, commitments and allocation.
+    # db_default: the importer inserts with raw SQL and names only the columns
+    # it fills (see ingest.services.ROW_COLUMNS).
+    invoice_id = models.CharField(max_length=200, blank=True, db_default="", default="")
+    charge_class = models.CharField(
+        max_length=20,
+        blank=True,
+        db_default="",
+        default="",
+        help_text="FOCUS ChargeClass: 'Correction' for a row correcting an earlier period.",
+    )
+    charge_frequency = models.CharField(max_length=20, blank=True, db_default="", default="")
+    billing_account_id = models.CharField(max_length=200, blank=True, db_default="", default="")
+    billing_account_name = models.CharField(max_length=200, blank=True, db_default="", default="")
+    host_provider_name = models.CharField(max_length=200, blank=True, db_default="", default="")
+    publisher_name = models.CharField(max_length=200, blank=True, db_default="", default="")
+    commitment_discount_id = models.TextField(blank=True, db_default="", default="")
+    commitment_discount_status = models.CharField(
+        max_length=20,
+        blank=True,
+        db_default="",
+        default="",
+        help_text="FOCUS CommitmentDiscountStatus: Used or Unused.",
+    )
+    commitment_discount_category = models.CharField(
+        max_length=20, blank=True, db_default="", default=""
+    )
+    pricing_currency = models.CharField(
+        max_length=40,
+        blank=True,
+        db_default="",
+        default="",
+        help_text="FOCUS PricingCurrency (may be a virtual currency such as credits); "
+        "never added to money.",
+    )
+    pricing_currency_list_unit_price = models.TextField(
+        blank=True, db_default="", default="", help_text="Exact decimal text, PricingCurrency."
+    )
+    pricing_currency_contracted_unit_price = models.TextField(
+        blank=True, db_default="", default="", help_text="Exact decimal text, PricingCurrency."
+    )
+    pricing_currency_effective_cost = models.TextField(
+        blank=True, db_default="", default="", help_text="Exact decimal text, PricingCurrency."
+    )
+    allocated_resource_id = models.TextField(blank=True, db_default="", default="")
+    allocated_resource_name = models.TextField(blank=True, db_default="", default="")
+    allocated_method_id = models.CharField(max_length=200, blank=True, db_default="", default="")
+    cost_basis = models.CharField(
+        max_length=10,
+        blank=True,
+        db_default="billed",
+        default="billed",
+        help_text="The source's cost basis when imported: billed or amortised.",
+    )
+    invoiced_cost = MoneyField(
+        null=True,
+        blank=True,
+        help_text="BilledCost as the file says, in BillingCurrency, when billed_cost is "
+        "another amount (amortised basis, or converted currency); empty when equal.",
+    )
+    original_list_cost = MoneyField(
+        null=True,
+        blank=True,
+        help_text="ListCost in BillingCurrency before conversion to the home currency.",
+    )
+    original_billed_cost = MoneyField(
+        null=True,
+        blank=True,
+        help_text="The billed amount in BillingCurrency before conversion to the home currency.",
+    )
+    exchange_rate = models.CharField(
+        max_length=40,
+        blank=True,
+        db_default="",
+        default="",
+        help_text="Home-currency units per BillingCurrency unit used to convert this charge "
+        "(exact decimal text); empty for home-currency charges.",
+    )
 
     list_cost = MoneyField(help_text="ListCost; equals BilledCost when the file has none.")
     contracted_cost = MoneyField(help_text="ContractedCost; equals BilledCost when absent.")

@@ -63,6 +63,26 @@ class Import(models.Model):
         help_text="Cost values with digits beyond 1e-9, rounded half-even to the nano-unit.",
     )
     errors = models.TextField(blank=True)
+    delivery = models.UUIDField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="Files imported together as one delivery (a month's part files) share it.",
+    )
+    fingerprint_version = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="How the charges' fingerprints were computed (docs/decisions/0002-dedup.md).",
+    )
+    conformance = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="FOCUS rules the file breaks: rule, rows, first lines. Informative.",
+    )
+    invoice_totals = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="InvoiceId -> exact sum of BilledCost of the file's rows, as text.",
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
