@@ -20,7 +20,7 @@ REASONS: dict[str, tuple[int, str]] = {
     "large_charge": (1 << 8, "Large charge"),
     "project_pi_mismatch": (1 << 9, "Project belongs to another PI"),
     "invalid_tags": (1 << 10, "Tags are not a JSON object"),
-    "unmapped_account": (1 << 11, "Unmapped on-premises account"),
+    "unmapped_account": (1 << 11, "Unmapped account"),
 }
 
 BIT = {reason: bit for reason, (bit, _label) in REASONS.items()}

@@ -35,8 +35,12 @@ def seed_defaults(apps: Any = global_apps) -> dict[str, int]:
 
     source_model = apps.get_model("billing", "Source")
     created["sources"] = 0
+    # An early migration seeds with the model as it was then: fields added
+    # later (provider_names) are left to the migration that added them.
+    source_fields = {f.name for f in source_model._meta.get_fields()}
     for row in data["sources"]:
-        _obj, new = source_model.objects.get_or_create(slug=row["slug"], defaults=row)
+        known = {k: v for k, v in row.items() if k in source_fields}
+        _obj, new = source_model.objects.get_or_create(slug=row["slug"], defaults=known)
         created["sources"] += int(new)
 
     mapping_model = apps.get_model("billing", "TagMapping")

@@ -518,9 +518,14 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
 
 def _reevaluate(charge: Any, ruleset: Any, *, tags_invalid: bool) -> tuple[int, dict[str, Any]]:
     """Flags of a stored charge under the current rules."""
+    from billing import flags as flag_bits
     from billing.rules import evaluate, unmapped_account
 
     project = charge.project
+    unmapped = unmapped_account(charge.tags)
+    if not unmapped and charge.flags & flag_bits.BIT["unmapped_account"]:
+        # A cloud sub-account with no mapping, named at import (ingest.cloud_accounts).
+        unmapped = str(charge.flag_details.get("unmapped_account", ""))
     mask, details = evaluate(
         ruleset,
         pi_email=charge.pi.email if charge.pi else "",
@@ -535,14 +540,25 @@ def _reevaluate(charge: Any, ruleset: Any, *, tags_invalid: bool) -> tuple[int, 
         billed_nanos=to_nanos(charge.billed_cost),
         tags_invalid=tags_invalid,
         project_owner_email=project.pi.email if project and project.pi else None,
-        unmapped=unmapped_account(charge.tags),
+        unmapped=unmapped,
     )
     if tags_invalid and "invalid_tags" in charge.flag_details:
         details["invalid_tags"] = charge.flag_details["invalid_tags"]
     return mask, details
 
 
-def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dict[str, Any]) -> int:
+@dataclass(frozen=True)
+class FixReport:
+    """What an attribution fix or a re-evaluation changed."""
+
+    changed: int  # charges whose attribution, flags or review state changed
+    flags_cleared: int  # flag reasons removed, summed over the charges
+    approved: int  # pending charges approved because no flag was left
+
+
+def _apply_flags(
+    charges: Any, *, actor: Actor, action: str, note: str, fix: dict[str, Any]
+) -> FixReport:
     from billing import flags as flag_bits
     from billing.models import PI, Charge, Project
     from billing.selectors import load_ruleset
@@ -567,7 +583,7 @@ def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dic
         if created:
             audit(actor=actor, action="project.create", obj=project, after={"project_id": code})
     now = timezone.now()
-    changed = 0
+    changed = cleared = approved = 0
     events = []
     pairs = list(charges.values_list("pk", "period_id"))
     with summaries.tracking([pk for pk, _ in pairs], {period for _, period in pairs}):
@@ -589,8 +605,10 @@ def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dic
             # A reviewer's fix supersedes unreadable tags.
             tags_invalid = bool(charge.flags & flag_bits.BIT["invalid_tags"]) and not fix
             mask, details = _reevaluate(charge, ruleset, tags_invalid=tags_invalid)
+            removed = len(flag_bits.from_mask(charge.flags & ~mask))
             charge.flags, charge.flag_details = mask, details
-            if charge.review_state == Charge.ReviewState.PENDING and mask == 0:
+            now_approved = charge.review_state == Charge.ReviewState.PENDING and mask == 0
+            if now_approved:
                 charge.review_state = Charge.ReviewState.APPROVED
                 charge.reviewed_by, charge.reviewed_at = actor.name, now
                 charge.review_note = note or "no flag left after re-evaluation"
@@ -633,12 +651,18 @@ def _apply_flags(charges: Any, *, actor: Actor, action: str, note: str, fix: dic
                 )
             )
             changed += 1
+            cleared += removed
+            approved += now_approved
             if len(events) >= 2000:
                 AuditEvent.objects.bulk_create(events)
                 events = []
         AuditEvent.objects.bulk_create(events)
     log_audit(actor, f"charge.{action}", count=changed)
-    return changed
+    return FixReport(changed=changed, flags_cleared=cleared, approved=approved)
+
+
+class _DryRun(Exception):
+    """Raised inside a dry run's transaction to roll back what it did."""
 
 
 @transaction.atomic
@@ -655,7 +679,32 @@ def charges_fix_attribution(
 
     Pending charges left with no flag are approved (by the acting user).
     Every changed charge is audited with before/after. Open periods only.
+    Returns how many charges changed.
     """
+    return charges_fix_attribution_report(
+        charges=charges,
+        actor=actor,
+        pi_email=pi_email,
+        project_id=project_id,
+        fund_org=fund_org,
+        note=note,
+    ).changed
+
+
+def charges_fix_attribution_report(
+    *,
+    charges: Any,
+    actor: Actor,
+    pi_email: str | None = None,
+    project_id: str | None = None,
+    fund_org: str | None = None,
+    note: str = "",
+    dry_run: bool = False,
+) -> FixReport:
+    """:func:`charges_fix_attribution`, saying what changed: charges changed,
+    flag reasons cleared, charges now approved. A dry run does exactly the
+    same in a transaction that is rolled back, so its report is exact and
+    nothing is written."""
     fix = {
         key: value
         for key, value in (
@@ -667,10 +716,20 @@ def charges_fix_attribution(
     }
     if not fix:
         raise BillingError("say what to fix: a PI email, a project id or a fund/org")
-    return _apply_flags(charges, actor=actor, action="fix_attribution", note=note, fix=fix)
+    report = FixReport(changed=0, flags_cleared=0, approved=0)
+    try:
+        with transaction.atomic():
+            report = _apply_flags(
+                charges, actor=actor, action="fix_attribution", note=note, fix=fix
+            )
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
+    return report
 
 
 @transaction.atomic
 def charges_reapply_rules(*, charges: Any, actor: Actor, note: str = "") -> int:
     """Re-evaluate flags of charges under the current rules (open periods only)."""
-    return _apply_flags(charges, actor=actor, action="reapply_rules", note=note, fix={})
+    return _apply_flags(charges, actor=actor, action="reapply_rules", note=note, fix={}).changed

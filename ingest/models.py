@@ -1,5 +1,6 @@
 """Import records (one per FOCUS file that created charges, with the file kept),
-the rate card and the account mappings used to price on-premises usage."""
+the rate card, and the account mappings that say who pays for a Slurm account,
+a storage quota or a cloud account."""
 
 from __future__ import annotations
 
@@ -273,16 +274,41 @@ class Rate(models.Model):
 
 
 class AccountMapping(models.Model):
-    """Who pays for a Slurm account or a storage quota: a project (and so its
-    PI) and a fund/org. Names match ignoring case."""
+    """Who pays for an account: a project (and so its PI) and a fund/org.
+
+    On-premises kinds (a Slurm account, a storage quota) are used by the
+    converters and are not dated. Cloud kinds (a FOCUS SubAccountId: AWS
+    account, Azure subscription, GCP project, OCI compartment; a
+    BillingAccountId; a ResourceId) belong to one source and may be dated:
+    a charge uses the mapping in force on its ChargePeriodStart date (else
+    the first day of its billing month). Names match ignoring case, except
+    resource ids, which match exactly. See docs/integrations/cloud-accounts.md.
+    """
 
     class Kind(models.TextChoices):
         SLURM = "slurm", "Slurm account"
         STORAGE = "storage", "Storage quota"
+        SUB_ACCOUNT = "sub_account", "Cloud sub-account (SubAccountId)"
+        BILLING_ACCOUNT = "billing_account", "Cloud billing account (BillingAccountId)"
+        RESOURCE = "resource", "Cloud resource (ResourceId)"
 
-    kind = models.CharField(max_length=10, choices=Kind.choices)
+    ON_PREMISES_KINDS = ("slurm", "storage")
+    CLOUD_KINDS = ("sub_account", "billing_account", "resource")
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    source = models.ForeignKey(
+        Source,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="account_mappings",
+        help_text="Cloud kinds: the source whose charges this maps. Blank for Slurm accounts "
+        "and storage quotas.",
+    )
     name = models.CharField(
-        max_length=200, help_text="The Slurm account or storage quota name (any letter case)."
+        max_length=1000,
+        help_text="The Slurm account, storage quota, SubAccountId or BillingAccountId (any "
+        "letter case), or the ResourceId (exact).",
     )
     project = models.ForeignKey(
         Project,
@@ -296,6 +322,17 @@ class AccountMapping(models.Model):
         verbose_name="fund/org",
         help_text="Blank: the project's default fund/org.",
     )
+    effective_from = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Cloud kinds: first day the mapping applies (by the charge's "
+        "ChargePeriodStart date); blank: from the start.",
+    )
+    effective_to = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Cloud kinds: last day the mapping applies; blank: until further notice.",
+    )
     notes = models.TextField(blank=True)
     active = models.BooleanField(
         default=True, help_text="Inactive mappings are kept but not used: the account is unmapped."
@@ -304,22 +341,58 @@ class AccountMapping(models.Model):
     created_by = models.CharField(max_length=150, blank=True)
 
     class Meta:
-        ordering = ["kind", "name"]
+        ordering = ["kind", "source", "name", "effective_from"]
         constraints = [
             models.UniqueConstraint(
                 F("kind"),
                 Lower("name"),
+                condition=models.Q(kind__in=["slurm", "storage"]),
                 name="accountmapping_unique_name",
                 violation_error_message="This account or quota name is already mapped "
                 "(names match ignoring case).",
             ),
+            models.UniqueConstraint(
+                fields=["source", "kind", "name", "effective_from"],
+                condition=models.Q(kind__in=["sub_account", "billing_account", "resource"]),
+                name="accountmapping_unique_cloud_start",
+                violation_error_message="This account is already mapped from that date.",
+            ),
             models.CheckConstraint(
-                condition=models.Q(kind__in=["slurm", "storage"]), name="accountmapping_kind_valid"
+                condition=models.Q(
+                    kind__in=["slurm", "storage", "sub_account", "billing_account", "resource"]
+                ),
+                name="accountmapping_kind_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    kind__in=["slurm", "storage"],
+                    source__isnull=True,
+                    effective_from__isnull=True,
+                    effective_to__isnull=True,
+                )
+                | models.Q(
+                    kind__in=["sub_account", "billing_account", "resource"], source__isnull=False
+                ),
+                name="accountmapping_source_for_cloud_only",
+                violation_error_message="Cloud mappings name their source; Slurm and storage "
+                "mappings have no source and no dates.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(effective_from__isnull=True)
+                | models.Q(effective_to__isnull=True)
+                | models.Q(effective_to__gte=F("effective_from")),
+                name="accountmapping_dates_in_order",
+                violation_error_message="The mapping ends before it starts.",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.name}"
+        where = f" ({self.source_id})" if self.source_id else ""
+        return f"{self.get_kind_display()} {self.name}{where}"
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.kind in self.CLOUD_KINDS
 
     def clean(self) -> None:
         self.name = self.name.strip()
@@ -327,6 +400,19 @@ class AccountMapping(models.Model):
             raise ValidationError(
                 {"project": "This project has no PI yet; set its PI first (the PI is billed)."}
             )
+        if self.kind in self.CLOUD_KINDS and self.source_id is None:
+            raise ValidationError({"source": "Cloud mappings name the source they map."})
+        if self.kind in self.ON_PREMISES_KINDS:
+            if self.source_id is not None:
+                raise ValidationError(
+                    {"source": "Slurm accounts and storage quotas have no source; leave it blank."}
+                )
+            if self.effective_from or self.effective_to:
+                raise ValidationError(
+                    "Slurm and storage mappings are not dated; leave the dates blank."
+                )
+        if self.effective_from and self.effective_to and self.effective_to < self.effective_from:
+            raise ValidationError({"effective_to": "The mapping ends before it starts."})
 
     @property
     def effective_fund_org(self) -> str:

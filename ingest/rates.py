@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import BooleanField, Case, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Lower
 
-from billing.models import PI, BillingPeriod, Project
+from billing.models import PI, BillingPeriod, Project, Source
 from billing.rules import EMAIL_RE
 from billing.services import Actor, BillingError, audit, audit_change
 from ingest.models import AccountMapping, Rate
@@ -29,8 +29,10 @@ from openchargeback.spreadsheet import FORMULA_START, neutralise
 from openchargeback.text import count
 
 __all__ = [
+    "CLOUD_COLUMNS",
     "MAPPING_COLUMNS",
     "MappingImportResult",
+    "account_mapping_check",
     "account_mapping_create",
     "account_mapping_delete",
     "account_mapping_export",
@@ -343,7 +345,26 @@ def rate_book() -> RateBook:
 # --- Account mappings ----------------------------------------------------------------
 
 MAPPING_COLUMNS = ("kind", "name", "pi_email", "project_id", "fund_org")
-_MAPPING_FIELDS = ("kind", "name", "project", "fund_org", "notes", "active")
+# Optional columns, for cloud mappings (a file without them is all Slurm and storage).
+CLOUD_COLUMNS = ("source", "effective_from", "effective_to")
+_MAPPING_FIELDS = (
+    "kind",
+    "source",
+    "name",
+    "project",
+    "fund_org",
+    "effective_from",
+    "effective_to",
+    "notes",
+    "active",
+)
+_KIND_WORDS = {
+    "slurm": "Slurm account",
+    "storage": "storage quota",
+    "sub_account": "sub-account",
+    "billing_account": "billing account",
+    "resource": "resource",
+}
 
 
 def owners(kind: str) -> dict[str, Owner]:
@@ -362,7 +383,7 @@ def owners(kind: str) -> dict[str, Owner]:
 
 def _mapping_values(mapping: AccountMapping) -> dict[str, str]:
     project = mapping.project
-    return {
+    values = {
         "kind": mapping.kind,
         "name": mapping.name,
         "project": project.project_id,
@@ -371,6 +392,57 @@ def _mapping_values(mapping: AccountMapping) -> dict[str, str]:
         "notes": mapping.notes,
         "active": str(mapping.active),
     }
+    if mapping.is_cloud:
+        values["source"] = mapping.source.slug if mapping.source else ""
+        values["effective_from"] = _day(mapping.effective_from)
+        values["effective_to"] = _day(mapping.effective_to)
+    return values
+
+
+def _day(value: date | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _window(start: date | None, end: date | None) -> str:
+    if start is None and end is None:
+        return "with no dates"
+    return f"from {_day(start) or 'the start'} to {_day(end) or 'further notice'}"
+
+
+def _overlaps(a: tuple[date | None, date | None], b: tuple[date | None, date | None]) -> bool:
+    """Do two day ranges (last day included; None: open) share a day?"""
+    return (a[0] is None or b[1] is None or a[0] <= b[1]) and (
+        b[0] is None or a[1] is None or b[0] <= a[1]
+    )
+
+
+def _same_name(kind: str, name: str) -> Q:
+    """Mappings of the same account: resource ids match exactly, other names ignoring case."""
+    return Q(name=name) if kind == AccountMapping.Kind.RESOURCE else Q(name__iexact=name)
+
+
+def account_mapping_check(mapping: AccountMapping) -> None:
+    """Refuse an active cloud mapping whose dates overlap another active mapping
+    of the same source, kind and name (one mapping applies to a day, never two)."""
+    if not mapping.is_cloud or not mapping.active or mapping.source_id is None:
+        return
+    others = AccountMapping.objects.filter(
+        _same_name(mapping.kind, mapping.name),
+        source_id=mapping.source_id,
+        kind=mapping.kind,
+        active=True,
+    )
+    if mapping.pk is not None:
+        others = others.exclude(pk=mapping.pk)
+    mine = (mapping.effective_from, mapping.effective_to)
+    for other in others.order_by("effective_from", "pk"):
+        theirs = (other.effective_from, other.effective_to)
+        if _overlaps(mine, theirs):
+            raise BillingError(
+                f"{_KIND_WORDS[mapping.kind]} {mapping.name!r} of source {mapping.source.slug} is "
+                f"already mapped {_window(*theirs)} (mapping #{other.pk}); the dates "
+                f"{_window(*mine)} overlap it: end one mapping before the other starts"
+            )
 
 
 def _clean_mapping(mapping: AccountMapping) -> None:
@@ -380,6 +452,11 @@ def _clean_mapping(mapping: AccountMapping) -> None:
         mapping.full_clean(exclude=["created_at", "created_by"])
     except ValidationError as exc:
         raise _one_line(exc, f"mapping {mapping.name!r}") from None
+    if mapping.is_cloud and mapping.source_id is not None:
+        # One writer per source at a time, so two overlapping mappings cannot
+        # both pass the check (the importer takes the same lock).
+        Source.objects.select_for_update().filter(pk=mapping.source_id).first()
+    account_mapping_check(mapping)
 
 
 @transaction.atomic
@@ -392,13 +469,23 @@ def account_mapping_create(
     fund_org: str = "",
     notes: str = "",
     active: bool = True,
+    source: Source | None = None,
+    effective_from: date | None = None,
+    effective_to: date | None = None,
 ) -> AccountMapping:
-    """Map a Slurm account or storage quota to a project (which must have a PI)."""
+    """Map an account to a project (which must have a PI): a Slurm account or
+    storage quota, or a cloud sub-account, billing account or resource of a
+    source, optionally for a range of days that overlaps no other mapping of
+    the same account. Applying it to charges already imported is
+    :func:`ingest.cloud_accounts.account_mappings_apply`."""
     mapping = AccountMapping(
         kind=kind,
+        source=source,
         name=name,
         project=project,
         fund_org=fund_org,
+        effective_from=effective_from,
+        effective_to=effective_to,
         notes=notes,
         active=active,
         created_by=actor.name,
@@ -413,13 +500,14 @@ def account_mapping_create(
 def account_mapping_update(
     *, mapping: AccountMapping, actor: Actor, **changes: Any
 ) -> AccountMapping:
-    """Change a mapping's kind, name, project, fund/org, notes or active flag."""
+    """Change a mapping's kind, source, name, project, fund/org, dates, notes or
+    active flag."""
     unknown = set(changes) - set(_MAPPING_FIELDS)
     if unknown:
         raise BillingError(f"unknown mapping field(s): {', '.join(sorted(unknown))}")
     fresh = (
         AccountMapping.objects.select_for_update(of=("self",))
-        .select_related("project__pi")
+        .select_related("project__pi", "source")
         .filter(pk=mapping.pk)
         .first()
     )
@@ -433,6 +521,8 @@ def account_mapping_update(
     if after == before:
         return fresh
     fresh.save()
+    before.update({k: "" for k in after if k not in before})
+    after.update({k: "" for k in before if k not in after})
     audit_change(actor=actor, action="accountmapping.change", obj=fresh, before=before, after=after)
     return fresh
 
@@ -441,7 +531,9 @@ def account_mapping_update(
 def account_mapping_delete(*, mapping: AccountMapping, actor: Actor) -> None:
     """Delete a mapping: the account is unmapped from then on (charges already
     imported keep their PI and project)."""
-    fresh = AccountMapping.objects.select_related("project__pi").filter(pk=mapping.pk).first()
+    fresh = (
+        AccountMapping.objects.select_related("project__pi", "source").filter(pk=mapping.pk).first()
+    )
     if fresh is None:
         return
     audit(actor=actor, action="accountmapping.delete", obj=fresh, before=_mapping_values(fresh))
@@ -459,6 +551,16 @@ class MappingLine:
     project_id: str
     fund_org: str
     outcome: str  # created, updated, unchanged
+    source: str = ""
+    effective_from: str = ""
+    effective_to: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        if self.kind in AccountMapping.ON_PREMISES_KINDS:
+            for name in CLOUD_COLUMNS:
+                values.pop(name)
+        return values
 
 
 @dataclass
@@ -491,7 +593,7 @@ class MappingImportResult:
         return {
             "status": "dry_run" if self.dry_run else "imported",
             **{k: v for k, v in asdict(self).items() if k not in ("lines", "dry_run")},
-            "lines": [asdict(line) for line in self.lines],
+            "lines": [line.as_dict() for line in self.lines],
         }
 
 
@@ -503,10 +605,23 @@ class _Wanted:
     pi_email: str
     project_id: str
     fund_org: str
+    source: Source | None = None
+    start: date | None = None
+    end: date | None = None
+
+    @property
+    def key(self) -> tuple[str, int, str, date | None]:
+        """Which stored mapping a line updates: same kind, source, name and start."""
+        source_id = self.source.pk if self.source else 0
+        return (self.kind, source_id, _name_key(self.kind, self.name), self.start)
+
+
+def _name_key(kind: str, name: str) -> str:
+    return name if kind == AccountMapping.Kind.RESOURCE else name.lower()
 
 
 _MAX_ERRORS_SHOWN = 1
-_LIMITS = {"name": 200, "pi_email": 254, "project_id": 200, "fund_org": 100}
+_LIMITS = {"name": 1000, "pi_email": 254, "project_id": 200, "fund_org": 100}
 
 
 def _cell(value: str) -> str:
@@ -534,8 +649,9 @@ def _read_mapping_file(path: Path, display: str) -> list[_Wanted]:
     if not header or not any(h.strip() for h in header):
         raise BillingError(f"{display}: no header line; the first line must be {expected}")
     names = [h.strip().lower() for h in header]
+    allowed = (*MAPPING_COLUMNS, *CLOUD_COLUMNS)
     missing = [c for c in MAPPING_COLUMNS if c not in names]
-    unknown = [n for n in names if n not in MAPPING_COLUMNS]
+    unknown = [n for n in names if n not in allowed]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if missing or unknown or repeated:
         wrong = []
@@ -545,12 +661,17 @@ def _read_mapping_file(path: Path, display: str) -> list[_Wanted]:
             wrong.append(f"unknown column(s) {', '.join(repr(n) for n in unknown)}")
         if repeated:
             wrong.append(f"repeated column(s) {', '.join(repeated)}")
-        raise BillingError(f"{display} line 1: {'; '.join(wrong)}; the header must be {expected}")
-    index = {name: names.index(name) for name in MAPPING_COLUMNS}
+        raise BillingError(
+            f"{display} line 1: {'; '.join(wrong)}; the header must be {expected} "
+            f"(and, for cloud mappings, {','.join(CLOUD_COLUMNS)})"
+        )
+    index = {name: names.index(name) for name in allowed if name in names}
+    sources = {s.slug: s for s in Source.objects.all()}
 
     errors: list[str] = []
     wanted: list[_Wanted] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[Any, ...], int] = {}
+    windows: dict[tuple[str, int, str], list[_Wanted]] = {}
     previous_end = 1
     try:
         for cells in reader:
@@ -562,10 +683,15 @@ def _read_mapping_file(path: Path, display: str) -> list[_Wanted]:
                 errors.append(f"{where}: {len(cells)} fields, expected {len(names)}")
                 continue
             row = {name: _cell(cells[i]) for name, i in index.items()}
+            for name in CLOUD_COLUMNS:
+                row.setdefault(name, "")
             problems = _row_problems(row)
             kind, name = row["kind"].lower(), row["name"]
-            if "kind" not in problems and "name" not in problems:
-                key = (kind, name.lower())
+            source, start, end = _cloud_cells(row, kind, sources, problems)
+            if not problems.keys() & {"kind", "name", "source", "effective_from"}:
+                key: tuple[Any, ...] = (kind, source.pk if source else 0, _name_key(kind, name))
+                if kind in AccountMapping.CLOUD_KINDS:
+                    key = (*key, start)
                 if key in seen:
                     problems["name"] = f"{name!r} is already on line {seen[key]}"
                 else:
@@ -573,16 +699,30 @@ def _read_mapping_file(path: Path, display: str) -> list[_Wanted]:
             if problems:
                 errors.extend(f"{where}, column {col}: {text}" for col, text in problems.items())
                 continue
-            wanted.append(
-                _Wanted(
-                    line=line,
-                    kind=kind,
-                    name=name,
-                    pi_email=row["pi_email"].lower(),
-                    project_id=row["project_id"],
-                    fund_org=row["fund_org"],
-                )
+            item = _Wanted(
+                line=line,
+                kind=kind,
+                name=name,
+                pi_email=row["pi_email"].lower(),
+                project_id=row["project_id"],
+                fund_org=row["fund_org"],
+                source=source,
+                start=start,
+                end=end,
             )
+            if kind in AccountMapping.CLOUD_KINDS:
+                assert source is not None
+                same = windows.setdefault((kind, source.pk, _name_key(kind, name)), [])
+                clash = next((w for w in same if _overlaps((start, end), (w.start, w.end))), None)
+                if clash is not None:
+                    errors.append(
+                        f"{where}, column effective_from: {_window(start, end)} overlaps "
+                        f"line {clash.line} ({_window(clash.start, clash.end)}) for the same "
+                        f"{_KIND_WORDS[kind]}"
+                    )
+                    continue
+                same.append(item)
+            wanted.append(item)
     except csv.Error as exc:
         errors.append(f"{display} line {previous_end + 1}: not CSV ({exc})")
     _raise_first(errors)
@@ -593,9 +733,17 @@ def _row_problems(row: dict[str, str]) -> dict[str, str]:
     problems: dict[str, str] = {}
     if row["kind"].lower() not in AccountMapping.Kind.values:
         shown = repr(row["kind"]) if row["kind"] else "empty"
-        problems["kind"] = f"{shown} is not a kind; use slurm or storage"
+        problems["kind"] = (
+            f"{shown} is not a kind; use slurm, storage, sub_account, billing_account or resource"
+        )
     if not row["name"]:
-        problems["name"] = "empty; give the Slurm account or quota name"
+        cloud = row["kind"].lower() in AccountMapping.CLOUD_KINDS
+        what = (
+            "SubAccountId, BillingAccountId or ResourceId"
+            if cloud
+            else "Slurm account or quota name"
+        )
+        problems["name"] = f"empty; give the {what}"
     if not row["pi_email"]:
         problems["pi_email"] = "empty; give the PI's email address"
     elif not EMAIL_RE.match(row["pi_email"]):
@@ -606,6 +754,42 @@ def _row_problems(row: dict[str, str]) -> dict[str, str]:
         if column not in problems and len(row[column]) > limit:
             problems[column] = f"longer than {limit} characters"
     return problems
+
+
+def _cloud_cells(
+    row: dict[str, str], kind: str, sources: dict[str, Source], problems: dict[str, str]
+) -> tuple[Source | None, date | None, date | None]:
+    """The source and dates of a row, adding what is wrong with them to ``problems``."""
+    slug = row["source"].lower()
+    days: dict[str, date | None] = {}
+    for column in ("effective_from", "effective_to"):
+        days[column] = None
+        if row[column]:
+            try:
+                days[column] = date.fromisoformat(row[column])
+            except ValueError:
+                problems[column] = f"{row[column]!r} is not a date (YYYY-MM-DD)"
+    start, end = days["effective_from"], days["effective_to"]
+    if kind in AccountMapping.ON_PREMISES_KINDS:
+        if slug:
+            problems["source"] = f"{kind} mappings have no source; leave it empty"
+        if start or end:
+            problems.setdefault(
+                "effective_from" if start else "effective_to",
+                f"{kind} mappings are not dated; leave the dates empty",
+            )
+        return None, None, None
+    if kind not in AccountMapping.CLOUD_KINDS:
+        return None, start, end
+    source = sources.get(slug)
+    if not slug:
+        problems["source"] = f"empty; a {kind} mapping names its source"
+    elif source is None:
+        known = ", ".join(sorted(sources)) or "none"
+        problems["source"] = f"unknown source {row['source']!r} (known: {known})"
+    if start and end and end < start:
+        problems["effective_to"] = f"{end.isoformat()} is before effective_from {start.isoformat()}"
+    return source, start, end
 
 
 def _raise_first(errors: list[str]) -> None:
@@ -620,10 +804,14 @@ def account_mapping_import(
     *, path: Path | str, actor: Actor, dry_run: bool = False, display_name: str = ""
 ) -> MappingImportResult:
     """Create or update mappings from a CSV file (kind, name, pi_email,
-    project_id, fund_org), creating missing PIs and projects. All or nothing:
-    any bad row refuses the whole file with a one-line error naming the file,
-    line and column. Mappings not in the file are left alone, and so is the
-    active flag of those that are. Re-importing the same file changes nothing.
+    project_id, fund_org; for cloud mappings also source, effective_from,
+    effective_to), creating missing PIs and projects. All or nothing: any bad
+    row refuses the whole file with a one-line error naming the file, line and
+    column (an unknown source or kind, a bad date, dates that overlap another
+    mapping of the same account). A line updates the mapping of the same kind,
+    source, name and start date. Mappings not in the file are left alone, and
+    so is the active flag of those that are. Re-importing the same file
+    changes nothing.
     """
     path = Path(path)
     display = display_name or path.name
@@ -636,27 +824,61 @@ def account_mapping_import(
         for p in Project.objects.filter(project_id__in=project_codes).select_related("pi")
     }
     pis = {p.email: p for p in PI.objects.filter(email__in=emails)}
-    existing = {
-        (m.kind, m.name.lower()): m
-        for m in AccountMapping.objects.annotate(key=Lower("name"))
+    stored = list(
+        AccountMapping.objects.annotate(key=Lower("name"))
         .filter(key__in={w.name.lower() for w in wanted})
-        .select_related("project__pi")
-    }
+        .select_related("project__pi", "source")
+    )
+    existing: dict[tuple[Any, ...], AccountMapping] = {}
+    for m in stored:
+        if m.kind in AccountMapping.CLOUD_KINDS:
+            existing[(m.kind, m.source_id, _name_key(m.kind, m.name), m.effective_from)] = m
+        else:
+            existing[(m.kind, 0, m.name.lower(), None)] = m
 
     # Which PI each project belongs to: its PI, else the first line naming it.
     owner_of: dict[str, tuple[str, int]] = {
         code: (p.pi.email, 0) for code, p in projects.items() if p.pi is not None
     }
-    errors: list[str] = []
+    errors: list[tuple[int, str]] = []
     for w in wanted:
         owner, line = owner_of.setdefault(w.project_id, (w.pi_email, w.line))
         if owner != w.pi_email:
             where = "" if line == 0 else f" on line {line}"
             errors.append(
-                f"{display} line {w.line}, column project_id: project {w.project_id!r} "
-                f"belongs to {owner}{where}, not {w.pi_email}"
+                (
+                    w.line,
+                    f"{display} line {w.line}, column project_id: project {w.project_id!r} "
+                    f"belongs to {owner}{where}, not {w.pi_email}",
+                )
             )
-    _raise_first(errors)
+    # Dated cloud lines against the stored mappings of the same account that the file does
+    # not update (those it updates take the file's dates).
+    updated = {id(existing[w.key]) for w in wanted if w.key in existing}
+    for w in wanted:
+        if w.kind not in AccountMapping.CLOUD_KINDS or w.source is None:
+            continue
+        for m in stored:
+            if (
+                id(m) in updated
+                or not m.active
+                or (m.kind, m.source_id, _name_key(m.kind, m.name))
+                != (w.kind, w.source.pk, _name_key(w.kind, w.name))
+            ):
+                continue
+            if _overlaps((w.start, w.end), (m.effective_from, m.effective_to)):
+                errors.append(
+                    (
+                        w.line,
+                        f"{display} line {w.line}, column effective_from: "
+                        f"{_window(w.start, w.end)} overlaps mapping #{m.pk} of "
+                        f"{_KIND_WORDS[w.kind]} {m.name!r} "
+                        f"({_window(m.effective_from, m.effective_to)}); change or delete "
+                        "that mapping first",
+                    )
+                )
+    errors.sort(key=lambda item: item[0])
+    _raise_first([text for _line, text in errors])
 
     result = MappingImportResult(file=display, dry_run=dry_run)
     result.pis_created = len(emails - set(pis))
@@ -696,16 +918,22 @@ def account_mapping_import(
                     reason=reason,
                 )
 
-    for w in wanted:
-        mapping = existing.get((w.kind, w.name.lower()))
+    # Updates first: a line may move an end date out of the way of a new line.
+    order = sorted(wanted, key=lambda w: (w.key not in existing, w.line))
+    outcomes: dict[int, str] = {}
+    for w in order:
+        mapping = existing.get(w.key)
         if mapping is None:
             outcome = "created"
             if not dry_run:
                 created = AccountMapping(
                     kind=w.kind,
+                    source=w.source,
                     name=w.name,
                     project=projects[w.project_id],
                     fund_org=w.fund_org,
+                    effective_from=w.start,
+                    effective_to=w.end,
                     created_by=actor.name,
                 )
                 _clean_mapping(created)
@@ -717,11 +945,12 @@ def account_mapping_import(
                     after=_mapping_values(created),
                     reason=f"account mapping import {display} line {w.line}",
                 )
-        elif (mapping.name, mapping.project.project_id, mapping.fund_org) == (
-            w.name,
-            w.project_id,
-            w.fund_org,
-        ):
+        elif (
+            mapping.name,
+            mapping.project.project_id,
+            mapping.fund_org,
+            mapping.effective_to,
+        ) == (w.name, w.project_id, w.fund_org, w.end):
             outcome = "unchanged"
         else:
             outcome = "updated"
@@ -729,6 +958,7 @@ def account_mapping_import(
                 before = _mapping_values(mapping)
                 mapping.name, mapping.fund_org = w.name, w.fund_org
                 mapping.project = projects[w.project_id]
+                mapping.effective_to = w.end
                 _clean_mapping(mapping)
                 mapping.save()
                 after = _mapping_values(mapping)
@@ -740,6 +970,9 @@ def account_mapping_import(
                     after=after,
                     reason=f"account mapping import {display} line {w.line}",
                 )
+        outcomes[w.line] = outcome
+    for w in wanted:
+        outcome = outcomes[w.line]
         setattr(result, outcome, getattr(result, outcome) + 1)
         result.lines.append(
             MappingLine(
@@ -750,6 +983,9 @@ def account_mapping_import(
                 project_id=w.project_id,
                 fund_org=w.fund_org,
                 outcome=outcome,
+                source=w.source.slug if w.source else "",
+                effective_from=_day(w.start),
+                effective_to=_day(w.end),
             )
         )
     return result
@@ -757,18 +993,23 @@ def account_mapping_import(
 
 def account_mapping_export(mappings: Iterable[AccountMapping] | None = None) -> str:
     """Mappings as the CSV that :func:`account_mapping_import` reads (a blank
-    fund/org: the project's default). Text a spreadsheet would run as a
+    fund/org: the project's default). The source and date columns are written
+    when a cloud mapping is among them. Text a spreadsheet would run as a
     formula gets an apostrophe in front, which the import removes again."""
     if mappings is None:
-        mappings = AccountMapping.objects.select_related("project__pi").order_by(
-            "kind", Lower("name")
+        mappings = AccountMapping.objects.select_related("project__pi", "source").order_by(
+            "kind", "source__slug", Lower("name"), "effective_from"
         )
+    rows = list(mappings)
+    cloud = any(m.is_cloud for m in rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MAPPING_COLUMNS)
-    for m in mappings:
+    writer.writerow((*MAPPING_COLUMNS, *CLOUD_COLUMNS) if cloud else MAPPING_COLUMNS)
+    for m in rows:
         pi = m.project.pi.email if m.project.pi else ""
-        writer.writerow(
-            [neutralise(v) for v in (m.kind, m.name, pi, m.project.project_id, m.fund_org)]
-        )
+        values = [m.kind, m.name, pi, m.project.project_id, m.fund_org]
+        if cloud:
+            slug = m.source.slug if m.source else ""
+            values += [slug, _day(m.effective_from), _day(m.effective_to)]
+        writer.writerow([neutralise(v) for v in values])
     return buffer.getvalue()

@@ -41,6 +41,14 @@ from billing.rules import (
 from billing.selectors import load_ruleset
 from billing.services import Actor, audit, audit_created, period_open, validate_period
 from billing.triggers import CHARGE_INSERT_TRIGGER, CHARGE_INSERT_TRIGGER_SQL
+from ingest.cloud_accounts import (
+    CloudMappings,
+    CloudOwner,
+    charge_day,
+    cloud_mappings,
+    merge_owner,
+    unmapped_label,
+)
 from ingest.models import Import
 from ingest.parsers import FocusReader, IngestError, open_focus
 from ingest.rows import (
@@ -65,6 +73,13 @@ __all__ = ["ImportResult", "IngestError", "import_file"]
 # Fingerprints per existence query (well under SQLite's variable limit).
 _EXISTS_BATCH = 500
 _ATTRIBUTION_CACHE_LIMIT = 200_000
+# Row values the cloud account mappings look at (billing account: once parsed).
+_B_SUB_ACCOUNT = BASE_COLUMNS.index("sub_account_id")
+_B_SUB_ACCOUNT_NAME = BASE_COLUMNS.index("sub_account_name")
+_B_CHARGE_START = BASE_COLUMNS.index("charge_period_start")
+_B_BILLING_ACCOUNT = (
+    BASE_COLUMNS.index("billing_account_id") if "billing_account_id" in BASE_COLUMNS else None
+)
 
 
 @dataclass
@@ -262,7 +277,9 @@ class _Importer:
         # Caches, all bounded by the number of distinct values, not rows.
         self.period_ids: dict[str, int] = {}
         self.periods_in_file: set[str] = set()
-        self.attr_cache: dict[str, _Who] = {}
+        # Keyed by the Tags text; with cloud account mappings by (Tags, mapping, sub-account).
+        self.attr_cache: dict[Any, _Who] = {}
+        self.cloud: CloudMappings | None = None  # None: the source has no cloud mappings
         # Tags mapped by _register_owners() and not yet through _attribution().
         self.mapped: dict[str, Attribution] = {}
         self.pis: dict[str, int] = {}
@@ -374,6 +391,7 @@ class _Importer:
 
     def _prepare(self) -> None:
         self.ruleset = load_ruleset()
+        self.cloud = cloud_mappings(self.source) or None
         for pi_id, email in PI.objects.values_list("pk", "email"):
             self.pis[email] = pi_id
             self.pi_email_by_id[pi_id] = email
@@ -427,6 +445,7 @@ class _Importer:
         period_ids = self.period_ids
         attr_cache = self.attr_cache
         attribution_for = self._attribution
+        cloud = self.cloud
         pending, approved = Charge.ReviewState.PENDING.value, Charge.ReviewState.APPROVED.value
         currency_ok = {"", ruleset.currency}
         large = ruleset.large_charge_nanos if "large_charge" in ruleset.enabled else None
@@ -440,7 +459,10 @@ class _Importer:
             period = periods[i]
             period_id = period_ids.get(period) or self._period(period, lines[i])
             raw = tags[i]
-            who = attr_cache.get(raw) or attribution_for(raw)
+            if cloud is None:
+                who = attr_cache.get(raw) or attribution_for(raw)
+            else:
+                who = self._cloud_attribution(raw, base, period)
             billed = base[B_BILLED]
             usual = (expected is None or period == expected) and base[B_CURRENCY] in currency_ok
             if usual:
@@ -552,17 +574,50 @@ class _Importer:
         self.matched_ids = []
 
     # -- helpers -------------------------------------------------------------
-    def _attribution(self, raw: str) -> _Who:
-        """Tags -> PI, project, fund/org and their flags; cached per distinct Tags text.
+    def _cloud_attribution(self, raw: str, base: tuple[Any, ...], period: str) -> _Who:
+        """Tags completed by the source's cloud account mappings (ingest.cloud_accounts).
+
+        Cached per (Tags text, mapping); rows no mapping covers also per
+        sub-account, which their unmapped_account flag names.
+        """
+        cloud = self.cloud
+        assert cloud is not None
+        sub_account = base[_B_SUB_ACCOUNT]
+        owner = cloud.resolve(
+            resource_id=base[B_RESOURCE_ID],
+            sub_account_id=sub_account,
+            billing_account_id=base[_B_BILLING_ACCOUNT] if _B_BILLING_ACCOUNT is not None else "",
+            day=lambda: charge_day(base[_B_CHARGE_START], period),
+        )
+        key = (raw, owner.mapping_id, "") if owner else (raw, 0, sub_account)
+        who = self.attr_cache.get(key)
+        if who is None:
+            unmapped = ""
+            if owner is None and sub_account:
+                unmapped = unmapped_label(sub_account, base[_B_SUB_ACCOUNT_NAME])
+            who = self._attribution(raw, key=key, owner=owner, unmapped=unmapped)
+        return who
+
+    def _attribution(
+        self,
+        raw: str,
+        *,
+        key: Any = None,
+        owner: CloudOwner | None = None,
+        unmapped: str = "",
+    ) -> _Who:
+        """Tags -> PI, project, fund/org and their flags; cached per distinct Tags text
+        (or per ``key``, with a cloud account mapping ``owner`` completing the tags).
 
         Safe to cache: a project's owner, once known, does not change during an
         import, so the same Tags text always resolves the same way.
         """
-        who = self.attr_cache.get(raw)
+        key = raw if key is None else key
+        who = self.attr_cache.get(key)
         if who is not None:
             return who
         attribution = self.mapped.pop(raw, None) or map_tags(raw, self.ruleset)
-        values = attribution.values
+        values = merge_owner(attribution.values, owner)
         pi_email = values.get("pi_email", "")
         project_code = values.get("project_id", "")
         pi_id = self._pi(pi_email)
@@ -574,7 +629,7 @@ class _Importer:
             fund_org=values.get("fund_org", ""),
             tags_invalid=attribution.tags_invalid,
             project_owner_email=owner_email,
-            unmapped=unmapped_account(attribution.tags),
+            unmapped=unmapped_account(attribution.tags) or unmapped,
         )
         if attribution.tags_invalid:
             details["invalid_tags"] = attribution.raw_invalid
@@ -595,7 +650,7 @@ class _Importer:
         )
         if len(self.attr_cache) > _ATTRIBUTION_CACHE_LIMIT:
             self.attr_cache.clear()
-        self.attr_cache[raw] = who
+        self.attr_cache[key] = who
         return who
 
     def _register_owners(self, raw_tags: list[str]) -> None:
