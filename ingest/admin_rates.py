@@ -1,7 +1,10 @@
-"""Admin pages for pricing on-premises usage: the rate card (locked once a
-month it priced is finalized, superseded by newer rates) and the account
-mappings (Slurm accounts and storage quotas -> project, PI, fund/org), with a
-CSV import and export. Every change goes through ingest.rates (audited)."""
+"""Admin pages for pricing on-premises usage and attributing cloud usage: the
+rate card (locked once a month it priced is finalized, superseded by newer
+rates) and the account mappings (Slurm accounts, storage quotas and cloud
+accounts -> project, PI, fund/org), with a CSV import and export, the
+unmapped cloud accounts by cost, and applying the cloud mappings to pending
+charges. Every change goes through ingest.rates and ingest.cloud_accounts
+(audited)."""
 
 from __future__ import annotations
 
@@ -22,11 +25,13 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.http import urlencode
 
-from billing.models import InstitutionSettings
+from billing.models import BillingPeriod, InstitutionSettings, Source
 from billing.services import Actor, BillingError
+from ingest.cloud_accounts import account_mappings_apply, unmapped_sub_accounts
 from ingest.models import AccountMapping, Rate
 from ingest.rates import (
     RATE_FIELDS,
+    account_mapping_check,
     account_mapping_create,
     account_mapping_delete,
     account_mapping_export,
@@ -282,7 +287,17 @@ class RateAdmin(admin.ModelAdmin):
 # --- Account mappings ------------------------------------------------------------------
 
 
-MAPPING_FIELDS = ["kind", "name", "project", "fund_org", "notes", "active"]
+MAPPING_FIELDS = [
+    "kind",
+    "source",
+    "name",
+    "project",
+    "fund_org",
+    "effective_from",
+    "effective_to",
+    "notes",
+    "active",
+]
 
 
 class AccountMappingForm(forms.ModelForm):
@@ -290,13 +305,44 @@ class AccountMappingForm(forms.ModelForm):
         model = AccountMapping
         fields = MAPPING_FIELDS
 
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self.errors:
+            return
+        candidate = self.instance
+        candidate.name = (candidate.name or "").strip()
+        try:
+            account_mapping_check(candidate)
+        except BillingError as exc:
+            self.add_error("effective_from", str(exc))
+
+
+class ApplyForm(forms.Form):
+    source = forms.ModelChoiceField(
+        queryset=Source.objects.filter(
+            pk__in=AccountMapping.objects.filter(
+                kind__in=AccountMapping.CLOUD_KINDS, active=True
+            ).values("source_id")
+        ),
+        required=False,
+        empty_label="Every source with cloud mappings",
+    )
+    period = forms.ModelChoiceField(
+        queryset=BillingPeriod.objects.filter(status=BillingPeriod.Status.OPEN),
+        required=False,
+        to_field_name="period",
+        empty_label="Every open period",
+    )
+
 
 class MappingImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
-        help_text="Header line kind,name,pi_email,project_id,fund_org (any letter case); "
-        "kind is slurm or storage; a blank fund_org uses the project's default. Missing "
-        "PIs and projects are created; the file is imported whole or not at all.",
+        help_text="Header line kind,name,pi_email,project_id,fund_org (any letter case), "
+        "plus source,effective_from,effective_to for cloud mappings; kind is slurm, "
+        "storage, sub_account, billing_account or resource; a blank fund_org uses the "
+        "project's default. Missing PIs and projects are created; the file is imported "
+        "whole or not at all.",
     )
 
     def clean_file(self) -> Any:
@@ -308,16 +354,59 @@ class MappingImportForm(forms.Form):
 
 @admin.register(AccountMapping)
 class AccountMappingAdmin(admin.ModelAdmin):
-    """Slurm accounts and storage quotas, and the project (and PI) that pays."""
+    """Slurm accounts, storage quotas and cloud accounts, and the project (and PI) that pays."""
 
     form = AccountMappingForm
-    list_display = ["name", "kind", "pi", "project", "fund_org_shown", "active"]
-    list_filter = ["kind", "active"]
-    list_select_related = ["project__pi"]
+    list_display = [
+        "name",
+        "kind",
+        "source",
+        "pi",
+        "project",
+        "fund_org_shown",
+        "in_force",
+        "active",
+    ]
+    list_filter = ["kind", "source", "active"]
+    list_select_related = ["project__pi", "source"]
     search_fields = ["name", "project__project_id", "project__pi__email", "fund_org"]
     autocomplete_fields = ["project"]
     readonly_fields = ["created_at", "created_by"]
     change_list_template = "admin/ingest/accountmapping/change_list.html"
+    actions = ["apply_to_pending"]
+
+    @admin.display(description="in force")
+    def in_force(self, obj: AccountMapping) -> str:
+        if not obj.is_cloud or (obj.effective_from is None and obj.effective_to is None):
+            return "always"
+        start = date_format(obj.effective_from) if obj.effective_from else "the start"
+        end = date_format(obj.effective_to) if obj.effective_to else "further notice"
+        return f"{start} to {end}"
+
+    def has_apply_permission(self, request: HttpRequest) -> bool:
+        """Applying changes charges: mapping editors who may also fix attribution."""
+        return self.has_change_permission(request) and request.user.has_perm(
+            "billing.fix_attribution_charge"
+        )
+
+    @admin.action(
+        description="Apply selected cloud mappings' sources to pending charges",
+        permissions=["apply"],
+    )
+    def apply_to_pending(self, request: HttpRequest, queryset: QuerySet[AccountMapping]) -> None:
+        sources = Source.objects.filter(
+            pk__in=queryset.filter(kind__in=AccountMapping.CLOUD_KINDS).values("source_id")
+        )
+        if not sources:
+            messages.warning(request, "None of the selected mappings is a cloud mapping.")
+            return
+        for source in sources:
+            try:
+                result = account_mappings_apply(actor=_actor(request), source=source)
+            except BillingError as exc:
+                messages.error(request, f"{source.slug}: {exc}")
+            else:
+                messages.success(request, f"{source.slug}: {result.summary()}")
 
     @admin.display(description="PI", ordering="project__pi__email")
     def pi(self, obj: AccountMapping) -> str:
@@ -338,12 +427,100 @@ class AccountMappingAdmin(admin.ModelAdmin):
         return [
             path("import/", site.admin_view(self.import_view), name="ingest_accountmapping_import"),
             path("export/", site.admin_view(self.export_view), name="ingest_accountmapping_export"),
+            path(
+                "unmapped/",
+                site.admin_view(self.unmapped_view),
+                name="ingest_accountmapping_unmapped",
+            ),
+            path("apply/", site.admin_view(self.apply_view), name="ingest_accountmapping_apply"),
             *super().get_urls(),
         ]
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        extra = {**(extra_context or {}), "can_import": self.has_import_permission(request)}
+        extra = {
+            **(extra_context or {}),
+            "can_import": self.has_import_permission(request),
+            "can_apply": self.has_apply_permission(request),
+        }
         return super().changelist_view(request, extra_context=extra)
+
+    def response_add(
+        self, request: HttpRequest, obj: AccountMapping, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        """After a cloud mapping is saved (and no other button asked for another
+        page), offer to apply it to the pending charges of its source."""
+        wants_other = {"_continue", "_addanother", "_popup"} & set(request.POST)
+        if obj.is_cloud and not wants_other and self.has_apply_permission(request):
+            messages.success(request, f"Added {obj}.")
+            query = urlencode({"source": obj.source_id})
+            return HttpResponseRedirect(reverse("admin:ingest_accountmapping_apply") + "?" + query)
+        return super().response_add(request, obj, post_url_continue)
+
+    def unmapped_view(self, request: HttpRequest) -> HttpResponse:
+        """Cloud sub-accounts whose pending charges have no PI or project, by cost."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        can_add = self.has_add_permission(request)
+        settings = InstitutionSettings.cached()
+        rows = []
+        for account in unmapped_sub_accounts():
+            map_url = ""
+            if can_add and not account.mapped:
+                initial = {
+                    "kind": AccountMapping.Kind.SUB_ACCOUNT,
+                    "source": account.source_id,
+                    "name": account.sub_account_id,
+                    "notes": account.sub_account_name,
+                }
+                map_url = reverse("admin:ingest_accountmapping_add") + "?" + urlencode(initial)
+            rows.append(
+                {
+                    "account": account,
+                    "billed": settings.format_money(account.billed),
+                    "map_url": map_url,
+                }
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Unmapped cloud accounts",
+            "rows": rows,
+            "can_apply": self.has_apply_permission(request),
+        }
+        return TemplateResponse(request, "admin/ingest/accountmapping/unmapped.html", context)
+
+    def apply_view(self, request: HttpRequest) -> HttpResponse:
+        """Apply the cloud mappings to pending charges: check (dry run), then apply."""
+        if not self.has_apply_permission(request):
+            raise PermissionDenied
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        form = ApplyForm(request.POST if request.method == "POST" else None, initial=request.GET)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            dry_run = "apply" not in request.POST
+            period = form.cleaned_data["period"]
+            try:
+                result = account_mappings_apply(
+                    actor=_actor(request),
+                    source=form.cleaned_data["source"],
+                    period=period.period if period else None,
+                    dry_run=dry_run,
+                )
+            except BillingError as exc:
+                form.add_error(None, str(exc))
+            else:
+                if not dry_run:
+                    messages.success(request, result.summary())
+                    return HttpResponseRedirect(reverse("admin:ingest_accountmapping_unmapped"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Apply cloud account mappings to pending charges",
+            "form": form,
+            "result": result,
+        }
+        return TemplateResponse(request, "admin/ingest/accountmapping/apply.html", context)
 
     def save_model(
         self, request: HttpRequest, obj: AccountMapping, form: Any, change: bool

@@ -613,17 +613,17 @@ def test_periods_list_json_excludes_rejected(
 
 
 def test_sources_add_and_list(defaults: None, capsys: pytest.CaptureFixture[str]) -> None:
-    call_command("sources", "add", "OCI", "--name", "Oracle Cloud", "--pattern", "oci|oracle")
+    call_command("sources", "add", "IBM", "--name", "IBM Cloud", "--pattern", "ibm")
     call_command("sources", "list", "--json")
     listed = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert {"slug": "oci", "name": "Oracle Cloud"}.items() <= next(
-        s for s in listed if s["slug"] == "oci"
+    assert {"slug": "ibm", "name": "IBM Cloud"}.items() <= next(
+        s for s in listed if s["slug"] == "ibm"
     ).items()
-    assert AuditEvent.objects.filter(action="source.create", object_repr="oci").exists()
+    assert AuditEvent.objects.filter(action="source.create", object_repr="ibm").exists()
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="already exists"):
-        call_command("sources", "add", "oci")
+        call_command("sources", "add", "ibm")
 
 
 def test_flag_bits_are_stable() -> None:

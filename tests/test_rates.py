@@ -337,7 +337,8 @@ def test_a_project_without_a_pi_gets_the_files_pi(tmp_path: Path) -> None:
     [
         (
             "slurm,lab-a,ada@example.edu,proj-a,\nlustre,x,ada@example.edu,proj-a,\n",
-            "mappings.csv line 3, column kind: 'lustre' is not a kind; use slurm, storage, sub_account, billing_account or resource",
+            "mappings.csv line 3, column kind: 'lustre' is not a kind; use slurm, storage, "
+            "sub_account, billing_account or resource",
         ),
         (
             "slurm,lab-a,ada-at-example.edu,proj-a,\n",
@@ -368,7 +369,8 @@ def test_a_project_without_a_pi_gets_the_files_pi(tmp_path: Path) -> None:
         ),
         (
             "bogus,lab-a,nobody,,\n",
-            "mappings.csv line 2, column kind: 'bogus' is not a kind; use slurm, storage, sub_account, billing_account or resource "
+            "mappings.csv line 2, column kind: 'bogus' is not a kind; use slurm, storage, "
+            "sub_account, billing_account or resource "
             "(and 2 more errors)",
         ),
     ],

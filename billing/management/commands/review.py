@@ -1,5 +1,6 @@
-"""Review flagged charges: list, approve, reject, reset. Changes go through
-billing.services.charges_review (per-charge audit); re-running is safe."""
+"""Review flagged charges: list, approve, reject, reset, fix attribution.
+Changes go through billing.services (charges_review, and for `fix` the same
+attribution fix as the admin action), audited per charge; re-running is safe."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ from django.db.models import F, QuerySet
 
 from billing import flags
 from billing.models import BillingPeriod, Charge
-from billing.services import Actor, BillingError, charges_review, normalise_slug, validate_period
+from billing.services import (
+    Actor,
+    BillingError,
+    charges_fix_attribution_report,
+    charges_review,
+    normalise_slug,
+    validate_period,
+)
 from openchargeback.money import format_money, money_str
 
 
 class Command(BaseCommand):
-    help = "Review charges: list, approve, reject, reset."
+    help = "Review charges: list, approve, reject, reset, fix attribution."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -25,6 +33,11 @@ class Command(BaseCommand):
             ("approve", "Approve charges."),
             ("reject", "Reject charges (needs --note); they leave every total."),
             ("reset", "Put approved or rejected charges back to pending review."),
+            (
+                "fix",
+                "Fix the PI, project and/or fund/org of charges (by --period: pending ones) "
+                "and re-evaluate their flags; charges left without a flag are approved.",
+            ),
         ):
             cmd = sub.add_parser(name, help=text)
             cmd.add_argument(
@@ -47,12 +60,33 @@ class Command(BaseCommand):
             else:
                 cmd.add_argument("--note", default="", help="Why; stored on each charge.")
                 cmd.add_argument("--user", help="Acting user (default: OS user).")
+            if name == "fix":
+                cmd.add_argument(
+                    "--sub-account",
+                    dest="sub_account",
+                    metavar="ID",
+                    help="Only charges of this cloud SubAccountId (any letter case).",
+                )
+                cmd.add_argument("--pi", metavar="EMAIL", help="The PI to bill.")
+                cmd.add_argument("--project", metavar="ID", help="The project to bill.")
+                cmd.add_argument(
+                    "--fund-org",
+                    dest="fund_org",
+                    metavar="F",
+                    help="The fund/org to charge ('' clears it).",
+                )
+                cmd.add_argument(
+                    "--dry-run", action="store_true", help="Report the changes; write nothing."
+                )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             charges = self._select(options)
             if options["action"] == "list":
                 self._list(charges, options)
+                return
+            if options["action"] == "fix":
+                self._fix(charges, options)
                 return
             changed = charges_review(
                 charges=charges,
@@ -84,15 +118,50 @@ class Command(BaseCommand):
             charges = charges.filter(period__period=period)
         if options["source"]:
             charges = charges.filter(source__slug=normalise_slug(options["source"]))
+        if options.get("sub_account"):
+            charges = charges.filter(sub_account_id__iexact=options["sub_account"].strip())
         if options["reason"]:
             bit = flags.BIT[options["reason"]]
             charges = charges.alias(hit=F("flags").bitand(bit)).filter(hit=bit)
         if action == "list":
             return charges.filter(review_state=options["state"])
-        if action in {"approve", "reject"} and not options["ids"]:
-            # By period, approve/reject act on the review queue only.
+        if action in {"approve", "reject", "fix"} and not options["ids"]:
+            # By period, approve/reject/fix act on the review queue only.
             charges = charges.filter(review_state=Charge.ReviewState.PENDING)
         return charges
+
+    def _fix(self, charges: QuerySet[Charge], options: dict[str, Any]) -> None:
+        if not charges.exists():
+            raise BillingError("no charges match; nothing to fix")
+        report = charges_fix_attribution_report(
+            charges=charges,
+            actor=Actor.from_cli(options.get("user")),
+            pi_email=options["pi"],
+            project_id=options["project"],
+            fund_org=options["fund_org"],
+            note=options["note"],
+            dry_run=options["dry_run"],
+        )
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "action": "fix",
+                        "status": "dry_run" if options["dry_run"] else "fixed",
+                        "changed": report.changed,
+                        "flags_cleared": report.flags_cleared,
+                        "approved": report.approved,
+                    }
+                )
+            )
+            return
+        verb = "would change" if options["dry_run"] else "changed"
+        self.stdout.write(
+            ("Dry run, nothing written: " if options["dry_run"] else "")
+            + f"Fix {verb} {report.changed:,} charge{'s' if report.changed != 1 else ''}: "
+            f"{report.flags_cleared:,} flag reason{'s' if report.flags_cleared != 1 else ''} "
+            f"cleared, {report.approved:,} now approved."
+        )
 
     def _list(self, charges: QuerySet[Charge], options: dict[str, Any]) -> None:
         rows = charges.select_related("period", "source", "pi", "project").order_by("-billed_cost")

@@ -1,6 +1,7 @@
-"""Import or export the account mappings (Slurm accounts and storage quotas ->
-project, PI, fund/org) as CSV. Importing the same file again changes nothing,
-so re-running it is safe."""
+"""Import or export the account mappings (Slurm accounts, storage quotas and
+cloud accounts -> project, PI, fund/org) as CSV, and apply the cloud mappings
+to pending charges of open periods. Importing the same file or applying the
+same mappings again changes nothing, so re-running is safe."""
 
 from __future__ import annotations
 
@@ -12,19 +13,29 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.services import Actor, BillingError
-from ingest.rates import MAPPING_COLUMNS, account_mapping_export, account_mapping_import
+from billing.services import Actor, BillingError, source_for_slug
+from ingest.cloud_accounts import account_mappings_apply
+from ingest.rates import (
+    CLOUD_COLUMNS,
+    MAPPING_COLUMNS,
+    account_mapping_export,
+    account_mapping_import,
+)
 
 
 class Command(BaseCommand):
-    help = "Account mappings (Slurm accounts, storage quotas -> projects): import, export."
+    help = (
+        "Account mappings (Slurm accounts, storage quotas, cloud accounts -> projects): "
+        "import, export, apply."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         columns = ",".join(MAPPING_COLUMNS)
         imp = sub.add_parser(
             "import",
-            help=f"Create or update mappings from a CSV file with the header {columns}.",
+            help=f"Create or update mappings from a CSV file with the header {columns} "
+            f"(cloud mappings add {','.join(CLOUD_COLUMNS)}).",
         )
         imp.add_argument("file", metavar="FILE", help="The CSV file.")
         imp.add_argument("--dry-run", action="store_true", help="Check and report; write nothing.")
@@ -34,15 +45,44 @@ class Command(BaseCommand):
         exp.add_argument(
             "--output", "-o", metavar="FILE", help="Write to FILE (default: standard output)."
         )
+        app = sub.add_parser(
+            "apply",
+            help="Attribute pending charges of open periods by the cloud mappings (audited "
+            "per charge; charges left without a flag are approved).",
+        )
+        app.add_argument("--period", help="Only this open period (YYYY-MM).")
+        app.add_argument("--source", help="Only this source.")
+        app.add_argument("--dry-run", action="store_true", help="Report; write nothing.")
+        app.add_argument("--json", action="store_true", help="Print one JSON object.")
+        app.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "export":
             self._export(options["output"])
             return
+        if options["action"] == "apply":
+            self._apply(options)
+            return
         try:
             result = account_mapping_import(
                 path=Path(options["file"]),
                 actor=Actor.from_cli(options["user"]),
+                dry_run=options["dry_run"],
+            )
+        except BillingError as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(result.as_dict()))
+        else:
+            self.stdout.write(result.summary())
+
+    def _apply(self, options: dict[str, Any]) -> None:
+        try:
+            source = source_for_slug(options["source"]) if options["source"] else None
+            result = account_mappings_apply(
+                actor=Actor.from_cli(options["user"]),
+                period=options["period"],
+                source=source,
                 dry_run=options["dry_run"],
             )
         except BillingError as exc:
