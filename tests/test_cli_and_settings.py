@@ -97,7 +97,7 @@ def test_seeding_is_idempotent_and_keeps_admin_edits() -> None:
     assert (aws.name, aws.credit_fund_org) == ("Our AWS", "IT-CLOUD-01")
     assert not FlagRule.objects.get(reason="large_charge").enabled
     assert TagMapping.objects.get(field="pi_email").tag_keys == "owner"
-    assert Source.objects.count() == 7
+    assert Source.objects.count() == 8
 
 
 @pytest.mark.django_db
@@ -112,6 +112,7 @@ def test_seeding_restores_what_is_missing() -> None:
         "storage",
         "it_storage",
         "openai",
+        "oci",
     }
 
 
