@@ -305,16 +305,23 @@ class AccountMappingForm(forms.ModelForm):
         model = AccountMapping
         fields = MAPPING_FIELDS
 
-    def _post_clean(self) -> None:
-        super()._post_clean()
-        if self.errors:
-            return
-        candidate = self.instance
-        candidate.name = (candidate.name or "").strip()
-        try:
-            account_mapping_check(candidate)
-        except BillingError as exc:
-            self.add_error("effective_from", str(exc))
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("kind") and data.get("name") and data.get("source"):
+            candidate = AccountMapping(
+                pk=self.instance.pk,
+                kind=data["kind"],
+                source=data["source"],
+                name=data["name"].strip(),
+                effective_from=data.get("effective_from"),
+                effective_to=data.get("effective_to"),
+                active=data.get("active", True),
+            )
+            try:
+                account_mapping_check(candidate)
+            except BillingError as exc:
+                raise ValidationError(str(exc)) from None
+        return data
 
 
 class ApplyForm(forms.Form):
@@ -452,7 +459,7 @@ class AccountMappingAdmin(admin.ModelAdmin):
         wants_other = {"_continue", "_addanother", "_popup"} & set(request.POST)
         if obj.is_cloud and not wants_other and self.has_apply_permission(request):
             messages.success(request, f"Added {obj}.")
-            query = urlencode({"source": obj.source_id})
+            query = urlencode({"source": str(obj.source_id)})
             return HttpResponseRedirect(reverse("admin:ingest_accountmapping_apply") + "?" + query)
         return super().response_add(request, obj, post_url_continue)
 
@@ -467,8 +474,8 @@ class AccountMappingAdmin(admin.ModelAdmin):
             map_url = ""
             if can_add and not account.mapped:
                 initial = {
-                    "kind": AccountMapping.Kind.SUB_ACCOUNT,
-                    "source": account.source_id,
+                    "kind": str(AccountMapping.Kind.SUB_ACCOUNT),
+                    "source": str(account.source_id),
                     "name": account.sub_account_id,
                     "notes": account.sub_account_name,
                 }

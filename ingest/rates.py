@@ -424,11 +424,12 @@ def _same_name(kind: str, name: str) -> Q:
 def account_mapping_check(mapping: AccountMapping) -> None:
     """Refuse an active cloud mapping whose dates overlap another active mapping
     of the same source, kind and name (one mapping applies to a day, never two)."""
-    if not mapping.is_cloud or not mapping.active or mapping.source_id is None:
+    source = mapping.source if mapping.source_id is not None else None
+    if not mapping.is_cloud or not mapping.active or source is None:
         return
     others = AccountMapping.objects.filter(
         _same_name(mapping.kind, mapping.name),
-        source_id=mapping.source_id,
+        source=source,
         kind=mapping.kind,
         active=True,
     )
@@ -439,7 +440,7 @@ def account_mapping_check(mapping: AccountMapping) -> None:
         theirs = (other.effective_from, other.effective_to)
         if _overlaps(mine, theirs):
             raise BillingError(
-                f"{_KIND_WORDS[mapping.kind]} {mapping.name!r} of source {mapping.source.slug} is "
+                f"{_KIND_WORDS[mapping.kind]} {mapping.name!r} of source {source.slug} is "
                 f"already mapped {_window(*theirs)} (mapping #{other.pk}); the dates "
                 f"{_window(*mine)} overlap it: end one mapping before the other starts"
             )
