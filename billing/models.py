@@ -374,18 +374,18 @@ class Charge(models.Model):
         default="billed",
         help_text="The source's cost basis when imported: billed or amortised.",
     )
-    invoiced_cost = MoneyField(
+    invoiced_cost = MoneyField(  # type: ignore[misc]
         null=True,
         blank=True,
         help_text="BilledCost as the file says, in BillingCurrency, when billed_cost is "
         "another amount (amortised basis, or converted currency); empty when equal.",
     )
-    original_list_cost = MoneyField(
+    original_list_cost = MoneyField(  # type: ignore[misc]
         null=True,
         blank=True,
         help_text="ListCost in BillingCurrency before conversion to the home currency.",
     )
-    original_billed_cost = MoneyField(
+    original_billed_cost = MoneyField(  # type: ignore[misc]
         null=True,
         blank=True,
         help_text="The billed amount in BillingCurrency before conversion to the home currency.",
