@@ -10,8 +10,10 @@ database inserts done by the importer on a second core.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing
+import operator
 import os
 import re
 import traceback
@@ -248,15 +250,27 @@ def row_fingerprints(names: list[str], cells: list[list[str]], n: int) -> list[b
         for name, values in zip(names, cells, strict=True)
         if name not in VOLATILE_COLUMNS
     )
-    tokens: list[list[str]] = [[_V2_PREFIX] * n]
+    # The row text is joined from pieces in C: a column with a value in every
+    # row adds its values between constant name pieces; only a column with
+    # some empty values needs a token per cell. Same text either way.
+    pieces: list[Any] = []
+    pending = _V2_PREFIX
     for name, values in order:
-        tag = name + "\x1e"
-        tokens.append([tag + v + "\x1f" if v else "" for v in values])
+        if all(values):
+            pieces.append(itertools.repeat(pending + name + "\x1e", n))
+            pieces.append(values)
+            pending = "\x1f"
+        elif any(values):
+            tag = name + "\x1e"
+            pieces.append(itertools.repeat(pending, n))
+            pieces.append([tag + v + "\x1f" if v else "" for v in values])
+            pending = ""
+    pieces.append(itertools.repeat(pending, n))
     blake2b = hashlib.blake2b
     join = "".join
     return [
         blake2b(join(parts).encode(), digest_size=16).digest()
-        for parts in zip(*tokens, strict=True)
+        for parts in zip(*pieces, strict=True)
     ]
 
 
@@ -371,7 +385,10 @@ class RowPreparer:
 
         # NULL means no value, in every column.
         nulls = _NULL_TEXT
-        cells = [["" if v in nulls else v for v in values] for values in chunk.cells]
+        cells = [
+            values if nulls.isdisjoint(values) else ["" if v in nulls else v for v in values]
+            for values in chunk.cells
+        ]
         cols = {canon: cells[index] for canon, index in self.reader.positions.items()}
         digests = row_fingerprints(self.reader.names, cells, n)
         keys = np.frombuffer(b"".join(d[:8] for d in digests), dtype="<i8")
@@ -578,11 +595,14 @@ class RowPreparer:
                     _note(found, "charge_period_reversed", lines[i])
         category = cols.get("ChargeCategory", [""] * chunk.rows)
         list_cost, billed = costs[0], costs[2]
-        for i, kind in enumerate(category):
-            if billed[i] < 0 and kind not in ("Credit", "Adjustment"):
-                _note(found, "negative_cost", lines[i])
-            if kind == "Usage" and list_cost[i] < billed[i] and "ListCost" in cols:
-                _note(found, "list_below_billed", lines[i])
+        if min(billed, default=0) < 0:
+            for i, kind in enumerate(category):
+                if billed[i] < 0 and kind not in ("Credit", "Adjustment"):
+                    _note(found, "negative_cost", lines[i])
+        if "ListCost" in cols and any(map(operator.lt, list_cost, billed)):
+            for i, kind in enumerate(category):
+                if kind == "Usage" and list_cost[i] < billed[i]:
+                    _note(found, "list_below_billed", lines[i])
         return found
 
     def _occurrences(self, keys: list[int], in_previous: list[bool]) -> list[int]:
