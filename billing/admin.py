@@ -380,6 +380,23 @@ class ProjectAdmin(OwnerAdmin):
         return urlencode({"project": obj.project_id})
 
 
+class ChargeClassFilter(admin.SimpleListFilter):
+    """FOCUS ChargeClass: corrections of earlier periods apart (fixed choices, no scan)."""
+
+    title = "charge class"
+    parameter_name = "charge_class"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [("Correction", "Corrections"), ("regular", "Regular charges")]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        if self.value() == "Correction":
+            return queryset.filter(charge_class="Correction")
+        if self.value() == "regular":
+            return queryset.exclude(charge_class="Correction")
+        return queryset
+
+
 class FlagReasonFilter(admin.SimpleListFilter):
     title = "flag reason"
     parameter_name = "reason"
@@ -533,6 +550,7 @@ class ChargeAdmin(ReadOnlyAdmin):
     list_filter = [
         "review_state",
         FlagReasonFilter,
+        ChargeClassFilter,
         "period",
         "source",
         PIFilter,

@@ -98,12 +98,19 @@ def parse_tags(raw: str) -> tuple[dict[str, Any], bool]:
 
 
 def map_tags(raw: str, ruleset: RuleSet) -> Attribution:
-    """Apply the tag mapping: first candidate key present (ignoring case/space) wins."""
+    """Apply the tag mapping: first candidate key present (ignoring case/space) wins.
+
+    A tag value that is an object or an array makes the tags invalid and is
+    never used (a JSON array is not a project id).
+    """
     tags, invalid = parse_tags(raw)
     values: dict[str, str] = {}
     ranks: dict[str, int] = {}
     lookup = ruleset._lookup
     for key, value in tags.items():
+        if isinstance(value, dict | list):
+            invalid = True
+            continue
         hit = lookup.get(str(key).strip().lower())
         if hit is None:
             continue

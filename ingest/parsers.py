@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -23,8 +24,55 @@ from typing import IO, Any
 import pandas as pd
 
 # Canonical FOCUS column -> accepted header spellings (normalised: stripped,
-# lowercased). FOCUS 1.0-1.3 names, plus the 0.5 names some exporters still use.
+# lowercased). FOCUS 1.0-1.3 names first, then the 1.0-preview and 0.5 names
+# some exporters still write; when a file has both, the current name wins and
+# the older one is an unrecognised column.
 COLUMNS: dict[str, tuple[str, ...]] = {
+    "BillingPeriodStart": ("billingperiodstart",),
+    "BillingPeriodEnd": ("billingperiodend",),
+    "ChargePeriodStart": ("chargeperiodstart",),
+    "ChargePeriodEnd": ("chargeperiodend",),
+    "ListCost": ("listcost",),
+    "ContractedCost": ("contractedcost",),
+    "BilledCost": ("billedcost",),
+    "EffectiveCost": ("effectivecost", "amortizedcost"),
+    "BillingCurrency": ("billingcurrency",),
+    "ResourceId": ("resourceid",),
+    "ResourceName": ("resourcename",),
+    "ServiceName": ("servicename",),
+    "ServiceCategory": ("servicecategory",),
+    "ChargeCategory": ("chargecategory", "chargetype"),
+    "ChargeClass": ("chargeclass",),
+    "ChargeDescription": ("chargedescription",),
+    "ConsumedQuantity": ("consumedquantity", "usagequantity"),
+    "ConsumedUnit": ("consumedunit", "usageunit"),
+    "SubAccountId": ("subaccountid",),
+    "SubAccountName": ("subaccountname",),
+    "BillingAccountId": ("billingaccountid",),
+    "BillingAccountName": ("billingaccountname",),
+    "InvoiceId": ("invoiceid",),
+    "ProviderName": ("providername", "provider"),
+    "ServiceProviderName": ("serviceprovidername",),
+    "HostProviderName": ("hostprovidername",),
+    "PublisherName": ("publishername", "publisher"),
+    "PricingCurrency": ("pricingcurrency",),
+    "PricingCurrencyListUnitPrice": ("pricingcurrencylistunitprice",),
+    "PricingCurrencyContractedUnitPrice": ("pricingcurrencycontractedunitprice",),
+    "PricingCurrencyEffectiveCost": ("pricingcurrencyeffectivecost",),
+    "AllocatedMethodId": ("allocatedmethodid",),
+    "AllocatedResourceId": ("allocatedresourceid",),
+    "AllocatedResourceName": ("allocatedresourcename",),
+    "AllocatedTags": ("allocatedtags",),
+    "Tags": ("tags",),
+}
+REQUIRED = ("BillingPeriodStart", "BilledCost")
+_ALIASES = {alias: canon for canon, aliases in COLUMNS.items() for alias in aliases}
+# The canonical spelling of each column, normalised (wins over older aliases).
+_CURRENT = {canon.lower(): canon for canon in COLUMNS}
+
+# The columns fingerprint version 1 recognised, verbatim: part of the storage
+# format of charges imported before version 2 (docs/decisions/0002-dedup.md).
+V1_COLUMNS: dict[str, tuple[str, ...]] = {
     "BillingPeriodStart": ("billingperiodstart",),
     "BillingPeriodEnd": ("billingperiodend",),
     "ChargePeriodStart": ("chargeperiodstart",),
@@ -48,11 +96,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "ServiceProviderName": ("serviceprovidername",),
     "Tags": ("tags",),
 }
-REQUIRED = ("BillingPeriodStart", "BilledCost")
-_ALIASES = {alias: canon for canon, aliases in COLUMNS.items() for alias in aliases}
+_V1_ALIASES = {alias: canon for canon, aliases in V1_COLUMNS.items() for alias in aliases}
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
+# Spellings of "no value" in every column (SQL exports write NULL, pandas NaT).
 _NULLS = frozenset({"", "NULL", "null", "Null", "NaT", "None"})
 
 
@@ -65,12 +113,18 @@ class Chunk:
     """``rows`` rows starting at data record ``start`` (0-based).
 
     ``lines`` is the physical line (row for Parquet) where each record starts.
+    ``cells`` holds every column of the file by position (stripped text as
+    written); ``columns`` names the recognised ones (the same lists).
+    ``legacy`` holds, by position, the text fingerprint version 1 hashed
+    where it differs from ``cells`` (Parquet timestamps; only when asked).
     """
 
     start: int
     rows: int
     columns: dict[str, list[str]]
     lines: list[int]
+    cells: list[list[str]] = field(default_factory=list)
+    legacy: dict[int, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +137,13 @@ class FocusReader:
     chunk_rows: int
     max_uncompressed: int
     progress: Callable[[int, int], None] | None = None
+    # Per position: the canonical name, or the normalised header of a column
+    # not recognised (the names the whole-row fingerprint uses).
+    names: list[str] = field(default_factory=list)
+    # canonical -> index of the columns fingerprint version 1 recognised.
+    legacy_positions: dict[str, int] = field(default_factory=dict)
+    # Ask the Parquet reader for version 1 text too (sources with v1 imports).
+    want_legacy: bool = field(default=False, init=False)
     rows_read: int = field(default=0, init=False)
     # When set, a plain CSV is zstd-compressed to this path while it is read.
     keep_copy_to: Path | None = field(default=None, init=False)
@@ -114,7 +175,6 @@ class FocusReader:
 
     # -- CSV -----------------------------------------------------------------
     def _csv_chunks(self) -> Iterator[Chunk]:
-        wanted = sorted(self.positions.items(), key=lambda item: item[1])
         raw: Any = _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name)
         if self.keep_copy_to is not None and self.kind == "csv":
             raw = _CompressTee(raw, self.keep_copy_to, self._copy_failed)
@@ -140,7 +200,6 @@ class FocusReader:
                 low_memory=True,
             )
             with reader:
-                first_column = wanted[0][1] == 0
                 for frame in reader:
                     rows = len(frame)
                     if len(frame.columns) != len(self.header):
@@ -148,17 +207,16 @@ class FocusReader:
                             f"{self.display_name}: rows have {len(frame.columns)} columns but "
                             f"the header has {len(self.header)}"
                         )
-                    columns = {
-                        canon: [v.strip() for v in frame[index].tolist()] for canon, index in wanted
-                    }
-                    if first_column:
-                        # A byte-order mark can start a data line (two files joined).
-                        values = columns[wanted[0][0]]
-                        for i, value in enumerate(values):
-                            if value.startswith("\ufeff"):
-                                values[i] = _clean(value)
-                    lines, extra_lines = _line_numbers(frame, start, extra_lines)
-                    yield Chunk(start, rows, columns, lines)
+                    raw_cells = [frame[c].tolist() for c in frame.columns]
+                    lines, extra_lines = _line_numbers(raw_cells, rows, start, extra_lines)
+                    cells = [[v.strip() for v in values] for values in raw_cells]
+                    # A byte-order mark can start a data line (two files joined).
+                    values = cells[0]
+                    for i, value in enumerate(values):
+                        if value.startswith("\ufeff"):
+                            values[i] = _clean(value)
+                    columns = {canon: cells[index] for canon, index in self.positions.items()}
+                    yield Chunk(start, rows, columns, lines, cells)
                     start += rows
                     self.rows_read = start
                     if self.progress:
@@ -215,30 +273,24 @@ class FocusReader:
     # -- Parquet -------------------------------------------------------------
     def _parquet_chunks(self) -> Iterator[Chunk]:
         import pyarrow as pa
-        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        names = {canon: self.header[index] for canon, index in self.positions.items()}
+        legacy_wanted = set(self.legacy_positions.values()) if self.want_legacy else set[int]()
         start = 0
         try:
             handle = pq.ParquetFile(self.path)
-            for batch in handle.iter_batches(
-                batch_size=self.chunk_rows, columns=list(dict.fromkeys(names.values()))
-            ):
-                columns: dict[str, list[str]] = {}
-                for canon, name in names.items():
-                    array = batch.column(batch.schema.get_field_index(name))
-                    if pa.types.is_timestamp(array.type):
-                        array = pc.strftime(array, format="%Y-%m-%dT%H:%M:%S")
-                    elif pa.types.is_date(array.type):
-                        array = pc.strftime(array, format="%Y-%m-%d")
-                    elif not (
-                        pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
-                    ):
-                        array = pc.cast(array, pa.string())
-                    columns[canon] = [_clean(v) for v in array.to_pylist()]
+            for batch in handle.iter_batches(batch_size=self.chunk_rows):
+                cells: list[list[str]] = []
+                legacy: dict[int, list[str]] = {}
+                for index in range(batch.num_columns):
+                    array = batch.column(index)
+                    cells.append(_arrow_text(array))
+                    if index in legacy_wanted and pa.types.is_timestamp(array.type):
+                        legacy[index] = _arrow_text(array, legacy=True)
+                columns = {canon: cells[index] for canon, index in self.positions.items()}
                 rows = batch.num_rows
-                yield Chunk(start, rows, columns, list(range(start + 1, start + rows + 1)))
+                lines = list(range(start + 1, start + rows + 1))
+                yield Chunk(start, rows, columns, lines, cells, legacy)
                 start += rows
                 self.rows_read = start
                 if self.progress:
@@ -247,18 +299,51 @@ class FocusReader:
             raise IngestError(f"{self.display_name}: unreadable Parquet file ({exc})") from None
 
 
-def _line_numbers(frame: pd.DataFrame, start: int, extra: int) -> tuple[list[int], int]:
+def _arrow_text(array: Any, *, legacy: bool = False) -> list[str]:
+    """One Parquet column as text.
+
+    Timestamps keep their zone as an offset (``2024-10-01T00:00:00+0200``;
+    without a zone, no offset: UTC), dates are ``YYYY-MM-DD``, decimals and
+    integers their exact digits, maps, structs and lists JSON. ``legacy``
+    gives what fingerprint version 1 hashed (timestamps without their zone).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = array.type
+    if pa.types.is_timestamp(kind):
+        zone = "%z" if kind.tz is not None and not legacy else ""
+        array = pc.strftime(array, format=f"%Y-%m-%dT%H:%M:%S{zone}")
+    elif pa.types.is_date(kind):
+        array = pc.strftime(array, format="%Y-%m-%d")
+    elif pa.types.is_nested(kind):
+        return [_json_text(v) for v in array.to_pylist()]
+    elif not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        array = pc.cast(array, pa.string())
+    return [_clean(v) for v in array.to_pylist()]
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        value = dict(value)  # a Parquet map arrives as (key, value) pairs
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _line_numbers(
+    columns: list[list[str]], rows: int, start: int, extra: int
+) -> tuple[list[int], int]:
     """Physical start line of each record, counting newlines inside quoted fields.
 
     The header is line 1. The common case (no embedded newline in the chunk)
     costs one join per column.
     """
-    columns = [frame[c].tolist() for c in frame.columns]
     if not any("\n" in "".join(values) for values in columns):
         first = start + 2 + extra
-        return list(range(first, first + len(frame))), extra
+        return list(range(first, first + rows)), extra
     lines = []
-    for i in range(len(frame)):
+    for i in range(rows):
         lines.append(start + 2 + extra + i)
         extra += sum(values[i].count("\n") for values in columns)
     return lines, extra
@@ -467,6 +552,8 @@ def open_focus(
         chunk_rows=chunk_rows,
         max_uncompressed=max_uncompressed,
         progress=progress,
+        names=_identity_names(header, positions),
+        legacy_positions=_legacy_positions(header),
     )
 
 
@@ -516,10 +603,12 @@ def _normal(name: str) -> str:
 
 def _resolve(header: list[str], name: str, kind: str) -> dict[str, int]:
     positions: dict[str, int] = {}
+    current = {_CURRENT[n] for n in map(_normal, header) if n in _CURRENT}
     for index, raw in enumerate(header):
-        canon = _ALIASES.get(_normal(raw))
-        if canon is None:
-            continue
+        normal = _normal(raw)
+        canon = _ALIASES.get(normal)
+        if canon is None or (canon in current and normal not in _CURRENT):
+            continue  # not FOCUS, or an older name beside the current one
         if canon in positions:
             first = header[positions[canon]].strip()
             raise IngestError(
@@ -545,6 +634,34 @@ def _resolve(header: list[str], name: str, kind: str) -> dict[str, int]:
     return positions
 
 
+def _identity_names(header: list[str], positions: dict[str, int]) -> list[str]:
+    """The name each column has in the whole-row fingerprint.
+
+    Recognised columns by their canonical name (so ``ChargeType`` and
+    ``ChargeCategory`` are the same column), the others by their normalised
+    header; a repeated header gets ``#2``, ``#3``...
+    """
+    names = [_normal(h) for h in header]
+    for canon, index in positions.items():
+        names[index] = canon
+    seen: dict[str, int] = {}
+    for index, value in enumerate(names):
+        seen[value] = seen.get(value, 0) + 1
+        if seen[value] > 1:
+            names[index] = f"{value}#{seen[value]}"
+    return names
+
+
+def _legacy_positions(header: list[str]) -> dict[str, int]:
+    """canonical -> index of the columns fingerprint version 1 hashed."""
+    positions: dict[str, int] = {}
+    for index, raw in enumerate(header):
+        canon = _V1_ALIASES.get(_normal(raw))
+        if canon is not None and canon not in positions:
+            positions[canon] = index
+    return positions
+
+
 # --- Values -------------------------------------------------------------------
 
 
@@ -553,8 +670,21 @@ def is_null(value: str) -> bool:
 
 
 def parse_timestamp(text: str) -> datetime:
-    """ISO 8601 date or date-time (``Z``, offsets, a space separator); UTC if naive."""
+    """ISO 8601 date or date-time (``Z``, offsets, a space separator); UTC if naive.
+
+    The instant is kept: ``2024-10-01T00:00:00+02:00`` is 2024-09-30 22:00 UTC.
+    """
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def parse_period(text: str) -> str:
+    """The billing month a BillingPeriodStart names: ``YYYY-MM`` as written.
+
+    The month of the date the provider wrote, in the provider's own offset:
+    ``2024-10-01T00:00:00+02:00`` is October, never converted to UTC first
+    (that would be September 30).
+    """
+    return datetime.fromisoformat(text).strftime("%Y-%m")

@@ -10,16 +10,28 @@ database inserts done by the importer on a second core.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import multiprocessing
+import operator
 import os
+import re
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ingest.parsers import Chunk, FocusReader, IngestError, is_null, parse_timestamp
+from billing.rules import parse_tags
+from ingest.parsers import (
+    Chunk,
+    FocusReader,
+    IngestError,
+    is_null,
+    parse_period,
+    parse_timestamp,
+)
 from openchargeback.money import MoneyError, parse_nanos
 
 _NULL_TEXT = frozenset({"NULL", "null", "Null", "NaT", "None"})
@@ -52,6 +64,19 @@ BASE_COLUMNS = (
     "contracted_cost",
     "billed_cost",
     "effective_cost",
+    "invoice_id",
+    "charge_class",
+    "billing_account_id",
+    "billing_account_name",
+    "host_provider_name",
+    "publisher_name",
+    "pricing_currency",
+    "pricing_currency_list_unit_price",
+    "pricing_currency_contracted_unit_price",
+    "pricing_currency_effective_cost",
+    "allocated_resource_id",
+    "allocated_resource_name",
+    "allocated_method_id",
 )
 B_FINGERPRINT = BASE_COLUMNS.index("fingerprint")
 B_OCCURRENCE = BASE_COLUMNS.index("occurrence")
@@ -61,22 +86,103 @@ B_RESOURCE_NAME = BASE_COLUMNS.index("resource_name")
 B_CURRENCY = BASE_COLUMNS.index("billing_currency")
 B_BILLED = BASE_COLUMNS.index("billed_cost")
 
-# Text columns: FOCUS name -> maximum stored length (None: unlimited).
+# Text columns in BASE_COLUMNS order: FOCUS name -> the charge field's
+# max_length (None: unlimited). Longer text refuses the file: never cut.
 _TEXT = (
     ("ServiceName", 200),
     ("ServiceCategory", 100),
     ("ChargeCategory", 50),
     ("ChargeDescription", None),
     ("ResourceId", None),
-    ("ResourceName", 300),
+    ("ResourceName", None),
     ("SubAccountId", 200),
     ("SubAccountName", 200),
 )
+# After the costs, in BASE_COLUMNS order.
+_TEXT_AFTER = (
+    ("InvoiceId", 200),
+    ("ChargeClass", 20),
+    ("BillingAccountId", 200),
+    ("BillingAccountName", 200),
+    ("HostProviderName", 200),
+    ("PublisherName", 200),
+    ("PricingCurrency", 40),
+    ("PricingCurrencyListUnitPrice", None),
+    ("PricingCurrencyContractedUnitPrice", None),
+    ("PricingCurrencyEffectiveCost", None),
+    ("AllocatedResourceId", None),
+    ("AllocatedResourceName", None),
+    ("AllocatedMethodId", 200),
+)
+# Other limits checked: provider, consumed quantity and unit.
+TEXT_LIMITS: dict[str, int | None] = {
+    **dict(_TEXT),
+    **dict(_TEXT_AFTER),
+    "ProviderName": 100,
+    "ServiceProviderName": 100,
+    "ConsumedQuantity": None,
+    "ConsumedUnit": 50,
+}
+# FOCUS name -> charge field, for the tests that keep TEXT_LIMITS equal to the model.
+TEXT_FIELDS = {
+    "ServiceName": "service_name",
+    "ServiceCategory": "service_category",
+    "ChargeCategory": "charge_category",
+    "ChargeDescription": "charge_description",
+    "ResourceId": "resource_id",
+    "ResourceName": "resource_name",
+    "SubAccountId": "sub_account_id",
+    "SubAccountName": "sub_account_name",
+    "InvoiceId": "invoice_id",
+    "ChargeClass": "charge_class",
+    "BillingAccountId": "billing_account_id",
+    "BillingAccountName": "billing_account_name",
+    "HostProviderName": "host_provider_name",
+    "PublisherName": "publisher_name",
+    "PricingCurrency": "pricing_currency",
+    "PricingCurrencyListUnitPrice": "pricing_currency_list_unit_price",
+    "PricingCurrencyContractedUnitPrice": "pricing_currency_contracted_unit_price",
+    "PricingCurrencyEffectiveCost": "pricing_currency_effective_cost",
+    "AllocatedResourceId": "allocated_resource_id",
+    "AllocatedResourceName": "allocated_resource_name",
+    "AllocatedMethodId": "allocated_method_id",
+    "ProviderName": "provider_name",
+    "ServiceProviderName": "provider_name",
+    "ConsumedQuantity": "consumed_quantity",
+    "ConsumedUnit": "consumed_unit",
+}
+
+# Columns left out of the whole-row fingerprint: they change between exports
+# of the same line item (docs/decisions/0002-dedup.md).
+VOLATILE_COLUMNS = frozenset({"InvoiceId", "BillingPeriodEnd"})
+FINGERPRINT_VERSION = 2
+_V2_PREFIX = "focus-row-v2\x1d"
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+# Columns that tell an origin row from the allocated rows split from it.
+_ORIGIN_KEY = (
+    "ResourceId",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "ChargeClass",
+    "ServiceName",
+    "SubAccountId",
+    "BillingAccountId",
+    "ChargeDescription",
+    "ConsumedUnit",
+)
+_CONFORMANCE_LINES = 3
 
 
 @dataclass
 class PreparedChunk:
-    """Rows ready for the importer: ``bases`` follow :data:`BASE_COLUMNS`."""
+    """Rows ready for the importer: ``bases`` follow :data:`BASE_COLUMNS`.
+
+    ``rows`` counts the rows read; ``bases`` (and ``lines``, ``periods``,
+    ``tags``, ``legacy``) leave out the origin rows of split allocations.
+    ``legacy`` is each row's version 1 key (fingerprint, occurrence), or
+    None when the source has no version 1 import in the row's period.
+    """
 
     start: int
     rows: int
@@ -85,6 +191,10 @@ class PreparedChunk:
     tags: list[str]
     bases: list[tuple[Any, ...]]
     rounded: int
+    legacy: list[tuple[str, int] | None] | None = None
+    conformance: dict[str, list[Any]] = field(default_factory=dict)  # rule -> [rows, lines]
+    invoice_nanos: dict[str, int] = field(default_factory=dict)
+    origins: int = 0
 
 
 class _SeenKeys:
@@ -112,90 +222,388 @@ class _SeenKeys:
         self.levels.append(new)
 
 
-class RowPreparer:
-    """Per-file state: occurrence counts and parse caches. No database."""
+def legacy_fingerprints(columns: dict[str, list[str]]) -> list[bytes]:
+    """Fingerprint version 1, verbatim: the 16-byte BLAKE2b of the recognised
+    (version 1) columns' text as read, in sorted column order.
 
-    def __init__(self, reader: FocusReader, adapt_timestamp: Callable[[Any], Any]) -> None:
+    Kept to recognise charges imported before version 2; never change it.
+    """
+    names = sorted(columns)
+    header_tag = "\x1e".join(names) + "\x1f"
+    blake2b = hashlib.blake2b
+    return [
+        blake2b((header_tag + "\x1f".join(values)).encode(), digest_size=16).digest()
+        for values in zip(*[columns[name] for name in names], strict=True)
+    ]
+
+
+def row_fingerprints(names: list[str], cells: list[list[str]], n: int) -> list[bytes]:
+    """Fingerprint version 2: the 16-byte BLAKE2b of the whole row.
+
+    Every column but the volatile ones takes part under its canonical name,
+    in sorted name order, as ``name RS value US``; an empty (or NULL) value
+    takes no part, so a column added empty to a later export, or a value
+    NULL in one file and absent in another, changes nothing.
+    """
+    order = sorted(
+        (name, values)
+        for name, values in zip(names, cells, strict=True)
+        if name not in VOLATILE_COLUMNS
+    )
+    # The row text is joined from pieces in C: a column with a value in every
+    # row adds its values between constant name pieces; only a column with
+    # some empty values needs a token per cell. Same text either way.
+    pieces: list[Any] = []
+    pending = _V2_PREFIX
+    for name, values in order:
+        if all(values):
+            pieces.append(itertools.repeat(pending + name + "\x1e", n))
+            pieces.append(values)
+            pending = "\x1f"
+        elif any(values):
+            tag = name + "\x1e"
+            pieces.append(itertools.repeat(pending, n))
+            pieces.append([tag + v + "\x1f" if v else "" for v in values])
+            pending = ""
+    pieces.append(itertools.repeat(pending, n))
+    blake2b = hashlib.blake2b
+    join = "".join
+    return [
+        blake2b(join(parts).encode(), digest_size=16).digest()
+        for parts in zip(*pieces, strict=True)
+    ]
+
+
+class _LegacyOccurrences:
+    """Occurrence counting over version 1 keys (same rule as RowPreparer's)."""
+
+    def __init__(self) -> None:
+        self.seen = _SeenKeys()
+        self.repeats: dict[int, int] = {}
+
+    def count(self, keys: np.ndarray) -> list[int]:
+        in_previous = self.seen.contains(keys).tolist()
+        self.seen.add(keys)
+        repeats = self.repeats
+        local: set[int] = set()
+        result = []
+        for key, before in zip(keys.tolist(), in_previous, strict=True):
+            if key in repeats:
+                result.append(repeats[key])
+                repeats[key] += 1
+            elif before or key in local:
+                result.append(1)
+                repeats[key] = 2
+            else:
+                result.append(0)
+                local.add(key)
+        return result
+
+
+class RowPreparer:
+    """Per-file state: occurrence counts and parse caches. No database.
+
+    ``legacy_periods``: periods where the source has charges fingerprinted
+    with version 1; rows in them also get their version 1 key.
+    """
+
+    def __init__(
+        self,
+        reader: FocusReader,
+        adapt_timestamp: Callable[[Any], Any],
+        *,
+        legacy_periods: frozenset[str] = frozenset(),
+    ) -> None:
         self.reader = reader
         self.adapt_timestamp = adapt_timestamp
         self.seen = _SeenKeys()
         self.repeats: dict[int, int] = {}
         self.period_cache: dict[str, str] = {}
         self.ts_cache: dict[str, Any] = {}
+        self.legacy_periods = legacy_periods
+        self.legacy = _LegacyOccurrences()
+        reader.want_legacy = bool(legacy_periods)
+        # Origin-row keys of split cost allocation -> Σ BilledCost of the
+        # allocated rows (see scan_allocations).
+        self.allocated: dict[str, int] | None = None
+        self.billed_seen = False
+        self.held_error: str | None = None
 
-    def prepare(self, chunk: Chunk) -> PreparedChunk:
-        """Validate and convert one chunk; IngestError names the first bad cells."""
-        cols = chunk.columns
+    # -- FOCUS 1.3 split cost allocation ----------------------------------------
+    def scan_allocations(self) -> None:
+        """Read the file once for its allocated rows (AllocatedMethodId set).
+
+        A row without AllocatedMethodId that describes the same charge (same
+        resource, charge period and dimensions) is their origin: FOCUS 1.3
+        splits the origin into the allocated rows, which add up to it, so only
+        the allocated rows are billed.
+        """
+        self.allocated = {}
+        if "AllocatedMethodId" not in self.reader.positions:
+            return
+        copy_to = self.reader.keep_copy_to
+        self.reader.keep_copy_to = None  # the copy is kept on the real pass
+        try:
+            for chunk in self.reader.chunks():
+                cols = {k: [_nulled(v) for v in vals] for k, vals in chunk.columns.items()}
+                methods = cols["AllocatedMethodId"]
+                if not any(methods):
+                    continue
+                keys = _origin_keys(cols, chunk.rows)
+                billed = cols["BilledCost"]
+                for i, method in enumerate(methods):
+                    if method:
+                        try:
+                            nanos = parse_nanos(billed[i])[0]
+                        except MoneyError:
+                            nanos = 0  # the real pass names the bad cell
+                        self.allocated[keys[i]] = self.allocated.get(keys[i], 0) + nanos
+        finally:
+            self.reader.keep_copy_to = copy_to
+
+    def finish(self) -> None:
+        """After the last chunk: a file whose BilledCost is empty in every row."""
+        if self.held_error is not None:
+            raise IngestError(
+                f"{self.reader.display_name}: BilledCost is empty in every row; a FOCUS "
+                "file must have a billed cost for each row; nothing was imported"
+            )
+
+    def prepare(self, chunk: Chunk) -> PreparedChunk | None:
+        """Validate and convert one chunk; IngestError names the first bad cells.
+
+        None while every BilledCost so far is empty (see :meth:`finish`).
+        """
         n = chunk.rows
         empty = [""] * n
+        errors: list[tuple[int, str, str, str]] = []  # record, column, problem, value
+        periods = self._periods(chunk.columns["BillingPeriodStart"], chunk.start, errors)
 
-        names = sorted(cols)
-        header_tag = "\x1e".join(names) + "\x1f"
-        # Fingerprint: hash of the recognised values in a fixed column order.
-        blake2b = hashlib.blake2b
-        digests = [
-            blake2b((header_tag + "\x1f".join(values)).encode(), digest_size=16).digest()
-            for values in zip(*[cols[name] for name in names], strict=True)
+        legacy: list[tuple[str, int] | None] | None = None
+        if self.legacy_periods and not self.legacy_periods.isdisjoint(periods):
+            legacy = self._legacy_keys(chunk, periods)
+
+        # NULL means no value, in every column.
+        nulls = _NULL_TEXT
+        cells = [
+            values if nulls.isdisjoint(values) else ["" if v in nulls else v for v in values]
+            for values in chunk.cells
         ]
+        cols = {canon: cells[index] for canon, index in self.reader.positions.items()}
+        digests = row_fingerprints(self.reader.names, cells, n)
         keys = np.frombuffer(b"".join(d[:8] for d in digests), dtype="<i8")
         in_previous = self.seen.contains(keys).tolist()
         self.seen.add(keys)
         occurrences = self._occurrences(keys.tolist(), in_previous)
 
-        errors: list[tuple[int, str, str, str]] = []  # record, column, problem, value
-        periods = self._periods(cols["BillingPeriodStart"], chunk.start, errors)
-        costs, rounded = self._costs(cols, chunk.start, errors)
+        billed_col = cols["BilledCost"]
+        if not self.billed_seen:
+            if not any(billed_col):
+                if self.held_error is None:
+                    self.held_error = self._error_text(
+                        chunk,
+                        [
+                            (chunk.start + i, "BilledCost", "not a number", raw)
+                            for i, raw in enumerate(chunk.columns["BilledCost"])
+                        ],
+                    )
+                return None
+            self.billed_seen = True
+            if self.held_error is not None:
+                raise IngestError(self.held_error)
+
+        costs, rounded = self._costs(cols, chunk.columns, chunk.start, errors)
         charge_start = self._timestamps(
             cols.get("ChargePeriodStart"), n, "ChargePeriodStart", chunk.start, errors
         )
         charge_end = self._timestamps(
             cols.get("ChargePeriodEnd"), n, "ChargePeriodEnd", chunk.start, errors
         )
+        currencies = self._currencies(cols.get("BillingCurrency", empty), chunk.start, errors)
+        self._check_text(cols, chunk.start, errors)
         if errors:
-            errors.sort()
-            shown = "; ".join(
-                f"{self.reader.where(chunk.lines[record - chunk.start], column)}: "
-                f"{problem}: {value[:40]!r}"
-                for record, column, problem, value in errors[:_MAX_ERRORS_SHOWN]
-            )
-            more = len(errors) - _MAX_ERRORS_SHOWN
-            raise IngestError(
-                f"{shown}{f' (and {more} more)' if more > 0 else ''}; nothing was imported"
-            )
+            raise IngestError(self._error_text(chunk, errors))
         provider = cols.get("ServiceProviderName")
         fallback = cols.get("ProviderName", empty)
         providers = (
             [p or f for p, f in zip(provider, fallback, strict=True)] if provider else fallback
         )
-        texts = [
-            [v[:limit] for v in cols[name]] if limit and name in cols else cols.get(name, empty)
-            for name, limit in _TEXT
-        ]
+        texts = [cols.get(name, empty) for name, _limit in _TEXT]
+        after = [cols.get(name, empty) for name, _limit in _TEXT_AFTER]
         bases = list(
             zip(
                 chunk.lines,
                 [d.hex() for d in digests],
                 occurrences,
                 *texts,
-                [p[:100] for p in providers],
-                [_text(v, 50) for v in cols.get("ConsumedQuantity", empty)],
-                [_text(v, 50) for v in cols.get("ConsumedUnit", empty)],
+                providers,
+                cols.get("ConsumedQuantity", empty),
+                cols.get("ConsumedUnit", empty),
                 charge_start,
                 charge_end,
-                [c.upper()[:3] for c in cols.get("BillingCurrency", empty)],
+                currencies,
                 *costs,
+                *after,
                 strict=True,
             )
         )
+        tags = self._tags(cols, n)
+        conformance = self._conformance(cols, chunk, costs, charge_start, charge_end)
+        invoice_nanos: dict[str, int] = {}
+        if "InvoiceId" in cols:
+            for invoice, billed in zip(cols["InvoiceId"], costs[2], strict=True):
+                invoice_nanos[invoice] = invoice_nanos.get(invoice, 0) + billed
+        lines, origins = chunk.lines, 0
+        if self.allocated and "AllocatedMethodId" in cols:
+            keep = self._not_origins(cols, n, costs[2], chunk, conformance)
+            origins = n - len(keep)
+            if origins:
+                bases = [bases[i] for i in keep]
+                lines = [lines[i] for i in keep]
+                periods = [periods[i] for i in keep]
+                tags = [tags[i] for i in keep]
+                if legacy is not None:
+                    legacy = [legacy[i] for i in keep]
         return PreparedChunk(
             start=chunk.start,
             rows=n,
-            lines=chunk.lines,
+            lines=lines,
             periods=periods,
-            tags=cols.get("Tags", empty),
+            tags=tags,
             bases=bases,
             rounded=rounded,
+            legacy=legacy,
+            conformance=conformance,
+            invoice_nanos=invoice_nanos,
+            origins=origins,
         )
+
+    def _error_text(self, chunk: Chunk, errors: list[tuple[int, str, str, str]]) -> str:
+        errors.sort()
+        shown = "; ".join(
+            f"{self.reader.where(chunk.lines[record - chunk.start], column)}: "
+            f"{problem}: {value[:40]!r}"
+            for record, column, problem, value in errors[:_MAX_ERRORS_SHOWN]
+        )
+        more = len(errors) - _MAX_ERRORS_SHOWN
+        return f"{shown}{f' (and {more} more)' if more > 0 else ''}; nothing was imported"
+
+    def _legacy_keys(self, chunk: Chunk, periods: list[str]) -> list[tuple[str, int] | None]:
+        """Version 1 (fingerprint, occurrence) of the rows in version 1 periods."""
+        columns = {
+            canon: chunk.legacy.get(index, chunk.cells[index])
+            for canon, index in self.reader.legacy_positions.items()
+        }
+        digests = legacy_fingerprints(columns)
+        keys = np.frombuffer(b"".join(d[:8] for d in digests), dtype="<i8")
+        occurrences = self.legacy.count(keys)
+        wanted = self.legacy_periods
+        return [
+            (d.hex(), occ) if period in wanted else None
+            for d, occ, period in zip(digests, occurrences, periods, strict=True)
+        ]
+
+    def _check_text(self, cols: dict[str, list[str]], start: int, errors: list[Any]) -> None:
+        """Text longer than its charge field refuses the file (never cut)."""
+        for name, limit in TEXT_LIMITS.items():
+            values = cols.get(name)
+            if limit is None or values is None or max(map(len, values), default=0) <= limit:
+                continue
+            for i, value in enumerate(values):
+                if len(value) > limit:
+                    errors.append(
+                        (start + i, name, f"{len(value):,} characters, over the {limit}", value)
+                    )
+
+    def _currencies(self, values: list[str], start: int, errors: list[Any]) -> list[str]:
+        """BillingCurrency upper-cased; anything but a 3-letter code (or empty) refuses."""
+        codes = {v: v.upper() for v in set(values)}
+        bad = {v for v, code in codes.items() if code and not _CURRENCY_RE.fullmatch(code)}
+        if bad:
+            for i, value in enumerate(values):
+                if value in bad:
+                    errors.append((start + i, "BillingCurrency", "not a 3-letter code", value))
+        if all(v == code for v, code in codes.items()):
+            return values
+        return [codes[v] for v in values]
+
+    def _tags(self, cols: dict[str, list[str]], n: int) -> list[str]:
+        """The Tags text each row is attributed by.
+
+        A FOCUS 1.3 allocated row is attributed by its AllocatedTags, over its
+        Tags (which AllocatedTags never repeats): the two objects merged, the
+        allocated keys winning.
+        """
+        tags = cols.get("Tags", [""] * n)
+        allocated = cols.get("AllocatedTags")
+        if allocated is None or not any(allocated):
+            return tags
+        merged = list(tags)
+        for i, extra in enumerate(allocated):
+            if not extra:
+                continue
+            base, base_invalid = parse_tags(tags[i])
+            more, more_invalid = parse_tags(extra)
+            if more_invalid:
+                merged[i] = extra  # flagged invalid_tags, as the Tags cell would be
+            elif base_invalid:
+                merged[i] = tags[i]
+            else:
+                merged[i] = json.dumps({**base, **more}, ensure_ascii=False)
+        return merged
+
+    def _not_origins(
+        self,
+        cols: dict[str, list[str]],
+        n: int,
+        billed: list[int],
+        chunk: Chunk,
+        conformance: dict[str, list[Any]],
+    ) -> list[int]:
+        """Indexes of the rows to keep: all but origin rows of split allocations."""
+        assert self.allocated is not None
+        methods = cols["AllocatedMethodId"]
+        keys = _origin_keys(cols, n)
+        keep = []
+        for i in range(n):
+            total = None if methods[i] else self.allocated.get(keys[i])
+            if total is None:
+                keep.append(i)
+            elif total != billed[i]:
+                _note(conformance, "allocation_sum", chunk.lines[i])
+        return keep
+
+    def _conformance(
+        self,
+        cols: dict[str, list[str]],
+        chunk: Chunk,
+        costs: list[list[int]],
+        starts: list[Any],
+        ends: list[Any],
+    ) -> dict[str, list[Any]]:
+        """FOCUS rules the chunk's rows break: rule -> [rows, first lines]."""
+        found: dict[str, list[Any]] = {}
+        lines = chunk.lines
+        currency = cols.get("BillingCurrency")
+        if currency is None or not all(currency):
+            for i, value in enumerate(currency or [""] * chunk.rows):
+                if not value:
+                    _note(found, "billing_currency_missing", lines[i])
+        if "ChargePeriodStart" in cols and "ChargePeriodEnd" in cols:
+            for i, (begin, end) in enumerate(zip(starts, ends, strict=True)):
+                if begin is not None and end is not None and begin > end:
+                    _note(found, "charge_period_reversed", lines[i])
+        category = cols.get("ChargeCategory", [""] * chunk.rows)
+        list_cost, billed = costs[0], costs[2]
+        if min(billed, default=0) < 0:
+            for i, kind in enumerate(category):
+                if billed[i] < 0 and kind not in ("Credit", "Adjustment"):
+                    _note(found, "negative_cost", lines[i])
+        if "ListCost" in cols and any(map(operator.lt, list_cost, billed)):
+            for i, kind in enumerate(category):
+                if kind == "Usage" and list_cost[i] < billed[i]:
+                    _note(found, "list_below_billed", lines[i])
+        return found
 
     def _occurrences(self, keys: list[int], in_previous: list[bool]) -> list[int]:
         """0 for the first row with a key in the file, 1 for the second, ..."""
@@ -223,7 +631,7 @@ class RowPreparer:
                 try:
                     if is_null(raw):
                         raise ValueError("empty")
-                    period = parse_timestamp(raw).strftime("%Y-%m")
+                    period = parse_period(raw)
                 except ValueError:
                     errors.append((start + i, "BillingPeriodStart", "not a date", raw))
                     period = ""
@@ -233,11 +641,16 @@ class RowPreparer:
         return result
 
     def _costs(
-        self, cols: dict[str, list[str]], start: int, errors: list[Any]
+        self,
+        cols: dict[str, list[str]],
+        raw: dict[str, list[str]],
+        start: int,
+        errors: list[Any],
     ) -> tuple[list[list[int]], int]:
         """(list, contracted, billed, effective) nano-unit lists and the rounded count.
 
-        An empty or NULL optional cost is the billed cost.
+        An empty or NULL optional cost is the billed cost. Errors quote
+        ``raw`` (the text as written, before NULL became empty).
         """
         billed_col = cols["BilledCost"]
         others = [cols.get(name) for name in ("ListCost", "ContractedCost", "EffectiveCost")]
@@ -245,11 +658,11 @@ class RowPreparer:
         rounded = 0
         for i, billed_text in enumerate(billed_col):
             try:
-                if not billed_text or billed_text in _NULL_TEXT:
+                if not billed_text:
                     raise MoneyError("empty")
                 billed, billed_rounded = parse_nanos(billed_text)
             except MoneyError:
-                errors.append((start + i, "BilledCost", "not a number", billed_text))
+                errors.append((start + i, "BilledCost", "not a number", raw["BilledCost"][i]))
                 billed, billed_rounded = 0, False
             rounded += billed_rounded
             values = [billed, billed, billed]
@@ -259,7 +672,7 @@ class RowPreparer:
                 text = column[i]
                 if text == billed_text:
                     rounded += billed_rounded
-                elif text and text not in _NULL_TEXT:
+                elif text:
                     try:
                         values[slot], was_rounded = parse_nanos(text)
                     except MoneyError:
@@ -281,7 +694,7 @@ class RowPreparer:
         cache = self.ts_cache
         result: list[Any] = []
         for i, raw in enumerate(values):
-            if not raw or raw in _NULL_TEXT:
+            if not raw:
                 result.append(None)
                 continue
             value = cache.get(raw)
@@ -297,8 +710,84 @@ class RowPreparer:
         return result
 
 
-def _text(value: str, limit: int) -> str:
-    return "" if value in _NULL_TEXT else value[:limit]
+# Conformance rules: key -> what the rows break (informative; see docs/focus.md).
+CONFORMANCE_RULES = {
+    "billing_currency_missing": "BillingCurrency is missing (FOCUS requires it on every row)",
+    "charge_period_reversed": "ChargePeriodStart is after ChargePeriodEnd",
+    "negative_cost": "BilledCost is negative outside ChargeCategory Credit or Adjustment",
+    "list_below_billed": "ListCost is below BilledCost on a Usage row",
+    "allocation_sum": "allocated rows do not add up to their origin row's BilledCost",
+    "missing_columns": "mandatory columns of its FOCUS version are missing",
+}
+
+
+# Mandatory columns per FOCUS version (the cost and billing core; the
+# version is told from the names the file uses).
+_MANDATORY_1_0 = (
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeDescription",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "EffectiveCost",
+    "InvoiceIssuerName",
+    "ListCost",
+    "PublisherName",
+    "ServiceCategory",
+    "ServiceName",
+)
+_PREVIEW_NAMES = frozenset({"usagequantity", "usageunit", "provider", "publisher", "chargetype"})
+_V1_3_NAMES = frozenset(
+    {"serviceprovidername", "hostprovidername", "allocatedmethodid", "allocatedresourceid"}
+)
+
+
+def focus_version(reader: FocusReader) -> str:
+    """The FOCUS version a file's column names point to: 1.0-preview, 1.0, 1.3."""
+    names = {h.strip().strip("\ufeff").strip().lower() for h in reader.header}
+    if names & _V1_3_NAMES:
+        return "1.3"
+    if names & _PREVIEW_NAMES:
+        return "1.0-preview"
+    return "1.0"
+
+
+def missing_columns(reader: FocusReader) -> list[str]:
+    """Mandatory columns of the file's FOCUS version that it lacks."""
+    version = focus_version(reader)
+    wanted = list(_MANDATORY_1_0)
+    if version == "1.3":
+        wanted += ["ChargeClass", "ContractedCost", "ServiceProviderName"]
+    elif version == "1.0":
+        wanted += ["ChargeClass", "ContractedCost", "ProviderName"]
+    else:
+        wanted += ["ProviderName"]
+    present = {h.strip().strip("\ufeff").strip().lower() for h in reader.header}
+    present |= {canon.lower() for canon in reader.positions}
+    return [name for name in wanted if name.lower() not in present]
+
+
+def _note(found: dict[str, list[Any]], rule: str, line: int) -> None:
+    entry = found.setdefault(rule, [0, []])
+    entry[0] += 1
+    if len(entry[1]) < _CONFORMANCE_LINES:
+        entry[1].append(line)
+
+
+def _origin_keys(cols: dict[str, list[str]], n: int) -> list[str]:
+    present = [cols[name] for name in _ORIGIN_KEY if name in cols]
+    if not present:
+        return [""] * n
+    return ["\x1f".join(values) for values in zip(*present, strict=True)]
+
+
+def _nulled(value: str) -> str:
+    return "" if value in _NULL_TEXT else value
 
 
 def prepared_chunks(preparer: RowPreparer, *, parallel: bool) -> Iterator[PreparedChunk]:
@@ -318,7 +807,10 @@ def prepared_chunks(preparer: RowPreparer, *, parallel: bool) -> Iterator[Prepar
         or multiprocessing.current_process().daemon
     ):
         for chunk in preparer.reader.chunks():
-            yield preparer.prepare(chunk)
+            prepared = preparer.prepare(chunk)
+            if prepared is not None:
+                yield prepared
+        preparer.finish()
         return
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
@@ -356,7 +848,10 @@ def _produce(preparer: RowPreparer, sender: Any, receiver: Any) -> None:
     receiver.close()
     try:
         for chunk in preparer.reader.chunks():
-            sender.send(("chunk", preparer.prepare(chunk)))
+            prepared = preparer.prepare(chunk)
+            if prepared is not None:
+                sender.send(("chunk", prepared))
+        preparer.finish()
         sender.send(("done", None))
     except IngestError as exc:
         sender.send(("error", str(exc)))

@@ -58,9 +58,12 @@ from ingest.rows import (
     B_RESOURCE_NAME,
     B_SERVICE,
     BASE_COLUMNS,
+    CONFORMANCE_RULES,
+    FINGERPRINT_VERSION,
     PARALLEL_MIN_BYTES,
     PreparedChunk,
     RowPreparer,
+    missing_columns,
     prepared_chunks,
 )
 from openchargeback.files import fsync_dir
@@ -101,6 +104,12 @@ class ImportResult:
     new_periods: list[str] = field(default_factory=list)
     values_rounded: int = 0
     message: str = ""
+    # InvoiceId -> Σ BilledCost of the file's rows (exact text); "" = no InvoiceId.
+    invoice_totals: dict[str, str] = field(default_factory=dict)
+    # FOCUS rules the file breaks: {"rule", "message", "rows", "lines"}.
+    conformance: list[dict[str, Any]] = field(default_factory=list)
+    # Origin rows of FOCUS 1.3 split allocations, not billed (their allocated rows are).
+    allocation_origins: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +128,9 @@ class ImportResult:
             "new_periods": self.new_periods,
             "values_rounded": self.values_rounded,
             "message": self.message,
+            "invoice_totals": dict(self.invoice_totals),
+            "conformance": list(self.conformance),
+            "allocation_origins": self.allocation_origins,
         }
 
 
@@ -291,6 +303,10 @@ class _Importer:
         self.periods_with_data: set[str] = set()
         self.matched_ids: list[int] = []
         self.matched_total = 0
+        # Periods with charges fingerprinted by version 1 (see _existing).
+        self.legacy_periods: frozenset[str] = frozenset()
+        self.invoice_nanos: dict[str, int] = {}
+        self.conformance: dict[str, list[Any]] = {}
 
     # -- entry points --------------------------------------------------------
     def run_dry(self) -> ImportResult:
@@ -329,6 +345,7 @@ class _Importer:
                     actor=self.actor.name,
                     user_id=self.actor.user_id,
                     replace=self.replace,
+                    fingerprint_version=FINGERPRINT_VERSION,
                 )
                 with _insert_trigger_suspended():
                     for chunk in self._prepared_chunks():
@@ -361,9 +378,21 @@ class _Importer:
 
     # -- setup -----------------------------------------------------------------
     def _prepared_chunks(self) -> Iterator[PreparedChunk]:
-        preparer = RowPreparer(self.reader, connection.ops.adapt_datetimefield_value)
+        preparer = RowPreparer(
+            self.reader,
+            connection.ops.adapt_datetimefield_value,
+            legacy_periods=self.legacy_periods,
+        )
+        preparer.scan_allocations()
         for chunk in prepared_chunks(preparer, parallel=self.reader.size >= PARALLEL_MIN_BYTES):
             self.periods_in_file.update(chunk.periods)
+            self.result.allocation_origins += chunk.origins
+            for invoice, nanos in chunk.invoice_nanos.items():
+                self.invoice_nanos[invoice] = self.invoice_nanos.get(invoice, 0) + nanos
+            for rule, (rows, lines) in chunk.conformance.items():
+                entry = self.conformance.setdefault(rule, [0, []])
+                entry[0] += rows
+                entry[1] = (entry[1] + lines)[:3]
             yield chunk
 
     def _prior_import(self) -> Import | None:
@@ -401,6 +430,16 @@ class _Importer:
             source=self.source, status=Import.Status.IMPORTED
         ).values_list("periods", flat=True):
             self.periods_with_data.update(periods)
+        # Charges keep the fingerprint they were imported with; those of a
+        # version 1 import can have moved to a later import (--replace), so
+        # every version 1 import's periods count, whatever its status.
+        self.legacy_periods = frozenset(
+            p
+            for periods in Import.objects.filter(
+                source=self.source, fingerprint_version__lt=FINGERPRINT_VERSION
+            ).values_list("periods", flat=True)
+            for p in periods
+        )
         if self.expected_period:
             self._period(self.expected_period, line=None)
 
@@ -504,15 +543,26 @@ class _Importer:
             )
         self.result.rows_read += chunk.rows
         self.result.values_rounded += chunk.rounded
-        self._store(rows, periods)
+        self._store(rows, periods, chunk.legacy)
 
-    def _store(self, rows: list[tuple[Any, ...]], periods: list[str]) -> None:
-        """Drop rows already imported for the source, insert the rest."""
-        existing = self._existing(rows, periods)
+    def _store(
+        self,
+        rows: list[tuple[Any, ...]],
+        periods: list[str],
+        legacy: list[tuple[str, int] | None] | None = None,
+    ) -> None:
+        """Drop rows already imported for the source, insert the rest.
+
+        A row matches an existing charge by its (fingerprint, occurrence), or,
+        in a period imported with fingerprint version 1, by its version 1 key.
+        """
+        existing = self._existing(rows, periods, legacy)
         if existing:
             fresh = []
-            for row in rows:
+            for i, row in enumerate(rows):
                 hit = existing.get((row[R_FINGERPRINT], row[R_OCCURRENCE]))
+                if hit is None and legacy is not None and legacy[i] is not None:
+                    hit = existing.get(legacy[i])  # type: ignore[arg-type]
                 if hit is None:
                     fresh.append(row)
                 elif self.replace:
@@ -533,17 +583,21 @@ class _Importer:
         _bulk_insert(fresh, source_id=self.source.pk, import_id=self.import_record.pk)
 
     def _existing(
-        self, rows: list[tuple[Any, ...]], periods: list[str]
+        self,
+        rows: list[tuple[Any, ...]],
+        periods: list[str],
+        legacy: list[tuple[str, int] | None] | None = None,
     ) -> dict[tuple[str, int], int]:
         """(fingerprint, occurrence) -> charge id for rows the source already has."""
-        with_data = self.periods_with_data
-        candidates = sorted(
-            {
-                row[R_FINGERPRINT]
-                for row, period in zip(rows, periods, strict=True)
-                if period in with_data
-            }
-        )
+        with_data = self.periods_with_data | self.legacy_periods
+        wanted = {
+            row[R_FINGERPRINT]
+            for row, period in zip(rows, periods, strict=True)
+            if period in with_data
+        }
+        if legacy is not None:
+            wanted.update(key[0] for key in legacy if key is not None)
+        candidates = sorted(wanted)
         found: dict[tuple[str, int], int] = {}
         if not candidates:
             return found
@@ -776,6 +830,23 @@ class _Importer:
         result.flags = dict(totals)
         result.billed_total = from_nanos(self.billed_nanos)
         result.periods = sorted(self.periods_in_file)
+        result.invoice_totals = {
+            invoice: money_str(from_nanos(nanos))
+            for invoice, nanos in sorted(self.invoice_nanos.items())
+        }
+        missing = missing_columns(self.reader)
+        if missing:
+            self.conformance["missing_columns"] = [result.rows_read, [], missing]
+        result.conformance = [
+            {
+                "rule": rule,
+                "message": CONFORMANCE_RULES[rule],
+                "rows": entry[0],
+                "lines": entry[1],
+                **({"columns": entry[2]} if len(entry) > 2 else {}),
+            }
+            for rule, entry in sorted(self.conformance.items())
+        ]
 
     # -- --replace -------------------------------------------------------------
     def _replace_periods(self) -> set[str]:
@@ -842,6 +913,8 @@ class _Importer:
         record.flag_counts = dict(sorted(result.flags.items()))
         record.billed_total = result.billed_total
         record.values_rounded = result.values_rounded
+        record.invoice_totals = result.invoice_totals
+        record.conformance = result.conformance
         record.save()
         result.import_id = record.pk
         period = None

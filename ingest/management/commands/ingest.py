@@ -134,8 +134,20 @@ def import_summary(result: ImportResult) -> str:
         text += f"; {result.charges_removed:,} charges of earlier imports removed"
     if result.values_rounded:
         text += f"; {result.values_rounded:,} costs had digits beyond 1e-9 (rounded)"
+    if result.allocation_origins:
+        text += (
+            f"; {result.allocation_origins:,} origin rows of split allocations not billed "
+            "(their allocated rows are)"
+        )
     if result.import_id and result.status == "imported":
         text += f" [import #{result.import_id}]"
+    for invoice, total in result.invoice_totals.items():
+        text += f"\n  invoice {invoice or '(no InvoiceId)'}: billed {total}"
+    for entry in result.conformance:
+        lines = ", ".join(str(line) for line in entry["lines"])
+        where = f" (first lines {lines})" if lines else ""
+        columns = f": {', '.join(entry['columns'])}" if entry.get("columns") else ""
+        text += f"\n  FOCUS: {entry['message']}{columns}: {entry['rows']:,} rows{where}"
     return text
 
 
