@@ -112,14 +112,29 @@ class _SeenKeys:
         self.levels.append(new)
 
 
-class RowPreparer:
-    """Per-file state: occurrence counts and parse caches. No database."""
+class Occurrences:
+    """The row keys seen so far and how often each repeated: shared by the
+    files of one delivery, so occurrences are counted across its part files."""
 
-    def __init__(self, reader: FocusReader, adapt_timestamp: Callable[[Any], Any]) -> None:
-        self.reader = reader
-        self.adapt_timestamp = adapt_timestamp
+    def __init__(self) -> None:
         self.seen = _SeenKeys()
         self.repeats: dict[int, int] = {}
+
+
+class RowPreparer:
+    """Per-file state: occurrence counts (or the delivery's) and parse caches. No database."""
+
+    def __init__(
+        self,
+        reader: FocusReader,
+        adapt_timestamp: Callable[[Any], Any],
+        occurrences: Occurrences | None = None,
+    ) -> None:
+        self.reader = reader
+        self.adapt_timestamp = adapt_timestamp
+        self.occurrences = occurrences or Occurrences()
+        self.seen = self.occurrences.seen
+        self.repeats = self.occurrences.repeats
         self.period_cache: dict[str, str] = {}
         self.ts_cache: dict[str, Any] = {}
 
@@ -337,6 +352,11 @@ def prepared_chunks(preparer: RowPreparer, *, parallel: bool) -> Iterator[Prepar
                 preparer.reader.rows_read = payload.start + payload.rows
                 yield payload
             elif kind == "done":
+                # The helper counted occurrences in its copy of the state: take it back.
+                levels, repeats = payload
+                preparer.seen.levels[:] = levels
+                preparer.repeats.clear()
+                preparer.repeats.update(repeats)
                 return
             elif kind == "error":
                 raise IngestError(payload)
@@ -357,7 +377,7 @@ def _produce(preparer: RowPreparer, sender: Any, receiver: Any) -> None:
     try:
         for chunk in preparer.reader.chunks():
             sender.send(("chunk", preparer.prepare(chunk)))
-        sender.send(("done", None))
+        sender.send(("done", (preparer.seen.levels, preparer.repeats)))
     except IngestError as exc:
         sender.send(("error", str(exc)))
     except BrokenPipeError:
