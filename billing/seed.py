@@ -35,8 +35,11 @@ def seed_defaults(apps: Any = global_apps) -> dict[str, int]:
 
     source_model = apps.get_model("billing", "Source")
     created["sources"] = 0
+    # A migration seeds with the model of its time: fields added later are left out.
+    source_fields = {f.name for f in source_model._meta.get_fields()}
     for row in data["sources"]:
-        _obj, new = source_model.objects.get_or_create(slug=row["slug"], defaults=row)
+        known = {k: v for k, v in row.items() if k in source_fields}
+        _obj, new = source_model.objects.get_or_create(slug=row["slug"], defaults=known)
         created["sources"] += int(new)
 
     mapping_model = apps.get_model("billing", "TagMapping")
