@@ -1,7 +1,9 @@
 """Files uploaded through the admin: stage, preview (a dry run), import,
 discard. Small files run within the request, large ones on a django-q2
-worker. Safe to re-run: a job only acts on a file it claims, and importing
-is idempotent (a second import of the same file adds nothing)."""
+worker. Previewed files of one source and period imported together ("import
+all") are one delivery: one transaction, rows repeated across the files kept.
+Safe to re-run: a job only acts on a file it claims, and importing is
+idempotent (a second import of the same file adds nothing)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from billing.models import Source
 from billing.services import Actor, BillingError, detect_period, detect_source, validate_period
 from ingest.models import Upload
 from ingest.parsers import IngestError
-from ingest.services import import_file
+from ingest.services import DeliveryFile, import_delivery, import_file
 from ingest.staging import ProgressFile, read_progress
 
 logger = logging.getLogger(__name__)
@@ -190,6 +192,132 @@ def upload_run_import(upload_id: int, *, actor: Actor) -> None:
     claimed_at = _claim(upload_id, S.IMPORTING)
     if claimed_at is not None:
         _run(upload_id, step="import", claimed_at=claimed_at, actor=actor)
+
+
+def delivery_groups(uploads: list[Upload]) -> list[list[Upload]]:
+    """The files grouped as "import all" imports them: one delivery per source and
+    expected period, in upload order (files without a source stay alone)."""
+    groups: dict[tuple[int, str] | int, list[Upload]] = {}
+    for upload in uploads:
+        key: tuple[int, str] | int = (
+            (upload.source_id, upload.period) if upload.source_id is not None else -upload.pk
+        )
+        groups.setdefault(key, []).append(upload)
+    return list(groups.values())
+
+
+def upload_import_delivery(*, uploads: list[Upload], actor: Actor) -> list[Upload]:
+    """Import previewed files of one source and period as one delivery (a
+    month's part files): now if they are small together, else on one worker
+    job that keeps them together. All of them or none."""
+    if len(uploads) == 1:
+        return [upload_import(upload=uploads[0], actor=actor)]
+    ids = [u.pk for u in uploads]
+    if len({(u.source_id, u.period) for u in uploads}) != 1:
+        raise BillingError(
+            f"{uploads[-1].file_name}: a delivery is one source and one period; "
+            "import the files separately"
+        )
+    inline = sum(u.file_size for u in uploads) <= sync_limit()
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Upload.objects.filter(pk__in=ids, status=S.PREVIEWED).update(
+            status=S.IMPORTING,
+            job_started_at=now if inline else None,
+            error="",
+            updated_at=now,
+        )
+        if claimed != len(ids):
+            for upload in uploads:
+                upload.refresh_from_db()
+                if upload.status != S.PREVIEWED:
+                    raise BillingError(_not_importable(upload))  # rolls the claim back
+        if not inline:
+            transaction.on_commit(
+                lambda: _enqueue("import_upload_delivery", ids, actor.name, actor.user_id)
+            )
+    if inline:
+        _run_delivery(ids, claimed_at=now, actor=actor)
+    found = {u.pk: u for u in Upload.objects.filter(pk__in=ids)}
+    return [found[pk] for pk in ids]
+
+
+def upload_run_import_delivery(upload_ids: list[int], *, actor: Actor) -> None:
+    """The worker's side of a delivery's import: claim every file, import them."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimable = (
+            Upload.objects.select_for_update()
+            .filter(pk__in=upload_ids, status=S.IMPORTING)
+            .filter(Q(job_started_at=None) | Q(job_started_at__lt=stale_before()))
+        )
+        if len(list(claimable)) != len(upload_ids):
+            return  # another job has (some of) them, or they moved on
+        Upload.objects.filter(pk__in=upload_ids).update(job_started_at=now, updated_at=now)
+    _run_delivery(upload_ids, claimed_at=now, actor=actor)
+
+
+def _run_delivery(upload_ids: list[int], *, claimed_at: datetime, actor: Actor) -> None:
+    """Import claimed files as one delivery and record each file's outcome."""
+    files = list(Upload.objects.select_related("source").filter(pk__in=upload_ids).order_by("pk"))
+    progress: list[ProgressFile] = []
+    updates: dict[int, dict[str, Any]] = {}
+    try:
+        items = []
+        for upload in files:
+            path = staged_path(upload)
+            if path is None or not path.is_file():
+                raise IngestError(f"{upload.file_name}: the uploaded file is gone; upload it again")
+            progress.append(ProgressFile(path, "import"))
+            progress[-1].write(0, 1)
+            items.append(
+                DeliveryFile(path=path, display_name=upload.file_name, progress=progress[-1])
+            )
+        source = files[0].source
+        if source is None:
+            raise BillingError(f"{files[0].file_name}: choose a source")
+        if not source.enabled:
+            raise BillingError(
+                f"{files[0].file_name}: source {source.slug!r} is disabled; enable it first"
+            )
+        delivery = import_delivery(
+            files=items,
+            source=source,
+            actor=actor,
+            expected_period=files[0].period or None,
+        )
+    except (IngestError, BillingError) as exc:
+        updates = {u.pk: {"status": S.FAILED, "error": str(exc)} for u in files}
+    except Exception as exc:
+        logger.exception("upload delivery import failed", extra={"upload_ids": upload_ids})
+        error = (
+            f"{files[0].file_name}: the import failed unexpectedly "
+            f"({type(exc).__name__}: {exc}); see the server log"
+        )
+        updates = {u.pk: {"status": S.FAILED, "error": error} for u in files}
+    else:
+        summary = delivery.as_dict()
+        for upload, result in zip(files, delivery.files, strict=True):
+            updates[upload.pk] = {
+                "status": S.IMPORTED,
+                "result": {
+                    **result.as_dict(),
+                    "expected_period": upload.period,
+                    "delivery_summary": summary,
+                },
+                "import_record_id": result.import_id,
+                "stored_file": "",
+            }
+    finally:
+        for item in progress:
+            item.remove()
+    for upload in files:
+        update = {**updates[upload.pk], "updated_at": timezone.now()}
+        written = Upload.objects.filter(
+            pk=upload.pk, status=S.IMPORTING, job_started_at=claimed_at
+        ).update(**update)
+        if written and update["status"] == S.IMPORTED:
+            _delete_staged(staged_path(upload))
 
 
 def _not_importable(upload: Upload) -> str:

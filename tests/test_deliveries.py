@@ -387,3 +387,117 @@ def test_route_by_provider_imports_each_part_into_its_source(
 def test_a_provider_claimed_twice_is_refused(defaults: None) -> None:
     with pytest.raises(CommandError, match="provider 'AWS' is already claimed by source aws"):
         call_command("sources", "set", "gcp", "--provider-names", "aws", stdout=StringIO())
+
+
+# --- the upload page ---------------------------------------------------------------------
+
+UPLOAD = "/admin/ingest/import/upload/"
+
+
+def _upload(name: str, rows: list[dict[str, str]]) -> Any:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.ingest_helpers import focus_lines, join_lines
+
+    return SimpleUploadedFile(name, join_lines(focus_lines(rows)).encode(), content_type="text/csv")
+
+
+def _import_all(client: Any, files: list[Any]) -> Any:
+    form: dict[str, str] = {"action": "import-all"}
+    for u in files:
+        form.update({f"u{u.pk}-source": u.source.slug, f"u{u.pk}-period": u.period})
+    return client.post(f"{UPLOAD}{files[0].batch}/", form, follow=True)
+
+
+@pytest.fixture
+def admin_client(defaults: None) -> Any:
+    from billing.roles import BILLING_ADMIN
+    from tests.conftest import role_client
+
+    return role_client(BILLING_ADMIN)
+
+
+def _drop_parts(client: Any) -> list[Any]:
+    from ingest.models import Upload
+
+    client.post(
+        UPLOAD,
+        {
+            "files": [
+                _upload("aws_2025-01_part1.csv", [row("vm-1"), row("vm-2")]),
+                _upload("aws_2025-01_part2.csv", [row("vm-2"), row("vm-3")]),
+                _upload("azure_2025-01.csv", [row("az-1")]),
+            ]
+        },
+    )
+    return list(Upload.objects.order_by("pk"))
+
+
+def test_import_all_imports_part_files_as_one_delivery(admin_client: Any) -> None:
+    from ingest.models import Upload
+
+    files = _drop_parts(admin_client)
+    assert [u.status for u in files] == [Upload.Status.PREVIEWED] * 3
+    page = admin_client.get(f"{UPLOAD}{files[0].batch}/").content.decode()
+    assert "One delivery with aws_2025-01_part2.csv (same source and period)" in page
+    assert "One delivery with aws_2025-01_part1.csv" in page
+    assert page.count("ocb-delivery") == 2  # azure's file is alone
+    response = _import_all(admin_client, files)
+    html = response.content.decode()
+    assert (
+        "aws_2025-01_part1.csv, aws_2025-01_part2.csv: imported as one delivery, 4 charges, "
+        "$5.00 billed." in html
+    )
+    assert sorted(
+        Charge.objects.filter(source__slug="aws").values_list("resource_id", flat=True)
+    ) == [
+        "vm-1",
+        "vm-2",
+        "vm-2",
+        "vm-3",
+    ]
+    done = list(Upload.objects.order_by("pk"))
+    assert [u.status for u in done] == [Upload.Status.IMPORTED] * 3
+    aws = [u.import_record for u in done[:2]]
+    assert aws[0] is not None and aws[1] is not None
+    assert aws[0].delivery == aws[1].delivery != done[2].import_record.delivery
+    assert done[0].result["delivery_summary"]["files"] == [u.file_name for u in done[:2]]
+    assert "Imported as one delivery of 2 files: 4 charges in all." in html
+
+
+def test_a_large_delivery_is_imported_by_one_worker_job(
+    admin_client: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from ingest.models import Upload
+
+    files = _drop_parts(admin_client)  # previewed in the request (small)
+    settings.OPENCHARGEBACK_UPLOAD_SYNC_BYTES = 1
+    with django_capture_on_commit_callbacks() as queued:
+        response = _import_all(admin_client, files[:2])
+    assert "the import of this delivery runs in the background" in response.content.decode()
+    assert len(queued) == 1 and not Charge.objects.exists()
+    assert {u.status for u in Upload.objects.filter(pk__in=[f.pk for f in files[:2]])} == {
+        Upload.Status.IMPORTING
+    }
+    queued[0]()  # the worker
+    done = list(Upload.objects.order_by("pk"))[:2]
+    assert [u.status for u in done] == [Upload.Status.IMPORTED] * 2
+    assert Charge.objects.filter(source__slug="aws").count() == 4
+    assert done[0].import_record.delivery == done[1].import_record.delivery
+
+
+def test_a_bad_part_file_fails_the_whole_delivery_on_the_upload_page(
+    admin_client: Any, settings: Any
+) -> None:
+    from ingest.models import Upload
+
+    files = _drop_parts(admin_client)
+    staged = Path(settings.MEDIA_ROOT) / files[1].stored_file
+    staged.write_text("BilledCost\n1\n", encoding="utf-8")  # broken after its preview
+    response = _import_all(admin_client, files[:2])
+    done = list(Upload.objects.order_by("pk"))[:2]
+    assert [u.status for u in done] == [Upload.Status.FAILED] * 2
+    assert done[0].error == done[1].error
+    assert "aws_2025-01_part2.csv" in done[0].error and "\n" not in done[0].error
+    assert done[0].error in response.content.decode()
+    assert not Charge.objects.exists() and not Import.objects.exists()
