@@ -89,9 +89,19 @@ class UploadChoiceForm(forms.Form):
         label="Expected period",
         widget=forms.TextInput(attrs={"size": 8, "placeholder": "YYYY-MM"}),
     )
+    route = forms.BooleanField(
+        required=False,
+        label="Route by provider",
+        help_text="A file of several providers: each provider's rows go to the source "
+        "claiming it (the source above is not used).",
+    )
 
     def __init__(self, data: Any = None, *, upload: Upload) -> None:
-        initial = {"source": upload.source, "period": upload.period}
+        initial = {
+            "source": upload.source,
+            "period": upload.period,
+            "route": uploads.is_routed(upload),
+        }
         super().__init__(data, prefix=f"u{upload.pk}", initial=initial)
         help_id = f"u{upload.pk}-detected"
         for field in self.fields.values():
@@ -102,7 +112,11 @@ class UploadChoiceForm(forms.Form):
         if not self.is_valid():
             return True
         data = self.cleaned_data
-        return data["source"] != upload.source or data["period"] != upload.period
+        if data["route"] != uploads.is_routed(upload):
+            return True
+        if data["route"]:
+            return bool(data["period"] != upload.period)
+        return bool(data["source"] != upload.source or data["period"] != upload.period)
 
 
 def state_label(upload: Upload) -> str:
@@ -400,7 +414,9 @@ class ImportAdmin(ReadOnlyAdmin):
                     messages.error(request, f"{upload.file_name}: {_errors(form)}")
                     continue
                 data = form.cleaned_data
-                self._preview(request, upload, data["source"], data["period"], actor)
+                self._preview(
+                    request, upload, data["source"], data["period"], actor, route=data["route"]
+                )
             elif kind in ("import", "import-all"):
                 if not form.is_valid():
                     messages.error(request, f"{upload.file_name}: {_errors(form)}")
@@ -438,9 +454,12 @@ class ImportAdmin(ReadOnlyAdmin):
         actor: Actor,
         *,
         quiet: bool = False,
+        route: bool = False,
     ) -> None:
         try:
-            done = uploads.upload_preview(upload=upload, source=source, period=period, actor=actor)
+            done = uploads.upload_preview(
+                upload=upload, source=source, period=period, actor=actor, route=route
+            )
         except BillingError as exc:
             messages.error(request, str(exc))
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,18 @@ from ingest.models import Upload
 from ingest.parsers import IngestError
 from ingest.services import DeliveryFile, import_delivery, import_file
 from ingest.staging import ProgressFile, read_progress
+from openchargeback.money import money_str
 
 logger = logging.getLogger(__name__)
 
 S = Upload.Status
 RUNNING = (S.PREVIEWING, S.IMPORTING)
+# Key of Upload.preview: the file is routed to sources by provider.
+ROUTE = "route_by_provider"
+
+
+def is_routed(upload: Upload) -> bool:
+    return bool(upload.preview.get(ROUTE))
 
 
 def sync_limit() -> int:
@@ -117,13 +125,20 @@ def upload_stage(
 # --- Preview ---------------------------------------------------------------------------
 
 
-def upload_preview(*, upload: Upload, source: Source | None, period: str, actor: Actor) -> Upload:
+def upload_preview(
+    *, upload: Upload, source: Source | None, period: str, actor: Actor, route: bool = False
+) -> Upload:
     """Set the file's source and period and preview it (a dry run): now for a
-    small file, on a worker for a large one. Refuses a file being worked on."""
+    small file, on a worker for a large one. Refuses a file being worked on.
+
+    ``route``: a multi-provider file, split by provider into the sources that
+    claim each (no source of its own; see ingest.routing)."""
     name = upload.file_name
-    if source is None:
+    if route:
+        source = None
+    elif source is None:
         raise BillingError(f"{name}: cannot tell the source from the file name; choose one")
-    if not source.enabled:
+    if source is not None and not source.enabled:
         raise BillingError(f"{name}: source {source.slug!r} is disabled; enable it first")
     try:
         period = validate_period(period) if period.strip() else ""
@@ -137,7 +152,8 @@ def upload_preview(*, upload: Upload, source: Source | None, period: str, actor:
         locked.period = period
         locked.status = S.PREVIEWING
         locked.job_started_at = timezone.now() if inline else None
-        locked.preview = {}
+        # Read by the preview and, once previewed, by the import.
+        locked.preview = {ROUTE: True} if route else {}
         locked.result = {}
         locked.error = ""
         locked.updated_at = timezone.now()
@@ -400,23 +416,32 @@ def _run(upload_id: int, *, step: str, claimed_at: datetime | None, actor: Actor
     try:
         if path is None or not path.is_file():
             raise IngestError(f"{upload.file_name}: the uploaded file is gone; upload it again")
-        if upload.source is None:
+        routed = is_routed(upload)
+        if upload.source is None and not routed:
             raise BillingError(f"{upload.file_name}: choose a source")
-        if not upload.source.enabled:
+        if upload.source is not None and not upload.source.enabled:
             raise BillingError(
                 f"{upload.file_name}: source {upload.source.slug!r} is disabled; enable it first"
             )
         assert progress is not None
         progress.write(0, 1)
-        result = import_file(
-            path=path,
-            source=upload.source,
-            actor=actor or Actor(name=upload.actor, channel="job", user_id=upload.user_id),
-            expected_period=upload.period or None,
-            dry_run=step == "preview",
-            display_name=upload.file_name,
-            progress=progress,
-        )
+        who = actor or Actor(name=upload.actor, channel="job", user_id=upload.user_id)
+        if routed:
+            data, import_id = _import_routed(
+                upload, path, actor=who, dry_run=step == "preview", progress=progress
+            )
+        else:
+            assert upload.source is not None
+            result = import_file(
+                path=path,
+                source=upload.source,
+                actor=who,
+                expected_period=upload.period or None,
+                dry_run=step == "preview",
+                display_name=upload.file_name,
+                progress=progress,
+            )
+            data, import_id = result.as_dict(), result.import_id
     except (IngestError, BillingError) as exc:
         update = {"status": S.FAILED, "error": str(exc)}
     except Exception as exc:
@@ -427,14 +452,14 @@ def _run(upload_id: int, *, step: str, claimed_at: datetime | None, actor: Actor
             f"({type(exc).__name__}: {exc}); see the server log",
         }
     else:
-        data = {**result.as_dict(), "expected_period": upload.period}
+        data = {**data, "expected_period": upload.period}
         if step == "preview":
             update = {"status": S.PREVIEWED, "preview": data}
         else:
             update = {
                 "status": S.IMPORTED,
                 "result": data,
-                "import_record_id": result.import_id,
+                "import_record_id": import_id,
                 "stored_file": "",
             }
     finally:
@@ -447,6 +472,73 @@ def _run(upload_id: int, *, step: str, claimed_at: datetime | None, actor: Actor
     if written and update["status"] == S.IMPORTED:
         # The import keeps its own copy of the file.
         _delete_staged(path)
+
+
+def _import_routed(
+    upload: Upload, path: Path, *, actor: Actor, dry_run: bool, progress: ProgressFile
+) -> tuple[dict[str, Any], int | None]:
+    """A multi-provider file imported (or previewed) into the sources claiming
+    its providers, all or none: the combined result and the first import id."""
+    from ingest.routing import route_by_provider
+
+    routes = route_by_provider(path=path, display_name=upload.file_name)
+
+    def run() -> list[Any]:
+        return [
+            import_delivery(
+                files=[
+                    DeliveryFile(
+                        path=path,
+                        display_name=upload.file_name,
+                        progress=progress,
+                        providers=providers,
+                    )
+                ],
+                source=source,
+                actor=actor,
+                expected_period=upload.period or None,
+                dry_run=dry_run,
+            )
+            for source, providers in routes
+        ]
+
+    if dry_run:
+        deliveries = run()  # writes nothing: no transaction (SQLite's write lock)
+    else:
+        with transaction.atomic():
+            deliveries = run()
+    results = [r for d in deliveries for r in d.files]
+    flags: dict[str, int] = {}
+    for r in results:
+        for reason, count in r.flags.items():
+            flags[reason] = flags.get(reason, 0) + count
+    statuses = {d.status for d in deliveries}
+    status = "dry_run" if dry_run else "imported" if "imported" in statuses else "already_imported"
+    slugs = ", ".join(d.source for d in deliveries)
+    data: dict[str, Any] = {
+        ROUTE: True,
+        "status": status,
+        "file": upload.file_name,
+        "source": slugs,
+        "import_id": next((r.import_id for r in results if r.import_id), None),
+        "rows_read": sum(r.rows_read for r in results),
+        "charges_created": sum(r.charges_created for r in results),
+        "duplicates_skipped": sum(r.duplicates_skipped for r in results),
+        "charges_removed": 0,
+        "flagged": sum(r.flagged for r in results),
+        "flags": dict(sorted(flags.items())),
+        "billed_total": money_str(sum((d.billed_total for d in deliveries), Decimal(0))),
+        "periods": sorted({p for r in results for p in r.periods}),
+        "new_periods": sorted({p for r in results for p in r.new_periods}),
+        "values_rounded": sum(r.values_rounded for r in results),
+        "message": (
+            f"{upload.file_name}: every row is already imported for {slugs}; nothing changed"
+            if status == "already_imported"
+            else ""
+        ),
+        "routed": [d.as_dict() for d in deliveries],
+    }
+    return data, data["import_id"]
 
 
 def _delete_staged(path: Path | None) -> None:

@@ -501,3 +501,39 @@ def test_a_bad_part_file_fails_the_whole_delivery_on_the_upload_page(
     assert "aws_2025-01_part2.csv" in done[0].error and "\n" not in done[0].error
     assert done[0].error in response.content.decode()
     assert not Charge.objects.exists() and not Import.objects.exists()
+
+
+def test_upload_page_routes_a_multi_provider_file(admin_client: Any, mixed: Path) -> None:
+    from ingest.models import Upload
+
+    call_command("sources", "add", "oci", stdout=StringIO())
+    call_command("sources", "set", "oci", "--provider-names", "Oracle", stdout=StringIO())
+    admin_client.post(UPLOAD, {"files": [_upload_bytes(mixed)]})
+    upload = Upload.objects.get()
+    assert upload.status == Upload.Status.STAGED  # no source in the name
+    batch = f"{UPLOAD}{upload.batch}/"
+    form = {f"u{upload.pk}-source": "", f"u{upload.pk}-period": "", f"u{upload.pk}-route": "on"}
+    admin_client.post(batch, {**form, "action": f"preview:{upload.pk}"})
+    upload.refresh_from_db()
+    assert upload.status == Upload.Status.PREVIEWED, upload.error
+    assert upload.preview["charges_created"] == 6
+    assert [(d["source"], d["charges_created"]) for d in upload.preview["routed"]] == [
+        ("aws", 2),
+        ("azure", 2),
+        ("oci", 2),
+    ]
+    page = admin_client.get(batch).content.decode()
+    assert "Routed by provider" in page and "oci: 2 charges (0.50)" in page
+    admin_client.post(batch, {**form, "action": f"import:{upload.pk}"})
+    upload.refresh_from_db()
+    assert upload.status == Upload.Status.IMPORTED, upload.error
+    assert upload.result["charges_created"] == 6
+    counts = {s: Charge.objects.filter(source__slug=s).count() for s in ("aws", "azure", "oci")}
+    assert counts == {"aws": 2, "azure": 2, "oci": 2}
+    assert upload.import_record is not None and upload.import_record.source.slug == "aws"
+
+
+def _upload_bytes(path: Path) -> Any:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(path.name, path.read_bytes(), content_type="text/csv")
