@@ -537,3 +537,39 @@ def _upload_bytes(path: Path) -> Any:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile(path.name, path.read_bytes(), content_type="text/csv")
+
+
+# --- the inbox ---------------------------------------------------------------------------
+
+
+def test_inbox_imports_a_months_part_files_as_one_delivery(
+    defaults: None, settings: Any, tmp_path: Path
+) -> None:
+    from ingest.inbox import process_inbox
+
+    settings.OPENCHARGEBACK_INBOX_DIR = tmp_path / "inbox"
+    settings.OPENCHARGEBACK_INBOX_SETTLE_SECONDS = 0
+    folder = tmp_path / "inbox" / "aws"
+    folder.mkdir(parents=True)
+    write_focus(folder / "aws_2025-01_part1.csv", [row("vm-1"), row("vm-2")])
+    write_focus(folder / "aws_2025-01_part2.csv", [row("vm-2"), row("vm-3")])
+    bad = row("vm-9")
+    bad["BilledCost"] = "lots"
+    write_focus(folder / "aws_2025-02_part1.csv", [row("vm-1", period="2025-02")])
+    write_focus(folder / "aws_2025-02_part2.csv", [bad])
+    outcomes = process_inbox(actor=Actor("cron", "cli"))
+    assert sorted((o.file, o.status) for o in outcomes) == [
+        ("aws_2025-01_part1.csv", "imported"),
+        ("aws_2025-01_part2.csv", "imported"),
+        ("aws_2025-02_part1.csv", "failed"),
+        ("aws_2025-02_part2.csv", "failed"),
+    ]
+    assert sorted(Charge.objects.values_list("resource_id", flat=True)) == [
+        "vm-1",
+        "vm-2",
+        "vm-2",
+        "vm-3",
+    ]
+    assert len({r.delivery for r in Import.objects.all()}) == 1
+    reason = (folder / "failed" / "aws_2025-02_part1.csv.reason.txt").read_text()
+    assert "aws_2025-02_part2.csv, line 2, column 7 (BilledCost)" in reason
