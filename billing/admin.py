@@ -251,7 +251,15 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
 class SourceForm(forms.ModelForm):
     class Meta:
         model = Source
-        fields = ["slug", "name", "filename_pattern", "credit_fund_org", "account_code", "enabled"]
+        fields = [
+            "slug",
+            "name",
+            "filename_pattern",
+            "credit_fund_org",
+            "account_code",
+            "enabled",
+            "provider_names",
+        ]
 
     def clean_slug(self) -> str:
         from billing.services import normalise_slug
@@ -284,7 +292,14 @@ class SourceAdmin(admin.ModelAdmin):
         actor = Actor.for_user(request.user)  # type: ignore[arg-type]
         data = form.cleaned_data
         if change:
-            fields = ("name", "filename_pattern", "credit_fund_org", "account_code", "enabled")
+            fields = (
+                "name",
+                "filename_pattern",
+                "credit_fund_org",
+                "account_code",
+                "enabled",
+                "provider_names",
+            )
             saved = source_set(
                 slug=obj.slug,
                 actor=actor,
@@ -300,6 +315,10 @@ class SourceAdmin(admin.ModelAdmin):
                 enabled=data["enabled"],
                 actor=actor,
             )
+            if data.get("provider_names"):
+                saved = source_set(
+                    slug=saved.slug, actor=actor, provider_names=data["provider_names"]
+                )
         obj.pk = saved.pk
 
 

@@ -162,7 +162,14 @@ def normalise_slug(slug: str) -> str:
     return slug.strip().lower()
 
 
-_SOURCE_FIELDS = ("name", "filename_pattern", "credit_fund_org", "account_code", "enabled")
+_SOURCE_FIELDS = (
+    "name",
+    "filename_pattern",
+    "credit_fund_org",
+    "account_code",
+    "enabled",
+    "provider_names",
+)
 
 
 @transaction.atomic
@@ -219,6 +226,8 @@ def source_set(*, slug: str, actor: Actor, **changes: Any) -> Source:
         if source is None:
             raise BillingError(f"unknown source {slug!r} (openchargeback sources list)")
         before = {f: getattr(source, f) for f in _SOURCE_FIELDS}
+        if changes.get("provider_names") is not None:
+            changes["provider_names"] = _provider_names(source, changes["provider_names"])
         for name, value in changes.items():
             if value is not None:
                 setattr(source, name, value)
@@ -228,6 +237,21 @@ def source_set(*, slug: str, actor: Actor, **changes: Any) -> Source:
         _validate_and_save(source)
         audit_change(actor=actor, action="source.change", obj=source, before=before, after=after)
     return source
+
+
+def _provider_names(source: Source, text: str) -> str:
+    """'aws ,Amazon Web Services' -> 'aws, Amazon Web Services'; a name another
+    source claims already is refused (a routed row must have one source)."""
+    names = list(dict.fromkeys(n.strip() for n in str(text).split(",") if n.strip()))
+    mine = {n.casefold() for n in names}
+    for other in Source.objects.exclude(pk=source.pk).exclude(provider_names=""):
+        for claimed in other.provider_names.split(","):
+            if claimed.strip().casefold() in mine:
+                raise BillingError(
+                    f"source {source.slug!r}: provider {claimed.strip()!r} is already "
+                    f"claimed by source {other.slug}; remove it there first"
+                )
+    return ", ".join(names)
 
 
 def source_for_slug(slug: str) -> Source:

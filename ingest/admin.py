@@ -89,9 +89,19 @@ class UploadChoiceForm(forms.Form):
         label="Expected period",
         widget=forms.TextInput(attrs={"size": 8, "placeholder": "YYYY-MM"}),
     )
+    route = forms.BooleanField(
+        required=False,
+        label="Route by provider",
+        help_text="A file of several providers: each provider's rows go to the source "
+        "claiming it (the source above is not used).",
+    )
 
     def __init__(self, data: Any = None, *, upload: Upload) -> None:
-        initial = {"source": upload.source, "period": upload.period}
+        initial = {
+            "source": upload.source,
+            "period": upload.period,
+            "route": uploads.is_routed(upload),
+        }
         super().__init__(data, prefix=f"u{upload.pk}", initial=initial)
         help_id = f"u{upload.pk}-detected"
         for field in self.fields.values():
@@ -102,7 +112,11 @@ class UploadChoiceForm(forms.Form):
         if not self.is_valid():
             return True
         data = self.cleaned_data
-        return data["source"] != upload.source or data["period"] != upload.period
+        if data["route"] != uploads.is_routed(upload):
+            return True
+        if data["route"]:
+            return bool(data["period"] != upload.period)
+        return bool(data["source"] != upload.source or data["period"] != upload.period)
 
 
 def state_label(upload: Upload) -> str:
@@ -326,6 +340,16 @@ class ImportAdmin(ReadOnlyAdmin):
             messages.info(request, "Every file of that upload was discarded.")
             return HttpResponseRedirect(reverse("admin:ingest_import_upload"))
         rows = [self._row(u) for u in files]
+        # Files that "Import all" imports together, as one delivery.
+        waiting = [u for u in files if u.status == S.PREVIEWED]
+        together = {
+            u.pk: [other.file_name for other in group if other.pk != u.pk]
+            for group in uploads.delivery_groups(waiting)
+            if len(group) > 1
+            for u in group
+        }
+        for row in rows:
+            row["delivery_with"] = together.get(row["upload"].pk, [])
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -382,6 +406,7 @@ class ImportAdmin(ReadOnlyAdmin):
         else:
             messages.error(request, "Unknown action.")
             return
+        ready: list[Upload] = []
         for upload in targets:
             form = UploadChoiceForm(request.POST, upload=upload)
             if kind == "preview":
@@ -389,7 +414,9 @@ class ImportAdmin(ReadOnlyAdmin):
                     messages.error(request, f"{upload.file_name}: {_errors(form)}")
                     continue
                 data = form.cleaned_data
-                self._preview(request, upload, data["source"], data["period"], actor)
+                self._preview(
+                    request, upload, data["source"], data["period"], actor, route=data["route"]
+                )
             elif kind in ("import", "import-all"):
                 if not form.is_valid():
                     messages.error(request, f"{upload.file_name}: {_errors(form)}")
@@ -399,6 +426,8 @@ class ImportAdmin(ReadOnlyAdmin):
                         f"{upload.file_name}: the source or period was changed; "
                         "preview again before importing",
                     )
+                elif kind == "import-all":
+                    ready.append(upload)
                 else:
                     self._import(request, upload, actor)
             else:
@@ -409,6 +438,12 @@ class ImportAdmin(ReadOnlyAdmin):
                 else:
                     upload.status = S.DISCARDED
                     messages.info(request, f"{upload.file_name}: discarded.")
+        # Import all: the files of one source and period are one delivery.
+        for group in uploads.delivery_groups(ready):
+            if len(group) == 1:
+                self._import(request, group[0], actor)
+            else:
+                self._import_delivery(request, group, actor)
 
     def _preview(
         self,
@@ -419,9 +454,12 @@ class ImportAdmin(ReadOnlyAdmin):
         actor: Actor,
         *,
         quiet: bool = False,
+        route: bool = False,
     ) -> None:
         try:
-            done = uploads.upload_preview(upload=upload, source=source, period=period, actor=actor)
+            done = uploads.upload_preview(
+                upload=upload, source=source, period=period, actor=actor, route=route
+            )
         except BillingError as exc:
             messages.error(request, str(exc))
             return
@@ -450,6 +488,31 @@ class ImportAdmin(ReadOnlyAdmin):
                 request,
                 f"{done.file_name}: imported {count:,} charge{'s' if count != 1 else ''} "
                 f"as import #{done.import_record_id}.",
+            )
+
+    def _import_delivery(self, request: HttpRequest, group: list[Upload], actor: Actor) -> None:
+        names = ", ".join(u.file_name for u in group)
+        try:
+            done = uploads.upload_import_delivery(uploads=group, actor=actor)
+        except BillingError as exc:
+            messages.error(request, str(exc))
+            return
+        first = done[0]
+        if first.status == S.IMPORTING:
+            messages.info(request, f"{names}: the import of this delivery runs in the background.")
+        elif first.status == S.FAILED:
+            messages.error(request, first.error)
+        else:
+            summary = first.result.get("delivery_summary") or {}
+            count = int(summary.get("charges_created") or 0)
+            if count == 0 and not summary.get("charges_removed"):
+                messages.warning(request, f"{names}: already imported; nothing changed.")
+                return
+            money = InstitutionSettings.cached().format_money
+            messages.success(
+                request,
+                f"{names}: imported as one delivery, {count:,} charge{'s' if count != 1 else ''}, "
+                f"{money(Decimal(summary.get('billed_total') or '0'))} billed.",
             )
 
     def _row(self, upload: Upload) -> dict[str, Any]:

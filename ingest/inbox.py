@@ -12,6 +12,12 @@ the same file twice; importing is idempotent anyway. Files modified in the
 last ``OPENCHARGEBACK_INBOX_SETTLE_SECONDS`` are left for the next run (they
 may still be being written); a claim older than an hour (its run died) is
 taken up again.
+
+The files of one source folder waiting together with the same month in
+their names (a month's part files) are imported as one delivery
+(docs/decisions/0005-deliveries.md): all of them or none, rows repeated
+across them kept. Sync a month's parts completely before the run picks them
+up.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from django.utils import timezone
 from billing.models import Source
 from billing.services import Actor, BillingError, detect_period
 from ingest.parsers import IngestError
-from ingest.services import import_file
+from ingest.services import DeliveryFile, import_delivery
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 PROCESSING, DONE, FAILED = ".processing", "done", "failed"
@@ -117,18 +123,20 @@ def process_inbox(*, actor: Actor) -> list[InboxOutcome]:
         if source_dir.name.startswith("."):
             continue
         source = Source.objects.filter(slug=source_dir.name.lower()).first()
+        # Files with the same month in their names are one delivery.
+        groups: dict[str, list[Path]] = {}
         for path in _waiting(source_dir, settle):
             claimed = _claim(path)
-            if claimed is None:
-                continue
-            outcomes.append(_import_one(claimed, source_dir, source, actor))
+            if claimed is not None:
+                groups.setdefault(detect_period(claimed.name) or "", []).append(claimed)
+        for period, claimed_files in groups.items():
+            outcomes += _import_delivery(claimed_files, period, source_dir, source, actor)
     return outcomes
 
 
-def _import_one(
-    claimed: Path, source_dir: Path, source: Source | None, actor: Actor
-) -> InboxOutcome:
-    name = claimed.name
+def _import_delivery(
+    claimed: list[Path], period: str, source_dir: Path, source: Source | None, actor: Actor
+) -> list[InboxOutcome]:
     try:
         if source is None:
             raise BillingError(
@@ -137,19 +145,33 @@ def _import_one(
             )
         if not source.enabled:
             raise BillingError(f"source {source.slug!r} is disabled")
-        result = import_file(
-            path=claimed,
+        delivery = import_delivery(
+            files=[DeliveryFile(path=path, display_name=path.name) for path in claimed],
             source=source,
             actor=actor,
-            expected_period=detect_period(name),
-            display_name=name,
+            expected_period=period or None,
         )
     except (IngestError, BillingError) as exc:
-        target = _finish(claimed, source_dir, FAILED, str(exc))
-        return InboxOutcome(source_dir.name, name, "failed", str(target), str(exc))
-    note = json.dumps(result.as_dict(), indent=2)
-    target = _finish(claimed, source_dir, DONE, None)
-    target.with_name(target.name + ".result.json").write_text(note + "\n", encoding="utf-8")
-    return InboxOutcome(
-        source_dir.name, name, result.status, str(target), result.message, result.import_id
-    )
+        outcomes = []
+        for path in claimed:
+            target = _finish(path, source_dir, FAILED, str(exc))
+            outcomes.append(
+                InboxOutcome(source_dir.name, path.name, "failed", str(target), str(exc))
+            )
+        return outcomes
+    outcomes = []
+    for path, result in zip(claimed, delivery.files, strict=True):
+        note = json.dumps(result.as_dict(), indent=2)
+        target = _finish(path, source_dir, DONE, None)
+        target.with_name(target.name + ".result.json").write_text(note + "\n", encoding="utf-8")
+        outcomes.append(
+            InboxOutcome(
+                source_dir.name,
+                path.name,
+                result.status,
+                str(target),
+                result.message,
+                result.import_id,
+            )
+        )
+    return outcomes

@@ -300,24 +300,36 @@ class _LegacyOccurrences:
         return result
 
 
+class Occurrences:
+    """The row keys seen so far and how often each repeated: shared by the
+    files of one delivery, so occurrences are counted across its part files."""
+
+    def __init__(self) -> None:
+        self.seen = _SeenKeys()
+        self.repeats: dict[int, int] = {}
+
+
 class RowPreparer:
-    """Per-file state: occurrence counts and parse caches. No database.
+    """Per-file state: occurrence counts (or the delivery's) and parse caches. No database.
 
     ``legacy_periods``: periods where the source has charges fingerprinted
-    with version 1; rows in them also get their version 1 key.
+    with version 1; rows in them also get their version 1 key (version 1
+    occurrences are counted per file, as version 1 imports were).
     """
 
     def __init__(
         self,
         reader: FocusReader,
         adapt_timestamp: Callable[[Any], Any],
+        occurrences: Occurrences | None = None,
         *,
         legacy_periods: frozenset[str] = frozenset(),
     ) -> None:
         self.reader = reader
         self.adapt_timestamp = adapt_timestamp
-        self.seen = _SeenKeys()
-        self.repeats: dict[int, int] = {}
+        self.occurrences = occurrences or Occurrences()
+        self.seen = self.occurrences.seen
+        self.repeats = self.occurrences.repeats
         self.period_cache: dict[str, str] = {}
         self.ts_cache: dict[str, Any] = {}
         self.legacy_periods = legacy_periods
@@ -829,6 +841,11 @@ def prepared_chunks(preparer: RowPreparer, *, parallel: bool) -> Iterator[Prepar
                 preparer.reader.rows_read = payload.start + payload.rows
                 yield payload
             elif kind == "done":
+                # The helper counted occurrences in its copy of the state: take it back.
+                levels, repeats = payload
+                preparer.seen.levels[:] = levels
+                preparer.repeats.clear()
+                preparer.repeats.update(repeats)
                 return
             elif kind == "error":
                 raise IngestError(payload)
@@ -852,7 +869,7 @@ def _produce(preparer: RowPreparer, sender: Any, receiver: Any) -> None:
             if prepared is not None:
                 sender.send(("chunk", prepared))
         preparer.finish()
-        sender.send(("done", None))
+        sender.send(("done", (preparer.seen.levels, preparer.repeats)))
     except IngestError as exc:
         sender.send(("error", str(exc)))
     except BrokenPipeError:

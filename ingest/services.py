@@ -1,6 +1,7 @@
-"""FOCUS import: parse, attribute, flag and insert one file's charges in one
-transaction. Safe to re-run: rows already imported for the source are
-skipped, so the same file (or overlapping content) never counts twice."""
+"""FOCUS import: parse, attribute, flag and insert a delivery's charges (one
+file, or a month's part files) in one transaction. Safe to re-run: rows
+already imported for the source are skipped, so the same file (or
+overlapping content) never counts twice."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -61,6 +63,7 @@ from ingest.rows import (
     CONFORMANCE_RULES,
     FINGERPRINT_VERSION,
     PARALLEL_MIN_BYTES,
+    Occurrences,
     PreparedChunk,
     RowPreparer,
     missing_columns,
@@ -71,7 +74,14 @@ from openchargeback.money import from_nanos, money_str
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImportResult", "IngestError", "import_file"]
+__all__ = [
+    "DeliveryFile",
+    "DeliveryResult",
+    "ImportResult",
+    "IngestError",
+    "import_delivery",
+    "import_file",
+]
 
 # Fingerprints per existence query (well under SQLite's variable limit).
 _EXISTS_BATCH = 500
@@ -110,6 +120,7 @@ class ImportResult:
     conformance: list[dict[str, Any]] = field(default_factory=list)
     # Origin rows of FOCUS 1.3 split allocations, not billed (their allocated rows are).
     allocation_origins: int = 0
+    delivery: str = ""  # the UUID shared by the imports of its delivery
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,7 +142,69 @@ class ImportResult:
             "invoice_totals": dict(self.invoice_totals),
             "conformance": list(self.conformance),
             "allocation_origins": self.allocation_origins,
+            "delivery": self.delivery,
         }
+
+
+@dataclass
+class DeliveryResult:
+    """What a delivery (the files imported together in one transaction) did."""
+
+    status: str  # imported | already_imported | dry_run
+    source: str
+    delivery: str | None  # the UUID its imports share (None unless written)
+    files: list[ImportResult]
+
+    @property
+    def charges_created(self) -> int:
+        return sum(r.charges_created for r in self.files)
+
+    @property
+    def duplicates_skipped(self) -> int:
+        return sum(r.duplicates_skipped for r in self.files)
+
+    @property
+    def charges_removed(self) -> int:
+        return sum(r.charges_removed for r in self.files)
+
+    @property
+    def billed_total(self) -> Decimal:
+        return sum((r.billed_total for r in self.files), Decimal("0.00"))
+
+    @property
+    def periods(self) -> list[str]:
+        return sorted({p for r in self.files for p in r.periods})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "source": self.source,
+            "delivery": self.delivery,
+            "files": [r.file for r in self.files],
+            "import_ids": [r.import_id for r in self.files if r.import_id],
+            "rows_read": sum(r.rows_read for r in self.files),
+            "charges_created": self.charges_created,
+            "duplicates_skipped": self.duplicates_skipped,
+            "charges_removed": self.charges_removed,
+            "flagged": sum(r.flagged for r in self.files),
+            "billed_total": money_str(self.billed_total),
+            "periods": self.periods,
+        }
+
+
+@dataclass
+class DeliveryFile:
+    """One file of a delivery.
+
+    ``providers``: keep only the rows whose provider (ServiceProviderName, else
+    ProviderName), lower-cased, is in the set (a multi-provider file routed to
+    sources, see ingest.routing); None keeps every row.
+    """
+
+    path: str | os.PathLike[str]
+    display_name: str | None = None
+    progress: Callable[[int, int], None] | None = None
+    providers: frozenset[str] | None = None
 
 
 _LARGE_BIT = flag_bits.BIT["large_charge"]
@@ -175,39 +248,87 @@ def import_file(
     display_name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
-    """Import one FOCUS file into ``source``.
+    """Import one FOCUS file into ``source`` (a delivery of one file).
 
     Hard errors (unreadable file, missing column, bad number or date, a row in
     a closed or finalized period) raise :class:`IngestError` and write
     nothing. Attribution problems never reject: the charge is flagged with
     every reason that applies and waits in the review queue.
     """
+    delivery = import_delivery(
+        files=[DeliveryFile(path=path, display_name=display_name, progress=progress)],
+        source=source,
+        actor=actor,
+        expected_period=expected_period,
+        dry_run=dry_run,
+        replace=replace,
+    )
+    return delivery.files[0]
+
+
+def import_delivery(
+    *,
+    files: Sequence[DeliveryFile],
+    source: Source,
+    actor: Actor,
+    expected_period: str | None = None,
+    dry_run: bool = False,
+    replace: bool = False,
+) -> DeliveryResult:
+    """Import the files of one delivery (a month's part files) into ``source``
+    in one transaction: all or nothing.
+
+    Each file keeps its own import record (file, SHA-256, kept copy, line
+    numbers), the records share one ``delivery`` UUID, and occurrences of
+    identical rows are counted across the files. With ``replace`` the
+    source's charges for the delivery's months become exactly the union of
+    its rows; the files of such a delivery must all cover the same months
+    (and ``expected_period``, if given). An error in any file refuses the
+    whole delivery.
+    """
+    if not files:
+        raise IngestError("no file to import")
     if expected_period:
         expected_period = validate_period(expected_period)
-    reader = open_focus(
-        path,
-        display_name=display_name,
-        chunk_rows=settings.OPENCHARGEBACK_INGEST_CHUNK_ROWS,
-        max_file_bytes=settings.OPENCHARGEBACK_INGEST_MAX_FILE_BYTES,
-        max_uncompressed=settings.OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES,
-        progress=progress,
-    )
-    sha256 = _sha256(reader.path)
-    importer = _Importer(
-        reader=reader,
+    readers: list[FocusReader] = []
+    for item in files:
+        reader = open_focus(
+            item.path,
+            display_name=item.display_name,
+            chunk_rows=settings.OPENCHARGEBACK_INGEST_CHUNK_ROWS,
+            max_file_bytes=settings.OPENCHARGEBACK_INGEST_MAX_FILE_BYTES,
+            max_uncompressed=settings.OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES,
+            progress=item.progress,
+        )
+        if item.providers is not None:
+            from ingest.routing import routed_reader
+
+            reader = routed_reader(reader, item.providers)
+        readers.append(reader)
+    shared = _Delivery(
         source=source,
         actor=actor,
         expected_period=expected_period or None,
         dry_run=dry_run,
         replace=replace,
-        sha256=sha256,
     )
+    importers: list[_Importer] = []
+    first_by_sha: dict[str, str] = {}
+    for reader in readers:
+        sha256 = _sha256(reader.path)
+        if sha256 in first_by_sha:
+            raise IngestError(
+                f"{reader.display_name}: the same file as {first_by_sha[sha256]} "
+                "(same SHA-256); give each part file once; nothing was imported"
+            )
+        first_by_sha[sha256] = reader.display_name
+        importers.append(_Importer(reader=reader, delivery=shared, sha256=sha256))
     # Rows are acyclic; the cyclic garbage collector only slows a bulk load.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         with _sqlite_bulk_settings():
-            return importer.run_dry() if dry_run else importer.run()
+            return shared.run_dry(importers) if dry_run else shared.run(importers)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -260,127 +381,282 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _Importer:
+class _Delivery:
+    """What the files of one delivery share: the transaction, the occurrence
+    counts, the caches of periods, PIs, projects and attributions, and the
+    --replace scope."""
+
     def __init__(
         self,
         *,
-        reader: FocusReader,
         source: Source,
         actor: Actor,
         expected_period: str | None,
         dry_run: bool,
         replace: bool,
-        sha256: str,
     ) -> None:
-        self.reader = reader
         self.source = source
         self.actor = actor
         self.expected_period = expected_period
         self.dry_run = dry_run
         self.replace = replace
-        self.sha256 = sha256
-        self.result = ImportResult(
-            status="dry_run" if dry_run else "imported",
-            file=reader.display_name,
-            source=source.slug,
-        )
-        self.ruleset: RuleSet
-        self.import_record: Import | None = None
+        self.uuid = uuid.uuid4()
+        self.occurrences = Occurrences()
+        self.ruleset: RuleSet | None = None
         # Caches, all bounded by the number of distinct values, not rows.
         self.period_ids: dict[str, int] = {}
-        self.periods_in_file: set[str] = set()
         # Keyed by the Tags text; with cloud account mappings by (Tags, mapping, sub-account).
         self.attr_cache: dict[Any, _Who] = {}
         self.cloud: CloudMappings | None = None  # None: the source has no cloud mappings
+        # Periods with charges fingerprinted by version 1 (see _Importer._existing).
+        self.legacy_periods: frozenset[str] = frozenset()
         # Tags mapped by _register_owners() and not yet through _attribution().
         self.mapped: dict[str, Attribution] = {}
         self.pis: dict[str, int] = {}
         self.projects: dict[str, tuple[int, int | None]] = {}
         self.pi_email_by_id: dict[int, str] = {}
         self.fake_id = -1
-        self.mask_counts: Counter[int] = Counter()
-        self.billed_nanos = 0
         self.periods_with_data: set[str] = set()
-        self.matched_ids: list[int] = []
-        self.matched_total = 0
-        # Periods with charges fingerprinted by version 1 (see _existing).
-        self.legacy_periods: frozenset[str] = frozenset()
-        self.invoice_nanos: dict[str, int] = {}
-        self.conformance: dict[str, list[Any]] = {}
+        # --replace: imports whose charges moved to this delivery's records.
+        self.moved_from: set[int] = set()
+
+    def result(self, importers: list[_Importer], status: str) -> DeliveryResult:
+        written = status == "imported" and any(i.import_record for i in importers)
+        return DeliveryResult(
+            status=status,
+            source=self.source.slug,
+            delivery=str(self.uuid) if written else None,
+            files=[i.result for i in importers],
+        )
 
     # -- entry points --------------------------------------------------------
-    def run_dry(self) -> ImportResult:
-        self._prepare()
-        for chunk in self._prepared_chunks():
-            self._consume(chunk)
-        self._finish_stats()
+    def run_dry(self, importers: list[_Importer]) -> DeliveryResult:
+        for importer in importers:
+            importer._prepare()
+            for chunk in importer._prepared_chunks():
+                importer._consume(chunk)
+            importer._finish_stats()
+        self._check_months(importers)
         if self.replace:
-            self.result.charges_removed = self._replace_scope().count() - self.matched_total
-        return self.result
+            matched = sum(i.matched_total for i in importers)
+            importers[0].result.charges_removed = self._replace_scope(importers).count() - matched
+        return self.result(importers, "dry_run")
 
-    def run(self) -> ImportResult:
-        stored_tmp: Path | None = None
-        copier: _Copier | None = None
+    def run(self, importers: list[_Importer]) -> DeliveryResult:
+        copiers: list[_Copier] = []
+        stored: list[Path] = []
         try:
             with transaction.atomic():
                 # One import per source at a time: on PostgreSQL this row lock
                 # queues concurrent imports; SQLite's IMMEDIATE transactions
                 # already serialise writers.
                 Source.objects.select_for_update().filter(pk=self.source.pk).first()
-                prior = self._prior_import()
-                if prior is not None:
-                    return self._already(prior)
+                priors = [importer._prior_import() for importer in importers]
+                if all(prior is not None for prior in priors):
+                    for importer, prior in zip(importers, priors, strict=True):
+                        assert prior is not None
+                        importer._already(prior)
+                    return self.result(importers, "already_imported")
                 # New charges get ids above this one (ids only grow).
                 last_id = Charge.objects.aggregate(last=Max("id"))["last"] or 0
-                self._prepare()
-                copier = _Copier(self.reader)
-                copier.start()
-                self.import_record = Import.objects.create(
-                    file_name=self.reader.display_name[:255],
-                    sha256=self.sha256,
-                    stored_file="",
-                    file_size=self.reader.size,
-                    source=self.source,
-                    expected_period=self.expected_period or "",
-                    actor=self.actor.name,
-                    user_id=self.actor.user_id,
-                    replace=self.replace,
-                    fingerprint_version=FINGERPRINT_VERSION,
-                )
                 with _insert_trigger_suspended():
-                    for chunk in self._prepared_chunks():
-                        self._consume(chunk)
-                self._finish_stats()
+                    for importer in importers:
+                        importer._prepare()
+                        copier = _Copier(importer.reader)
+                        copiers.append(copier)
+                        copier.start()
+                        importer._create_record()
+                        for chunk in importer._prepared_chunks():
+                            importer._consume(chunk)
+                        importer._finish_stats()
+                        stored.append(copier.finish())
+                self._check_months(importers)
                 if self.replace:
-                    self._apply_replace()
-                if self.result.charges_created == 0 and self.result.charges_removed == 0:
+                    self._apply_replace(importers)
+                created = sum(i.result.charges_created for i in importers)
+                removed = sum(i.result.charges_removed for i in importers)
+                if created == 0 and removed == 0:
                     raise _NothingNew
+                records = []
+                for importer, prior in zip(importers, priors, strict=True):
+                    if self.replace or importer.result.charges_created:
+                        records.append(importer.import_record)
+                    else:
+                        # A part that added nothing to the delivery leaves no record.
+                        assert importer.import_record is not None
+                        importer.import_record.delete()
+                        importer.import_record = None
+                        importer._nothing_new(prior)
                 if self.replace:  # charges removed and moved too: recount the periods
                     summaries.rebuild(self.period_ids.values())
                 else:
-                    summaries.add(
-                        Charge.objects.filter(pk__gt=last_id, import_record=self.import_record)
-                    )
-                stored_tmp = copier.finish()
-                self._record(stored_tmp)
+                    summaries.add(Charge.objects.filter(pk__gt=last_id, import_record__in=records))
+                for importer, tmp in zip(importers, stored, strict=True):
+                    if importer.import_record is not None:
+                        importer._record(tmp)
         except _NothingNew:
-            self.result.status = "already_imported"
-            self.result.import_id = None
-            self.result.message = (
-                f"{self.reader.display_name}: every row is already imported for source "
-                f"{self.source.slug}; nothing changed"
-            )
-            return self.result
+            for importer in importers:
+                importer.import_record = None
+                importer._nothing_new(None)
+            return self.result(importers, "already_imported")
         finally:
-            if copier is not None:
+            for copier in copiers:
                 copier.cleanup()
-        return self.result
+        return self.result(importers, "imported")
+
+    def _check_months(self, importers: list[_Importer]) -> None:
+        """A --replace delivery of several files is one month set: refuse a file that differs."""
+        if not self.replace or len(importers) < 2:
+            return
+        first = importers[0]
+        wanted = {self.expected_period} if self.expected_period else set(first.periods_in_file)
+        for importer in importers:
+            months = set(importer.periods_in_file)
+            if months and months != wanted:
+                other = (
+                    f"--period {self.expected_period}"
+                    if self.expected_period
+                    else f"{first.reader.display_name} has {', '.join(sorted(wanted))}"
+                )
+                raise IngestError(
+                    f"{importer.reader.display_name}: rows in {', '.join(sorted(months))} but "
+                    f"{other}; a --replace delivery is one source and one month: import "
+                    "the months separately; nothing was imported"
+                )
+
+    # -- --replace -------------------------------------------------------------
+    def _replace_periods(self, importers: list[_Importer]) -> set[str]:
+        periods = {p for importer in importers for p in importer.periods_in_file}
+        if self.expected_period:
+            periods.add(self.expected_period)
+        return periods
+
+    def _replace_scope(self, importers: list[_Importer]) -> Any:
+        ids = [self.period_ids[p] for p in self._replace_periods(importers) if p in self.period_ids]
+        scope = Charge.objects.filter(source=self.source, period_id__in=ids)
+        records = [i.import_record.pk for i in importers if i.import_record is not None]
+        if records:
+            scope = scope.exclude(import_record__in=records)
+        return scope
+
+    def _apply_replace(self, importers: list[_Importer]) -> None:
+        records = [i.import_record for i in importers if i.import_record is not None]
+        scope = self._replace_scope(importers)
+        earlier = set(scope.values_list("import_record_id", flat=True).distinct())
+        removed, _ = scope.delete()
+        importers[0].result.charges_removed = removed
+        earlier |= self.moved_from
+        earlier -= {record.pk for record in records}
+        # Earlier imports with nothing left are superseded. Their charges can
+        # only be in the periods they covered (read through the period index).
+        covered = {
+            p
+            for ps in Import.objects.filter(pk__in=earlier).values_list("periods", flat=True)
+            for p in ps
+        }
+        still_used = Charge.objects.filter(
+            period__period__in=covered, source=self.source, import_record_id__in=earlier
+        ).values("import_record_id")
+        names = ", ".join(i.reader.display_name for i in importers)
+        for prior in Import.objects.filter(pk__in=earlier).exclude(pk__in=still_used):
+            prior.status = Import.Status.SUPERSEDED
+            prior.save(update_fields=["status"])
+            audit(
+                actor=self.actor,
+                action="import.supersede",
+                obj=prior,
+                before={"status": "imported"},
+                after={
+                    "status": "superseded",
+                    "by_import": records[0].pk,
+                    "by_imports": [record.pk for record in records],
+                    "delivery": str(self.uuid),
+                },
+                reason=f"replaced by {names}",
+            )
+
+
+class _Importer:
+    """One file of a delivery: its reader, record and counts."""
+
+    def __init__(self, *, reader: FocusReader, delivery: _Delivery, sha256: str) -> None:
+        self.reader = reader
+        self.delivery = delivery
+        self.source = delivery.source
+        self.actor = delivery.actor
+        self.expected_period = delivery.expected_period
+        self.dry_run = delivery.dry_run
+        self.replace = delivery.replace
+        self.sha256 = sha256
+        self.result = ImportResult(
+            status="dry_run" if delivery.dry_run else "imported",
+            file=reader.display_name,
+            source=delivery.source.slug,
+        )
+        self.ruleset: RuleSet
+        self.import_record: Import | None = None
+        # The delivery's caches (shared by its files).
+        self.period_ids = delivery.period_ids
+        self.attr_cache = delivery.attr_cache
+        # Tags mapped by _register_owners() and not yet through _attribution().
+        self.mapped = delivery.mapped
+        self.pis = delivery.pis
+        self.projects = delivery.projects
+        self.pi_email_by_id = delivery.pi_email_by_id
+        self.periods_with_data = delivery.periods_with_data
+        # This file's.
+        self.periods_in_file: set[str] = set()
+        self.mask_counts: Counter[int] = Counter()
+        self.billed_nanos = 0
+        self.matched_ids: list[int] = []
+        self.matched_total = 0
+        self.invoice_nanos: dict[str, int] = {}
+        self.conformance: dict[str, list[Any]] = {}
+        self.cloud: CloudMappings | None = None  # the delivery's (set by _prepare)
+        self.legacy_periods: frozenset[str] = frozenset()
+
+    @property
+    def fake_id(self) -> int:
+        """Dry runs: ids for periods, PIs and projects not created (unique in the delivery)."""
+        return self.delivery.fake_id
+
+    @fake_id.setter
+    def fake_id(self, value: int) -> None:
+        self.delivery.fake_id = value
+
+    def _create_record(self) -> None:
+        self.import_record = Import.objects.create(
+            file_name=self.reader.display_name[:255],
+            sha256=self.sha256,
+            stored_file="",
+            file_size=self.reader.size,
+            source=self.source,
+            expected_period=self.expected_period or "",
+            actor=self.actor.name,
+            user_id=self.actor.user_id,
+            replace=self.replace,
+            delivery=self.delivery.uuid,
+            fingerprint_version=FINGERPRINT_VERSION,
+        )
+
+    def _nothing_new(self, prior: Import | None) -> None:
+        """This file added nothing (the delivery, or this part of it)."""
+        if prior is not None:
+            self._already(prior)
+            return
+        self.result.status = "already_imported"
+        self.result.import_id = None
+        self.result.message = (
+            f"{self.reader.display_name}: every row is already imported for source "
+            f"{self.source.slug}; nothing changed"
+        )
 
     # -- setup -----------------------------------------------------------------
     def _prepared_chunks(self) -> Iterator[PreparedChunk]:
         preparer = RowPreparer(
             self.reader,
             connection.ops.adapt_datetimefield_value,
+            self.delivery.occurrences,
             legacy_periods=self.legacy_periods,
         )
         preparer.scan_allocations()
@@ -419,8 +695,14 @@ class _Importer:
         return result
 
     def _prepare(self) -> None:
-        self.ruleset = load_ruleset()
-        self.cloud = cloud_mappings(self.source) or None
+        delivery = self.delivery
+        if delivery.ruleset is not None:  # an earlier file of the delivery loaded it all
+            self.ruleset = delivery.ruleset
+            self.cloud = delivery.cloud
+            self.legacy_periods = delivery.legacy_periods
+            return
+        self.ruleset = delivery.ruleset = load_ruleset()
+        self.cloud = delivery.cloud = cloud_mappings(self.source) or None
         for pi_id, email in PI.objects.values_list("pk", "email"):
             self.pis[email] = pi_id
             self.pi_email_by_id[pi_id] = email
@@ -433,7 +715,7 @@ class _Importer:
         # Charges keep the fingerprint they were imported with; those of a
         # version 1 import can have moved to a later import (--replace), so
         # every version 1 import's periods count, whatever its status.
-        self.legacy_periods = frozenset(
+        self.legacy_periods = delivery.legacy_periods = frozenset(
             p
             for periods in Import.objects.filter(
                 source=self.source, fingerprint_version__lt=FINGERPRINT_VERSION
@@ -622,9 +904,11 @@ class _Importer:
             return
         assert self.import_record is not None
         for start in range(0, len(self.matched_ids), _EXISTS_BATCH):
-            Charge.objects.filter(pk__in=self.matched_ids[start : start + _EXISTS_BATCH]).update(
-                import_record=self.import_record
+            batch = Charge.objects.filter(pk__in=self.matched_ids[start : start + _EXISTS_BATCH])
+            self.delivery.moved_from.update(
+                batch.values_list("import_record_id", flat=True).distinct()
             )
+            batch.update(import_record=self.import_record)
         self.matched_ids = []
 
     # -- helpers -------------------------------------------------------------
@@ -848,48 +1132,6 @@ class _Importer:
             for rule, entry in sorted(self.conformance.items())
         ]
 
-    # -- --replace -------------------------------------------------------------
-    def _replace_periods(self) -> set[str]:
-        periods = set(self.periods_in_file)
-        if self.expected_period:
-            periods.add(self.expected_period)
-        return periods
-
-    def _replace_scope(self) -> Any:
-        ids = [self.period_ids[p] for p in self._replace_periods() if p in self.period_ids]
-        scope = Charge.objects.filter(source=self.source, period_id__in=ids)
-        if self.import_record is not None:
-            scope = scope.exclude(import_record=self.import_record)
-        return scope
-
-    def _apply_replace(self) -> None:
-        assert self.import_record is not None
-        scope = self._replace_scope()
-        earlier = set(scope.values_list("import_record_id", flat=True).distinct())
-        removed, _ = scope.delete()
-        self.result.charges_removed = removed
-        # Earlier imports with nothing left are superseded. Their charges can
-        # only be in the periods they covered (read through the period index).
-        covered = {
-            p
-            for ps in Import.objects.filter(pk__in=earlier).values_list("periods", flat=True)
-            for p in ps
-        }
-        still_used = Charge.objects.filter(
-            period__period__in=covered, source=self.source, import_record_id__in=earlier
-        ).values("import_record_id")
-        for prior in Import.objects.filter(pk__in=earlier).exclude(pk__in=still_used):
-            prior.status = Import.Status.SUPERSEDED
-            prior.save(update_fields=["status"])
-            audit(
-                actor=self.actor,
-                action="import.supersede",
-                obj=prior,
-                before={"status": "imported"},
-                after={"status": "superseded", "by_import": self.import_record.pk},
-                reason=f"replaced by {self.reader.display_name}",
-            )
-
     # -- the record --------------------------------------------------------------
     def _record(self, stored_tmp: Path) -> None:
         record = self.import_record
@@ -917,6 +1159,7 @@ class _Importer:
         record.conformance = result.conformance
         record.save()
         result.import_id = record.pk
+        result.delivery = str(self.delivery.uuid)
         period = None
         if len(result.periods) == 1:
             period = BillingPeriod.objects.get(period=result.periods[0])

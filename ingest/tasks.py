@@ -16,3 +16,10 @@ def preview_upload(upload_id: int) -> None:
 @logged_job
 def import_upload(upload_id: int, actor: str, user_id: int | None = None) -> None:
     uploads.upload_run_import(upload_id, actor=Actor(name=actor, channel="job", user_id=user_id))
+
+
+@logged_job
+def import_upload_delivery(upload_ids: list[int], actor: str, user_id: int | None = None) -> None:
+    uploads.upload_run_import_delivery(
+        upload_ids, actor=Actor(name=actor, channel="job", user_id=user_id)
+    )

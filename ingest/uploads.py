@@ -1,13 +1,16 @@
 """Files uploaded through the admin: stage, preview (a dry run), import,
 discard. Small files run within the request, large ones on a django-q2
-worker. Safe to re-run: a job only acts on a file it claims, and importing
-is idempotent (a second import of the same file adds nothing)."""
+worker. Previewed files of one source and period imported together ("import
+all") are one delivery: one transaction, rows repeated across the files kept.
+Safe to re-run: a job only acts on a file it claims, and importing is
+idempotent (a second import of the same file adds nothing)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +23,20 @@ from billing.models import Source
 from billing.services import Actor, BillingError, detect_period, detect_source, validate_period
 from ingest.models import Upload
 from ingest.parsers import IngestError
-from ingest.services import import_file
+from ingest.services import DeliveryFile, import_delivery, import_file
 from ingest.staging import ProgressFile, read_progress
+from openchargeback.money import money_str
 
 logger = logging.getLogger(__name__)
 
 S = Upload.Status
 RUNNING = (S.PREVIEWING, S.IMPORTING)
+# Key of Upload.preview: the file is routed to sources by provider.
+ROUTE = "route_by_provider"
+
+
+def is_routed(upload: Upload) -> bool:
+    return bool(upload.preview.get(ROUTE))
 
 
 def sync_limit() -> int:
@@ -115,13 +125,20 @@ def upload_stage(
 # --- Preview ---------------------------------------------------------------------------
 
 
-def upload_preview(*, upload: Upload, source: Source | None, period: str, actor: Actor) -> Upload:
+def upload_preview(
+    *, upload: Upload, source: Source | None, period: str, actor: Actor, route: bool = False
+) -> Upload:
     """Set the file's source and period and preview it (a dry run): now for a
-    small file, on a worker for a large one. Refuses a file being worked on."""
+    small file, on a worker for a large one. Refuses a file being worked on.
+
+    ``route``: a multi-provider file, split by provider into the sources that
+    claim each (no source of its own; see ingest.routing)."""
     name = upload.file_name
-    if source is None:
+    if route:
+        source = None
+    elif source is None:
         raise BillingError(f"{name}: cannot tell the source from the file name; choose one")
-    if not source.enabled:
+    if source is not None and not source.enabled:
         raise BillingError(f"{name}: source {source.slug!r} is disabled; enable it first")
     try:
         period = validate_period(period) if period.strip() else ""
@@ -135,7 +152,8 @@ def upload_preview(*, upload: Upload, source: Source | None, period: str, actor:
         locked.period = period
         locked.status = S.PREVIEWING
         locked.job_started_at = timezone.now() if inline else None
-        locked.preview = {}
+        # Read by the preview and, once previewed, by the import.
+        locked.preview = {ROUTE: True} if route else {}
         locked.result = {}
         locked.error = ""
         locked.updated_at = timezone.now()
@@ -190,6 +208,132 @@ def upload_run_import(upload_id: int, *, actor: Actor) -> None:
     claimed_at = _claim(upload_id, S.IMPORTING)
     if claimed_at is not None:
         _run(upload_id, step="import", claimed_at=claimed_at, actor=actor)
+
+
+def delivery_groups(uploads: list[Upload]) -> list[list[Upload]]:
+    """The files grouped as "import all" imports them: one delivery per source and
+    expected period, in upload order (files without a source stay alone)."""
+    groups: dict[tuple[int, str] | int, list[Upload]] = {}
+    for upload in uploads:
+        key: tuple[int, str] | int = (
+            (upload.source_id, upload.period) if upload.source_id is not None else -upload.pk
+        )
+        groups.setdefault(key, []).append(upload)
+    return list(groups.values())
+
+
+def upload_import_delivery(*, uploads: list[Upload], actor: Actor) -> list[Upload]:
+    """Import previewed files of one source and period as one delivery (a
+    month's part files): now if they are small together, else on one worker
+    job that keeps them together. All of them or none."""
+    if len(uploads) == 1:
+        return [upload_import(upload=uploads[0], actor=actor)]
+    ids = [u.pk for u in uploads]
+    if len({(u.source_id, u.period) for u in uploads}) != 1:
+        raise BillingError(
+            f"{uploads[-1].file_name}: a delivery is one source and one period; "
+            "import the files separately"
+        )
+    inline = sum(u.file_size for u in uploads) <= sync_limit()
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Upload.objects.filter(pk__in=ids, status=S.PREVIEWED).update(
+            status=S.IMPORTING,
+            job_started_at=now if inline else None,
+            error="",
+            updated_at=now,
+        )
+        if claimed != len(ids):
+            for upload in uploads:
+                upload.refresh_from_db()
+                if upload.status != S.PREVIEWED:
+                    raise BillingError(_not_importable(upload))  # rolls the claim back
+        if not inline:
+            transaction.on_commit(
+                lambda: _enqueue("import_upload_delivery", ids, actor.name, actor.user_id)
+            )
+    if inline:
+        _run_delivery(ids, claimed_at=now, actor=actor)
+    found = {u.pk: u for u in Upload.objects.filter(pk__in=ids)}
+    return [found[pk] for pk in ids]
+
+
+def upload_run_import_delivery(upload_ids: list[int], *, actor: Actor) -> None:
+    """The worker's side of a delivery's import: claim every file, import them."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimable = (
+            Upload.objects.select_for_update()
+            .filter(pk__in=upload_ids, status=S.IMPORTING)
+            .filter(Q(job_started_at=None) | Q(job_started_at__lt=stale_before()))
+        )
+        if len(list(claimable)) != len(upload_ids):
+            return  # another job has (some of) them, or they moved on
+        Upload.objects.filter(pk__in=upload_ids).update(job_started_at=now, updated_at=now)
+    _run_delivery(upload_ids, claimed_at=now, actor=actor)
+
+
+def _run_delivery(upload_ids: list[int], *, claimed_at: datetime, actor: Actor) -> None:
+    """Import claimed files as one delivery and record each file's outcome."""
+    files = list(Upload.objects.select_related("source").filter(pk__in=upload_ids).order_by("pk"))
+    progress: list[ProgressFile] = []
+    updates: dict[int, dict[str, Any]] = {}
+    try:
+        items = []
+        for upload in files:
+            path = staged_path(upload)
+            if path is None or not path.is_file():
+                raise IngestError(f"{upload.file_name}: the uploaded file is gone; upload it again")
+            progress.append(ProgressFile(path, "import"))
+            progress[-1].write(0, 1)
+            items.append(
+                DeliveryFile(path=path, display_name=upload.file_name, progress=progress[-1])
+            )
+        source = files[0].source
+        if source is None:
+            raise BillingError(f"{files[0].file_name}: choose a source")
+        if not source.enabled:
+            raise BillingError(
+                f"{files[0].file_name}: source {source.slug!r} is disabled; enable it first"
+            )
+        delivery = import_delivery(
+            files=items,
+            source=source,
+            actor=actor,
+            expected_period=files[0].period or None,
+        )
+    except (IngestError, BillingError) as exc:
+        updates = {u.pk: {"status": S.FAILED, "error": str(exc)} for u in files}
+    except Exception as exc:
+        logger.exception("upload delivery import failed", extra={"upload_ids": upload_ids})
+        error = (
+            f"{files[0].file_name}: the import failed unexpectedly "
+            f"({type(exc).__name__}: {exc}); see the server log"
+        )
+        updates = {u.pk: {"status": S.FAILED, "error": error} for u in files}
+    else:
+        summary = delivery.as_dict()
+        for upload, result in zip(files, delivery.files, strict=True):
+            updates[upload.pk] = {
+                "status": S.IMPORTED,
+                "result": {
+                    **result.as_dict(),
+                    "expected_period": upload.period,
+                    "delivery_summary": summary,
+                },
+                "import_record_id": result.import_id,
+                "stored_file": "",
+            }
+    finally:
+        for item in progress:
+            item.remove()
+    for upload in files:
+        update = {**updates[upload.pk], "updated_at": timezone.now()}
+        written = Upload.objects.filter(
+            pk=upload.pk, status=S.IMPORTING, job_started_at=claimed_at
+        ).update(**update)
+        if written and update["status"] == S.IMPORTED:
+            _delete_staged(staged_path(upload))
 
 
 def _not_importable(upload: Upload) -> str:
@@ -272,23 +416,32 @@ def _run(upload_id: int, *, step: str, claimed_at: datetime | None, actor: Actor
     try:
         if path is None or not path.is_file():
             raise IngestError(f"{upload.file_name}: the uploaded file is gone; upload it again")
-        if upload.source is None:
+        routed = is_routed(upload)
+        if upload.source is None and not routed:
             raise BillingError(f"{upload.file_name}: choose a source")
-        if not upload.source.enabled:
+        if upload.source is not None and not upload.source.enabled:
             raise BillingError(
                 f"{upload.file_name}: source {upload.source.slug!r} is disabled; enable it first"
             )
         assert progress is not None
         progress.write(0, 1)
-        result = import_file(
-            path=path,
-            source=upload.source,
-            actor=actor or Actor(name=upload.actor, channel="job", user_id=upload.user_id),
-            expected_period=upload.period or None,
-            dry_run=step == "preview",
-            display_name=upload.file_name,
-            progress=progress,
-        )
+        who = actor or Actor(name=upload.actor, channel="job", user_id=upload.user_id)
+        if routed:
+            data, import_id = _import_routed(
+                upload, path, actor=who, dry_run=step == "preview", progress=progress
+            )
+        else:
+            assert upload.source is not None
+            result = import_file(
+                path=path,
+                source=upload.source,
+                actor=who,
+                expected_period=upload.period or None,
+                dry_run=step == "preview",
+                display_name=upload.file_name,
+                progress=progress,
+            )
+            data, import_id = result.as_dict(), result.import_id
     except (IngestError, BillingError) as exc:
         update = {"status": S.FAILED, "error": str(exc)}
     except Exception as exc:
@@ -299,14 +452,14 @@ def _run(upload_id: int, *, step: str, claimed_at: datetime | None, actor: Actor
             f"({type(exc).__name__}: {exc}); see the server log",
         }
     else:
-        data = {**result.as_dict(), "expected_period": upload.period}
+        data = {**data, "expected_period": upload.period}
         if step == "preview":
             update = {"status": S.PREVIEWED, "preview": data}
         else:
             update = {
                 "status": S.IMPORTED,
                 "result": data,
-                "import_record_id": result.import_id,
+                "import_record_id": import_id,
                 "stored_file": "",
             }
     finally:
@@ -319,6 +472,73 @@ def _run(upload_id: int, *, step: str, claimed_at: datetime | None, actor: Actor
     if written and update["status"] == S.IMPORTED:
         # The import keeps its own copy of the file.
         _delete_staged(path)
+
+
+def _import_routed(
+    upload: Upload, path: Path, *, actor: Actor, dry_run: bool, progress: ProgressFile
+) -> tuple[dict[str, Any], int | None]:
+    """A multi-provider file imported (or previewed) into the sources claiming
+    its providers, all or none: the combined result and the first import id."""
+    from ingest.routing import route_by_provider
+
+    routes = route_by_provider(path=path, display_name=upload.file_name)
+
+    def run() -> list[Any]:
+        return [
+            import_delivery(
+                files=[
+                    DeliveryFile(
+                        path=path,
+                        display_name=upload.file_name,
+                        progress=progress,
+                        providers=providers,
+                    )
+                ],
+                source=source,
+                actor=actor,
+                expected_period=upload.period or None,
+                dry_run=dry_run,
+            )
+            for source, providers in routes
+        ]
+
+    if dry_run:
+        deliveries = run()  # writes nothing: no transaction (SQLite's write lock)
+    else:
+        with transaction.atomic():
+            deliveries = run()
+    results = [r for d in deliveries for r in d.files]
+    flags: dict[str, int] = {}
+    for r in results:
+        for reason, count in r.flags.items():
+            flags[reason] = flags.get(reason, 0) + count
+    statuses = {d.status for d in deliveries}
+    status = "dry_run" if dry_run else "imported" if "imported" in statuses else "already_imported"
+    slugs = ", ".join(d.source for d in deliveries)
+    data: dict[str, Any] = {
+        ROUTE: True,
+        "status": status,
+        "file": upload.file_name,
+        "source": slugs,
+        "import_id": next((r.import_id for r in results if r.import_id), None),
+        "rows_read": sum(r.rows_read for r in results),
+        "charges_created": sum(r.charges_created for r in results),
+        "duplicates_skipped": sum(r.duplicates_skipped for r in results),
+        "charges_removed": 0,
+        "flagged": sum(r.flagged for r in results),
+        "flags": dict(sorted(flags.items())),
+        "billed_total": money_str(sum((d.billed_total for d in deliveries), Decimal(0))),
+        "periods": sorted({p for r in results for p in r.periods}),
+        "new_periods": sorted({p for r in results for p in r.new_periods}),
+        "values_rounded": sum(r.values_rounded for r in results),
+        "message": (
+            f"{upload.file_name}: every row is already imported for {slugs}; nothing changed"
+            if status == "already_imported"
+            else ""
+        ),
+        "routed": [d.as_dict() for d in deliveries],
+    }
+    return data, data["import_id"]
 
 
 def _delete_staged(path: Path | None) -> None:

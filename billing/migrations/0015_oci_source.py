@@ -29,7 +29,7 @@ def add_oci(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billing", "0012_real_exports")]
+    dependencies = [("billing", "0013_source_provider_names")]
 
     operations = [
         migrations.AlterField(

@@ -38,6 +38,11 @@ class Command(BaseCommand):
         change.add_argument("--pattern", help="Filename pattern (regular expression).")
         change.add_argument("--credit-fund-org", help="Fund/org credited in journals.")
         change.add_argument("--account-code", help="GL account code of its charges.")
+        change.add_argument(
+            "--provider-names",
+            help="Comma-separated ProviderName values (any case) whose rows this source takes "
+            "from a multi-provider file (`ingest --route-by-provider`); '' for none.",
+        )
         change.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
         change.add_argument("--json", action="store_true", help="Print the source as JSON.")
 
@@ -54,6 +59,7 @@ class Command(BaseCommand):
                     filename_pattern=options["pattern"],
                     credit_fund_org=options["credit_fund_org"],
                     account_code=options["account_code"],
+                    provider_names=options["provider_names"],
                 )
             except BillingError as exc:
                 raise CommandError(str(exc)) from None
@@ -62,7 +68,8 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(
                     f"Source {source.slug}: credit fund/org {source.credit_fund_org or '-'}, "
-                    f"account {source.account_code or '-'}."
+                    f"account {source.account_code or '-'}, "
+                    f"providers {source.provider_names or '-'}."
                 )
             return
         try:
@@ -105,4 +112,5 @@ def _as_dict(source: Source) -> dict[str, Any]:
         "credit_fund_org": source.credit_fund_org,
         "account_code": source.account_code,
         "enabled": source.enabled,
+        "provider_names": source.provider_names,
     }

@@ -1,19 +1,38 @@
 """Import FOCUS files (CSV, CSV.gz, Parquet) as charges. Safe to re-run: rows
-already imported for the source are skipped, so nothing is counted twice."""
+already imported for the source are skipped, so nothing is counted twice.
+
+The files of one source and month given together are one delivery (a
+month's part files): one transaction, occurrences counted across them."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from contextlib import nullcontext
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
-from billing.services import Actor, BillingError, detect_source, source_for_slug
-from ingest.services import ImportResult, IngestError, import_file
+from billing.models import Source
+from billing.services import (
+    Actor,
+    BillingError,
+    detect_period,
+    detect_source,
+    source_for_slug,
+    validate_period,
+)
+from ingest.services import (
+    DeliveryFile,
+    DeliveryResult,
+    ImportResult,
+    IngestError,
+    import_delivery,
+)
 from openchargeback.money import format_money, money_str
 
 
@@ -66,44 +85,126 @@ class Command(BaseCommand):
         parser.add_argument(
             "--replace",
             action="store_true",
-            help="Make the source's charges for the file's periods exactly the file's rows "
-            "(open periods only); review decisions on unchanged rows are kept.",
+            help="Make the source's charges for the files' periods exactly the rows of the "
+            "files given (one source and month: a month's part files; open periods only); "
+            "review decisions on unchanged rows are kept.",
+        )
+        parser.add_argument(
+            "--route-by-provider",
+            action="store_true",
+            help="Split a multi-provider FOCUS file by ProviderName into the sources that "
+            "claim each provider (`sources set SLUG --provider-names ...`).",
         )
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
         parser.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = Actor.from_cli(options["user"])
-        results: list[ImportResult] = []
-        for name in options["files"]:
-            path = Path(name)
-            try:
-                source = (
-                    source_for_slug(options["source"]) if options["source"] else self._detect(path)
-                )
-                progress = Progress(path.name)
-                try:
-                    result = import_file(
-                        path=path,
-                        source=source,
-                        actor=actor,
-                        expected_period=options["period"],
-                        dry_run=options["dry_run"],
-                        replace=options["replace"],
-                        display_name=name,
-                        progress=progress,
-                    )
-                finally:
-                    progress.close()
-            except (IngestError, BillingError) as exc:
-                done = sum(1 for r in results if r.status == "imported")
-                tail = f" ({done} earlier file{'s' if done != 1 else ''} imported)" if done else ""
-                raise CommandError(f"{exc}{tail}") from None
-            results.append(result)
-            if not options["json"]:
-                self.stdout.write(import_summary(result))
+        names: list[str] = options["files"]
+        try:
+            if options["period"]:
+                options["period"] = validate_period(options["period"])
+            if options["route_by_provider"]:
+                if options["source"]:
+                    raise BillingError("--route-by-provider chooses the sources; drop --source")
+                plan = self._routed(names)
+            else:
+                plan = self._deliveries(names, options)
+        except (IngestError, BillingError) as exc:
+            raise CommandError(str(exc)) from None
+        # A file routed by provider is imported into all its sources or none.
+        with transaction.atomic() if options["route_by_provider"] else nullcontext():
+            deliveries = self._import(plan, options, actor, many=len(names) > 1 or len(plan) > 1)
         if options["json"]:
-            self.stdout.write(json.dumps(_combined(results)))
+            self.stdout.write(json.dumps(_combined(deliveries)))
+
+    def _import(
+        self,
+        plan: list[tuple[Source, list[DeliveryFile]]],
+        options: dict[str, Any],
+        actor: Actor,
+        *,
+        many: bool,
+    ) -> list[DeliveryResult]:
+        deliveries: list[DeliveryResult] = []
+        for number, (source, items) in enumerate(plan, start=1):
+            bars = [Progress(Path(item.display_name or "").name) for item in items]
+            for item, bar in zip(items, bars, strict=True):
+                item.progress = bar
+            try:
+                delivery = import_delivery(
+                    files=items,
+                    source=source,
+                    actor=actor,
+                    expected_period=options["period"],
+                    dry_run=options["dry_run"],
+                    replace=options["replace"],
+                )
+            except (IngestError, BillingError) as exc:
+                done = sum(1 for d in deliveries if d.status == "imported")
+                if options["route_by_provider"]:
+                    done = 0  # rolled back with the rest of the file
+                tail = (
+                    f" ({done} earlier deliver{'ies' if done != 1 else 'y'} imported)"
+                    if done
+                    else ""
+                )
+                raise CommandError(f"{exc}{tail}") from None
+            finally:
+                for bar in bars:
+                    bar.close()
+            deliveries.append(delivery)
+            if not options["json"]:
+                for result in delivery.files:
+                    self.stdout.write(import_summary(result))
+                if many:
+                    self.stdout.write(delivery_summary(delivery, number, len(plan)))
+        return deliveries
+
+    def _deliveries(
+        self, names: list[str], options: dict[str, Any]
+    ) -> list[tuple[Source, list[DeliveryFile]]]:
+        """The files grouped into deliveries by source and month hint (--period or the
+        file name), in the order given. Under --replace they must form one delivery."""
+        groups: dict[tuple[int, str], tuple[Source, list[DeliveryFile]]] = {}
+        first: tuple[str, Source, str] | None = None  # name, source, hint
+        for name in names:
+            path = Path(name)
+            source = source_for_slug(options["source"]) if options["source"] else self._detect(path)
+            hint = options["period"] or detect_period(name) or ""
+            if first is None:
+                first = (name, source, hint)
+            if options["replace"]:
+                other, other_source, other_hint = first
+                why = ""
+                if source.pk != other_source.pk:
+                    why = f"is source {source.slug} but {other} is {other_source.slug}"
+                elif hint and other_hint and hint != other_hint:
+                    why = f"is for {hint} but {other} is for {other_hint}"
+                if why:
+                    raise BillingError(
+                        f"{name}: {why}; a --replace delivery is one source and one month: "
+                        "import them separately; nothing was imported"
+                    )
+                key = (source.pk, "")
+            else:
+                key = (source.pk, hint)
+            groups.setdefault(key, (source, []))[1].append(
+                DeliveryFile(path=path, display_name=name)
+            )
+        return list(groups.values())
+
+    def _routed(self, names: list[str]) -> list[tuple[Source, list[DeliveryFile]]]:
+        """Each file split by provider: one delivery per source, in slug order."""
+        from ingest.routing import route_by_provider
+
+        plan: dict[int, tuple[Source, list[DeliveryFile]]] = {}
+        for name in names:
+            for source, providers in route_by_provider(path=Path(name), display_name=name):
+                plan.setdefault(source.pk, (source, []))[1].append(
+                    DeliveryFile(path=Path(name), display_name=name, providers=providers)
+                )
+        return sorted(plan.values(), key=lambda item: item[0].slug)
 
     def _detect(self, path: Path) -> Any:
         source = detect_source(path.name)
@@ -141,8 +242,10 @@ def import_summary(result: ImportResult) -> str:
         )
     if result.import_id and result.status == "imported":
         text += f" [import #{result.import_id}]"
-    for invoice, total in result.invoice_totals.items():
-        text += f"\n  invoice {invoice or '(no InvoiceId)'}: billed {total}"
+    # What finance ticks against the vendor's invoices; nothing for a file without InvoiceId.
+    if any(result.invoice_totals):
+        for invoice, total in result.invoice_totals.items():
+            text += f"\n  invoice {invoice or '(no InvoiceId)'}: billed {total}"
     for entry in result.conformance:
         lines = ", ".join(str(line) for line in entry["lines"])
         where = f" (first lines {lines})" if lines else ""
@@ -151,8 +254,33 @@ def import_summary(result: ImportResult) -> str:
     return text
 
 
-def _combined(results: list[ImportResult]) -> dict[str, Any]:
-    """One JSON object for the whole run: totals plus each file."""
+def delivery_summary(delivery: DeliveryResult, number: int, count: int) -> str:
+    """The line after a delivery's files: which files formed it, and its totals."""
+    files = len(delivery.files)
+    text = (
+        f"delivery {number} of {count} ({delivery.source}, "
+        f"{', '.join(delivery.periods) or '-'}): {files} file{'s' if files != 1 else ''} "
+        f"({', '.join(r.file for r in delivery.files)}); "
+    )
+    if delivery.status == "already_imported":
+        return text + "already imported; nothing changed"
+    verb = "would import" if delivery.status == "dry_run" else "imported"
+    text += (
+        f"{verb} {delivery.charges_created:,} charges, "
+        f"billed {format_money(delivery.billed_total)} "
+        f"(exact {money_str(delivery.billed_total)}); "
+        f"{delivery.duplicates_skipped:,} duplicates skipped"
+    )
+    if delivery.charges_removed:
+        text += f"; {delivery.charges_removed:,} charges of earlier imports removed"
+    if delivery.delivery:
+        text += f" [delivery {delivery.delivery}]"
+    return text
+
+
+def _combined(deliveries: list[DeliveryResult]) -> dict[str, Any]:
+    """One JSON object for the whole run: totals, each delivery, each file."""
+    results: list[ImportResult] = [r for d in deliveries for r in d.files]
     statuses = {r.status for r in results}
     status = (
         "dry_run"
@@ -178,4 +306,5 @@ def _combined(results: list[ImportResult]) -> dict[str, Any]:
         "periods": sorted({p for r in results for p in r.periods}),
         "values_rounded": sum(r.values_rounded for r in results),
         "files": [r.as_dict() for r in results],
+        "deliveries": [d.as_dict() for d in deliveries],
     }
