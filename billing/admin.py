@@ -251,7 +251,19 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
 class SourceForm(forms.ModelForm):
     class Meta:
         model = Source
-        fields = ["slug", "name", "filename_pattern", "credit_fund_org", "account_code", "enabled"]
+        fields = [
+            "slug",
+            "name",
+            "filename_pattern",
+            "credit_fund_org",
+            "account_code",
+            "enabled",
+            # Cost basis (docs/decisions/0006-cost-basis.md)
+            "cost_basis",
+            "commitment_handling",
+            "commitment_project",
+            "commitment_fund_org",
+        ]
 
     def clean_slug(self) -> str:
         from billing.services import normalise_slug
@@ -271,10 +283,12 @@ class SourceAdmin(admin.ModelAdmin):
         "filename_pattern",
         "credit_fund_org",
         "account_code",
+        "cost_basis",
         "enabled",
     ]
-    list_filter = ["enabled"]
+    list_filter = ["enabled", "cost_basis"]
     search_fields = ["slug", "name"]
+    autocomplete_fields = ["commitment_project"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return ["slug"] if obj is not None else []
@@ -283,12 +297,24 @@ class SourceAdmin(admin.ModelAdmin):
         """Through the same services (and audit trail) as `openchargeback sources`."""
         actor = Actor.for_user(request.user)  # type: ignore[arg-type]
         data = form.cleaned_data
+        basis = {
+            "cost_basis": data["cost_basis"],
+            "commitment_handling": data["commitment_handling"],
+            "commitment_project_id": data["commitment_project"].pk
+            if data["commitment_project"]
+            else None,
+            "commitment_fund_org": data["commitment_fund_org"],
+        }
+        changed_basis = {
+            f: value for f, value in basis.items() if f.removesuffix("_id") in form.changed_data
+        }
         if change:
             fields = ("name", "filename_pattern", "credit_fund_org", "account_code", "enabled")
             saved = source_set(
                 slug=obj.slug,
                 actor=actor,
                 **{f: data[f] for f in fields if f in form.changed_data},
+                **changed_basis,
             )
         else:
             saved = source_add(
@@ -300,6 +326,8 @@ class SourceAdmin(admin.ModelAdmin):
                 enabled=data["enabled"],
                 actor=actor,
             )
+            if changed_basis:
+                saved = source_set(slug=saved.slug, actor=actor, **changed_basis)
         obj.pk = saved.pk
 
 

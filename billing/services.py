@@ -162,7 +162,18 @@ def normalise_slug(slug: str) -> str:
     return slug.strip().lower()
 
 
-_SOURCE_FIELDS = ("name", "filename_pattern", "credit_fund_org", "account_code", "enabled")
+_SOURCE_FIELDS = (
+    "name",
+    "filename_pattern",
+    "credit_fund_org",
+    "account_code",
+    "enabled",
+    # Cost basis (ingest.basis, docs/decisions/0006-cost-basis.md)
+    "cost_basis",
+    "commitment_handling",
+    "commitment_project_id",
+    "commitment_fund_org",
+)
 
 
 @transaction.atomic
@@ -209,7 +220,8 @@ def _validate_and_save(source: Source) -> None:
 
 def source_set(*, slug: str, actor: Actor, **changes: Any) -> Source:
     """Change a source's name, filename pattern, accounting (credit fund/org,
-    account code) or enabled flag; fields given as None are left alone.
+    account code), enabled flag or cost basis (cost_basis, commitment_handling,
+    commitment_project_id, commitment_fund_org); fields given as None are left alone.
     Audited before/after; the admin and `sources set` both come here."""
     unknown = set(changes) - set(_SOURCE_FIELDS)
     if unknown:

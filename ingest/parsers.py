@@ -47,6 +47,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "ProviderName": ("providername",),
     "ServiceProviderName": ("serviceprovidername",),
     "Tags": ("tags",),
+    # Cost basis (ingest.basis): commitment purchases and unused commitment.
+    "CommitmentDiscountId": ("commitmentdiscountid",),
+    "CommitmentDiscountStatus": ("commitmentdiscountstatus",),
+    "CommitmentDiscountCategory": ("commitmentdiscountcategory",),
+    "ChargeFrequency": ("chargefrequency",),
 }
 REQUIRED = ("BillingPeriodStart", "BilledCost")
 _ALIASES = {alias: canon for canon, aliases in COLUMNS.items() for alias in aliases}

@@ -52,6 +52,11 @@ BASE_COLUMNS = (
     "contracted_cost",
     "billed_cost",
     "effective_cost",
+    # Cost basis (ingest.basis)
+    "commitment_discount_id",
+    "commitment_discount_status",
+    "commitment_discount_category",
+    "charge_frequency",
 )
 B_FINGERPRINT = BASE_COLUMNS.index("fingerprint")
 B_OCCURRENCE = BASE_COLUMNS.index("occurrence")
@@ -60,6 +65,11 @@ B_RESOURCE_ID = BASE_COLUMNS.index("resource_id")
 B_RESOURCE_NAME = BASE_COLUMNS.index("resource_name")
 B_CURRENCY = BASE_COLUMNS.index("billing_currency")
 B_BILLED = BASE_COLUMNS.index("billed_cost")
+B_CATEGORY = BASE_COLUMNS.index("charge_category")
+B_LIST = BASE_COLUMNS.index("list_cost")
+B_EFFECTIVE = BASE_COLUMNS.index("effective_cost")
+B_COMMITMENT_ID = BASE_COLUMNS.index("commitment_discount_id")
+B_COMMITMENT_STATUS = BASE_COLUMNS.index("commitment_discount_status")
 
 # Text columns: FOCUS name -> maximum stored length (None: unlimited).
 _TEXT = (
@@ -184,6 +194,11 @@ class RowPreparer:
                 charge_end,
                 [c.upper()[:3] for c in cols.get("BillingCurrency", empty)],
                 *costs,
+                # Cost basis (ingest.basis)
+                [_text(v, None) for v in cols.get("CommitmentDiscountId", empty)],
+                [_text(v, 20) for v in cols.get("CommitmentDiscountStatus", empty)],
+                [_text(v, 20) for v in cols.get("CommitmentDiscountCategory", empty)],
+                [_text(v, 20) for v in cols.get("ChargeFrequency", empty)],
                 strict=True,
             )
         )
@@ -297,7 +312,7 @@ class RowPreparer:
         return result
 
 
-def _text(value: str, limit: int) -> str:
+def _text(value: str, limit: int | None) -> str:
     return "" if value in _NULL_TEXT else value[:limit]
 
 

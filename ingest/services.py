@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from billing import flags as flag_bits
 from billing import summaries
-from billing.models import PI, BillingPeriod, Charge, Project, Source
+from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
 from billing.rules import (
     EMAIL_RE,
     Attribution,
@@ -39,13 +39,26 @@ from billing.rules import (
     unmapped_account,
 )
 from billing.selectors import load_ruleset
-from billing.services import Actor, audit, audit_created, period_open, validate_period
+from billing.services import (
+    Actor,
+    audit,
+    audit_created,
+    log_audit,
+    period_open,
+    validate_period,
+)
 from billing.triggers import CHARGE_INSERT_TRIGGER, CHARGE_INSERT_TRIGGER_SQL
+from ingest import basis as cost_basis
 from ingest.models import Import
 from ingest.parsers import FocusReader, IngestError, open_focus
 from ingest.rows import (
     B_BILLED,
+    B_CATEGORY,
+    B_COMMITMENT_ID,
+    B_COMMITMENT_STATUS,
     B_CURRENCY,
+    B_EFFECTIVE,
+    B_LIST,
     B_RESOURCE_ID,
     B_RESOURCE_NAME,
     B_SERVICE,
@@ -86,6 +99,10 @@ class ImportResult:
     new_periods: list[str] = field(default_factory=list)
     values_rounded: int = 0
     message: str = ""
+    cost_basis: str = cost_basis.BILLED
+    # Under the amortised basis: commitment rows sent to the central project or excluded.
+    commitment: dict[str, int] = field(default_factory=dict)
+    commitment_project: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +121,9 @@ class ImportResult:
             "new_periods": self.new_periods,
             "values_rounded": self.values_rounded,
             "message": self.message,
+            "cost_basis": self.cost_basis,
+            "commitment": dict(sorted(self.commitment.items())),
+            "commitment_project": self.commitment_project,
         }
 
 
@@ -274,6 +294,7 @@ class _Importer:
         self.periods_with_data: set[str] = set()
         self.matched_ids: list[int] = []
         self.matched_total = 0
+        self.basis: _CostBasis | None = None
 
     # -- entry points --------------------------------------------------------
     def run_dry(self) -> ImportResult:
@@ -317,6 +338,8 @@ class _Importer:
                     for chunk in self._prepared_chunks():
                         self._consume(chunk)
                 self._finish_stats()
+                if self.basis is not None:
+                    self.basis.record_excluded(self.import_record, self.actor)
                 if self.replace:
                     self._apply_replace()
                 if self.result.charges_created == 0 and self.result.charges_removed == 0:
@@ -374,6 +397,8 @@ class _Importer:
 
     def _prepare(self) -> None:
         self.ruleset = load_ruleset()
+        self.basis = _CostBasis.for_source(self.source, self.reader.display_name, self.ruleset)
+        self.result.cost_basis = self.source.cost_basis
         for pi_id, email in PI.objects.values_list("pk", "email"):
             self.pis[email] = pi_id
             self.pi_email_by_id[pi_id] = email
@@ -434,6 +459,7 @@ class _Importer:
         # the others go through line_flags() for their reasons and details.
         screen = _pattern_screen(ruleset)
         periods, tags, lines = chunk.periods, chunk.tags, chunk.lines
+        basis = self.basis  # None under the billed basis
         self._register_owners(tags)
 
         for i, base in enumerate(chunk.bases):
@@ -441,6 +467,10 @@ class _Importer:
             period_id = period_ids.get(period) or self._period(period, lines[i])
             raw = tags[i]
             who = attr_cache.get(raw) or attribution_for(raw)
+            tail: tuple[str, int | None] = _BILLED_TAIL
+            state = None
+            if basis is not None:
+                base, who, tail, state = basis.apply(base, who)
             billed = base[B_BILLED]
             usual = (expected is None or period == expected) and base[B_CURRENCY] in currency_ok
             if usual:
@@ -477,7 +507,8 @@ class _Importer:
                     *who.values,
                     mask,
                     details_json,
-                    pending if mask else approved,
+                    state or (pending if mask else approved),
+                    *tail,
                 )
             )
         self.result.rows_read += chunk.rows
@@ -721,6 +752,9 @@ class _Importer:
         result.flags = dict(totals)
         result.billed_total = from_nanos(self.billed_nanos)
         result.periods = sorted(self.periods_in_file)
+        if self.basis is not None:
+            result.commitment = dict(self.basis.counts)
+            result.commitment_project = self.basis.project_code
 
     # -- --replace -------------------------------------------------------------
     def _replace_periods(self) -> set[str]:
@@ -814,6 +848,145 @@ class _Importer:
         )
 
 
+class _CostBasis:
+    """The amortised basis for one import (ingest.basis): each row bills its
+    EffectiveCost; commitment purchases and unused commitment go to the
+    source's central commitment project, or are stored rejected (excluded)."""
+
+    def __init__(self, *, handling: str, central: tuple[Any, ...] | None, ruleset: RuleSet):
+        self.handling = handling
+        self.central = central  # WHO_COLUMNS but the tags, for central handling
+        self.project_code = central[-2] if central is not None else ""
+        self.central_flags: tuple[int, dict[str, Any], str] = (0, {}, "{}")
+        if central is not None:
+            mask, details = attribution_flags(
+                ruleset,
+                pi_email=central[-1],
+                project_id=central[-2],
+                fund_org=central[2],
+            )
+            self.central_flags = (mask, details, json.dumps(details) if details else "{}")
+            self.central = central[:-2]
+        self.counts: Counter[str] = Counter()
+
+    @classmethod
+    def for_source(cls, source: Source, name: str, ruleset: RuleSet) -> _CostBasis | None:
+        # As stored now (the caller's object may be older than a `sources set`).
+        source.refresh_from_db(
+            fields=[
+                "cost_basis",
+                "commitment_handling",
+                "commitment_project",
+                "commitment_fund_org",
+            ]
+        )
+        if source.cost_basis != cost_basis.AMORTISED:
+            return None
+        if source.commitment_handling != cost_basis.CENTRAL:
+            return cls(handling=cost_basis.EXCLUDE, central=None, ruleset=ruleset)
+        project = None
+        if source.commitment_project_id is not None:
+            project = (
+                Project.objects.select_related("pi").filter(pk=source.commitment_project_id).first()
+            )
+        if project is None:
+            raise IngestError(
+                f"{name}: source {source.slug} bills the amortised cost and sends commitment "
+                "charges to a central project, but has no commitment project: set one with "
+                f"`openchargeback sources set {source.slug} --commitment-project PROJECT`; "
+                "nothing was imported"
+            )
+        fund_org = (source.commitment_fund_org or project.default_fund_org)[:100]
+        central = (
+            project.pi_id,
+            project.pk,
+            fund_org,
+            "",
+            "",
+            "",
+            "",
+            project.project_id,
+            project.pi.email if project.pi else "",
+        )
+        return cls(handling=cost_basis.CENTRAL, central=central, ruleset=ruleset)
+
+    def apply(
+        self, base: tuple[Any, ...], who: _Who
+    ) -> tuple[tuple[Any, ...], _Who, tuple[str, int | None], str | None]:
+        """(base, who, basis columns, forced review state) of one row."""
+        listed, billed, invoiced = cost_basis.amortised(
+            category=base[B_CATEGORY],
+            list_nanos=base[B_LIST],
+            billed_nanos=base[B_BILLED],
+            effective_nanos=base[B_EFFECTIVE],
+        )
+        if listed != base[B_LIST] or billed != base[B_BILLED]:
+            row = list(base)
+            row[B_LIST], row[B_BILLED] = listed, billed
+            base = tuple(row)
+        tail = (cost_basis.AMORTISED, invoiced)
+        kind = cost_basis.commitment_kind(
+            base[B_CATEGORY], base[B_COMMITMENT_ID], base[B_COMMITMENT_STATUS]
+        )
+        if not kind:
+            return base, who, tail, None
+        self.counts[f"{self.handling} {kind}"] += 1
+        if self.central is None:
+            return base, who, tail, Charge.ReviewState.REJECTED.value
+        mask, details, details_json = self.central_flags
+        # The purchaser's tags stay on the charge for reference.
+        central = _Who((*self.central, who.values[-1]), mask, details, details_json)
+        return base, central, tail, None
+
+    def record_excluded(self, record: Import, actor: Actor) -> None:
+        """Note why on the charges this import excluded, and audit each one."""
+        if not any(key.startswith(cost_basis.EXCLUDE) for key in self.counts):
+            return
+        excluded = Charge.objects.filter(
+            import_record=record, review_state=Charge.ReviewState.REJECTED
+        )
+        rows = list(
+            excluded.values_list(
+                "pk",
+                "period_id",
+                "billed_cost",
+                "charge_category",
+                "commitment_discount_id",
+                "commitment_discount_status",
+            )
+        )
+        now = timezone.now()
+        by_kind: dict[str, list[int]] = {}
+        events = []
+        for pk, period_id, billed, category, commitment_id, status in rows:
+            kind = cost_basis.commitment_kind(category, commitment_id, status)
+            by_kind.setdefault(kind, []).append(pk)
+            events.append(
+                AuditEvent(
+                    created_at=now,
+                    actor=actor.name,
+                    channel=actor.channel,
+                    user_id=actor.user_id,
+                    action="charge.exclude_commitment",
+                    object_type="billing.charge",
+                    object_id=str(pk),
+                    object_repr=f"Charge {pk}",
+                    period_id=period_id,
+                    after={"review_state": "rejected", "billed_cost": str(billed)},
+                    reason=cost_basis.EXCLUDE_NOTES.get(kind, ""),
+                )
+            )
+        for kind, ids in by_kind.items():
+            for start in range(0, len(ids), _EXISTS_BATCH):
+                Charge.objects.filter(pk__in=ids[start : start + _EXISTS_BATCH]).update(
+                    reviewed_by=actor.name,
+                    reviewed_at=now,
+                    review_note=cost_basis.EXCLUDE_NOTES.get(kind, ""),
+                )
+        AuditEvent.objects.bulk_create(events, batch_size=2000)
+        log_audit(actor, "charge.exclude_commitment", count=len(events))
+
+
 WHO_COLUMNS = (
     "pi_id",
     "project_id",
@@ -824,8 +997,19 @@ WHO_COLUMNS = (
     "account_code",
     "tags",
 )
-# One prepared charge row: period, base columns, attribution, flags.
-ROW_COLUMNS = ("period_id", *BASE_COLUMNS, *WHO_COLUMNS, "flags", "flag_details", "review_state")
+# The cost basis of a row (ingest.basis) and the file's BilledCost when it bills another amount.
+BASIS_COLUMNS = ("cost_basis", "invoiced_cost")
+_BILLED_TAIL = (cost_basis.BILLED, None)
+# One prepared charge row: period, base columns, attribution, flags, basis.
+ROW_COLUMNS = (
+    "period_id",
+    *BASE_COLUMNS,
+    *WHO_COLUMNS,
+    "flags",
+    "flag_details",
+    "review_state",
+    *BASIS_COLUMNS,
+)
 R_FINGERPRINT = ROW_COLUMNS.index("fingerprint")
 R_OCCURRENCE = ROW_COLUMNS.index("occurrence")
 R_BILLED = ROW_COLUMNS.index("billed_cost")

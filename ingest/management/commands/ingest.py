@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.services import Actor, BillingError, detect_source, source_for_slug
+from ingest.basis import label as basis_label
 from ingest.services import ImportResult, IngestError, import_file
 from openchargeback.money import format_money, money_str
 
@@ -124,12 +125,14 @@ def import_summary(result: ImportResult) -> str:
         f"{result.file}: {verb} {result.charges_created:,} charges into "
         f"{', '.join(result.periods) or '-'} for {result.source}, "
         f"billed {format_money(result.billed_total)} "
-        f"(exact {money_str(result.billed_total)}); "
+        f"(exact {money_str(result.billed_total)}, {basis_label(result.cost_basis)}); "
         f"{result.duplicates_skipped:,} duplicates skipped; "
         f"{result.flagged:,} flagged for review"
     )
     if flags:
         text += f" ({flags})"
+    if result.commitment:
+        text += f"; {commitment_summary(result)}"
     if result.charges_removed:
         text += f"; {result.charges_removed:,} charges of earlier imports removed"
     if result.values_rounded:
@@ -137,6 +140,19 @@ def import_summary(result: ImportResult) -> str:
     if result.import_id and result.status == "imported":
         text += f" [import #{result.import_id}]"
     return text
+
+
+def commitment_summary(result: ImportResult) -> str:
+    """'2 commitment charges to it-commitments' / '... excluded (rejected)'."""
+    counts = result.commitment
+    central = sum(n for key, n in counts.items() if key.startswith("central"))
+    excluded = sum(n for key, n in counts.items() if key.startswith("exclude"))
+    parts = []
+    if central:
+        parts.append(f"{central:,} commitment charges to {result.commitment_project}")
+    if excluded:
+        parts.append(f"{excluded:,} commitment charges excluded (rejected)")
+    return ", ".join(parts)
 
 
 def _combined(results: list[ImportResult]) -> dict[str, Any]:
