@@ -396,6 +396,11 @@ def check_ledger(*, period: str) -> LedgerCheck:
         problems.append(f"{linked - distinct:,} charges are on more than one current statement")
     missing = journal.charge_count - distinct + not_approved
     if missing:
+        # PI projects with nothing to bill ($0.00 on every line) have no statement.
+        from statements.services import plan
+
+        missing -= sum(data.charge_count for data in plan(obj).empty)
+    if missing:
         problems.append(
             f"{journal.charge_count:,} approved charges, {distinct - not_approved:,} of them "
             "on current statements: regenerate the statements"
