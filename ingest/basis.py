@@ -26,6 +26,7 @@ shows the provider's *discount* (negotiated rates, commitments).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 BILLED = "billed"
 AMORTISED = "amortised"
@@ -63,6 +64,16 @@ _CONVERSION_NAME = re.compile(r"^(slurm|storage)-usage-\d{4}-\d{2}\.csv$")
 def label(basis: str) -> str:
     """'billed cost' or 'amortised cost (EffectiveCost)'."""
     return _LABELS.get(basis, _LABELS[BILLED])
+
+
+def describe(bases: Iterable[tuple[str, str]]) -> str:
+    """(source, basis) pairs -> 'billed cost' when all agree, else per source:
+    'aws amortised cost (EffectiveCost); hpc billed cost'."""
+    pairs = sorted(set(bases))
+    kinds = {basis for _source, basis in pairs}
+    if len(kinds) <= 1:
+        return label(next(iter(kinds), BILLED))
+    return "; ".join(f"{source} {label(basis)}" for source, basis in pairs)
 
 
 def commitment_kind(category: str, commitment_id: str, status: str) -> str:

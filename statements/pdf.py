@@ -34,7 +34,7 @@ from reportlab.platypus import (
 )
 
 from ingest.basis import DIFFERENCE_LABELS
-from ingest.basis import label as basis_label
+from ingest.basis import describe as describe_bases
 from openchargeback.money import format_money
 from statements.building import DISCOUNT, SUBSIDY, Remainder, Resource, StatementData
 
@@ -511,14 +511,7 @@ def _credit_table(data: StatementData, money: _Money) -> Table:
 
 def basis_note(data: StatementData) -> str:
     """'Cost basis: billed cost.' or, per source when they differ, 'aws amortised ...'."""
-    kinds = {basis for _source, basis in data.bases}
-    if len(kinds) <= 1:
-        return f"Cost basis: {basis_label(next(iter(kinds), 'billed'))}."
-    return (
-        "Cost basis: "
-        + "; ".join(f"{source} {basis_label(basis)}" for source, basis in data.bases)
-        + "."
-    )
+    return f"Cost basis: {describe_bases(data.bases)}."
 
 
 def render(data: StatementData, *, number: str, generated_at: datetime) -> bytes:

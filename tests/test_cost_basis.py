@@ -5,20 +5,32 @@ excluded, and the spec's commitment discount examples under both bases."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from billing.models import PI, AuditEvent, Charge, Project, Source
-from billing.services import Actor, BillingError, charges_review, source_set
+from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
+from billing.services import Actor, BillingError, charges_review, period_close, source_set
 from ingest import basis
 from ingest.parsers import IngestError
+from ingest.ratecard import rate_card_sources
 from ingest.services import import_file
-from tests.conftest import tags, write_focus
+from journals.models import JournalSettings
+from journals.services import check_ledger, export_journal
+from statements.building import DETAIL_LIMIT
+from statements.models import Statement
+from statements.services import missing_statements, plan, statements_generate
+from tests.conftest import FOCUS_COLUMNS, focus_row, tags, write_focus
 
 pytestmark = pytest.mark.django_db
 
@@ -377,3 +389,220 @@ def test_rejected_commitment_can_be_reset_like_any_charge(
         charges=Charge.objects.filter(review_state="rejected"), action="reset", actor=actor
     )
     assert changed == 2
+
+
+# --- statements: discount vs subsidy, credits, categories, empty statements -------------
+
+CATEGORY_COLUMNS = [*FOCUS_COLUMNS, "ChargeCategory"]
+
+
+def _row(category: str = "Usage", **kwargs: Any) -> dict[str, str]:
+    return {**focus_row(**kwargs), "ChargeCategory": category}
+
+
+def _close_and_generate(actor: Actor, period: str = "2025-01") -> Any:
+    charges_review(
+        charges=Charge.objects.filter(review_state="pending"), action="approve", actor=actor
+    )
+    period_close(period=period, actor=actor)
+    return statements_generate(period=period, actor=actor, sync=True)
+
+
+def _pdf_text(statement: Statement) -> str:
+    if shutil.which("pdftotext") is None:  # pragma: no cover - poppler-utils is a test dependency
+        pytest.skip("pdftotext is not installed")
+    done = subprocess.run(
+        ["pdftotext", "-layout", statement.pdf.path, "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return " ".join(done.stdout.split())  # words, whatever the layout
+
+
+def _import(rows: list[dict[str, str]], tmp_path: Path, actor: Actor, **kwargs: Any) -> None:
+    slug = kwargs.pop("slug", "aws")
+    path = write_focus(
+        tmp_path / f"{slug}-{len(rows)}-{uuid.uuid4().hex}.csv", rows, CATEGORY_COLUMNS
+    )
+    import_file(path=path, source=Source.objects.get(slug=slug), actor=actor, **kwargs)
+
+
+def test_credits_are_itemised_never_folded_into_other_resources(
+    defaults: None, tmp_path: Path, actor: Actor
+) -> None:
+    usage = [_row(resource=f"vm-{n:03d}", billed="0.01", list_cost="0.02") for n in range(175)]
+    credit = _row(
+        "Credit",
+        resource="promo-credit",
+        service="AWS Promotional Credit",
+        billed="-2.61",
+        list_cost="0",
+    )
+    _import([*usage, credit], tmp_path, actor)
+    result = _close_and_generate(actor)
+    (statement,) = result.created
+    data = plan(statement.period).statements[0].data
+    assert [c.resource_id for c in data.credits] == ["promo-credit"]
+    assert data.remainder is not None and data.remainder.resources == 175 - DETAIL_LIMIT
+    assert data.remainder.billed == Decimal("1.35")  # usage only: the credit is not in it
+    assert data.credit_total == Decimal("-2.61")
+    # list 3.50, provider discount 1.75, credits -2.61: due -0.86; never "subsidy 174.6%"
+    assert (data.list_total, data.discount_total, data.billed_total) == (
+        Decimal("3.50"),
+        Decimal("1.75"),
+        Decimal("-0.86"),
+    )
+    assert data.difference_percent("discount") == Decimal("50.0")
+    assert statement.discount_total == Decimal("1.75")
+    text = _pdf_text(statement)
+    assert "CREDITS" in text and "Total credits" in text
+    assert "promo-credit" in text and "-$2.61" in text
+    assert "135 other resources" in text
+    assert "PROVIDER DISCOUNT" in text and "INSTITUTIONAL SUBSIDY" not in text
+    assert "Cost basis: billed cost." in text
+
+
+def test_categories_are_labelled_and_kept_apart_from_usage(
+    defaults: None, tmp_path: Path, actor: Actor
+) -> None:
+    rows = [
+        _row(resource="vm", billed="100.00", list_cost="120.00"),
+        _row("Tax", resource="tax", billed="8.00"),
+        _row("Adjustment", resource="adj", billed="-1.00"),
+        _row("Purchase", resource="support", service="AWS Support", billed="29.00"),
+        _row("Credit", resource="credit", billed="-5.00", list_cost="-5.00"),
+    ]
+    _import(rows, tmp_path, actor)
+    (statement,) = _close_and_generate(actor).created
+    data = plan(statement.period).statements[0].data
+    assert [(line.category, line.billed) for line in data.lines] == [
+        ("", Decimal("100.00")),
+        ("Purchase", Decimal("29.00")),
+        ("Adjustment", Decimal("-1.00")),
+        ("Tax", Decimal("8.00")),
+        ("Credit", Decimal("-5.00")),
+    ]
+    assert data.list_total - data.discount_total + data.credit_total == data.billed_total
+    text = _pdf_text(statement)
+    for label in ("Tax", "Adjustment", "Purchase", "Credit"):
+        assert label in text
+
+
+def test_rate_card_sources_show_a_subsidy_and_cloud_sources_a_provider_discount(
+    defaults: None, tmp_path: Path, actor: Actor
+) -> None:
+    _import([_row(resource="vm", billed="60.00", list_cost="80.00")], tmp_path, actor)
+    hpc = [
+        _row(
+            resource="slurm/chem/standard/-/cpu",
+            service="Slurm CPU-hours",
+            billed="25.00",
+            list_cost="100.00",
+        )
+    ]
+    path = write_focus(tmp_path / "converted.csv", hpc, CATEGORY_COLUMNS)
+    import_file(
+        path=path,
+        source=Source.objects.get(slug="hpc"),
+        actor=actor,
+        display_name=basis.conversion_name("slurm", "2025-01"),
+    )
+    assert rate_card_sources() == {"hpc"}
+    (statement,) = _close_and_generate(actor).created
+    data = plan(statement.period).statements[0].data
+    assert data.difference("discount") == Decimal("20.00")
+    assert data.difference("subsidy") == Decimal("75.00")
+    assert data.differences == ("discount", "subsidy")
+    text = _pdf_text(statement)
+    assert "PROVIDER DISCOUNT" in text and "INSTITUTIONAL SUBSIDY" in text
+    assert "Disc./subsidy" in text
+
+
+def test_a_statement_with_nothing_to_bill_is_not_generated_or_emailed(
+    defaults: None, tmp_path: Path, actor: Actor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        _row(resource="free-tier", project="proj-zero", billed="0", list_cost="0"),
+        _row(resource="free-too", project="proj-zero", billed="0.001", list_cost="0.001"),
+        _row(resource="gpu", project="proj-covered", billed="0", list_cost="400.00"),
+        _row(resource="vm", project="proj-paid", billed="12.00"),
+    ]
+    _import(rows, tmp_path, actor)
+    charges_review(
+        charges=Charge.objects.filter(review_state="pending"), action="approve", actor=actor
+    )
+    period_close(period="2025-01", actor=actor)
+    call_command("generate", "--period", "2025-01", "--sync", "--send")
+    out = capsys.readouterr().out
+    assert "generated 2 statements" in out
+    assert "1 skipped as empty" in out
+    projects = set(Statement.objects.values_list("project__project_id", flat=True))
+    assert projects == {"proj-covered", "proj-paid"}  # fully subsidised is still a statement
+    assert len(mail.outbox) == 1
+    assert len(mail.outbox[0].attachments) == 2
+    assert missing_statements(BillingPeriod.objects.get(period="2025-01")) == []
+
+
+def test_amortised_statement_equals_the_journal_and_both_name_the_basis(
+    central: Project, aws: Source, actor: Actor, tmp_path: Path
+) -> None:
+    amortise(aws, actor, commitment_project_id=central.pk)
+    source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS")
+    settings = JournalSettings.load()
+    settings.default_account = "740000"
+    settings.save()
+    import_file(path=january(tmp_path), source=aws, actor=actor)
+    result = _close_and_generate(actor, "2023-01")
+    totals = {s.project.project_id: s.billed_total for s in result.created}
+    assert totals == {"it-commitments": Decimal("0.25"), "proj-a": Decimal("2.25")}
+    for statement in result.created:
+        assert "Cost basis: amortised cost (EffectiveCost)." in _pdf_text(statement)
+    export = export_journal(period="2023-01", format="gl", actor=actor)
+    assert export.cost_basis == "amortised cost (EffectiveCost)"
+    assert export.debit_total == sum(totals.values()) == Decimal("2.50")
+    assert check_ledger(period="2023-01").problems == []
+    detail = export_journal(period="2023-01", format="detail", actor=actor, xlsx=True)
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(detail.file.path, read_only=True)
+    assert workbook.properties.subject == "Cost basis: amortised cost (EffectiveCost)"
+
+
+# --- review list, broken pipes ------------------------------------------------------
+
+
+def test_review_list_orders_by_absolute_amount(
+    defaults: None, tmp_path: Path, actor: Actor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        _row(resource=f"r-{n}", billed=amount, pi="")
+        for n, amount in enumerate(["0.01", "-2.61", "1.00", "0.50"])
+    ]
+    _import(rows, tmp_path, actor)
+    call_command("review", "list", "--period", "2025-01", "--json")
+    amounts = [row["billed_cost"] for row in json.loads(capsys.readouterr().out)]
+    assert amounts == ["-2.61", "1.00", "0.50", "0.01"]
+
+
+@pytest.mark.parametrize("args", [["help"], ["env_reference"]])
+def test_a_closed_output_pipe_ends_the_command_quietly(args: list[str], tmp_path: Path) -> None:
+    from tests.ingest_helpers import ROOT, cli_env
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes (`... | head -0`)
+    try:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=cli_env(tmp_path),
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 1
+    assert done.stderr == ""
