@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 
 from openchargeback.money import ROUNDING_MODE, round_money
@@ -242,7 +242,7 @@ def build_lines(
 ) -> tuple[Line, ...]:
     """(source, service, charges, list, billed[, category, difference]) sums -> lines:
     usage largest amount first, then purchases, adjustments, taxes and credits."""
-    lines = [Line(*row) for row in rows]
+    lines = [_face_value(Line(*row)) for row in rows]
     order = {"": 0, "Purchase": 1, "Adjustment": 2, "Tax": 3, CREDIT: 4}
     lines.sort(
         key=lambda line: (
@@ -254,6 +254,17 @@ def build_lines(
         )
     )
     return tuple(lines)
+
+
+# Lines that are what they are: no list price to take a discount or subsidy off.
+_FACE_VALUE = frozenset({"Tax", "Adjustment"})
+
+
+def _face_value(line: Line) -> Line:
+    """A tax or adjustment line lists its own amount (a provider may write ListCost 0)."""
+    if line.category in _FACE_VALUE and line.list_exact != line.billed_exact:
+        return replace(line, list_exact=line.billed_exact)
+    return line
 
 
 def build_resources(

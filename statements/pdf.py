@@ -296,9 +296,16 @@ def _summary(data: StatementData, money: _Money) -> Table:
     amounts = [Paragraph(money(data.list_total), big)]
     for kind in kinds:
         percent = data.difference_percent(kind)
-        share = f" ({percent}%)" if percent is not None else ""
+        amount = money.contribution(data.difference(kind))
+        if percent is not None:
+            # Beside the amount in a roomy box; under it, smaller, when five share the width.
+            amount += (
+                f'<br/><font size="7.5">{percent}% of list price</font>'
+                if compact
+                else f" ({percent}%)"
+            )
         labels.append(Paragraph(DIFFERENCE_LABELS[kind].upper(), LABEL))
-        amounts.append(Paragraph(money.contribution(data.difference(kind)) + share, green))
+        amounts.append(Paragraph(amount, green))
     if credits:
         labels.append(Paragraph("CREDITS", LABEL))
         amounts.append(Paragraph(money(credits), big))
@@ -314,6 +321,7 @@ def _summary(data: StatementData, money: _Money) -> Table:
         TableStyle(
             [
                 ("BOX", (0, 0), (-1, -1), 0.75, RULE),
+                ("VALIGN", (0, 1), (-1, 1), "TOP"),  # amounts on one baseline
                 ("TOPPADDING", (0, 0), (-1, 0), 7),
                 ("BOTTOMPADDING", (0, -1), (-1, -1), 8),
             ]
