@@ -533,7 +533,8 @@ class _Importer:
         mask_counts = self.mask_counts
         for row in fresh:
             mask_counts[row[R_FLAGS]] += 1
-            self.billed_nanos += row[R_BILLED]
+            if row[R_STATE] != _REJECTED:  # excluded commitment (ingest.basis): in no total
+                self.billed_nanos += row[R_BILLED]
         self.result.charges_created += len(fresh)
         self._flush_matched()
         if self.dry_run or not fresh:
@@ -1014,6 +1015,8 @@ R_FINGERPRINT = ROW_COLUMNS.index("fingerprint")
 R_OCCURRENCE = ROW_COLUMNS.index("occurrence")
 R_BILLED = ROW_COLUMNS.index("billed_cost")
 R_FLAGS = ROW_COLUMNS.index("flags")
+R_STATE = ROW_COLUMNS.index("review_state")
+_REJECTED = Charge.ReviewState.REJECTED.value
 # Columns that are the same for every row of an import.
 _CONSTANT_COLUMNS = ("source_id", "import_record_id", "reviewed_by", "reviewed_at", "review_note")
 

@@ -65,7 +65,7 @@ def period_totals(period: BillingPeriod) -> Totals:
     )
     values = {key[2:]: value for key, value in rows.items() if value is not None}
     rate_card = rate_card_sources()
-    split = {"provider_discount": Decimal(0), "subsidy": Decimal(0)}
+    split: dict[str, Any] = {"provider_discount": Decimal(0), "subsidy": Decimal(0)}
     for row in (
         ChargeSummary.objects.filter(period=period)
         .exclude(review_state=REJECTED)

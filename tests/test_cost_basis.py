@@ -270,6 +270,7 @@ def test_amortised_exclude_rejects_commitment_charges_with_a_note_and_audit(
     amortise(aws, actor, commitment_handling="exclude")
     result = import_file(path=january(tmp_path), source=aws, actor=actor)
     assert result.commitment == {"exclude purchase": 1, "exclude unused": 1}
+    assert result.billed_total == Decimal("2.25")  # the excluded 0.25 is in no total
     rejected = Charge.objects.filter(review_state="rejected")
     assert rejected.count() == 2
     purchase = rejected.get(charge_category="Purchase")

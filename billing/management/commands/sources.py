@@ -152,8 +152,11 @@ def _basis_changes(options: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
+_BASIS_TEXT = {"billed": "billed cost (BilledCost)", "amortised": "amortised cost (EffectiveCost)"}
+
+
 def _basis_text(source: Source) -> str:
-    text = f"bills the {source.get_cost_basis_display().lower()}"
+    text = f"bills the {_BASIS_TEXT.get(source.cost_basis, source.cost_basis)}"
     if source.cost_basis == Source.CostBasis.AMORTISED:
         if source.commitment_handling == Source.CommitmentHandling.EXCLUDE:
             text += ", commitment charges excluded"
