@@ -259,6 +259,11 @@ class SourceForm(forms.ModelForm):
             "account_code",
             "enabled",
             "provider_names",
+            # Cost basis (docs/decisions/0006-cost-basis.md)
+            "cost_basis",
+            "commitment_handling",
+            "commitment_project",
+            "commitment_fund_org",
         ]
 
     def clean_slug(self) -> str:
@@ -279,10 +284,12 @@ class SourceAdmin(admin.ModelAdmin):
         "filename_pattern",
         "credit_fund_org",
         "account_code",
+        "cost_basis",
         "enabled",
     ]
-    list_filter = ["enabled"]
+    list_filter = ["enabled", "cost_basis"]
     search_fields = ["slug", "name"]
+    autocomplete_fields = ["commitment_project"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return ["slug"] if obj is not None else []
@@ -291,6 +298,17 @@ class SourceAdmin(admin.ModelAdmin):
         """Through the same services (and audit trail) as `openchargeback sources`."""
         actor = Actor.for_user(request.user)  # type: ignore[arg-type]
         data = form.cleaned_data
+        basis = {
+            "cost_basis": data["cost_basis"],
+            "commitment_handling": data["commitment_handling"],
+            "commitment_project_id": data["commitment_project"].pk
+            if data["commitment_project"]
+            else None,
+            "commitment_fund_org": data["commitment_fund_org"],
+        }
+        changed_basis = {
+            f: value for f, value in basis.items() if f.removesuffix("_id") in form.changed_data
+        }
         if change:
             fields = (
                 "name",
@@ -304,6 +322,7 @@ class SourceAdmin(admin.ModelAdmin):
                 slug=obj.slug,
                 actor=actor,
                 **{f: data[f] for f in fields if f in form.changed_data},
+                **changed_basis,
             )
         else:
             saved = source_add(
@@ -319,6 +338,8 @@ class SourceAdmin(admin.ModelAdmin):
                 saved = source_set(
                     slug=saved.slug, actor=actor, provider_names=data["provider_names"]
                 )
+            if changed_basis:
+                saved = source_set(slug=saved.slug, actor=actor, **changed_basis)
         obj.pk = saved.pk
 
 

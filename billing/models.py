@@ -194,6 +194,21 @@ class Source(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    def clean(self) -> None:
+        super().clean()
+        if (
+            self.cost_basis == self.CostBasis.AMORTISED
+            and self.commitment_handling == self.CommitmentHandling.CENTRAL
+            and self.commitment_project_id is None
+        ):
+            raise ValidationError(
+                {
+                    "commitment_project": "The amortised cost basis with central commitment "
+                    "handling needs a commitment project to bill commitment purchases and "
+                    "unused commitment to."
+                }
+            )
+
 
 class PI(models.Model):
     """A Principal Investigator, identified by email (stored lowercase)."""

@@ -169,6 +169,11 @@ _SOURCE_FIELDS = (
     "account_code",
     "enabled",
     "provider_names",
+    # Cost basis (ingest.basis, docs/decisions/0006-cost-basis.md)
+    "cost_basis",
+    "commitment_handling",
+    "commitment_project_id",
+    "commitment_fund_org",
 )
 
 
@@ -216,7 +221,8 @@ def _validate_and_save(source: Source) -> None:
 
 def source_set(*, slug: str, actor: Actor, **changes: Any) -> Source:
     """Change a source's name, filename pattern, accounting (credit fund/org,
-    account code) or enabled flag; fields given as None are left alone.
+    account code), enabled flag or cost basis (cost_basis, commitment_handling,
+    commitment_project_id, commitment_fund_org); fields given as None are left alone.
     Audited before/after; the admin and `sources set` both come here."""
     unknown = set(changes) - set(_SOURCE_FIELDS)
     if unknown:

@@ -42,6 +42,7 @@ from django.conf import settings
 from billing.models import InstitutionSettings, Source, TagMapping
 from billing.rules import UNMAPPED_ACCOUNT_TAG
 from billing.services import Actor
+from ingest.basis import conversion_name
 from ingest.parsers import IngestError
 from ingest.pricing import PricedRow, PricingError, price
 from ingest.quotas import QuotaSummary, read_quotas
@@ -248,7 +249,8 @@ def conversion_import(
 ) -> ImportResult:
     """Import the month through the normal ingest path, replacing the source's
     earlier rows for the month (idempotent: the same input changes nothing)."""
-    display = f"{conversion.kind}-usage-{conversion.period}.csv"
+    # The name marks the source as priced by the rate card (ingest.ratecard).
+    display = conversion_name(conversion.kind, conversion.period)
     staging = Path(settings.MEDIA_ROOT) / "converted"
     try:
         staging.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "AllocatedResourceId": ("allocatedresourceid",),
     "AllocatedResourceName": ("allocatedresourcename",),
     "AllocatedTags": ("allocatedtags",),
+    # Cost basis (ingest.basis): commitment purchases and unused commitment.
+    "CommitmentDiscountId": ("commitmentdiscountid",),
+    "CommitmentDiscountStatus": ("commitmentdiscountstatus",),
+    "CommitmentDiscountCategory": ("commitmentdiscountcategory",),
+    "ChargeFrequency": ("chargefrequency",),
     "Tags": ("tags",),
 }
 REQUIRED = ("BillingPeriodStart", "BilledCost")

@@ -77,6 +77,11 @@ BASE_COLUMNS = (
     "allocated_resource_id",
     "allocated_resource_name",
     "allocated_method_id",
+    # Cost basis (ingest.basis)
+    "commitment_discount_id",
+    "commitment_discount_status",
+    "commitment_discount_category",
+    "charge_frequency",
 )
 B_FINGERPRINT = BASE_COLUMNS.index("fingerprint")
 B_OCCURRENCE = BASE_COLUMNS.index("occurrence")
@@ -85,6 +90,11 @@ B_RESOURCE_ID = BASE_COLUMNS.index("resource_id")
 B_RESOURCE_NAME = BASE_COLUMNS.index("resource_name")
 B_CURRENCY = BASE_COLUMNS.index("billing_currency")
 B_BILLED = BASE_COLUMNS.index("billed_cost")
+B_CATEGORY = BASE_COLUMNS.index("charge_category")
+B_LIST = BASE_COLUMNS.index("list_cost")
+B_EFFECTIVE = BASE_COLUMNS.index("effective_cost")
+B_COMMITMENT_ID = BASE_COLUMNS.index("commitment_discount_id")
+B_COMMITMENT_STATUS = BASE_COLUMNS.index("commitment_discount_status")
 
 # Text columns in BASE_COLUMNS order: FOCUS name -> the charge field's
 # max_length (None: unlimited). Longer text refuses the file: never cut.
@@ -113,6 +123,11 @@ _TEXT_AFTER = (
     ("AllocatedResourceId", None),
     ("AllocatedResourceName", None),
     ("AllocatedMethodId", 200),
+    # Cost basis (ingest.basis)
+    ("CommitmentDiscountId", None),
+    ("CommitmentDiscountStatus", 20),
+    ("CommitmentDiscountCategory", 20),
+    ("ChargeFrequency", 20),
 )
 # Other limits checked: provider, consumed quantity and unit.
 TEXT_LIMITS: dict[str, int | None] = {
@@ -146,6 +161,10 @@ TEXT_FIELDS = {
     "AllocatedResourceId": "allocated_resource_id",
     "AllocatedResourceName": "allocated_resource_name",
     "AllocatedMethodId": "allocated_method_id",
+    "CommitmentDiscountId": "commitment_discount_id",
+    "CommitmentDiscountStatus": "commitment_discount_status",
+    "CommitmentDiscountCategory": "commitment_discount_category",
+    "ChargeFrequency": "charge_frequency",
     "ProviderName": "provider_name",
     "ServiceProviderName": "provider_name",
     "ConsumedQuantity": "consumed_quantity",

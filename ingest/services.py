@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from billing import flags as flag_bits
 from billing import summaries
-from billing.models import PI, BillingPeriod, Charge, Project, Source
+from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
 from billing.rules import (
     EMAIL_RE,
     Attribution,
@@ -41,8 +41,16 @@ from billing.rules import (
     unmapped_account,
 )
 from billing.selectors import load_ruleset
-from billing.services import Actor, audit, audit_created, period_open, validate_period
+from billing.services import (
+    Actor,
+    audit,
+    audit_created,
+    log_audit,
+    period_open,
+    validate_period,
+)
 from billing.triggers import CHARGE_INSERT_TRIGGER, CHARGE_INSERT_TRIGGER_SQL
+from ingest import basis as cost_basis
 from ingest.cloud_accounts import (
     CloudMappings,
     CloudOwner,
@@ -55,7 +63,12 @@ from ingest.models import Import
 from ingest.parsers import FocusReader, IngestError, open_focus
 from ingest.rows import (
     B_BILLED,
+    B_CATEGORY,
+    B_COMMITMENT_ID,
+    B_COMMITMENT_STATUS,
     B_CURRENCY,
+    B_EFFECTIVE,
+    B_LIST,
     B_RESOURCE_ID,
     B_RESOURCE_NAME,
     B_SERVICE,
@@ -121,6 +134,10 @@ class ImportResult:
     # Origin rows of FOCUS 1.3 split allocations, not billed (their allocated rows are).
     allocation_origins: int = 0
     delivery: str = ""  # the UUID shared by the imports of its delivery
+    cost_basis: str = cost_basis.BILLED
+    # Under the amortised basis: commitment rows sent to the central project or excluded.
+    commitment: dict[str, int] = field(default_factory=dict)
+    commitment_project: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +160,9 @@ class ImportResult:
             "conformance": list(self.conformance),
             "allocation_origins": self.allocation_origins,
             "delivery": self.delivery,
+            "cost_basis": self.cost_basis,
+            "commitment": dict(sorted(self.commitment.items())),
+            "commitment_project": self.commitment_project,
         }
 
 
@@ -469,6 +489,8 @@ class _Delivery:
                         for chunk in importer._prepared_chunks():
                             importer._consume(chunk)
                         importer._finish_stats()
+                        if importer.basis is not None:
+                            importer.basis.record_excluded(importer.import_record, self.actor)
                         stored.append(copier.finish())
                 self._check_months(importers)
                 if self.replace:
@@ -614,6 +636,7 @@ class _Importer:
         self.conformance: dict[str, list[Any]] = {}
         self.cloud: CloudMappings | None = None  # the delivery's (set by _prepare)
         self.legacy_periods: frozenset[str] = frozenset()
+        self.basis: _CostBasis | None = None  # None under the billed basis (set by _prepare)
 
     @property
     def fake_id(self) -> int:
@@ -700,9 +723,11 @@ class _Importer:
             self.ruleset = delivery.ruleset
             self.cloud = delivery.cloud
             self.legacy_periods = delivery.legacy_periods
+            self._prepare_basis()
             return
         self.ruleset = delivery.ruleset = load_ruleset()
         self.cloud = delivery.cloud = cloud_mappings(self.source) or None
+        self._prepare_basis()
         for pi_id, email in PI.objects.values_list("pk", "email"):
             self.pis[email] = pi_id
             self.pi_email_by_id[pi_id] = email
@@ -724,6 +749,10 @@ class _Importer:
         )
         if self.expected_period:
             self._period(self.expected_period, line=None)
+
+    def _prepare_basis(self) -> None:
+        self.basis = _CostBasis.for_source(self.source, self.reader.display_name, self.ruleset)
+        self.result.cost_basis = self.source.cost_basis
 
     def _period(self, period: str, line: int | None) -> int:
         """The period's id, creating it open on first sight; locked ones refuse the file."""
@@ -774,6 +803,7 @@ class _Importer:
         # the others go through line_flags() for their reasons and details.
         screen = _pattern_screen(ruleset)
         periods, tags, lines = chunk.periods, chunk.tags, chunk.lines
+        basis = self.basis  # None under the billed basis
         self._register_owners(tags)
 
         for i, base in enumerate(chunk.bases):
@@ -784,6 +814,10 @@ class _Importer:
                 who = attr_cache.get(raw) or attribution_for(raw)
             else:
                 who = self._cloud_attribution(raw, base, period)
+            tail: tuple[str, int | None] = _BILLED_TAIL
+            state = None
+            if basis is not None:
+                base, who, tail, state = basis.apply(base, who)
             billed = base[B_BILLED]
             usual = (expected is None or period == expected) and base[B_CURRENCY] in currency_ok
             if usual:
@@ -820,7 +854,8 @@ class _Importer:
                     *who.values,
                     mask,
                     details_json,
-                    pending if mask else approved,
+                    state or (pending if mask else approved),
+                    *tail,
                 )
             )
         self.result.rows_read += chunk.rows
@@ -856,7 +891,8 @@ class _Importer:
         mask_counts = self.mask_counts
         for row in fresh:
             mask_counts[row[R_FLAGS]] += 1
-            self.billed_nanos += row[R_BILLED]
+            if row[R_STATE] != _REJECTED:  # excluded commitment (ingest.basis): in no total
+                self.billed_nanos += row[R_BILLED]
         self.result.charges_created += len(fresh)
         self._flush_matched()
         if self.dry_run or not fresh:
@@ -1131,6 +1167,9 @@ class _Importer:
             }
             for rule, entry in sorted(self.conformance.items())
         ]
+        if self.basis is not None:
+            result.commitment = dict(self.basis.counts)
+            result.commitment_project = self.basis.project_code
 
     # -- the record --------------------------------------------------------------
     def _record(self, stored_tmp: Path) -> None:
@@ -1185,6 +1224,145 @@ class _Importer:
         )
 
 
+class _CostBasis:
+    """The amortised basis for one import (ingest.basis): each row bills its
+    EffectiveCost; commitment purchases and unused commitment go to the
+    source's central commitment project, or are stored rejected (excluded)."""
+
+    def __init__(self, *, handling: str, central: tuple[Any, ...] | None, ruleset: RuleSet):
+        self.handling = handling
+        self.central = central  # WHO_COLUMNS but the tags, for central handling
+        self.project_code = central[-2] if central is not None else ""
+        self.central_flags: tuple[int, dict[str, Any], str] = (0, {}, "{}")
+        if central is not None:
+            mask, details = attribution_flags(
+                ruleset,
+                pi_email=central[-1],
+                project_id=central[-2],
+                fund_org=central[2],
+            )
+            self.central_flags = (mask, details, json.dumps(details) if details else "{}")
+            self.central = central[:-2]
+        self.counts: Counter[str] = Counter()
+
+    @classmethod
+    def for_source(cls, source: Source, name: str, ruleset: RuleSet) -> _CostBasis | None:
+        # As stored now (the caller's object may be older than a `sources set`).
+        source.refresh_from_db(
+            fields=[
+                "cost_basis",
+                "commitment_handling",
+                "commitment_project",
+                "commitment_fund_org",
+            ]
+        )
+        if source.cost_basis != cost_basis.AMORTISED:
+            return None
+        if source.commitment_handling != cost_basis.CENTRAL:
+            return cls(handling=cost_basis.EXCLUDE, central=None, ruleset=ruleset)
+        project = None
+        if source.commitment_project_id is not None:
+            project = (
+                Project.objects.select_related("pi").filter(pk=source.commitment_project_id).first()
+            )
+        if project is None:
+            raise IngestError(
+                f"{name}: source {source.slug} bills the amortised cost and sends commitment "
+                "charges to a central project, but has no commitment project: set one with "
+                f"`openchargeback sources set {source.slug} --commitment-project PROJECT`; "
+                "nothing was imported"
+            )
+        fund_org = (source.commitment_fund_org or project.default_fund_org)[:100]
+        central = (
+            project.pi_id,
+            project.pk,
+            fund_org,
+            "",
+            "",
+            "",
+            "",
+            project.project_id,
+            project.pi.email if project.pi else "",
+        )
+        return cls(handling=cost_basis.CENTRAL, central=central, ruleset=ruleset)
+
+    def apply(
+        self, base: tuple[Any, ...], who: _Who
+    ) -> tuple[tuple[Any, ...], _Who, tuple[str, int | None], str | None]:
+        """(base, who, basis columns, forced review state) of one row."""
+        listed, billed, invoiced = cost_basis.amortised(
+            category=base[B_CATEGORY],
+            list_nanos=base[B_LIST],
+            billed_nanos=base[B_BILLED],
+            effective_nanos=base[B_EFFECTIVE],
+        )
+        if listed != base[B_LIST] or billed != base[B_BILLED]:
+            row = list(base)
+            row[B_LIST], row[B_BILLED] = listed, billed
+            base = tuple(row)
+        tail = (cost_basis.AMORTISED, invoiced)
+        kind = cost_basis.commitment_kind(
+            base[B_CATEGORY], base[B_COMMITMENT_ID], base[B_COMMITMENT_STATUS]
+        )
+        if not kind:
+            return base, who, tail, None
+        self.counts[f"{self.handling} {kind}"] += 1
+        if self.central is None:
+            return base, who, tail, Charge.ReviewState.REJECTED.value
+        mask, details, details_json = self.central_flags
+        # The purchaser's tags stay on the charge for reference.
+        central = _Who((*self.central, who.values[-1]), mask, details, details_json)
+        return base, central, tail, None
+
+    def record_excluded(self, record: Import, actor: Actor) -> None:
+        """Note why on the charges this import excluded, and audit each one."""
+        if not any(key.startswith(cost_basis.EXCLUDE) for key in self.counts):
+            return
+        excluded = Charge.objects.filter(
+            import_record=record, review_state=Charge.ReviewState.REJECTED
+        )
+        rows = list(
+            excluded.values_list(
+                "pk",
+                "period_id",
+                "billed_cost",
+                "charge_category",
+                "commitment_discount_id",
+                "commitment_discount_status",
+            )
+        )
+        now = timezone.now()
+        by_kind: dict[str, list[int]] = {}
+        events = []
+        for pk, period_id, billed, category, commitment_id, status in rows:
+            kind = cost_basis.commitment_kind(category, commitment_id, status)
+            by_kind.setdefault(kind, []).append(pk)
+            events.append(
+                AuditEvent(
+                    created_at=now,
+                    actor=actor.name,
+                    channel=actor.channel,
+                    user_id=actor.user_id,
+                    action="charge.exclude_commitment",
+                    object_type="billing.charge",
+                    object_id=str(pk),
+                    object_repr=f"Charge {pk}",
+                    period_id=period_id,
+                    after={"review_state": "rejected", "billed_cost": str(billed)},
+                    reason=cost_basis.EXCLUDE_NOTES.get(kind, ""),
+                )
+            )
+        for kind, ids in by_kind.items():
+            for start in range(0, len(ids), _EXISTS_BATCH):
+                Charge.objects.filter(pk__in=ids[start : start + _EXISTS_BATCH]).update(
+                    reviewed_by=actor.name,
+                    reviewed_at=now,
+                    review_note=cost_basis.EXCLUDE_NOTES.get(kind, ""),
+                )
+        AuditEvent.objects.bulk_create(events, batch_size=2000)
+        log_audit(actor, "charge.exclude_commitment", count=len(events))
+
+
 WHO_COLUMNS = (
     "pi_id",
     "project_id",
@@ -1195,12 +1373,25 @@ WHO_COLUMNS = (
     "account_code",
     "tags",
 )
-# One prepared charge row: period, base columns, attribution, flags.
-ROW_COLUMNS = ("period_id", *BASE_COLUMNS, *WHO_COLUMNS, "flags", "flag_details", "review_state")
+# The cost basis of a row (ingest.basis) and the file's BilledCost when it bills another amount.
+BASIS_COLUMNS = ("cost_basis", "invoiced_cost")
+_BILLED_TAIL = (cost_basis.BILLED, None)
+# One prepared charge row: period, base columns, attribution, flags, basis.
+ROW_COLUMNS = (
+    "period_id",
+    *BASE_COLUMNS,
+    *WHO_COLUMNS,
+    "flags",
+    "flag_details",
+    "review_state",
+    *BASIS_COLUMNS,
+)
 R_FINGERPRINT = ROW_COLUMNS.index("fingerprint")
 R_OCCURRENCE = ROW_COLUMNS.index("occurrence")
 R_BILLED = ROW_COLUMNS.index("billed_cost")
 R_FLAGS = ROW_COLUMNS.index("flags")
+R_STATE = ROW_COLUMNS.index("review_state")
+_REJECTED = Charge.ReviewState.REJECTED.value
 # Columns that are the same for every row of an import.
 _CONSTANT_COLUMNS = ("source_id", "import_record_id", "reviewed_by", "reviewed_at", "review_note")
 

@@ -151,6 +151,14 @@ class JournalExport(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.CharField(max_length=150)
+    cost_basis = models.CharField(
+        max_length=300,
+        blank=True,
+        db_default="",
+        default="",
+        help_text="The cost basis of the exported charges: 'billed cost', 'amortised cost "
+        "(EffectiveCost)', or per source when sources differ.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -176,4 +184,5 @@ class JournalExport(models.Model):
             "lines": self.lines,
             "charges": self.charge_count,
             "include_pending": self.include_pending,
+            "cost_basis": self.cost_basis,
         }

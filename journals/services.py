@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from billing.models import BillingPeriod, Charge, Source
 from billing.services import Actor, BillingError, audit, validate_period
+from ingest.basis import describe as describe_bases
 from journals import layouts, writers
 from journals.builders import (
     FORMATS,
@@ -184,6 +185,7 @@ class Prepared:
     journal: Journal
     data_hash: str
     include_pending: bool
+    cost_basis: str = ""  # e.g. 'amortised cost (EffectiveCost)' (ingest.basis.describe)
 
 
 def prepare(*, period: str, format: str, include_pending: bool = False) -> Prepared:
@@ -202,7 +204,13 @@ def prepare(*, period: str, format: str, include_pending: bool = False) -> Prepa
         )
     except JournalError as exc:
         raise BillingError(str(exc)) from None
-    return Prepared(obj, layout, journal, data_hash, include_pending)
+    bases = (
+        _included(obj, include_pending)
+        .values_list("source__slug", "cost_basis")
+        .distinct()
+        .order_by()
+    )
+    return Prepared(obj, layout, journal, data_hash, include_pending, describe_bases(bases))
 
 
 def render(prepared: Prepared, out: BinaryIO, *, xlsx: bool) -> int:
@@ -215,7 +223,8 @@ def render(prepared: Prepared, out: BinaryIO, *, xlsx: bool) -> int:
         if xlsx:
             title = f"{prepared.period.period} {prepared.layout.format}"
             exact = prepared.layout.base == "detail"
-            return writers.write_xlsx(table, out, title=title, exact=exact)
+            subject = f"Cost basis: {prepared.cost_basis}" if prepared.cost_basis else ""
+            return writers.write_xlsx(table, out, title=title, exact=exact, subject=subject)
         return writers.write_csv(table, out)
     except ValueError as exc:  # a template column that does not give a number
         raise BillingError(f"journal format {prepared.layout.format}: {exc}") from None
@@ -276,6 +285,7 @@ def _record(
             data_hash=prepared.data_hash,
             created_at=now,
             created_by=actor.name,
+            cost_basis=prepared.cost_basis[:300],
         )
         storage = export.file.storage
         relative = storage.get_available_name(export.file.field.generate_filename(export, name))
@@ -395,6 +405,11 @@ def check_ledger(*, period: str) -> LedgerCheck:
     if linked != distinct:
         problems.append(f"{linked - distinct:,} charges are on more than one current statement")
     missing = journal.charge_count - distinct + not_approved
+    if missing:
+        # PI projects with nothing to bill ($0.00 on every line) have no statement.
+        from statements.services import plan
+
+        missing -= sum(data.charge_count for data in plan(obj).empty)
     if missing:
         problems.append(
             f"{journal.charge_count:,} approved charges, {distinct - not_approved:,} of them "

@@ -40,7 +40,9 @@ def write_csv(table: Table, out: BinaryIO) -> int:
     return count
 
 
-def write_xlsx(table: Table, out: BinaryIO, *, title: str, exact: bool = False) -> int:
+def write_xlsx(
+    table: Table, out: BinaryIO, *, title: str, exact: bool = False, subject: str = ""
+) -> int:
     """Write the workbook to `out` (streamed: openpyxl's write-only mode); returns
     the data rows. Amounts are numbers with a money format; the header is bold
     and frozen. `exact` shows up to 10 decimals (detail rows)."""
@@ -50,6 +52,8 @@ def write_xlsx(table: Table, out: BinaryIO, *, title: str, exact: bool = False) 
     from openpyxl.utils import get_column_letter
 
     workbook = Workbook(write_only=True)
+    if subject:  # document properties: what the numbers are (the cost basis)
+        workbook.properties.subject = subject
     sheet = workbook.create_sheet(title[:31])
     sheet.freeze_panes = "A2"
     for index, header in enumerate(table.headers, start=1):

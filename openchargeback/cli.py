@@ -28,9 +28,15 @@ def main(argv: list[str] | None = None) -> None:
         from django.core.management import execute_from_command_line
 
         execute_from_command_line(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except ImproperlyConfigured as exc:
         # Configuration mistakes are user errors: one line, exit 1.
         sys.stderr.write(f"Configuration error: {exc}\n")
+        sys.exit(1)
+    except BrokenPipeError:
+        # The reader went away (`openchargeback show ... | head`): stop quietly.
+        status = "broken pipe"
+        _silence_stdout()
         sys.exit(1)
     except SystemExit as exc:
         status = exc.code if exc.code is not None else 0
@@ -40,6 +46,18 @@ def main(argv: list[str] | None = None) -> None:
         raise
     finally:
         _log_command(args[1:2], status, started)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of the
+    closed pipe does not print "Exception ignored ... BrokenPipeError"."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (embedded, tests)
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _log_command(name: list[str], status: int | str, started: float) -> None:

@@ -15,11 +15,12 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.urls import reverse
 
 from billing.models import BillingPeriod, Charge, ChargeSummary, InstitutionSettings
 from ingest.models import Import
+from ingest.ratecard import rate_card_sources
 from journals.models import JournalExport
 from journals.services import current_data_hash
 from statements.models import EmailLog, EmailStatement, Statement
@@ -40,6 +41,9 @@ class Totals:
     pending_billed: Decimal = Decimal(0)
     flagged: int = 0
     rejected: int = 0
+    # list minus billed, split by where the price comes from (ingest.ratecard)
+    provider_discount: Decimal = Decimal(0)
+    subsidy: Decimal = Decimal(0)
 
     @property
     def discount_total(self) -> Decimal:
@@ -59,7 +63,18 @@ def period_totals(period: BillingPeriod) -> Totals:
         t_flagged=Sum("flagged", filter=kept),
         t_rejected=Sum("charges", filter=rejected),
     )
-    return Totals(**{key[2:]: value for key, value in rows.items() if value is not None})
+    values = {key[2:]: value for key, value in rows.items() if value is not None}
+    rate_card = rate_card_sources()
+    split: dict[str, Any] = {"provider_discount": Decimal(0), "subsidy": Decimal(0)}
+    for row in (
+        ChargeSummary.objects.filter(period=period)
+        .exclude(review_state=REJECTED)
+        .values(slug=F("source__slug"))
+        .annotate(listed=Sum("list_total"), billed=Sum("billed_total"))
+    ):
+        kind = "subsidy" if row["slug"] in rate_card else "provider_discount"
+        split[kind] += row["listed"] - row["billed"]
+    return Totals(**values, **split)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ from django.db.models import F, Q, Sum
 
 from billing.models import BillingPeriod, Charge, ChargeSummary
 from billing.selectors import current_period
+from ingest.basis import DIFFERENCE_LABELS, difference_kind
 from ingest.models import Import
+from ingest.ratecard import rate_card_sources
 from openchargeback.cycle import Cycle, period_cycle
 
 REJECTED = Charge.ReviewState.REJECTED
@@ -28,6 +30,8 @@ class Dashboard:
     periods: list[str]
     by_source: dict[str, list[tuple[Decimal, Decimal]]]
     top_projects: list[tuple[str, Decimal]]
+    # list minus billed per source, labelled "aws: provider discount" or
+    # "hpc: institutional subsidy" (ingest.ratecard)
     subsidy_by_source: list[tuple[str, Decimal]]
     recent_imports: list[Import]
 
@@ -70,15 +74,24 @@ def build(user: Any) -> Dashboard:
         .annotate(listed=Sum("list_total"), billed=Sum("billed_total"))
         .order_by("name")
     )
+    rate_card = rate_card_sources()
     return Dashboard(
         period=period,
         cycle=period_cycle(period, user),
         periods=[p.period for p in recent],
         by_source=history(recent),
         top_projects=[(r["name"], r["billed"]) for r in top],
-        subsidy_by_source=[(r["name"], r["listed"] - r["billed"]) for r in subsidy],
+        subsidy_by_source=[
+            (f"{r['name']}: {_difference(r['name'], rate_card)}", r["listed"] - r["billed"])
+            for r in subsidy
+        ],
         recent_imports=list(Import.objects.select_related("source")[:8]),
     )
+
+
+def _difference(slug: str, rate_card: frozenset[str]) -> str:
+    kind = difference_kind(rate_card=slug in rate_card)
+    return DIFFERENCE_LABELS[kind].lower()
 
 
 def charts(board: Dashboard) -> dict[str, Any]:
@@ -109,9 +122,10 @@ def charts(board: Dashboard) -> dict[str, Any]:
         "subsidy": svg.hbars(
             board.subsidy_by_source,
             fmt,
-            title=f"Institution subsidy (list minus billed) by source, {period}",
+            title=f"Provider discount and institutional subsidy (list minus billed) by source, "
+            f"{period}",
             id="chart-subsidy",
             label_header="Source",
-            value_header="Subsidy",
+            value_header="List minus billed",
         ),
     }

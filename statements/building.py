@@ -5,6 +5,13 @@ Rounding (SPEC §2) happens here and only here for statements: each
 cents with :func:`openchargeback.money.round_money`; the statement's totals
 are sums of rounded lines. The journals use the same lines, so the totals of
 statements and journals agree to the cent.
+
+A line's ChargeCategory (Credit, Tax, Adjustment, Purchase; Usage is the
+ordinary line) keeps it apart from the usage of the same service and labels
+it. The difference between list price and billed amount is a *provider
+discount* or an *institutional subsidy* by where the price comes from
+(ingest.basis); credits are neither: they are listed as credits, and every
+credit is itemised (never folded into the "other resources" row).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 
 from openchargeback.money import ROUNDING_MODE, round_money
@@ -20,6 +27,12 @@ from openchargeback.money import ROUNDING_MODE, round_money
 # Resources listed in the PDF's detail section; the rest go in one
 # remainder row and every line item goes in the attached CSV.
 DETAIL_LIMIT = 40
+# Credits itemised in their own section (beyond: one "more credits" row, still credits).
+CREDIT_LIMIT = 200
+
+CREDIT = "Credit"
+SUBSIDY = "subsidy"
+DISCOUNT = "discount"
 
 ZERO = Decimal(0)
 
@@ -56,13 +69,24 @@ class _Rounded:
 
 @dataclass(frozen=True)
 class Line(_Rounded):
-    """One statement line: a source's service, rounded to cents."""
+    """One statement line: a source's service, rounded to cents.
+
+    ``category`` is the ChargeCategory label for Credit, Tax, Adjustment and
+    Purchase lines ('' for usage); ``difference`` says what list minus billed
+    is: 'subsidy' (the site's rate card) or 'discount' (the provider's).
+    """
 
     source: str
     service: str
     charges: int
     list_exact: Decimal
     billed_exact: Decimal
+    category: str = ""
+    difference: str = SUBSIDY
+
+    @property
+    def is_credit(self) -> bool:
+        return self.category == CREDIT
 
 
 @dataclass(frozen=True)
@@ -75,6 +99,7 @@ class Resource(_Rounded):
     charges: int
     list_exact: Decimal
     billed_exact: Decimal
+    category: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,18 +126,62 @@ class StatementData:
     charge_ids_digest: str
     charge_count: int
     institution: Institution
+    credits: tuple[Resource, ...] = ()
+    more_credits: Remainder | None = None
+    # (source, cost basis) of the statement's charges: 'billed' or 'amortised'.
+    bases: tuple[tuple[str, str], ...] = ()
 
     @property
     def list_total(self) -> Decimal:
-        return sum((line.list_amount for line in self.lines), ZERO)
+        """List price of everything but credits (a credit has no list price)."""
+        return sum((line.list_amount for line in self.lines if not line.is_credit), ZERO)
 
     @property
     def billed_total(self) -> Decimal:
         return sum((line.billed for line in self.lines), ZERO)
 
     @property
+    def credit_total(self) -> Decimal:
+        return sum((line.billed for line in self.lines if line.is_credit), ZERO)
+
+    @property
     def discount_total(self) -> Decimal:
-        return self.list_total - self.billed_total
+        """Provider discount plus institutional subsidy (credits are apart):
+        list_total - discount_total + credit_total = billed_total."""
+        return self.list_total - self.billed_total + self.credit_total
+
+    def difference(self, kind: str) -> Decimal:
+        """The provider discount ('discount') or institutional subsidy ('subsidy')."""
+        return sum(
+            (
+                line.discount
+                for line in self.lines
+                if line.difference == kind and not line.is_credit
+            ),
+            ZERO,
+        )
+
+    @property
+    def differences(self) -> tuple[str, ...]:
+        """The kinds of difference the statement shows: those with an amount, else
+        the kind of its lines (a cloud statement says 'provider discount $0.00')."""
+        kinds = tuple(k for k in (DISCOUNT, SUBSIDY) if self.difference(k))
+        if kinds:
+            return kinds
+        present = {line.difference for line in self.lines if not line.is_credit}
+        return tuple(k for k in (DISCOUNT, SUBSIDY) if k in present)[:1] or (SUBSIDY,)
+
+    def difference_percent(self, kind: str) -> Decimal | None:
+        """A difference as a percentage of list, one decimal; None without a list price."""
+        if not self.list_total:
+            return None
+        percent = self.difference(kind) * 100 / self.list_total
+        return percent.quantize(Decimal("0.1"), rounding=ROUNDING_MODE)
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to show: every line is $0.00 list and $0.00 billed (not generated)."""
+        return all(not line.list_amount and not line.billed for line in self.lines)
 
     @property
     def exact_billed(self) -> Decimal:
@@ -133,7 +202,18 @@ class StatementData:
     def content_hash(self) -> str:
         # The data only: a new release that draws statements differently does
         # not re-issue (and re-send) statements whose numbers did not change.
-        text = json.dumps(asdict(self), sort_keys=True, default=str, separators=(",", ":"))
+        # So labels (what a difference is called, the cost basis named) stay
+        # out, and fields added later count only when they hold something.
+        data = asdict(self)
+        data.pop("bases")
+        for key in ("credits", "more_credits"):
+            if not data[key]:
+                data.pop(key)
+        for item in (*data["lines"], *data["resources"]):
+            item.pop("difference", None)
+            if not item["category"]:
+                item.pop("category")
+        text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -156,28 +236,77 @@ class ChargeDigest:
         return len(self._ids)
 
 
-def build_lines(rows: Iterable[tuple[str, str, int, Decimal, Decimal]]) -> tuple[Line, ...]:
-    """(source, service, charges, list, billed) sums -> lines, largest amount first."""
-    lines = [Line(src, svc, n, lst, billed) for src, svc, n, lst, billed in rows]
-    lines.sort(key=lambda line: (-line.billed_exact, -line.list_exact, line.source, line.service))
+def build_lines(
+    rows: Iterable[tuple[str, str, int, Decimal, Decimal]]
+    | Iterable[tuple[str, str, int, Decimal, Decimal, str, str]],
+) -> tuple[Line, ...]:
+    """(source, service, charges, list, billed[, category, difference]) sums -> lines:
+    usage largest amount first, then purchases, adjustments, taxes and credits."""
+    lines = [_face_value(Line(*row)) for row in rows]
+    order = {"": 0, "Purchase": 1, "Adjustment": 2, "Tax": 3, CREDIT: 4}
+    lines.sort(
+        key=lambda line: (
+            order.get(line.category, 5),
+            -line.billed_exact,
+            -line.list_exact,
+            line.source,
+            line.service,
+        )
+    )
     return tuple(lines)
 
 
+# Lines that are what they are: no list price to take a discount or subsidy off.
+_FACE_VALUE = frozenset({"Tax", "Adjustment"})
+
+
+def _face_value(line: Line) -> Line:
+    """A tax or adjustment line lists its own amount (a provider may write ListCost 0)."""
+    if line.category in _FACE_VALUE and line.list_exact != line.billed_exact:
+        return replace(line, list_exact=line.billed_exact)
+    return line
+
+
 def build_resources(
-    rows: Iterable[tuple[str, str, str, int, Decimal, Decimal]], limit: int = DETAIL_LIMIT
+    rows: Iterable[tuple[str, str, str, int, Decimal, Decimal]]
+    | Iterable[tuple[str, str, str, int, Decimal, Decimal, str]],
+    limit: int = DETAIL_LIMIT,
 ) -> tuple[tuple[Resource, ...], Remainder | None]:
-    """Per-resource sums -> the `limit` largest (by list price) and one remainder."""
-    resources = [Resource(*row) for row in rows]
+    """Per-resource sums (credits left out: see :func:`build_credits`) -> the
+    `limit` largest (by list price) and one remainder."""
+    resources = [r for r in (Resource(*row) for row in rows) if r.category != CREDIT]
     resources.sort(
-        key=lambda r: (-r.list_exact, -r.billed_exact, r.service, r.resource_id, r.resource_name)
+        key=lambda r: (
+            -r.list_exact,
+            -r.billed_exact,
+            r.service,
+            r.resource_id,
+            r.resource_name,
+            r.category,
+        )
     )
     shown, rest = resources[:limit], resources[limit:]
-    remainder = None
-    if rest:
-        remainder = Remainder(
-            resources=len(rest),
-            charges=sum(r.charges for r in rest),
-            list_exact=sum((r.list_exact for r in rest), ZERO),
-            billed_exact=sum((r.billed_exact for r in rest), ZERO),
-        )
-    return tuple(shown), remainder
+    return tuple(shown), _remainder(rest)
+
+
+def build_credits(
+    rows: Iterable[tuple[str, str, str, int, Decimal, Decimal]]
+    | Iterable[tuple[str, str, str, int, Decimal, Decimal, str]],
+    limit: int = CREDIT_LIMIT,
+) -> tuple[tuple[Resource, ...], Remainder | None]:
+    """The credits among per-resource sums, largest first, each on its own row (up
+    to `limit`; the rest, if any, in one row that is still labelled credits)."""
+    credits = [r for r in (Resource(*row) for row in rows) if r.category == CREDIT]
+    credits.sort(key=lambda r: (r.billed_exact, r.service, r.resource_id, r.resource_name))
+    return tuple(credits[:limit]), _remainder(credits[limit:])
+
+
+def _remainder(rest: list[Resource]) -> Remainder | None:
+    if not rest:
+        return None
+    return Remainder(
+        resources=len(rest),
+        charges=sum(r.charges for r in rest),
+        list_exact=sum((r.list_exact for r in rest), ZERO),
+        billed_exact=sum((r.billed_exact for r in rest), ZERO),
+    )

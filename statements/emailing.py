@@ -243,7 +243,10 @@ def build_message(email: EmailLog) -> EmailMultiAlternatives:
         "statements": rows,
         "total": inst.format_money(total),
         "total_list": inst.format_money(total_list),
-        "total_discount": inst.format_money(total_list - total),
+        # discount and subsidy only (credits are in the amount due, not a discount)
+        "total_discount": inst.format_money(
+            sum((s.discount_total for s in statements), Decimal(0))
+        ),
         "resend": email.resend,
     }
     subject = inst.email_subject.format(

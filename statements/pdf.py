@@ -33,8 +33,10 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from ingest.basis import DIFFERENCE_LABELS
+from ingest.basis import describe as describe_bases
 from openchargeback.money import format_money
-from statements.building import Remainder, StatementData
+from statements.building import DISCOUNT, SUBSIDY, Remainder, Resource, StatementData
 
 INK = colors.HexColor("#1f2933")
 MUTED = colors.HexColor("#52606d")
@@ -55,6 +57,10 @@ CELL_RIGHT = ParagraphStyle("cell_right", parent=CELL, alignment=TA_RIGHT)
 BIG = ParagraphStyle("big", parent=BASE, fontName="Helvetica-Bold", fontSize=15, leading=19)
 BIG_RIGHT = ParagraphStyle("big_right", parent=BIG, alignment=TA_RIGHT)
 BIG_GREEN = ParagraphStyle("big_green", parent=BIG, textColor=GREEN)
+# A summary box with four or five amounts sets them smaller.
+MID = ParagraphStyle("mid", parent=BIG, fontSize=12, leading=15)
+MID_RIGHT = ParagraphStyle("mid_right", parent=MID, alignment=TA_RIGHT)
+MID_GREEN = ParagraphStyle("mid_green", parent=MID, textColor=GREEN)
 
 MARGIN = 0.7 * inch
 
@@ -280,27 +286,42 @@ def _header(data: StatementData, number: str) -> list[Any]:
 
 
 def _summary(data: StatementData, money: _Money) -> Table:
-    percent = data.discount_percent
-    share = f" ({percent}%)" if percent is not None else ""
-    box = Table(
-        [
-            [
-                Paragraph("LIST PRICE", LABEL),
-                Paragraph("INSTITUTIONAL SUBSIDY", LABEL),
-                Paragraph("AMOUNT DUE", ParagraphStyle("l", parent=LABEL, alignment=TA_RIGHT)),
-            ],
-            [
-                Paragraph(money(data.list_total), BIG),
-                Paragraph(money.contribution(data.discount_total) + share, BIG_GREEN),
-                Paragraph(money(data.billed_total), BIG_RIGHT),
-            ],
-        ],
-        colWidths=[2.0 * inch, 2.9 * inch, None],
-    )
+    """List price, the provider discount and/or institutional subsidy (each with
+    its share of list), credits if any, and the amount due."""
+    kinds = data.differences
+    credits = data.credit_total
+    compact = len(kinds) + bool(credits) > 1
+    big, green, right = (MID, MID_GREEN, MID_RIGHT) if compact else (BIG, BIG_GREEN, BIG_RIGHT)
+    labels = [Paragraph("LIST PRICE", LABEL)]
+    amounts = [Paragraph(money(data.list_total), big)]
+    for kind in kinds:
+        percent = data.difference_percent(kind)
+        amount = money.contribution(data.difference(kind))
+        if percent is not None:
+            # Beside the amount in a roomy box; under it, smaller, when five share the width.
+            amount += (
+                f'<br/><font size="7.5">{percent}% of list price</font>'
+                if compact
+                else f" ({percent}%)"
+            )
+        labels.append(Paragraph(DIFFERENCE_LABELS[kind].upper(), LABEL))
+        amounts.append(Paragraph(amount, green))
+    if credits:
+        labels.append(Paragraph("CREDITS", LABEL))
+        amounts.append(Paragraph(money(credits), big))
+    labels.append(Paragraph("AMOUNT DUE", ParagraphStyle("l", parent=LABEL, alignment=TA_RIGHT)))
+    amounts.append(Paragraph(money(data.billed_total), right))
+    if len(labels) == 3:
+        widths: list[float | None] = [2.0 * inch, 2.9 * inch, None]
+    else:
+        middle = (BODY_WIDTH - 1.5 * inch - 1.6 * inch) / (len(labels) - 2)
+        widths = [1.5 * inch, *([middle] * (len(labels) - 2)), None]
+    box = Table([labels, amounts], colWidths=widths)
     box.setStyle(
         TableStyle(
             [
                 ("BOX", (0, 0), (-1, -1), 0.75, RULE),
+                ("VALIGN", (0, 1), (-1, 1), "TOP"),  # amounts on one baseline
                 ("TOPPADDING", (0, 0), (-1, 0), 7),
                 ("BOTTOMPADDING", (0, -1), (-1, -1), 8),
             ]
@@ -334,27 +355,50 @@ def _amounts(values: list[str], columns: list[float], font: str = "Helvetica") -
     return [cell([Line(v, font)], w, right=True) for v, w in zip(values, columns, strict=True)]
 
 
+def _difference_header(data: StatementData) -> str:
+    """'Subsidy', 'Discount', or 'Discount/subsidy' when the statement has both kinds."""
+    kinds = {line.difference for line in data.lines if not line.is_credit}
+    if kinds == {SUBSIDY, DISCOUNT}:
+        return "Disc./subsidy"
+    return "Discount" if kinds == {DISCOUNT} else "Subsidy"
+
+
 def _service_table(data: StatementData, money: _Money) -> Table:
     cols = SERVICE_COLUMNS
     rows: list[list[Any]] = [
-        _head(["Source", "Service", "List price", "Subsidy", "Amount"], cols, right_from=2)
+        _head(
+            ["Source", "Service", "List price", _difference_header(data), "Amount"],
+            cols,
+            right_from=2,
+        )
     ]
+    mixed = _difference_header(data) == "Disc./subsidy"
     for line in data.lines:
         service = [Line(line.service or "(no service name)")]
-        if line.list_amount > 0 and line.billed == 0:
-            service.append(Line("Fully covered by the institution", size=7, color=GREEN))
+        if line.category:
+            service.append(Line(line.category, BOLD, size=7, color=MUTED))
+        if line.is_credit:
+            amounts = ["", "", money.plain(line.billed)]
+        else:
+            if line.list_amount > 0 and line.billed == 0:
+                covered = (
+                    "Fully covered by the institution"
+                    if line.difference == SUBSIDY
+                    else "No charge after the provider's discount"
+                )
+                service.append(Line(covered, size=7, color=GREEN))
+            elif mixed and line.discount:
+                service.append(Line(DIFFERENCE_LABELS[line.difference], size=7, color=MUTED))
+            amounts = [
+                money.plain(line.list_amount),
+                money.plain_contribution(line.discount),
+                money.plain(line.billed),
+            ]
         rows.append(
             [
                 cell([Line(line.source)], cols[0]),
                 cell(service, cols[1]),
-                *_amounts(
-                    [
-                        money.plain(line.list_amount),
-                        money.plain_contribution(line.discount),
-                        money.plain(line.billed),
-                    ],
-                    cols[2:],
-                ),
+                *_amounts(amounts, cols[2:]),
             ]
         )
     rows.append(
@@ -379,17 +423,19 @@ def _resource_table(data: StatementData, money: _Money) -> Table:
     cols = RESOURCE_COLUMNS
     rows: list[list[Any]] = [
         _head(
-            ["Resource", "Service", "Items", "List price", "Subsidy", "Amount"], cols, right_from=2
+            ["Resource", "Service", "Items", "List price", _difference_header(data), "Amount"],
+            cols,
+            right_from=2,
         )
     ]
     for res in data.resources:
-        name = [Line(res.resource_name or res.resource_id or "(unnamed)")]
-        if res.resource_name and res.resource_id and res.resource_id != res.resource_name:
-            name.append(Line(res.resource_id, size=7, color=MUTED))
+        service = [Line(res.service)]
+        if res.category:
+            service.append(Line(res.category, BOLD, size=7, color=MUTED))
         rows.append(
             [
-                cell(name, cols[0]),
-                cell([Line(res.service)], cols[1]),
+                cell(_resource_name(res), cols[0]),
+                cell(service, cols[1]),
                 *_amounts(
                     [
                         f"{res.charges:,}",
@@ -425,6 +471,57 @@ def _resource_table(data: StatementData, money: _Money) -> Table:
     return _table(rows, list(cols), total_row=False)
 
 
+def _resource_name(res: Resource) -> list[Line]:
+    name = [Line(res.resource_name or res.resource_id or "(unnamed)")]
+    if res.resource_name and res.resource_id and res.resource_id != res.resource_name:
+        name.append(Line(res.resource_id, size=7, color=MUTED))
+    return name
+
+
+CREDIT_COLUMNS = _columns(3.2 * inch, 2.1 * inch, 0.6 * inch)
+
+
+def _credit_table(data: StatementData, money: _Money) -> Table:
+    """Every credit on its own row (a long tail past CREDIT_LIMIT in one row of credits)."""
+    cols = CREDIT_COLUMNS
+    rows: list[list[Any]] = [_head(["Credit", "Service", "Items", "Amount"], cols, right_from=2)]
+    for res in data.credits:
+        rows.append(
+            [
+                cell(_resource_name(res), cols[0]),
+                cell([Line(res.service)], cols[1]),
+                *_amounts([f"{res.charges:,}", money.plain(res.billed)], cols[2:]),
+            ]
+        )
+    more = data.more_credits
+    if more is not None:
+        rows.append(
+            [
+                Paragraph(
+                    f"<i>{more.resources:,} more credits</i> (each is in the CSV file sent "
+                    "with this statement)",
+                    CELL,
+                ),
+                "",
+                *_amounts([f"{more.charges:,}", money.plain(more.billed)], cols[2:]),
+            ]
+        )
+    rows.append(
+        [
+            cell([Line("Total credits", BOLD)], cols[0]),
+            "",
+            "",
+            *_amounts([money.plain(data.credit_total)], cols[3:], BOLD),
+        ]
+    )
+    return _table(rows, list(cols), total_row=True)
+
+
+def basis_note(data: StatementData) -> str:
+    """'Cost basis: billed cost.' or, per source when they differ, 'aws amortised ...'."""
+    return f"Cost basis: {describe_bases(data.bases)}."
+
+
 def render(data: StatementData, *, number: str, generated_at: datetime) -> bytes:
     """The statement PDF; identical bytes for identical arguments."""
     money = _Money(data)
@@ -455,7 +552,10 @@ def render(data: StatementData, *, number: str, generated_at: datetime) -> bytes
             f"; unrounded total {text(format_money(data.exact_billed, **money.kwargs, places=6))}"
         )
     story.append(Spacer(1, 4))
-    story.append(Paragraph(note + ".", SMALL))
+    story.append(Paragraph(f"{note}. {text(basis_note(data))}", SMALL))
+    if data.credits:
+        story.append(KeepTogether([Paragraph("Credits", H2), Spacer(1, 4)]))
+        story.append(_credit_table(data, money))
     if data.resources:
         story.append(KeepTogether([Paragraph("Details by resource", H2), Spacer(1, 4)]))
         story.append(_resource_table(data, money))

@@ -29,6 +29,8 @@ from django.utils import timezone
 
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
+from ingest.basis import category_label, difference_kind
+from ingest.ratecard import rate_card_sources
 from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.spreadsheet import neutralise
 from openchargeback.text import count
@@ -38,6 +40,7 @@ from statements.building import (
     ChargeDigest,
     Institution,
     StatementData,
+    build_credits,
     build_lines,
     build_resources,
 )
@@ -66,28 +69,62 @@ def _statement_data(
     charges: QuerySet[Charge], *, period: str, inst: Institution
 ) -> dict[GroupKey, StatementData]:
     """StatementData for every (PI, project) among `charges` (approved, attributed)."""
-    lines: dict[GroupKey, list[tuple[str, str, int, Decimal, Decimal]]] = defaultdict(list)
-    for row in charges.values("pi_id", "project_id", "source__slug", "service_name").annotate(
-        n=Count("id"), lst=Sum("list_cost"), billed=Sum("billed_cost")
-    ):
-        key = (row["pi_id"], row["project_id"])
-        lines[key].append(
-            (row["source__slug"], row["service_name"], row["n"], row["lst"], row["billed"])
-        )
-    resources: dict[GroupKey, list[tuple[str, str, str, int, Decimal, Decimal]]] = defaultdict(list)
+    rate_card = rate_card_sources()
+    # (source, service, category) -> [charges, list, billed], per group; the
+    # ChargeCategory as written (any letter case) is merged by its label.
+    sums: dict[GroupKey, dict[tuple[str, str, str], list[Any]]] = defaultdict(dict)
     for row in charges.values(
-        "pi_id", "project_id", "resource_id", "resource_name", "service_name"
+        "pi_id", "project_id", "source__slug", "service_name", "charge_category"
     ).annotate(n=Count("id"), lst=Sum("list_cost"), billed=Sum("billed_cost")):
-        resources[(row["pi_id"], row["project_id"])].append(
+        key = (row["pi_id"], row["project_id"])
+        line = (row["source__slug"], row["service_name"], category_label(row["charge_category"]))
+        entry = sums[key].setdefault(line, [0, Decimal(0), Decimal(0)])
+        entry[0] += row["n"]
+        entry[1] += row["lst"]
+        entry[2] += row["billed"]
+    lines: dict[GroupKey, list[tuple[str, str, int, Decimal, Decimal, str, str]]] = {
+        key: [
             (
-                row["resource_id"],
-                row["resource_name"],
-                row["service_name"],
-                row["n"],
-                row["lst"],
-                row["billed"],
+                source,
+                service,
+                n,
+                lst,
+                billed,
+                category,
+                difference_kind(rate_card=source in rate_card),
             )
+            for (source, service, category), (n, lst, billed) in group.items()
+        ]
+        for key, group in sums.items()
+    }
+    resource_sums: dict[GroupKey, dict[tuple[str, str, str, str], list[Any]]] = defaultdict(dict)
+    for row in charges.values(
+        "pi_id", "project_id", "resource_id", "resource_name", "service_name", "charge_category"
+    ).annotate(n=Count("id"), lst=Sum("list_cost"), billed=Sum("billed_cost")):
+        item = (
+            row["resource_id"],
+            row["resource_name"],
+            row["service_name"],
+            category_label(row["charge_category"]),
         )
+        entry = resource_sums[(row["pi_id"], row["project_id"])].setdefault(
+            item, [0, Decimal(0), Decimal(0)]
+        )
+        entry[0] += row["n"]
+        entry[1] += row["lst"]
+        entry[2] += row["billed"]
+    resources: dict[GroupKey, list[tuple[str, str, str, int, Decimal, Decimal, str]]] = {
+        key: [
+            (rid, rname, service, n, lst, billed, category)
+            for (rid, rname, service, category), (n, lst, billed) in group.items()
+        ]
+        for key, group in resource_sums.items()
+    }
+    bases: dict[GroupKey, set[tuple[str, str]]] = defaultdict(set)
+    for pi_id, project_id, slug, basis in charges.values_list(
+        "pi_id", "project_id", "source__slug", "cost_basis"
+    ).distinct():
+        bases[(pi_id, project_id)].add((slug, basis))
     fund_orgs: dict[GroupKey, set[str]] = defaultdict(set)
     for pi_id, project_id, fund_org in charges.values_list(
         "pi_id", "project_id", "fund_org"
@@ -106,6 +143,7 @@ def _statement_data(
     for key, group_lines in lines.items():
         pi, project = pis[key[0]], projects.get(key[1]) if key[1] else None
         shown, remainder = build_resources(resources[key], DETAIL_LIMIT)
+        credits, more_credits = build_credits(resources[key])
         digest = digests[key]
         result[key] = StatementData(
             period=period,
@@ -120,6 +158,9 @@ def _statement_data(
             charge_ids_digest=digest.hexdigest(),
             charge_count=len(digest),
             institution=inst,
+            credits=credits,
+            more_credits=more_credits,
+            bases=tuple(sorted(bases[key])),
         )
     return result
 
@@ -150,6 +191,8 @@ class Plan:
     withdrawn: list[Statement]  # current statements whose charges are all gone
     pending: int
     pending_billed: Decimal
+    # PI projects whose approved charges are all $0.00 list and billed: no statement.
+    empty: list[StatementData] = field(default_factory=list)
 
 
 def plan(period: BillingPeriod) -> Plan:
@@ -168,6 +211,7 @@ def plan(period: BillingPeriod) -> Plan:
     data = _statement_data(
         charges.filter(review_state=APPROVED), period=period.period, inst=institution()
     )
+    empty = [data.pop(key) for key in [k for k, d in data.items() if d.is_empty]]
     current = {
         (s.pi_id, s.project_id): s
         for s in Statement.objects.filter(period=period, superseded_at=None)
@@ -183,6 +227,7 @@ def plan(period: BillingPeriod) -> Plan:
         withdrawn=withdrawn,
         pending=pending["n"],
         pending_billed=pending["billed"] or Decimal(0),
+        empty=empty,
     )
 
 
@@ -201,6 +246,7 @@ class GenerateResult:
     emails: list[emailing.SendOutcome] = field(default_factory=list)
     emails_queued: int = 0
     not_ready: list[str] = field(default_factory=list)
+    skipped_empty: int = 0  # PI projects with nothing to bill ($0.00 list and due)
 
     @property
     def emails_sent(self) -> int:
@@ -258,6 +304,7 @@ def statements_generate(
             pending_billed=planned.pending_billed,
             dry_run=True,
             send=send,
+            skipped_empty=len(planned.empty),
         )
     rendered: list[tuple[Statement, StatementData]] = []
     with transaction.atomic():
@@ -269,6 +316,7 @@ def statements_generate(
             pending_excluded=planned.pending,
             pending_billed=planned.pending_billed,
             send=send,
+            skipped_empty=len(planned.empty),
         )
         now = timezone.now()
         next_sequence = (
@@ -294,7 +342,8 @@ def statements_generate(
                 action="statement.withdraw",
                 obj=old,
                 period=obj,
-                reason="no approved charges left for this PI project",
+                reason="nothing left to bill for this PI project (no approved charges, or "
+                "all $0.00)",
             )
             result.withdrawn.append(old)
         if not sync:
@@ -501,6 +550,9 @@ _CSV_COLUMNS = [
     ("fund_org", "fund_org"),
     ("list_cost", "list_cost"),
     ("billed_cost", "billed_cost"),
+    ("charge_category", "charge_category"),
+    ("cost_basis", "cost_basis"),
+    ("invoiced_cost", "invoiced_cost"),
 ]
 
 

@@ -504,6 +504,9 @@ def test_editing_a_source_in_the_admin_is_audited_like_the_shell(defaults: None)
         "credit_fund_org": "RCI-CLOUD",
         "account_code": "740100",
         "enabled": "on",
+        "provider_names": aws.provider_names,
+        "cost_basis": "billed",
+        "commitment_handling": "central",
     }
     response = client.post(f"/admin/billing/source/{aws.pk}/change/", form)
     assert response.status_code == 302

@@ -340,7 +340,7 @@ def forty_pis(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> 
             billed=f"{k}.{k % 100:02d}",
             list_cost=f"{2 * k}.00",
         )
-        for k in range(100)
+        for k in range(1, 101)  # k = 0 would be a $0.00 project: no statement
     ]
     import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     charges_review(charges=Charge.objects.all(), action="approve", actor=actor)

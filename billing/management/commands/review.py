@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import F, QuerySet
+from django.db.models.functions import Abs
 
 from billing import flags
 from billing.models import BillingPeriod, Charge
@@ -164,7 +165,10 @@ class Command(BaseCommand):
         )
 
     def _list(self, charges: QuerySet[Charge], options: dict[str, Any]) -> None:
-        rows = charges.select_related("period", "source", "pi", "project").order_by("-billed_cost")
+        # Largest amounts first either way: a -$2.61 credit is not listed after every $0.01.
+        rows = charges.select_related("period", "source", "pi", "project").order_by(
+            Abs("billed_cost").desc(), "pk"
+        )
         limit = options["limit"]
         shown = list(rows[:limit] if limit else rows)
         if options["json"]:
@@ -191,7 +195,7 @@ class Command(BaseCommand):
         total = charges.count()
         self.stdout.write(
             f"{total:,} charges {options['state']}"
-            + (f" (showing {len(shown):,}, largest first)" if len(shown) < total else "")
+            + (f" (showing {len(shown):,}, largest amounts first)" if len(shown) < total else "")
         )
         for c in shown:
             who = c.pi.email if c.pi else "-"

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.models import Source
+from billing.models import Project, Source
 from billing.services import Actor, BillingError, source_add, source_set
 
 
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         add.add_argument("--json", action="store_true", help="Print the new source as JSON.")
 
         change = sub.add_parser(
-            "set", help="Change a source: name, filename pattern, journal accounting."
+            "set", help="Change a source: name, filename pattern, journal accounting, cost basis."
         )
         change.add_argument("slug", help="The source, e.g. 'aws'.")
         change.add_argument("--name", help="Display name.")
@@ -42,6 +42,26 @@ class Command(BaseCommand):
             "--provider-names",
             help="Comma-separated ProviderName values (any case) whose rows this source takes "
             "from a multi-provider file (`ingest --route-by-provider`); '' for none.",
+        )
+        # Cost basis (docs/decisions/0006-cost-basis.md)
+        change.add_argument(
+            "--cost-basis",
+            choices=[c.value for c in Source.CostBasis],
+            help="Bill BilledCost (billed) or EffectiveCost (amortised) to PIs.",
+        )
+        change.add_argument(
+            "--commitment-handling",
+            choices=[c.value for c in Source.CommitmentHandling],
+            help="Amortised basis: commitment purchases and unused commitment go to the "
+            "central commitment project (central) or are excluded (exclude).",
+        )
+        change.add_argument(
+            "--commitment-project", metavar="PROJECT", help="The central commitment project id."
+        )
+        change.add_argument(
+            "--commitment-fund-org",
+            metavar="FUND_ORG",
+            help="Fund/org of commitment charges (blank: the commitment project's default).",
         )
         change.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
         change.add_argument("--json", action="store_true", help="Print the source as JSON.")
@@ -60,6 +80,7 @@ class Command(BaseCommand):
                     credit_fund_org=options["credit_fund_org"],
                     account_code=options["account_code"],
                     provider_names=options["provider_names"],
+                    **_basis_changes(options),
                 )
             except BillingError as exc:
                 raise CommandError(str(exc)) from None
@@ -69,7 +90,7 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"Source {source.slug}: credit fund/org {source.credit_fund_org or '-'}, "
                     f"account {source.account_code or '-'}, "
-                    f"providers {source.provider_names or '-'}."
+                    f"providers {source.provider_names or '-'}, {_basis_text(source)}."
                 )
             return
         try:
@@ -113,4 +134,42 @@ def _as_dict(source: Source) -> dict[str, Any]:
         "account_code": source.account_code,
         "enabled": source.enabled,
         "provider_names": source.provider_names,
+        # Cost basis
+        "cost_basis": source.cost_basis,
+        "commitment_handling": source.commitment_handling,
+        "commitment_project": (
+            source.commitment_project.project_id if source.commitment_project else ""
+        ),
+        "commitment_fund_org": source.commitment_fund_org,
     }
+
+
+def _basis_changes(options: dict[str, Any]) -> dict[str, Any]:
+    """The cost basis options of `sources set`, the project id resolved."""
+    changes: dict[str, Any] = {
+        "cost_basis": options["cost_basis"],
+        "commitment_handling": options["commitment_handling"],
+        "commitment_fund_org": options["commitment_fund_org"],
+    }
+    code = options["commitment_project"]
+    if code is not None:
+        project = Project.objects.filter(project_id=code.strip()).first()
+        if project is None:
+            raise BillingError(f"no project {code.strip()!r} (projects are created by imports)")
+        changes["commitment_project_id"] = project.pk
+    return changes
+
+
+_BASIS_TEXT = {"billed": "billed cost (BilledCost)", "amortised": "amortised cost (EffectiveCost)"}
+
+
+def _basis_text(source: Source) -> str:
+    text = f"bills the {_BASIS_TEXT.get(source.cost_basis, source.cost_basis)}"
+    if source.cost_basis == Source.CostBasis.AMORTISED:
+        if source.commitment_handling == Source.CommitmentHandling.EXCLUDE:
+            text += ", commitment charges excluded"
+        else:
+            project = source.commitment_project
+            text += f", commitment charges to {project.project_id if project else '-'}"
+            text += f" ({source.commitment_fund_org or 'its default fund/org'})"
+    return text

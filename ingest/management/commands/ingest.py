@@ -26,6 +26,7 @@ from billing.services import (
     source_for_slug,
     validate_period,
 )
+from ingest.basis import label as basis_label
 from ingest.services import (
     DeliveryFile,
     DeliveryResult,
@@ -225,12 +226,14 @@ def import_summary(result: ImportResult) -> str:
         f"{result.file}: {verb} {result.charges_created:,} charges into "
         f"{', '.join(result.periods) or '-'} for {result.source}, "
         f"billed {format_money(result.billed_total)} "
-        f"(exact {money_str(result.billed_total)}); "
+        f"(exact {money_str(result.billed_total)}, {basis_label(result.cost_basis)}); "
         f"{result.duplicates_skipped:,} duplicates skipped; "
         f"{result.flagged:,} flagged for review"
     )
     if flags:
         text += f" ({flags})"
+    if result.commitment:
+        text += f"; {commitment_summary(result)}"
     if result.charges_removed:
         text += f"; {result.charges_removed:,} charges of earlier imports removed"
     if result.values_rounded:
@@ -276,6 +279,19 @@ def delivery_summary(delivery: DeliveryResult, number: int, count: int) -> str:
     if delivery.delivery:
         text += f" [delivery {delivery.delivery}]"
     return text
+
+
+def commitment_summary(result: ImportResult) -> str:
+    """'2 commitment charges to it-commitments' / '... excluded (rejected)'."""
+    counts = result.commitment
+    central = sum(n for key, n in counts.items() if key.startswith("central"))
+    excluded = sum(n for key, n in counts.items() if key.startswith("exclude"))
+    parts = []
+    if central:
+        parts.append(f"{central:,} commitment charges to {result.commitment_project}")
+    if excluded:
+        parts.append(f"{excluded:,} commitment charges excluded (rejected)")
+    return ", ".join(parts)
 
 
 def _combined(deliveries: list[DeliveryResult]) -> dict[str, Any]:

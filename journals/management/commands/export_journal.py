@@ -58,5 +58,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{data['period']} {data['format']}: {data['lines']:,} lines, "
             f"debits {data['debit_total']}, credits {data['credit_total']}, "
-            f"{data['charges']:,} charges -> {data['file']}"
+            f"{data['charges']:,} charges ({data['cost_basis'] or 'billed cost'}) -> {data['file']}"
         )

@@ -71,7 +71,8 @@ class Command(BaseCommand):
         made = result.would_create if result.dry_run else result.created
         self.stdout.write(
             f"{result.period}: {verb} {len(made):,} statements, "
-            f"{len(result.unchanged):,} unchanged, {len(result.withdrawn):,} withdrawn"
+            f"{len(result.unchanged):,} unchanged, {len(result.withdrawn):,} withdrawn, "
+            f"{result.skipped_empty:,} skipped as empty ($0.00 list and due, not generated)"
         )
         for item in made:
             row = _row(item)
@@ -139,6 +140,7 @@ def _as_json(result: GenerateResult) -> dict[str, Any]:
         "statements": rows,
         "unchanged": [s.number for s in result.unchanged],
         "withdrawn": [s.number for s in result.withdrawn],
+        "skipped_empty": result.skipped_empty,
         "pending_excluded": result.pending_excluded,
         "pending_billed": money_str(result.pending_billed),
         "job_group": result.job_group,
