@@ -515,7 +515,10 @@ def test_editing_a_source_in_the_admin_is_audited_like_the_shell(defaults: None)
     assert event.channel == "admin"
     page = client.post("/admin/billing/source/add/", {**form, "slug": "AWS"})
     assert "already exists" in page.content.decode()
-    client.post("/admin/billing/source/add/", {**form, "slug": "IBM", "name": "IBM Cloud"})
+    client.post(
+        "/admin/billing/source/add/",
+        {**form, "slug": "IBM", "name": "IBM Cloud", "provider_names": ""},
+    )
     assert Source.objects.filter(slug="ibm").exists()
     assert AuditEvent.objects.filter(action="source.create", object_repr__icontains="ibm").exists()
 
