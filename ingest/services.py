@@ -39,7 +39,14 @@ from billing.rules import (
     unmapped_account,
 )
 from billing.selectors import load_ruleset
-from billing.services import Actor, audit, audit_created, period_open, validate_period
+from billing.services import (
+    Actor,
+    audit,
+    audit_created,
+    charges_convert,
+    period_open,
+    validate_period,
+)
 from billing.triggers import CHARGE_INSERT_TRIGGER, CHARGE_INSERT_TRIGGER_SQL
 from ingest.models import Import
 from ingest.parsers import FocusReader, IngestError, open_focus
@@ -327,6 +334,11 @@ class _Importer:
                     summaries.add(
                         Charge.objects.filter(pk__gt=last_id, import_record=self.import_record)
                     )
+                # Charges in another currency: converted if their month has a rate.
+                charges_convert(
+                    charges=Charge.objects.filter(pk__gt=last_id, import_record=self.import_record),
+                    actor=self.actor,
+                )
                 stored_tmp = copier.finish()
                 self._record(stored_tmp)
         except _NothingNew:

@@ -86,6 +86,18 @@ class Remainder(_Rounded):
 
 
 @dataclass(frozen=True)
+class Conversion:
+    """Charges of a statement line that were billed in another currency: their
+    amount in that currency and the rate that converted them (shown, not summed)."""
+
+    source: str
+    service: str
+    currency: str
+    rate: str
+    original_billed: Decimal
+
+
+@dataclass(frozen=True)
 class StatementData:
     """Everything one statement shows; its hash identifies the content."""
 
@@ -101,6 +113,7 @@ class StatementData:
     charge_ids_digest: str
     charge_count: int
     institution: Institution
+    conversions: tuple[Conversion, ...] = ()
 
     @property
     def list_total(self) -> Decimal:
@@ -133,7 +146,10 @@ class StatementData:
     def content_hash(self) -> str:
         # The data only: a new release that draws statements differently does
         # not re-issue (and re-send) statements whose numbers did not change.
-        text = json.dumps(asdict(self), sort_keys=True, default=str, separators=(",", ":"))
+        data = asdict(self)
+        if not data["conversions"]:  # statements without conversions hash as before
+            del data["conversions"]
+        text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -33,6 +33,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from billing.currencies import describe
 from openchargeback.money import format_money
 from statements.building import Remainder, StatementData
 
@@ -343,6 +344,17 @@ def _service_table(data: StatementData, money: _Money) -> Table:
         service = [Line(line.service or "(no service name)")]
         if line.list_amount > 0 and line.billed == 0:
             service.append(Line("Fully covered by the institution", size=7, color=GREEN))
+        for c in data.conversions:
+            if (c.source, c.service) == (line.source, line.service):
+                shown = describe(
+                    c.original_billed,
+                    c.currency,
+                    c.rate,
+                    money.kwargs["currency"],
+                    thousands=money.kwargs["thousands"],
+                    decimal_point=money.kwargs["decimal_point"],
+                )
+                service.append(Line(f"incl. {shown}", size=7, color=MUTED))
         rows.append(
             [
                 cell([Line(line.source)], cols[0]),
