@@ -841,7 +841,8 @@ class ExchangeRateForm(forms.ModelForm):
         if self.instance.pk is not None:
             self.fields["month"].initial = self.instance.period.period
             for name in ("month", "currency"):
-                self.fields[name].disabled = True
+                if name in self.fields:  # not for read-only users
+                    self.fields[name].disabled = True
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -875,6 +876,11 @@ class ExchangeRateAdmin(admin.ModelAdmin):
     search_fields = ["currency", "note"]
     fields = ["month", "currency", "rate", "note"]
     ordering = ["-period__period", "currency"]
+
+    @admin.display(description="period")
+    def month(self, obj: ExchangeRate) -> str:
+        """The period, for read-only pages (the form has its own field)."""
+        return obj.period.period
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
