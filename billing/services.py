@@ -892,9 +892,22 @@ def exchange_rate_check(
         raise BillingError("the note is longer than 300 characters")
     month = validate_period(period)
     obj = BillingPeriod.objects.filter(period=month).first()
-    if obj is not None:
+    if obj is not None and not _same_as_recorded(obj, code, text, note):
         _refuse_rate_lock(obj, code)
     return code, text, month, note
+
+
+def _same_as_recorded(obj: BillingPeriod, code: str, text: str, note: str | None) -> bool:
+    """The month already has this rate (by value) and note: recording it changes nothing."""
+    from billing.currencies import same_rate
+    from billing.models import ExchangeRate
+
+    existing = ExchangeRate.objects.filter(period=obj, currency=code).first()
+    return (
+        existing is not None
+        and same_rate(existing.rate, text)
+        and (note is None or note == existing.note)
+    )
 
 
 def _refuse_rate_lock(obj: BillingPeriod, code: str) -> None:
@@ -936,14 +949,14 @@ def exchange_rate_set(
     )
     period_open(period=month, actor=actor, note=f"exchange rate {code} recorded")
     obj = _locked_period(month)
-    _refuse_rate_lock(obj, code)
     used = Charge.objects.filter(period=obj, billing_currency=code)
     existing = ExchangeRate.objects.select_for_update().filter(period=obj, currency=code).first()
     if existing is not None:
         text = existing.rate if same_rate(existing.rate, text) else text
         note = existing.note if note is None else note
-        if existing.rate == text and existing.note == note:
+        if existing.rate == text and existing.note == note:  # even in a locked month
             return RateChange(existing, created=False, changed=False, converted=0)
+    _refuse_rate_lock(obj, code)
     note = note or ""
     now = timezone.now()
     if existing is None:

@@ -251,6 +251,9 @@ def test_rates_are_refused_for_a_finalized_month_and_below_the_orm(
     # closed: its EUR charges may be on statements already
     with pytest.raises(BillingError, match=r"is closed and has 1 charge in EUR.*reopen it first"):
         exchange_rate_set(currency="EUR", period="2025-01", rate="1.2", actor=actor)
+    # recording the same rate again is a no-op, even while closed (re-runs are safe)
+    same = exchange_rate_set(currency="EUR", period="2025-01", rate="1.085", actor=actor)
+    assert not same.changed
     # a currency none of its charges use may still be recorded while closed
     assert exchange_rate_set(currency="GBP", period="2025-01", rate="1.25", actor=actor).created
     BillingPeriod.objects.filter(period="2025-01").update(status="finalized")
