@@ -32,6 +32,7 @@ from billing.models import (
     BillingPeriod,
     Charge,
     ChargeSummary,
+    ExchangeRate,
     FlagRule,
     FundOrgPattern,
     InstitutionSettings,
@@ -47,7 +48,11 @@ from billing.services import (
     charges_fix_attribution,
     charges_reapply_rules,
     charges_review,
+    exchange_rate_check,
+    exchange_rate_set,
     finalize_blockers,
+    missing_rate_reason,
+    missing_rates,
     period_close,
     period_finalize,
     period_reopen,
@@ -719,23 +724,32 @@ class ChargeAdmin(ReadOnlyAdmin):
             ),
         )
 
-    def _run(self, request: HttpRequest, verb: str, work: Callable[[Actor], int]) -> None:
+    def _run(self, request: HttpRequest, verb: str, work: Callable[[Actor], int]) -> bool:
         try:
             changed = work(Actor.for_user(request.user))  # type: ignore[arg-type]
         except BillingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
-            return
+            return False
         self.message_user(request, f"{verb} {count(changed, 'charge')}.", messages.SUCCESS)
+        return True
 
     def _review(
         self, request: HttpRequest, queryset: QuerySet[Charge], action: str, *, note: str
     ) -> None:
         verb = {"approve": "Approved", "reject": "Rejected", "reset": "Reset"}[action]
-        self._run(
+        # Charges in another currency without a rate stay pending (and are named).
+        missing = []
+        if action == "approve":
+            missing = missing_rates(queryset.exclude(review_state=Charge.ReviewState.APPROVED))
+        done = self._run(
             request,
             verb,
             lambda actor: charges_review(charges=queryset, action=action, actor=actor, note=note),
         )
+        if done and missing:
+            self.message_user(
+                request, f"Left pending: {missing_rate_reason(missing)}.", messages.WARNING
+            )
 
 
 @admin.register(AuditEvent)
@@ -865,4 +879,91 @@ class FundOrgPatternAdmin(RegexPreviewAdmin):
             pattern=data["pattern"],
             period=period,
             exclude_pk=int(exclude) if exclude and exclude.isdigit() else None,
+        )
+
+
+class ExchangeRateForm(forms.ModelForm):
+    """A rate for a currency and month; the month may not have charges yet."""
+
+    month = forms.CharField(
+        max_length=7, label="Period", help_text="The billing month, YYYY-MM (e.g. 2024-10)."
+    )
+
+    class Meta:
+        model = ExchangeRate
+        fields = ["currency", "rate", "note"]
+        help_texts = {"rate": "Home-currency units per one unit of the currency, e.g. 1.0850."}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["month"].initial = self.instance.period.period
+            for name in ("month", "currency"):
+                if name in self.fields:  # not for read-only users
+                    self.fields[name].disabled = True
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            code, text, month, _note = exchange_rate_check(
+                currency=data.get("currency", ""),
+                period=data.get("month", ""),
+                rate=data.get("rate", ""),
+                note=data.get("note", ""),
+            )
+        except BillingError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        data.update(currency=code, rate=text, month=month)
+        return data
+
+    def validate_unique(self) -> None:
+        """exchange_rate_set records or changes the one rate of a currency and month."""
+
+
+@admin.register(ExchangeRate)
+class ExchangeRateAdmin(admin.ModelAdmin):
+    """Exchange rates: recorded and changed through billing.services (audited,
+    charges converted), never deleted; locked once the month is finalized."""
+
+    form = ExchangeRateForm
+    list_display = ["period", "currency", "rate", "note", "updated_by", "updated_at"]
+    list_filter = ["currency", "period"]
+    list_select_related = ["period"]
+    search_fields = ["currency", "note"]
+    fields = ["month", "currency", "rate", "note"]
+    ordering = ["-period__period", "currency"]
+
+    @admin.display(description="period")
+    def month(self, obj: ExchangeRate) -> str:
+        """The period, for read-only pages (the form has its own field)."""
+        return obj.period.period
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.period.status == BillingPeriod.Status.FINALIZED:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: ExchangeRate, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        try:
+            saved = exchange_rate_set(
+                currency=data["currency"],
+                period=data["month"],
+                rate=data["rate"],
+                note=data["note"],
+                actor=Actor.for_user(request.user),  # type: ignore[arg-type]
+            )
+        except BillingError as exc:  # the period was locked after the form was checked
+            raise PermissionDenied(str(exc)) from None
+        for name in ("pk", "period", "currency", "rate", "note", "updated_at", "updated_by"):
+            setattr(obj, name, getattr(saved.rate, name))
+        self.message_user(
+            request,
+            f"{count(saved.converted, 'charge')} in {saved.rate.currency} converted.",
+            messages.INFO,
         )

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models.functions import Length, Lower, Substr
+from django.db.models.functions import Length, Lower, Substr, Upper
 from django.db.models.lookups import Exact, In
 from django.utils import timezone
 
@@ -685,3 +685,56 @@ class ChargeSummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.period_id}/{self.source_id}/{self.project_id}/{self.review_state}"
+
+
+CURRENCY_RE = r"^[A-Z]{3}$"
+
+
+class ExchangeRate(models.Model):
+    """What one unit of a foreign BillingCurrency is worth in the home currency
+    for one billing month (e.g. EUR 2024-10: 1.0850 USD per EUR).
+
+    Charges of that currency and month are converted with it (billing.services
+    exchange_rate_set and charges_convert). Editable while the period is open;
+    while it is closed only if no charge of the period is in the currency; never
+    once it is finalized (a database trigger refuses, see migration 0014).
+    """
+
+    period = models.ForeignKey(
+        BillingPeriod, on_delete=models.PROTECT, related_name="exchange_rates"
+    )
+    currency = models.CharField(
+        max_length=3,
+        validators=[RegexValidator(CURRENCY_RE, "An ISO 4217 code such as EUR.")],
+        help_text="The foreign BillingCurrency (ISO 4217, upper case).",
+    )
+    rate = models.CharField(
+        max_length=40,
+        help_text="Home-currency units per one unit of the currency, exact decimal text "
+        "(e.g. 1.0850 for EUR when the home currency is USD).",
+    )
+    note = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Where the rate comes from, e.g. 'ECB reference rate 2024-10-31'.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["-period__period", "currency"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period", "currency"], name="exchangerate_one_per_currency_month"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(Exact(Length("currency"), 3))
+                & models.Q(currency=Upper("currency")),
+                name="exchangerate_currency_code",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.currency} {self.period.period}: {self.rate}"

@@ -29,6 +29,7 @@ _BILLING_MODELS = (
     "flagrule",
     "patternrule",
     "fundorgpattern",
+    "exchangerate",
 )
 _SETTINGS_MODELS = (
     "source",
@@ -73,6 +74,8 @@ _ADMIN = (
     + [("billing", "close_billingperiod"), ("billing", "finalize_billingperiod")]
     + [("billing", "add_billingperiod"), ("billing", "change_billingperiod")]
     + [("billing", f"{verb}_{m}") for m in ("pi", "project") for verb in ("add", "change")]
+    # Exchange rates are recorded and changed, never deleted (charges use them).
+    + [("billing", f"{verb}_exchangerate") for verb in ("add", "change")]
     + [
         ("billing", f"{verb}_{m}")
         for m in _SETTINGS_MODELS

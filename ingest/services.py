@@ -45,6 +45,7 @@ from billing.services import (
     Actor,
     audit,
     audit_created,
+    charges_convert,
     log_audit,
     period_open,
     validate_period,
@@ -513,6 +514,11 @@ class _Delivery:
                     summaries.rebuild(self.period_ids.values())
                 else:
                     summaries.add(Charge.objects.filter(pk__gt=last_id, import_record__in=records))
+                # Charges in another currency: converted if their month has a rate.
+                charges_convert(
+                    charges=Charge.objects.filter(pk__gt=last_id, import_record__in=records),
+                    actor=self.actor,
+                )
                 for importer, tmp in zip(importers, stored, strict=True):
                     if importer.import_record is not None:
                         importer._record(tmp)

@@ -55,6 +55,10 @@ class ChargeRow:
     reference_1: str = ""
     reference_2: str = ""
     count: int = 1  # charges this row stands for (a group of identical keys, summed)
+    # detail rows of a charge converted from another currency (empty otherwise)
+    original_currency: str = ""
+    original_amount: Decimal | None = None
+    exchange_rate: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,11 @@ class Entry:
     parts: tuple[tuple[str, str], ...] = ()  # the fund/org's named parts
     charge_id: int | None = None  # detail rows
     kind: str = "charge"  # detail: charge | rounding; gl: debit | credit
+    # detail rows of a charge converted from another currency: its own amount
+    # (signed, in that currency) and the rate; `amount` is in the home currency.
+    original_currency: str = ""
+    original_amount: Decimal | None = None
+    exchange_rate: str = ""
 
     @property
     def is_credit(self) -> bool:
@@ -442,6 +451,9 @@ def _detail(
             reference_1=row.reference_1,
             reference_2=row.reference_2,
             charge_id=row.charge_id,
+            original_currency=row.original_currency,
+            original_amount=row.original_amount,
+            exchange_rate=row.exchange_rate,
         )
     yield from adjustments
 

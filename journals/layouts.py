@@ -93,6 +93,9 @@ _BUILTIN: dict[str, list[tuple[str, str, bool]]] = {
         ("reference_1", "reference_1", False),
         ("reference_2", "reference_2", False),
         ("description", "description", False),
+        ("original_currency", "original_currency", False),
+        ("original_amount", "original_amount", True),
+        ("exchange_rate", "exchange_rate", False),
         ("amount", "signed", True),
     ],
     "summary": [

@@ -118,8 +118,18 @@ def collect(period: BillingPeriod, *, include_pending: bool) -> tuple[list[Charg
 def each_charge(period: BillingPeriod, *, include_pending: bool) -> Iterator[ChargeRow]:
     """Every included charge, by id, read in chunks (the detail format)."""
     charges = _included(period, include_pending).order_by("id")
-    for cid, *key, billed in charges.values_list("id", *_KEY, "billed_cost").iterator(20_000):
-        yield _row(tuple(key), billed, charge_id=cid)
+    columns = ("billed_cost", "billing_currency", "original_billed_cost", "exchange_rate")
+    for cid, *key, billed, currency, original, rate in charges.values_list(
+        "id", *_KEY, *columns
+    ).iterator(20_000):
+        converted = {}
+        if rate:  # converted from another currency (billing.services.charges_convert)
+            converted = {
+                "original_currency": currency,
+                "original_amount": original,
+                "exchange_rate": rate,
+            }
+        yield _row(tuple(key), billed, charge_id=cid, **converted)
 
 
 def current_data_hash(period: BillingPeriod) -> str:

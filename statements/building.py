@@ -111,6 +111,18 @@ class Remainder(_Rounded):
 
 
 @dataclass(frozen=True)
+class Conversion:
+    """Charges of a statement line that were billed in another currency: their
+    amount in that currency and the rate that converted them (shown, not summed)."""
+
+    source: str
+    service: str
+    currency: str
+    rate: str
+    original_billed: Decimal
+
+
+@dataclass(frozen=True)
 class StatementData:
     """Everything one statement shows; its hash identifies the content."""
 
@@ -130,6 +142,7 @@ class StatementData:
     more_credits: Remainder | None = None
     # (source, cost basis) of the statement's charges: 'billed' or 'amortised'.
     bases: tuple[tuple[str, str], ...] = ()
+    conversions: tuple[Conversion, ...] = ()
 
     @property
     def list_total(self) -> Decimal:
@@ -213,6 +226,8 @@ class StatementData:
             item.pop("difference", None)
             if not item["category"]:
                 item.pop("category")
+        if not data["conversions"]:  # statements without conversions hash as before
+            del data["conversions"]
         text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -33,6 +33,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from billing.currencies import describe
 from ingest.basis import DIFFERENCE_LABELS
 from ingest.basis import describe as describe_bases
 from openchargeback.money import format_money
@@ -394,6 +395,17 @@ def _service_table(data: StatementData, money: _Money) -> Table:
                 money.plain_contribution(line.discount),
                 money.plain(line.billed),
             ]
+        for c in data.conversions:
+            if (c.source, c.service) == (line.source, line.service):
+                shown = describe(
+                    c.original_billed,
+                    c.currency,
+                    c.rate,
+                    money.kwargs["currency"],
+                    thousands=money.kwargs["thousands"],
+                    decimal_point=money.kwargs["decimal_point"],
+                )
+                service.append(Line(f"incl. {shown}", size=7, color=MUTED))
         rows.append(
             [
                 cell([Line(line.source)], cols[0]),

@@ -38,6 +38,7 @@ from statements import emailing, pdf
 from statements.building import (
     DETAIL_LIMIT,
     ChargeDigest,
+    Conversion,
     Institution,
     StatementData,
     build_credits,
@@ -137,6 +138,7 @@ def _statement_data(
     ):
         digests[(pi_id, project_id)].add(charge_id)
 
+    conversions = _conversions(charges)
     pis = PI.objects.in_bulk({key[0] for key in lines})
     projects = Project.objects.in_bulk({key[1] for key in lines if key[1] is not None})
     result = {}
@@ -161,6 +163,39 @@ def _statement_data(
             credits=credits,
             more_credits=more_credits,
             bases=tuple(sorted(bases[key])),
+            conversions=tuple(conversions.get(key, ())),
+        )
+    return result
+
+
+_CONVERSION_KEY = (
+    "pi_id",
+    "project_id",
+    "source__slug",
+    "service_name",
+    "billing_currency",
+    "exchange_rate",
+)
+
+
+def _conversions(charges: QuerySet[Charge]) -> dict[GroupKey, list[Conversion]]:
+    """Per PI project: the converted charges' original amounts per line, currency and rate."""
+    result: dict[GroupKey, list[Conversion]] = defaultdict(list)
+    rows = (
+        charges.exclude(exchange_rate="")
+        .values(*_CONVERSION_KEY)
+        .annotate(original=Sum("original_billed_cost"))
+        .order_by("source__slug", "service_name", "billing_currency", "exchange_rate")
+    )
+    for row in rows:
+        result[(row["pi_id"], row["project_id"])].append(
+            Conversion(
+                source=row["source__slug"],
+                service=row["service_name"],
+                currency=row["billing_currency"],
+                rate=row["exchange_rate"],
+                original_billed=row["original"] or Decimal(0),
+            )
         )
     return result
 

@@ -92,6 +92,7 @@ def live_db(transactional_db: None) -> Iterator[None]:
         "billing_auditevent",
         "billing_chargesummary",
         "billing_charge",
+        "billing_exchangerate",
         "billing_billingperiod",
     )
     marks = ", ".join(["%s"] * len(tables))

@@ -38,7 +38,7 @@ from billing.models import (
     Source,
 )
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import Actor
+from billing.services import Actor, exchange_rate_set
 from ingest.rates import account_mapping_create, rate_create
 from ingest.services import import_file
 from statements.models import EmailLog, Statement
@@ -67,6 +67,8 @@ ACCESS: dict[str, tuple[str, str, str, str]] = {
     "billing.flagrule": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
     "billing.patternrule": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
     "billing.fundorgpattern": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, BILLING_ADMIN),
+    # recorded and changed through the service (charges converted), never deleted
+    "billing.exchangerate": (VIEWER, BILLING_ADMIN, BILLING_ADMIN, NOBODY),
     "statements.statement": (VIEWER, NOBODY, NOBODY, NOBODY),
     "statements.emaillog": (VIEWER, NOBODY, NOBODY, NOBODY),
     "journals.journalexport": (VIEWER, NOBODY, NOBODY, NOBODY),
@@ -117,6 +119,7 @@ def world(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> None
     account_mapping_create(
         actor=actor, kind="slurm", name="lab-a", project=Project.objects.get(project_id="proj-a")
     )
+    exchange_rate_set(currency="EUR", period="2025-01", rate="1.0850", actor=actor)
 
 
 def _client(role: str) -> Client:

@@ -111,3 +111,34 @@ def test_a_failed_import_leaves_summaries_alone(
     with pytest.raises(Exception, match="closed"):
         import_file(path=focus_file(rows, name="late.csv"), source=two_months, actor=actor)
     assert summarised() == before
+
+
+@pytest.mark.parametrize("track_limit", [summaries.TRACK_LIMIT, 1])
+def test_currency_conversion_keeps_summaries_in_step(
+    defaults: None,
+    focus_file: Callable[..., Path],
+    actor: Actor,
+    track_limit: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Converting at import, on a recorded rate and on a changed rate."""
+    from billing.services import exchange_rate_set
+
+    monkeypatch.setattr(summaries, "TRACK_LIMIT", track_limit)
+    aws = Source.objects.get(slug="aws")
+    exchange_rate_set(currency="GBP", period="2025-01", rate="1.25", actor=actor)
+    rows = [
+        focus_row(resource="eu-1", billed="100.00", list_cost="120", currency="EUR"),
+        focus_row(resource="eu-2", billed="0.000000003", currency="EUR", project="proj-b"),
+        focus_row(resource="uk", billed="10.00", currency="GBP"),
+        focus_row(resource="us", billed="5.00"),
+    ]
+    import_file(path=focus_file(rows), source=aws, actor=actor)
+    assert_in_step()
+    exchange_rate_set(currency="EUR", period="2025-01", rate="1.0850", actor=actor)
+    assert_in_step()
+    charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
+    exchange_rate_set(currency="EUR", period="2025-01", rate="0.5", actor=actor)
+    assert_in_step()
+    billed = sum(s.billed_total for s in ChargeSummary.objects.all())
+    assert billed == Decimal("50.000000002") + Decimal("12.50") + Decimal("5.00")

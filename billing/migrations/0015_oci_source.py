@@ -29,7 +29,7 @@ def add_oci(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billing", "0013_source_provider_names")]
+    dependencies = [("billing", "0014_exchange_rates")]
 
     operations = [
         migrations.AlterField(

@@ -18,6 +18,8 @@ from billing.services import (
     BillingError,
     charges_fix_attribution_report,
     charges_review,
+    missing_rate_reason,
+    missing_rates,
     normalise_slug,
     validate_period,
 )
@@ -89,6 +91,8 @@ class Command(BaseCommand):
             if options["action"] == "fix":
                 self._fix(charges, options)
                 return
+            # Charges in another currency without a rate stay pending (and are named).
+            missing = missing_rates(charges) if options["action"] == "approve" else []
             changed = charges_review(
                 charges=charges,
                 action=options["action"],
@@ -97,10 +101,17 @@ class Command(BaseCommand):
             )
         except BillingError as exc:
             raise CommandError(str(exc)) from None
+        left = sum(m.charges for m in missing)
         if options["json"]:
-            self.stdout.write(json.dumps({"action": options["action"], "changed": changed}))
+            payload: dict[str, Any] = {"action": options["action"], "changed": changed}
+            if left:  # charges in another currency without a rate, left pending
+                payload["left_pending"] = left
+            self.stdout.write(json.dumps(payload))
         else:
-            self.stdout.write(f"{options['action'].capitalize()}: {changed:,} charges changed.")
+            line = f"{options['action'].capitalize()}: {changed:,} charges changed."
+            if missing:
+                line += f" Left pending: {missing_rate_reason(missing)}."
+            self.stdout.write(line)
 
     def _select(self, options: dict[str, Any]) -> QuerySet[Charge]:
         action = options["action"]

@@ -25,6 +25,7 @@ from billing.services import (
     BillingError,
     charges_fix_attribution,
     charges_review,
+    exchange_rate_set,
     period_close,
     source_for_slug,
     source_set,
@@ -47,6 +48,7 @@ from journals.models import JournalSettings
 from openchargeback.money import format_money
 
 DEFAULT_MONTHS = ["2026-08", "2026-09", "2026-10"]
+DEMO_EUR_RATE, DEMO_EUR_NOTE = "1.0850", "demo: USD per EUR, month-end reference rate"
 
 
 class Command(BaseCommand):
@@ -154,6 +156,11 @@ class Command(BaseCommand):
         from statements.services import statements_generate
 
         self._accounting(actor)
+        # The sample's EUR rows (Azure and GCP in Europe) are billed at each month's rate.
+        for month in DEFAULT_MONTHS:
+            exchange_rate_set(
+                currency="EUR", period=month, rate=DEMO_EUR_RATE, note=DEMO_EUR_NOTE, actor=actor
+            )
         if BillingPeriod.objects.filter(period=period, status=BillingPeriod.Status.OPEN).exists():
             pending = Charge.objects.filter(period__period=period, review_state="pending")
             # A fund/org the ledger cannot take: the project's own fund/org instead.
