@@ -491,6 +491,7 @@ class _Delivery:
                             importer._consume(chunk)
                         importer._finish_stats()
                         if importer.basis is not None:
+                            assert importer.import_record is not None
                             importer.basis.record_excluded(importer.import_record, self.actor)
                         stored.append(copier.finish())
                 self._check_months(importers)
