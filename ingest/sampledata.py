@@ -1,13 +1,16 @@
 """Deterministic generator of realistic sample inputs (demo, docs, tests).
 
 Pure Python, no ORM, no floats: :func:`generate_sample_files` writes, per month,
-one FOCUS 1.0 CSV per cloud or central-IT source (``aws_2026-09.csv``,
-``it_storage_2026-09.csv``, ...), the Slurm accounting of the HPC cluster as
+one FOCUS 1.0 CSV per cloud or central-IT source (``azure_2026-09.csv``,
+``it_storage_2026-09.csv``, ...; AWS as two part files of one delivery,
+``aws_2026-09-00001.csv`` and ``-00002.csv``), the Slurm accounting of the HPC cluster as
 ``sacct --allocations --parsable2 --noheader`` prints it
 (``hpc_2026-09.sacct.txt``) and the research-storage quota report
 (``storage_2026-09.quotas.csv``; months with an odd number hold daily
 snapshots), plus one ``account_mappings.csv`` mapping the Slurm accounts and
-quotas to their PI, project and fund/org. The HPC and storage inputs are priced
+quotas to their PI, project and fund/org, and ``cloud_account_mappings.csv``
+mapping the sub-accounts of the GCP projects that carry no tags (all but one,
+left unmapped for the review queue). The HPC and storage inputs are priced
 by the converters (:mod:`ingest.converters`) with the rate card
 :data:`DEMO_RATES` (HPC heavily subsidised, storage half subsidised with a free
 allowance, a GPU price change in mid-September 2026).
@@ -20,6 +23,11 @@ rows that trip each auto-flag rule of the default settings (see
 account and a quota nobody mapped (:data:`UNMAPPED`: flagged
 ``unmapped_account``), jobs that are not billable (cancelled, short failures),
 and a job running from the last evening of each month into the next one.
+Azure (:data:`AMORTISED_SOURCE`, billed amortised by the demo) holds a GPU
+reservation bought each month: the purchase row, the usage it covers (billed
+0, EffectiveCost at the reserved price) and its unused hours, whose
+EffectiveCosts add up to the purchase exactly. A few Azure and GCP rows are
+in EUR.
 
 The same seed and month always give the same bytes: the people and resources
 come from ``random.Random(seed)``, each file from its own generator seeded with
