@@ -1,13 +1,16 @@
 """Deterministic generator of realistic sample inputs (demo, docs, tests).
 
 Pure Python, no ORM, no floats: :func:`generate_sample_files` writes, per month,
-one FOCUS 1.0 CSV per cloud or central-IT source (``aws_2026-09.csv``,
-``it_storage_2026-09.csv``, ...), the Slurm accounting of the HPC cluster as
+one FOCUS 1.0 CSV per cloud or central-IT source (``azure_2026-09.csv``,
+``it_storage_2026-09.csv``, ...; AWS as two part files of one delivery,
+``aws_2026-09-00001.csv`` and ``-00002.csv``), the Slurm accounting of the HPC cluster as
 ``sacct --allocations --parsable2 --noheader`` prints it
 (``hpc_2026-09.sacct.txt``) and the research-storage quota report
 (``storage_2026-09.quotas.csv``; months with an odd number hold daily
 snapshots), plus one ``account_mappings.csv`` mapping the Slurm accounts and
-quotas to their PI, project and fund/org. The HPC and storage inputs are priced
+quotas to their PI, project and fund/org, and ``cloud_account_mappings.csv``
+mapping the sub-accounts of the GCP projects that carry no tags (all but one,
+left unmapped for the review queue). The HPC and storage inputs are priced
 by the converters (:mod:`ingest.converters`) with the rate card
 :data:`DEMO_RATES` (HPC heavily subsidised, storage half subsidised with a free
 allowance, a GPU price change in mid-September 2026).
@@ -20,6 +23,11 @@ rows that trip each auto-flag rule of the default settings (see
 account and a quota nobody mapped (:data:`UNMAPPED`: flagged
 ``unmapped_account``), jobs that are not billable (cancelled, short failures),
 and a job running from the last evening of each month into the next one.
+Azure (:data:`AMORTISED_SOURCE`, billed amortised by the demo) holds a GPU
+reservation bought each month: the purchase row, the usage it covers (billed
+0, EffectiveCost at the reserved price) and its unused hours, whose
+EffectiveCosts add up to the purchase exactly. A few Azure and GCP rows are
+in EUR.
 
 The same seed and month always give the same bytes: the people and resources
 come from ``random.Random(seed)``, each file from its own generator seeded with
@@ -35,7 +43,7 @@ import json
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -45,6 +53,20 @@ SOURCES: tuple[str, ...] = ("aws", "azure", "gcp", "hpc", "storage", "it_storage
 FOCUS_SOURCES: tuple[str, ...] = ("aws", "azure", "gcp", "it_storage", "openai")
 CONVERTED_SOURCES: tuple[str, ...] = ("hpc", "storage")
 MAPPINGS_FILE = "account_mappings.csv"
+# Cloud sub-accounts (FOCUS SubAccountId) mapped to their project: see untagged_projects.
+CLOUD_MAPPINGS_FILE = "cloud_account_mappings.csv"
+# Sources whose month comes as part files (AWS Data Exports split a big month), imported
+# together as one delivery.
+PART_FILES: dict[str, int] = {"aws": 2}
+# The cloud source whose projects include some with no tags at all, attributed by
+# sub-account mappings (all but the last of UNTAGGED_PROJECTS are mapped).
+UNTAGGED_SOURCE = "gcp"
+UNTAGGED_PROJECTS = 3
+# The source billed on the amortised cost basis, with a VM reservation bought centrally.
+AMORTISED_SOURCE = "azure"
+COMMITMENT_PROJECT = "it-cloud-commitments"
+COMMITMENT_PI = ("Central IT Cloud Team", "cloud-team@example.edu")
+COMMITMENT_FUND_ORG = "ITS-CLOUD-COMMIT"
 # Accounts with usage that account_mappings.csv leaves out, per mapping kind.
 UNMAPPED: dict[str, tuple[str, ...]] = {
     "slurm": ("rc_workshop",),
@@ -78,6 +100,9 @@ COLUMNS: tuple[str, ...] = (
     "ServiceName",
     "SubAccountId",
     "SubAccountName",
+    "CommitmentDiscountId",
+    "CommitmentDiscountStatus",
+    "CommitmentDiscountCategory",
     "Tags",
 )
 COST_COLUMNS: tuple[str, ...] = ("ListCost", "ContractedCost", "BilledCost", "EffectiveCost")
@@ -250,6 +275,18 @@ class Special:
 
 
 @dataclass(frozen=True)
+class Commitment:
+    """A reservation bought each month that covers one service's usage (amortised source)."""
+
+    covers: str  # the ChargeDescription of the usage it covers
+    unit_price: str  # effective price per unit of covered usage, exact text
+    utilisation: Decimal  # about this share of the purchased units is used
+    commitment_id: str
+    resource_name: str
+    description: str
+
+
+@dataclass(frozen=True)
 class Profile:
     slug: str
     provider: str
@@ -271,6 +308,7 @@ class Profile:
     large: Special | None = None
     credit: str = ""
     credits_per_month: tuple[int, int] = (0, 0)
+    commitment: Commitment | None = None
 
 
 _AZ = "/subscriptions/{sub}/resourceGroups/rg-{pid}/providers/"
@@ -436,6 +474,18 @@ _PROFILES: dict[str, Profile] = {
             ),
             credit="Azure Sponsorship Credit",
             credits_per_month=(0, 1),
+            commitment=Commitment(
+                covers="NC6s v3 - Linux",
+                unit_price="1.8360",
+                utilisation=Decimal("0.85"),
+                commitment_id=(
+                    "/providers/Microsoft.Capacity/reservationOrders/"
+                    "5b2e8c14-7d3a-4f9e-a1c6-0e4b9d27f853/reservations/"
+                    "c94a1f07-2e6b-4d85-b3f0-7a1d5e8c2b96"
+                ),
+                resource_name="RI NC6s v3 research GPU pool (1 year, monthly)",
+                description="Reserved VM Instance, NC6s v3, 1 year, billed monthly",
+            ),
         ),
         Profile(
             slug="gcp",
@@ -671,6 +721,7 @@ class Resource:
     tag_keys: tuple[str, str, str]  # keys used for pi_email, project_id, fund_org
     tag_extras: tuple[tuple[str, str | int], ...]
     fields: tuple[tuple[str, str], ...]  # template values, for specials on this project
+    untagged: bool = False  # no PI, project or fund/org tags (attributed by sub-account)
 
 
 @dataclass(frozen=True)
@@ -678,6 +729,9 @@ class Population:
     pis: tuple[PI, ...]
     projects: tuple[Project, ...]
     resources: dict[str, tuple[Resource, ...]]
+    # UNTAGGED_SOURCE projects whose resources carry no attribution tags, in order: all
+    # but the last have a sub-account mapping in CLOUD_MAPPINGS_FILE.
+    untagged: tuple[str, ...] = ()
 
 
 def build_population(seed: int = 2026) -> Population:
@@ -701,7 +755,15 @@ def build_population(seed: int = 2026) -> Population:
             )
     projects = _ensure_coverage(rng, projects)
     resources = {slug: _resources(rng, _PROFILES[slug], projects) for slug in SOURCES}
-    return Population(tuple(pis), tuple(projects), resources)
+    # Chosen by a generator of their own, so the rest of the population is as before.
+    cloud = resources[UNTAGGED_SOURCE]
+    pick = random.Random(f"{seed}:untagged")  # noqa: S311 - sample data, not security
+    users = sorted({r.project.project_id for r in cloud})
+    untagged = tuple(pick.sample(users, UNTAGGED_PROJECTS))
+    resources[UNTAGGED_SOURCE] = tuple(
+        replace(r, untagged=True) if r.project.project_id in untagged else r for r in cloud
+    )
+    return Population(tuple(pis), tuple(projects), resources, untagged)
 
 
 def _fund_org(rng: random.Random, dept: Department) -> str:
@@ -905,7 +967,9 @@ def _tags(
         "fund_org": resource.project.fund_org if fund_org is None else fund_org,
     }
     tags: dict[str, str | int] = {
-        key: values[fld] for key, fld in zip(resource.tag_keys, _FIELDS, strict=True) if fld != drop
+        key: values[fld]
+        for key, fld in zip(resource.tag_keys, _FIELDS, strict=True)
+        if fld != drop and not resource.untagged
     }
     tags.update(resource.tag_extras)
     return tags
@@ -975,6 +1039,9 @@ class _FileBuilder:
             "ServiceName": svc.name if service is None else service,
             "SubAccountId": resource.sub_account[0],
             "SubAccountName": resource.sub_account[1],
+            "CommitmentDiscountId": "",
+            "CommitmentDiscountStatus": "",
+            "CommitmentDiscountCategory": "",
         }
         return _Line(cells, _tags(resource) if tags is None else tags)
 
@@ -1032,11 +1099,81 @@ class _FileBuilder:
             used.append(resources[0])
             normal.append(self.usage(resources[0]))
         normal.sort(key=lambda ln: (ln.cells["ChargePeriodStart"], ln.cells["ResourceId"]))
+        if self.profile.commitment is not None:
+            normal.extend(self.commitment(self.profile.commitment, normal, used))
+        # Credits and planted rows go to resources with tags (an untagged project's
+        # rows are all ordinary usage, for its sub-account mapping to attribute).
+        tagged = [r for r in used if not r.untagged] or used
         low, high = self.profile.credits_per_month
-        for resource in rng.sample(used, min(len(used), rng.randint(low, high))):
+        for resource in rng.sample(tagged, min(len(tagged), rng.randint(low, high))):
             normal.append(self.credit(resource))
-        planted = [self.planted(kind, rng.choice(used)) for kind in scenarios]
+        planted = [self.planted(kind, rng.choice(tagged)) for kind in scenarios]
         return self.interleave(normal, planted)
+
+    def commitment(
+        self, commitment: Commitment, normal: list[_Line], used: list[Resource]
+    ) -> list[_Line]:
+        """Cover the month's usage of one service by a reservation: the covered rows bill
+        0 with an EffectiveCost at the reserved price; the month's purchase (BilledCost,
+        EffectiveCost 0) and its unused hours (EffectiveCost only) are added. The
+        EffectiveCost of the used and unused rows adds up to the purchase exactly."""
+        p = self.profile
+        price = Decimal(commitment.unit_price)
+        covered = [ln for ln in normal if ln.cells["ChargeDescription"] == commitment.covers]
+        if not covered:
+            return []
+        hours = Decimal(0)
+        for ln in covered:
+            quantity = Decimal(ln.cells["ConsumedQuantity"])
+            hours += quantity
+            ln.cells.update(
+                BilledCost=_money(Decimal(0), p),
+                EffectiveCost=_money(quantity * price, p),
+                CommitmentDiscountId=commitment.commitment_id,
+                CommitmentDiscountStatus="Used",
+                CommitmentDiscountCategory="Usage",
+            )
+        bought = (hours / commitment.utilisation).to_integral_value(ROUND_CEILING)
+        owner = next(r for r in used if r.resource_id == covered[0].cells["ResourceId"])
+        rows = []
+        for kind, quantity in (("purchase", bought), ("unused", bought - hours)):
+            line = self.line(
+                owner,
+                self.month.start,
+                self.month.end,
+                quantity=quantity,
+                price=commitment.unit_price,
+                category="Purchase" if kind == "purchase" else "Usage",
+                description=commitment.description
+                if kind == "purchase"
+                else "Unused reservation hours, NC6s v3",
+                resource_id=commitment.commitment_id,
+                resource_name=commitment.resource_name,
+            )
+            cost = _money(quantity * price, p)
+            zero = _money(Decimal(0), p)
+            line.cells.update(CommitmentDiscountId=commitment.commitment_id)
+            line.cells.update(CommitmentDiscountCategory="Usage")
+            if kind == "purchase":
+                line.cells.update(
+                    ListCost=cost,
+                    ContractedCost=cost,
+                    BilledCost=cost,
+                    EffectiveCost=zero,
+                    ConsumedQuantity="",
+                    ConsumedUnit="",
+                )
+            else:
+                line.cells.update(
+                    ListCost=zero,
+                    ListUnitPrice="",
+                    ContractedCost=zero,
+                    BilledCost=zero,
+                    EffectiveCost=cost,
+                    CommitmentDiscountStatus="Unused",
+                )
+            rows.append(line)
+        return rows
 
     def credit(self, resource: Resource) -> _Line:
         amount = -Decimal(self.rng.randint(5000, 80000)).scaleb(-2)
@@ -1195,12 +1332,25 @@ def plan_month(month: str, *, seed: int = 2026) -> dict[str, list[str]]:
 
 
 def sample_file_name(source: str, month: str) -> str:
-    """The name of ``source``'s sample for ``month``: FOCUS CSV, sacct text or quota report."""
+    """The name of ``source``'s sample for ``month``: FOCUS CSV, sacct text or quota report.
+    A source whose months come as part files (:data:`PART_FILES`) has no single file: see
+    :func:`sample_file_names`."""
+    if source in PART_FILES:
+        raise ValueError(f"{source} months come as part files; use sample_file_names")
     if source == "hpc":
         return f"hpc_{month}.sacct.txt"
     if source == "storage":
         return f"storage_{month}.quotas.csv"
     return f"{source}_{month}.csv"
+
+
+def sample_file_names(source: str, month: str) -> tuple[str, ...]:
+    """The files of ``source``'s sample for ``month``: one, or the part files of one
+    delivery, numbered as AWS Data Exports number them (``aws_2026-09-00001.csv``, ...)."""
+    parts = PART_FILES.get(source)
+    if parts is None:
+        return (sample_file_name(source, month),)
+    return tuple(f"{source}_{month}-{n:05d}.csv" for n in range(1, parts + 1))
 
 
 def render_file(
@@ -1210,15 +1360,38 @@ def render_file(
     UTF-8, no BOM, ``\\n`` line endings."""
     if source not in _PROFILES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
-    year, number = parse_month(month)
+    parse_month(month)
     population = population or build_population(seed)
     if source == "hpc":
         return render_sacct(month, seed=seed, population=population)
     if source == "storage":
         return render_quotas(month, seed=seed, population=population)
+    return _focus_csv(_focus_lines(source, month, seed=seed, population=population))
+
+
+def render_files(
+    source: str, month: str, *, seed: int = 2026, population: Population | None = None
+) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each file of ``source``'s sample for ``month``
+    (:func:`sample_file_names`): the part files share the month's rows, in order, each
+    with the header; together they hold exactly the rows of :func:`render_file`."""
+    names = sample_file_names(source, month)
+    if len(names) == 1:
+        return [(names[0], render_file(source, month, seed=seed, population=population))]
+    population = population or build_population(seed)
+    lines = _focus_lines(source, month, seed=seed, population=population)
+    size = -(-len(lines) // len(names))
+    return [(name, _focus_csv(lines[n * size : (n + 1) * size])) for n, name in enumerate(names)]
+
+
+def _focus_lines(source: str, month: str, *, seed: int, population: Population) -> list[_Line]:
+    year, number = parse_month(month)
     rng = random.Random(f"{seed}:{source}:{month}")  # noqa: S311 - sample data, not security
     builder = _FileBuilder(_PROFILES[source], _Month(year, number), population, rng)
-    lines = builder.build(plan_month(month, seed=seed)[source])
+    return builder.build(plan_month(month, seed=seed)[source])
+
+
+def _focus_csv(lines: Sequence[_Line]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
@@ -1244,12 +1417,17 @@ def generate_sample_files(out_dir: Path, *, months: list[str], seed: int = 2026)
     paths: list[Path] = []
     for month in wanted:
         for source in SOURCES:
-            path = out_dir / sample_file_name(source, month)
-            path.write_bytes(render_file(source, month, seed=seed, population=population))
-            paths.append(path)
-    path = out_dir / MAPPINGS_FILE
-    path.write_bytes(render_mappings(population))
-    paths.append(path)
+            for name, data in render_files(source, month, seed=seed, population=population):
+                path = out_dir / name
+                path.write_bytes(data)
+                paths.append(path)
+    for name, data in (
+        (MAPPINGS_FILE, render_mappings(population)),
+        (CLOUD_MAPPINGS_FILE, render_cloud_mappings(population)),
+    ):
+        path = out_dir / name
+        path.write_bytes(data)
+        paths.append(path)
     return paths
 
 
@@ -1351,6 +1529,34 @@ def render_mappings(population: Population) -> bytes:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("kind", "name", "pi_email", "project_id", "fund_org"))
     writer.writerows(sorted(rows))
+    return buffer.getvalue().encode("utf-8")
+
+
+def untagged_sub_accounts(population: Population) -> list[tuple[str, str, Project]]:
+    """(SubAccountId, SubAccountName, project) of the untagged projects of
+    :data:`UNTAGGED_SOURCE`, in :attr:`Population.untagged` order: all but the last are
+    in :data:`CLOUD_MAPPINGS_FILE`."""
+    found: dict[str, tuple[str, str, Project]] = {}
+    for resource in population.resources[UNTAGGED_SOURCE]:
+        if resource.untagged:
+            found.setdefault(resource.project.project_id, (*resource.sub_account, resource.project))
+    return [found[pid] for pid in population.untagged]
+
+
+def render_cloud_mappings(population: Population) -> bytes:
+    """:data:`CLOUD_MAPPINGS_FILE`: sub-account mappings (kind ``sub_account``, with the
+    source column) of all untagged projects but the last, which stays unmapped."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ("kind", "name", "pi_email", "project_id", "fund_org", "source", "effective_from",
+         "effective_to")
+    )  # fmt: skip
+    for sub_id, _name, project in untagged_sub_accounts(population)[:-1]:
+        writer.writerow(
+            ("sub_account", sub_id, project.pi.email, project.project_id, project.fund_org,
+             UNTAGGED_SOURCE, "", "")
+        )  # fmt: skip
     return buffer.getvalue().encode("utf-8")
 
 

@@ -57,7 +57,7 @@ def test_hyphenated_alias_runs_the_command(tmp_path: Path) -> None:
         tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert (out / "aws_2025-01.csv").is_file()
+    assert (out / "aws_2025-01-00001.csv").is_file()
 
 
 def test_missing_secret_key_outside_debug_is_one_line_and_exit_1(tmp_path: Path) -> None:

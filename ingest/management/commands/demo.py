@@ -23,6 +23,7 @@ from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.services import (
     Actor,
     BillingError,
+    audit,
     charges_fix_attribution,
     charges_review,
     exchange_rate_set,
@@ -35,6 +36,11 @@ from ingest.models import Rate
 from ingest.rates import account_mapping_import, rate_create
 from ingest.sacct import SacctOptions
 from ingest.sampledata import (
+    AMORTISED_SOURCE,
+    CLOUD_MAPPINGS_FILE,
+    COMMITMENT_FUND_ORG,
+    COMMITMENT_PI,
+    COMMITMENT_PROJECT,
     CONVERTED_SOURCES,
     DEMO_RATES,
     FOCUS_SOURCES,
@@ -42,8 +48,9 @@ from ingest.sampledata import (
     build_population,
     generate_sample_files,
     sample_file_name,
+    sample_file_names,
 )
-from ingest.services import IngestError, import_file
+from ingest.services import DeliveryFile, IngestError, import_delivery
 from journals.models import JournalSettings
 from openchargeback.money import format_money
 
@@ -77,20 +84,27 @@ class Command(BaseCommand):
         unmapped: set[str] = set()
         try:
             rates = self._rate_card(actor)
-            mappings = account_mapping_import(
-                path=output / MAPPINGS_FILE, actor=actor, display_name=MAPPINGS_FILE
+            self._commitments(actor)
+            # Slurm accounts and quotas; then the untagged cloud projects' sub-accounts,
+            # before the cloud imports, so their rows arrive attributed.
+            mappings = sum(
+                account_mapping_import(path=output / name, actor=actor, display_name=name).created
+                for name in (MAPPINGS_FILE, CLOUD_MAPPINGS_FILE)
             )
             for month in DEFAULT_MONTHS:
                 for slug in FOCUS_SOURCES:
-                    path = output / sample_file_name(slug, month)
-                    result = import_file(
-                        path=path,
+                    # A month in part files (AWS) is one delivery: one command, one
+                    # transaction, identical rows counted across the parts.
+                    delivery = import_delivery(
+                        files=[
+                            DeliveryFile(path=output / name, display_name=name)
+                            for name in sample_file_names(slug, month)
+                        ],
                         source=source_for_slug(slug),
                         actor=actor,
                         expected_period=month,
-                        display_name=path.name,
                     )
-                    created += result.charges_created
+                    created += delivery.charges_created
                 for slug in CONVERTED_SOURCES:
                     conversion = self._convert(slug, output / sample_file_name(slug, month), month)
                     converted_rows += len(conversion.rows)
@@ -115,7 +129,7 @@ class Command(BaseCommand):
             f"{', '.join(CONVERTED_SOURCES)}: {converted_rows:,} rows, list "
             f"{format_money(listed)}, billed {format_money(billed)}, unmapped and flagged: "
             f"{', '.join(sorted(unmapped)) or 'none'}); {created:,} new charges; "
-            f"{rates} rates and {mappings.created} account mappings added."
+            f"{rates} rates and {mappings} account mappings added."
         )
         try:
             self._month_end(DEFAULT_MONTHS[0], actor)
@@ -123,6 +137,43 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not options["no_admin_user"]:
             self._admin_user()
+
+    @transaction.atomic
+    def _commitments(self, actor: Actor) -> None:
+        """The amortised source's reservations are bought by central IT: their purchase
+        and unused hours go to its commitment project, as a site sets it up once (before
+        the source's first import: the basis applies to rows as they are imported)."""
+        name, email = COMMITMENT_PI
+        pi, created = PI.objects.get_or_create(
+            email=email, defaults={"name": name, "department": "Central IT"}
+        )
+        if created:
+            audit(actor=actor, action="pi.create", obj=pi, after={"email": email})
+        project, created = Project.objects.get_or_create(
+            project_id=COMMITMENT_PROJECT,
+            defaults={
+                "pi": pi,
+                "title": "Cloud commitments (reservations, savings plans)",
+                "default_fund_org": COMMITMENT_FUND_ORG,
+            },
+        )
+        if created:
+            audit(
+                actor=actor,
+                action="project.create",
+                obj=project,
+                after={"project_id": COMMITMENT_PROJECT},
+            )
+        source = Source.objects.filter(slug=AMORTISED_SOURCE).first()
+        if source is None or source.cost_basis != "billed" or source.imports.exists():
+            return  # set up already, or the site chose otherwise
+        source_set(
+            slug=AMORTISED_SOURCE,
+            actor=actor,
+            cost_basis="amortised",
+            commitment_handling="central",
+            commitment_project_id=project.pk,
+        )
 
     def _rate_card(self, actor: Actor) -> int:
         """The demo's rate card, unless the site already has one."""

@@ -16,9 +16,10 @@ DEFAULT_MONTHS = "2026-08,2026-09,2026-10"
 
 class Command(BaseCommand):
     help = (
-        "Generate realistic sample inputs, one per source per month: FOCUS CSV files for "
-        f"{', '.join(FOCUS_SOURCES)} (including rows that trip every auto-flag rule), sacct "
-        "output for hpc and a quota report for storage, plus the account mappings CSV."
+        "Generate realistic sample inputs per source per month: FOCUS CSV files for "
+        f"{', '.join(FOCUS_SOURCES)} (aws as two part files; including rows that trip every "
+        "auto-flag rule), sacct output for hpc and a quota report for storage, plus the "
+        "account mappings CSVs (Slurm and storage; cloud sub-accounts)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
