@@ -108,7 +108,8 @@ def _month_rows() -> list[dict[str, str]]:
             resource=f"r-{k}",
             pi=f"pi{k % PIS:02d}@example.edu",
             project=f"proj-{k:03d}",
-            billed=f"{k}.{k % 100:02d}",
+            # Never $0.00: a project with nothing to bill gets no statement.
+            billed=f"{k + 1}.{k % 100:02d}",
         )
         for k in range(STATEMENTS)
     ]
@@ -244,7 +245,7 @@ def test_two_clusters_share_one_queue_and_run_each_job_once(
             resource=f"r-{k}",
             pi=f"pi{k % 200:03d}@example.edu",
             project=f"proj-{k:04d}",
-            billed=f"{k % 97}.{k % 100:02d}",
+            billed=f"{k % 97 + 1}.{k % 100:02d}",  # never $0.00 (no statement)
         )
         for k in range(JOBS)
     ]
