@@ -28,7 +28,6 @@ from ingest.cloud_accounts import (
 )
 from ingest.models import AccountMapping
 from ingest.rates import account_mapping_create, account_mapping_export, account_mapping_import
-from ingest.rows import BASE_COLUMNS
 from ingest.services import import_file
 from tests.conftest import FOCUS_COLUMNS, focus_row, role_client, tags
 
@@ -271,9 +270,6 @@ def test_unmapped_sub_accounts_are_flagged_once_a_source_has_cloud_mappings(
     assert after.flag_details["unmapped_account"] == "sub-account 444455556666 (physics)"
 
 
-@pytest.mark.skipif(
-    "billing_account_id" not in BASE_COLUMNS, reason="BillingAccountId is not parsed yet"
-)
 def test_a_billing_account_mapping_covers_sub_accounts_without_one(
     defaults: None, focus_file: Callable[..., Path]
 ) -> None:
