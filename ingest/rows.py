@@ -293,14 +293,16 @@ def row_fingerprints(names: list[str], cells: list[list[str]], n: int) -> list[b
     ]
 
 
-class _LegacyOccurrences:
-    """Occurrence counting over version 1 keys (same rule as RowPreparer's)."""
+class Occurrences:
+    """The row keys seen so far and how often each repeated: shared by the
+    files of one delivery, so occurrences are counted across its part files."""
 
     def __init__(self) -> None:
         self.seen = _SeenKeys()
         self.repeats: dict[int, int] = {}
 
     def count(self, keys: np.ndarray) -> list[int]:
+        """0 for the first row with a key, 1 for the second, ... (over every call)."""
         in_previous = self.seen.contains(keys).tolist()
         self.seen.add(keys)
         repeats = self.repeats
@@ -317,15 +319,6 @@ class _LegacyOccurrences:
                 result.append(0)
                 local.add(key)
         return result
-
-
-class Occurrences:
-    """The row keys seen so far and how often each repeated: shared by the
-    files of one delivery, so occurrences are counted across its part files."""
-
-    def __init__(self) -> None:
-        self.seen = _SeenKeys()
-        self.repeats: dict[int, int] = {}
 
 
 class RowPreparer:
@@ -352,7 +345,7 @@ class RowPreparer:
         self.period_cache: dict[str, str] = {}
         self.ts_cache: dict[str, Any] = {}
         self.legacy_periods = legacy_periods
-        self.legacy = _LegacyOccurrences()
+        self.legacy = Occurrences()  # version 1 keys, counted per file
         reader.want_legacy = bool(legacy_periods)
         # Origin-row keys of split cost allocation -> Σ BilledCost of the
         # allocated rows (see scan_allocations).
@@ -423,9 +416,7 @@ class RowPreparer:
         cols = {canon: cells[index] for canon, index in self.reader.positions.items()}
         digests = row_fingerprints(self.reader.names, cells, n)
         keys = np.frombuffer(b"".join(d[:8] for d in digests), dtype="<i8")
-        in_previous = self.seen.contains(keys).tolist()
-        self.seen.add(keys)
-        occurrences = self._occurrences(keys.tolist(), in_previous)
+        occurrences = self.occurrences.count(keys)
 
         billed_col = cols["BilledCost"]
         if not self.billed_seen:
@@ -635,23 +626,6 @@ class RowPreparer:
                 if kind == "Usage" and list_cost[i] < billed[i]:
                     _note(found, "list_below_billed", lines[i])
         return found
-
-    def _occurrences(self, keys: list[int], in_previous: list[bool]) -> list[int]:
-        """0 for the first row with a key in the file, 1 for the second, ..."""
-        repeats = self.repeats
-        local: set[int] = set()
-        result = []
-        for key, before in zip(keys, in_previous, strict=True):
-            if key in repeats:
-                result.append(repeats[key])
-                repeats[key] += 1
-            elif before or key in local:
-                result.append(1)
-                repeats[key] = 2
-            else:
-                result.append(0)
-                local.add(key)
-        return result
 
     def _periods(self, values: list[str], start: int, errors: list[Any]) -> list[str]:
         cache = self.period_cache
