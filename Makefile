@@ -9,6 +9,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_ENV := DEBUG=true
 HOST ?= 127.0.0.1:8000
+# Test processes (pytest-xdist): one per core; TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= auto
 
 .PHONY: install demo demo-data serve test check lint format typecheck migrations-check bench screenshots statement-images env-docs clean
 
@@ -35,7 +37,7 @@ serve: install
 	$(DEMO_ENV) $(BIN)/openchargeback runserver $(HOST)
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # Browser tests again, saving their screenshots into docs/images (needs chromium).
 screenshots: install
