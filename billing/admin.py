@@ -10,6 +10,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, Q, QuerySet, Sum
 from django.http import (
@@ -45,7 +47,8 @@ from billing.models import (
 from billing.services import (
     Actor,
     BillingError,
-    charges_fix_attribution,
+    FixReport,
+    charges_fix_attribution_report,
     charges_reapply_rules,
     charges_review,
     exchange_rate_check,
@@ -544,16 +547,103 @@ class ImportFilter(TextInputFilter):
 
 
 class FixAttributionForm(forms.Form):
-    pi_email = forms.EmailField(required=False, label="PI email")
-    project_id = forms.CharField(required=False, max_length=200, label="Project id")
+    """Who pays, picked from the registry; a new PI or project only on purpose."""
+
+    pi = forms.ModelChoiceField(
+        PI.objects.all(),
+        required=False,
+        label="PI",
+        widget=AutocompleteSelect(Charge._meta.get_field("pi"), admin.site),
+        help_text="Type a name or an email to search the PIs.",
+    )
+    create_pi = forms.BooleanField(required=False, label="Create a new PI instead")
+    new_pi_email = forms.EmailField(required=False, label="New PI's email")
+    new_pi_name = forms.CharField(required=False, max_length=200, label="New PI's name")
+    project = forms.ModelChoiceField(
+        Project.objects.all(),
+        required=False,
+        label="Project",
+        widget=AutocompleteSelect(Charge._meta.get_field("project"), admin.site),
+        help_text="Type a project id, title or PI email to search the projects.",
+    )
+    create_project = forms.BooleanField(required=False, label="Create a new project instead")
+    new_project_id = forms.CharField(required=False, max_length=200, label="New project id")
+    new_project_title = forms.CharField(required=False, max_length=300, label="New project's title")
     fund_org = forms.CharField(required=False, max_length=100, label="Fund/org")
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if not (data.get("pi_email") or data.get("project_id") or data.get("fund_org")):
-            raise forms.ValidationError("Fill in at least one of PI email, project id, fund/org.")
+        if data.get("create_pi"):
+            if data.get("pi"):
+                self.add_error("pi", "Pick an existing PI or create a new one, not both.")
+            email = (data.get("new_pi_email") or "").strip().lower()
+            if not email and "new_pi_email" not in self.errors:
+                self.add_error("new_pi_email", "A new PI needs an email address.")
+            elif email and PI.objects.filter(email=email).exists():
+                self.add_error("new_pi_email", f"{email} is already a PI: pick it above.")
+            if not (data.get("new_pi_name") or "").strip():
+                self.add_error("new_pi_name", "A new PI needs a name.")
+        if data.get("create_project"):
+            if data.get("project"):
+                self.add_error("project", "Pick an existing project or create a new one, not both.")
+            code = (data.get("new_project_id") or "").strip()
+            if not code:
+                self.add_error("new_project_id", "A new project needs an id.")
+            elif Project.objects.filter(project_id=code).exists():
+                self.add_error("new_project_id", f"{code} is already a project: pick it above.")
+        if not (
+            data.get("pi")
+            or data.get("create_pi")
+            or data.get("project")
+            or data.get("create_project")
+            or data.get("fund_org")
+        ):
+            raise forms.ValidationError("Fill in at least one of PI, project, fund/org.")
         return data
+
+    def fix(self) -> dict[str, Any]:
+        """The keyword arguments of the attribution fix service."""
+        data = self.cleaned_data
+        pi, project = data.get("pi"), data.get("project")
+        return {
+            "pi_email": data["new_pi_email"] if data["create_pi"] else (pi.email if pi else None),
+            "create_pi": bool(data["create_pi"]),
+            "pi_name": data["new_pi_name"] if data["create_pi"] else "",
+            "project_id": data["new_project_id"]
+            if data["create_project"]
+            else (project.project_id if project else None),
+            "create_project": bool(data["create_project"]),
+            "project_title": data["new_project_title"] if data["create_project"] else "",
+            "fund_org": data["fund_org"] or None,
+            "note": data["note"],
+        }
+
+
+def fix_preview_lines(report: FixReport) -> list[str]:
+    """The preview of an attribution fix, in sentences."""
+    lines = [f"{count(report.changed, 'charge')} would change."]
+    if report.cleared:
+        lines.append(
+            "Flags cleared: "
+            + ", ".join(
+                f"{flags.LABEL[r]} on {count(n, 'charge')}" for r, n in report.cleared.items()
+            )
+            + "."
+        )
+    else:
+        lines.append("No flag would clear.")
+    if report.added:
+        lines.append(
+            "Newly flagged: "
+            + ", ".join(
+                f"{flags.LABEL[r]} on {count(n, 'charge')}" for r, n in report.added.items()
+            )
+            + "."
+        )
+    if report.approved:
+        lines.append(f"{count(report.approved, 'charge')} would be approved (no flag left).")
+    return lines
 
 
 class ReviewActionForm(helpers.ActionForm):
@@ -616,6 +706,153 @@ class ChargeAdmin(ReadOnlyAdmin):
     list_amount = money_column("list_cost", "list")
     billed_amount = money_column("billed_cost", "billed")
 
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/review/", view(self.review_view), name="billing_charge_review"),
+            path("<path:object_id>/fix/", view(self.fix_view), name="billing_charge_fix"),
+            *super().get_urls(),
+        ]
+
+    def _charge(self, request: HttpRequest, object_id: str) -> Charge:
+        obj = (
+            Charge.objects.select_related("period", "source", "pi", "project__pi", "import_record")
+            .filter(pk=unquote(object_id))
+            .first()
+            if unquote(object_id).isdigit()
+            else None
+        )
+        if obj is None:
+            raise Http404("No such charge.")
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        return obj
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        """The reviewer's page of one charge: who, what, how much, why it is
+        flagged and what fixes it, the buttons, the history, the raw record."""
+        import json
+
+        from billing.explain import ChargeFacts, describe_event, explain_flags
+        from openchargeback.money import money_str
+
+        obj = self._charge(request, object_id)
+        if request.method == "POST":
+            raise PermissionDenied  # the record is read-only; its buttons post elsewhere
+        settings = InstitutionSettings.cached()
+        money = settings.format_money
+        ruleset = selectors.load_ruleset()
+        owner = obj.project.pi if obj.project else None
+        explanations = explain_flags(
+            ChargeFacts(
+                reasons=obj.flag_reasons,
+                pi_email=obj.pi.email if obj.pi else "",
+                project_id=obj.project.project_id if obj.project else "",
+                project_owner_email=owner.email if owner else "",
+                fund_org=obj.fund_org,
+                tags=obj.tags,
+                details=obj.flag_details if isinstance(obj.flag_details, dict) else {},
+                period=obj.period.period,
+                currency=obj.billing_currency,
+                billed=money(obj.billed_cost),
+                large_limit=money(settings.large_charge_threshold)
+                if settings.large_charge_threshold is not None
+                else "",
+            ),
+            ruleset,
+        )
+        states = dict(Charge.ReviewState.choices)
+        history = [
+            {
+                "when": event.created_at,
+                "actor": event.actor,
+                "channel": event.channel,
+                "text": describe_event(
+                    event.action, event.before, event.after, lambda s: states.get(s, s).lower()
+                ),
+                "reason": event.reason,
+            }
+            for event in AuditEvent.objects.filter(
+                object_type="billing.charge", object_id=str(obj.pk)
+            ).order_by("-created_at", "-id")[:200]
+        ]
+        is_open = obj.period.status == BillingPeriod.Status.OPEN
+        amounts = [
+            ("Billed", obj.billed_cost),
+            ("List", obj.list_cost),
+            ("Effective", obj.effective_cost),
+        ]
+        if obj.contracted_cost != obj.billed_cost:
+            amounts.append(("Contracted", obj.contracted_cost))
+        raw_money = [
+            (name, money_str(getattr(obj, name)) if getattr(obj, name) is not None else "")
+            for name in (
+                "billed_cost",
+                "list_cost",
+                "contracted_cost",
+                "effective_cost",
+                "invoiced_cost",
+                "original_billed_cost",
+                "original_list_cost",
+            )
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Charge {obj.pk}",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "original": obj,
+            "charge": obj,
+            "owner": owner,
+            "amounts": [
+                (label, money(value), str(value)) for label, value in amounts if value is not None
+            ],
+            "state_label": states.get(obj.review_state, obj.review_state),
+            "explanations": explanations,
+            "history": history,
+            "is_open": is_open,
+            "can_review": is_open and self.has_review_permission(request),
+            "can_fix": is_open and self.has_fix_attribution_permission(request),
+            "import_url": reverse("admin:ingest_import_change", args=[obj.import_record_id]),
+            "tags_json": json.dumps(obj.tags, indent=2, ensure_ascii=False, sort_keys=True),
+            "details_json": json.dumps(obj.flag_details, indent=2, ensure_ascii=False),
+            "raw_money": raw_money,
+        }
+        return TemplateResponse(request, "admin/billing/charge/review.html", context)
+
+    def review_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Approve, reject or reset one charge from its page (POST only)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        obj = self._charge(request, object_id)
+        if not self.has_review_permission(request):
+            raise PermissionDenied
+        action = request.POST.get("review", "")
+        if action not in {"approve", "reject", "reset"}:
+            raise Http404("Unknown review action.")
+        self._review(
+            request, Charge.objects.filter(pk=obj.pk), action, note=request.POST.get("note", "")
+        )
+        return HttpResponseRedirect(reverse("admin:billing_charge_change", args=[obj.pk]))
+
+    def fix_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Fix attribution of one charge from its page: Preview, then Apply."""
+        obj = self._charge(request, object_id)
+        if not self.has_fix_attribution_permission(request):
+            raise PermissionDenied
+        page = reverse("admin:billing_charge_change", args=[obj.pk])
+        response = self._fix_page(
+            request,
+            Charge.objects.filter(pk=obj.pk),
+            hidden=[],
+            cancel_url=page,
+            done_url=page,
+        )
+        assert response is not None
+        return response
+
     @admin.display(description="flags")
     def reasons(self, obj: Charge) -> str:
         return format_html_join(
@@ -661,35 +898,74 @@ class ChargeAdmin(ReadOnlyAdmin):
     def fix_attribution(
         self, request: HttpRequest, queryset: QuerySet[Charge]
     ) -> TemplateResponse | None:
-        form = FixAttributionForm(
-            request.POST if "apply" in request.POST else None,
-            initial={"note": request.POST.get("note", "")},
-        )
-        if form.is_valid():
-            data = form.cleaned_data
-            self._run(
-                request,
-                "Fixed",
-                lambda actor: charges_fix_attribution(
-                    charges=queryset,
-                    actor=actor,
-                    pi_email=data["pi_email"] or None,
-                    project_id=data["project_id"] or None,
-                    fund_org=data["fund_org"] or None,
-                    note=data["note"],
-                ),
-            )
-            return None
-        return self._action_page(
+        return self._fix_page(
             request,
             queryset,
-            action="fix_attribution",
-            form=form,
-            title="Fix attribution",
-            intro="Set the PI, the project and/or the fund/org of the selected charges; empty "
-            "fields are left as they are. Flags are re-evaluated: pending charges with no flag "
-            "left are approved.",
+            hidden=[
+                *(
+                    (helpers.ACTION_CHECKBOX_NAME, pk)
+                    for pk in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+                ),
+                ("select_across", request.POST.get("select_across", "0")),
+                ("action", "fix_attribution"),
+            ],
+            cancel_url=reverse("admin:billing_charge_changelist"),
+            done_url=None,
         )
+
+    def _fix_page(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Charge],
+        *,
+        hidden: list[tuple[str, Any]],
+        cancel_url: str,
+        done_url: str | None,
+    ) -> Any:
+        """Fix attribution in two steps: Preview (a dry run: how many charges
+        change, which flags clear), then Apply. ``done_url`` None: return None
+        (an admin action goes back to the changelist)."""
+        submitted = "preview" in request.POST or "apply" in request.POST
+        form = FixAttributionForm(
+            request.POST if submitted else None,
+            initial={"note": request.POST.get("note", "")},
+        )
+        preview: list[str] = []
+        if form.is_valid():
+            actor = Actor.for_user(request.user)  # type: ignore[arg-type]
+            try:
+                report = charges_fix_attribution_report(
+                    charges=queryset, actor=actor, dry_run="apply" not in request.POST, **form.fix()
+                )
+            except BillingError as exc:
+                form.add_error(None, str(exc))
+            else:
+                if "apply" in request.POST:
+                    text = f"Fixed {count(report.changed, 'charge')}"
+                    if report.cleared:
+                        text += ": cleared " + ", ".join(flags.LABEL[r] for r in report.cleared)
+                    if report.approved:
+                        text += f"; {count(report.approved, 'charge')} now approved"
+                    self.message_user(request, text + ".", messages.SUCCESS)
+                    return HttpResponseRedirect(done_url) if done_url else None
+                preview = fix_preview_lines(report)
+        total = queryset.aggregate(t=Sum("billed_cost"))["t"] or Decimal(0)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Fix attribution",
+            "opts": self.model._meta,
+            "form": form,
+            "media": self.media + form.media,
+            "hidden": hidden,
+            "preview": preview,
+            "cancel_url": cancel_url,
+            "summary": action_summary(
+                queryset.count(),
+                "charge",
+                "billed total " + InstitutionSettings.cached().format_money(total),
+            ),
+        }
+        return TemplateResponse(request, "admin/billing/charge/fix_attribution.html", context)
 
     @admin.action(description="Re-apply the flag rules to selected charges", permissions=["review"])
     def reapply_rules(self, request: HttpRequest, queryset: QuerySet[Charge]) -> None:

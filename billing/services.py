@@ -6,7 +6,7 @@ from __future__ import annotations
 import getpass
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -592,6 +592,10 @@ class FixReport:
     changed: int  # charges whose attribution, flags or review state changed
     flags_cleared: int  # flag reasons removed, summed over the charges
     approved: int  # pending charges approved because no flag was left
+    # reason -> how many charges lose it (the preview lists them)
+    cleared: dict[str, int] = field(default_factory=dict)
+    # reason -> how many charges gain it
+    added: dict[str, int] = field(default_factory=dict)
 
 
 def _apply_flags(
@@ -610,18 +614,41 @@ def _apply_flags(
 
         if not EMAIL_RE.match(email):
             raise BillingError(f"{email!r} is not an email address")
-        pi, created = PI.objects.get_or_create(email=email)
-        if created:
-            audit(actor=actor, action="pi.create", obj=pi, after={"email": email})
+        pi = PI.objects.filter(email=email).first()
+        if pi is None:
+            if not fix.get("create_pi"):
+                raise BillingError(
+                    f"no PI with email {email!r}; pick an existing PI, or create a new one "
+                    "(with a name) on purpose"
+                )
+            name = fix.get("pi_name", "").strip()
+            if not name:
+                raise BillingError(f"a new PI ({email}) needs a name")
+            pi = PI.objects.create(email=email, name=name[:200])
+            audit(actor=actor, action="pi.create", obj=pi, after={"email": email, "name": name})
     if "project_id" in fix:
         code = fix["project_id"].strip()
         if not code:
             raise BillingError("the project id is empty")
-        project, created = Project.objects.get_or_create(project_id=code, defaults={"pi": pi})
-        if created:
-            audit(actor=actor, action="project.create", obj=project, after={"project_id": code})
+        project = Project.objects.filter(project_id=code).first()
+        if project is None:
+            if not fix.get("create_project"):
+                raise BillingError(
+                    f"no project {code!r}; pick an existing project, or create a new one on purpose"
+                )
+            title = fix.get("project_title", "").strip()[:300]
+            project = Project.objects.create(project_id=code[:200], title=title, pi=pi)
+            audit(
+                actor=actor,
+                action="project.create",
+                obj=project,
+                after={"project_id": code, "title": title, "pi": pi.email if pi else ""},
+            )
+    attribution = {key for key in fix if key in ("pi_email", "project_id", "fund_org")}
     now = timezone.now()
     changed = cleared = approved = 0
+    cleared_by: dict[str, int] = {}
+    added_by: dict[str, int] = {}
     events = []
     pairs = list(charges.values_list("pk", "period_id"))
     with summaries.tracking([pk for pk, _ in pairs], {period for _, period in pairs}):
@@ -641,9 +668,11 @@ def _apply_flags(
             if "fund_org" in fix:
                 charge.fund_org = fix["fund_org"].strip()[:100]
             # A reviewer's fix supersedes unreadable tags.
-            tags_invalid = bool(charge.flags & flag_bits.BIT["invalid_tags"]) and not fix
+            tags_invalid = bool(charge.flags & flag_bits.BIT["invalid_tags"]) and not attribution
             mask, details = _reevaluate(charge, ruleset, tags_invalid=tags_invalid)
-            removed = len(flag_bits.from_mask(charge.flags & ~mask))
+            gone = flag_bits.from_mask(charge.flags & ~mask)
+            new = flag_bits.from_mask(mask & ~charge.flags)
+            removed = len(gone)
             charge.flags, charge.flag_details = mask, details
             now_approved = (
                 charge.review_state == Charge.ReviewState.PENDING
@@ -694,13 +723,23 @@ def _apply_flags(
             )
             changed += 1
             cleared += removed
+            for reason in gone:
+                cleared_by[reason] = cleared_by.get(reason, 0) + 1
+            for reason in new:
+                added_by[reason] = added_by.get(reason, 0) + 1
             approved += now_approved
             if len(events) >= 2000:
                 AuditEvent.objects.bulk_create(events)
                 events = []
         AuditEvent.objects.bulk_create(events)
     log_audit(actor, f"charge.{action}", count=changed)
-    return FixReport(changed=changed, flags_cleared=cleared, approved=approved)
+    return FixReport(
+        changed=changed,
+        flags_cleared=cleared,
+        approved=approved,
+        cleared=cleared_by,
+        added=added_by,
+    )
 
 
 class _DryRun(Exception):
@@ -721,9 +760,16 @@ def charges_fix_attribution(
     project_id: str | None = None,
     fund_org: str | None = None,
     note: str = "",
+    create_pi: bool = False,
+    pi_name: str = "",
+    create_project: bool = False,
+    project_title: str = "",
 ) -> int:
     """Set PI, project and/or fund/org on charges and re-evaluate their flags.
 
+    The PI and the project come from the registry: an email or project id
+    nobody has is refused unless ``create_pi`` (with ``pi_name``) or
+    ``create_project`` says to create it, so a typo never makes a new PI.
     Pending charges left with no flag are approved (by the acting user).
     Every changed charge is audited with before/after. Open periods only.
     Returns how many charges changed.
@@ -735,6 +781,10 @@ def charges_fix_attribution(
         project_id=project_id,
         fund_org=fund_org,
         note=note,
+        create_pi=create_pi,
+        pi_name=pi_name,
+        create_project=create_project,
+        project_title=project_title,
     ).changed
 
 
@@ -747,6 +797,10 @@ def charges_fix_attribution_report(
     fund_org: str | None = None,
     note: str = "",
     dry_run: bool = False,
+    create_pi: bool = False,
+    pi_name: str = "",
+    create_project: bool = False,
+    project_title: str = "",
 ) -> FixReport:
     """:func:`charges_fix_attribution`, saying what changed: charges changed,
     flag reasons cleared, charges now approved. A dry run does exactly the
@@ -763,11 +817,21 @@ def charges_fix_attribution_report(
     }
     if not fix:
         raise BillingError("say what to fix: a PI email, a project id or a fund/org")
+    if create_pi and "pi_email" not in fix:
+        raise BillingError("creating a PI needs the new PI's email")
+    if create_project and "project_id" not in fix:
+        raise BillingError("creating a project needs the new project's id")
+    intent = {
+        "create_pi": create_pi,
+        "pi_name": pi_name,
+        "create_project": create_project,
+        "project_title": project_title,
+    }
     report = FixReport(changed=0, flags_cleared=0, approved=0)
     try:
         with transaction.atomic():
             report = _apply_flags(
-                charges, actor=actor, action="fix_attribution", note=note, fix=fix
+                charges, actor=actor, action="fix_attribution", note=note, fix={**fix, **intent}
             )
             if dry_run:
                 raise _DryRun

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.contrib.admin import helpers
 
-from billing.models import AuditEvent, Charge, Source
+from billing.models import PI, AuditEvent, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor
 from ingest.services import import_file
@@ -124,13 +124,14 @@ def test_fix_attribution_from_the_queue(queue: list[int]) -> None:
         {"action": "fix_attribution", helpers.ACTION_CHECKBOX_NAME: queue, "apply": "1"},
     )
     assert b"Fill in at least one" in empty.content
+    assert not AuditEvent.objects.filter(action="charge.fix_attribution").exists()
     done = client.post(
         URL,
         {
             "action": "fix_attribution",
             helpers.ACTION_CHECKBOX_NAME: queue,
             "apply": "1",
-            "pi_email": "ada@example.edu",
+            "pi": PI.objects.get(email="ada@example.edu").pk,
             "note": "owner confirmed by email",
         },
     )

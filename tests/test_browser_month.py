@@ -179,10 +179,15 @@ def test_a_whole_month_in_the_browser(
     page.select_option("select[name=action]", "fix_attribution")
     page.get_by_role("button", name="Go").click()
     page.wait_for_load_state()
-    page.fill("#id_pi_email", "ada@example.edu")
-    page.fill("#id_project_id", "proj-a")
+    for field, text, pick in (("pi", "ada@", "ada@example.edu"), ("project", "proj-a", "proj-a")):
+        page.locator(f"#id_{field} + .select2 .select2-selection").click()
+        page.locator(".select2-search__field").fill(text)
+        page.locator(".select2-results__option", has_text=pick).first.click()
     page.fill("#id_note", NOTE)
-    page.get_by_role("button", name="Fix attribution").click()
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_load_state()
+    assert "1 charge would change" in page.locator("#fix-preview").inner_text()
+    page.get_by_role("button", name="Apply").click()
     page.wait_for_load_state()
     assert "Fixed 1 charge" in page.locator("ul.messagelist").inner_text()
     assert rows.count() == 1  # the fixed charge had no flag left: approved

@@ -200,7 +200,12 @@ def test_fix_attribution_clears_flags_and_approves(month: Path, actor: Actor) ->
 
     odd = Charge.objects.filter(resource_id__startswith="odd")
     changed = charges_fix_attribution(
-        charges=odd, actor=Actor(name="rita"), pi_email="Grace@Example.edu", note="owner confirmed"
+        charges=odd,
+        actor=Actor(name="rita"),
+        pi_email="Grace@Example.edu",
+        note="owner confirmed",
+        create_pi=True,
+        pi_name="Grace Hopper",
     )
     assert changed == 2
     for charge in Charge.objects.filter(resource_id__startswith="odd"):

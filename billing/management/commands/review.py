@@ -70,8 +70,29 @@ class Command(BaseCommand):
                     metavar="ID",
                     help="Only charges of this cloud SubAccountId (any letter case).",
                 )
-                cmd.add_argument("--pi", metavar="EMAIL", help="The PI to bill.")
-                cmd.add_argument("--project", metavar="ID", help="The project to bill.")
+                cmd.add_argument(
+                    "--pi", metavar="EMAIL", help="The PI to bill (an existing PI's email)."
+                )
+                cmd.add_argument(
+                    "--create-pi",
+                    action="store_true",
+                    help="Create the PI named by --pi if nobody has that email (needs --pi-name).",
+                )
+                cmd.add_argument("--pi-name", dest="pi_name", default="", help="A new PI's name.")
+                cmd.add_argument(
+                    "--project", metavar="ID", help="The project to bill (an existing project id)."
+                )
+                cmd.add_argument(
+                    "--create-project",
+                    action="store_true",
+                    help="Create the project named by --project if it does not exist.",
+                )
+                cmd.add_argument(
+                    "--project-title",
+                    dest="project_title",
+                    default="",
+                    help="A new project's title.",
+                )
                 cmd.add_argument(
                     "--fund-org",
                     dest="fund_org",
@@ -153,6 +174,10 @@ class Command(BaseCommand):
             fund_org=options["fund_org"],
             note=options["note"],
             dry_run=options["dry_run"],
+            create_pi=options["create_pi"],
+            pi_name=options["pi_name"],
+            create_project=options["create_project"],
+            project_title=options["project_title"],
         )
         if options["json"]:
             self.stdout.write(
@@ -163,6 +188,7 @@ class Command(BaseCommand):
                         "changed": report.changed,
                         "flags_cleared": report.flags_cleared,
                         "approved": report.approved,
+                        "cleared": report.cleared,
                     }
                 )
             )

@@ -1,0 +1,153 @@
+"""The reviewer's charge page: who / what / how much, flags in words, buttons by role."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from billing.explain import ChargeFacts, describe_event, explain_flags
+from billing.models import AuditEvent, Charge, Source
+from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
+from billing.rules import RuleSet
+from billing.services import Actor
+from ingest.services import import_file
+from tests.conftest import focus_row, role_client
+
+URL = "/admin/billing/charge/{}/change/"
+RULES = RuleSet(
+    mapping={"pi_email": ("pi_email",), "project_id": ("project_id",), "fund_org": ("fund_org",)},
+    fund_org_patterns=(re.compile(r"[A-Z]{3}-[A-Z]{3}-\d{4}"),),
+)
+
+
+def test_each_attribution_reason_names_the_value_and_the_fix() -> None:
+    said = explain_flags(
+        ChargeFacts(
+            reasons=["invalid_pi_email", "invalid_fund_org", "project_pi_mismatch"],
+            pi_email="bob@example.edu",
+            project_id="proj-a",
+            project_owner_email="ada@example.edu",
+            fund_org="TBD",
+            tags={"pi_email": "yuki@", "fund_org": "TBD"},
+        ),
+        RULES,
+    )
+    text = {e.reason: e.text for e in said}
+    assert text["invalid_pi_email"] == "PI email “yuki@” is not an address."
+    assert text["invalid_fund_org"] == (
+        "Fund/org “TBD” does not match the pattern “[A-Z]{3}-[A-Z]{3}-\\d{4}”."
+    )
+    assert text["project_pi_mismatch"] == (
+        "Project “proj-a” belongs to PI ada@example.edu, but the charge names PI bob@example.edu."
+    )
+    assert all(e.fix for e in said)
+
+
+def test_line_reasons_in_words() -> None:
+    said = explain_flags(
+        ChargeFacts(
+            reasons=["missing_pi", "currency_mismatch", "period_mismatch", "large_charge"],
+            details={
+                "currency_mismatch": "EUR",
+                "period_mismatch": {"expected": "2025-02", "found": "2025-01"},
+            },
+            billed="$9,000.00",
+            large_limit="$5,000.00",
+        ),
+        RULES,
+    )
+    text = [e.text for e in said]
+    assert text[0].startswith("No PI: the tags name no PI email (tag keys looked for: pi_email)")
+    assert text[1] == "Billed in EUR, not in USD."
+    assert text[2] == "The line is for 2025-01, but the file was imported for 2025-02."
+    assert text[3] == "The billed amount $9,000.00 is large (the threshold is $5,000.00)."
+
+
+def test_history_in_words() -> None:
+    assert describe_event(
+        "charge.fix_attribution",
+        {"pi": "", "project": "p", "flags": ["missing_pi"], "review_state": "pending"},
+        {"pi": "ada@example.edu", "project": "p", "flags": [], "review_state": "approved"},
+    ) == ("Attribution fixed: PI none → ada@example.edu; flags Missing PI → no flag; now approved.")
+    assert describe_event("charge.approve", {"review_state": "pending"}, {}) == "Approved."
+
+
+@pytest.fixture
+def flagged(db: None, defaults: None, focus_file: Callable[..., Path], actor: Actor) -> Charge:
+    rows = [
+        focus_row(resource="bad-email", billed="1234.50", pi="yuki@", fund_org="TBD"),
+        focus_row(resource="fine", billed="9.00"),
+    ]
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    return Charge.objects.get(resource_id="bad-email")
+
+
+@pytest.mark.django_db
+def test_page_says_who_what_how_much_and_why(flagged: Charge) -> None:
+    page = role_client(VIEWER).get(URL.format(flagged.pk))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "PI email “yuki@” is not an address." in html
+    assert "Fund/org “TBD” does not match the pattern" in html
+    assert "$1,234.50" in html and "exact 1234.50" in html
+    assert "Pending review" in html
+    assert f"line {flagged.line_number}" in html
+    assert f"/admin/ingest/import/{flagged.import_record_id}/change/" in html
+    assert "<details" in html and flagged.fingerprint in html
+    assert "Bitmask of flag reasons" not in html
+    # A viewer sees no button.
+    assert 'name="review"' not in html and f"/{flagged.pk}/fix/" not in html
+
+
+@pytest.mark.django_db
+def test_buttons_by_role(flagged: Charge) -> None:
+    reviewer = role_client(REVIEWER).get(URL.format(flagged.pk)).content.decode()
+    assert 'value="approve"' in reviewer and 'value="reject"' in reviewer
+    admin = role_client(BILLING_ADMIN).get(URL.format(flagged.pk)).content.decode()
+    assert f"/{flagged.pk}/fix/" in admin and 'value="approve"' in admin
+
+
+@pytest.mark.django_db
+def test_approve_and_reject_from_the_page_and_history(flagged: Charge) -> None:
+    client = role_client(REVIEWER)
+    review = f"/admin/billing/charge/{flagged.pk}/review/"
+    assert client.get(review).status_code == 405
+    client.post(review, {"review": "reject", "note": ""})
+    flagged.refresh_from_db()
+    assert flagged.review_state == "pending"  # a rejection needs a note
+    done = client.post(review, {"review": "approve", "note": "checked with Yuki"})
+    assert done.status_code == 302 and done["Location"] == URL.format(flagged.pk)
+    flagged.refresh_from_db()
+    assert flagged.review_state == "approved" and flagged.review_note == "checked with Yuki"
+    assert AuditEvent.objects.filter(action="charge.approve", object_id=str(flagged.pk)).exists()
+    html = client.get(URL.format(flagged.pk)).content.decode()
+    assert "Approved." in html and "“checked with Yuki”" in html
+    assert html.index("Approved.") < html.index("imported from")
+
+
+@pytest.mark.django_db
+def test_viewer_cannot_post_a_review(flagged: Charge) -> None:
+    response = role_client(VIEWER).post(
+        f"/admin/billing/charge/{flagged.pk}/review/", {"review": "approve"}
+    )
+    assert response.status_code == 403
+    flagged.refresh_from_db()
+    assert flagged.review_state == "pending"
+
+
+@pytest.mark.django_db
+def test_charge_missing_everything_is_no_500(
+    defaults: None, focus_file: Callable[..., Path], actor: Actor
+) -> None:
+    rows = [focus_row(resource="nothing", tag_text="[not json", service="")]
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    charge = Charge.objects.get(resource_id="nothing")
+    assert charge.pi is None and charge.project is None
+    page = role_client(BILLING_ADMIN).get(URL.format(charge.pk))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "No PI" in html and "No project" in html and "not a JSON object" in html
+    assert role_client(VIEWER).get(URL.format(999999)).status_code == 404
