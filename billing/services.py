@@ -598,6 +598,12 @@ class FixReport:
     added: dict[str, int] = field(default_factory=dict)
 
 
+def _refuse_too_long(what: str, value: str, limit: int | None) -> None:
+    """Names are kept as given or refused: never cut silently."""
+    if limit is not None and len(value) > limit:
+        raise BillingError(f"{what} is {len(value)} characters long; at most {limit} fit")
+
+
 def _apply_flags(
     charges: Any, *, actor: Actor, action: str, note: str, fix: dict[str, Any]
 ) -> FixReport:
@@ -624,7 +630,8 @@ def _apply_flags(
             name = fix.get("pi_name", "").strip()
             if not name:
                 raise BillingError(f"a new PI ({email}) needs a name")
-            pi = PI.objects.create(email=email, name=name[:200])
+            _refuse_too_long("the new PI's name", name, PI._meta.get_field("name").max_length)
+            pi = PI.objects.create(email=email, name=name)
             audit(actor=actor, action="pi.create", obj=pi, after={"email": email, "name": name})
     if "project_id" in fix:
         code = fix["project_id"].strip()
@@ -636,8 +643,14 @@ def _apply_flags(
                 raise BillingError(
                     f"no project {code!r}; pick an existing project, or create a new one on purpose"
                 )
-            title = fix.get("project_title", "").strip()[:300]
-            project = Project.objects.create(project_id=code[:200], title=title, pi=pi)
+            title = fix.get("project_title", "").strip()
+            _refuse_too_long(
+                "the project id", code, Project._meta.get_field("project_id").max_length
+            )
+            _refuse_too_long(
+                "the new project's title", title, Project._meta.get_field("title").max_length
+            )
+            project = Project.objects.create(project_id=code, title=title, pi=pi)
             audit(
                 actor=actor,
                 action="project.create",

@@ -44,6 +44,23 @@ def test_typo_email_is_refused_unless_created_with_a_name(orphans: list[int], ac
     assert AuditEvent.objects.filter(action="pi.create", object_repr__contains="new@").exists()
 
 
+def test_a_new_name_too_long_is_refused_never_cut(orphans: list[int], actor: Actor) -> None:
+    charges = Charge.objects.filter(pk__in=orphans)
+    with pytest.raises(BillingError, match="the new PI's name is 201 characters long; at most 200"):
+        charges_fix_attribution_report(
+            charges=charges,
+            actor=actor,
+            pi_email="long@example.edu",
+            create_pi=True,
+            pi_name="N" * 201,
+        )
+    with pytest.raises(BillingError, match="the project id is 201 characters long"):
+        charges_fix_attribution_report(
+            charges=charges, actor=actor, project_id="p" * 201, create_project=True
+        )
+    assert not PI.objects.filter(email="long@example.edu").exists()
+
+
 def test_preview_counts_and_cleared_flags_write_nothing(orphans: list[int], actor: Actor) -> None:
     charges = Charge.objects.filter(pk__in=orphans)
     report = charges_fix_attribution_report(

@@ -563,6 +563,8 @@ def test_the_apply_action_on_selected_mappings(flagged: None) -> None:
 def test_review_fix_by_period_reason_and_sub_account(flagged: None, capsys: Any) -> None:
     args = ["review", "fix", "--period", "2025-01", "--reason", "missing_pi"]
     args += ["--sub-account", "111122223333", "--pi", "Curie@Example.edu", "--project", "chem-1"]
+    args += ["--create-pi", "--pi-name", "Marie Curie"]  # nobody has her email yet
+    args += ["--create-project", "--project-title", "Chemistry 1"]
     args += ["--fund-org", "CHEM-1"]
     call_command(*args, "--dry-run")
     assert capsys.readouterr().out.strip() == (
@@ -593,6 +595,7 @@ def test_review_fix_by_id_with_json(flagged: None, capsys: Any) -> None:
         "changed": 1,
         "flags_cleared": 1,
         "approved": 0,
+        "cleared": {"missing_fund_org": 1},
     }
     charge.refresh_from_db()
     assert charge.fund_org == "PHYS-1" and reasons(charge) == {"missing_pi", "missing_project"}

@@ -79,7 +79,13 @@ def test_review_fix_and_reapply_keep_summaries_in_step(
     charges_review(charges=orphan, action="reset", actor=actor)
     assert_in_step()
     charges_fix_attribution(
-        charges=orphan, actor=actor, pi_email="cy@example.edu", project_id="proj-z"
+        charges=orphan,
+        actor=actor,
+        pi_email="cy@example.edu",
+        create_pi=True,
+        pi_name="Cy",
+        project_id="proj-z",
+        create_project=True,
     )
     assert_in_step()
     assert ChargeSummary.objects.get(project__project_id="proj-z").review_state == "approved"
