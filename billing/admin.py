@@ -23,11 +23,12 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from billing import flags, selectors
+from billing.blockers import approvable, charges_url, left_blocked, with_reason
 from billing.models import (
     PI,
     AuditEvent,
@@ -450,14 +451,13 @@ class FlagReasonFilter(admin.SimpleListFilter):
     parameter_name = "reason"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(flags.CHOICES)
+        return [(flags.NEEDS_ATTRIBUTION, "Needs attribution (not approvable)"), *flags.CHOICES]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Charge]) -> QuerySet[Charge]:
         reason = self.value()
-        if reason not in flags.BIT:
+        if reason not in flags.BIT and reason != flags.NEEDS_ATTRIBUTION:
             return queryset
-        bit = flags.BIT[reason]
-        return queryset.alias(hit=F("flags").bitand(bit)).filter(hit=bit)
+        return with_reason(queryset, reason)
 
 
 class TextInputFilter(admin.SimpleListFilter):
@@ -814,6 +814,8 @@ class ChargeAdmin(ReadOnlyAdmin):
             "history": history,
             "is_open": is_open,
             "can_review": is_open and self.has_review_permission(request),
+            # Who pays is unknown or wrong: fixed or rejected, never approved as is.
+            "blocked": [flags.LABEL[r] for r in obj.flag_reasons if flags.blocks_approval(r)],
             "can_fix": is_open and self.has_fix_attribution_permission(request),
             "import_url": reverse("admin:ingest_import_change", args=[obj.import_record_id]),
             "tags_json": json.dumps(obj.tags, indent=2, ensure_ascii=False, sort_keys=True),
@@ -1004,7 +1006,7 @@ class ChargeAdmin(ReadOnlyAdmin):
         try:
             changed = work(Actor.for_user(request.user))  # type: ignore[arg-type]
         except BillingError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+            self.message_user(request, exc.web, messages.ERROR)
             return False
         self.message_user(request, f"{verb} {count(changed, 'charge')}.", messages.SUCCESS)
         return True
@@ -1013,15 +1015,38 @@ class ChargeAdmin(ReadOnlyAdmin):
         self, request: HttpRequest, queryset: QuerySet[Charge], action: str, *, note: str
     ) -> None:
         verb = {"approve": "Approved", "reject": "Rejected", "reset": "Reset"}[action]
-        # Charges in another currency without a rate stay pending (and are named).
-        missing = []
+        # Charges whose attribution is wrong, and charges in another currency
+        # without a rate, stay pending (and are named, with where to fix them).
+        missing: list[Any] = []
+        stuck = None
+        done = False
         if action == "approve":
-            missing = missing_rates(queryset.exclude(review_state=Charge.ReviewState.APPROVED))
-        done = self._run(
-            request,
-            verb,
-            lambda actor: charges_review(charges=queryset, action=action, actor=actor, note=note),
-        )
+            unapproved = queryset.exclude(review_state=Charge.ReviewState.APPROVED)
+            stuck = left_blocked(unapproved)
+            missing = missing_rates(approvable(unapproved))
+        if stuck is None or approvable(queryset).exists():
+            done = self._run(
+                request,
+                verb,
+                lambda actor: charges_review(
+                    charges=queryset, action=action, actor=actor, note=note
+                ),
+            )
+        if stuck:
+            periods = set(queryset.values_list("period_id", flat=True).distinct()[:2])
+            query = {"reason": flags.NEEDS_ATTRIBUTION, "review_state__exact": "pending"}
+            if len(periods) == 1:
+                query["period__id__exact"] = str(periods.pop())
+            self.message_user(
+                request,
+                format_html(
+                    '{}: {} <a href="{}">Show them</a>.',
+                    "Left pending" if done else "Nothing was approved",
+                    stuck.text(),
+                    charges_url(**query),
+                ),
+                messages.WARNING,
+            )
         if done and missing:
             self.message_user(
                 request, f"Left pending: {missing_rate_reason(missing)}.", messages.WARNING
