@@ -242,6 +242,7 @@ class Command(BaseCommand):
             for project in Project.objects.filter(
                 pk__in=blocked(pending).exclude(project__pi=None).values("project_id")
             ).select_related("pi"):
+                assert project.pi is not None  # (the filter above)
                 charges_fix_attribution(
                     charges=blocked(pending).filter(project=project),
                     actor=actor,
