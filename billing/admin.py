@@ -28,7 +28,13 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from billing import flags, selectors
-from billing.blockers import approvable, charges_url, left_blocked, with_reason
+from billing.blockers import (
+    approvable,
+    charges_url,
+    left_blocked,
+    period_blockers,
+    with_reason,
+)
 from billing.models import (
     PI,
     AuditEvent,
@@ -62,6 +68,7 @@ from billing.services import (
     period_reopen,
     source_add,
     source_set,
+    web_text,
 )
 from openchargeback.text import count
 
@@ -172,6 +179,8 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
         if obj is not None:
             context["steps"] = self._steps(request, obj)
             context["blockers"] = finalize_blockers(obj) if obj.status == "closed" else []
+            if "close" in context["steps"]:
+                context["close_blockers"] = period_blockers(obj)
             context["transition_form"] = TransitionForm()
             context.update(self._overview(request, obj))
         return super().change_view(request, object_id, form_url, extra_context=context)
@@ -182,7 +191,7 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
         # The project package ties the apps together; imported here because
         # billing is the app the others build on.
         from journals.models import JournalExport
-        from openchargeback.cycle import imports_of, period_cycle
+        from openchargeback.cycle import imports_of, period_cycle, reconciliation
 
         by_source = (
             ChargeSummary.objects.filter(period=obj)
@@ -207,6 +216,7 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
             "exports": JournalExport.objects.filter(period=obj).order_by("-created_at")[:20],
             "audit": events.order_by("-created_at", "-id")[:25],
             "audit_count": events.count(),
+            "reconciliation": reconciliation(obj),
         }
 
     def _steps(self, request: HttpRequest, obj: BillingPeriod) -> list[str]:
@@ -250,7 +260,8 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
                     )
                 period_finalize(period=obj.period, actor=actor, note=data.get("note", ""))
         except BillingError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+            # (a close refused for its blockers: they are listed, with links, on the page)
+            self.message_user(request, web_text(exc), messages.ERROR)
         else:
             obj.refresh_from_db()
             self.message_user(request, f"Period {obj.period} is {obj.status}.", messages.SUCCESS)
@@ -940,7 +951,7 @@ class ChargeAdmin(ReadOnlyAdmin):
                     charges=queryset, actor=actor, dry_run="apply" not in request.POST, **form.fix()
                 )
             except BillingError as exc:
-                form.add_error(None, str(exc))
+                form.add_error(None, web_text(exc))
             else:
                 if "apply" in request.POST:
                     text = f"Fixed {count(report.changed, 'charge')}"
@@ -1215,7 +1226,7 @@ class ExchangeRateForm(forms.ModelForm):
                 note=data.get("note", ""),
             )
         except BillingError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise forms.ValidationError(web_text(exc)) from None
         data.update(currency=code, rate=text, month=month)
         return data
 
@@ -1260,7 +1271,7 @@ class ExchangeRateAdmin(admin.ModelAdmin):
                 actor=Actor.for_user(request.user),  # type: ignore[arg-type]
             )
         except BillingError as exc:  # the period was locked after the form was checked
-            raise PermissionDenied(str(exc)) from None
+            raise PermissionDenied(web_text(exc)) from None
         for name in ("pk", "period", "currency", "rate", "note", "updated_at", "updated_by"):
             setattr(obj, name, getattr(saved.rate, name))
         self.message_user(

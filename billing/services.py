@@ -65,6 +65,11 @@ class Actor:
         return cls(name=name, channel="system")
 
 
+def web_text(exc: Exception) -> str:
+    """An error's wording for a browser user (see BillingError.web)."""
+    return str(getattr(exc, "web", "") or exc)
+
+
 def audit(
     *,
     actor: Actor,
@@ -1132,7 +1137,10 @@ def _refuse_rate_lock(obj: BillingPeriod, code: str) -> None:
         raise BillingError(
             f"period {obj.period} is closed and has {count(used.count(), 'charge')} in {code} "
             f"(its statements may exist): reopen it first with `openchargeback periods reopen "
-            f'{obj.period} --reason "..."`; nothing was changed'
+            f'{obj.period} --reason "..."`; nothing was changed',
+            web=f"period {obj.period} is closed and has {count(used.count(), 'charge')} in "
+            f"{code} (its statements may exist): reopen it first (Reopen, on the period's "
+            "page, with a reason); nothing was changed",
         )
 
 

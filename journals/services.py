@@ -173,7 +173,8 @@ def _period(period: str, *, include_pending: bool) -> BillingPeriod:
         raise BillingError(f"period {period} does not exist (it is created by its first import)")
     if obj.status == BillingPeriod.Status.OPEN:
         raise BillingError(
-            f"period {period} is open: close it first (openchargeback periods close {period})"
+            f"period {period} is open: close it first (openchargeback periods close {period})",
+            web=f"period {period} is open: close it first (Close, on the period's page)",
         )
     counts = Charge.objects.filter(period=obj).aggregate(
         pending=Count("id", filter=Q(review_state=PENDING)),
@@ -183,7 +184,9 @@ def _period(period: str, *, include_pending: bool) -> BillingPeriod:
         raise BillingError(
             f"period {period} has {count(counts['pending'], 'charge')} pending review: "
             "review them, or pass --include-pending to put them in the journal "
-            "(recorded on the export)"
+            "(recorded on the export)",
+            web=f"period {period} has {count(counts['pending'], 'charge')} pending review: "
+            "review them, or tick “Include charges pending review” (recorded on the export)",
         )
     if counts["orphans"]:
         raise BillingError(

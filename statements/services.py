@@ -296,14 +296,17 @@ def _check_period(period: BillingPeriod, *, allow_pending: bool, pending: int) -
     if period.status == BillingPeriod.Status.OPEN:
         raise BillingError(
             f"period {period.period} is open: close it first "
-            f"(openchargeback periods close {period.period})"
+            f"(openchargeback periods close {period.period})",
+            web=f"period {period.period} is open: close it first (Close, on the period's page)",
         )
     if period.status == BillingPeriod.Status.FINALIZED:
         raise BillingError(f"period {period.period} is finalized: its statements are permanent")
     if pending and not allow_pending:
         raise BillingError(
             f"period {period.period} has {count(pending, 'charge')} pending review: "
-            "review them, or pass --allow-pending to leave them out of the statements"
+            "review them, or pass --allow-pending to leave them out of the statements",
+            web=f"period {period.period} has {count(pending, 'charge')} pending review: "
+            "review them, or tick “Leave charges pending review out”",
         )
 
 
