@@ -185,11 +185,12 @@ class StatementData:
         return tuple(k for k in (DISCOUNT, SUBSIDY) if k in present)[:1] or (SUBSIDY,)
 
     def difference_percent(self, kind: str) -> Decimal | None:
-        """A difference as a percentage of list, one decimal; None without a list price."""
-        if not self.list_total:
-            return None
-        percent = self.difference(kind) * 100 / self.list_total
-        return percent.quantize(Decimal("0.1"), rounding=ROUNDING_MODE)
+        """A difference as a percentage of list, one decimal; None where a share
+        of list means nothing (see :func:`share_of_list`)."""
+        lines = [line for line in self.lines if line.difference == kind and not line.is_credit]
+        if any(line.billed < 0 or line.list_amount < 0 for line in lines):
+            return None  # a refund written as usage: its amount is not a reduction of list
+        return share_of_list(self.difference(kind), self.list_total)
 
     @property
     def is_empty(self) -> bool:
@@ -202,11 +203,12 @@ class StatementData:
 
     @property
     def discount_percent(self) -> Decimal | None:
-        """Discount as a percentage of list, one decimal; None without a list price."""
-        if not self.list_total:
+        """Discount and subsidy as a percentage of list, one decimal; None where
+        a share of list means nothing (see :func:`share_of_list`)."""
+        usage = [line for line in self.lines if not line.is_credit]
+        if any(line.billed < 0 or line.list_amount < 0 for line in usage):
             return None
-        percent = self.discount_total * 100 / self.list_total
-        return percent.quantize(Decimal("0.1"), rounding=ROUNDING_MODE)
+        return share_of_list(self.discount_total, self.list_total)
 
     @property
     def fund_org(self) -> str:
@@ -230,6 +232,16 @@ class StatementData:
             del data["conversions"]
         text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def share_of_list(difference: Decimal, list_total: Decimal) -> Decimal | None:
+    """`difference` as a percentage of `list_total`, one decimal, or None when the
+    percentage would mislead: no positive list price, or a difference below zero
+    or above the list price (credits or refunds in it; never "subsidy 324.5%")."""
+    if list_total <= 0 or difference < 0 or difference > list_total:
+        return None
+    percent = difference * 100 / list_total
+    return percent.quantize(Decimal("0.1"), rounding=ROUNDING_MODE)
 
 
 class ChargeDigest:
