@@ -143,6 +143,12 @@ class StatementData:
     # (source, cost basis) of the statement's charges: 'billed' or 'amortised'.
     bases: tuple[tuple[str, str], ...] = ()
     conversions: tuple[Conversion, ...] = ()
+    # (source slug, display name) of the sources on the statement: what people read.
+    source_names: tuple[tuple[str, str], ...] = ()
+
+    def source_name(self, slug: str) -> str:
+        """A source's display name (its slug when it has none)."""
+        return dict(self.source_names).get(slug) or slug
 
     @property
     def list_total(self) -> Decimal:
@@ -221,6 +227,7 @@ class StatementData:
         # out, and fields added later count only when they hold something.
         data = asdict(self)
         data.pop("bases")
+        data.pop("source_names")  # a renamed source is the same data
         for key in ("credits", "more_credits"):
             if not data[key]:
                 data.pop(key)

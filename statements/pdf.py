@@ -340,7 +340,7 @@ def _columns(*widths: float) -> list[float]:
     return [*widths, BODY_WIDTH - sum(widths)]
 
 
-SERVICE_COLUMNS = _columns(0.9 * inch, 2.75 * inch, 1.1 * inch, 1.1 * inch)
+SERVICE_COLUMNS = _columns(1.3 * inch, 2.35 * inch, 1.1 * inch, 1.1 * inch)
 RESOURCE_COLUMNS = _columns(2.35 * inch, 1.45 * inch, 0.55 * inch, 0.95 * inch, 0.85 * inch)
 BOLD = "Helvetica-Bold"
 
@@ -408,7 +408,7 @@ def _service_table(data: StatementData, money: _Money) -> Table:
                 service.append(Line(f"incl. {shown}", size=7, color=MUTED))
         rows.append(
             [
-                cell([Line(line.source)], cols[0]),
+                cell([Line(data.source_name(line.source))], cols[0]),
                 cell(service, cols[1]),
                 *_amounts(amounts, cols[2:]),
             ]
@@ -531,7 +531,8 @@ def _credit_table(data: StatementData, money: _Money) -> Table:
 
 def basis_note(data: StatementData) -> str:
     """'Cost basis: billed cost.' or, per source when they differ, 'aws amortised ...'."""
-    return f"Cost basis: {describe_bases(data.bases)}."
+    bases = ((data.source_name(slug), basis) for slug, basis in data.bases)
+    return f"Cost basis: {describe_bases(bases)}."
 
 
 def render(data: StatementData, *, number: str, generated_at: datetime) -> bytes:
