@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 
 from openchargeback.money import ROUNDING_MODE, round_money
@@ -120,6 +121,44 @@ class Conversion:
     currency: str
     rate: str
     original_billed: Decimal
+
+
+@dataclass(frozen=True)
+class Revision:
+    """The statement a new version replaces: its number, date and amount due.
+
+    Printed on the new version (and named in its email), never hashed: it says
+    which version this is, not what was charged."""
+
+    number: str
+    version: int
+    generated_at: datetime
+    billed_before: Decimal
+    billed_after: Decimal
+
+    @property
+    def change(self) -> Decimal:
+        return self.billed_after - self.billed_before
+
+    @property
+    def date(self) -> str:
+        return f"{self.generated_at:%Y-%m-%d}"
+
+    def sentences(self, money: Callable[[Decimal], str]) -> tuple[str, str]:
+        """What the new version says, amounts formatted by `money`: (which statement
+        it replaces, the amount due before and after)."""
+        replaces = (
+            f"This statement replaces statement {self.number} "
+            f"(version {self.version}) of {self.date}."
+        )
+        if not self.change:
+            moved = "unchanged"
+        else:
+            moved = f"{'up' if self.change > 0 else 'down'} {money(abs(self.change))}"
+        amounts = (
+            f"Amount due was {money(self.billed_before)}, now {money(self.billed_after)} ({moved})."
+        )
+        return replaces, amounts
 
 
 @dataclass(frozen=True)

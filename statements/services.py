@@ -526,7 +526,12 @@ def render_statement(statement_id: int, *, data: StatementData | None = None) ->
         found = _statement_data(charges, period=statement.period.period, inst=institution())
         data = found[(statement.pi_id, statement.project_id)]
     try:
-        content = pdf.render(data, number=statement.number, generated_at=statement.generated_at)
+        content = pdf.render(
+            data,
+            number=statement.number,
+            generated_at=statement.generated_at,
+            revision=statement.revision(),
+        )
     except Exception as exc:  # a rendering bug must not stop the other statements
         log.exception("statement %s failed to render", statement.number)
         Statement.objects.filter(pk=statement.pk).update(
