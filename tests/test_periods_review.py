@@ -295,7 +295,7 @@ def test_finalize_refuses_a_wrong_answer(finalizable: str, typed: str, said: str
 
 
 def test_finalize_without_a_terminal_needs_yes(finalizable: str) -> None:
-    with pytest.raises(CommandError, match="not a terminal.*pass --yes") as caught:
+    with pytest.raises(CommandError, match=r"not a terminal.*pass --yes") as caught:
         _finalize(finalizable, stdin=_Answer("2025-01\n", tty=False))
     assert "\n" not in str(caught.value)
     assert _status() == "closed"

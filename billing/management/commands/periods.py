@@ -21,8 +21,8 @@ from billing.services import (
     period_reopen,
     validate_period,
 )
-from openchargeback.text import count
 from openchargeback.money import format_money, money_str
+from openchargeback.text import count
 
 
 class Command(BaseCommand):
@@ -109,8 +109,8 @@ class Command(BaseCommand):
         self.stderr.write(
             f"Finalizing {period} is permanent: its "
             f"{count(summary.charges - summary.rejected, 'charge')} "
-            f"(billed {format_money(summary.billed_total)}{rejected}), statements and journal can never "
-            "change again, and the period can never be reopened.\n"
+            f"(billed {format_money(summary.billed_total)}{rejected}), statements and journal "
+            "can never change again, and the period can never be reopened.\n"
             f"Type the period ({period}) to finalize it: ",
             style_func=lambda text: text,
             ending="",
