@@ -109,7 +109,7 @@ def test_sending_again_sends_nothing_and_new_versions_are_sent_once(
 
     # v2 says what it replaces, when, and the amount due before and after
     v1 = Statement.objects.get(superseded_by=v2)
-    sent = mail.outbox[-1]
+    sent: Any = mail.outbox[-1]  # EmailMultiAlternatives
     assert sent.subject.endswith("$4.33 due (revised)")
     replaces = (
         f"This statement replaces statement {v1.number} (version 1) of {v1.generated_at:%Y-%m-%d}."
@@ -126,7 +126,7 @@ def test_sending_again_sends_nothing_and_new_versions_are_sent_once(
     assert f"REVISED STATEMENT {replaces} {amounts}" in shown
     assert "Amazon Web Services" in shown
     # the first email said nothing of revisions
-    first = next(m for m in mail.outbox if m.to == ["bob@example.edu"])
+    first: Any = next(m for m in mail.outbox if m.to == ["bob@example.edu"])
     assert "revised" not in first.subject and "replaces" not in first.body
     assert "REVISED" not in _pdf_text(first.attachments[0][1])
 
@@ -161,7 +161,7 @@ def test_an_email_total_names_every_statement_it_covers(
     )
     period_close(period=month, actor=actor)
     assert [o.status for o in _generate_and_send(month, actor)] == ["sent"]
-    sent = mail.outbox[-1]
+    sent: Any = mail.outbox[-1]  # EmailMultiAlternatives
     assert sent.to == ["ada@example.edu"]
     b2 = Statement.objects.get(project__project_id="proj-b", superseded_at=None)
     b1 = Statement.objects.get(superseded_by=b2)
