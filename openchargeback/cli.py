@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout.write(help_text())
             return
         from django.core.management import execute_from_command_line
+        from django.core.management.base import BaseCommand
 
+        # `openchargeback COMMAND --version` too is the product's version (the
+        # hook Django documents for this; its default is Django's version).
+        BaseCommand.get_version = lambda self: version()  # type: ignore[method-assign]
         execute_from_command_line(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except ImproperlyConfigured as exc:

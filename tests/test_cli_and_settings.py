@@ -238,6 +238,8 @@ def test_version_is_the_products(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{metadata.version('openchargeback')}\n"
     assert done.stdout.strip() != django.get_version()
+    command = _run(["periods", "--version"], {"DEBUG": "true"}, tmp_path)
+    assert command.returncode == 0 and command.stdout == done.stdout
     # a source tree run without installing: the version in pyproject.toml
     import tomllib
 
