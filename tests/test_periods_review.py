@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -242,3 +243,76 @@ def test_fix_attribution_refuses_bad_input_and_locked_periods(month: Path, actor
     period_close(period="2025-01", actor=actor, allow_pending=True)
     with pytest.raises(BillingError, match="not open"):
         charges_fix_attribution(charges=Charge.objects.all(), actor=actor, fund_org="NSF-X-1")
+
+
+class _Answer(io.StringIO):
+    """What a user types at a terminal (or, with tty=False, what a pipe holds)."""
+
+    def __init__(self, text: str, *, tty: bool = True) -> None:
+        super().__init__(text)
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.fixture
+def finalizable(month: Path, actor: Actor) -> str:
+    charges_review(charges=Charge.objects.all(), action="reject", actor=actor, note="test data")
+    period_close(period="2025-01", actor=actor)
+    assert finalize_blockers(BillingPeriod.objects.get(period="2025-01")) == []
+    return "2025-01"
+
+
+def _finalize(*args: str, stdin: io.StringIO | None = None) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("periods", "finalize", *args, stdin=stdin, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def _status() -> str:
+    return BillingPeriod.objects.get(period="2025-01").status
+
+
+def test_finalize_asks_for_the_period_again(finalizable: str) -> None:
+    out, err = _finalize(finalizable, "--user", "ann", stdin=_Answer("2025-01\n"))
+    assert (
+        "Finalizing 2025-01 is permanent: its 0 charges (billed $0.00; 4 rejected charges)" in err
+    )
+    assert err.rstrip().endswith("Type the period (2025-01) to finalize it:")
+    assert out.strip() == "Period 2025-01 is finalized."
+    assert _status() == "finalized"
+    assert AuditEvent.objects.get(action="period.finalize").actor == "ann"
+
+
+@pytest.mark.parametrize(("typed", "said"), [("2025-02\n", "'2025-02'"), ("", "nothing")])
+def test_finalize_refuses_a_wrong_answer(finalizable: str, typed: str, said: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        _finalize(finalizable, stdin=_Answer(typed))
+    assert str(caught.value) == f"2025-01 not finalized: you typed {said}, not 2025-01"
+    assert _status() == "closed"
+    assert not AuditEvent.objects.filter(action="period.finalize").exists()
+
+
+def test_finalize_without_a_terminal_needs_yes(finalizable: str) -> None:
+    with pytest.raises(CommandError, match=r"not a terminal.*pass --yes") as caught:
+        _finalize(finalizable, stdin=_Answer("2025-01\n", tty=False))
+    assert "\n" not in str(caught.value)
+    assert _status() == "closed"
+    assert not AuditEvent.objects.filter(action="period.finalize").exists()
+
+
+def test_finalize_yes_asks_nothing(finalizable: str) -> None:
+    out, err = _finalize(finalizable, "--yes", "--json", stdin=_Answer("", tty=False))
+    assert json.loads(out) == {"period": "2025-01", "status": "finalized"}
+    assert err == ""
+    assert _status() == "finalized"
+
+
+def test_finalize_that_would_be_refused_asks_nothing(month: Path) -> None:
+    """An open period (or one with blockers) is refused with its reasons, no prompt."""
+    with pytest.raises(CommandError, match="open; close it first"):
+        _finalize("2025-01", stdin=_Answer("", tty=False))
+    with pytest.raises(CommandError, match="not a month"):
+        _finalize("2025-13", stdin=_Answer("", tty=False))
+    assert _status() == "open"
