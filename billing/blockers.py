@@ -23,7 +23,7 @@ from django.db.models import Count, F, Q, Sum
 from django.urls import reverse
 
 from billing import flags
-from billing.models import BillingPeriod, Charge
+from billing.models import BillingPeriod, Charge, InstitutionSettings
 from openchargeback.text import count
 
 PENDING = Charge.ReviewState.PENDING
@@ -135,7 +135,8 @@ def period_blockers(obj: BillingPeriod, *, allow_pending: bool = False) -> list[
     if pending["n"] and not allow_pending:
         found.append(
             Blocker(
-                f"{count(pending['n'], 'charge')} pending review",
+                f"{count(pending['n'], 'charge')} pending review "
+                f"({InstitutionSettings.cached().format_money(pending['billed'] or 0)} billed)",
                 cli=f"openchargeback review list --period {month}",
                 url=charges_url(obj, review_state__exact=PENDING),
                 link_text="review them",

@@ -21,7 +21,7 @@ from billing import summaries
 from billing.blockers import approvable, blockers_text, left_blocked, period_blockers
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
 from openchargeback.logging import audit_log
-from openchargeback.money import format_money, to_nanos
+from openchargeback.money import to_nanos
 from openchargeback.text import count
 
 
@@ -402,7 +402,7 @@ def period_close(
         raise BillingError(
             f"period {obj.period} is {obj.status}; only an open period can be closed"
         )
-    pending, amount = _pending_summary(obj)
+    pending, _amount = _pending_summary(obj)
     found = period_blockers(obj, allow_pending=allow_pending)
     if found:
         only_pending = pending and not allow_pending and len(found) == 1
@@ -416,10 +416,10 @@ def period_close(
             web=f"{obj.period} cannot be closed yet: "
             + "; ".join(b.text for b in found)
             + (
-                f" ({format_money(amount)} billed); review them, or tick “Close with "
-                "charges pending” to leave them out and record the override"
+                ": review them, or tick “Close although charges are pending review” to "
+                "leave them out and record the override"
                 if only_pending
-                else ""
+                else " (each is listed on the period's page with a link to its fix)"
             ),
             blockers=found,
         )

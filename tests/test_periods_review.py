@@ -54,6 +54,13 @@ def test_pending_charges_block_closing_with_a_clear_message(month: Path, actor: 
 def test_review_approve_by_period_then_close(
     month: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The two without a PI cannot be approved as they are: fixed, they are.
+    with pytest.raises(CommandError, match=r"^2 charges need their attribution fixed"):
+        call_command("review", "approve", "--period", "2025-01", "--user", "rita", "--json")
+    call_command("review", "fix", "--period", "2025-01", "--pi", "ada@example.edu", "--json")
+    assert json.loads(capsys.readouterr().out)["approved"] == 2
+    call_command("review", "reset", "--period", "2025-01", "--id", *_odd_ids())
+    capsys.readouterr()
     call_command("review", "approve", "--period", "2025-01", "--user", "rita", "--json")
     assert json.loads(capsys.readouterr().out) == {"action": "approve", "changed": 2}
     events = AuditEvent.objects.filter(action="charge.approve")
@@ -69,11 +76,17 @@ def test_review_approve_by_period_then_close(
     assert AuditEvent.objects.get(action="period.close").actor == "carl"
 
 
+def _odd_ids() -> list[str]:
+    return [
+        str(pk)
+        for pk in Charge.objects.filter(resource_id__startswith="odd").values_list("pk", flat=True)
+    ]
+
+
 def test_ingest_into_a_closed_period_is_refused(
     month: Path, actor: Actor, focus_file: Callable[..., Path]
 ) -> None:
-    charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
-    period_close(period="2025-01", actor=actor)
+    period_close(period="2025-01", actor=actor, allow_pending=True)
     with pytest.raises(IngestError, match="closed"):
         import_file(
             path=focus_file([focus_row(resource="late")], name="late.csv"),
@@ -148,8 +161,10 @@ def test_reject_needs_a_note_and_reset_returns_to_pending(
 
 
 def test_review_again_changes_nothing(month: Path, actor: Actor) -> None:
+    ok = Charge.objects.filter(resource_id__startswith="ok")
+    assert charges_review(charges=ok, action="reset", actor=actor) == 2
     assert charges_review(charges=Charge.objects.all(), action="approve", actor=actor) == 2
-    assert charges_review(charges=Charge.objects.all(), action="approve", actor=actor) == 0
+    assert charges_review(charges=ok, action="approve", actor=actor) == 0
     assert AuditEvent.objects.filter(action="charge.approve").count() == 2
 
 

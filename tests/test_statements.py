@@ -224,7 +224,8 @@ _amount = st.decimals(
 _charge = st.fixed_dictionaries(
     {
         "pi": st.sampled_from(["ada@example.edu", "bob@example.edu", "cy@example.edu"]),
-        "project": st.sampled_from(["p-1", "p-2", "p-3", ""]),
+        # (a charge without a project is fixed or rejected, never billed as is)
+        "project": st.sampled_from(["p-1", "p-2", "p-3"]),
         "source": st.sampled_from(["aws", "azure", "gcp"]),
         "service": st.sampled_from(["Compute", "Storage", "GPU"]),
         "billed": _amount,
