@@ -25,7 +25,6 @@ from django.db.models import Sum
 
 from billing.models import BillingPeriod, Charge, InstitutionSettings, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, sync_roles
-from billing.seed import seed_defaults
 from billing.services import Actor, source_set
 from ingest.services import import_file
 from journals.models import JournalExport
@@ -38,7 +37,7 @@ from tests.browser import (
     shots,
     stray_connections_closed,
 )
-from tests.conftest import focus_row, write_focus
+from tests.conftest import focus_row, seed_with_accounting, write_focus
 
 pytestmark = pytest.mark.browser
 __all__ = ["page", "shots", "stray_connections_closed"]  # fixtures used by name
@@ -50,12 +49,32 @@ NOTE = "Checked against the grant"
 @pytest.fixture
 def site(live_db: None) -> None:
     """A new site: default settings, roles, journal layouts, sources with GL accounts."""
-    seed_defaults()
+    seed_with_accounting()
     sync_roles()  # the roles are data: a transactional test starts from an empty database
     import_module("journals.migrations.0002_layouts_locks_roles").seed(apps, None)
     setup = Actor("setup", "cli")
     for slug, account in (("aws", "740100"), ("azure", "740200"), ("gcp", "740300")):
         source_set(slug=slug, actor=setup, credit_fund_org="RCI-CLOUD", account_code=account)
+
+
+def _fix_by_lookup(page: Any, resource: str, picks: list[tuple[str, str, str]]) -> None:
+    """Fix one charge's attribution from the queue: search, pick, preview, apply."""
+    charge = Charge.objects.get(resource_id=resource)
+    page.locator(f"input[name=_selected_action][value='{charge.pk}']").check()
+    page.select_option("select[name=action]", "fix_attribution")
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state()
+    for field, text, pick in picks:
+        page.locator(f"#id_{field} + .select2 .select2-selection").click()
+        page.locator(".select2-search__field").fill(text)
+        page.locator(".select2-results__option", has_text=pick).first.click()
+    page.fill("#id_note", NOTE)
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_load_state()
+    assert "1 charge would change" in page.locator("#fix-preview").inner_text()
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_load_state()
+    assert "Fixed 1 charge" in page.locator("ul.messagelist").inner_text()
 
 
 def _files(folder: Path) -> list[Path]:
@@ -174,29 +193,28 @@ def test_a_whole_month_in_the_browser(
     page.wait_for_url("**/admin/billing/charge/?**review_state__exact=pending**")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 2
-    orphan = Charge.objects.get(resource_id="orphan")
-    page.locator(f"input[name=_selected_action][value='{orphan.pk}']").check()
-    page.select_option("select[name=action]", "fix_attribution")
-    page.get_by_role("button", name="Go").click()
-    page.wait_for_load_state()
-    for field, text, pick in (("pi", "ada@", "ada@example.edu"), ("project", "proj-a", "proj-a")):
-        page.locator(f"#id_{field} + .select2 .select2-selection").click()
-        page.locator(".select2-search__field").fill(text)
-        page.locator(".select2-results__option", has_text=pick).first.click()
-    page.fill("#id_note", NOTE)
-    page.get_by_role("button", name="Preview").click()
-    page.wait_for_load_state()
-    assert "1 charge would change" in page.locator("#fix-preview").inner_text()
-    page.get_by_role("button", name="Apply").click()
-    page.wait_for_load_state()
-    assert "Fixed 1 charge" in page.locator("ul.messagelist").inner_text()
-    assert rows.count() == 1  # the fixed charge had no flag left: approved
-    page.locator("#action-toggle").check()
+    # Approving what has no project is refused, with a link to the charges.
+    gke = Charge.objects.get(resource_id="gke")
+    page.locator(f"input[name=_selected_action][value='{gke.pk}']").check()
     page.select_option("select[name=action]", "approve")
     page.fill("input[name=note]", NOTE)
     page.get_by_role("button", name="Go").click()
     page.wait_for_load_state()
-    assert "Approved 1 charge." in page.locator("ul.messagelist").inner_text()
+    assert (
+        page.locator("ul.messagelist")
+        .inner_text()
+        .startswith(
+            "Nothing was approved: 1 charge needs its attribution fixed (1 Missing project)"
+        )
+    )
+    assert rows.count() == 2
+    # Each is fixed by looking up the PI and project in the registry.
+    _fix_by_lookup(
+        page, "orphan", [("pi", "ada@", "ada@example.edu"), ("project", "proj-a", "proj-a")]
+    )
+    assert rows.count() == 1  # the fixed charge had no flag left: approved
+    _fix_by_lookup(page, "gke", [("project", "proj-d", "proj-d")])
+    assert rows.count() == 0
     shots(page, "review-after-light")
     _logout(page)
 
@@ -214,9 +232,9 @@ def test_a_whole_month_in_the_browser(
     page.wait_for_url("**/generate/**")
     page.get_by_role("button", name="Check what will happen").click()
     page.wait_for_load_state()
-    page.get_by_role("button", name="Generate 5 statements").click()
+    page.get_by_role("button", name="Generate 4 statements").click()
     page.wait_for_load_state()
-    assert "5 statements generated" in page.locator("ul.messagelist").inner_text()
+    assert "4 statements generated" in page.locator("ul.messagelist").inner_text()
 
     assert _next_step(page, base) == "Next: Send statements"
     page.locator("a.button.ocb-next").click()
@@ -269,6 +287,9 @@ def test_a_whole_month_in_the_browser(
     page.reload()
     shots(page, "dashboard-dark")
     page.goto(f"{base}/admin/billing/billingperiod/{period.pk}/change/")
+    reconciliation = page.locator("#ocb-reconciliation")
+    assert reconciliation.locator("h2").inner_text() == "Reconciliation reconciles"
+    assert "Equal to the approved charges: no rounding difference." in reconciliation.inner_text()
     shots(page, "period-dark")
     page.emulate_media(color_scheme="light")
     page.reload()
@@ -292,6 +313,9 @@ def finished_month(site: None, tmp_path: Path) -> BillingPeriod:
         actor=setup,
         pi_email="ada@example.edu",
         project_id="proj-a",
+    )
+    charges_fix_attribution(
+        charges=Charge.objects.filter(resource_id="gke"), actor=setup, project_id="proj-d"
     )
     charges_review(
         charges=Charge.objects.filter(review_state="pending"), action="approve", actor=setup

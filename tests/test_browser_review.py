@@ -17,11 +17,10 @@ import pytest
 
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
-from billing.seed import seed_defaults
 from billing.services import Actor
 from ingest.services import import_file
 from tests.browser import background, login, page, shots, stray_connections_closed
-from tests.conftest import focus_row, write_focus
+from tests.conftest import focus_row, seed_with_accounting, write_focus
 
 pytestmark = pytest.mark.browser
 NOTE = "Confirmed with the PI by email"
@@ -30,12 +29,15 @@ __all__ = ["page", "shots", "stray_connections_closed"]  # fixtures used by name
 
 @pytest.fixture
 def month(live_db: None, tmp_path: Path) -> None:
-    seed_defaults()
+    seed_with_accounting()
     sync_roles()  # the roles are data: a transactional test starts from an empty database
     rows = [
         focus_row(resource=f"orphan-{i}", billed=f"{i}.25", pi="", project="") for i in range(1, 5)
     ]
     rows += [focus_row(resource=f"vm-{i}", billed="12.00") for i in range(6)]
+    rows += [  # flagged for a look only: who pays is right
+        focus_row(resource=f"mkt-{i}", billed="30.00", service="AWS Marketplace") for i in (1, 2)
+    ]
     path = write_focus(tmp_path / "aws-2025-01.csv", rows)
     import_file(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))
 
@@ -54,6 +56,7 @@ def test_reviewer_filters_approves_with_a_note_and_sees_the_audit(
     assert rows.count() == 4
     shots(page, "review-queue-light")
 
+    # Who pays is unknown: approving is refused, and the message links to them.
     boxes = page.locator("input[name=_selected_action]")
     boxes.nth(0).check()
     boxes.nth(1).check()
@@ -61,9 +64,27 @@ def test_reviewer_filters_approves_with_a_note_and_sees_the_audit(
     page.fill("input[name=note]", NOTE)
     page.get_by_role("button", name="Go").click()
     page.wait_for_load_state()
+    message = page.locator("ul.messagelist").inner_text()
+    assert message.startswith(
+        "Nothing was approved: 2 charges need their attribution fixed (2 Missing PI, "
+        "2 Missing project): fix or reject them"
+    )
+    page.locator("ul.messagelist").get_by_role("link", name="Show them").click()
+    page.wait_for_url("**reason=blocking**")
+    assert page.locator("#result_list tbody tr").count() == 4
+    assert not Charge.objects.filter(review_state="approved", resource_id__startswith="orphan")
+
+    # Flagged for a look, owner known: approved with a note.
+    page.get_by_role("link", name="Matches a review pattern").click()
+    page.wait_for_url("**reason=pattern_match**")
+    page.locator("#action-toggle").check()
+    page.select_option("select[name=action]", "approve")
+    page.fill("input[name=note]", NOTE)
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state()
     assert "Approved 2 charges." in page.locator("ul.messagelist").inner_text()
 
-    approved = Charge.objects.filter(review_state="approved", resource_id__startswith="orphan")
+    approved = Charge.objects.filter(review_state="approved", resource_id__startswith="mkt")
     assert approved.count() == 2
     assert {c.review_note for c in approved} == {NOTE}
 
@@ -205,7 +226,7 @@ def test_billing_admin_previews_and_exports_the_journal(
     page.get_by_role("button", name="Preview").click()
     page.wait_for_load_state()
     content = page.locator("#content").inner_text()
-    assert "$72.00" in content
+    assert "$132.00" in content
     assert page.locator("#journal-preview caption").text_content() == "The first 2 of 2 lines"
     assert page.locator("#journal-preview thead th").first.text_content() == "Journal Key"
     assert not JournalExport.objects.exists()
