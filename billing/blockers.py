@@ -136,7 +136,7 @@ def period_blockers(obj: BillingPeriod, *, allow_pending: bool = False) -> list[
         found.append(
             Blocker(
                 f"{count(pending['n'], 'charge')} pending review "
-                f"({InstitutionSettings.cached().format_money(pending['billed'] or 0)} billed)",
+                f"({InstitutionSettings.cached().format_money(pending['billed'] or Decimal(0))} billed)",
                 cli=f"openchargeback review list --period {month}",
                 url=charges_url(obj, review_state__exact=PENDING),
                 link_text="review them",

@@ -305,12 +305,13 @@ class Figure:
 @dataclass(frozen=True)
 class Reconciliation:
     figures: list[Figure]
-    reconciles: bool  # statements and journal equal the approved charges, rounded
+    state: str  # "reconciles", "incomplete" (no statements or journal yet) or "stale"
 
 
 def reconciliation(period: BillingPeriod) -> Reconciliation:
     """The month's billed, statement and journal figures side by side, each
-    difference explained in one line (SPEC §2: statements round per line)."""
+    difference explained in one line (SPEC §2: statements round per line; the
+    GL books a net credit on the other side, which grosses up both columns)."""
     money = InstitutionSettings.cached().format_money
     rows = ChargeSummary.objects.filter(period=period).aggregate(
         approved=Sum("billed_total", filter=Q(review_state=APPROVED)),
@@ -332,44 +333,52 @@ def reconciliation(period: BillingPeriod) -> Reconciliation:
         )
     ]
     progress = statement_progress(period)
-    current = Statement.objects.filter(period=period, superseded_at=None).aggregate(
-        exact=Sum("exact_billed")
-    )
-    reconciles = True
+    stale = False
     if progress.current:
-        rounding = progress.billed_total - (current["exact"] or Decimal(0))
-        if progress.up_to_date:
+        exact = Statement.objects.filter(period=period, superseded_at=None).aggregate(
+            t=Sum("exact_billed")
+        )["t"] or Decimal(0)
+        rounding = progress.billed_total - exact
+        if not progress.up_to_date:
+            stale = True
+            why = "The charges changed since these statements: generate them again."
+        elif rounding:
             why = (
                 "Each statement line (PI, project, source, service) is rounded to the "
                 f"cent; the roundings add up to {money(rounding)}."
-                if rounding
-                else "Equal to the approved charges: no rounding difference."
             )
         else:
-            reconciles = False
-            why = "The charges changed since these statements: generate them again."
+            why = "Equal to the approved charges: no rounding difference."
         figures.append(
             Figure(
-                f"Statements ({progress.current:,} current), amount due",
-                progress.billed_total,
-                why,
+                f"Statements ({progress.current:,} current), amount due", progress.billed_total, why
             )
         )
     export = latest_export(period)
     if export is not None:
+        gross_up = export.debit_total - progress.billed_total
         if not export_is_current(period, export):
-            reconciles = False
+            stale = True
             why = "The charges changed since this export: export the journal again."
-        elif progress.current and export.debit_total != progress.billed_total:
-            reconciles = False
+        elif not progress.up_to_date:
+            why = "Made from the charges as they are; the statements are not: generate them."
+        elif gross_up:
             why = (
-                f"{money(export.debit_total - progress.billed_total)} off the statements: "
-                "generate the statements again, then export."
+                f"Debits = credits. They exceed the statements by {money(gross_up)}: a net "
+                "credit (a negative line) is booked on the other side of the ledger, which "
+                "adds the same amount to both columns; debits less those credits = the "
+                f"statements ({export.format}, {export.created_at:%Y-%m-%d})."
             )
         else:
             why = (
-                f"Debits = credits = {money(export.credit_total)}: the rounded statement "
-                f"lines, booked by fund/org ({export.format}, {export.created_at:%Y-%m-%d})."
+                "Debits = credits = the rounded statement lines, booked by fund/org "
+                f"({export.format}, {export.created_at:%Y-%m-%d})."
             )
         figures.append(Figure("Journal debits", export.debit_total, why))
-    return Reconciliation(figures, reconciles)
+    if stale:
+        state = "stale"
+    elif progress.current and export is not None and progress.up_to_date:
+        state = "reconciles"
+    else:
+        state = "incomplete"
+    return Reconciliation(figures, state)
