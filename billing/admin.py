@@ -23,11 +23,10 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
 
-from billing import flags, selectors
+from billing import flags, listwords, selectors
 from billing.models import (
     PI,
     AuditEvent,
@@ -74,6 +73,11 @@ def money_column(field: str, description: str) -> Callable[[Any, Any], str]:
         return InstitutionSettings.cached().format_money(getattr(obj, field))
 
     return column
+
+
+def clipped(text: str, title: str = "") -> str:
+    """A list cell's text, cut by CSS to the column's width, whole in the tooltip."""
+    return format_html('<span class="ocb-clip" title="{}">{}</span>', title or text, text)
 
 
 def action_summary(count: int, noun: str, extra: str = "") -> str:
@@ -669,16 +673,19 @@ class RejectForm(forms.Form):
 class ChargeAdmin(ReadOnlyAdmin):
     """The review queue: filter, then approve, reject (with a note) or reset."""
 
+    # Compact columns (billing.listwords, openchargeback/changelist.css): the
+    # queue fits 1366 px without scrolling sideways; long text is cut with
+    # the whole of it in the tooltip.
     list_display = [
         "id",
         "reasons",
-        "review_state",
+        "state",
         "period",
         "source",
-        "pi",
-        "project",
-        "fund_org",
-        "service_name",
+        "pi_name",
+        "project_name",
+        "fund_org_text",
+        "service",
         "billed_amount",
         "list_amount",
     ]
@@ -856,8 +863,35 @@ class ChargeAdmin(ReadOnlyAdmin):
     @admin.display(description="flags")
     def reasons(self, obj: Charge) -> str:
         return format_html_join(
-            mark_safe("<br>"), "{}", ((flags.LABEL[r],) for r in obj.flag_reasons)
+            "",
+            '<span class="ocb-chip" title="{}">{}</span>',
+            ((flags.LABEL[r], listwords.short_reason(r)) for r in obj.flag_reasons),
         )
+
+    @admin.display(description="state", ordering="review_state")
+    def state(self, obj: Charge) -> str:
+        return obj.get_review_state_display().removesuffix(" review")
+
+    @admin.display(description="PI", ordering="pi__name")
+    def pi_name(self, obj: Charge) -> str:
+        return clipped(obj.pi.name or obj.pi.email, str(obj.pi)) if obj.pi else "-"
+
+    @admin.display(description="project", ordering="project__project_id")
+    def project_name(self, obj: Charge) -> str:
+        if obj.project is None:
+            return "-"
+        title = obj.project.title
+        return clipped(
+            obj.project.project_id, f"{obj.project.project_id}: {title}" if title else ""
+        )
+
+    @admin.display(description="fund/org", ordering="fund_org")
+    def fund_org_text(self, obj: Charge) -> str:
+        return clipped(obj.fund_org) if obj.fund_org else "-"
+
+    @admin.display(description="service", ordering="service_name")
+    def service(self, obj: Charge) -> str:
+        return clipped(obj.service_name) if obj.service_name else "-"
 
     def has_review_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.review_charge")
@@ -1028,26 +1062,49 @@ class ChargeAdmin(ReadOnlyAdmin):
             )
 
 
+class WordsFilter(admin.AllValuesFieldListFilter):
+    """The values of a code field, shown in words (billing.listwords); the
+    query string keeps the code (?action__exact=charge.approve)."""
+
+    words: Callable[[str], str] = staticmethod(str)
+
+    def choices(self, changelist: Any) -> Any:
+        for choice in super().choices(changelist):
+            if choice["display"] in self.lookup_choices:
+                choice = {**choice, "display": self.words(choice["display"])}
+            yield choice
+
+
+class ActionFilter(WordsFilter):
+    words = staticmethod(listwords.action_words)
+
+
+class ObjectTypeFilter(WordsFilter):
+    words = staticmethod(listwords.object_type_words)
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     """The audit trail: read-only for everyone, superusers included."""
 
-    list_display = [
-        "created_at",
-        "actor",
+    list_display = ["created_at", "actor", "channel", "what", "period", "reason"]
+    list_filter = [
+        ("action", ActionFilter),
         "channel",
-        "action",
-        "object_type",
-        "object_repr",
+        ("object_type", ObjectTypeFilter),
         "period",
-        "reason",
+        "actor",
     ]
-    list_filter = ["action", "channel", "object_type", "period", "actor"]
     list_select_related = ["period"]
     search_fields = ["actor", "object_repr", "object_id", "reason"]
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     date_hierarchy = "created_at"
+
+    @admin.display(description="what", ordering="action")
+    def what(self, obj: AuditEvent) -> str:
+        """The action and its object in words (billing.listwords), the code in the tooltip."""
+        return format_html('<span title="{}">{}</span>', obj.action, listwords.audit_sentence(obj))
 
 
 class PatternPreviewForm(forms.Form):
