@@ -1064,7 +1064,7 @@ class ChargeAdmin(ReadOnlyAdmin):
 
 class WordsFilter(admin.AllValuesFieldListFilter):
     """The values of a code field, shown in words (billing.listwords); the
-    query string keeps the code (?action__exact=charge.approve)."""
+    query string keeps the code (?action=charge.approve)."""
 
     words: Callable[[str], str] = staticmethod(str)
 
