@@ -288,6 +288,10 @@ def test_import_step_names_the_sources_still_missing(
     html = page.content.decode()
     assert "<strong>missing: Google Cloud, HPC cluster</strong>" in html
     assert "3 expected (delivered in 2025-01)" in html
+    # The period's own page says the same.
+    period = BillingPeriod.objects.get(period="2025-02")
+    own = client.get(f"/admin/billing/billingperiod/{period.pk}/change/").content.decode()
+    assert "<strong>missing: Google Cloud, HPC cluster</strong>" in own
 
     # A disabled source is not expected; the one still missing keeps the step open.
     source_set(slug="hpc", actor=actor, enabled=False)
