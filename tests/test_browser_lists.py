@@ -270,3 +270,35 @@ def test_other_lists_fit_1400_px_and_the_audit_log_speaks_words(
     page.get_by_role("link", name="Charge: approve").click()
     page.wait_for_url("**action=charge.approve**")
     assert page.locator("#result_list tbody tr").count() == 1
+
+
+def test_dashboard_month_switcher_in_the_browser(
+    live_server: Any, page: Any, month: None, tmp_path: Path, shots: Callable[[Any, str], Path]
+) -> None:
+    """Two open months: the dashboard opens on the older one, the switcher
+    (plain links) goes to the other, whose Import step names the missing source."""
+    actor = Actor("setup", "cli")
+    path = write_focus(tmp_path / "gcp-2025-01.csv", [focus_row(resource="gcp-1")])
+    import_file(path=path, source=Source.objects.get(slug="gcp"), actor=actor)
+    rows = [focus_row(period="2025-02", resource="feb-1"), focus_row(period="2025-02", pi="")]
+    path = write_focus(tmp_path / "aws-2025-02.csv", rows)
+    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+
+    base = live_server.url
+    page.set_viewport_size({"width": 1400, "height": 900})
+    login(page, base, BILLING_ADMIN)
+    months = page.get_by_role("navigation", name="Months not finalized")
+    assert months.locator("a[aria-current=page]").inner_text().startswith("2025-01")
+    pending = Charge.objects.filter(period__period="2025-01", review_state="pending").count()
+    assert pending == 11
+    assert "2025-01 Open, 11 to review\n2025-02 Open, 1 to review" in months.inner_text()
+    months.get_by_role("link", name="2025-02").click()
+    page.wait_for_url("**/admin/?period=2025-02")
+    assert page.locator("#ocb-period").inner_text().startswith("2025-02")
+    check = page.locator("#ocb-source-check").inner_text()
+    assert "missing: Google Cloud" in check and "2 expected (delivered in 2025-01)" in check
+    assert "missing: Google Cloud" in page.locator(".ocb-cycle li").first.inner_text()
+    shots(page, "dashboard-months")
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        assert axe_problems(page) == [], scheme
