@@ -1071,7 +1071,7 @@ class WordsFilter(admin.AllValuesFieldListFilter):
     def choices(self, changelist: Any) -> Any:
         for choice in super().choices(changelist):
             if choice["display"] in self.lookup_choices:
-                choice = {**choice, "display": self.words(choice["display"])}
+                choice = {**choice, "display": self.words(str(choice["display"]))}
             yield choice
 
 

@@ -213,7 +213,7 @@ def test_the_nav_sidebar_opens_on_lists_and_stays_as_chosen(
     page.goto(base + "/admin/billing/auditevent/")
     assert page.locator("#nav-sidebar").is_visible()
     # Other pages keep Django's own choice (open unless closed there).
-    charge_page = f"/admin/billing/charge/{Charge.objects.first().pk}/change/"
+    charge_page = f"/admin/billing/charge/{Charge.objects.get(resource_id='vm-0').pk}/change/"
     page.goto(base + charge_page)
     assert page.locator("#nav-sidebar").is_visible()
     page.goto(base + QUEUE)
