@@ -1103,8 +1103,13 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="what", ordering="action")
     def what(self, obj: AuditEvent) -> str:
-        """The action and its object in words (billing.listwords), the code in the tooltip."""
-        return format_html('<span title="{}">{}</span>', obj.action, listwords.audit_sentence(obj))
+        """The action and its object in words (billing.listwords), the code in
+        the tooltip, linked to the object's page when it has one."""
+        url = listwords.audit_object_url(obj)
+        sentence = listwords.audit_sentence(obj)
+        if url:
+            return format_html('<a href="{}" title="{}">{}</a>', url, obj.action, sentence)
+        return format_html('<span title="{}">{}</span>', obj.action, sentence)
 
 
 class PatternPreviewForm(forms.Form):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import NoReverseMatch, reverse
+
 from billing import flags
 
 # The review queue's chips: a few words each, the full label in the tooltip.
@@ -94,6 +96,17 @@ def audit_object(event: Any) -> str:
     if repr_.lower().startswith(noun.lower()) or not event.object_id:
         return repr_  # already says what it is ("Charge 12 (aws, line 3)", "3 emails for …")
     return f"{noun} {repr_}"
+
+
+def audit_object_url(event: Any) -> str:
+    """The admin page of the event's object, or "" (no page, or no single object)."""
+    app, _, model = event.object_type.partition(".")
+    if not (event.object_id and model):
+        return ""
+    try:
+        return reverse(f"admin:{app}_{model}_change", args=[event.object_id])
+    except NoReverseMatch:
+        return ""
 
 
 def audit_sentence(event: Any) -> str:

@@ -266,6 +266,10 @@ def test_other_lists_fit_1400_px_and_the_audit_log_speaks_words(
     assert "charge.approve" not in listing
     imported = AuditEvent.objects.get(action="import.create")
     assert f"Imported {imported.object_repr}" in listing
+    # Each event links to its object's page.
+    page.get_by_role("link", name=f"Approved charge #{charge.pk}").click()
+    page.wait_for_url(f"**/admin/billing/charge/{charge.pk}/change/")
+    page.go_back()
     # The filter offers actions in words, the query keeps the code.
     page.get_by_role("link", name="Charge: approve").click()
     page.wait_for_url("**action=charge.approve**")
