@@ -307,3 +307,39 @@ def test_dashboard_month_switcher_in_the_browser(
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
         assert axe_problems(page) == [], scheme
+
+
+def test_statements_and_emails_lists_at_1400_and_800_px(
+    live_server: Any, page: Any, month: None
+) -> None:
+    """With statements generated and emailed (long PI names and emails), the
+    lists fit 1400 px; at 800 px the page keeps still and the table scrolls."""
+    from billing.services import period_close
+    from statements.services import statements_generate
+
+    actor = Actor("setup", "cli")
+    pending = Charge.objects.filter(review_state="pending")
+    charges_review(
+        charges=pending.filter(resource_id__startswith="orphan"),
+        action="reject",
+        actor=actor,
+        note="no owner",
+    )
+    charges_review(charges=pending, action="approve", actor=actor)
+    period_close(period="2025-01", actor=actor)
+    statements_generate(period="2025-01", actor=actor, sync=True, send=True)
+
+    base = live_server.url
+    login(page, base, BILLING_ADMIN)
+    for width in (1400, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        for url in ["/admin/statements/statement/", "/admin/statements/emaillog/"]:
+            page.goto(base + url)
+            assert page.locator("#result_list tbody tr").count() == 1, url
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, (url, width)
+            results = page.locator("#changelist-form .results")
+            fits = results.evaluate("e => e.scrollWidth <= e.clientWidth")
+            assert fits if width == 1400 else not fits, (url, width)
+            assert inside(box(page, "select[name=action]"), width, 900), (url, width)
+    page.goto(base + "/admin/statements/statement/")
+    assert "Featherstonehaugh" in page.locator("td.field-pi").get_attribute("title")  # type: ignore[operator]
