@@ -27,6 +27,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from billing import flags, listwords, selectors
+from billing.blockers import (
+    approvable,
+    charges_url,
+    left_blocked,
+    period_blockers,
+    with_reason,
+)
 from billing.models import (
     PI,
     AuditEvent,
@@ -60,6 +67,7 @@ from billing.services import (
     period_reopen,
     source_add,
     source_set,
+    web_text,
 )
 from openchargeback.text import count
 
@@ -175,6 +183,8 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
         if obj is not None:
             context["steps"] = self._steps(request, obj)
             context["blockers"] = finalize_blockers(obj) if obj.status == "closed" else []
+            if "close" in context["steps"]:
+                context["close_blockers"] = period_blockers(obj)
             context["transition_form"] = TransitionForm()
             context.update(self._overview(request, obj))
         return super().change_view(request, object_id, form_url, extra_context=context)
@@ -185,7 +195,7 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
         # The project package ties the apps together; imported here because
         # billing is the app the others build on.
         from journals.models import JournalExport
-        from openchargeback.cycle import imports_of, period_cycle
+        from openchargeback.cycle import imports_of, period_cycle, reconciliation
 
         by_source = (
             ChargeSummary.objects.filter(period=obj)
@@ -210,6 +220,7 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
             "exports": JournalExport.objects.filter(period=obj).order_by("-created_at")[:20],
             "audit": events.order_by("-created_at", "-id")[:25],
             "audit_count": events.count(),
+            "reconciliation": reconciliation(obj),
         }
 
     def _steps(self, request: HttpRequest, obj: BillingPeriod) -> list[str]:
@@ -253,7 +264,8 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
                     )
                 period_finalize(period=obj.period, actor=actor, note=data.get("note", ""))
         except BillingError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+            # (a close refused for its blockers: they are listed, with links, on the page)
+            self.message_user(request, web_text(exc), messages.ERROR)
         else:
             obj.refresh_from_db()
             self.message_user(request, f"Period {obj.period} is {obj.status}.", messages.SUCCESS)
@@ -454,14 +466,13 @@ class FlagReasonFilter(admin.SimpleListFilter):
     parameter_name = "reason"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(flags.CHOICES)
+        return [(flags.NEEDS_ATTRIBUTION, "Needs attribution (not approvable)"), *flags.CHOICES]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Charge]) -> QuerySet[Charge]:
         reason = self.value()
-        if reason not in flags.BIT:
+        if reason not in flags.BIT and reason != flags.NEEDS_ATTRIBUTION:
             return queryset
-        bit = flags.BIT[reason]
-        return queryset.alias(hit=F("flags").bitand(bit)).filter(hit=bit)
+        return with_reason(queryset, reason)
 
 
 class TextInputFilter(admin.SimpleListFilter):
@@ -821,6 +832,8 @@ class ChargeAdmin(ReadOnlyAdmin):
             "history": history,
             "is_open": is_open,
             "can_review": is_open and self.has_review_permission(request),
+            # Who pays is unknown or wrong: fixed or rejected, never approved as is.
+            "blocked": [flags.LABEL[r] for r in obj.flag_reasons if flags.blocks_approval(r)],
             "can_fix": is_open and self.has_fix_attribution_permission(request),
             "import_url": reverse("admin:ingest_import_change", args=[obj.import_record_id]),
             "tags_json": json.dumps(obj.tags, indent=2, ensure_ascii=False, sort_keys=True),
@@ -972,7 +985,7 @@ class ChargeAdmin(ReadOnlyAdmin):
                     charges=queryset, actor=actor, dry_run="apply" not in request.POST, **form.fix()
                 )
             except BillingError as exc:
-                form.add_error(None, str(exc))
+                form.add_error(None, web_text(exc))
             else:
                 if "apply" in request.POST:
                     text = f"Fixed {count(report.changed, 'charge')}"
@@ -1038,7 +1051,7 @@ class ChargeAdmin(ReadOnlyAdmin):
         try:
             changed = work(Actor.for_user(request.user))  # type: ignore[arg-type]
         except BillingError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+            self.message_user(request, exc.web, messages.ERROR)
             return False
         self.message_user(request, f"{verb} {count(changed, 'charge')}.", messages.SUCCESS)
         return True
@@ -1047,15 +1060,38 @@ class ChargeAdmin(ReadOnlyAdmin):
         self, request: HttpRequest, queryset: QuerySet[Charge], action: str, *, note: str
     ) -> None:
         verb = {"approve": "Approved", "reject": "Rejected", "reset": "Reset"}[action]
-        # Charges in another currency without a rate stay pending (and are named).
-        missing = []
+        # Charges whose attribution is wrong, and charges in another currency
+        # without a rate, stay pending (and are named, with where to fix them).
+        missing: list[Any] = []
+        stuck = None
+        done = False
         if action == "approve":
-            missing = missing_rates(queryset.exclude(review_state=Charge.ReviewState.APPROVED))
-        done = self._run(
-            request,
-            verb,
-            lambda actor: charges_review(charges=queryset, action=action, actor=actor, note=note),
-        )
+            unapproved = queryset.exclude(review_state=Charge.ReviewState.APPROVED)
+            stuck = left_blocked(unapproved)
+            missing = missing_rates(approvable(unapproved))
+        if stuck is None or approvable(queryset).exists():
+            done = self._run(
+                request,
+                verb,
+                lambda actor: charges_review(
+                    charges=queryset, action=action, actor=actor, note=note
+                ),
+            )
+        if stuck:
+            periods = set(queryset.values_list("period_id", flat=True).distinct()[:2])
+            query = {"reason": flags.NEEDS_ATTRIBUTION, "review_state__exact": "pending"}
+            if len(periods) == 1:
+                query["period__id__exact"] = str(periods.pop())
+            self.message_user(
+                request,
+                format_html(
+                    '{}: {} <a href="{}">Show them</a>.',
+                    "Left pending" if done else "Nothing was approved",
+                    stuck.text(),
+                    charges_url(**query),
+                ),
+                messages.WARNING,
+            )
         if done and missing:
             self.message_user(
                 request, f"Left pending: {missing_rate_reason(missing)}.", messages.WARNING
@@ -1252,7 +1288,7 @@ class ExchangeRateForm(forms.ModelForm):
                 note=data.get("note", ""),
             )
         except BillingError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise forms.ValidationError(web_text(exc)) from None
         data.update(currency=code, rate=text, month=month)
         return data
 
@@ -1297,7 +1333,7 @@ class ExchangeRateAdmin(admin.ModelAdmin):
                 actor=Actor.for_user(request.user),  # type: ignore[arg-type]
             )
         except BillingError as exc:  # the period was locked after the form was checked
-            raise PermissionDenied(str(exc)) from None
+            raise PermissionDenied(web_text(exc)) from None
         for name in ("pk", "period", "currency", "rate", "note", "updated_at", "updated_by"):
             setattr(obj, name, getattr(saved.rate, name))
         self.message_user(

@@ -38,3 +38,27 @@ def to_mask(reasons: Iterable[str]) -> int:
 def from_mask(mask: int) -> list[str]:
     """Reasons in a bitmask, in declaration order."""
     return [reason for reason, bit in BIT.items() if mask & bit]
+
+
+# Attribution reasons: who pays is unknown or wrong. A charge with one of these
+# cannot be approved as it is; it is fixed (which re-evaluates its flags) or
+# rejected. The other reasons ask a reviewer to look, and approving says "I did".
+BLOCKING: frozenset[str] = frozenset(
+    {
+        "missing_pi",
+        "invalid_pi_email",
+        "missing_project",
+        "missing_fund_org",
+        "invalid_fund_org",
+        "project_pi_mismatch",
+        "unmapped_account",
+    }
+)
+BLOCKING_MASK = to_mask(sorted(BLOCKING))
+# A pseudo reason for filters and links: any attribution reason.
+NEEDS_ATTRIBUTION = "blocking"
+
+
+def blocks_approval(reason: str) -> bool:
+    """Whether a charge flagged `reason` must be fixed or rejected, not approved."""
+    return reason in BLOCKING

@@ -569,13 +569,14 @@ class InstitutionSettings(models.Model):
             cls._cache = hit
         return hit[1]
 
-    def format_money(self, value: Decimal) -> str:
+    def format_money(self, value: Decimal, *, places: int = 2) -> str:
         """An amount as people here write it: currency symbol and separators."""
         return format_money(
             value,
             currency=self.currency,
             thousands=self.thousands_separator,
             decimal_point=self.decimal_separator,
+            places=places,
         )
 
 

@@ -18,14 +18,26 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from billing import summaries
+from billing.blockers import approvable, blockers_text, left_blocked, period_blockers
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
 from openchargeback.logging import audit_log
-from openchargeback.money import format_money, to_nanos
+from openchargeback.money import to_nanos
 from openchargeback.text import count
 
 
 class BillingError(Exception):
-    """A user-caused problem (wrong period, locked data, bad value): one line."""
+    """A user-caused problem (wrong period, locked data, bad value): one line.
+
+    ``str()`` is the line for the command line (it may name flags and
+    commands); ``web`` says the same for a browser user, who has buttons
+    instead of flags; ``blockers`` are the problems one by one, with the admin
+    page that fixes each.
+    """
+
+    def __init__(self, message: str, *, web: str = "", blockers: Any = ()) -> None:
+        super().__init__(message)
+        self.web = web or message
+        self.blockers = list(blockers)
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,11 @@ class Actor:
     @classmethod
     def system(cls, name: str = "system") -> Actor:
         return cls(name=name, channel="system")
+
+
+def web_text(exc: Exception) -> str:
+    """An error's wording for a browser user (see BillingError.web)."""
+    return str(getattr(exc, "web", "") or exc)
 
 
 def audit(
@@ -385,13 +402,26 @@ def period_close(
         raise BillingError(
             f"period {obj.period} is {obj.status}; only an open period can be closed"
         )
-    pending, amount = _pending_summary(obj)
-    if pending and not allow_pending:
+    pending, _amount = _pending_summary(obj)
+    found = period_blockers(obj, allow_pending=allow_pending)
+    if found:
+        only_pending = pending and not allow_pending and len(found) == 1
         raise BillingError(
-            f"period {obj.period} has {count(pending, 'charge')} pending review "
-            f"({format_money(amount)} billed); approve or reject them first "
-            f"(`openchargeback review list --period {obj.period}`), or close with "
-            "--allow-pending to leave them out and record the override"
+            f"period {obj.period} cannot be closed: {blockers_text(found)}"
+            + (
+                "; or close with --allow-pending to leave them out and record the override"
+                if pending and not allow_pending
+                else ""
+            ),
+            web=f"{obj.period} cannot be closed yet: "
+            + "; ".join(b.text for b in found)
+            + (
+                ": review them, or tick “Close although charges are pending review” to "
+                "leave them out and record the override"
+                if only_pending
+                else " (each is listed on the period's page with a link to its fix)"
+            ),
+            blockers=found,
         )
     text = note
     if pending:
@@ -435,6 +465,8 @@ def finalize_blockers(obj: BillingPeriod) -> list[str]:
     pending, _amount = _pending_summary(obj)
     if pending:
         problems.append(f"{count(pending, 'charge')} pending review")
+    # Closing checked the data; a setting changed since is caught here, not by an export.
+    problems.extend(b.cli_line() for b in period_blockers(obj, allow_pending=True))
     for check in FINALIZE_CHECKS.values():
         problems.extend(check(obj))
     return problems
@@ -504,6 +536,13 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
     selected = charges.exclude(review_state=target)
     _refuse_locked(selected)
     if action == "approve":
+        # A charge whose attribution is wrong is fixed or rejected, never approved
+        # as it is; those are left pending (the caller reports them, left_blocked).
+        stuck = left_blocked(selected)
+        if stuck:
+            selected = approvable(selected)
+            if not selected.exists():
+                raise BillingError(f"{stuck.text()}; nothing was approved")
         # A charge in another currency is billable only once a rate converted it:
         # those are left pending (the caller reports them, see missing_rates).
         missing = missing_rates(selected)
@@ -696,6 +735,14 @@ def _apply_flags(
                 charge.review_state = Charge.ReviewState.APPROVED
                 charge.reviewed_by, charge.reviewed_at = actor.name, now
                 charge.review_note = note or "no flag left after re-evaluation"
+            elif (
+                charge.review_state == Charge.ReviewState.APPROVED
+                and mask & flag_bits.BLOCKING_MASK
+            ):
+                # Approved, but who pays is wrong now: back to the queue.
+                charge.review_state = Charge.ReviewState.PENDING
+                charge.reviewed_by, charge.reviewed_at = actor.name, now
+                charge.review_note = note or "attribution problem found on re-evaluation"
             after = {
                 "pi": charge.pi.email if charge.pi else "",
                 "project": charge.project.project_id if charge.project else "",
@@ -892,14 +939,14 @@ def missing_rates(charges: Any) -> list[MissingRate]:
     return [MissingRate(currency, period, n) for currency, period, n in rows]
 
 
-def _which(missing: list[MissingRate]) -> str:
+def rates_which(missing: list[MissingRate]) -> str:
     which = ", ".join(f"{m.currency} {m.period}" for m in missing[:3])
     if len(missing) > 3:
         which += f" and {len(missing) - 3} more"
     return which
 
 
-def _record_rate_hint(missing: list[MissingRate]) -> str:
+def rate_hint(missing: list[MissingRate]) -> str:
     first = missing[0]
     return (
         f"`openchargeback exchange_rates set {first.currency} --period {first.period} "
@@ -912,7 +959,7 @@ def missing_rate_reason(missing: list[MissingRate]) -> str:
     total = sum(m.charges for m in missing)
     return (
         f"{count(total, 'charge')} in another currency cannot be approved without an exchange "
-        f"rate ({_which(missing)}): record one with {_record_rate_hint(missing)}"
+        f"rate ({rates_which(missing)}): record one with {rate_hint(missing)}"
     )
 
 
@@ -1090,7 +1137,10 @@ def _refuse_rate_lock(obj: BillingPeriod, code: str) -> None:
         raise BillingError(
             f"period {obj.period} is closed and has {count(used.count(), 'charge')} in {code} "
             f"(its statements may exist): reopen it first with `openchargeback periods reopen "
-            f'{obj.period} --reason "..."`; nothing was changed'
+            f'{obj.period} --reason "..."`; nothing was changed',
+            web=f"period {obj.period} is closed and has {count(used.count(), 'charge')} in "
+            f"{code} (its statements may exist): reopen it first (Reopen, on the period's "
+            "page, with a reason); nothing was changed",
         )
 
 
@@ -1275,5 +1325,5 @@ def unconverted_charges(obj: BillingPeriod) -> list[str]:
     total = sum(m.charges for m in missing)
     return [
         f"{count(total, 'approved charge')} in another currency without an exchange rate "
-        f"({_which(missing)}): record it with {_record_rate_hint(missing)}"
+        f"({rates_which(missing)}): record it with {rate_hint(missing)}"
     ]

@@ -28,7 +28,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from billing import flags
 from billing.admin import ReadOnlyAdmin
 from billing.models import InstitutionSettings, Source
-from billing.services import Actor, BillingError, validate_period
+from billing.services import Actor, BillingError, validate_period, web_text
 from ingest import admin_rates, staging, uploads  # noqa: F401 - admin_rates registers its pages
 from ingest.models import Import, Upload
 
@@ -49,7 +49,7 @@ class PeriodField(forms.CharField):
         try:
             return validate_period(text)
         except BillingError as exc:
-            raise forms.ValidationError(str(exc)) from None
+            raise forms.ValidationError(web_text(exc)) from None
 
 
 def _enabled_sources() -> Any:
@@ -434,7 +434,7 @@ class ImportAdmin(ReadOnlyAdmin):
                 try:
                     uploads.upload_discard(upload=upload, actor=actor)
                 except BillingError as exc:
-                    messages.error(request, str(exc))
+                    messages.error(request, web_text(exc))
                 else:
                     upload.status = S.DISCARDED
                     messages.info(request, f"{upload.file_name}: discarded.")
@@ -461,7 +461,7 @@ class ImportAdmin(ReadOnlyAdmin):
                 upload=upload, source=source, period=period, actor=actor, route=route
             )
         except BillingError as exc:
-            messages.error(request, str(exc))
+            messages.error(request, web_text(exc))
             return
         if quiet:
             return
@@ -474,7 +474,7 @@ class ImportAdmin(ReadOnlyAdmin):
         try:
             done = uploads.upload_import(upload=upload, actor=actor)
         except BillingError as exc:
-            messages.error(request, str(exc))
+            messages.error(request, web_text(exc))
             return
         if done.status == S.IMPORTING:
             messages.info(request, f"{done.file_name}: the import runs in the background.")
@@ -495,7 +495,7 @@ class ImportAdmin(ReadOnlyAdmin):
         try:
             done = uploads.upload_import_delivery(uploads=group, actor=actor)
         except BillingError as exc:
-            messages.error(request, str(exc))
+            messages.error(request, web_text(exc))
             return
         first = done[0]
         if first.status == S.IMPORTING:

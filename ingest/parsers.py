@@ -110,7 +110,13 @@ _NULLS = frozenset({"", "NULL", "null", "Null", "NaT", "None"})
 
 
 class IngestError(Exception):
-    """A user-caused problem with a file; the message is one line."""
+    """A user-caused problem with a file; the message is one line.
+
+    ``web`` says the same for a browser user (buttons, not commands)."""
+
+    def __init__(self, message: str, *, web: str = "") -> None:
+        super().__init__(message)
+        self.web = web or message
 
 
 @dataclass

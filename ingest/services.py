@@ -780,7 +780,9 @@ class _Importer:
             raise IngestError(
                 f"{where}: period {period} is closed; reopen it first with "
                 f'`openchargeback periods reopen {period} --reason "..."`; '
-                "nothing was imported"
+                "nothing was imported",
+                web=f"{where}: period {period} is closed; reopen it first (Reopen, on the "
+                "period's page, with a reason); nothing was imported",
             )
         if obj is None:
             self.result.new_periods.append(period)

@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from billing.admin import ReadOnlyAdmin, money_column
 from billing.models import BillingPeriod, InstitutionSettings
-from billing.services import Actor, BillingError
+from billing.services import Actor, BillingError, web_text
 from journals import layouts
 from journals.builders import FORMATS
 from journals.models import JournalExport, JournalSettings, JournalTemplate
@@ -147,7 +147,14 @@ class JournalExportAdmin(ReadOnlyAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         may_export = self.has_export_permission(request)
-        form = ExportForm(request.POST or request.GET or None)
+        # A link that names only the period (the month-end cycle's) opens the
+        # form filled in, not a form already showing "This field is required".
+        if request.method == "POST":
+            form = ExportForm(request.POST)
+        elif request.GET.get("period") and request.GET.get("format"):
+            form = ExportForm(request.GET)
+        else:
+            form = ExportForm(initial=request.GET.dict())
         preview: dict[str, Any] | None = None
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
@@ -183,7 +190,7 @@ class JournalExportAdmin(ReadOnlyAdmin):
                     return HttpResponseRedirect(reverse("admin:journals_journalexport_changelist"))
                 preview = _preview(**options)
             except BillingError as exc:
-                form.add_error(None, str(exc))
+                form.add_error(None, web_text(exc))
         context = {
             **self.admin_site.each_context(request),
             "title": "Export a journal",

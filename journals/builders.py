@@ -29,13 +29,29 @@ FORMATS = ("detail", "summary", "gl")
 DESCRIPTION_FIELDS = ("source", "period", "fund_org", "pi_email", "project_id")
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing that stops an export: what, and what to fix (a source, some
+    fund/orgs, or the journal settings)."""
+
+    text: str
+    cli: str = ""  # the command that fixes it
+    source: str = ""  # the source to fix (slug)
+    fund_orgs: tuple[str, ...] = ()  # the charges' fund/orgs to fix
+    settings: bool = False  # the fix is in the journal settings
+
+    def __str__(self) -> str:
+        return f"{self.text} ({self.cli})" if self.cli else self.text
+
+
 class JournalError(Exception):
     """The export cannot be balanced or is not allowed; the message lists every problem."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
+    def __init__(self, problems: Sequence[Problem | str]) -> None:
+        self.problems = [p if isinstance(p, Problem) else Problem(p) for p in problems]
         super().__init__(
-            "the journal cannot be exported until these are fixed: " + "; ".join(self.problems)
+            "the journal cannot be exported until these are fixed: "
+            + "; ".join(str(p) for p in self.problems)
         )
 
 
@@ -256,9 +272,9 @@ def problems(
     config: JournalConfig,
     *,
     needs_credits: bool,
-) -> list[str]:
+) -> list[Problem]:
     """Everything that stops an export, each with what to fix."""
-    found: list[str] = []
+    found: list[Problem] = []
     pattern = _compile(config.fund_org_pattern, "fund/org pattern", found)
     account_pattern = (
         _compile(config.account_pattern, "account pattern", found)
@@ -271,48 +287,72 @@ def problems(
             info = sources.get(slug)
             if info is None or not info.credit_fund_org:
                 found.append(
-                    f"source {slug} has no credit fund/org "
-                    f"(openchargeback sources set {slug} --credit-fund-org X)"
+                    Problem(
+                        f"source {slug} has no credit fund/org",
+                        cli=f"openchargeback sources set {slug} --credit-fund-org X",
+                        source=slug,
+                    )
                 )
             elif pattern and not pattern.fullmatch(info.credit_fund_org):
                 found.append(
-                    f"source {slug}'s credit fund/org {info.credit_fund_org!r} does not match "
-                    "the fund/org pattern"
+                    Problem(
+                        f"source {slug}'s credit fund/org {info.credit_fund_org!r} does not "
+                        "match the fund/org pattern",
+                        cli=f"openchargeback sources set {slug} --credit-fund-org X",
+                        source=slug,
+                    )
                 )
     if pattern:
         blank = sum(1 for s in items if not s.fund_org)
         if blank:
-            found.append(f"{blank} statement lines have no fund/org (fix the charges' attribution)")
+            found.append(
+                Problem(
+                    f"{blank} statement lines have no fund/org (fix the charges' attribution)",
+                    fund_orgs=("",),
+                )
+            )
         bad = sorted(
             {s.fund_org for s in items if s.fund_org and not pattern.fullmatch(s.fund_org)}
         )
         if bad:
             found.append(
-                "fund/orgs the fund/org pattern cannot split: "
-                + ", ".join(repr(b) for b in bad[:20])
-                + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
+                Problem(
+                    "fund/orgs the fund/org pattern cannot split: "
+                    + ", ".join(repr(b) for b in bad[:20])
+                    + (f" and {len(bad) - 20} more" if len(bad) > 20 else ""),
+                    fund_orgs=tuple(bad),
+                )
             )
     accounts = {s.account for s in items}  # credits use the same accounts
     if "" in accounts:
+        missing = sorted({s.source for s in items if not s.account})
         found.append(
-            "charges with no account code: set one on the source "
-            "(openchargeback sources set SLUG --account-code X) or a default account"
+            Problem(
+                "charges with no account code: set one on the source "
+                f"({', '.join(missing)}) or a default account",
+                cli="openchargeback sources set SLUG --account-code X",
+                source=missing[0],
+                settings=True,
+            )
         )
     if account_pattern:
         bad = sorted(a for a in accounts if a and not account_pattern.fullmatch(a))
         if bad:
             found.append(
-                "account codes that do not match the account pattern: "
-                + ", ".join(repr(b) for b in bad)
+                Problem(
+                    "account codes that do not match the account pattern: "
+                    + ", ".join(repr(b) for b in bad),
+                    settings=True,
+                )
             )
     return found
 
 
-def _compile(pattern: str, what: str, found: list[str]) -> re.Pattern[str] | None:
+def _compile(pattern: str, what: str, found: list[Problem]) -> re.Pattern[str] | None:
     try:
         return re.compile(pattern)
     except re.error as exc:
-        found.append(f"the {what} is not a valid regular expression: {exc}")
+        found.append(Problem(f"the {what} is not a valid regular expression: {exc}", settings=True))
         return None
 
 

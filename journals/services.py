@@ -14,8 +14,10 @@ from typing import Any, BinaryIO
 
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet, Sum
+from django.urls import reverse
 from django.utils import timezone
 
+from billing.blockers import Blocker, charges_url, source_url
 from billing.models import BillingPeriod, Charge, Source
 from billing.services import Actor, BillingError, audit, validate_period
 from ingest.basis import describe as describe_bases
@@ -26,8 +28,11 @@ from journals.builders import (
     Journal,
     JournalConfig,
     JournalError,
+    Problem,
     SourceInfo,
     build,
+    problems,
+    shares,
 )
 from journals.models import JournalExport, JournalSettings, JournalTemplate
 from openchargeback.files import atomic_path
@@ -168,7 +173,8 @@ def _period(period: str, *, include_pending: bool) -> BillingPeriod:
         raise BillingError(f"period {period} does not exist (it is created by its first import)")
     if obj.status == BillingPeriod.Status.OPEN:
         raise BillingError(
-            f"period {period} is open: close it first (openchargeback periods close {period})"
+            f"period {period} is open: close it first (openchargeback periods close {period})",
+            web=f"period {period} is open: close it first (Close, on the period's page)",
         )
     counts = Charge.objects.filter(period=obj).aggregate(
         pending=Count("id", filter=Q(review_state=PENDING)),
@@ -178,7 +184,9 @@ def _period(period: str, *, include_pending: bool) -> BillingPeriod:
         raise BillingError(
             f"period {period} has {count(counts['pending'], 'charge')} pending review: "
             "review them, or pass --include-pending to put them in the journal "
-            "(recorded on the export)"
+            "(recorded on the export)",
+            web=f"period {period} has {count(counts['pending'], 'charge')} pending review: "
+            "review them, or tick “Include charges pending review” (recorded on the export)",
         )
     if counts["orphans"]:
         raise BillingError(
@@ -342,6 +350,47 @@ def write_atomically(path: Path, source: BinaryIO) -> None:
 
 
 # --- Checks ---------------------------------------------------------------------
+
+
+def journal_blockers(period: BillingPeriod) -> list[Blocker]:
+    """Close guard: what would stop the GL export of the approved charges (the
+    strictest format: it also needs every source's credit fund/org)."""
+    rows, _hash = collect(period, include_pending=False)
+    if not rows:
+        return []
+    sources, config = source_infos(), journal_config()
+    items, _count, _exact = shares(rows, sources, config)
+    return [_blocker(period, p) for p in problems(items, sources, config, needs_credits=True)]
+
+
+def _blocker(period: BillingPeriod, problem: Problem) -> Blocker:
+    if problem.source:
+        source = Source.objects.filter(slug=problem.source).only("pk", "name").first()
+        if source is not None:
+            return Blocker(
+                problem.text,
+                cli=problem.cli,
+                url=source_url(source.pk),
+                link_text=f"edit source {source.name}",
+            )
+    if problem.fund_orgs:
+        first = problem.fund_orgs[0]
+        query: dict[str, str] = {"review_state__exact": str(APPROVED)}
+        if first:
+            query["fund_org"] = first
+        else:
+            query["reason"] = "missing_fund_org"
+        return Blocker(
+            problem.text,
+            url=charges_url(period, **query),
+            link_text=f"charges with fund/org {first!r}" if first else "charges with no fund/org",
+        )
+    return Blocker(
+        problem.text,
+        cli=problem.cli,
+        url=reverse("admin:journals_journalsettings_change", args=[JournalSettings.load().pk]),
+        link_text="journal settings",
+    )
 
 
 def missing_journal_export(period: BillingPeriod) -> list[str]:

@@ -335,3 +335,86 @@ def imports_of(period: BillingPeriod) -> Any:
         if period.period in periods
     ]
     return Import.objects.filter(pk__in=ids)
+
+
+# --- Figures that reconcile: billed, statements, journal ------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    label: str
+    amount: Decimal
+    explanation: str  # one line: why it is what it is, against the line above
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    figures: list[Figure]
+    reconciles: bool  # statements and journal equal the approved charges, rounded
+
+
+def reconciliation(period: BillingPeriod) -> Reconciliation:
+    """The month's billed, statement and journal figures side by side, each
+    difference explained in one line (SPEC §2: statements round per line)."""
+    money = InstitutionSettings.cached().format_money
+    rows = ChargeSummary.objects.filter(period=period).aggregate(
+        approved=Sum("billed_total", filter=Q(review_state=APPROVED)),
+        pending=Sum("billed_total", filter=Q(review_state=PENDING)),
+        pending_n=Sum("charges", filter=Q(review_state=PENDING)),
+    )
+    approved = rows["approved"] or Decimal(0)
+    pending, pending_n = rows["pending"] or Decimal(0), rows["pending_n"] or 0
+    figures = [
+        Figure(
+            "Approved charges, exact",
+            approved,
+            "The sum of every approved charge's billed cost, before any rounding"
+            + (
+                f"; {pending_n:,} charges pending review ({money(pending)}) are not in it."
+                if pending_n
+                else "."
+            ),
+        )
+    ]
+    progress = statement_progress(period)
+    current = Statement.objects.filter(period=period, superseded_at=None).aggregate(
+        exact=Sum("exact_billed")
+    )
+    reconciles = True
+    if progress.current:
+        rounding = progress.billed_total - (current["exact"] or Decimal(0))
+        if progress.up_to_date:
+            why = (
+                "Each statement line (PI, project, source, service) is rounded to the "
+                f"cent; the roundings add up to {money(rounding)}."
+                if rounding
+                else "Equal to the approved charges: no rounding difference."
+            )
+        else:
+            reconciles = False
+            why = "The charges changed since these statements: generate them again."
+        figures.append(
+            Figure(
+                f"Statements ({progress.current:,} current), amount due",
+                progress.billed_total,
+                why,
+            )
+        )
+    export = latest_export(period)
+    if export is not None:
+        if not export_is_current(period, export):
+            reconciles = False
+            why = "The charges changed since this export: export the journal again."
+        elif progress.current and export.debit_total != progress.billed_total:
+            reconciles = False
+            why = (
+                f"{money(export.debit_total - progress.billed_total)} off the statements: "
+                "generate the statements again, then export."
+            )
+        else:
+            why = (
+                f"Debits = credits = {money(export.credit_total)}: the rounded statement "
+                f"lines, booked by fund/org ({export.format}, {export.created_at:%Y-%m-%d})."
+            )
+        figures.append(Figure("Journal debits", export.debit_total, why))
+    return Reconciliation(figures, reconciles)

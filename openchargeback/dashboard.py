@@ -34,12 +34,12 @@ class Month:
 class Dashboard:
     period: BillingPeriod | None
     cycle: Cycle | None
-    # last HISTORY periods, oldest first; source -> [(list, billed)] per period
+    # last HISTORY periods, oldest first; source (display name) -> [(list, billed)] per period
     periods: list[str]
     by_source: dict[str, list[tuple[Decimal, Decimal]]]
     top_projects: list[tuple[str, Decimal]]
-    # list minus billed per source, labelled "aws: provider discount" or
-    # "hpc: institutional subsidy" (ingest.ratecard)
+    # list minus billed per source by display name, labelled "Amazon Web Services:
+    # provider discount" or "HPC cluster: institutional subsidy" (ingest.ratecard)
     subsidy_by_source: list[tuple[str, Decimal]]
     recent_imports: list[Import]
     # every month not finalized (and the one shown), oldest first
@@ -54,14 +54,22 @@ def history(periods: list[BillingPeriod]) -> dict[str, list[tuple[Decimal, Decim
     rows = (
         ChargeSummary.objects.filter(period__in=periods)
         .exclude(review_state=REJECTED)
-        .values("period_id", slug=F("source__slug"))
+        .values("period_id", "source__slug", "source__name")
         .annotate(listed=Sum("list_total"), billed=Sum("billed_total"))
     )
     zero = (Decimal(0), Decimal(0))
     series: dict[str, list[tuple[Decimal, Decimal]]] = defaultdict(lambda: [zero] * len(periods))
     for row in rows:
-        series[row["slug"]][index[row["period_id"]]] = (row["listed"], row["billed"])
+        name = _name(row["source__slug"], row["source__name"])
+        pairs = series[name]
+        listed, billed = pairs[index[row["period_id"]]]
+        pairs[index[row["period_id"]]] = (listed + row["listed"], billed + row["billed"])
     return dict(sorted(series.items()))
+
+
+def _name(slug: str, name: str) -> str:
+    """What a chart calls a source: its display name (the slug when it has none)."""
+    return name or slug
 
 
 def default_period(unfinished: list[BillingPeriod]) -> BillingPeriod | None:
@@ -119,9 +127,9 @@ def build(user: Any, requested: str = "") -> Dashboard:
         .order_by("-billed", "name")[:TOP_PROJECTS]
     )
     subsidy = (
-        included.values(name=F("source__slug"))
+        included.values("source__slug", "source__name")
         .annotate(listed=Sum("list_total"), billed=Sum("billed_total"))
-        .order_by("name")
+        .order_by("source__name", "source__slug")
     )
     rate_card = rate_card_sources()
     return Dashboard(
@@ -131,7 +139,11 @@ def build(user: Any, requested: str = "") -> Dashboard:
         by_source=history(recent),
         top_projects=[(r["name"], r["billed"]) for r in top],
         subsidy_by_source=[
-            (f"{r['name']}: {_difference(r['name'], rate_card)}", r["listed"] - r["billed"])
+            (
+                f"{_name(r['source__slug'], r['source__name'])}: "
+                f"{_difference(r['source__slug'], rate_card)}",
+                r["listed"] - r["billed"],
+            )
             for r in subsidy
         ],
         recent_imports=list(Import.objects.select_related("source")[:8]),

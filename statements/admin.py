@@ -20,7 +20,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from billing.admin import ReadOnlyAdmin, action_page, action_summary, money_column
 from billing.models import BillingPeriod
-from billing.services import Actor, BillingError
+from billing.services import Actor, BillingError, web_text
 from openchargeback.text import count as _count
 from statements import emailing
 from statements.models import EmailLog, EmailStatement, Statement
@@ -371,7 +371,7 @@ class StatementAdmin(ReadOnlyAdmin):
                         "&version=current"
                     )
             except BillingError as exc:
-                form.add_error(None, str(exc))
+                form.add_error(None, web_text(exc))
                 preview = None
         context = {
             **self.admin_site.each_context(request),
@@ -417,7 +417,7 @@ class StatementAdmin(ReadOnlyAdmin):
                         request, f"Not emailed, no PDF yet: {', '.join(queued.not_ready)}"
                     )
         except BillingError as exc:
-            messages.error(request, str(exc))
+            messages.error(request, web_text(exc))
             return
         group = f"emails-{request.user.get_username()}"
         outcomes, queued_jobs = dispatch_emails(ids, group=group)
@@ -434,7 +434,7 @@ class StatementAdmin(ReadOnlyAdmin):
                     statements=queryset, actor=_actor(request), reason=form.cleaned_data["reason"]
                 )
             except BillingError as exc:
-                messages.error(request, str(exc))
+                messages.error(request, web_text(exc))
                 return None
             group = f"resend-{request.user.get_username()}"
             outcomes, queued = dispatch_emails([e.pk for e in emails], group=group)
@@ -591,7 +591,7 @@ class EmailLogAdmin(ReadOnlyAdmin):
                     done += 1
                     ids.append(email_log.pk)
             except BillingError as exc:
-                messages.error(request, str(exc))
+                messages.error(request, web_text(exc))
             if data["outcome"] == "retry" and ids:
                 group = f"emails-{request.user.get_username()}"
                 outcomes, queued = dispatch_emails(ids, group=group)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 
 from openchargeback.money import ROUNDING_MODE, round_money
@@ -123,6 +124,44 @@ class Conversion:
 
 
 @dataclass(frozen=True)
+class Revision:
+    """The statement a new version replaces: its number, date and amount due.
+
+    Printed on the new version (and named in its email), never hashed: it says
+    which version this is, not what was charged."""
+
+    number: str
+    version: int
+    generated_at: datetime
+    billed_before: Decimal
+    billed_after: Decimal
+
+    @property
+    def change(self) -> Decimal:
+        return self.billed_after - self.billed_before
+
+    @property
+    def date(self) -> str:
+        return f"{self.generated_at:%Y-%m-%d}"
+
+    def sentences(self, money: Callable[[Decimal], str]) -> tuple[str, str]:
+        """What the new version says, amounts formatted by `money`: (which statement
+        it replaces, the amount due before and after)."""
+        replaces = (
+            f"This statement replaces statement {self.number} "
+            f"(version {self.version}) of {self.date}."
+        )
+        if not self.change:
+            moved = "unchanged"
+        else:
+            moved = f"{'up' if self.change > 0 else 'down'} {money(abs(self.change))}"
+        amounts = (
+            f"Amount due was {money(self.billed_before)}, now {money(self.billed_after)} ({moved})."
+        )
+        return replaces, amounts
+
+
+@dataclass(frozen=True)
 class StatementData:
     """Everything one statement shows; its hash identifies the content."""
 
@@ -143,6 +182,12 @@ class StatementData:
     # (source, cost basis) of the statement's charges: 'billed' or 'amortised'.
     bases: tuple[tuple[str, str], ...] = ()
     conversions: tuple[Conversion, ...] = ()
+    # (source slug, display name) of the sources on the statement: what people read.
+    source_names: tuple[tuple[str, str], ...] = ()
+
+    def source_name(self, slug: str) -> str:
+        """A source's display name (its slug when it has none)."""
+        return dict(self.source_names).get(slug) or slug
 
     @property
     def list_total(self) -> Decimal:
@@ -185,11 +230,12 @@ class StatementData:
         return tuple(k for k in (DISCOUNT, SUBSIDY) if k in present)[:1] or (SUBSIDY,)
 
     def difference_percent(self, kind: str) -> Decimal | None:
-        """A difference as a percentage of list, one decimal; None without a list price."""
-        if not self.list_total:
-            return None
-        percent = self.difference(kind) * 100 / self.list_total
-        return percent.quantize(Decimal("0.1"), rounding=ROUNDING_MODE)
+        """A difference as a percentage of list, one decimal; None where a share
+        of list means nothing (see :func:`share_of_list`)."""
+        lines = [line for line in self.lines if line.difference == kind and not line.is_credit]
+        if any(line.billed < 0 or line.list_amount < 0 for line in lines):
+            return None  # a refund written as usage: its amount is not a reduction of list
+        return share_of_list(self.difference(kind), self.list_total)
 
     @property
     def is_empty(self) -> bool:
@@ -202,11 +248,12 @@ class StatementData:
 
     @property
     def discount_percent(self) -> Decimal | None:
-        """Discount as a percentage of list, one decimal; None without a list price."""
-        if not self.list_total:
+        """Discount and subsidy as a percentage of list, one decimal; None where
+        a share of list means nothing (see :func:`share_of_list`)."""
+        usage = [line for line in self.lines if not line.is_credit]
+        if any(line.billed < 0 or line.list_amount < 0 for line in usage):
             return None
-        percent = self.discount_total * 100 / self.list_total
-        return percent.quantize(Decimal("0.1"), rounding=ROUNDING_MODE)
+        return share_of_list(self.discount_total, self.list_total)
 
     @property
     def fund_org(self) -> str:
@@ -219,6 +266,7 @@ class StatementData:
         # out, and fields added later count only when they hold something.
         data = asdict(self)
         data.pop("bases")
+        data.pop("source_names")  # a renamed source is the same data
         for key in ("credits", "more_credits"):
             if not data[key]:
                 data.pop(key)
@@ -230,6 +278,16 @@ class StatementData:
             del data["conversions"]
         text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def share_of_list(difference: Decimal, list_total: Decimal) -> Decimal | None:
+    """`difference` as a percentage of `list_total`, one decimal, or None when the
+    percentage would mislead: no positive list price, or a difference below zero
+    or above the list price (credits or refunds in it; never "subsidy 324.5%")."""
+    if list_total <= 0 or difference < 0 or difference > list_total:
+        return None
+    percent = difference * 100 / list_total
+    return percent.quantize(Decimal("0.1"), rounding=ROUNDING_MODE)
 
 
 class ChargeDigest:

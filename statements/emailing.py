@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from billing.models import BillingPeriod, InstitutionSettings
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
-from statements.models import EmailLog, EmailStatement, Statement
+from statements.models import EmailLog, EmailStatement, Statement, StatementCharge
 
 log = logging.getLogger(__name__)
 
@@ -224,23 +224,53 @@ def build_message(email: EmailLog) -> EmailMultiAlternatives:
     )
     total = sum((s.billed_total for s in statements), Decimal(0))
     total_list = sum((s.list_total for s in statements), Decimal(0))
-    rows = [
-        {
-            "number": s.number,
-            "project_id": s.project.project_id if s.project else "",
-            "project_title": s.project.title if s.project else "",
-            "fund_org": s.fund_org,
-            "list": inst.format_money(s.list_total),
-            "discount": inst.format_money(s.discount_total),
-            "billed": inst.format_money(s.billed_total),
-        }
-        for s in statements
-    ]
+    replaced = {
+        old.superseded_by_id: old
+        for old in Statement.objects.filter(superseded_by__in=[s.pk for s in statements])
+    }
+    sources: dict[int, set[str]] = defaultdict(set)
+    for statement_id, name, slug in (
+        StatementCharge.objects.filter(statement__in=[s.pk for s in statements])
+        .values_list("statement_id", "charge__source__name", "charge__source__slug")
+        .distinct()
+    ):
+        sources[statement_id].add(name or slug)
+    rows = []
+    for s in statements:
+        old = replaced.get(s.pk)
+        revision = None
+        if old is not None:
+            replaces, amounts = s.replacing(old).sentences(inst.format_money)
+            revision = {
+                "number": old.number,
+                "version": old.version,
+                "replaces": replaces,
+                "amounts": amounts,
+            }
+        rows.append(
+            {
+                "number": s.number,
+                "project_id": s.project.project_id if s.project else "",
+                "project_title": s.project.title if s.project else "",
+                "fund_org": s.fund_org,
+                "sources": ", ".join(sorted(sources[s.pk])),
+                "list": inst.format_money(s.list_total),
+                "discount": inst.format_money(s.discount_total),
+                "billed": inst.format_money(s.billed_total),
+                "revision": revision,
+            }
+        )
+    revised = sum(1 for row in rows if row["revision"])
     context: dict[str, Any] = {
         "institution": inst,
         "pi": email.pi,
         "period": email.period.period,
         "statements": rows,
+        "revised": revised,
+        # which statements the total covers: every one in this email, by number and project
+        "covered": "; ".join(
+            f"{row['number']} {row['project_id'] or '(no project)'} {row['billed']}" for row in rows
+        ),
         "total": inst.format_money(total),
         "total_list": inst.format_money(total_list),
         # discount and subsidy only (credits are in the amount due, not a discount)
@@ -256,6 +286,8 @@ def build_message(email: EmailLog) -> EmailMultiAlternatives:
         institution=inst.name,
     )
     subject = " ".join(subject.split())[:300]  # one line, whatever the names hold
+    if revised and not email.resend:
+        subject = f"{subject} (revised)"
     if email.resend:
         subject = f"{subject} (copy)"
     message = EmailMultiAlternatives(

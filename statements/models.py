@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from billing.fields import MoneyField
 from billing.models import PI, BillingPeriod, Charge, Project
+from statements.building import Revision
 
 
 class Statement(models.Model):
@@ -92,6 +93,21 @@ class Statement(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+    def revision(self) -> Revision | None:
+        """What this version says about the one it replaces: None for a first version."""
+        replaced = Statement.objects.filter(superseded_by=self).first()
+        return None if replaced is None else self.replacing(replaced)
+
+    def replacing(self, replaced: Statement) -> Revision:
+        """What this version says about `replaced`, its previous version."""
+        return Revision(
+            number=replaced.number,
+            version=replaced.version,
+            generated_at=replaced.generated_at,
+            billed_before=replaced.billed_total,
+            billed_after=self.billed_total,
+        )
 
 
 class StatementCharge(models.Model):

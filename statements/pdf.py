@@ -37,7 +37,14 @@ from billing.currencies import describe
 from ingest.basis import DIFFERENCE_LABELS
 from ingest.basis import describe as describe_bases
 from openchargeback.money import format_money
-from statements.building import DISCOUNT, SUBSIDY, Remainder, Resource, StatementData
+from statements.building import (
+    DISCOUNT,
+    SUBSIDY,
+    Remainder,
+    Resource,
+    Revision,
+    StatementData,
+)
 
 INK = colors.HexColor("#1f2933")
 MUTED = colors.HexColor("#52606d")
@@ -286,6 +293,33 @@ def _header(data: StatementData, number: str) -> list[Any]:
     return [top, Spacer(1, 10), info, Spacer(1, 8)]
 
 
+AMBER = colors.HexColor("#8d5a00")
+NOTICE = colors.HexColor("#fff7e6")
+
+
+def _revision_notice(revision: Revision, money: _Money) -> list[Any]:
+    """A band under the header: which statement this one replaces, and the amounts."""
+    replaces, amounts = revision.sentences(money.plain)
+    box = Table(
+        [
+            [Paragraph("REVISED STATEMENT", ParagraphStyle("rl", parent=LABEL, textColor=AMBER))],
+            [Paragraph(f"{text(replaces)} {text(amounts)}", BASE)],
+        ],
+        colWidths=[BODY_WIDTH],
+    )
+    box.setStyle(
+        TableStyle(
+            [
+                ("BACKGROUND", (0, 0), (-1, -1), NOTICE),
+                ("LINEBEFORE", (0, 0), (0, -1), 3, AMBER),
+                ("TOPPADDING", (0, 0), (-1, 0), 6),
+                ("BOTTOMPADDING", (0, -1), (-1, -1), 7),
+            ]
+        )
+    )
+    return [box, Spacer(1, 8)]
+
+
 def _summary(data: StatementData, money: _Money) -> Table:
     """List price, the provider discount and/or institutional subsidy (each with
     its share of list), credits if any, and the amount due."""
@@ -340,7 +374,7 @@ def _columns(*widths: float) -> list[float]:
     return [*widths, BODY_WIDTH - sum(widths)]
 
 
-SERVICE_COLUMNS = _columns(0.9 * inch, 2.75 * inch, 1.1 * inch, 1.1 * inch)
+SERVICE_COLUMNS = _columns(1.45 * inch, 2.2 * inch, 1.1 * inch, 1.1 * inch)
 RESOURCE_COLUMNS = _columns(2.35 * inch, 1.45 * inch, 0.55 * inch, 0.95 * inch, 0.85 * inch)
 BOLD = "Helvetica-Bold"
 
@@ -408,7 +442,7 @@ def _service_table(data: StatementData, money: _Money) -> Table:
                 service.append(Line(f"incl. {shown}", size=7, color=MUTED))
         rows.append(
             [
-                cell([Line(line.source)], cols[0]),
+                cell([Line(data.source_name(line.source))], cols[0]),
                 cell(service, cols[1]),
                 *_amounts(amounts, cols[2:]),
             ]
@@ -531,11 +565,19 @@ def _credit_table(data: StatementData, money: _Money) -> Table:
 
 def basis_note(data: StatementData) -> str:
     """'Cost basis: billed cost.' or, per source when they differ, 'aws amortised ...'."""
-    return f"Cost basis: {describe_bases(data.bases)}."
+    bases = ((data.source_name(slug), basis) for slug, basis in data.bases)
+    return f"Cost basis: {describe_bases(bases)}."
 
 
-def render(data: StatementData, *, number: str, generated_at: datetime) -> bytes:
-    """The statement PDF; identical bytes for identical arguments."""
+def render(
+    data: StatementData,
+    *,
+    number: str,
+    generated_at: datetime,
+    revision: Revision | None = None,
+) -> bytes:
+    """The statement PDF; identical bytes for identical arguments. A `revision`
+    (the statement this version replaces) is named under the header."""
     money = _Money(data)
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(
@@ -552,6 +594,8 @@ def render(data: StatementData, *, number: str, generated_at: datetime) -> bytes
         invariant=1,
     )
     story: list[Any] = _header(data, number)
+    if revision is not None:
+        story += _revision_notice(revision, money)
     story += [_summary(data, money), Paragraph("Charges by service", H2), Spacer(1, 4)]
     story.append(_service_table(data, money))
     rounding = data.exact_billed - data.billed_total

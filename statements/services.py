@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, QuerySet, Sum
 from django.utils import timezone
 
-from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project
+from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project, Source
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
 from ingest.basis import category_label, difference_kind
 from ingest.ratecard import rate_card_sources
@@ -139,6 +139,11 @@ def _statement_data(
         digests[(pi_id, project_id)].add(charge_id)
 
     conversions = _conversions(charges)
+    names = dict(
+        Source.objects.filter(
+            slug__in={line[0] for group in lines.values() for line in group}
+        ).values_list("slug", "name")
+    )
     pis = PI.objects.in_bulk({key[0] for key in lines})
     projects = Project.objects.in_bulk({key[1] for key in lines if key[1] is not None})
     result = {}
@@ -164,6 +169,9 @@ def _statement_data(
             more_credits=more_credits,
             bases=tuple(sorted(bases[key])),
             conversions=tuple(conversions.get(key, ())),
+            source_names=tuple(
+                sorted((slug, names.get(slug, slug)) for slug in {line[0] for line in group_lines})
+            ),
         )
     return result
 
@@ -296,14 +304,17 @@ def _check_period(period: BillingPeriod, *, allow_pending: bool, pending: int) -
     if period.status == BillingPeriod.Status.OPEN:
         raise BillingError(
             f"period {period.period} is open: close it first "
-            f"(openchargeback periods close {period.period})"
+            f"(openchargeback periods close {period.period})",
+            web=f"period {period.period} is open: close it first (Close, on the period's page)",
         )
     if period.status == BillingPeriod.Status.FINALIZED:
         raise BillingError(f"period {period.period} is finalized: its statements are permanent")
     if pending and not allow_pending:
         raise BillingError(
             f"period {period.period} has {count(pending, 'charge')} pending review: "
-            "review them, or pass --allow-pending to leave them out of the statements"
+            "review them, or pass --allow-pending to leave them out of the statements",
+            web=f"period {period.period} has {count(pending, 'charge')} pending review: "
+            "review them, or tick “Leave charges pending review out”",
         )
 
 
@@ -518,7 +529,12 @@ def render_statement(statement_id: int, *, data: StatementData | None = None) ->
         found = _statement_data(charges, period=statement.period.period, inst=institution())
         data = found[(statement.pi_id, statement.project_id)]
     try:
-        content = pdf.render(data, number=statement.number, generated_at=statement.generated_at)
+        content = pdf.render(
+            data,
+            number=statement.number,
+            generated_at=statement.generated_at,
+            revision=statement.revision(),
+        )
     except Exception as exc:  # a rendering bug must not stop the other statements
         log.exception("statement %s failed to render", statement.number)
         Statement.objects.filter(pk=statement.pk).update(

@@ -112,8 +112,16 @@ def live_db(transactional_db: None) -> Iterator[None]:
 
 @pytest.fixture
 def defaults(db: None) -> None:
-    """Default sources, tag mapping and rules (re-seeded after a flush)."""
+    """Default sources, tag mapping and rules (re-seeded after a flush), with
+    the accounting a site sets up before its first close: every default source
+    credits its own fund/org, and charges with no account code book to 740000."""
+    from journals.models import JournalSettings
+
     seed_defaults()
+    for source in Source.objects.filter(credit_fund_org=""):
+        source.credit_fund_org = "RCI-" + source.slug.upper().replace("_", "-")
+        source.save(update_fields=["credit_fund_org"])
+    JournalSettings.objects.update_or_create(pk=1, defaults={"default_account": "740000"})
 
 
 @pytest.fixture

@@ -105,7 +105,11 @@ def _allowed(role: str, minimum: str) -> bool:
 
 @pytest.fixture
 def world(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> None:
-    rows = [focus_row(resource="odd", pi=""), focus_row(resource="fine", billed="2.00")]
+    rows = [
+        focus_row(resource="odd", pi=""),  # who pays is unknown: not approvable as is
+        focus_row(resource="big", billed="12000.00"),  # large: a look, then approvable
+        focus_row(resource="fine", billed="2.00"),
+    ]
     import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     PatternRule.objects.get_or_create(name="test", defaults={"pattern": "^test-"})
     FundOrgPattern.objects.get_or_create(pattern=r"[A-Z]+-[A-Z]+-\d{4}")
@@ -212,8 +216,12 @@ def test_review_actions(world: None, role: str) -> None:
     assert not approved
     approvals = AuditEvent.objects.filter(action="charge.approve").count()
     if _allowed(role, REVIEWER):
-        assert approvals == len(pending)
-        assert AuditEvent.objects.filter(action="charge.reset").count() == len(pending)
+        approvable = Charge.objects.filter(pk__in=pending, resource_id="big")
+        assert approvals == approvable.count() == 1
+        assert AuditEvent.objects.filter(action="charge.reset").count() == 1
+        assert not AuditEvent.objects.filter(
+            action="charge.approve", object_id=str(Charge.objects.get(resource_id="odd").pk)
+        ).exists()
     else:
         assert approvals == 0
         assert Charge.objects.filter(pk__in=pending, reviewed_by="").count() == len(pending)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.admin import helpers
+from django.core.management import CommandError, call_command
 
 from billing.models import PI, AuditEvent, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
@@ -28,6 +32,17 @@ def queue(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> list
     )
 
 
+@pytest.fixture
+def checkable(queue: list[int], focus_file: Callable[..., Path], actor: Actor) -> list[int]:
+    """Two large charges: flagged for a look, but who pays is right (approvable)."""
+    rows = [focus_row(resource=f"big-{i}", billed=f"1200{i}.00") for i in range(1, 3)]
+    path = focus_file(rows, name="aws_2025-01-large.csv")
+    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    big = Charge.objects.filter(resource_id__startswith="big-").order_by("pk")
+    assert all(c.flag_reasons == ["large_charge"] for c in big)
+    return list(big.values_list("pk", flat=True))
+
+
 def test_viewer_sees_the_queue_without_actions(queue: list[int]) -> None:
     viewer = role_client(VIEWER)
     response = viewer.get(URL + "?review_state__exact=pending")
@@ -41,20 +56,20 @@ def test_viewer_sees_the_queue_without_actions(queue: list[int]) -> None:
 
 
 @pytest.mark.parametrize("role", [REVIEWER, BILLING_ADMIN])
-def test_reviewer_approves_from_the_queue(queue: list[int], role: str) -> None:
+def test_reviewer_approves_from_the_queue(checkable: list[int], role: str) -> None:
     client = role_client(role)
     assert b"Approve selected charges" in client.get(URL).content
     response = client.post(
         URL,
         {
             "action": "approve",
-            helpers.ACTION_CHECKBOX_NAME: queue[:2],
+            helpers.ACTION_CHECKBOX_NAME: checkable,
             "index": 0,
             "note": "checked with the PI",
         },
     )
     assert response.status_code == 302
-    approved = Charge.objects.filter(review_state="approved", pk__in=queue)
+    approved = Charge.objects.filter(review_state="approved", pk__in=checkable)
     assert approved.count() == 2
     assert {c.review_note for c in approved} == {"checked with the PI"}
     events = AuditEvent.objects.filter(action="charge.approve")
@@ -88,20 +103,69 @@ def test_reject_goes_through_a_confirmation_page_with_a_note(queue: list[int]) -
     assert set(rejected.values_list("review_note", flat=True)) == {"test resources, not billable"}
 
 
-def test_everything_matching_the_filter_is_reviewed_without_a_cap(queue: list[int]) -> None:
+def test_everything_matching_the_filter_is_reviewed_without_a_cap(checkable: list[int]) -> None:
     client = role_client(REVIEWER)
     response = client.post(
-        URL + "?reason=missing_pi",
+        URL + "?reason=large_charge",
         {
             "action": "approve",
-            helpers.ACTION_CHECKBOX_NAME: queue[:1],
+            helpers.ACTION_CHECKBOX_NAME: checkable[:1],
             "select_across": "1",
             "index": 0,
         },
     )
     assert response.status_code == 302
-    assert Charge.objects.filter(review_state="pending").count() == 0
+    assert Charge.objects.filter(pk__in=checkable, review_state="approved").count() == 2
     assert Charge.objects.get(resource_id="fine").reviewed_by == ""  # not part of the filter
+
+
+def test_approving_charges_whose_attribution_is_wrong_leaves_them_pending_with_a_link(
+    checkable: list[int], queue: list[int]
+) -> None:
+    client = role_client(REVIEWER)
+    response = client.post(
+        URL,
+        {"action": "approve", helpers.ACTION_CHECKBOX_NAME: [*queue[:3], *checkable], "index": 0},
+        follow=True,
+    )
+    messages = [str(m) for m in response.context["messages"]]
+    assert messages[0] == "Approved 2 charges."
+    assert messages[1].startswith(
+        "Left pending: 3 charges need their attribution fixed (3 Missing PI): fix or reject them"
+    )
+    link = re.search(r'href="([^"]+)"', messages[1])
+    assert link is not None
+    listed = client.get(html.unescape(link.group(1))).context["cl"].result_list
+    assert sorted(c.pk for c in listed) == sorted(queue[:3])
+    assert Charge.objects.filter(pk__in=queue[:3], review_state="pending").count() == 3
+    assert AuditEvent.objects.filter(action="charge.approve").count() == 2
+    # All of them blocked: nothing approved, and said once.
+    again = client.post(
+        URL, {"action": "approve", helpers.ACTION_CHECKBOX_NAME: queue[:3], "index": 0}, follow=True
+    )
+    messages = [str(m) for m in again.context["messages"]]
+    assert len(messages) == 1 and messages[0].startswith("Nothing was approved: 3 charges need")
+
+
+def test_review_approve_on_the_command_line_says_what_it_left(
+    checkable: list[int], queue: list[int], capsys: Any
+) -> None:
+    call_command("review", "approve", "--period", "2025-01", "--user", "ops")
+    out = capsys.readouterr().out.strip()
+    assert out == (
+        "Approve: 2 charges changed. Left pending: 3 charges need their attribution fixed "
+        "(3 Missing PI): fix or reject them (openchargeback review list --period 2025-01 "
+        "--reason blocking)."
+    )
+    listed = Charge.objects.filter(review_state="pending")
+    assert sorted(listed.values_list("pk", flat=True)) == sorted(queue[:3])
+    with pytest.raises(CommandError) as caught:
+        call_command("review", "approve", "--period", "2025-01", "--reason", "blocking")
+    assert caught.value.returncode == 1
+    assert str(caught.value) == (
+        "3 charges need their attribution fixed (3 Missing PI): fix or reject them; "
+        "nothing was approved"
+    )
 
 
 def test_reason_filter_lists_only_matching_charges(queue: list[int]) -> None:

@@ -314,10 +314,11 @@ def test_statements_and_emails_lists_at_1400_and_800_px(
 ) -> None:
     """With statements generated and emailed (long PI names and emails), the
     lists fit 1400 px; at 800 px the page keeps still and the table scrolls."""
-    from billing.services import period_close
+    from billing.services import period_close, source_set
     from statements.services import statements_generate
 
     actor = Actor("setup", "cli")
+    source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
     pending = Charge.objects.filter(review_state="pending")
     charges_review(
         charges=pending.filter(resource_id__startswith="orphan"),

@@ -80,6 +80,7 @@ def flagged(db: None, defaults: None, focus_file: Callable[..., Path], actor: Ac
     rows = [
         focus_row(resource="bad-email", billed="1234.50", pi="yuki@", fund_org="TBD"),
         focus_row(resource="fine", billed="9.00"),
+        focus_row(resource="big", billed="12000.00"),  # large, but who pays is right
     ]
     import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     return Charge.objects.get(resource_id="bad-email")
@@ -104,28 +105,57 @@ def test_page_says_who_what_how_much_and_why(flagged: Charge) -> None:
 
 @pytest.mark.django_db
 def test_buttons_by_role(flagged: Charge) -> None:
-    reviewer = role_client(REVIEWER).get(URL.format(flagged.pk)).content.decode()
+    big = Charge.objects.get(resource_id="big")
+    reviewer = role_client(REVIEWER).get(URL.format(big.pk)).content.decode()
     assert 'value="approve"' in reviewer and 'value="reject"' in reviewer
-    admin = role_client(BILLING_ADMIN).get(URL.format(flagged.pk)).content.decode()
-    assert f"/{flagged.pk}/fix/" in admin and 'value="approve"' in admin
+    admin = role_client(BILLING_ADMIN).get(URL.format(big.pk)).content.decode()
+    assert f"/{big.pk}/fix/" in admin and 'value="approve"' in admin
 
 
 @pytest.mark.django_db
 def test_approve_and_reject_from_the_page_and_history(flagged: Charge) -> None:
     client = role_client(REVIEWER)
-    review = f"/admin/billing/charge/{flagged.pk}/review/"
+    big = Charge.objects.get(resource_id="big")
+    assert big.flag_reasons == ["large_charge"]
+    review = f"/admin/billing/charge/{big.pk}/review/"
     assert client.get(review).status_code == 405
     client.post(review, {"review": "reject", "note": ""})
-    flagged.refresh_from_db()
-    assert flagged.review_state == "pending"  # a rejection needs a note
+    big.refresh_from_db()
+    assert big.review_state == "pending"  # a rejection needs a note
     done = client.post(review, {"review": "approve", "note": "checked with Yuki"})
-    assert done.status_code == 302 and done["Location"] == URL.format(flagged.pk)
-    flagged.refresh_from_db()
-    assert flagged.review_state == "approved" and flagged.review_note == "checked with Yuki"
-    assert AuditEvent.objects.filter(action="charge.approve", object_id=str(flagged.pk)).exists()
-    html = client.get(URL.format(flagged.pk)).content.decode()
+    assert done.status_code == 302 and done["Location"] == URL.format(big.pk)
+    big.refresh_from_db()
+    assert big.review_state == "approved" and big.review_note == "checked with Yuki"
+    assert AuditEvent.objects.filter(action="charge.approve", object_id=str(big.pk)).exists()
+    html = client.get(URL.format(big.pk)).content.decode()
     assert "Approved." in html and "“checked with Yuki”" in html
     assert html.index("Approved.") < html.index("imported from")
+
+
+@pytest.mark.django_db
+def test_a_charge_with_a_wrong_attribution_offers_no_approve(flagged: Charge) -> None:
+    client = role_client(REVIEWER)
+    html = client.get(URL.format(flagged.pk)).content.decode()
+    assert 'value="approve"' not in html and 'value="reject"' in html
+    assert (
+        "Not approvable as it is (Invalid PI email, Invalid fund/org, Project belongs to "
+        "another PI)" in html
+    )
+    assert "fix the attribution or reject it." in html
+    # Posted by hand, approve is refused and says why, with a link to the charges.
+    done = client.post(
+        f"/admin/billing/charge/{flagged.pk}/review/", {"review": "approve"}, follow=True
+    )
+    flagged.refresh_from_db()
+    assert flagged.review_state == "pending"
+    messages = [str(m) for m in done.context["messages"]]
+    assert len(messages) == 1
+    assert messages[0].startswith(
+        "Nothing was approved: 1 charge needs its attribution fixed (1 Invalid PI email, "
+        "1 Invalid fund/org, 1 Project belongs to another PI): fix or reject it"
+    )
+    assert "reason=blocking" in messages[0]
+    assert not AuditEvent.objects.filter(action="charge.approve").exists()
 
 
 @pytest.mark.django_db

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from django.core.management import call_command
 
 from billing.models import PI, Charge, FlagRule, Project, Source, TagMapping
 from billing.seed import seed_defaults
-from openchargeback.cli import _alias
+from openchargeback.cli import _alias, _summary, version
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,3 +189,71 @@ def test_failed_logins_are_throttled(db: None, client: object) -> None:
         "/admin/login/?next=/admin/", {"username": "rita", "password": "right-password-123"}
     )
     assert locked.status_code == 429
+
+
+def test_help_lists_the_products_commands_with_descriptions_first(tmp_path: Path) -> None:
+    done = _run(["--help"], {"DEBUG": "true", "COLUMNS": "100"}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"Usage: openchargeback COMMAND [options]   (OpenChargeback {version()})"
+    ours = lines.index("OpenChargeback commands:")
+    django_own = lines.index("Django's commands (site and database administration):")
+    assert ours < django_own
+    product = "\n".join(lines[ours:django_own])
+    for heading in ("Import", "Periods, review, sources and rates", "Statements and emails"):
+        assert f"\n  {heading}\n" in product
+    # each product command on one line with the first sentence of its help
+    assert re.search(
+        r"^    periods +Billing periods: list, open, close, reopen, finalize\.$", product, re.M
+    )
+    assert re.search(
+        r"^    export-journal +Export a closed period's general-ledger journal", product, re.M
+    )
+    assert re.search(r"^    ingest +Import FOCUS billing files", product, re.M)
+    assert re.search(r"^    backup +Write a backup", product, re.M)
+    assert "migrate" not in product and "runserver" not in product
+    theirs = "\n".join(lines[django_own:])
+    assert re.search(r"^    migrate +Updates database schema", theirs, re.M)
+    assert "periods" not in theirs
+    assert all(len(line) <= 100 for line in lines)
+    # `help` alone is the same list; `help COMMAND` is still the command's own help
+    assert _run(["help"], {"DEBUG": "true", "COLUMNS": "100"}, tmp_path).stdout == done.stdout
+    periods = _run(["help", "periods"], {"DEBUG": "true"}, tmp_path)
+    assert periods.returncode == 0 and "usage: " in periods.stdout and "finalize" in periods.stdout
+
+
+def test_help_without_a_configuration_still_lists_the_commands(tmp_path: Path) -> None:
+    done = _run(["--help"], {}, tmp_path)  # no SECRET_KEY, no DEBUG
+    assert done.returncode == 0, done.stderr
+    assert "periods" in done.stdout and "export-journal" in done.stdout
+    assert "Configuration error: SECRET_KEY is not set" in done.stdout
+
+
+def test_version_is_the_products(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    import django
+
+    done = _run(["--version"], {}, tmp_path)  # needs no configuration
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{metadata.version('openchargeback')}\n"
+    assert done.stdout.strip() != django.get_version()
+    command = _run(["periods", "--version"], {"DEBUG": "true"}, tmp_path)
+    assert command.returncode == 0 and command.stdout == done.stdout
+    # a source tree run without installing: the version in pyproject.toml
+    import tomllib
+
+    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+    def missing(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    assert version() == expected
+
+
+def test_a_long_description_is_cut_to_one_line() -> None:
+    assert _summary("Do a thing. Then more.", 40) == "Do a thing."
+    assert _summary("Do   a\n  thing", 40) == "Do a thing"
+    cut = _summary("Import every file waiting in the inbox, then move it", 30)
+    assert cut == "Import every file waiting..." and len(cut) <= 30

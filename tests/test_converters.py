@@ -385,7 +385,9 @@ def test_a_missing_file_and_a_bad_period_are_reported(tmp_path: Path) -> None:
 # --- One statement, three kinds of usage --------------------------------------------------
 
 
-def test_hpc_and_storage_appear_on_the_same_statement_as_cloud_charges(tmp_path: Path) -> None:
+def test_hpc_and_storage_appear_on_the_same_statement_as_cloud_charges(
+    tmp_path: Path, defaults: None
+) -> None:
     rate("cpu", "standard", "0.01", subsidy_percent="25")
     rate("storage", "standard", "5", free_allowance="1", subsidy_percent="50")
     mapped("slurm", "chem", "chem-101")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -462,6 +463,89 @@ def test_credits_are_itemised_never_folded_into_other_resources(
     assert "135 other resources" in text
     assert "PROVIDER DISCOUNT" in text and "INSTITUTIONAL SUBSIDY" not in text
     assert "Cost basis: billed cost." in text
+
+
+def _statement_of(*lines: tuple[str, str, str, str, str]) -> Any:
+    """StatementData from (service, category, list, billed, difference kind) lines."""
+    from statements.building import Institution, StatementData, build_lines
+
+    return StatementData(
+        period="2025-01",
+        pi_email="ada@example.edu",
+        pi_name="Ada",
+        project_id="proj-a",
+        project_title="",
+        fund_orgs=("NSF-BIO-2024",),
+        lines=build_lines(
+            ("aws", service, 1, Decimal(lst), Decimal(billed), category, kind)
+            for service, category, lst, billed, kind in lines
+        ),
+        resources=(),
+        remainder=None,
+        charge_ids_digest="",
+        charge_count=len(lines),
+        institution=Institution(name="Research Computing"),
+    )
+
+
+def test_a_share_of_list_is_shown_only_where_it_means_something() -> None:
+    from statements.building import share_of_list
+
+    assert share_of_list(Decimal("25.00"), Decimal("100.00")) == Decimal("25.0")
+    assert share_of_list(Decimal("100.00"), Decimal("100.00")) == Decimal("100.0")
+    assert share_of_list(Decimal("0.00"), Decimal("100.00")) == Decimal("0.0")
+    assert share_of_list(Decimal("324.50"), Decimal("100.00")) is None  # above the list price
+    assert share_of_list(Decimal("-5.00"), Decimal("100.00")) is None  # a markup, not a share
+    assert share_of_list(Decimal("5.00"), Decimal("0.00")) is None
+    assert share_of_list(Decimal("5.00"), Decimal("-10.00")) is None
+
+    plain = _statement_of(("EC2", "", "80.00", "60.00", "subsidy"))
+    assert plain.difference_percent("subsidy") == Decimal("25.0")
+    assert plain.discount_percent == Decimal("25.0")
+    # A refund written as usage (list 0, billed -224.50) makes list minus billed
+    # 244.50 on a list price of 100: no "subsidy 244.5%".
+    refund = _statement_of(
+        ("EC2", "", "100.00", "80.00", "subsidy"), ("Refund", "", "0", "-224.50", "subsidy")
+    )
+    assert refund.difference("subsidy") == Decimal("244.50")
+    assert refund.difference_percent("subsidy") is None
+    assert refund.discount_percent is None
+    # A credit alone: no list price, no percentage of it.
+    credit_only = _statement_of(("Credit", "Credit", "0", "-50.00", "discount"))
+    assert credit_only.difference_percent("discount") is None
+    assert credit_only.discount_percent is None
+    # A credit beside usage stays out of the share (it is listed as a credit).
+    with_credit = _statement_of(
+        ("EC2", "", "10.00", "5.00", "discount"), ("Credit", "Credit", "0", "-32.45", "discount")
+    )
+    assert with_credit.difference_percent("discount") == Decimal("50.0")
+
+
+@pytest.mark.parametrize(
+    ("lines", "shown"),
+    [
+        ((("EC2", "", "80.00", "60.00", "subsidy"),), "(25.0%)"),
+        (
+            (("EC2", "", "100.00", "80.00", "subsidy"), ("Refund", "", "0", "-224.50", "subsidy")),
+            None,
+        ),
+        ((("Credit", "Credit", "0", "-50.00", "discount"),), None),
+    ],
+)
+def test_the_pdf_prints_no_meaningless_percentage(
+    lines: tuple[tuple[str, str, str, str, str], ...], shown: str | None
+) -> None:
+    from datetime import UTC, datetime
+
+    from statements import pdf
+    from tests.test_statements import _pdf_strings
+
+    data = _statement_of(*lines)
+    text = _pdf_strings(
+        pdf.render(data, number="2025-01-0001-v1", generated_at=datetime(2025, 2, 1, tzinfo=UTC))
+    )
+    assert re.findall(r"\(?-?[\d.,]+%\)?", text) == ([shown] if shown else [])
+    assert "%" in text if shown else "%" not in text
 
 
 def test_categories_are_labelled_and_kept_apart_from_usage(

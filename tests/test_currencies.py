@@ -296,7 +296,10 @@ def test_finalize_is_blocked_by_approved_charges_without_a_rate(
 ) -> None:
     """Data approved before currencies were enforced cannot be finalized as is."""
     Charge.objects.update(review_state="approved")
-    period_close(period="2025-01", actor=actor)
+    with pytest.raises(BillingError, match=r"cannot be closed: 1 approved charge in another"):
+        period_close(period="2025-01", actor=actor)
+    # A month closed before closing checked currencies:
+    BillingPeriod.objects.filter(period="2025-01").update(status="closed")
     problems = finalize_blockers(BillingPeriod.objects.get(period="2025-01"))
     assert any(
         p.startswith("1 approved charge in another currency without an exchange rate (EUR 2025-01)")
@@ -352,9 +355,11 @@ def test_statements_without_conversions_hash_as_before(month: str) -> None:
     import hashlib
 
     # The hash of the release before conversions: labels (the cost basis, what a
-    # difference is called) and empty later fields (credits, categories) left out.
+    # difference is called, the sources' display names) and empty later fields
+    # (credits, categories) left out.
     without = dataclasses.asdict(data)
-    del without["conversions"], without["bases"]
+    assert without["source_names"] == (("aws", "Amazon Web Services"),)
+    del without["conversions"], without["bases"], without["source_names"]
     for key in ("credits", "more_credits"):
         if not without[key]:
             del without[key]

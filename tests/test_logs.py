@@ -55,7 +55,7 @@ def test_commands_and_audit_events_log_json_lines(tmp_path: Path) -> None:
     assert command["command"] == "periods" and command["status"] == 0
     assert command["level"] == "info" and "duration_ms" in command and "time" in command
 
-    refused = _cli(tmp_path, "periods", "finalize", "2025-05", fmt="keyvalue")
+    refused = _cli(tmp_path, "periods", "finalize", "2025-05", "--yes", fmt="keyvalue")
     assert refused.returncode == 1
     line = next(x for x in refused.stderr.splitlines() if "event=command" in x)
     assert "command=periods" in line and "status=1" in line

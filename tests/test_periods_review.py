@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,13 @@ def test_pending_charges_block_closing_with_a_clear_message(month: Path, actor: 
 def test_review_approve_by_period_then_close(
     month: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The two without a PI cannot be approved as they are: fixed, they are.
+    with pytest.raises(CommandError, match=r"^2 charges need their attribution fixed"):
+        call_command("review", "approve", "--period", "2025-01", "--user", "rita", "--json")
+    call_command("review", "fix", "--period", "2025-01", "--pi", "ada@example.edu", "--json")
+    assert json.loads(capsys.readouterr().out)["approved"] == 2
+    call_command("review", "reset", "--period", "2025-01", "--id", *_odd_ids())
+    capsys.readouterr()
     call_command("review", "approve", "--period", "2025-01", "--user", "rita", "--json")
     assert json.loads(capsys.readouterr().out) == {"action": "approve", "changed": 2}
     events = AuditEvent.objects.filter(action="charge.approve")
@@ -68,11 +76,17 @@ def test_review_approve_by_period_then_close(
     assert AuditEvent.objects.get(action="period.close").actor == "carl"
 
 
+def _odd_ids() -> list[str]:
+    return [
+        str(pk)
+        for pk in Charge.objects.filter(resource_id__startswith="odd").values_list("pk", flat=True)
+    ]
+
+
 def test_ingest_into_a_closed_period_is_refused(
     month: Path, actor: Actor, focus_file: Callable[..., Path]
 ) -> None:
-    charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
-    period_close(period="2025-01", actor=actor)
+    period_close(period="2025-01", actor=actor, allow_pending=True)
     with pytest.raises(IngestError, match="closed"):
         import_file(
             path=focus_file([focus_row(resource="late")], name="late.csv"),
@@ -147,8 +161,10 @@ def test_reject_needs_a_note_and_reset_returns_to_pending(
 
 
 def test_review_again_changes_nothing(month: Path, actor: Actor) -> None:
+    ok = Charge.objects.filter(resource_id__startswith="ok")
+    assert charges_review(charges=ok, action="reset", actor=actor) == 2
     assert charges_review(charges=Charge.objects.all(), action="approve", actor=actor) == 2
-    assert charges_review(charges=Charge.objects.all(), action="approve", actor=actor) == 0
+    assert charges_review(charges=ok, action="approve", actor=actor) == 0
     assert AuditEvent.objects.filter(action="charge.approve").count() == 2
 
 
@@ -242,3 +258,76 @@ def test_fix_attribution_refuses_bad_input_and_locked_periods(month: Path, actor
     period_close(period="2025-01", actor=actor, allow_pending=True)
     with pytest.raises(BillingError, match="not open"):
         charges_fix_attribution(charges=Charge.objects.all(), actor=actor, fund_org="NSF-X-1")
+
+
+class _Answer(io.StringIO):
+    """What a user types at a terminal (or, with tty=False, what a pipe holds)."""
+
+    def __init__(self, text: str, *, tty: bool = True) -> None:
+        super().__init__(text)
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.fixture
+def finalizable(month: Path, actor: Actor) -> str:
+    charges_review(charges=Charge.objects.all(), action="reject", actor=actor, note="test data")
+    period_close(period="2025-01", actor=actor)
+    assert finalize_blockers(BillingPeriod.objects.get(period="2025-01")) == []
+    return "2025-01"
+
+
+def _finalize(*args: str, stdin: io.StringIO | None = None) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("periods", "finalize", *args, stdin=stdin, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def _status() -> str:
+    return BillingPeriod.objects.get(period="2025-01").status
+
+
+def test_finalize_asks_for_the_period_again(finalizable: str) -> None:
+    out, err = _finalize(finalizable, "--user", "ann", stdin=_Answer("2025-01\n"))
+    assert (
+        "Finalizing 2025-01 is permanent: its 0 charges (billed $0.00; 4 rejected charges)" in err
+    )
+    assert err.rstrip().endswith("Type the period (2025-01) to finalize it:")
+    assert out.strip() == "Period 2025-01 is finalized."
+    assert _status() == "finalized"
+    assert AuditEvent.objects.get(action="period.finalize").actor == "ann"
+
+
+@pytest.mark.parametrize(("typed", "said"), [("2025-02\n", "'2025-02'"), ("", "nothing")])
+def test_finalize_refuses_a_wrong_answer(finalizable: str, typed: str, said: str) -> None:
+    with pytest.raises(CommandError) as caught:
+        _finalize(finalizable, stdin=_Answer(typed))
+    assert str(caught.value) == f"2025-01 not finalized: you typed {said}, not 2025-01"
+    assert _status() == "closed"
+    assert not AuditEvent.objects.filter(action="period.finalize").exists()
+
+
+def test_finalize_without_a_terminal_needs_yes(finalizable: str) -> None:
+    with pytest.raises(CommandError, match=r"not a terminal.*pass --yes") as caught:
+        _finalize(finalizable, stdin=_Answer("2025-01\n", tty=False))
+    assert "\n" not in str(caught.value)
+    assert _status() == "closed"
+    assert not AuditEvent.objects.filter(action="period.finalize").exists()
+
+
+def test_finalize_yes_asks_nothing(finalizable: str) -> None:
+    out, err = _finalize(finalizable, "--yes", "--json", stdin=_Answer("", tty=False))
+    assert json.loads(out) == {"period": "2025-01", "status": "finalized"}
+    assert err == ""
+    assert _status() == "finalized"
+
+
+def test_finalize_that_would_be_refused_asks_nothing(month: Path) -> None:
+    """An open period (or one with blockers) is refused with its reasons, no prompt."""
+    with pytest.raises(CommandError, match="open; close it first"):
+        _finalize("2025-01", stdin=_Answer("", tty=False))
+    with pytest.raises(CommandError, match="not a month"):
+        _finalize("2025-13", stdin=_Answer("", tty=False))
+    assert _status() == "open"

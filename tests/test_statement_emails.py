@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,84 @@ def test_sending_again_sends_nothing_and_new_versions_are_sent_once(
     assert v2.version == 2
     assert [a[0] for a in mail.outbox[-1].attachments] == [f"{v2.number}.pdf"]
     assert EmailStatement.objects.filter(statement__pi__email="bob@example.edu").count() == 2
+
+    # v2 says what it replaces, when, and the amount due before and after
+    v1 = Statement.objects.get(superseded_by=v2)
+    sent: Any = mail.outbox[-1]  # EmailMultiAlternatives
+    assert sent.subject.endswith("$4.33 due (revised)")
+    replaces = (
+        f"This statement replaces statement {v1.number} (version 1) of {v1.generated_at:%Y-%m-%d}."
+    )
+    amounts = "Amount due was $3.33, now $4.33 (up $1.00)."
+    body = " ".join(sent.body.split())
+    assert f"{v2.number} proj-c (revised)" in body
+    assert f"{replaces} {amounts}" in body
+    assert f"Total due for the 1 statement in this email ({v2.number} proj-c $4.33): $4.33" in body
+    html = " ".join(sent.alternatives[0][0].split())
+    assert f"{replaces} {amounts}" in html and "Revised</strong>" in html
+    assert "Sources: Amazon Web Services" in body and "Amazon Web Services" in html
+    shown = " ".join(_pdf_text(sent.attachments[0][1]).split())
+    assert f"REVISED STATEMENT {replaces} {amounts}" in shown
+    assert "Amazon Web Services" in shown
+    # the first email said nothing of revisions
+    first: Any = next(m for m in mail.outbox if m.to == ["bob@example.edu"])
+    assert "revised" not in first.subject and "replaces" not in first.body
+    assert "REVISED" not in _pdf_text(first.attachments[0][1])
+
+
+def _pdf_text(content: bytes) -> str:
+    """The words of a PDF as a reader sees them (lines joined)."""
+    import subprocess
+
+    done = subprocess.run(
+        ["pdftotext", "-layout", "-", "-"], input=content, capture_output=True, check=True
+    )
+    return done.stdout.decode()
+
+
+def test_an_email_total_names_every_statement_it_covers(
+    month: str, actor: Actor, focus_file: Callable[..., Path]
+) -> None:
+    """A revised statement and a new one in one email: the total is theirs, each named."""
+    _generate_and_send(month, actor)
+    period_reopen(period=month, actor=actor, reason="late usage")
+    rows = [
+        focus_row(resource="ada-late", project="proj-b", billed="19.25"),
+        focus_row(resource="ada-new", project="proj-d", billed="7.10", list_cost="10.00"),
+    ]
+    import_file(
+        path=focus_file(rows, name="aws_late_2025-01.csv"),
+        source=Source.objects.get(slug="aws"),
+        actor=actor,
+    )
+    charges_review(
+        charges=Charge.objects.filter(review_state="pending"), action="approve", actor=actor
+    )
+    period_close(period=month, actor=actor)
+    assert [o.status for o in _generate_and_send(month, actor)] == ["sent"]
+    sent: Any = mail.outbox[-1]  # EmailMultiAlternatives
+    assert sent.to == ["ada@example.edu"]
+    b2 = Statement.objects.get(project__project_id="proj-b", superseded_at=None)
+    b1 = Statement.objects.get(superseded_by=b2)
+    d1 = Statement.objects.get(project__project_id="proj-d")
+    assert (b2.version, d1.version, b1.billed_total, b2.billed_total, d1.billed_total) == (
+        2,
+        1,
+        Decimal("80.75"),
+        Decimal("100.00"),
+        Decimal("7.10"),
+    )
+    body = " ".join(sent.body.split())
+    assert "1 of them is a revised statement" in body
+    assert (
+        f"Total due for the 2 statements in this email ({b2.number} proj-b $100.00; "
+        f"{d1.number} proj-d $7.10): $107.10"
+    ) in body
+    assert "Amount due was $80.75, now $100.00 (up $19.25)." in body
+    assert body.count("replaces statement") == 1  # the new statement replaces nothing
+    assert sent.subject.endswith("$107.10 due (revised)")
+    html = sent.alternatives[0][0]
+    assert "Total due for the 2 statements in this email" in html and "$107.10" in html
 
 
 def test_a_task_run_twice_sends_once(month: str, actor: Actor) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -223,7 +224,8 @@ _amount = st.decimals(
 _charge = st.fixed_dictionaries(
     {
         "pi": st.sampled_from(["ada@example.edu", "bob@example.edu", "cy@example.edu"]),
-        "project": st.sampled_from(["p-1", "p-2", "p-3", ""]),
+        # (a charge without a project is fixed or rejected, never billed as is)
+        "project": st.sampled_from(["p-1", "p-2", "p-3"]),
         "source": st.sampled_from(["aws", "azure", "gcp"]),
         "service": st.sampled_from(["Compute", "Storage", "GPU"]),
         "billed": _amount,
@@ -309,3 +311,28 @@ def test_the_job_settings_are_checked(
 
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, **change}
     assert [e.id for e in check_q_cluster()] == ([error] if error else [])
+
+
+def test_statements_name_sources_by_display_name(month: str, actor: Actor) -> None:
+    """People read "Amazon Web Services", not the slug `aws`; renaming a source is
+    no new data, so it re-issues nothing."""
+    result = statements_generate(period=month, actor=actor, sync=True)
+    shown = "".join(_pdf_strings(result.created[0].pdf.read()).split())  # wrapped or not
+    assert "AmazonWebServices" in shown
+    assert "aws" not in shown.lower().replace("amazonwebservices", "")
+    data = plan(result.created[0].period).statements[0].data
+    Source.objects.filter(slug="aws").update(name="AWS (research account)")
+    renamed = plan(result.created[0].period).statements[0].data
+    assert renamed.source_name("aws") == "AWS (research account)"
+    assert renamed.content_hash() == data.content_hash()
+    assert statements_generate(period=month, actor=actor, sync=True).created == []
+
+    mixed = dataclasses.replace(
+        renamed,
+        bases=(("aws", "amortised"), ("hpc", "billed")),
+        source_names=(("aws", "AWS (research account)"), ("hpc", "HPC cluster")),
+    )
+    assert pdf.basis_note(mixed) == (
+        "Cost basis: AWS (research account) amortised cost (EffectiveCost); "
+        "HPC cluster billed cost."
+    )

@@ -164,6 +164,7 @@ def test_a_killed_cluster_restarted_sends_each_pi_at_most_one_email(
     run("migrate", "--no-input", "-v", "0")
     run("ingest", str(write_focus(tmp_path / "aws_2025-01.csv", _month_rows())), "--source", "aws")
     run("review", "approve", "--period", "2025-01")
+    run("sources", "set", "aws", "--credit-fund-org", "RCI-AWS", "--account-code", "740000")
     run("periods", "close", "2025-01")
     out = run("generate", "--period", "2025-01", "--send", "--json")
     assert json.loads(out)["job_group"].startswith("statements-2025-01-")
@@ -251,6 +252,7 @@ def test_two_clusters_share_one_queue_and_run_each_job_once(
     ]
     run("migrate", "--no-input", "-v", "0")
     run("ingest", str(write_focus(tmp_path / "aws_2025-01.csv", rows)), "--source", "aws")
+    run("sources", "set", "aws", "--credit-fund-org", "RCI-AWS", "--account-code", "740000")
     run("periods", "close", "2025-01")
     out = json.loads(run("generate", "--period", "2025-01", "--json"))
     assert len(out["statements"]) == JOBS
@@ -475,6 +477,7 @@ def test_a_cluster_killed_while_generating_and_while_sending_ends_as_a_clean_run
     def month(run: Callable[..., str]) -> None:
         run("migrate", "--no-input", "-v", "0")
         run("ingest", str(focus), "--source", "aws")  # nothing to review
+        run("sources", "set", "aws", "--credit-fund-org", "RCI-AWS", "--account-code", "740000")
         run("periods", "close", PERIOD)
 
     with (

@@ -16,3 +16,12 @@ def money(value: Decimal | None) -> str:
     if value is None:
         return ""
     return InstitutionSettings.cached().format_money(value)
+
+
+@register.filter
+def money_exact(value: Decimal | None) -> str:
+    """Every significant decimal (at least the cents): an unrounded sum of charges."""
+    if value is None:
+        return ""
+    places = max(2, -int(value.normalize().as_tuple().exponent))
+    return InstitutionSettings.cached().format_money(value, places=min(places, 9))

@@ -4,24 +4,30 @@ through billing.services (same guards and audit trail as the admin)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from billing.models import BillingPeriod
 from billing.selectors import period_summaries
 from billing.services import (
     Actor,
     BillingError,
+    finalize_blockers,
     period_close,
     period_finalize,
     period_open,
     period_reopen,
+    validate_period,
 )
 from openchargeback.money import format_money, money_str
+from openchargeback.text import count
 
 
 class Command(BaseCommand):
     help = "Billing periods: list, open, close, reopen, finalize."
+    stealth_options = ("stdin",)  # tests (and callers) may answer the finalize prompt
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -31,7 +37,7 @@ class Command(BaseCommand):
             ("open", "Create an open period before its first import."),
             ("close", "Close an open period (no charges may be pending review)."),
             ("reopen", "Reopen a closed period (needs --reason)."),
-            ("finalize", "Finalize a closed period: permanent."),
+            ("finalize", "Finalize a closed period: permanent (asks for the period again)."),
         ):
             cmd = sub.add_parser(name, help=text)
             cmd.add_argument("period", metavar="YYYY-MM")
@@ -41,6 +47,13 @@ class Command(BaseCommand):
                 cmd.add_argument("--reason", default="", help="Why (required; recorded).")
             else:
                 cmd.add_argument("--note", default="", help="Note appended to the period.")
+            if name == "finalize":
+                cmd.add_argument(
+                    "--yes",
+                    action="store_true",
+                    help="Do not ask to type the period again (for cron and scripts; "
+                    "needed when standard input is not a terminal).",
+                )
             if name == "close":
                 cmd.add_argument(
                     "--allow-pending",
@@ -69,6 +82,8 @@ class Command(BaseCommand):
             elif action == "reopen":
                 obj = period_reopen(period=period, actor=actor, reason=options["reason"])
             else:
+                if not options["yes"]:
+                    self._confirm_finalize(period, options.get("stdin") or sys.stdin)
                 obj = period_finalize(period=period, actor=actor, note=options["note"])
         except BillingError as exc:
             raise CommandError(str(exc)) from None
@@ -77,7 +92,37 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Period {obj.period} is {obj.status}.")
 
+    def _confirm_finalize(self, period: str, stdin: IO[str]) -> None:
+        """Ask for the period again before locking it for ever. Nothing is asked
+        when finalizing would be refused anyway (period_finalize says why)."""
+        period = validate_period(period)
+        obj = BillingPeriod.objects.filter(period=period).first()
+        if obj is None or obj.status != BillingPeriod.Status.CLOSED or finalize_blockers(obj):
+            return
+        if not stdin.isatty():
+            raise CommandError(
+                f"periods finalize {period}: standard input is not a terminal, so nobody can "
+                "confirm; pass --yes to finalize without asking (cron, scripts)"
+            )
+        [summary] = [r for r in period_summaries() if r.period == period]
+        rejected = f"; {count(summary.rejected, 'rejected charge')}" if summary.rejected else ""
+        self.stderr.write(
+            f"Finalizing {period} is permanent: its "
+            f"{count(summary.charges - summary.rejected, 'charge')} "
+            f"(billed {format_money(summary.billed_total)}{rejected}), statements and journal "
+            "can never change again, and the period can never be reopened.\n"
+            f"Type the period ({period}) to finalize it: ",
+            style_func=lambda text: text,
+            ending="",
+        )
+        self.stderr.flush()
+        answer = stdin.readline().strip()
+        if answer != period:
+            shown = f"typed {answer!r}" if answer else "typed nothing"
+            raise CommandError(f"{period} not finalized: you {shown}, not {period}")
+
     def _list(self, *, as_json: bool) -> None:
+
         rows = period_summaries()
         if as_json:
             self.stdout.write(

@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.db.models.functions import Abs
 
 from billing import flags
+from billing.blockers import approvable, left_blocked, with_reason
 from billing.models import BillingPeriod, Charge
 from billing.services import (
     Actor,
@@ -48,7 +49,10 @@ class Command(BaseCommand):
             )
             cmd.add_argument("--period", help="All matching charges of a period (YYYY-MM).")
             cmd.add_argument(
-                "--reason", choices=list(flags.BIT), help="Only charges flagged with this reason."
+                "--reason",
+                choices=[*flags.BIT, flags.NEEDS_ATTRIBUTION],
+                help="Only charges flagged with this reason ('blocking': any attribution "
+                "reason, those that cannot be approved as they are).",
             )
             cmd.add_argument("--source", help="Only charges of this source.")
             cmd.add_argument("--json", action="store_true", help="Print JSON.")
@@ -112,8 +116,12 @@ class Command(BaseCommand):
             if options["action"] == "fix":
                 self._fix(charges, options)
                 return
-            # Charges in another currency without a rate stay pending (and are named).
-            missing = missing_rates(charges) if options["action"] == "approve" else []
+            # Charges whose attribution is wrong, and charges in another currency
+            # without a rate, stay pending (and are named).
+            stuck = missing = None
+            if options["action"] == "approve":
+                stuck = left_blocked(charges)
+                missing = missing_rates(approvable(charges))
             changed = charges_review(
                 charges=charges,
                 action=options["action"],
@@ -122,14 +130,25 @@ class Command(BaseCommand):
             )
         except BillingError as exc:
             raise CommandError(str(exc)) from None
-        left = sum(m.charges for m in missing)
+        left = sum(m.charges for m in missing or [])
         if options["json"]:
             payload: dict[str, Any] = {"action": options["action"], "changed": changed}
             if left:  # charges in another currency without a rate, left pending
                 payload["left_pending"] = left
+            if stuck:  # charges whose attribution must be fixed first
+                payload["left_blocked"] = stuck.charges
+                payload["left_blocked_reasons"] = stuck.reasons
             self.stdout.write(json.dumps(payload))
         else:
             line = f"{options['action'].capitalize()}: {changed:,} charges changed."
+            if stuck:
+                line += f" Left pending: {stuck.text()}"
+                if options["period"]:
+                    line += (
+                        f" (openchargeback review list --period {options['period']} "
+                        f"--reason {flags.NEEDS_ATTRIBUTION})"
+                    )
+                line += "."
             if missing:
                 line += f" Left pending: {missing_rate_reason(missing)}."
             self.stdout.write(line)
@@ -154,8 +173,7 @@ class Command(BaseCommand):
         if options.get("sub_account"):
             charges = charges.filter(sub_account_id__iexact=options["sub_account"].strip())
         if options["reason"]:
-            bit = flags.BIT[options["reason"]]
-            charges = charges.alias(hit=F("flags").bitand(bit)).filter(hit=bit)
+            charges = with_reason(charges, options["reason"])
         if action == "list":
             return charges.filter(review_state=options["state"])
         if action in {"approve", "reject", "fix"} and not options["ids"]:

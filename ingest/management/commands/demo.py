@@ -202,6 +202,7 @@ class Command(BaseCommand):
 
         The later months stay open with their flagged charges, for you to review.
         """
+        from billing.blockers import blocked
         from journals.models import JournalExport
         from journals.services import check_ledger, export_journal, missing_journal_export
         from statements.services import statements_generate
@@ -236,11 +237,25 @@ class Command(BaseCommand):
                     pi_email=pi.email,
                     note="PI named instead of emailed in the tags",
                 )
+            # The project is known and its PI pays (a missing PI tag, or a project
+            # tagged with another PI): the reviewer confirms the project's PI.
+            for project in Project.objects.filter(
+                pk__in=blocked(pending).exclude(project__pi=None).values("project_id")
+            ).select_related("pi"):
+                assert project.pi is not None  # (the filter above)
+                charges_fix_attribution(
+                    charges=blocked(pending).filter(project=project),
+                    actor=actor,
+                    pi_email=project.pi.email,
+                    note="billed to the project's PI",
+                )
+            # Who pays is still unknown or wrong: not approvable as is; rejected
+            # here (a real team may instead fix them once the owner answers).
             charges_review(
-                charges=pending.filter(pi=None),
+                charges=blocked(pending),
                 action="reject",
                 actor=actor,
-                note="no owner: raised with the account holder",
+                note="no valid owner: raised with the account holder",
             )
             charges_review(
                 charges=pending, action="approve", actor=actor, note="checked with the PIs"

@@ -1,0 +1,193 @@
+"""Blockers are caught where they arise: attribution reasons are not
+approvable as they are, and closing runs every check that generating
+statements, exporting the journal and finalizing would run later."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.utils.html import escape
+
+from billing import flags
+from billing.blockers import blocked_reasons, left_blocked, period_blockers
+from billing.models import BillingPeriod, Charge, Source
+from billing.roles import BILLING_ADMIN
+from billing.services import (
+    Actor,
+    BillingError,
+    charges_reapply_rules,
+    charges_review,
+    exchange_rate_set,
+    period_close,
+    period_finalize,
+    source_set,
+)
+from ingest.services import import_file
+from journals.models import JournalSettings
+from journals.services import export_journal
+from statements.services import statements_generate
+from tests.conftest import focus_row, role_client
+
+pytestmark = pytest.mark.django_db
+
+
+def test_attribution_reasons_block_approval_and_the_others_ask_for_a_look() -> None:
+    assert {
+        "missing_pi",
+        "invalid_pi_email",
+        "missing_project",
+        "missing_fund_org",
+        "invalid_fund_org",
+        "project_pi_mismatch",
+        "unmapped_account",
+    } == flags.BLOCKING
+    for reason in ("pattern_match", "period_mismatch", "large_charge", "currency_mismatch"):
+        assert not flags.blocks_approval(reason)
+    assert flags.to_mask(sorted(flags.BLOCKING)) == flags.BLOCKING_MASK
+
+
+@pytest.fixture
+def mixed(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> BillingPeriod:
+    """2025-01: one charge of each kind of problem, and one fine."""
+    rows = [
+        focus_row(resource="fine", billed="10.00"),
+        focus_row(resource="no-pi", billed="1.00", pi=""),
+        focus_row(resource="bad-email", billed="2.00", pi="yuki@"),
+        focus_row(resource="bad-fund", billed="3.00", fund_org="TBD"),
+        focus_row(resource="eur", billed="4.00", currency="EUR"),
+        focus_row(resource="big", billed="12000.00"),
+    ]
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    return BillingPeriod.objects.get(period="2025-01")
+
+
+def test_approval_leaves_attribution_problems_pending_and_counts_them(
+    mixed: BillingPeriod, actor: Actor
+) -> None:
+    charges = Charge.objects.filter(period=mixed)
+    stuck = left_blocked(charges)
+    assert stuck is not None and stuck.charges == 3
+    assert stuck.billed == Decimal("6.00") and stuck.reasons == {
+        "missing_pi": 1,
+        "invalid_pi_email": 1,
+        "invalid_fund_org": 1,
+        "project_pi_mismatch": 1,  # proj-a is ada's, not yuki@'s
+    }
+    assert stuck.text() == (
+        "3 charges need their attribution fixed (1 Missing PI, 1 Invalid PI email, "
+        "1 Invalid fund/org, 1 Project belongs to another PI): fix or reject them"
+    )
+    changed = charges_review(charges=charges, action="approve", actor=actor)
+    assert changed == 1  # "big"; "fine" was approved at import; EUR waits for a rate
+    pending = set(charges.filter(review_state="pending").values_list("resource_id", flat=True))
+    assert pending == {"no-pi", "bad-email", "bad-fund", "eur"}
+    with pytest.raises(BillingError, match=r"^3 charges need their .*; nothing was approved$"):
+        charges_review(
+            charges=charges.filter(resource_id__in=["no-pi", "bad-email", "bad-fund"]),
+            action="approve",
+            actor=actor,
+        )
+
+
+def test_rejecting_and_resetting_are_never_blocked(mixed: BillingPeriod, actor: Actor) -> None:
+    bad = Charge.objects.filter(resource_id="no-pi")
+    assert charges_review(charges=bad, action="reject", actor=actor, note="not ours") == 1
+    assert charges_review(charges=bad, action="reset", actor=actor) == 1
+
+
+def test_an_approved_charge_that_loses_its_attribution_goes_back_to_the_queue(
+    mixed: BillingPeriod, actor: Actor
+) -> None:
+    fine = Charge.objects.filter(resource_id="fine")
+    assert fine.get().review_state == "approved"
+    from billing.models import FundOrgPattern
+
+    FundOrgPattern.objects.update(pattern=r"[A-Z]{3}-\d{4}")  # NSF-BIO-2024 is no longer valid
+    charges_reapply_rules(charges=fine, actor=actor)
+    charge = fine.get()
+    assert charge.review_state == "pending" and "invalid_fund_org" in charge.flag_reasons
+    assert charge.review_note == "attribution problem found on re-evaluation"
+
+
+def test_closing_lists_every_blocker_at_once_each_with_a_working_link(
+    mixed: BillingPeriod, actor: Actor
+) -> None:
+    # Approved before attribution was enforced (an earlier release), and the
+    # accounting not set up: every later step would refuse something.
+    Charge.objects.filter(period=mixed).update(review_state="approved")
+    source_set(slug="aws", actor=actor, credit_fund_org="")
+    JournalSettings.objects.filter(pk=1).update(
+        default_account="", fund_org_pattern=r"^(?P<fund>[A-Z]{3})-(?P<orgn>[A-Z]{3}-\d{4})$"
+    )
+    found = period_blockers(mixed)
+    texts = [b.text for b in found]
+    assert texts == [
+        "3 approved charges without a valid attribution (1 Missing PI, 1 Invalid PI email, "
+        "1 Invalid fund/org, 1 Project belongs to another PI)",
+        "1 approved charge in another currency without an exchange rate (EUR 2025-01)",
+        "source aws has no credit fund/org",
+        "fund/orgs the fund/org pattern cannot split: 'TBD'",
+        "charges with no account code: set one on the source (aws) or a default account",
+    ]
+    with pytest.raises(BillingError) as caught:
+        period_close(period="2025-01", actor=actor)
+    message = str(caught.value)
+    assert message.startswith("period 2025-01 cannot be closed: 3 approved charges without")
+    assert "(openchargeback sources set aws --credit-fund-org X)" in message
+    assert "Close with" not in caught.value.web and "openchargeback" not in caught.value.web
+    assert BillingPeriod.objects.get(pk=mixed.pk).status == "open"
+
+    client = role_client(BILLING_ADMIN)
+    by_text = {b.text: b for b in found}
+    listed = client.get(by_text[texts[0]].url).context["cl"].result_list
+    assert {c.resource_id for c in listed} == {"no-pi", "bad-email", "bad-fund"}
+    assert client.get(by_text[texts[1]].url).status_code == 200  # add an exchange rate
+    source_page = client.get(by_text[texts[2]].url)
+    assert source_page.status_code == 200 and source_page.context["original"].slug == "aws"
+    listed = client.get(by_text[texts[3]].url).context["cl"].result_list
+    assert {c.resource_id for c in listed} == {"bad-fund"}
+    # The period page says the same before anyone presses Close, with the links.
+    page = client.get(f"/admin/billing/billingperiod/{mixed.pk}/change/").content.decode()
+    assert "Before this month can be closed:" in page
+    for blocker in found:
+        assert escape(blocker.text) in page and escape(blocker.url) in page
+
+
+def test_once_closed_generate_export_and_finalize_are_never_refused_for_data(
+    mixed: BillingPeriod, actor: Actor
+) -> None:
+    charges = Charge.objects.filter(period=mixed)
+    charges_review(
+        charges=charges.filter(resource_id__in=["no-pi", "bad-email", "bad-fund"]),
+        action="reject",
+        actor=actor,
+        note="not billable",
+    )
+    with pytest.raises(BillingError, match="2 charges pending review"):
+        period_close(period="2025-01", actor=actor)
+    exchange_rate_set(currency="EUR", period="2025-01", rate="1.10", actor=actor)
+    charges_review(charges=charges, action="approve", actor=actor)
+    assert period_blockers(mixed) == []
+    period_close(period="2025-01", actor=actor)
+    statements_generate(period="2025-01", actor=actor, sync=True)
+    export = export_journal(period="2025-01", format="gl", actor=actor)
+    assert export.debit_total == export.credit_total == Decimal("12014.40")
+    period_finalize(period="2025-01", actor=actor)
+    assert BillingPeriod.objects.get(pk=mixed.pk).status == "finalized"
+
+
+def test_blocked_reasons_count_each_reason_once_per_charge(mixed: BillingPeriod) -> None:
+    charges = Charge.objects.filter(period=mixed)
+    Charge.objects.filter(resource_id="no-pi").update(
+        flags=flags.to_mask(["missing_pi", "missing_project", "large_charge"])
+    )
+    assert blocked_reasons(charges) == {
+        "missing_pi": 1,
+        "invalid_pi_email": 1,
+        "missing_project": 1,
+        "invalid_fund_org": 1,
+        "project_pi_mismatch": 1,
+    }
