@@ -25,9 +25,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
 
-from billing import flags, selectors
+from billing import flags, listwords, selectors
 from billing.blockers import (
     approvable,
     charges_url,
@@ -82,6 +81,11 @@ def money_column(field: str, description: str) -> Callable[[Any, Any], str]:
         return InstitutionSettings.cached().format_money(getattr(obj, field))
 
     return column
+
+
+def clipped(text: str, title: str = "") -> str:
+    """A list cell's text, cut by CSS to the column's width, whole in the tooltip."""
+    return format_html('<span class="ocb-clip" title="{}">{}</span>', title or text, text)
 
 
 def action_summary(count: int, noun: str, extra: str = "") -> str:
@@ -680,16 +684,19 @@ class RejectForm(forms.Form):
 class ChargeAdmin(ReadOnlyAdmin):
     """The review queue: filter, then approve, reject (with a note) or reset."""
 
+    # Compact columns (billing.listwords, openchargeback/changelist.css): the
+    # queue fits 1366 px without scrolling sideways; long text is cut with
+    # the whole of it in the tooltip.
     list_display = [
         "id",
         "reasons",
-        "review_state",
+        "state",
         "period",
         "source",
-        "pi",
-        "project",
-        "fund_org",
-        "service_name",
+        "pi_name",
+        "project_name",
+        "fund_org_text",
+        "service",
         "billed_amount",
         "list_amount",
     ]
@@ -869,8 +876,35 @@ class ChargeAdmin(ReadOnlyAdmin):
     @admin.display(description="flags")
     def reasons(self, obj: Charge) -> str:
         return format_html_join(
-            mark_safe("<br>"), "{}", ((flags.LABEL[r],) for r in obj.flag_reasons)
+            "",
+            '<span class="ocb-chip" title="{}">{}</span>',
+            ((flags.LABEL[r], listwords.short_reason(r)) for r in obj.flag_reasons),
         )
+
+    @admin.display(description="state", ordering="review_state")
+    def state(self, obj: Charge) -> str:
+        return obj.get_review_state_display().removesuffix(" review")
+
+    @admin.display(description="PI", ordering="pi__name")
+    def pi_name(self, obj: Charge) -> str:
+        return clipped(obj.pi.name or obj.pi.email, str(obj.pi)) if obj.pi else "-"
+
+    @admin.display(description="project", ordering="project__project_id")
+    def project_name(self, obj: Charge) -> str:
+        if obj.project is None:
+            return "-"
+        title = obj.project.title
+        return clipped(
+            obj.project.project_id, f"{obj.project.project_id}: {title}" if title else ""
+        )
+
+    @admin.display(description="fund/org", ordering="fund_org")
+    def fund_org_text(self, obj: Charge) -> str:
+        return clipped(obj.fund_org) if obj.fund_org else "-"
+
+    @admin.display(description="service", ordering="service_name")
+    def service(self, obj: Charge) -> str:
+        return clipped(obj.service_name) if obj.service_name else "-"
 
     def has_review_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.review_charge")
@@ -1064,26 +1098,54 @@ class ChargeAdmin(ReadOnlyAdmin):
             )
 
 
+class WordsFilter(admin.AllValuesFieldListFilter):
+    """The values of a code field, shown in words (billing.listwords); the
+    query string keeps the code (?action=charge.approve)."""
+
+    words: Callable[[str], str] = staticmethod(str)
+
+    def choices(self, changelist: Any) -> Any:
+        for choice in super().choices(changelist):
+            if choice["display"] in self.lookup_choices:
+                choice = {**choice, "display": self.words(str(choice["display"]))}
+            yield choice
+
+
+class ActionFilter(WordsFilter):
+    words = staticmethod(listwords.action_words)
+
+
+class ObjectTypeFilter(WordsFilter):
+    words = staticmethod(listwords.object_type_words)
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     """The audit trail: read-only for everyone, superusers included."""
 
-    list_display = [
-        "created_at",
-        "actor",
+    list_display = ["created_at", "actor", "channel", "what", "period", "reason"]
+    list_filter = [
+        ("action", ActionFilter),
         "channel",
-        "action",
-        "object_type",
-        "object_repr",
+        ("object_type", ObjectTypeFilter),
         "period",
-        "reason",
+        "actor",
     ]
-    list_filter = ["action", "channel", "object_type", "period", "actor"]
     list_select_related = ["period"]
     search_fields = ["actor", "object_repr", "object_id", "reason"]
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     date_hierarchy = "created_at"
+
+    @admin.display(description="what", ordering="action")
+    def what(self, obj: AuditEvent) -> str:
+        """The action and its object in words (billing.listwords), the code in
+        the tooltip, linked to the object's page when it has one."""
+        url = listwords.audit_object_url(obj)
+        sentence = listwords.audit_sentence(obj)
+        if url:
+            return format_html('<a href="{}" title="{}">{}</a>', url, obj.action, sentence)
+        return format_html('<span title="{}">{}</span>', obj.action, sentence)
 
 
 class PatternPreviewForm(forms.Form):

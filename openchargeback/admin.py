@@ -53,7 +53,7 @@ class OpenChargebackAdminSite(admin.AdminSite):
         """The dashboard (templates/admin/index.html), then every record type."""
         from openchargeback import dashboard
 
-        board = dashboard.build(request.user)
+        board = dashboard.build(request.user, request.GET.get("period", "").strip())
         context = {
             "dashboard": board,
             "charts": dashboard.charts(board),

@@ -148,6 +148,42 @@ def export_is_current(period: BillingPeriod, export: JournalExport | None) -> bo
 
 
 @dataclass(frozen=True)
+class SourceCheck:
+    """The sources a month is expected to hear from (those that delivered
+    charges the month before, disabled ones aside) against those it has."""
+
+    previous: str  # the month before, "YYYY-MM"
+    expected: list[str]  # display names
+    delivered: list[str]  # display names, expected or not
+    missing: list[str]  # expected and not delivered
+
+
+def previous_month(period: str) -> str:
+    year, month = (int(part) for part in period.split("-"))
+    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+
+
+def source_check(period: BillingPeriod) -> SourceCheck:
+    before = previous_month(period.period)
+    seen: dict[str, set[tuple[str, str, bool]]] = {period.period: set(), before: set()}
+    rows = (
+        ChargeSummary.objects.filter(period__period__in=[period.period, before])
+        .values_list("period__period", "source__slug", "source__name", "source__enabled")
+        .distinct()
+    )
+    for month, slug, name, enabled in rows:
+        seen[month].add((slug, name or slug, enabled))
+    delivered = {slug: name for slug, name, _ in seen[period.period]}
+    expected = {slug: name for slug, name, enabled in seen[before] if enabled}
+    return SourceCheck(
+        previous=before,
+        expected=sorted(expected.values()),
+        delivered=sorted(delivered.values()),
+        missing=sorted(name for slug, name in expected.items() if slug not in delivered),
+    )
+
+
+@dataclass(frozen=True)
 class Step:
     slug: str
     title: str
@@ -167,6 +203,7 @@ class Cycle:
     export: JournalExport | None
     imports: int
     steps: list[Step]
+    sources: SourceCheck | None = None
 
     @property
     def next_step(self) -> Step | None:
@@ -184,6 +221,7 @@ def period_cycle(period: BillingPeriod, user: Any = None) -> Cycle:
     progress = statement_progress(period)
     export = latest_export(period)
     imports = imports_of(period).filter(status=Import.Status.IMPORTED).count()
+    sources = source_check(period)
     status = period.status
     after_close = status != BillingPeriod.Status.OPEN
     statements_done = after_close and progress.up_to_date
@@ -196,9 +234,16 @@ def period_cycle(period: BillingPeriod, user: Any = None) -> Cycle:
             "import",
             "Import usage",
             _admin("ingest_import_upload"),
-            done=totals.charges + totals.rejected > 0,
+            # Not done while a source that delivered last month has not this month.
+            done=totals.charges + totals.rejected > 0 and not sources.missing,
             detail=f"{totals.charges + totals.rejected:,} charges from {imports:,} "
-            f"import{'s' if imports != 1 else ''}",
+            f"import{'s' if imports != 1 else ''}"
+            + (
+                f"; {len(sources.expected) - len(sources.missing)} of "
+                f"{len(sources.expected)} expected sources, missing: " + ", ".join(sources.missing)
+                if sources.missing
+                else ""
+            ),
             permission="ingest.import_focus",
         ),
         Step(
@@ -278,7 +323,7 @@ def period_cycle(period: BillingPeriod, user: Any = None) -> Cycle:
         )
         for i, s in enumerate(steps)
     ]
-    return Cycle(period, totals, progress, export, imports, steps)
+    return Cycle(period, totals, progress, export, imports, steps, sources)
 
 
 def imports_of(period: BillingPeriod) -> Any:

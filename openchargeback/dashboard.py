@@ -4,14 +4,13 @@ summaries so it stays fast on millions of charges."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import F, Q, Sum
 
 from billing.models import BillingPeriod, Charge, ChargeSummary
-from billing.selectors import current_period
 from ingest.basis import DIFFERENCE_LABELS, difference_kind
 from ingest.models import Import
 from ingest.ratecard import rate_card_sources
@@ -20,6 +19,15 @@ from openchargeback.cycle import Cycle, period_cycle
 REJECTED = Charge.ReviewState.REJECTED
 HISTORY = 12
 TOP_PROJECTS = 10
+
+
+@dataclass(frozen=True)
+class Month:
+    """A month in the dashboard's switcher."""
+
+    period: BillingPeriod
+    pending: int  # charges waiting for review
+    selected: bool
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,10 @@ class Dashboard:
     # provider discount" or "HPC cluster: institutional subsidy" (ingest.ratecard)
     subsidy_by_source: list[tuple[str, Decimal]]
     recent_imports: list[Import]
+    # every month not finalized (and the one shown), oldest first
+    months: list[Month] = field(default_factory=list)
+    # a ?period= that names no period (the default month is shown instead)
+    unknown_period: str = ""
 
 
 def history(periods: list[BillingPeriod]) -> dict[str, list[tuple[Decimal, Decimal]]]:
@@ -60,11 +72,48 @@ def _name(slug: str, name: str) -> str:
     return name or slug
 
 
-def build(user: Any) -> Dashboard:
-    period = current_period()
+def default_period(unfinished: list[BillingPeriod]) -> BillingPeriod | None:
+    """The month the dashboard opens on: the oldest open month; else the oldest
+    closed one not finalized; else (every month finalized) the latest month."""
+    for status in (BillingPeriod.Status.OPEN, BillingPeriod.Status.CLOSED):
+        found = [p for p in unfinished if p.status == status]
+        if found:
+            return found[0]
+    return BillingPeriod.objects.order_by("-period").first()
+
+
+def months(unfinished: list[BillingPeriod], shown: BillingPeriod) -> list[Month]:
+    """The switcher: every month not finalized, with its pending count (the
+    month shown is listed too when it is finalized)."""
+    periods = sorted({*unfinished, shown}, key=lambda p: p.period)
+    pending = dict(
+        ChargeSummary.objects.filter(period__in=periods, review_state=Charge.ReviewState.PENDING)
+        .values("period_id")
+        .annotate(n=Sum("charges"))
+        .values_list("period_id", "n")
+    )
+    return [Month(p, pending.get(p.pk, 0), p.pk == shown.pk) for p in periods]
+
+
+def build(user: Any, requested: str = "") -> Dashboard:
+    """The dashboard of the month `requested` ("YYYY-MM", from ?period=), or of
+    the default month (default_period)."""
+    unfinished = list(
+        BillingPeriod.objects.exclude(status=BillingPeriod.Status.FINALIZED).order_by("period")
+    )
+    period = BillingPeriod.objects.filter(period=requested).first() if requested else None
+    unknown = requested if requested and period is None else ""
+    period = period or default_period(unfinished)
     if period is None:
         return Dashboard(
-            None, None, [], {}, [], [], list(Import.objects.select_related("source")[:8])
+            None,
+            None,
+            [],
+            {},
+            [],
+            [],
+            list(Import.objects.select_related("source")[:8]),
+            unknown_period=unknown,
         )
     recent = list(
         BillingPeriod.objects.filter(period__lte=period.period).order_by("-period")[:HISTORY]
@@ -98,6 +147,8 @@ def build(user: Any) -> Dashboard:
             for r in subsidy
         ],
         recent_imports=list(Import.objects.select_related("source")[:8]),
+        months=months(unfinished, period),
+        unknown_period=unknown,
     )
 
 

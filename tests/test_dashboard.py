@@ -198,3 +198,118 @@ def test_viewers_get_no_buttons_that_change_anything(month: str, path: str) -> N
     assert changing_buttons(role_client(BILLING_ADMIN).get(url).content.decode()) or (
         path == "/admin/"
     )
+
+
+def _import(focus_file: Callable[..., Path], actor: Actor, slug: str, period: str, n: int) -> None:
+    rows = [focus_row(period=period, resource=f"{slug}-{i}", billed="2.00") for i in range(n)]
+    rows.append(focus_row(period=period, resource=f"{slug}-orphan", pi="", project=""))
+    import_file(
+        path=focus_file(rows, name=f"{slug}_{period}.csv"),
+        source=Source.objects.get(slug=slug),
+        actor=actor,
+    )
+
+
+@pytest.fixture
+def three_months(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> None:
+    """2024-12 finalized; 2025-01 open (aws, gcp, hpc); 2025-02 open, aws only so far."""
+    source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
+    _import(focus_file, actor, "aws", "2024-12", 1)
+    charges_review(charges=Charge.objects.all(), action="reject", actor=actor, note="old")
+    period_close(period="2024-12", actor=actor)
+    period_finalize(period="2024-12", actor=actor)
+    for slug in ("aws", "gcp", "hpc"):
+        _import(focus_file, actor, slug, "2025-01", 2)
+    _import(focus_file, actor, "aws", "2025-02", 3)
+
+
+def test_dashboard_switches_between_every_month_not_finalized(three_months: None) -> None:
+    client = role_client(REVIEWER)
+    page = client.get("/admin/")
+    board = page.context["dashboard"]
+    # Every month not finalized, oldest first, with its pending count.
+    assert [(m.period.period, m.pending, m.selected) for m in board.months] == [
+        ("2025-01", 3, True),  # the default: the oldest open month
+        ("2025-02", 1, False),
+    ]
+    html = page.content.decode()
+    nav = html[html.index('class="ocb-months"') : html.index("</nav>")]
+    assert '<a href="?period=2025-01" aria-current="page"' in nav
+    assert '2025-02\n        <span class="ocb-month-state">Open, 1 to review</span>' in nav
+    assert "2024-12" not in nav  # finalized
+    assert 'id="ocb-period"' in html and ">2025-01</a>" in html
+
+    later = client.get("/admin/?period=2025-02")
+    assert later.context["dashboard"].period.period == "2025-02"
+    assert [m.selected for m in later.context["dashboard"].months] == [False, True]
+    review = later.context["dashboard"].cycle.steps[1]
+    assert review.slug == "review" and review.detail.startswith("1 pending ($10.00)")
+
+    # A finalized month can still be looked at by its address.
+    old = client.get("/admin/?period=2024-12").context["dashboard"]
+    assert old.period.period == "2024-12" and old.period.status == "finalized"
+    assert [m.period.period for m in old.months] == ["2024-12", "2025-01", "2025-02"]
+
+    unknown = client.get("/admin/?period=2031-13")
+    assert unknown.context["dashboard"].period.period == "2025-01"
+    assert "There is no billing period 2031-13; showing 2025-01." in unknown.content.decode()
+
+
+def test_default_month_is_the_oldest_open_then_the_oldest_closed(
+    three_months: None, actor: Actor
+) -> None:
+    client = role_client(VIEWER)
+    charges_review(
+        charges=Charge.objects.filter(period__period="2025-01", review_state="pending"),
+        action="reject",
+        actor=actor,
+        note="test",
+    )
+    period_close(period="2025-01", actor=actor)
+    assert client.get("/admin/").context["dashboard"].period.period == "2025-02"
+    charges_review(
+        charges=Charge.objects.filter(period__period="2025-02", review_state="pending"),
+        action="reject",
+        actor=actor,
+        note="test",
+    )
+    period_close(period="2025-02", actor=actor)
+    board = client.get("/admin/").context["dashboard"]
+    assert board.period.period == "2025-01"  # no month open: the oldest closed
+    assert [(m.period.period, m.pending) for m in board.months] == [("2025-01", 0), ("2025-02", 0)]
+
+
+def test_import_step_names_the_sources_still_missing(
+    three_months: None, focus_file: Callable[..., Path], actor: Actor
+) -> None:
+    client = role_client(VIEWER)
+    page = client.get("/admin/?period=2025-02")
+    sources = page.context["dashboard"].cycle.sources
+    assert sources.previous == "2025-01"
+    assert sources.expected == ["Amazon Web Services", "Google Cloud", "HPC cluster"]
+    assert sources.delivered == ["Amazon Web Services"]
+    assert sources.missing == ["Google Cloud", "HPC cluster"]
+    step = page.context["dashboard"].cycle.steps[0]
+    assert step.slug == "import" and not step.done and step.next
+    assert step.detail.endswith("; 1 of 3 expected sources, missing: Google Cloud, HPC cluster")
+    html = page.content.decode()
+    assert "<strong>missing: Google Cloud, HPC cluster</strong>" in html
+    assert "3 expected (delivered in 2025-01)" in html
+    # The period's own page says the same.
+    period = BillingPeriod.objects.get(period="2025-02")
+    own = client.get(f"/admin/billing/billingperiod/{period.pk}/change/").content.decode()
+    assert "<strong>missing: Google Cloud, HPC cluster</strong>" in own
+
+    # A disabled source is not expected; the one still missing keeps the step open.
+    source_set(slug="hpc", actor=actor, enabled=False)
+    cycle = client.get("/admin/?period=2025-02").context["dashboard"].cycle
+    assert cycle.sources.missing == ["Google Cloud"] and not cycle.steps[0].done
+    _import(focus_file, actor, "gcp", "2025-02", 1)
+    cycle = client.get("/admin/?period=2025-02").context["dashboard"].cycle
+    assert cycle.sources.missing == [] and cycle.steps[0].done
+    assert cycle.next_step is not None and cycle.next_step.slug == "review"
+    assert "none missing" in client.get("/admin/?period=2025-02").content.decode()
+
+    # The first month has nothing to compare with: nothing is expected.
+    first = client.get("/admin/?period=2024-12").context["dashboard"].cycle.sources
+    assert first.expected == [] and first.delivered == ["Amazon Web Services"]
