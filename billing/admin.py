@@ -60,11 +60,13 @@ from billing.services import (
     exchange_rate_check,
     exchange_rate_set,
     finalize_blockers,
-    missing_rate_reason,
+    home_currency,
     missing_rates,
+    needs_rate,
     period_close,
     period_finalize,
     period_reopen,
+    rates_which,
     source_add,
     source_set,
     web_text,
@@ -1065,11 +1067,14 @@ class ChargeAdmin(ReadOnlyAdmin):
         missing: list[Any] = []
         stuck = None
         done = False
+        ready = True  # something the action can change
         if action == "approve":
             unapproved = queryset.exclude(review_state=Charge.ReviewState.APPROVED)
             stuck = left_blocked(unapproved)
             missing = missing_rates(approvable(unapproved))
-        if stuck is None or approvable(queryset).exists():
+            if stuck or missing:
+                ready = approvable(unapproved).exclude(needs_rate(home_currency())).exists()
+        if ready:
             done = self._run(
                 request,
                 verb,
@@ -1092,9 +1097,23 @@ class ChargeAdmin(ReadOnlyAdmin):
                 ),
                 messages.WARNING,
             )
-        if done and missing:
+        if missing:
+            first = missing[0]
             self.message_user(
-                request, f"Left pending: {missing_rate_reason(missing)}.", messages.WARNING
+                request,
+                format_html(
+                    "{}: {} in another currency cannot be approved without an exchange "
+                    'rate ({}). <a href="{}">Record the rate</a> ({} per {}).',
+                    "Left pending" if done else "Nothing was approved",
+                    count(sum(m.charges for m in missing), "charge"),
+                    rates_which(missing),
+                    reverse("admin:billing_exchangerate_add")
+                    + "?"
+                    + urlencode({"currency": first.currency, "month": first.period}),
+                    home_currency(),
+                    first.currency,
+                ),
+                messages.WARNING,
             )
 
 
