@@ -202,14 +202,14 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
         by_source = (
             ChargeSummary.objects.filter(period=obj)
             .exclude(review_state=Charge.ReviewState.REJECTED)
-            .values("source_id", slug=F("source__slug"))
+            .values("source_id", slug=F("source__slug"), name=F("source__name"))
             .annotate(
                 n=Sum("charges"),
                 pending=Sum("charges", filter=Q(review_state=Charge.ReviewState.PENDING)),
                 listed=Sum("list_total"),
                 billed=Sum("billed_total"),
             )
-            .order_by("slug")
+            .order_by("name")
         )
         events = AuditEvent.objects.filter(period=obj)
         return {

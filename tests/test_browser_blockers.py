@@ -142,6 +142,9 @@ def test_each_blocker_is_caught_early_with_a_link_to_its_fix(
         assert message.startswith(f"{PERIOD} cannot be closed yet: source aws has no credit")
         blockers = page.locator("#ocb-close-blockers")
         assert "source aws has no credit fund/org" in blockers.inner_text()
+        blockers.evaluate("el => el.scrollIntoView({block: 'center'})")
+        box = blockers.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
         shots(page, "close-blockers")
         blockers.get_by_role("link", name="edit source Amazon Web Services").click()
         page.wait_for_load_state()
