@@ -216,6 +216,30 @@ def _admin(name: str, *args: Any, **query: Any) -> str:
     return f"{url}?{urlencode(query)}" if query else url
 
 
+def _pending_detail(period: BillingPeriod, pending: int) -> str:
+    """Of the pending charges (few, and indexed by period and state): how many
+    need their attribution fixed, how many an exchange rate, before approval."""
+    if not pending:
+        return ""
+    from billing import flags
+    from billing.services import home_currency, needs_rate
+
+    row = (
+        Charge.objects.filter(period=period, review_state=PENDING)
+        .alias(blocking=F("flags").bitand(flags.BLOCKING_MASK))
+        .aggregate(
+            blocked=Count("id", filter=~Q(blocking=0)),
+            rate=Count("id", filter=needs_rate(home_currency())),
+        )
+    )
+    parts = []
+    if row["blocked"]:
+        parts.append(f"{row['blocked']:,} need their attribution fixed")
+    if row["rate"]:
+        parts.append(f"{row['rate']:,} need an exchange rate")
+    return "; " + ", ".join(parts) if parts else ""
+
+
 def period_cycle(period: BillingPeriod, user: Any = None) -> Cycle:
     money = InstitutionSettings.cached().format_money
     totals = period_totals(period)
@@ -257,7 +281,7 @@ def period_cycle(period: BillingPeriod, user: Any = None) -> Cycle:
             ),
             done=totals.charges + totals.rejected > 0 and totals.pending == 0,
             detail=f"{totals.pending:,} pending ({money(totals.pending_billed)}), "
-            f"{totals.rejected:,} rejected",
+            f"{totals.rejected:,} rejected" + _pending_detail(period, totals.pending),
             permission="billing.review_charge",
         ),
         Step(

@@ -239,3 +239,13 @@ def test_the_admin_shows_the_one_rule_on_the_journal_settings_form(mixed: Billin
     errors = response.context["adminform"].form.errors["fund_org_pattern"]
     assert errors[0].startswith("this journal fund/org pattern disagrees")
     assert JournalSettings.load().fund_org_pattern != data["fund_org_pattern"]
+
+
+def test_the_review_step_says_what_approval_will_leave(mixed: BillingPeriod) -> None:
+    from openchargeback.cycle import period_cycle
+
+    review = next(s for s in period_cycle(mixed).steps if s.slug == "review")
+    assert review.detail == (
+        "5 pending ($12,010.00), 0 rejected; 3 need their attribution fixed, "
+        "1 need an exchange rate"
+    )
