@@ -59,7 +59,7 @@ from billing.services import (
     charges_review,
     exchange_rate_check,
     exchange_rate_set,
-    finalize_blockers,
+    finalize_blocker_list,
     home_currency,
     missing_rates,
     needs_rate,
@@ -184,7 +184,7 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
         context = dict(extra_context or {})
         if obj is not None:
             context["steps"] = self._steps(request, obj)
-            context["blockers"] = finalize_blockers(obj) if obj.status == "closed" else []
+            context["blockers"] = finalize_blocker_list(obj) if obj.status == "closed" else []
             if "close" in context["steps"]:
                 context["close_blockers"] = period_blockers(obj)
             context["transition_form"] = TransitionForm()

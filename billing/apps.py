@@ -6,6 +6,6 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        from billing.services import register_finalize_check, unconverted_charges
-
-        register_finalize_check("currencies", unconverted_charges)
+        # Approved charges in another currency without a rate are among the
+        # data checks of close and finalize (billing.blockers.period_blockers).
+        pass

@@ -18,7 +18,14 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from billing import summaries
-from billing.blockers import approvable, blockers_text, left_blocked, period_blockers
+from billing.blockers import (
+    Blocker,
+    approvable,
+    blockers_text,
+    charges_url,
+    left_blocked,
+    period_blockers,
+)
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
 from openchargeback.logging import audit_log
 from openchargeback.money import to_nanos
@@ -318,7 +325,7 @@ def detect_period(filename: str) -> str | None:
 # Checks that must pass before a period can be finalized, registered by the
 # apps that own the records (statements, journals) in their AppConfig.ready().
 # Each takes the period and returns a list of problems (empty: fine).
-FinalizeCheck = Callable[[BillingPeriod], list[str]]
+FinalizeCheck = Callable[[BillingPeriod], list[Blocker]]
 FINALIZE_CHECKS: dict[str, FinalizeCheck] = {}
 
 
@@ -457,19 +464,31 @@ def period_reopen(*, period: str, actor: Actor, reason: str) -> BillingPeriod:
     )
 
 
-def finalize_blockers(obj: BillingPeriod) -> list[str]:
-    """Everything that stops a period from being finalized (empty: it may be)."""
-    problems: list[str] = []
+def finalize_blocker_list(obj: BillingPeriod) -> list[Blocker]:
+    """Everything that stops a period from being finalized, each with where to
+    fix it (empty: it may be)."""
+    found: list[Blocker] = []
     if obj.status != BillingPeriod.Status.CLOSED:
-        problems.append(f"the period is {obj.status}; close it first")
+        found.append(Blocker(f"the period is {obj.status}; close it first"))
     pending, _amount = _pending_summary(obj)
     if pending:
-        problems.append(f"{count(pending, 'charge')} pending review")
+        found.append(
+            Blocker(
+                f"{count(pending, 'charge')} pending review",
+                url=charges_url(obj, review_state__exact="pending"),
+                link_text="review them",
+            )
+        )
     # Closing checked the data; a setting changed since is caught here, not by an export.
-    problems.extend(b.cli_line() for b in period_blockers(obj, allow_pending=True))
+    found.extend(period_blockers(obj, allow_pending=True))
     for check in FINALIZE_CHECKS.values():
-        problems.extend(check(obj))
-    return problems
+        found.extend(check(obj))
+    return found
+
+
+def finalize_blockers(obj: BillingPeriod) -> list[str]:
+    """The same, one line each for the command line (with the command that fixes it)."""
+    return [b.cli_line() for b in finalize_blocker_list(obj)]
 
 
 @transaction.atomic
@@ -1319,17 +1338,3 @@ def exchange_rates_import(
         if dry_run:
             transaction.set_rollback(True)
     return result
-
-
-def unconverted_charges(obj: BillingPeriod) -> list[str]:
-    """Finalize guard: no approved charge is in another currency without a rate."""
-    from billing.models import Charge
-
-    missing = missing_rates(obj.charges.filter(review_state=Charge.ReviewState.APPROVED))
-    if not missing:
-        return []
-    total = sum(m.charges for m in missing)
-    return [
-        f"{count(total, 'approved charge')} in another currency without an exchange rate "
-        f"({rates_which(missing)}): record it with {rate_hint(missing)}"
-    ]

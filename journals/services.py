@@ -398,21 +398,20 @@ def _blocker(period: BillingPeriod, problem: Problem) -> Blocker:
     )
 
 
-def missing_journal_export(period: BillingPeriod) -> list[str]:
+def missing_journal_export(period: BillingPeriod) -> list[Blocker]:
     """Finalize guard: an export (without pending charges) of the current data."""
     if not Charge.objects.filter(period=period, review_state=APPROVED).exists():
         return []
     exports = JournalExport.objects.filter(period=period, include_pending=False)
+    fix = {
+        "cli": f"openchargeback export-journal --period {period.period} --format gl",
+        "url": reverse("admin:journals_journalexport_export") + f"?period={period.period}",
+        "link_text": "export the journal",
+    }
     if not exports.exists():
-        return [
-            f"no journal export yet: run `openchargeback export-journal --period "
-            f"{period.period} --format gl`"
-        ]
+        return [Blocker("no journal export yet", **fix)]
     if not exports.filter(data_hash=current_data_hash(period)).exists():
-        return [
-            "the charges changed since the last journal export: export the journal again "
-            f"(openchargeback export-journal --period {period.period} --format gl)"
-        ]
+        return [Blocker("the charges changed since the last journal export", **fix)]
     return []
 
 

@@ -25,8 +25,10 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Max, QuerySet, Sum
+from django.urls import reverse
 from django.utils import timezone
 
+from billing.blockers import Blocker
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project, Source
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
 from ingest.basis import category_label, difference_kind
@@ -637,23 +639,34 @@ def line_items_csv(statement: Statement) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def missing_statements(period: BillingPeriod) -> list[str]:
+def missing_statements(period: BillingPeriod) -> list[Blocker]:
     """Finalize guard: every billable PI project has a current, rendered statement."""
     try:
         planned = plan(period)
     except BillingError as exc:
-        return [str(exc)]
+        return [Blocker(str(exc))]
     problems = []
     stale = [p for p in planned.statements if p.changed]
     if stale:
         problems.append(
-            f"{len(stale):,} PI projects have no current statement for their approved "
-            f"charges: run `openchargeback generate --period {period.period}`"
+            Blocker(
+                f"{len(stale):,} PI projects have no current statement for their approved charges",
+                cli=f"openchargeback generate --period {period.period}",
+                url=reverse("admin:statements_statement_generate") + f"?period={period.period}",
+                link_text="generate the statements",
+            )
         )
     not_ready = Statement.objects.filter(period=period, superseded_at=None).exclude(
         status=Statement.Status.READY
     )
     count = not_ready.count()
     if count:
-        problems.append(f"{count:,} current statements have no PDF yet (rendering or failed)")
+        problems.append(
+            Blocker(
+                f"{count:,} current statements have no PDF yet (rendering or failed)",
+                url=reverse("admin:statements_statement_changelist")
+                + f"?period__id__exact={period.pk}&version=current",
+                link_text="the statements",
+            )
+        )
     return problems

@@ -249,3 +249,30 @@ def test_the_review_step_says_what_approval_will_leave(mixed: BillingPeriod) -> 
         "5 pending ($12,010.00), 0 rejected; 3 need their attribution fixed, "
         "1 need an exchange rate"
     )
+
+
+def test_what_stops_finalizing_is_listed_with_links_not_commands(
+    mixed: BillingPeriod, actor: Actor
+) -> None:
+    charges = Charge.objects.filter(period=mixed)
+    charges_review(
+        charges=charges.exclude(resource_id__in=["fine", "big"]),
+        action="reject",
+        actor=actor,
+        note="not billable",
+    )
+    charges_review(charges=charges, action="approve", actor=actor)
+    period_close(period="2025-01", actor=actor)
+    page = role_client(BILLING_ADMIN).get(f"/admin/billing/billingperiod/{mixed.pk}/change/")
+    html = page.content.decode()
+    assert "Finalizing is blocked:" in html
+    assert (
+        "1 PI projects have no current statement for their approved charges — "
+        '<a href="/admin/statements/statement/generate/?period=2025-01">generate the '
+        "statements</a>"
+    ) in html
+    assert (
+        'no journal export yet — <a href="/admin/journals/journalexport/export/?period=2025-01">'
+        "export the journal</a>"
+    ) in html
+    assert "openchargeback generate" not in html and "openchargeback export-journal" not in html
