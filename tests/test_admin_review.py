@@ -59,15 +59,14 @@ def test_viewer_sees_the_queue_without_actions(queue: list[int]) -> None:
 def test_reviewer_approves_from_the_queue(checkable: list[int], role: str) -> None:
     client = role_client(role)
     assert b"Approve selected charges" in client.get(URL).content
-    response = client.post(
-        URL,
-        {
-            "action": "approve",
-            helpers.ACTION_CHECKBOX_NAME: checkable,
-            "index": 0,
-            "note": "checked with the PI",
-        },
-    )
+    selection = {"action": "approve", helpers.ACTION_CHECKBOX_NAME: checkable}
+    # Two charges: a confirmation first, the action bar's note carried to it.
+    page = client.post(URL, {**selection, "index": 0, "note": "checked with the PI"})
+    assert page.status_code == 200
+    assert b">\nchecked with the PI</textarea>" in page.content
+    assert b'value="Approve 2 charges"' in page.content
+    assert not Charge.objects.filter(pk__in=checkable, review_state="approved").exists()
+    response = client.post(URL, {**selection, "apply": "1", "note": "checked with the PI"})
     assert response.status_code == 302
     approved = Charge.objects.filter(review_state="approved", pk__in=checkable)
     assert approved.count() == 2
@@ -105,16 +104,17 @@ def test_reject_goes_through_a_confirmation_page_with_a_note(queue: list[int]) -
 
 def test_everything_matching_the_filter_is_reviewed_without_a_cap(checkable: list[int]) -> None:
     client = role_client(REVIEWER)
-    response = client.post(
-        URL + "?reason=large_charge",
-        {
-            "action": "approve",
-            helpers.ACTION_CHECKBOX_NAME: checkable[:1],
-            "select_across": "1",
-            "index": 0,
-        },
-    )
+    selection = {
+        "action": "approve",
+        helpers.ACTION_CHECKBOX_NAME: checkable[:1],
+        "select_across": "1",
+    }
+    page = client.post(URL + "?reason=large_charge", {**selection, "index": 0})
+    assert page.status_code == 200  # "all N matching" is confirmed, even from one box
+    assert "Will be approved: 2 charges" in page.content.decode()
+    response = client.post(URL + "?reason=large_charge", {**selection, "apply": "1"})
     assert response.status_code == 302
+    assert response["Location"] == URL + "?reason=large_charge"
     assert Charge.objects.filter(pk__in=checkable, review_state="approved").count() == 2
     assert Charge.objects.get(resource_id="fine").reviewed_by == ""  # not part of the filter
 
@@ -123,11 +123,16 @@ def test_approving_charges_whose_attribution_is_wrong_leaves_them_pending_with_a
     checkable: list[int], queue: list[int]
 ) -> None:
     client = role_client(REVIEWER)
-    response = client.post(
-        URL,
-        {"action": "approve", helpers.ACTION_CHECKBOX_NAME: [*queue[:3], *checkable], "index": 0},
-        follow=True,
-    )
+    selection = {"action": "approve", helpers.ACTION_CHECKBOX_NAME: [*queue[:3], *checkable]}
+    page = client.post(URL, {**selection, "index": 0})
+    details = page.context["details"]
+    assert [html.unescape(re.sub(r"<[^>]+>", "", str(line))) for line in details] == [
+        "Will be approved: 2 charges, billed $24,003.00, list $24,003.00.",
+        "Stay pending: 3 charges need their attribution fixed (3 Missing PI): fix or reject "
+        "them ($6.00 billed). Show them.",
+    ]
+    assert not AuditEvent.objects.filter(action="charge.approve").exists()
+    response = client.post(URL, {**selection, "apply": "1"}, follow=True)
     messages = [str(m) for m in response.context["messages"]]
     assert messages[0] == "Approved 2 charges."
     assert messages[1].startswith(
