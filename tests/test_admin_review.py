@@ -224,3 +224,55 @@ def test_viewer_cannot_fix_attribution(queue: list[int]) -> None:
         },
     )
     assert not Charge.objects.filter(pk__in=queue, pi__email="ada@example.edu").exists()
+
+
+def test_approving_all_matching_shows_count_and_amounts_and_cancel_keeps_the_filters(
+    checkable: list[int], queue: list[int]
+) -> None:
+    client = role_client(REVIEWER)
+    listing = URL + "?review_state__exact=pending&o=-9"
+    selection = {
+        "action": "approve",
+        helpers.ACTION_CHECKBOX_NAME: checkable[:1],
+        "select_across": "1",  # "Select all 5 charges"
+    }
+    page = client.post(listing, {**selection, "index": 0, "note": "month end"})
+    assert page.status_code == 200
+    assert page.context["summary"] == (
+        "Selected: 5 charges, billed total $24,009.00, list total $24,009.00."
+    )
+    assert b'value="Approve 2 charges"' in page.content
+    assert page.context["cancel_url"] == listing
+    assert (
+        f'href="{html.escape(listing)}" class="button cancel-link">Cancel' in page.content.decode()
+    )
+    assert page.context["select_across"] == "1"
+    assert not AuditEvent.objects.filter(action="charge.approve").exists()
+    assert Charge.objects.filter(review_state="pending").count() == 5
+
+    done = client.post(listing, {**selection, "apply": "1", "note": "month end"}, follow=True)
+    assert done.redirect_chain == [(listing, 302)]
+    assert Charge.objects.filter(pk__in=checkable, review_state="approved").count() == 2
+    assert set(Charge.objects.filter(pk__in=queue).values_list("review_state", flat=True)) == {
+        "pending"
+    }
+    assert {e.reason for e in AuditEvent.objects.filter(action="charge.approve")} == {"month end"}
+
+
+def test_one_charge_is_approved_at_once_and_reject_cancel_keeps_the_filters(
+    checkable: list[int], queue: list[int]
+) -> None:
+    client = role_client(REVIEWER)
+    listing = URL + "?reason=large_charge"
+    one = {"action": "approve", helpers.ACTION_CHECKBOX_NAME: checkable[:1], "index": 0}
+    assert client.post(listing, one).status_code == 302
+    assert Charge.objects.get(pk=checkable[0]).review_state == "approved"
+
+    reject = {"action": "reject", helpers.ACTION_CHECKBOX_NAME: checkable, "index": 0}
+    page = client.post(listing, reject)
+    assert page.context["summary"] == (
+        "Selected: 2 charges, billed total $24,003.00, list total $24,003.00."
+    )
+    assert page.context["cancel_url"] == listing
+    assert b'value="Reject 2 charges"' in page.content
+    assert not Charge.objects.filter(review_state="rejected").exists()
