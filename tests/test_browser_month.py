@@ -57,6 +57,30 @@ def site(live_db: None) -> None:
         source_set(slug=slug, actor=setup, credit_fund_org="RCI-CLOUD", account_code=account)
 
 
+def _choose_all_and_send(page: Any) -> None:
+    page.locator("#action-toggle").check()
+    page.select_option("select[name=action]", "send_selected")
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state()
+    assert "Send statements" in page.title()
+
+
+def _confirmation_shots(page: Any, shots: Callable[[Any, str], Path], name: str) -> None:
+    """A confirmation page at 1400×900 and 800 px wide, light and dark; the
+    submit button and Cancel stay in reach at both widths."""
+    for width, suffix in ((1400, ""), (800, "-800")):
+        page.set_viewport_size({"width": width, "height": 900})
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            cancel = page.get_by_role("link", name="Cancel").bounding_box()
+            assert cancel is not None and cancel["x"] + cancel["width"] <= width
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+            assert scroll <= width, (width, scroll)
+            shots(page, f"{name}{suffix}{'' if scheme == 'light' else '-dark'}")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1440, "height": 900})
+
+
 def _fix_by_lookup(page: Any, resource: str, picks: list[tuple[str, str, str]]) -> None:
     """Fix one charge's attribution from the queue: search, pick, preview, apply."""
     charge = Charge.objects.get(resource_id=resource)
@@ -239,10 +263,28 @@ def test_a_whole_month_in_the_browser(
     assert _next_step(page, base) == "Next: Send statements"
     page.locator("a.button.ocb-next").click()
     page.wait_for_url("**/admin/statements/statement/?**email=unsent**")
-    page.locator("#action-toggle").check()
-    page.select_option("select[name=action]", "send_selected")
-    page.get_by_role("button", name="Go").click()
+    unsent_list = page.url
+    # Sending shows who gets what and the total first; Cancel keeps the list's filters.
+    _choose_all_and_send(page)
+    assert not mail.outbox
+    assert page.locator("#ocb-send-summary").inner_text() == (
+        "3 emails to 3 PIs, 4 statements, total due $131.69."
+    )
+    recipients = page.locator("#ocb-recipients tbody td.ocb-address")
+    assert recipients.all_inner_texts() == ["ada@example.edu", "bob@example.edu", "cy@example.edu"]
+    numbers = sorted(Statement.objects.filter(period=period).values_list("number", flat=True))
+    listed = page.locator("#ocb-recipients tbody ul.ocb-statements li").all_inner_texts()
+    assert sorted(item.split(" · ")[0] for item in listed) == numbers
+    assert page.locator("#ocb-send-total").inner_text() == "$131.69"
+    _confirmation_shots(page, shots, "send-confirmation")
+    page.get_by_role("link", name="Cancel").click()
     page.wait_for_load_state()
+    assert page.url == unsent_list and not mail.outbox
+    _choose_all_and_send(page)
+    page.get_by_role("button", name="Send 3 emails").click()
+    page.wait_for_load_state()
+    assert page.url == unsent_list
+    assert "3 emails sent." in page.locator("ul.messagelist").inner_text()
     assert sorted(m.to[0] for m in mail.outbox) == [
         "ada@example.edu",
         "bob@example.edu",
