@@ -32,6 +32,7 @@ from statements.models import Statement
 from tests.browser import (
     axe_problems,
     changing_buttons,
+    confirmation_shots,
     login,
     page,
     shots,
@@ -63,22 +64,6 @@ def _choose_all_and_send(page: Any) -> None:
     page.get_by_role("button", name="Go").click()
     page.wait_for_load_state()
     assert "Send statements" in page.title()
-
-
-def _confirmation_shots(page: Any, shots: Callable[[Any, str], Path], name: str) -> None:
-    """A confirmation page at 1400×900 and 800 px wide, light and dark; the
-    submit button and Cancel stay in reach at both widths."""
-    for width, suffix in ((1400, ""), (800, "-800")):
-        page.set_viewport_size({"width": width, "height": 900})
-        for scheme in ("light", "dark"):
-            page.emulate_media(color_scheme=scheme)
-            cancel = page.get_by_role("link", name="Cancel").bounding_box()
-            assert cancel is not None and cancel["x"] + cancel["width"] <= width
-            scroll = page.evaluate("document.documentElement.scrollWidth")
-            assert scroll <= width, (width, scroll)
-            shots(page, f"{name}{suffix}{'' if scheme == 'light' else '-dark'}")
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1440, "height": 900})
 
 
 def _fix_by_lookup(page: Any, resource: str, picks: list[tuple[str, str, str]]) -> None:
@@ -276,7 +261,7 @@ def test_a_whole_month_in_the_browser(
     listed = page.locator("#ocb-recipients tbody ul.ocb-statements li").all_inner_texts()
     assert sorted(item.split(" · ")[0] for item in listed) == numbers
     assert page.locator("#ocb-send-total").inner_text() == "$131.69"
-    _confirmation_shots(page, shots, "send-confirmation")
+    confirmation_shots(page, shots, "send-confirmation")
     page.get_by_role("link", name="Cancel").click()
     page.wait_for_load_state()
     assert page.url == unsent_list and not mail.outbox
