@@ -132,6 +132,61 @@ def email_confirmation(
     return TemplateResponse(request, "admin/statements/email_confirmation.html", context)
 
 
+def generate_recipients(preview: Any, period: BillingPeriod) -> dict[str, Any]:
+    """Who a "generate and send" would email, from its dry run: every PI with a
+    statement not emailed yet once it is generated — the new versions and the
+    current statements left unchanged that were never emailed (as
+    emails_queue picks them after rendering). Rows as email_confirmation's."""
+    money = InstitutionSettings.cached().format_money
+    current = {
+        (s.pi.email, s.project.project_id if s.project else ""): s
+        for s in Statement.objects.filter(period=period, superseded_at=None).select_related(
+            "pi", "project"
+        )
+    }
+    emailed = set(
+        EmailStatement.objects.filter(statement__period=period, resend=False).values_list(
+            "statement_id", flat=True
+        )
+    )
+    by_pi: dict[str, dict[str, Any]] = {}
+
+    def add(email: str, name: str, number: str, project: str, due: Decimal) -> None:
+        row = by_pi.setdefault(
+            email, {"name": name or "—", "to": email, "statements": [], "due": Decimal(0)}
+        )
+        row["statements"].append(
+            {"number": number, "project": project or "(no project)", "due": money(due)}
+        )
+        row["due"] += due
+
+    for data in preview.would_create:
+        old = current.get((data.pi_email, data.project_id))
+        number = f"new version of {old.number}" if old else "new statement"
+        add(data.pi_email, data.pi_name, number, data.project_id, data.billed_total)
+    unsent = [s.pk for s in preview.unchanged if s.pk not in emailed]
+    for statement in (
+        Statement.objects.filter(pk__in=unsent).select_related("pi", "project").order_by("number")
+    ):
+        project = statement.project.project_id if statement.project else ""
+        add(
+            statement.pi.email, statement.pi.name, statement.number, project, statement.billed_total
+        )
+    rows = [by_pi[email] for email in sorted(by_pi)]
+    total = sum((row["due"] for row in rows), Decimal(0))
+    for row in rows:
+        row["total"] = money(row.pop("due"))
+    statements = sum(len(row["statements"]) for row in rows)
+    return {
+        "rows": rows[:SHOWN_EMAILS],
+        "more": max(len(rows) - SHOWN_EMAILS, 0),
+        "total": money(total),
+        "email_count": len(rows),
+        "summary": f"Then {_count(len(rows), 'email')} to {_count(len(rows), 'PI')}, "
+        f"{_count(statements, 'statement')}, total due {money(total)}.",
+    }
+
+
 def skipped_text(skipped: list[tuple[str, str]]) -> str:
     """'2 already emailed, 1 no PDF yet' (by reason, most first)."""
     reasons: dict[str, int] = {}
@@ -473,6 +528,9 @@ class StatementAdmin(ReadOnlyAdmin):
             "opts": self.model._meta,
             "form": form,
             "preview": preview,
+            "sending": generate_recipients(preview, form.cleaned_data["period"])
+            if preview is not None and preview.send
+            else None,
         }
         return TemplateResponse(request, "admin/statements/statement/generate.html", context)
 

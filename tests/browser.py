@@ -87,7 +87,7 @@ def shots(tmp_path: Path) -> Callable[[Any, str], Path]:
 
 
 def confirmation_shots(page: Any, shots: Callable[[Any, str], Path], name: str) -> None:
-    """A confirmation page at 1400×900 and 800 px wide, light and dark: Cancel
+    """A confirmation page at 1400x900 and 800 px wide, light and dark: Cancel
     in reach and nothing scrolling sideways at both widths, and axe finds no
     serious or critical problem in either theme."""
     for width, suffix in ((1400, ""), (800, "-800")):

@@ -35,7 +35,19 @@ def test_generate_previews_then_generates_and_sends(month: str) -> None:
     page = client.post(BASE + "generate/", {"period": month, "send": "on", "preview": "1"})
     assert page.status_code == 200
     assert page.context["preview"].would_create and not Statement.objects.exists()
-    assert b"Generate 3 statements and send" in page.content
+    assert b"Generate 3 statements and send 2 emails" in page.content
+    # Who the emails go to, with the amounts, before anything is written.
+    assert page.context["sending"]["summary"] == (
+        "Then 2 emails to 2 PIs, 3 statements, total due $94.09."
+    )
+    assert [(r["to"], r["total"]) for r in page.context["sending"]["rows"]] == [
+        ("ada@example.edu", "$90.76"),
+        ("bob@example.edu", "$3.33"),
+    ]
+    assert [s["number"] for s in page.context["sending"]["rows"][0]["statements"]] == [
+        "new statement",
+        "new statement",
+    ]
     done = client.post(
         BASE + "generate/", {"period": month, "send": "on", "confirm": "1"}, follow=True
     )
@@ -44,6 +56,32 @@ def test_generate_previews_then_generates_and_sends(month: str) -> None:
     assert "3 statements generated" in text and "2 emails sent" in text
     assert len(mail.outbox) == 2
     assert done.redirect_chain[-1][0].endswith("&version=current")
+
+
+def test_generate_and_send_lists_the_statements_not_emailed_yet(month: str, actor: Actor) -> None:
+    statements_generate(period=month, actor=actor, sync=True)
+    ada_a, ada_b, bob = Statement.objects.order_by("number")
+    emailing.send_email(
+        emailing.emails_queue(period=month, actor=actor, statement_ids=[bob.pk]).emails[0].pk
+    )
+    client = role_client(BILLING_ADMIN)
+    page = client.post(BASE + "generate/", {"period": month, "send": "on", "preview": "1"})
+    sending = page.context["sending"]
+    assert sending["summary"] == "Then 1 email to 1 PI, 2 statements, total due $90.76."
+    assert sending["rows"] == [
+        {
+            "name": "—",
+            "to": "ada@example.edu",
+            "statements": [
+                {"number": ada_a.number, "project": "proj-a", "due": "$10.01"},
+                {"number": ada_b.number, "project": "proj-b", "due": "$80.75"},
+            ],
+            "total": "$90.76",
+        }
+    ]
+    assert b'id="ocb-send-total">$90.76</td>' in page.content
+    assert b"Generate 0 statements and send 1 email" in page.content
+    assert len(mail.outbox) == 1  # bob's, before the page
 
 
 def test_generate_refusal_is_shown_on_the_form(month: str, actor: Actor) -> None:
