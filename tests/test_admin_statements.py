@@ -198,6 +198,46 @@ def test_sending_shows_who_gets_what_and_the_total_before_anything_is_sent(
     assert message == "Nothing to send: no selected statement can be emailed (3 already emailed)."
 
 
+def test_statements_that_cannot_be_sent_are_listed_with_why(month: str, actor: Actor) -> None:
+    statements_generate(period=month, actor=actor, sync=True)
+    ada_a, ada_b, bob = Statement.objects.order_by("number")
+    Statement.objects.filter(pk=ada_a.pk).update(status=Statement.Status.RENDERING)
+    Statement.objects.filter(pk=ada_b.pk).update(status=Statement.Status.FAILED)
+    Statement.objects.filter(pk=bob.pk).update(superseded_at=timezone.now())  # withdrawn
+    client = role_client(BILLING_ADMIN)
+    data = {"action": "send_selected", helpers.ACTION_CHECKBOX_NAME: [ada_a.pk, ada_b.pk, bob.pk]}
+    done = client.post(BASE, {**data, "index": 0}, follow=True)
+    [message] = [str(m) for m in done.context["messages"]]
+    assert message == (
+        "Nothing to send: no selected statement can be emailed "
+        "(1 no PDF yet, 1 rendering failed, 1 withdrawn: nothing left to bill)."
+    )
+    Statement.objects.filter(pk=ada_a.pk).update(status=Statement.Status.READY)
+    page = client.post(BASE, {**data, "index": 0})
+    assert page.context["summary"] == "1 email to 1 PI, 1 statement, total due $10.01."
+    assert page.context["skipped"] == [
+        (f"{ada_b.number}, ada@example.edu", "rendering failed"),
+        (f"{bob.number}, bob@example.edu", "withdrawn: nothing left to bill"),
+    ]
+    assert EmailLog.objects.count() == 0 and not mail.outbox
+
+
+def test_resending_what_was_never_sent_says_why_and_offers_no_button(
+    month: str, actor: Actor
+) -> None:
+    statements_generate(period=month, actor=actor, sync=True)
+    bob = Statement.objects.get(pi__email="bob@example.edu")
+    client = role_client(REVIEWER)
+    data = {"action": "resend_selected", helpers.ACTION_CHECKBOX_NAME: [bob.pk], "index": 0}
+    page = client.post(BASE + "?q=bob", data)
+    assert page.context["problems"] == [
+        f"{bob.number} was never emailed (send it: openchargeback emails send --period {month})"
+    ]
+    assert b'value="Resend 1 email"' not in page.content
+    assert page.context["cancel_url"] == BASE + "?q=bob"
+    assert not mail.outbox
+
+
 def test_a_confirmation_that_is_out_of_date_sends_nothing(month: str, actor: Actor) -> None:
     statements_generate(period=month, actor=actor, sync=True)
     ids = list(Statement.objects.order_by("number").values_list("pk", flat=True))
