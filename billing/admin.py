@@ -64,7 +64,6 @@ from billing.services import (
     exchange_rate_set,
     finalize_blockers,
     home_currency,
-    missing_rate_reason,
     missing_rates,
     needs_rate,
     period_close,
@@ -220,14 +219,14 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
         by_source = (
             ChargeSummary.objects.filter(period=obj)
             .exclude(review_state=Charge.ReviewState.REJECTED)
-            .values("source_id", slug=F("source__slug"))
+            .values("source_id", slug=F("source__slug"), name=F("source__name"))
             .annotate(
                 n=Sum("charges"),
                 pending=Sum("charges", filter=Q(review_state=Charge.ReviewState.PENDING)),
                 listed=Sum("list_total"),
                 billed=Sum("billed_total"),
             )
-            .order_by("slug")
+            .order_by("name")
         )
         events = AuditEvent.objects.filter(period=obj)
         return {
@@ -754,13 +753,16 @@ class ApprovalPlan:
                 )
             )
         if self.missing:
+            first = self.missing[0]
             found.append(
                 format_html(
                     "Stay pending: {} in another currency without an exchange rate ({}). "
-                    '<a href="{}">Record an exchange rate</a>.',
+                    '<a href="{}">Record the rate</a>.',
                     count(sum(m.charges for m in self.missing), "charge"),
                     rates_which(self.missing),
-                    reverse("admin:billing_exchangerate_add"),
+                    reverse("admin:billing_exchangerate_add")
+                    + "?"
+                    + urlencode({"currency": first.currency, "month": first.period}),
                 )
             )
         return found
@@ -1211,11 +1213,14 @@ class ChargeAdmin(ReadOnlyAdmin):
         missing: list[Any] = []
         stuck = None
         done = False
+        ready = True  # something the action can change
         if action == "approve":
             unapproved = queryset.exclude(review_state=Charge.ReviewState.APPROVED)
             stuck = left_blocked(unapproved)
             missing = missing_rates(approvable(unapproved))
-        if stuck is None or approvable(queryset).exists():
+            if stuck or missing:
+                ready = approvable(unapproved).exclude(needs_rate(home_currency())).exists()
+        if ready:
             done = self._run(
                 request,
                 verb,
@@ -1234,9 +1239,23 @@ class ChargeAdmin(ReadOnlyAdmin):
                 ),
                 messages.WARNING,
             )
-        if done and missing:
+        if missing:
+            first = missing[0]
             self.message_user(
-                request, f"Left pending: {missing_rate_reason(missing)}.", messages.WARNING
+                request,
+                format_html(
+                    "{}: {} in another currency cannot be approved without an exchange "
+                    'rate ({}). <a href="{}">Record the rate</a> ({} per {}).',
+                    "Left pending" if done else "Nothing was approved",
+                    count(sum(m.charges for m in missing), "charge"),
+                    rates_which(missing),
+                    reverse("admin:billing_exchangerate_add")
+                    + "?"
+                    + urlencode({"currency": first.currency, "month": first.period}),
+                    home_currency(),
+                    first.currency,
+                ),
+                messages.WARNING,
             )
 
 

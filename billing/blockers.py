@@ -133,10 +133,10 @@ def period_blockers(obj: BillingPeriod, *, allow_pending: bool = False) -> list[
         n=Count("id"), billed=Sum("billed_cost")
     )
     if pending["n"] and not allow_pending:
+        billed = InstitutionSettings.cached().format_money(pending["billed"] or Decimal(0))
         found.append(
             Blocker(
-                f"{count(pending['n'], 'charge')} pending review "
-                f"({InstitutionSettings.cached().format_money(pending['billed'] or Decimal(0))} billed)",
+                f"{count(pending['n'], 'charge')} pending review ({billed} billed)",
                 cli=f"openchargeback review list --period {month}",
                 url=charges_url(obj, review_state__exact=PENDING),
                 link_text="review them",
@@ -177,3 +177,79 @@ def period_blockers(obj: BillingPeriod, *, allow_pending: bool = False) -> list[
 def blockers_text(found: list[Blocker]) -> str:
     """All blockers on one line, for the CLI and for error messages."""
     return "; ".join(b.cli_line() for b in found)
+
+
+# --- One fund/org rule: what review accepts, the journal can split ---------------------
+
+# The journal's split pattern, registered by the journals app (billing imports it not).
+SPLIT_PATTERN: dict[str, Callable[[], str]] = {}
+_KNOWN_LIMIT = 50_000
+
+
+def register_split_pattern(getter: Callable[[], str]) -> None:
+    SPLIT_PATTERN["journal"] = getter
+
+
+def known_fund_orgs() -> list[str]:
+    """The fund/orgs in use: on charges of months not finalized, projects' defaults."""
+    from billing.models import ChargeSummary, Project
+
+    charged = (
+        ChargeSummary.objects.exclude(period__status=BillingPeriod.Status.FINALIZED)
+        .exclude(fund_org="")
+        .values_list("fund_org", flat=True)
+        .distinct()
+        .order_by()[:_KNOWN_LIMIT]
+    )
+    defaults = (
+        Project.objects.exclude(default_fund_org="")
+        .values_list("default_fund_org", flat=True)
+        .distinct()
+        .order_by()[:_KNOWN_LIMIT]
+    )
+    return sorted(set(charged) | set(defaults))
+
+
+def fund_org_disagreements(
+    *, validation: list[str] | None = None, split: str | None = None
+) -> list[str]:
+    """Fund/orgs in use that the review's patterns accept but the journal's
+    split pattern cannot split: what a disagreement between the two settings
+    would let through review and then refuse at the journal export.
+
+    Either side may be given as it would be saved; the other is read.
+    """
+    import re
+
+    from billing.models import FundOrgPattern
+
+    if split is None:
+        getter = SPLIT_PATTERN.get("journal")
+        if getter is None:
+            return []
+        split = getter()
+    if validation is None:
+        validation = list(
+            FundOrgPattern.objects.filter(enabled=True).values_list("pattern", flat=True)
+        )
+    try:
+        splitter = re.compile(split)
+        accepted = [re.compile(p) for p in validation]
+    except re.error:
+        return []  # each field's own validator says what is wrong with it
+    return [
+        f
+        for f in known_fund_orgs()
+        if (not accepted or any(p.fullmatch(f) for p in accepted)) and not splitter.fullmatch(f)
+    ]
+
+
+def disagreement_text(found: list[str], *, saving: str) -> str:
+    shown = ", ".join(repr(f) for f in found[:5]) + (
+        f" and {len(found) - 5:,} more" if len(found) > 5 else ""
+    )
+    other = "journal fund/org pattern" if saving == "fund/org pattern" else "fund/org patterns"
+    return (
+        f"this {saving} disagrees with the {other}: review would accept fund/orgs in use "
+        f"that the journal cannot split ({shown}); change one so that they agree"
+    )

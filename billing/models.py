@@ -658,6 +658,24 @@ class FundOrgPattern(models.Model):
     def __str__(self) -> str:
         return self.pattern
 
+    def clean(self) -> None:
+        """One fund/org rule: refused if review would then accept fund/orgs in use
+        that the journal's split pattern cannot split (billing.blockers)."""
+        from billing.blockers import disagreement_text, fund_org_disagreements
+
+        others = list(
+            FundOrgPattern.objects.filter(enabled=True)
+            .exclude(pk=self.pk)
+            .values_list("pattern", flat=True)
+        )
+        saved = FundOrgPattern.objects.filter(pk=self.pk).first() if self.pk else None
+        was = [saved.pattern] if saved and saved.enabled else []
+        will = [self.pattern] if self.enabled else []
+        before = set(fund_org_disagreements(validation=[*others, *was]))
+        new = [f for f in fund_org_disagreements(validation=[*others, *will]) if f not in before]
+        if new:
+            raise ValidationError({"pattern": disagreement_text(new, saving="fund/org pattern")})
+
 
 class ChargeSummary(models.Model):
     """Charges of a period added up per source, PI, project, fund/org and review

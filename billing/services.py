@@ -549,7 +549,13 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
         if missing:
             selected = selected.exclude(needs_rate(home_currency()))
             if not selected.exists():
-                raise BillingError(f"{missing_rate_reason(missing)}; nothing was approved")
+                raise BillingError(
+                    f"{missing_rate_reason(missing)}; nothing was approved",
+                    web=f"{count(sum(m.charges for m in missing), 'charge')} in another "
+                    f"currency cannot be approved without an exchange rate "
+                    f"({rates_which(missing)}): record the rate (Exchange rates, Add); "
+                    "nothing was approved",
+                )
     pairs = list(selected.values_list("pk", "period_id"))
     ids = [pk for pk, _ in pairs]
     now = timezone.now()

@@ -6,9 +6,10 @@ class JournalsConfig(AppConfig):
     verbose_name = "Journals"
 
     def ready(self) -> None:
-        from billing.blockers import register_data_check
+        from billing.blockers import register_data_check, register_split_pattern
         from billing.services import register_finalize_check
-        from journals.services import journal_blockers, missing_journal_export
+        from journals.services import journal_blockers, missing_journal_export, split_pattern
 
         register_finalize_check("journals", missing_journal_export)
         register_data_check("journals", journal_blockers)
+        register_split_pattern(split_pattern)

@@ -53,6 +53,11 @@ def journal_config() -> JournalConfig:
     )
 
 
+def split_pattern() -> str:
+    """The journal's fund/org split pattern (billing's one fund/org rule reads it)."""
+    return JournalSettings.load().fund_org_pattern
+
+
 def source_infos() -> dict[str, SourceInfo]:
     return {
         slug: SourceInfo(slug, credit, account)

@@ -142,7 +142,8 @@ def export_is_current(period: BillingPeriod, export: JournalExport | None) -> bo
     last close is current; an older one is compared by its data hash."""
     if export is None:
         return False
-    if period.closed_at and export.created_at >= period.closed_at:
+    closed = period.status != BillingPeriod.Status.OPEN  # (reopened: compare the data)
+    if closed and period.closed_at and export.created_at >= period.closed_at:
         return True
     return export.data_hash == current_data_hash(period)
 

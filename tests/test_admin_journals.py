@@ -55,3 +55,13 @@ def test_preview_then_export_then_download(month: str, actor: Actor) -> None:
     assert download["Content-Type"].startswith("application/vnd.openxmlformats")
     listing = viewer.get(BASE)
     assert list(listing.context["cl"].result_list) == [export]
+
+
+def test_the_form_opens_filled_in_and_without_errors(month: str) -> None:
+    """The month-end cycle links here with the period only: no "This field is required"."""
+    page = role_client(VIEWER).get(BASE + "export/?period=" + month)
+    form = page.context["form"]
+    assert page.status_code == 200 and not form.is_bound
+    assert "This field is required" not in page.content.decode()
+    assert form["period"].value() == month
+    assert page.context["preview"] is None

@@ -9,11 +9,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils.html import escape
 
 from billing import flags
 from billing.blockers import blocked_reasons, left_blocked, period_blockers
-from billing.models import BillingPeriod, Charge, Source
+from billing.models import BillingPeriod, Charge, FundOrgPattern, Source
 from billing.roles import BILLING_ADMIN
 from billing.services import (
     Actor,
@@ -103,8 +104,6 @@ def test_an_approved_charge_that_loses_its_attribution_goes_back_to_the_queue(
 ) -> None:
     fine = Charge.objects.filter(resource_id="fine")
     assert fine.get().review_state == "approved"
-    from billing.models import FundOrgPattern
-
     FundOrgPattern.objects.update(pattern=r"[A-Z]{3}-\d{4}")  # NSF-BIO-2024 is no longer valid
     charges_reapply_rules(charges=fine, actor=actor)
     charge = fine.get()
@@ -191,3 +190,52 @@ def test_blocked_reasons_count_each_reason_once_per_charge(mixed: BillingPeriod)
         "invalid_fund_org": 1,
         "project_pi_mismatch": 1,
     }
+
+
+def test_one_fund_org_rule_refuses_a_journal_pattern_that_cannot_split_what_review_accepts(
+    mixed: BillingPeriod,
+) -> None:
+    settings = JournalSettings.load()
+    settings.fund_org_pattern = r"^(?P<fund>[A-Z]{3})-(?P<orgn>\d+)$"
+    with pytest.raises(ValidationError) as caught:
+        settings.full_clean()
+    assert caught.value.message_dict["fund_org_pattern"] == [
+        "this journal fund/org pattern disagrees with the fund/org patterns: review would "
+        "accept fund/orgs in use that the journal cannot split ('NSF-BIO-2024'); change one "
+        "so that they agree"
+    ]
+    settings.fund_org_pattern = r"^(?P<fund>[A-Z]+)-(?P<orgn>[A-Z]+-\d+)$"
+    settings.full_clean()  # NSF-BIO-2024 splits: fine
+
+
+def test_one_fund_org_rule_refuses_a_review_pattern_that_lets_through_what_cannot_split(
+    defaults: None, focus_file: Callable[..., Path], actor: Actor
+) -> None:
+    rows = [focus_row(resource="geo", fund_org="nsf_geo_2025")]
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    assert Charge.objects.get().flag_reasons == ["invalid_fund_org"]
+    widened = FundOrgPattern(pattern=r"[a-z_0-9]+", description="lower case")
+    with pytest.raises(ValidationError) as caught:
+        widened.full_clean()
+    assert "review would accept fund/orgs in use that the journal cannot split " in str(
+        caught.value
+    )
+    assert "'nsf_geo_2025'" in str(caught.value)
+    # Disabled, it lets nothing through; and an older disagreement blocks no other edit.
+    FundOrgPattern(pattern=r"[a-z_0-9]+", enabled=False).full_clean()
+    existing = FundOrgPattern.objects.get()
+    existing.description = "Upper case, dash-separated"
+    existing.full_clean()
+
+
+def test_the_admin_shows_the_one_rule_on_the_journal_settings_form(mixed: BillingPeriod) -> None:
+    client = role_client(BILLING_ADMIN)
+    url = f"/admin/journals/journalsettings/{JournalSettings.load().pk}/change/"
+    page = client.get(url)
+    data = {**page.context["adminform"].form.initial}
+    data["fund_org_pattern"] = r"^(?P<fund>[A-Z]{3})-(?P<orgn>\d+)$"
+    response = client.post(url, {k: v for k, v in data.items() if v is not None})
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["fund_org_pattern"]
+    assert errors[0].startswith("this journal fund/org pattern disagrees")
+    assert JournalSettings.load().fund_org_pattern != data["fund_org_pattern"]

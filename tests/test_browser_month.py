@@ -23,7 +23,7 @@ from django.apps import apps
 from django.core import mail
 from django.db.models import Sum
 
-from billing.models import BillingPeriod, Charge, InstitutionSettings, Source
+from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, sync_roles
 from billing.services import Actor, source_set
 from ingest.services import import_file
@@ -66,13 +66,31 @@ def _choose_all_and_send(page: Any) -> None:
     assert "Send statements" in page.title()
 
 
-def _fix_by_lookup(page: Any, resource: str, picks: list[tuple[str, str, str]]) -> None:
-    """Fix one charge's attribution from the queue: search, pick, preview, apply."""
+def _fix_by_lookup(
+    page: Any, resource: str, picks: list[tuple[str, str, str]], typo: str = ""
+) -> None:
+    """Fix one charge's attribution from the queue: search, pick, preview, apply.
+
+    With `typo`, the reviewer first types a PI email nobody has: the search
+    finds nothing, and creating a PI from it without a name is refused."""
     charge = Charge.objects.get(resource_id=resource)
     page.locator(f"input[name=_selected_action][value='{charge.pk}']").check()
     page.select_option("select[name=action]", "fix_attribution")
     page.get_by_role("button", name="Go").click()
     page.wait_for_load_state()
+    if typo:
+        page.locator("#id_pi + .select2 .select2-selection").click()
+        page.locator(".select2-search__field").fill(typo)
+        page.locator(".select2-results__option", has_text="No results found").wait_for()
+        page.keyboard.press("Escape")
+        page.check("#id_create_pi")
+        page.fill("#id_new_pi_email", typo)
+        page.get_by_role("button", name="Preview").click()
+        page.wait_for_load_state()
+        assert "A new PI needs a name." in page.locator("#content").inner_text()
+        assert not PI.objects.filter(email=typo).exists()
+        page.uncheck("#id_create_pi")
+        page.fill("#id_new_pi_email", "")
     for field, text, pick in picks:
         page.locator(f"#id_{field} + .select2 .select2-selection").click()
         page.locator(".select2-search__field").fill(text)
@@ -219,7 +237,10 @@ def test_a_whole_month_in_the_browser(
     assert rows.count() == 2
     # Each is fixed by looking up the PI and project in the registry.
     _fix_by_lookup(
-        page, "orphan", [("pi", "ada@", "ada@example.edu"), ("project", "proj-a", "proj-a")]
+        page,
+        "orphan",
+        [("pi", "ada@", "ada@example.edu"), ("project", "proj-a", "proj-a")],
+        typo="ada@exmaple.edu",
     )
     assert rows.count() == 1  # the fixed charge had no flag left: approved
     _fix_by_lookup(page, "gke", [("project", "proj-d", "proj-d")])
