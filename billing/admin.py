@@ -1096,7 +1096,7 @@ class ChargeAdmin(ReadOnlyAdmin):
                 ("select_across", request.POST.get("select_across", "0")),
                 ("action", "fix_attribution"),
             ],
-            cancel_url=reverse("admin:billing_charge_changelist"),
+            cancel_url=changelist_url(self, request),
             done_url=None,
         )
 

@@ -259,7 +259,7 @@ def test_approving_all_matching_shows_count_and_amounts_and_cancel_keeps_the_fil
     assert {e.reason for e in AuditEvent.objects.filter(action="charge.approve")} == {"month end"}
 
 
-def test_one_charge_is_approved_at_once_and_reject_cancel_keeps_the_filters(
+def test_one_charge_is_approved_at_once_and_cancel_keeps_the_filters(
     checkable: list[int], queue: list[int]
 ) -> None:
     client = role_client(REVIEWER)
@@ -276,3 +276,5 @@ def test_one_charge_is_approved_at_once_and_reject_cancel_keeps_the_filters(
     assert page.context["cancel_url"] == listing
     assert b'value="Reject 2 charges"' in page.content
     assert not Charge.objects.filter(review_state="rejected").exists()
+    fix = {"action": "fix_attribution", helpers.ACTION_CHECKBOX_NAME: checkable, "index": 0}
+    assert client.post(listing, fix).context["cancel_url"] == listing
