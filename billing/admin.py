@@ -4,6 +4,7 @@ PIs, projects, sources, settings and the read-only audit trail."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +14,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.http import (
     Http404,
     HttpRequest,
@@ -28,6 +29,7 @@ from django.utils.http import urlencode
 
 from billing import flags, listwords, selectors
 from billing.blockers import (
+    LeftBlocked,
     approvable,
     charges_url,
     left_blocked,
@@ -54,6 +56,7 @@ from billing.services import (
     Actor,
     BillingError,
     FixReport,
+    MissingRate,
     charges_fix_attribution_report,
     charges_reapply_rules,
     charges_review,
@@ -96,6 +99,15 @@ def action_summary(count: int, noun: str, extra: str = "") -> str:
     return f"{text}, {extra}." if extra else f"{text}."
 
 
+def changelist_url(model_admin: admin.ModelAdmin, request: HttpRequest) -> str:
+    """The changelist as the user left it: an action's POST goes to the
+    changelist's own URL, so its query string (the filters) is in request.GET."""
+    opts = model_admin.model._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+    query = request.GET.urlencode()
+    return f"{url}?{query}" if query else url
+
+
 def action_page(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,
@@ -105,18 +117,23 @@ def action_page(
     title: str,
     intro: str,
     summary: str,
+    details: list[str] | None = None,
+    submit_label: str = "",
 ) -> TemplateResponse:
     """The confirmation page of an admin action that asks for more (a note, a
-    reason): it posts the selection back with ``apply``."""
+    reason) or shows what will happen (``details``: lines of safe HTML): it
+    posts the selection back with ``apply``; Cancel keeps the list's filters."""
     context = {
         **model_admin.admin_site.each_context(request),
         "title": title,
         "intro": intro,
         "summary": summary,
+        "details": details or [],
         "opts": model_admin.model._meta,
         "form": form,
         "action": action,
-        "submit_label": title,
+        "submit_label": submit_label or title,
+        "cancel_url": changelist_url(model_admin, request),
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         "select_across": request.POST.get("select_across", "0"),
@@ -682,6 +699,93 @@ class RejectForm(forms.Form):
     )
 
 
+class ApproveForm(forms.Form):
+    note = forms.CharField(
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Optional; stored on each approved charge and in the audit trail.",
+    )
+
+
+def blocked_url(queryset: QuerySet[Charge]) -> str:
+    """The queue of the pending charges that need their attribution fixed
+    (of the selection's period, when it has one)."""
+    periods = set(queryset.values_list("period_id", flat=True).distinct()[:2])
+    query = {"reason": flags.NEEDS_ATTRIBUTION, "review_state__exact": "pending"}
+    if len(periods) == 1:
+        query["period__id__exact"] = str(periods.pop())
+    return charges_url(**query)
+
+
+@dataclass(frozen=True)
+class ApprovalPlan:
+    """What approving a selection would do (as charges_review decides it):
+    how many are approved and for how much, and what stays pending, why."""
+
+    selected: int
+    approved: int
+    approved_billed: Decimal
+    approved_listed: Decimal
+    already: int
+    stuck: LeftBlocked | None
+    missing: list[MissingRate]
+    locked: bool  # some are in a period that is not open: the approval is refused
+
+    def lines(self, money: Callable[[Decimal], str], blocked_link: str) -> list[str]:
+        found: list[str] = [
+            format_html(
+                "<strong>Will be approved: {}</strong>, billed {}, list {}.",
+                count(self.approved, "charge"),
+                money(self.approved_billed),
+                money(self.approved_listed),
+            )
+        ]
+        if self.already:
+            found.append(f"Already approved, left as they are: {count(self.already, 'charge')}.")
+        if self.stuck:
+            found.append(
+                format_html(
+                    'Stay pending: {} ({} billed). <a href="{}">Show them</a>.',
+                    self.stuck.text(),
+                    money(self.stuck.billed),
+                    blocked_link,
+                )
+            )
+        if self.missing:
+            first = self.missing[0]
+            found.append(
+                format_html(
+                    "Stay pending: {} in another currency without an exchange rate ({}). "
+                    '<a href="{}">Record the rate</a>.',
+                    count(sum(m.charges for m in self.missing), "charge"),
+                    rates_which(self.missing),
+                    reverse("admin:billing_exchangerate_add")
+                    + "?"
+                    + urlencode({"currency": first.currency, "month": first.period}),
+                )
+            )
+        return found
+
+
+def approval_plan(queryset: QuerySet[Charge]) -> ApprovalPlan:
+    unapproved = queryset.exclude(review_state=Charge.ReviewState.APPROVED)
+    candidates = approvable(unapproved)
+    will = candidates.exclude(needs_rate(home_currency())).aggregate(
+        n=Count("id"), billed=Sum("billed_cost"), listed=Sum("list_cost")
+    )
+    return ApprovalPlan(
+        selected=queryset.count(),
+        approved=will["n"],
+        approved_billed=will["billed"] or Decimal(0),
+        approved_listed=will["listed"] or Decimal(0),
+        already=queryset.filter(review_state=Charge.ReviewState.APPROVED).count(),
+        stuck=left_blocked(unapproved),
+        missing=missing_rates(candidates),
+        locked=unapproved.exclude(period__status=BillingPeriod.Status.OPEN).exists(),
+    )
+
+
 @admin.register(Charge)
 class ChargeAdmin(ReadOnlyAdmin):
     """The review queue: filter, then approve, reject (with a note) or reset."""
@@ -912,8 +1016,41 @@ class ChargeAdmin(ReadOnlyAdmin):
         return request.user.has_perm("billing.review_charge")
 
     @admin.action(description="Approve selected charges", permissions=["review"])
-    def approve(self, request: HttpRequest, queryset: QuerySet[Charge]) -> None:
-        self._review(request, queryset, "approve", note=request.POST.get("note", ""))
+    def approve(self, request: HttpRequest, queryset: QuerySet[Charge]) -> TemplateResponse | None:
+        """One charge is approved at once; more (or "all N matching") first go
+        through a page with the count, the amounts and what stays pending."""
+        if "apply" in request.POST:
+            form = ApproveForm(request.POST)
+            if form.is_valid():
+                self._review(request, queryset, "approve", note=form.cleaned_data["note"])
+                return None
+        else:
+            note = request.POST.get("note", "")
+            bulk = (
+                request.POST.get("select_across") == "1"
+                or len(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)) > 1
+            )
+            plan = approval_plan(queryset)
+            if not bulk or not plan.approved or plan.locked:
+                # Nothing to confirm: one charge, nothing it would approve, or a
+                # refusal (a closed period) that _review reports.
+                self._review(request, queryset, "approve", note=note)
+                return None
+            form = ApproveForm(initial={"note": note})
+        plan = approval_plan(queryset)
+        money = InstitutionSettings.cached().format_money
+        return self._action_page(
+            request,
+            queryset,
+            action="approve",
+            form=form,
+            title="Approve charges",
+            intro="Approved charges go on the PIs' statements and the journal when the month "
+            "is closed. Charges whose attribution is wrong, and charges in another currency "
+            "without an exchange rate, stay pending.",
+            details=plan.lines(money, blocked_url(queryset)),
+            submit_label=f"Approve {count(plan.approved, 'charge')}",
+        )
 
     @admin.action(description="Reset selected charges to pending review", permissions=["review"])
     def reset(self, request: HttpRequest, queryset: QuerySet[Charge]) -> None:
@@ -936,6 +1073,7 @@ class ChargeAdmin(ReadOnlyAdmin):
             title="Reject charges",
             intro="Rejected charges leave every total, statement and journal; they stay visible "
             "under the “Rejected” filter and can be reset to pending while the period is open.",
+            submit_label=f"Reject {count(queryset.count(), 'charge')}",
         )
 
     def has_fix_attribution_permission(self, request: HttpRequest) -> bool:
@@ -958,7 +1096,7 @@ class ChargeAdmin(ReadOnlyAdmin):
                 ("select_across", request.POST.get("select_across", "0")),
                 ("action", "fix_attribution"),
             ],
-            cancel_url=reverse("admin:billing_charge_changelist"),
+            cancel_url=changelist_url(self, request),
             done_url=None,
         )
 
@@ -1033,8 +1171,13 @@ class ChargeAdmin(ReadOnlyAdmin):
         form: forms.Form,
         title: str,
         intro: str,
+        details: list[str] | None = None,
+        submit_label: str = "",
     ) -> TemplateResponse:
-        total = queryset.aggregate(t=Sum("billed_cost"))["t"] or Decimal(0)
+        totals = queryset.aggregate(
+            n=Count("id"), billed=Sum("billed_cost"), listed=Sum("list_cost")
+        )
+        money = InstitutionSettings.cached().format_money
         return action_page(
             self,
             request,
@@ -1043,10 +1186,13 @@ class ChargeAdmin(ReadOnlyAdmin):
             title=title,
             intro=intro,
             summary=action_summary(
-                queryset.count(),
+                totals["n"],
                 "charge",
-                "billed total " + InstitutionSettings.cached().format_money(total),
+                f"billed total {money(totals['billed'] or Decimal(0))}, "
+                f"list total {money(totals['listed'] or Decimal(0))}",
             ),
+            details=details,
+            submit_label=submit_label,
         )
 
     def _run(self, request: HttpRequest, verb: str, work: Callable[[Actor], int]) -> bool:
@@ -1083,17 +1229,13 @@ class ChargeAdmin(ReadOnlyAdmin):
                 ),
             )
         if stuck:
-            periods = set(queryset.values_list("period_id", flat=True).distinct()[:2])
-            query = {"reason": flags.NEEDS_ATTRIBUTION, "review_state__exact": "pending"}
-            if len(periods) == 1:
-                query["period__id__exact"] = str(periods.pop())
             self.message_user(
                 request,
                 format_html(
                     '{}: {} <a href="{}">Show them</a>.',
                     "Left pending" if done else "Nothing was approved",
                     stuck.text(),
-                    charges_url(**query),
+                    blocked_url(queryset),
                 ),
                 messages.WARNING,
             )

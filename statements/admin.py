@@ -4,12 +4,15 @@ the background jobs."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -18,8 +21,14 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from billing.admin import ReadOnlyAdmin, action_page, action_summary, money_column
-from billing.models import BillingPeriod
+from billing.admin import (
+    ReadOnlyAdmin,
+    action_page,
+    action_summary,
+    changelist_url,
+    money_column,
+)
+from billing.models import BillingPeriod, InstitutionSettings
 from billing.services import Actor, BillingError, web_text
 from openchargeback.text import count as _count
 from statements import emailing
@@ -37,14 +46,154 @@ def _actor(request: HttpRequest) -> Actor:
 
 
 def dispatch_emails(email_ids: list[int], *, group: str) -> tuple[list[emailing.SendOutcome], int]:
-    """Send now when few, else queue one job per email; (outcomes, queued)."""
+    """Send now when few, else queue one job per email; (outcomes, queued).
+
+    The jobs are queued once the emails' rows are committed (a worker must
+    find them); sent inline only outside a transaction (the claim commits)."""
     if len(email_ids) <= inline_limit():
         return [emailing.send_email(i) for i in email_ids], 0
     from django_q.tasks import async_task
 
-    for email_id in email_ids:
-        async_task("statements.tasks.send_email", email_id, group=group)
+    def enqueue() -> None:
+        for email_id in email_ids:
+            async_task("statements.tasks.send_email", email_id, group=group)
+
+    transaction.on_commit(enqueue)
     return [], len(email_ids)
+
+
+# --- Confirmations: who gets what, before anything is sent ---------------------------
+
+SHOWN_EMAILS = 200  # rows on a confirmation page; the counts and total cover every one
+
+
+def email_confirmation(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    action: str,
+    title: str,
+    intro: str,
+    emails: list[emailing.PlannedEmail],
+    skipped: list[tuple[str, str]] | None = None,
+    problems: list[str] | None = None,
+    form: forms.Form | None = None,
+    fingerprint: str = "",
+    verb: str = "Send",
+) -> TemplateResponse:
+    """The page before emails go out: how many, to whom, which statements
+    with their amounts, the total; what is left out and why (``skipped``:
+    (what, why) pairs); ``problems`` stop it (no submit button). Posts the
+    selection back with ``apply``; Cancel keeps the list's filters."""
+    money = InstitutionSettings.cached().format_money
+    rows = [
+        {
+            "name": e.pi.name or "—",
+            "to": e.address,
+            "period": e.period.period,
+            "statements": [
+                {
+                    "number": st.number,
+                    "project": st.project.project_id if st.project else "(no project)",
+                    "due": money(st.billed_total),
+                }
+                for st in e.statements
+            ],
+            "total": money(e.total),
+        }
+        for e in emails[:SHOWN_EMAILS]
+    ]
+    total = sum((e.total for e in emails), Decimal(0))
+    statements = sum(len(e.statements) for e in emails)
+    pis = len({e.pi.pk for e in emails})
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "intro": intro,
+        "opts": model_admin.model._meta,
+        "rows": rows,
+        "more": max(len(emails) - SHOWN_EMAILS, 0),
+        "email_count": len(emails),
+        "summary": f"{_count(len(emails), 'email')} to {_count(pis, 'PI')}, "
+        f"{_count(statements, 'statement')}, total due {money(total)}.",
+        "total": money(total),
+        "periods": len({e.period.pk for e in emails}) > 1,
+        "skipped": skipped or [],
+        "problems": problems or [],
+        "form": form,
+        "fingerprint": fingerprint,
+        "action": action,
+        "submit_label": f"{verb} {_count(len(emails), 'email')}",
+        "cancel_url": changelist_url(model_admin, request),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+    }
+    return TemplateResponse(request, "admin/statements/email_confirmation.html", context)
+
+
+def generate_recipients(preview: Any, period: BillingPeriod) -> dict[str, Any]:
+    """Who a "generate and send" would email, from its dry run: every PI with a
+    statement not emailed yet once it is generated — the new versions and the
+    current statements left unchanged that were never emailed (as
+    emails_queue picks them after rendering). Rows as email_confirmation's."""
+    money = InstitutionSettings.cached().format_money
+    current = {
+        (s.pi.email, s.project.project_id if s.project else ""): s
+        for s in Statement.objects.filter(period=period, superseded_at=None).select_related(
+            "pi", "project"
+        )
+    }
+    emailed = set(
+        EmailStatement.objects.filter(statement__period=period, resend=False).values_list(
+            "statement_id", flat=True
+        )
+    )
+    by_pi: dict[str, dict[str, Any]] = {}
+
+    def add(email: str, name: str, number: str, project: str, due: Decimal) -> None:
+        row = by_pi.setdefault(
+            email, {"name": name or "—", "to": email, "statements": [], "due": Decimal(0)}
+        )
+        row["statements"].append(
+            {"number": number, "project": project or "(no project)", "due": money(due)}
+        )
+        row["due"] += due
+
+    for data in preview.would_create:
+        old = current.get((data.pi_email, data.project_id))
+        number = f"new version of {old.number}" if old else "new statement"
+        add(data.pi_email, data.pi_name, number, data.project_id, data.billed_total)
+    unsent = [s.pk for s in preview.unchanged if s.pk not in emailed]
+    for statement in (
+        Statement.objects.filter(pk__in=unsent).select_related("pi", "project").order_by("number")
+    ):
+        project = statement.project.project_id if statement.project else ""
+        add(
+            statement.pi.email, statement.pi.name, statement.number, project, statement.billed_total
+        )
+    rows = [by_pi[email] for email in sorted(by_pi)]
+    total = sum((row["due"] for row in rows), Decimal(0))
+    for row in rows:
+        row["total"] = money(row.pop("due"))
+    statements = sum(len(row["statements"]) for row in rows)
+    return {
+        "rows": rows[:SHOWN_EMAILS],
+        "more": max(len(rows) - SHOWN_EMAILS, 0),
+        "total": money(total),
+        "email_count": len(rows),
+        "summary": f"Then {_count(len(rows), 'email')} to {_count(len(rows), 'PI')}, "
+        f"{_count(statements, 'statement')}, total due {money(total)}.",
+    }
+
+
+def skipped_text(skipped: list[tuple[str, str]]) -> str:
+    """'2 already emailed, 1 no PDF yet' (by reason, most first)."""
+    reasons: dict[str, int] = {}
+    for _, why in skipped:
+        reasons[why] = reasons.get(why, 0) + 1
+    ranked = sorted(reasons.items(), key=lambda item: -item[1])
+    return ", ".join(f"{n:,} {why}" for why, n in ranked)
 
 
 def report_sending(
@@ -379,6 +528,9 @@ class StatementAdmin(ReadOnlyAdmin):
             "opts": self.model._meta,
             "form": form,
             "preview": preview,
+            "sending": generate_recipients(preview, form.cleaned_data["period"])
+            if preview is not None and preview.send
+            else None,
         }
         return TemplateResponse(request, "admin/statements/statement/generate.html", context)
 
@@ -403,13 +555,47 @@ class StatementAdmin(ReadOnlyAdmin):
 
     # actions
 
-    @admin.action(description="Email selected statements (not sent yet)", permissions=["send"])
-    def send_selected(self, request: HttpRequest, queryset: QuerySet[Statement]) -> None:
+    @admin.action(description="Email selected statements (not sent yet)…", permissions=["send"])
+    def send_selected(
+        self, request: HttpRequest, queryset: QuerySet[Statement]
+    ) -> TemplateResponse | None:
+        """A page with every email, its recipient, statements and amounts, and
+        what is left out; "Send N emails" sends exactly those."""
+        plan = emailing.emails_plan(statements=queryset)
+        skipped = [(f"{s.number}, {s.pi.name or s.pi.email}", why) for s, why in plan.skipped]
+        if not plan.emails:
+            why = f" ({skipped_text(skipped)})" if skipped else ""
+            messages.info(request, f"Nothing to send: no selected statement can be emailed{why}.")
+            return None
+        if "apply" in request.POST:
+            if request.POST.get("plan") == plan.fingerprint():
+                self._send(request, plan)
+                return None
+            messages.warning(
+                request,
+                "What would be sent changed since the page was shown (statements were sent or "
+                "generated meanwhile): check the emails below again.",
+            )
+        return email_confirmation(
+            self,
+            request,
+            action="send_selected",
+            title="Send statements",
+            intro="Each PI gets one email with their statements attached as PDFs. Check who "
+            "gets what, then send.",
+            emails=plan.emails,
+            skipped=skipped,
+            fingerprint=plan.fingerprint(),
+        )
+
+    def _send(self, request: HttpRequest, plan: emailing.SendPlan) -> None:
         actor = _actor(request)
         ids: list[int] = []
         try:
-            for period in queryset.values_list("period__period", flat=True).distinct():
-                chosen = list(queryset.filter(period__period=period).values_list("pk", flat=True))
+            for period in plan.periods:
+                chosen = [
+                    s.pk for e in plan.emails if e.period.period == period for s in e.statements
+                ]
                 queued = emailing.emails_queue(period=period, actor=actor, statement_ids=chosen)
                 ids += [e.pk for e in queued.emails]
                 if queued.not_ready:
@@ -440,15 +626,18 @@ class StatementAdmin(ReadOnlyAdmin):
             outcomes, queued = dispatch_emails([e.pk for e in emails], group=group)
             report_sending(request, outcomes, queued, group)
             return None
-        return action_page(
+        planned, problems = emailing.resend_plan(queryset)
+        return email_confirmation(
             self,
             request,
             action="resend_selected",
-            form=form,
             title="Resend statements",
             intro="Each PI of the selected statements gets one more email with them, marked "
             "as a copy. Use this when a PI asks again or the first email bounced.",
-            summary=action_summary(queryset.count(), "statement"),
+            emails=planned,
+            problems=problems,
+            form=form,
+            verb="Resend",
         )
 
 
@@ -565,15 +754,45 @@ class EmailLogAdmin(ReadOnlyAdmin):
             else text
         )
 
-    @admin.action(description="Send selected failed emails now", permissions=["send"])
-    def send_now(self, request: HttpRequest, queryset: QuerySet[EmailLog]) -> None:
-        ids = emailing.emails_retry_now(emails=queryset, actor=_actor(request))
-        if not ids:
+    @admin.action(description="Send selected failed emails now…", permissions=["send"])
+    def send_now(
+        self, request: HttpRequest, queryset: QuerySet[EmailLog]
+    ) -> TemplateResponse | None:
+        failed = list(
+            queryset.filter(status=EmailLog.Status.FAILED)
+            .select_related("period", "pi")
+            .prefetch_related("items__statement__project", "items__statement__pi")
+            .order_by("to", "pk")
+        )
+        if not failed:
             messages.info(request, "None of the selected emails had failed.")
-            return
+            return None
+        if "apply" not in request.POST:
+            others = queryset.exclude(status=EmailLog.Status.FAILED).order_by("pk")
+            return email_confirmation(
+                self,
+                request,
+                action="send_now",
+                title="Send failed emails now",
+                intro="These emails failed before; they are tried again now instead of at "
+                "their next retry.",
+                emails=[
+                    emailing.PlannedEmail(
+                        e.period,
+                        sorted((i.statement for i in e.items.all()), key=lambda s: s.number),
+                        to=e.to,
+                    )
+                    for e in failed
+                ],
+                skipped=[
+                    (f"Email {e.pk} to {e.to}", e.get_status_display().lower()) for e in others
+                ],
+            )
+        ids = emailing.emails_retry_now(emails=queryset, actor=_actor(request))
         group = f"emails-{request.user.get_username()}"
         outcomes, queued = dispatch_emails(ids, group=group)
         report_sending(request, outcomes, queued, group)
+        return None
 
     @admin.action(description="Resolve selected stuck emails…", permissions=["send"])
     def resolve(

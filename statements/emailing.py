@@ -115,16 +115,7 @@ def emails_queue(
                 .values_list("number", flat=True)
             ),
         )
-        unsent = (
-            current.filter(status=Statement.Status.READY)
-            .exclude(deliveries__resend=False)
-            .select_related("pi")
-            .order_by("pi__email", "number")
-        )
-        by_pi: dict[int, list[Statement]] = defaultdict(list)
-        for statement in unsent:
-            by_pi[statement.pi_id].append(statement)
-        for statements in by_pi.values():
+        for statements in _by_pi(_unsent(current)).values():
             email = _new_email(obj, statements, actor=actor, resend=False)
             result.emails.append(email)
             result.statements += len(statements)
@@ -140,6 +131,114 @@ def emails_queue(
     return result
 
 
+def _unsent(current: QuerySet[Statement]) -> QuerySet[Statement]:
+    """Among current statements, those rendered and in no email yet (copies aside)."""
+    return (
+        current.filter(status=Statement.Status.READY)
+        .exclude(deliveries__resend=False)
+        .select_related("pi", "project")
+        .order_by("pi__email", "number")
+    )
+
+
+def _by_pi(statements: QuerySet[Statement]) -> dict[int, list[Statement]]:
+    """One email's worth per PI, in the order of `statements`."""
+    by_pi: dict[int, list[Statement]] = defaultdict(list)
+    for statement in statements:
+        by_pi[statement.pi_id].append(statement)
+    return by_pi
+
+
+@dataclass
+class PlannedEmail:
+    """One email `emails_queue` would record: a PI and their statements."""
+
+    period: BillingPeriod
+    statements: list[Statement]
+    to: str = ""  # the address, when already recorded (else the PI's)
+
+    @property
+    def pi(self) -> Any:
+        return self.statements[0].pi
+
+    @property
+    def address(self) -> str:
+        return self.to or self.pi.email
+
+    @property
+    def total(self) -> Decimal:
+        return sum((s.billed_total for s in self.statements), Decimal(0))
+
+
+@dataclass
+class SendPlan:
+    """What sending `statements` would do, before anything is written."""
+
+    emails: list[PlannedEmail] = field(default_factory=list)
+    skipped: list[tuple[Statement, str]] = field(default_factory=list)  # (statement, why)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((e.total for e in self.emails), Decimal(0))
+
+    @property
+    def statements(self) -> int:
+        return sum(len(e.statements) for e in self.emails)
+
+    @property
+    def periods(self) -> list[str]:
+        return sorted({e.period.period for e in self.emails})
+
+    def fingerprint(self) -> str:
+        """Which statement goes to which address: changes if anything would be sent differently."""
+        import hashlib
+
+        text = ";".join(
+            f"{e.address}:{','.join(str(s.pk) for s in e.statements)}" for e in self.emails
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def emails_plan(*, statements: QuerySet[Statement]) -> SendPlan:
+    """The emails `emails_queue` would record for `statements` (per period,
+    statement_ids), and the statements it would leave out and why. Reads only."""
+    plan = SendPlan()
+    chosen = statements.select_related("period", "pi", "project", "superseded_by")
+    emailed = {
+        row["statement_id"]: Status(row["email__status"]).label.lower()
+        for row in EmailStatement.objects.filter(
+            statement__in=chosen.values("pk"), resend=False
+        ).values("statement_id", "email__status")
+    }
+    unsent_ids: set[int] = set()
+    periods = BillingPeriod.objects.filter(pk__in=chosen.values("period_id")).order_by("period")
+    for period in periods:
+        current = chosen.filter(period=period, superseded_at=None)
+        if period.status == BillingPeriod.Status.OPEN:
+            continue  # each is listed below: the period is open
+        unsent = _unsent(current)
+        unsent_ids.update(s.pk for s in unsent)
+        plan.emails += [PlannedEmail(period, group) for group in _by_pi(unsent).values()]
+    for s in chosen.order_by("period__period", "number"):
+        if s.pk in unsent_ids:
+            continue
+        if s.period.status == BillingPeriod.Status.OPEN:
+            why = f"period {s.period.period} is open: statements are sent after it is closed"
+        elif s.superseded_at is not None:
+            why = (
+                f"superseded by {s.superseded_by.number}"
+                if s.superseded_by
+                else "withdrawn: nothing left to bill"
+            )
+        elif s.status != Statement.Status.READY:
+            why = "rendering failed" if s.status == Statement.Status.FAILED else "no PDF yet"
+        else:  # current and rendered, so already in an email
+            state = emailed.get(s.pk, "pending")
+            why = "already emailed" if state == "sent" else f"already in an email ({state})"
+        plan.skipped.append((s, why))
+    return plan
+
+
 def _new_email(
     period: BillingPeriod, statements: list[Statement], *, actor: Actor, resend: bool
 ) -> EmailLog:
@@ -153,11 +252,14 @@ def _new_email(
     return email
 
 
-def emails_resend(*, statements: QuerySet[Statement], actor: Actor, reason: str) -> list[EmailLog]:
-    """An operator's explicit second copy of statements already emailed."""
-    if not reason.strip():
-        raise BillingError("a resend needs a reason (it is kept in the audit trail)")
-    chosen = list(statements.select_related("pi", "period").order_by("pi__email", "number"))
+def resend_plan(statements: QuerySet[Statement]) -> tuple[list[PlannedEmail], list[str]]:
+    """The copies `emails_resend` would send (one per period and PI), and
+    what stops it (every problem, one line each). Reads only."""
+    chosen = list(
+        statements.select_related("pi", "period", "project").order_by(
+            "period__period", "pi__email", "number"
+        )
+    )
     problems = [
         f"{s.number} is superseded by a newer version"
         for s in chosen
@@ -174,14 +276,22 @@ def emails_resend(*, statements: QuerySet[Statement], actor: Actor, reason: str)
         for s in chosen
         if s.pk not in emailed
     ]
-    if problems:
-        raise BillingError("cannot resend: " + "; ".join(problems))
     groups: dict[tuple[int, int], list[Statement]] = defaultdict(list)
     for s in chosen:
         groups[(s.period_id, s.pi_id)].append(s)
+    return [PlannedEmail(group[0].period, group) for group in groups.values()], problems
+
+
+def emails_resend(*, statements: QuerySet[Statement], actor: Actor, reason: str) -> list[EmailLog]:
+    """An operator's explicit second copy of statements already emailed."""
+    if not reason.strip():
+        raise BillingError("a resend needs a reason (it is kept in the audit trail)")
+    planned, problems = resend_plan(statements)
+    if problems:
+        raise BillingError("cannot resend: " + "; ".join(problems))
     emails = []
     with transaction.atomic():
-        for group in groups.values():
+        for group in (p.statements for p in planned):
             email = _new_email(group[0].period, group, actor=actor, resend=True)
             audit(
                 actor=actor,

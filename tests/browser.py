@@ -86,6 +86,25 @@ def shots(tmp_path: Path) -> Callable[[Any, str], Path]:
     return take
 
 
+def confirmation_shots(page: Any, shots: Callable[[Any, str], Path], name: str) -> None:
+    """A confirmation page at 1400x900 and 800 px wide, light and dark: Cancel
+    in reach and nothing scrolling sideways at both widths, and axe finds no
+    serious or critical problem in either theme."""
+    for width, suffix in ((1400, ""), (800, "-800")):
+        page.set_viewport_size({"width": width, "height": 900})
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            cancel = page.get_by_role("link", name="Cancel").bounding_box()
+            assert cancel is not None and cancel["x"] + cancel["width"] <= width
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+            assert scroll <= width, (width, scroll)
+            shots(page, f"{name}{suffix}{'' if scheme == 'light' else '-dark'}")
+            if width == 1400:
+                assert axe_problems(page) == [], (name, scheme)
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1440, "height": 900})
+
+
 def login(page: Any, base: str, role: str) -> None:
     """Log in through the login form as the user of `role` (created on first use)."""
     from django.contrib.auth import get_user_model

@@ -210,6 +210,12 @@ def test_review_actions(world: None, role: str) -> None:
             "/admin/billing/charge/",
             {"action": action, helpers.ACTION_CHECKBOX_NAME: pending, "index": 0},
         )
+        if action == "approve":  # several charges: confirmed on a page of its own
+            assert not AuditEvent.objects.filter(action="charge.approve").exists()
+            client.post(
+                "/admin/billing/charge/",
+                {"action": action, helpers.ACTION_CHECKBOX_NAME: pending, "apply": "1"},
+            )
     approved = Charge.objects.filter(pk__in=pending, review_state="approved").exists()
     # An action not offered does nothing, even when posted by hand; "reset"
     # runs after "approve", so a reviewer's charges end pending again.

@@ -59,15 +59,14 @@ def test_viewer_sees_the_queue_without_actions(queue: list[int]) -> None:
 def test_reviewer_approves_from_the_queue(checkable: list[int], role: str) -> None:
     client = role_client(role)
     assert b"Approve selected charges" in client.get(URL).content
-    response = client.post(
-        URL,
-        {
-            "action": "approve",
-            helpers.ACTION_CHECKBOX_NAME: checkable,
-            "index": 0,
-            "note": "checked with the PI",
-        },
-    )
+    selection = {"action": "approve", helpers.ACTION_CHECKBOX_NAME: checkable}
+    # Two charges: a confirmation first, the action bar's note carried to it.
+    page = client.post(URL, {**selection, "index": 0, "note": "checked with the PI"})
+    assert page.status_code == 200
+    assert b">\nchecked with the PI</textarea>" in page.content
+    assert b'value="Approve 2 charges"' in page.content
+    assert not Charge.objects.filter(pk__in=checkable, review_state="approved").exists()
+    response = client.post(URL, {**selection, "apply": "1", "note": "checked with the PI"})
     assert response.status_code == 302
     approved = Charge.objects.filter(review_state="approved", pk__in=checkable)
     assert approved.count() == 2
@@ -105,16 +104,17 @@ def test_reject_goes_through_a_confirmation_page_with_a_note(queue: list[int]) -
 
 def test_everything_matching_the_filter_is_reviewed_without_a_cap(checkable: list[int]) -> None:
     client = role_client(REVIEWER)
-    response = client.post(
-        URL + "?reason=large_charge",
-        {
-            "action": "approve",
-            helpers.ACTION_CHECKBOX_NAME: checkable[:1],
-            "select_across": "1",
-            "index": 0,
-        },
-    )
+    selection = {
+        "action": "approve",
+        helpers.ACTION_CHECKBOX_NAME: checkable[:1],
+        "select_across": "1",
+    }
+    page = client.post(URL + "?reason=large_charge", {**selection, "index": 0})
+    assert page.status_code == 200  # "all N matching" is confirmed, even from one box
+    assert "Will be approved: 2 charges" in page.content.decode()
+    response = client.post(URL + "?reason=large_charge", {**selection, "apply": "1"})
     assert response.status_code == 302
+    assert response["Location"] == URL + "?reason=large_charge"
     assert Charge.objects.filter(pk__in=checkable, review_state="approved").count() == 2
     assert Charge.objects.get(resource_id="fine").reviewed_by == ""  # not part of the filter
 
@@ -123,11 +123,16 @@ def test_approving_charges_whose_attribution_is_wrong_leaves_them_pending_with_a
     checkable: list[int], queue: list[int]
 ) -> None:
     client = role_client(REVIEWER)
-    response = client.post(
-        URL,
-        {"action": "approve", helpers.ACTION_CHECKBOX_NAME: [*queue[:3], *checkable], "index": 0},
-        follow=True,
-    )
+    selection = {"action": "approve", helpers.ACTION_CHECKBOX_NAME: [*queue[:3], *checkable]}
+    page = client.post(URL, {**selection, "index": 0})
+    details = page.context["details"]
+    assert [html.unescape(re.sub(r"<[^>]+>", "", str(line))) for line in details] == [
+        "Will be approved: 2 charges, billed $24,003.00, list $24,003.00.",
+        "Stay pending: 3 charges need their attribution fixed (3 Missing PI): fix or reject "
+        "them ($6.00 billed). Show them.",
+    ]
+    assert not AuditEvent.objects.filter(action="charge.approve").exists()
+    response = client.post(URL, {**selection, "apply": "1"}, follow=True)
     messages = [str(m) for m in response.context["messages"]]
     assert messages[0] == "Approved 2 charges."
     assert messages[1].startswith(
@@ -219,3 +224,57 @@ def test_viewer_cannot_fix_attribution(queue: list[int]) -> None:
         },
     )
     assert not Charge.objects.filter(pk__in=queue, pi__email="ada@example.edu").exists()
+
+
+def test_approving_all_matching_shows_count_and_amounts_and_cancel_keeps_the_filters(
+    checkable: list[int], queue: list[int]
+) -> None:
+    client = role_client(REVIEWER)
+    listing = URL + "?review_state__exact=pending&o=-9"
+    selection = {
+        "action": "approve",
+        helpers.ACTION_CHECKBOX_NAME: checkable[:1],
+        "select_across": "1",  # "Select all 5 charges"
+    }
+    page = client.post(listing, {**selection, "index": 0, "note": "month end"})
+    assert page.status_code == 200
+    assert page.context["summary"] == (
+        "Selected: 5 charges, billed total $24,009.00, list total $24,009.00."
+    )
+    assert b'value="Approve 2 charges"' in page.content
+    assert page.context["cancel_url"] == listing
+    assert (
+        f'href="{html.escape(listing)}" class="button cancel-link">Cancel' in page.content.decode()
+    )
+    assert page.context["select_across"] == "1"
+    assert not AuditEvent.objects.filter(action="charge.approve").exists()
+    assert Charge.objects.filter(review_state="pending").count() == 5
+
+    done = client.post(listing, {**selection, "apply": "1", "note": "month end"}, follow=True)
+    assert done.redirect_chain == [(listing, 302)]
+    assert Charge.objects.filter(pk__in=checkable, review_state="approved").count() == 2
+    assert set(Charge.objects.filter(pk__in=queue).values_list("review_state", flat=True)) == {
+        "pending"
+    }
+    assert {e.reason for e in AuditEvent.objects.filter(action="charge.approve")} == {"month end"}
+
+
+def test_one_charge_is_approved_at_once_and_cancel_keeps_the_filters(
+    checkable: list[int], queue: list[int]
+) -> None:
+    client = role_client(REVIEWER)
+    listing = URL + "?reason=large_charge"
+    one = {"action": "approve", helpers.ACTION_CHECKBOX_NAME: checkable[:1], "index": 0}
+    assert client.post(listing, one).status_code == 302
+    assert Charge.objects.get(pk=checkable[0]).review_state == "approved"
+
+    reject = {"action": "reject", helpers.ACTION_CHECKBOX_NAME: checkable, "index": 0}
+    page = client.post(listing, reject)
+    assert page.context["summary"] == (
+        "Selected: 2 charges, billed total $24,003.00, list total $24,003.00."
+    )
+    assert page.context["cancel_url"] == listing
+    assert b'value="Reject 2 charges"' in page.content
+    assert not Charge.objects.filter(review_state="rejected").exists()
+    fix = {"action": "fix_attribution", helpers.ACTION_CHECKBOX_NAME: checkable, "index": 0}
+    assert client.post(listing, fix).context["cancel_url"] == listing

@@ -35,7 +35,19 @@ def test_generate_previews_then_generates_and_sends(month: str) -> None:
     page = client.post(BASE + "generate/", {"period": month, "send": "on", "preview": "1"})
     assert page.status_code == 200
     assert page.context["preview"].would_create and not Statement.objects.exists()
-    assert b"Generate 3 statements and send" in page.content
+    assert b"Generate 3 statements and send 2 emails" in page.content
+    # Who the emails go to, with the amounts, before anything is written.
+    assert page.context["sending"]["summary"] == (
+        "Then 2 emails to 2 PIs, 3 statements, total due $94.09."
+    )
+    assert [(r["to"], r["total"]) for r in page.context["sending"]["rows"]] == [
+        ("ada@example.edu", "$90.76"),
+        ("bob@example.edu", "$3.33"),
+    ]
+    assert [s["number"] for s in page.context["sending"]["rows"][0]["statements"]] == [
+        "new statement",
+        "new statement",
+    ]
     done = client.post(
         BASE + "generate/", {"period": month, "send": "on", "confirm": "1"}, follow=True
     )
@@ -44,6 +56,32 @@ def test_generate_previews_then_generates_and_sends(month: str) -> None:
     assert "3 statements generated" in text and "2 emails sent" in text
     assert len(mail.outbox) == 2
     assert done.redirect_chain[-1][0].endswith("&version=current")
+
+
+def test_generate_and_send_lists_the_statements_not_emailed_yet(month: str, actor: Actor) -> None:
+    statements_generate(period=month, actor=actor, sync=True)
+    ada_a, ada_b, bob = Statement.objects.order_by("number")
+    emailing.send_email(
+        emailing.emails_queue(period=month, actor=actor, statement_ids=[bob.pk]).emails[0].pk
+    )
+    client = role_client(BILLING_ADMIN)
+    page = client.post(BASE + "generate/", {"period": month, "send": "on", "preview": "1"})
+    sending = page.context["sending"]
+    assert sending["summary"] == "Then 1 email to 1 PI, 2 statements, total due $90.76."
+    assert sending["rows"] == [
+        {
+            "name": "—",
+            "to": "ada@example.edu",
+            "statements": [
+                {"number": ada_a.number, "project": "proj-a", "due": "$10.01"},
+                {"number": ada_b.number, "project": "proj-b", "due": "$80.75"},
+            ],
+            "total": "$90.76",
+        }
+    ]
+    assert b'id="ocb-send-total">$90.76</td>' in page.content
+    assert b"Generate 0 statements and send 1 email" in page.content
+    assert len(mail.outbox) == 1  # bob's, before the page
 
 
 def test_generate_refusal_is_shown_on_the_form(month: str, actor: Actor) -> None:
@@ -69,9 +107,9 @@ def test_send_and_resend_actions(month: str, actor: Actor) -> None:
     ids = list(Statement.objects.values_list("pk", flat=True))
     admin_client = role_client(BILLING_ADMIN)
     data = {"action": "send_selected", helpers.ACTION_CHECKBOX_NAME: ids[:1], "index": 0}
-    admin_client.post(BASE, data)
+    _confirm_sending(admin_client, BASE, data)
     assert len(mail.outbox) == 1  # only the selected statement's PI
-    admin_client.post(BASE, {**data, helpers.ACTION_CHECKBOX_NAME: ids})
+    _confirm_sending(admin_client, BASE, {**data, helpers.ACTION_CHECKBOX_NAME: ids})
     # the other two statements (ada's second project in its own email, bob's); none twice
     attached = sorted(a[0] for m in mail.outbox for a in m.attachments)
     assert attached == sorted(
@@ -82,11 +120,173 @@ def test_send_and_resend_actions(month: str, actor: Actor) -> None:
     reviewer = role_client(REVIEWER)
     resend = {"action": "resend_selected", helpers.ACTION_CHECKBOX_NAME: ids[:1], "index": 0}
     confirm = reviewer.post(BASE, resend)
-    assert b"Selected: 1 statement." in confirm.content
+    first = Statement.objects.get(pk=ids[0])
+    assert confirm.context["summary"] == (
+        f"1 email to 1 PI, 1 statement, total due ${first.billed_total}."
+    )
+    assert [r["to"] for r in confirm.context["rows"]] == [first.pi.email]
+    assert b'value="Resend 1 email"' in confirm.content
     assert len(mail.outbox) == 3
     reviewer.post(BASE, {**resend, "apply": "1", "reason": "PI asked again"})
     assert len(mail.outbox) == 4 and mail.outbox[-1].subject.endswith("(copy)")
     assert AuditEvent.objects.get(action="statement.email.resend").reason == "PI asked again"
+
+
+def _confirm_sending(client: Client, url: str, data: dict[str, Any]) -> Any:
+    """Post the send action, check nothing went out yet, confirm the page."""
+    sent = len(mail.outbox)
+    page = client.post(url, data)
+    assert page.status_code == 200 and len(mail.outbox) == sent
+    apply = {k: v for k, v in data.items() if k != "index"}
+    return client.post(url, {**apply, "apply": "1", "plan": page.context["fingerprint"]})
+
+
+def test_sending_shows_who_gets_what_and_the_total_before_anything_is_sent(
+    month: str, actor: Actor
+) -> None:
+    statements_generate(period=month, actor=actor, sync=True)
+    period = BillingPeriod.objects.get(period=month)
+    ada_a, ada_b, bob = Statement.objects.order_by("number")
+    # bob's was emailed already: listed as left out, with why.
+    emailing.send_email(
+        emailing.emails_queue(period=month, actor=actor, statement_ids=[bob.pk]).emails[0].pk
+    )
+    mail.outbox.clear()
+    listing = f"{BASE}?email=&period__id__exact={period.pk}&q=example"
+    client = role_client(BILLING_ADMIN)
+    data = {
+        "action": "send_selected",
+        helpers.ACTION_CHECKBOX_NAME: [ada_a.pk],
+        "select_across": "1",  # "all 3 matching"
+    }
+    page = client.post(listing, {**data, "index": 0})
+    assert page.status_code == 200
+    assert not mail.outbox and EmailLog.objects.count() == 1  # nothing queued, nothing sent
+    assert page.context["summary"] == "1 email to 1 PI, 2 statements, total due $90.76."
+    assert page.context["rows"] == [
+        {
+            "name": "—",
+            "to": "ada@example.edu",
+            "period": month,
+            "statements": [
+                {"number": ada_a.number, "project": "proj-a", "due": "$10.01"},
+                {"number": ada_b.number, "project": "proj-b", "due": "$80.75"},
+            ],
+            "total": "$90.76",
+        }
+    ]
+    assert page.context["skipped"] == [(f"{bob.number}, bob@example.edu", "already emailed")]
+    html = page.content.decode()
+    assert 'value="Send 1 email"' in html
+    assert '<td class="numeric" id="ocb-send-total">$90.76</td>' in html
+    # Cancel goes back to the list as it was filtered.
+    assert page.context["cancel_url"] == listing
+    assert f'href="{listing.replace("&", "&amp;")}" class="button cancel-link">Cancel' in html
+
+    done = client.post(
+        listing, {**data, "apply": "1", "plan": page.context["fingerprint"]}, follow=True
+    )
+    assert done.redirect_chain == [(listing, 302)]
+    assert [str(m) for m in done.context["messages"]] == ["1 email sent."]
+    assert [m.to for m in mail.outbox] == [["ada@example.edu"]]
+    assert sorted(a[0] for a in mail.outbox[0].attachments) == [
+        f"{ada_a.number}.pdf",
+        f"{ada_b.number}.pdf",
+    ]
+    again = client.post(listing, {**data, "index": 0}, follow=True)
+    [message] = [str(m) for m in again.context["messages"]]
+    assert message == "Nothing to send: no selected statement can be emailed (3 already emailed)."
+
+
+def test_statements_that_cannot_be_sent_are_listed_with_why(month: str, actor: Actor) -> None:
+    statements_generate(period=month, actor=actor, sync=True)
+    ada_a, ada_b, bob = Statement.objects.order_by("number")
+    Statement.objects.filter(pk=ada_a.pk).update(status=Statement.Status.RENDERING)
+    Statement.objects.filter(pk=ada_b.pk).update(status=Statement.Status.FAILED)
+    Statement.objects.filter(pk=bob.pk).update(superseded_at=timezone.now())  # withdrawn
+    client = role_client(BILLING_ADMIN)
+    data = {"action": "send_selected", helpers.ACTION_CHECKBOX_NAME: [ada_a.pk, ada_b.pk, bob.pk]}
+    done = client.post(BASE, {**data, "index": 0}, follow=True)
+    [message] = [str(m) for m in done.context["messages"]]
+    assert message == (
+        "Nothing to send: no selected statement can be emailed "
+        "(1 no PDF yet, 1 rendering failed, 1 withdrawn: nothing left to bill)."
+    )
+    Statement.objects.filter(pk=ada_a.pk).update(status=Statement.Status.READY)
+    page = client.post(BASE, {**data, "index": 0})
+    assert page.context["summary"] == "1 email to 1 PI, 1 statement, total due $10.01."
+    assert page.context["skipped"] == [
+        (f"{ada_b.number}, ada@example.edu", "rendering failed"),
+        (f"{bob.number}, bob@example.edu", "withdrawn: nothing left to bill"),
+    ]
+    assert EmailLog.objects.count() == 0 and not mail.outbox
+
+
+def test_resending_what_was_never_sent_says_why_and_offers_no_button(
+    month: str, actor: Actor
+) -> None:
+    statements_generate(period=month, actor=actor, sync=True)
+    bob = Statement.objects.get(pi__email="bob@example.edu")
+    client = role_client(REVIEWER)
+    data = {"action": "resend_selected", helpers.ACTION_CHECKBOX_NAME: [bob.pk], "index": 0}
+    page = client.post(BASE + "?q=bob", data)
+    assert page.context["problems"] == [
+        f"{bob.number} was never emailed (send it: openchargeback emails send --period {month})"
+    ]
+    assert b'value="Resend 1 email"' not in page.content
+    assert page.context["cancel_url"] == BASE + "?q=bob"
+    assert not mail.outbox
+
+
+def test_a_confirmation_that_is_out_of_date_sends_nothing(month: str, actor: Actor) -> None:
+    statements_generate(period=month, actor=actor, sync=True)
+    ids = list(Statement.objects.order_by("number").values_list("pk", flat=True))
+    client = role_client(BILLING_ADMIN)
+    data = {"action": "send_selected", helpers.ACTION_CHECKBOX_NAME: ids}
+    page = client.post(BASE, {**data, "index": 0})
+    assert page.context["summary"] == "2 emails to 2 PIs, 3 statements, total due $94.09."
+    # Someone else sends bob's meanwhile: the page is shown again, as it is now.
+    bob = Statement.objects.get(pi__email="bob@example.edu")
+    emailing.emails_queue(period=month, actor=actor, statement_ids=[bob.pk])
+    stale = client.post(BASE, {**data, "apply": "1", "plan": page.context["fingerprint"]})
+    assert stale.status_code == 200 and not mail.outbox
+    assert stale.context["summary"] == "1 email to 1 PI, 2 statements, total due $90.76."
+    assert [str(m) for m in stale.context["messages"]] == [
+        "What would be sent changed since the page was shown (statements were sent or "
+        "generated meanwhile): check the emails below again."
+    ]
+    client.post(BASE, {**data, "apply": "1", "plan": stale.context["fingerprint"]})
+    assert [m.to for m in mail.outbox] == [["ada@example.edu"]]
+
+
+def test_many_emails_are_queued_after_the_commit(
+    month: str,
+    actor: Actor,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    import django_q.tasks
+
+    settings.OPENCHARGEBACK_ADMIN_INLINE_LIMIT = 1
+    statements_generate(period=month, actor=actor, sync=True)
+    ids = list(Statement.objects.values_list("pk", flat=True))
+    client = role_client(BILLING_ADMIN)
+    data = {"action": "send_selected", helpers.ACTION_CHECKBOX_NAME: ids}
+    page = client.post(BASE, {**data, "index": 0})
+    jobs: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(django_q.tasks, "async_task", lambda *args, **kw: jobs.append(args))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        done = client.post(
+            BASE, {**data, "apply": "1", "plan": page.context["fingerprint"]}, follow=True
+        )
+        assert not jobs  # nothing queued before the commit
+    assert len(callbacks) == 1
+    callbacks[0]()
+    queued = sorted(EmailLog.objects.values_list("pk", flat=True))
+    assert sorted(job[1] for job in jobs) == queued and len(queued) == 2
+    assert {job[0] for job in jobs} == {"statements.tasks.send_email"} and not mail.outbox
+    assert "2 emails queued as job group emails-" in done.content.decode()
 
 
 def test_filters_show_sent_unsent_failed_stuck_and_superseded(month: str, actor: Actor) -> None:
@@ -139,7 +339,13 @@ def test_failed_email_send_now(month: str, actor: Actor, settings: Any) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     client = role_client(BILLING_ADMIN)
     ids = list(EmailLog.objects.values_list("pk", flat=True))
-    client.post(EMAILS, {"action": "send_now", helpers.ACTION_CHECKBOX_NAME: ids, "index": 0})
+    data = {"action": "send_now", helpers.ACTION_CHECKBOX_NAME: ids}
+    page = client.post(EMAILS + "?status__exact=failed", {**data, "index": 0})
+    assert page.context["summary"] == "2 emails to 2 PIs, 3 statements, total due $94.09."
+    assert [r["to"] for r in page.context["rows"]] == ["ada@example.edu", "bob@example.edu"]
+    assert page.context["cancel_url"] == EMAILS + "?status__exact=failed"
+    assert not mail.outbox
+    client.post(EMAILS + "?status__exact=failed", {**data, "apply": "1"})
     assert len(mail.outbox) == 2
     assert not EmailLog.objects.exclude(status="sent").exists()
 

@@ -153,6 +153,11 @@ def test_review_queue_shows_the_money_at_1400_px(
     page.select_option("select[name=action]", "approve")
     page.get_by_role("button", name="Go").click()
     page.wait_for_load_state()
+    assert page.locator("#ocb-action-summary").inner_text() == (
+        "Selected: 2 charges, billed total $2,403.90, list total $4,804.80."
+    )
+    page.get_by_role("button", name="Approve 2 charges").click()
+    page.wait_for_load_state()
     assert "Approved 2 charges." in page.locator("ul.messagelist").inner_text()
     approved = Charge.objects.filter(review_state="approved").values_list("resource_id", flat=True)
     assert set(approved) == {"vm-0", "vm-1", "vm-2"}

@@ -32,6 +32,7 @@ from statements.models import Statement
 from tests.browser import (
     axe_problems,
     changing_buttons,
+    confirmation_shots,
     login,
     page,
     shots,
@@ -55,6 +56,14 @@ def site(live_db: None) -> None:
     setup = Actor("setup", "cli")
     for slug, account in (("aws", "740100"), ("azure", "740200"), ("gcp", "740300")):
         source_set(slug=slug, actor=setup, credit_fund_org="RCI-CLOUD", account_code=account)
+
+
+def _choose_all_and_send(page: Any) -> None:
+    page.locator("#action-toggle").check()
+    page.select_option("select[name=action]", "send_selected")
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state()
+    assert "Send statements" in page.title()
 
 
 def _fix_by_lookup(
@@ -260,10 +269,28 @@ def test_a_whole_month_in_the_browser(
     assert _next_step(page, base) == "Next: Send statements"
     page.locator("a.button.ocb-next").click()
     page.wait_for_url("**/admin/statements/statement/?**email=unsent**")
-    page.locator("#action-toggle").check()
-    page.select_option("select[name=action]", "send_selected")
-    page.get_by_role("button", name="Go").click()
+    unsent_list = page.url
+    # Sending shows who gets what and the total first; Cancel keeps the list's filters.
+    _choose_all_and_send(page)
+    assert not mail.outbox
+    assert page.locator("#ocb-send-summary").inner_text() == (
+        "3 emails to 3 PIs, 4 statements, total due $131.69."
+    )
+    recipients = page.locator("#ocb-recipients tbody td.ocb-address")
+    assert recipients.all_inner_texts() == ["ada@example.edu", "bob@example.edu", "cy@example.edu"]
+    numbers = sorted(Statement.objects.filter(period=period).values_list("number", flat=True))
+    listed = page.locator("#ocb-recipients tbody ul.ocb-statements li").all_inner_texts()
+    assert sorted(item.split(" · ")[0] for item in listed) == numbers
+    assert page.locator("#ocb-send-total").inner_text() == "$131.69"
+    confirmation_shots(page, shots, "send-confirmation")
+    page.get_by_role("link", name="Cancel").click()
     page.wait_for_load_state()
+    assert page.url == unsent_list and not mail.outbox
+    _choose_all_and_send(page)
+    page.get_by_role("button", name="Send 3 emails").click()
+    page.wait_for_load_state()
+    assert page.url == unsent_list
+    assert "3 emails sent." in page.locator("ul.messagelist").inner_text()
     assert sorted(m.to[0] for m in mail.outbox) == [
         "ada@example.edu",
         "bob@example.edu",

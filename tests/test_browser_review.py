@@ -19,7 +19,14 @@ from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
 from billing.services import Actor
 from ingest.services import import_file
-from tests.browser import background, login, page, shots, stray_connections_closed
+from tests.browser import (
+    background,
+    confirmation_shots,
+    login,
+    page,
+    shots,
+    stray_connections_closed,
+)
 from tests.conftest import focus_row, seed_with_accounting, write_focus
 
 pytestmark = pytest.mark.browser
@@ -74,14 +81,42 @@ def test_reviewer_filters_approves_with_a_note_and_sees_the_audit(
     assert page.locator("#result_list tbody tr").count() == 4
     assert not Charge.objects.filter(review_state="approved", resource_id__startswith="orphan")
 
-    # Flagged for a look, owner known: approved with a note.
+    # Everything pending at once: a confirmation with the count, the amounts
+    # and what stays pending; Cancel goes back to the list as it was filtered.
+    page.goto(f"{base}/admin/billing/charge/?review_state__exact=pending")
+    pending_list = page.url
+    page.locator("#action-toggle").check()
+    page.select_option("select[name=action]", "approve")
+    page.get_by_role("button", name="Go").click()
+    page.wait_for_load_state()
+    assert "Approve charges" in page.title()
+    assert page.locator("#ocb-action-summary").inner_text() == (
+        "Selected: 6 charges, billed total $71.00, list total $71.00."
+    )
+    assert page.locator("#ocb-action-details li").all_inner_texts() == [
+        "Will be approved: 2 charges, billed $60.00, list $60.00.",
+        "Stay pending: 4 charges need their attribution fixed (4 Missing PI, 4 Missing "
+        "project): fix or reject them ($11.00 billed). Show them.",
+    ]
+    confirmation_shots(page, shots, "approve-confirmation")
+    page.get_by_role("link", name="Cancel").click()
+    page.wait_for_load_state()
+    assert page.url == pending_list
+    assert not Charge.objects.filter(review_state="approved", resource_id__startswith="mkt")
+
+    # Flagged for a look, owner known: approved with a note, once confirmed.
     page.get_by_role("link", name="Matches a review pattern").click()
     page.wait_for_url("**reason=pattern_match**")
+    pattern_list = page.url
     page.locator("#action-toggle").check()
     page.select_option("select[name=action]", "approve")
     page.fill("input[name=note]", NOTE)
     page.get_by_role("button", name="Go").click()
     page.wait_for_load_state()
+    assert page.locator("#id_note").input_value() == NOTE
+    page.get_by_role("button", name="Approve 2 charges").click()
+    page.wait_for_load_state()
+    assert page.url == pattern_list
     assert "Approved 2 charges." in page.locator("ul.messagelist").inner_text()
 
     approved = Charge.objects.filter(review_state="approved", resource_id__startswith="mkt")

@@ -583,11 +583,17 @@ def test_admin_approve_action_leaves_foreign_charges_without_a_rate(
     client: Client = role_client(REVIEWER)
     pending = list(Charge.objects.filter(review_state="pending").values_list("pk", flat=True))
     assert len(pending) == 2
-    response = client.post(
-        "/admin/billing/charge/",
-        {"action": "approve", helpers.ACTION_CHECKBOX_NAME: pending, "index": 0},
-        follow=True,
-    )
+    selection = {"action": "approve", helpers.ACTION_CHECKBOX_NAME: pending}
+    page = client.post("/admin/billing/charge/", {**selection, "index": 0})
+    stays = [str(line) for line in page.context["details"] if "exchange rate" in str(line)]
+    assert stays == [
+        "Stay pending: 1 charge in another currency without an exchange rate (EUR 2025-01). "
+        '<a href="/admin/billing/exchangerate/add/?currency=EUR&amp;month=2025-01">'
+        "Record the rate</a>."
+    ]
+    assert _eur().review_state == "pending"
+    assert not Charge.objects.filter(pk__in=pending, review_state="approved").exists()
+    response = client.post("/admin/billing/charge/", {**selection, "apply": "1"}, follow=True)
     shown = [str(m) for m in response.context["messages"]]
     assert "Approved 1 charge." in shown
     assert any(m.startswith("Left pending: 1 charge in another currency") for m in shown)
