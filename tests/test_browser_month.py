@@ -297,6 +297,42 @@ def test_a_whole_month_in_the_browser(
         "cy@example.edu",
     ]
 
+    # -- a late correction: reopen, reject one charge, close, a revised statement --------
+    first = Statement.objects.get(period=period, project__project_id="proj-a")
+    page.goto(f"{base}/admin/billing/billingperiod/{period.pk}/change/")
+    page.fill("#id_note_reopen", "AWS credited vm-3 after the statements went out")
+    page.get_by_role("button", name=f"Reopen period {PERIOD}").click()
+    page.wait_for_load_state()
+    assert f"Period {PERIOD} is open." in page.locator("ul.messagelist").inner_text()
+    vm3 = Charge.objects.get(resource_id="vm-3")
+    page.goto(f"{base}/admin/billing/charge/{vm3.pk}/change/")
+    page.fill("#id_note", "credited by AWS")
+    page.get_by_role("button", name="Reject").click()
+    page.wait_for_load_state()
+    assert Charge.objects.get(pk=vm3.pk).review_state == "rejected"
+    page.goto(f"{base}/admin/billing/billingperiod/{period.pk}/change/")
+    page.get_by_role("button", name=f"Close period {PERIOD}").click()
+    page.wait_for_load_state()
+    page.goto(f"{base}/admin/statements/statement/generate/?period={PERIOD}")
+    page.get_by_role("button", name="Check what will happen").click()
+    page.wait_for_load_state()
+    page.get_by_role("button", name="Generate 1 statement", exact=True).click()
+    page.wait_for_load_state()
+    page.goto(unsent_list)
+    _choose_all_and_send(page)
+    page.get_by_role("button", name="Send 1 email").click()
+    page.wait_for_load_state()
+    revised = mail.outbox[-1]
+    assert revised.to == ["ada@example.edu"] and "(revised)" in revised.subject
+    assert (
+        f"This statement replaces statement {first.number} (version 1) of "
+        f"{first.generated_at:%Y-%m-%d}." in revised.body
+    )
+    assert (
+        f"Amount due was ${first.billed_total}, now ${first.billed_total - Decimal('12.50')} "
+        "(down $12.50)." in revised.body
+    )
+
     assert _next_step(page, base) == "Next: Export the journal"
     page.locator("a.button.ocb-next").click()
     page.wait_for_url("**/journalexport/export/**")
@@ -322,7 +358,7 @@ def test_a_whole_month_in_the_browser(
     statements = Statement.objects.filter(period=period, superseded_at=None)
     due = statements.aggregate(t=Sum("billed_total"))["t"]
     export = JournalExport.objects.get(period=period)
-    assert due == Decimal("131.69")  # every amount is whole cents: nothing to round
+    assert due == Decimal("119.19")  # every amount is whole cents: nothing to round
     assert _money(page, "ocb-billed-total") == due
     assert _money(page, "ocb-statements-due") == due
     assert _money(page, "ocb-journal-debits") == export.debit_total == due
