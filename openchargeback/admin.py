@@ -32,6 +32,12 @@ def help_step_for(path_info: str) -> str:
     return best
 
 
+def has_role(user: Any) -> bool:
+    """Whether `user` may see billing data: a superuser, or a role (viewer and
+    up) that reads charges."""
+    return bool(user.is_active and user.has_perm("billing.view_charge"))
+
+
 class OpenChargebackAdminSite(admin.AdminSite):
     site_header = "OpenChargeback"
     site_title = "OpenChargeback"
@@ -50,9 +56,14 @@ class OpenChargebackAdminSite(admin.AdminSite):
         return context
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        """The dashboard (templates/admin/index.html), then every record type."""
+        """The dashboard (templates/admin/index.html), then every record type.
+
+        A staff user without a role (no group yet) sees a page saying so and
+        nothing else: the dashboard's totals are billing data."""
         from openchargeback import dashboard
 
+        if not has_role(request.user):
+            return super().index(request, {"no_role": True, **(extra_context or {})})
         board = dashboard.build(request.user, request.GET.get("period", "").strip())
         context = {
             "dashboard": board,

@@ -13,3 +13,12 @@ class OpenChargebackConfig(AppConfig):
 
     name = "openchargeback"
     verbose_name = "OpenChargeback"
+
+    def ready(self) -> None:
+        # After the admin's autodiscovery (the admin app comes first in
+        # INSTALLED_APPS): django-q2's pages under our roles.
+        from django.contrib import admin
+
+        from openchargeback import q_admin
+
+        q_admin.install(admin.site)

@@ -27,25 +27,26 @@ if _env_file:
 elif (BASE_DIR / ".env").is_file():
     env.read_env(str(BASE_DIR / ".env"))
 
-# pytest and `manage.py test` may run without a SECRET_KEY; so may the
-# development-only commands that never sign anything. Nothing else may.
-TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
-_KEYLESS_COMMANDS = {"makemigrations", "help", "version"}
+# The test runner: pytest is imported before the settings. Nothing about the
+# command line decides it (a production process started without arguments
+# -- gunicorn from its config file, mod_wsgi, uWSGI, `python -c` -- must not
+# look like a test or a development run).
+TESTING = "pytest" in sys.modules
 
 DEBUG = env.bool("DEBUG", default=False)
 
 # A fixed development key (never random): web and django-q2 workers must sign
-# and verify task payloads with the same key.
+# and verify task payloads with the same key. Used only with DEBUG=true or
+# under the test runner; anything else without a SECRET_KEY refuses to start.
 _DEV_SECRET_KEY = "insecure-openchargeback-development-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
-    if DEBUG or TESTING or sys.argv[1:2] == [] or sys.argv[1] in _KEYLESS_COMMANDS:
-        SECRET_KEY = _DEV_SECRET_KEY
-    else:
+    if not (DEBUG or TESTING):
         raise ImproperlyConfigured(
             "SECRET_KEY is not set: put a long random value in the environment or .env "
             "(or set DEBUG=true for local development)"
         )
+    SECRET_KEY = _DEV_SECRET_KEY
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -93,7 +94,8 @@ MIDDLEWARE = [
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, refusing the demo's admin/admin with DEBUG off.
+    "openchargeback.auth.SiteBackend",
 ]
 
 ROOT_URLCONF = "openchargeback.urls"
@@ -333,9 +335,13 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_PRODUCTION)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _PRODUCTION else 0)
 # HSTS covers this host name and its subdomains (*.billing.example.edu), not
-# the parent domain; preload only marks the header as eligible for the lists.
+# the parent domain.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_PRODUCTION)
-SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_PRODUCTION)
+# Preload is a site's own decision (browsers ship the preload list; leaving
+# it takes months), so it is off unless set. Off, Django's deployment check
+# warns about it (security.W021): that warning is the decision, not a fault.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS: list[str] = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_PRODUCTION)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_PRODUCTION)
 SESSION_COOKIE_HTTPONLY = True

@@ -318,8 +318,15 @@ class Command(BaseCommand):
         if not settings.DEBUG:
             self.stdout.write("DEBUG is off: no demo admin user created.")
             return
+        # The login refuses this password whenever DEBUG is off
+        # (openchargeback.auth), should the demo database be kept.
+        from openchargeback.auth import DEMO_PASSWORD, DEMO_USERNAME
+
         users = get_user_model().objects
-        if not users.filter(username="admin").exists():
-            users.create_superuser("admin", "admin@example.edu", "admin")
+        if not users.filter(username=DEMO_USERNAME).exists():
+            users.create_superuser(DEMO_USERNAME, "admin@example.edu", DEMO_PASSWORD)
         host = os.environ.get("HOST", "127.0.0.1:8000")
-        self.stdout.write(f"Log in at http://{host}/admin/ as admin / admin (demo only).")
+        self.stdout.write(
+            f"Log in at http://{host}/admin/ as {DEMO_USERNAME} / {DEMO_PASSWORD} "
+            "(demo only: refused with DEBUG off)."
+        )
