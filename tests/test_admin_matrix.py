@@ -9,9 +9,14 @@ from billing.roles, so a drift in either shows up as a failure:
   sending statements (reviewers may resend one);
 - superuser: everything the admin allows anyone (users, groups, lockouts);
 - nobody: charges, imports, periods and the audit trail are never edited
-  through forms; the audit trail is read-only even for superusers.
+  through forms; the audit trail is read-only even for superusers; nor are
+  background-job results (django-q2's success and failure records), which
+  nobody deletes;
+- background jobs: only billing admins and superusers run one again, and
+  each time leaves an audit event.
 
-Anonymous visitors are sent to the login page from every URL.
+Anonymous visitors are sent to the login page from every URL; a staff user
+with no role ("norole") is refused every page but the index, which says so.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from django.contrib import admin
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
+from django_q.models import Failure, OrmQ, Schedule, Success, Task
 
 from billing.models import (
     AuditEvent,
@@ -47,9 +54,11 @@ from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db
 
-ANONYMOUS, SUPERUSER, NOBODY = "anonymous", "superuser", "nobody"
+ANONYMOUS, NOROLE, SUPERUSER, NOBODY = "anonymous", "norole", "superuser", "nobody"
 ROLES = [ANONYMOUS, VIEWER, REVIEWER, BILLING_ADMIN, SUPERUSER]
-RANK = {role: rank for rank, role in enumerate([*ROLES, NOBODY])}
+# The page matrix also has a staff user without a role.
+ALL_ROLES = [ANONYMOUS, NOROLE, VIEWER, REVIEWER, BILLING_ADMIN, SUPERUSER]
+RANK = {role: rank for rank, role in enumerate([*ALL_ROLES, NOBODY])}
 
 # model label: minimum role to (view, add, change, delete)
 ACCESS: dict[str, tuple[str, str, str, str]] = {
@@ -77,13 +86,18 @@ ACCESS: dict[str, tuple[str, str, str, str]] = {
     "auth.user": (SUPERUSER, SUPERUSER, SUPERUSER, SUPERUSER),
     "auth.group": (SUPERUSER, SUPERUSER, SUPERUSER, SUPERUSER),
     "django_q.schedule": (VIEWER, SUPERUSER, SUPERUSER, SUPERUSER),
-    "django_q.success": (VIEWER, NOBODY, SUPERUSER, SUPERUSER),
-    "django_q.failure": (VIEWER, NOBODY, SUPERUSER, SUPERUSER),
+    # job results are records: read-only, never deleted (superusers neither)
+    "django_q.success": (VIEWER, NOBODY, NOBODY, NOBODY),
+    "django_q.failure": (VIEWER, NOBODY, NOBODY, NOBODY),
     "django_q.ormq": (VIEWER, NOBODY, SUPERUSER, SUPERUSER),
     "axes.accessattempt": (SUPERUSER, NOBODY, SUPERUSER, SUPERUSER),
     "axes.accesslog": (SUPERUSER, NOBODY, SUPERUSER, SUPERUSER),
     "axes.accessfailurelog": (SUPERUSER, NOBODY, SUPERUSER, SUPERUSER),
 }
+
+# Actions on django-q2's pages: minimum role (NOBODY: never offered).
+JOB_ACTIONS = {"resubmit": BILLING_ADMIN, "delete_selected": NOBODY}
+QUEUE_ACTIONS = {"delete_selected": SUPERUSER}
 
 # Statement and email actions: minimum role.
 STATEMENT_ACTIONS = {"send_selected": BILLING_ADMIN, "resend_selected": REVIEWER}
@@ -124,11 +138,42 @@ def world(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> None
         actor=actor, kind="slurm", name="lab-a", project=Project.objects.get(project_id="proj-a")
     )
     exchange_rate_set(currency="EUR", period="2025-01", rate="1.0850", actor=actor)
+    _jobs()
+
+
+REMINDER = ("django.core.management.call_command", ("remind_reviewers",))
+
+
+def _jobs() -> None:
+    """A finished job, a failed one, a schedule and a queued job (django-q2)."""
+    now = timezone.now()
+    func, args = REMINDER
+    for name, success in (("reminder-ok", True), ("reminder-failed", False)):
+        Task.objects.create(
+            id=name.replace("-", "") + "0" * 10,
+            name=name,
+            func=func,
+            args=args,
+            kwargs={},
+            started=now,
+            stopped=now,
+            success=success,
+            result=None if success else "SMTPServerDisconnected",
+            group="reminders",
+        )
+    Schedule.objects.create(name="reminder", func=func, args="'remind_reviewers'")
+    from django_q.tasks import async_task
+
+    async_task("statements.tasks.render_statement", 1, q_options={"sync": False})
 
 
 def _client(role: str) -> Client:
     client = Client()
     if role == ANONYMOUS:
+        return client
+    if role == NOROLE:
+        staff = get_user_model().objects.create_user("staff", password="x", is_staff=True)
+        client.force_login(staff)
         return client
     if role != SUPERUSER:
         return role_client(role)
@@ -168,7 +213,7 @@ def test_the_matrix_covers_every_registered_model() -> None:
 
 
 @pytest.mark.parametrize("label", MODELS)
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", ALL_ROLES)
 def test_model_pages(world: None, role: str, label: str) -> None:
     model = next(m for m in admin.site._registry if m._meta.label_lower == label)
     client = _client(role)
@@ -189,6 +234,103 @@ def test_model_pages(world: None, role: str, label: str) -> None:
             ("POST", f"{base}{obj.pk}/delete/", {"post": "yes"}, delete, {200, 302}),
         ]
     _visit(client, role, pages)
+
+
+def _post_action(client: Client, url: str, action: str, ids: list[Any]) -> Any:
+    data = {"action": action, helpers.ACTION_CHECKBOX_NAME: ids, "index": 0, "post": "yes"}
+    return client.post(url, data)
+
+
+def _status_ok(role: str, response: Any) -> bool:
+    """Anonymous: to the login page; no role: refused; a role: back to the list
+    (302), or the list again (200) when the page offers no action at all."""
+    if role == ANONYMOUS:
+        return response.status_code == 302 and "/admin/login/" in response["Location"]
+    if role == NOROLE:
+        return bool(response.status_code == 403)
+    if response.status_code == 302:
+        return "/login/" not in response["Location"]
+    return bool(response.status_code == 200)
+
+
+@pytest.mark.parametrize("role", ALL_ROLES)
+def test_job_actions(world: None, role: str) -> None:
+    """django-q2's pages: who may run a job again (audited), and that no one
+    deletes a job's result; the queue's own delete is for superusers."""
+    client = _client(role)
+    failure, success = Failure.objects.get(), Success.objects.get()
+    queued = OrmQ.objects.count()
+    results = {"failure": failure.pk, "success": success.pk}
+    if role not in (ANONYMOUS, NOROLE):
+        for model in results:
+            expected = {a for a, minimum in JOB_ACTIONS.items() if _allowed(role, minimum)}
+            assert _offered(client, f"/admin/django_q/{model}/") == expected, model
+        expected = {a for a, minimum in QUEUE_ACTIONS.items() if _allowed(role, minimum)}
+        assert _offered(client, "/admin/django_q/ormq/") == expected
+
+    # Deleting a result, through the list's action or its delete page: never.
+    for model, pk in results.items():
+        url = f"/admin/django_q/{model}/"
+        assert _status_ok(role, _post_action(client, url, "delete_selected", [pk]))
+        response = client.post(f"{url}{pk}/delete/", {"post": "yes"})
+        assert response.status_code == (302 if role == ANONYMOUS else 403)
+    assert set(Task.objects.values_list("pk", flat=True)) == set(results.values())
+
+    # Running them again: billing admins and superusers; queued, audited.
+    # django-q2's own action (resubmit_task) is gone, even posted by hand.
+    for action in ("resubmit_task", "resubmit"):
+        for model, pk in results.items():
+            url = f"/admin/django_q/{model}/"
+            assert _status_ok(role, _post_action(client, url, action, [pk]))
+        if action == "resubmit_task":
+            assert OrmQ.objects.count() == queued
+    events = AuditEvent.objects.filter(action="job.resubmit").order_by("pk")
+    may = role != ANONYMOUS and _allowed(role, BILLING_ADMIN)
+    assert OrmQ.objects.count() == queued + (2 if may else 0)
+    assert Failure.objects.filter(pk=failure.pk).exists()  # the record of the failure stays
+    if may:
+        actor = "root" if role == SUPERUSER else role.replace(" ", "_")
+        assert [(e.object_type, e.object_id, e.actor, e.channel) for e in events] == [
+            ("django_q.failure", failure.pk, actor, "admin"),
+            ("django_q.success", success.pk, actor, "admin"),
+        ]
+        copies = {job.task_id(): job for job in OrmQ.objects.all()}
+        for event in events:
+            copy = copies[event.after["queued"]]
+            assert (copy.func(), copy.args(), copy.group()) == (*REMINDER, "reminders")
+            assert event.after["func"] == REMINDER[0]
+    else:
+        assert not events.exists()
+
+    # A queued job: superusers may delete it (audited); the rest may not.
+    job = OrmQ.objects.order_by("pk").first()
+    assert job is not None
+    assert _status_ok(role, _post_action(client, "/admin/django_q/ormq/", "delete_selected", [job.pk]))
+    deleted = not OrmQ.objects.filter(pk=job.pk).exists()
+    assert deleted == (role == SUPERUSER)
+    cancelled = AuditEvent.objects.filter(action="queued_job.delete", object_id=str(job.pk))
+    assert cancelled.exists() == deleted
+    if deleted:
+        assert cancelled.get().before["func"] == "statements.tasks.render_statement"
+
+
+@pytest.mark.parametrize("role", ALL_ROLES)
+def test_the_index_for_each_role(world: None, role: str) -> None:
+    """A staff user without a role gets a page saying so: no totals, no records."""
+    response = _client(role).get("/admin/")
+    if role == ANONYMOUS:
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+        return
+    assert response.status_code == 200
+    text = response.content.decode()
+    if role == NOROLE:
+        assert "You have no role yet" in text
+        assert response.context["app_list"] == []
+        assert "Totals for" not in text and "Recent imports" not in text
+        assert "proj-a" not in text
+    else:
+        assert "You have no role yet" not in text
+        assert "Totals for 2025-01" in text and response.context["app_list"]
 
 
 @pytest.mark.parametrize("role", ROLES)
