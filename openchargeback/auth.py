@@ -6,7 +6,7 @@ database is sometimes kept and later run with DEBUG off; the demo cannot
 take that account back then, so the login does: with DEBUG off, no one
 logs in with the demo's password, whatever the user name. The check sits in
 the authentication backend, under every way of logging in (the admin's login
-page, ``Client.login``, any view calling ``authenticate``), not in one form.
+page, any view calling ``authenticate``), not in one form.
 Giving the account a real password (``openchargeback changepassword admin``)
 makes it an ordinary account.
 """

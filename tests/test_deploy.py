@@ -136,7 +136,7 @@ def test_gunicorn_serves_the_site_behind_a_tls_proxy(gunicorn: str) -> None:
     proxied = {"Host": "billing.example.edu", "X-Forwarded-Proto": "https"}
     status, headers, body = _get(gunicorn + "/admin/login/", **proxied)
     assert status == 200 and b"OpenChargeback" in body
-    assert headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     css = body.decode().split('href="/static/admin/css/base.')[1].split('"')[0]
     assert css.endswith(".css") and len(css) > len("css")  # a hashed name
     status, headers, _body = _get(f"{gunicorn}/static/admin/css/base.{css}", **proxied)
