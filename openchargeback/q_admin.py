@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
@@ -35,13 +34,13 @@ from billing.services import Actor, audit
 from openchargeback.text import count
 
 
-def may_run_jobs(user: AbstractBaseUser | AnonymousUser) -> bool:
+def may_run_jobs(user: Any) -> bool:
     """Billing admins and superusers may queue a job again."""
     if not user.is_active:
         return False
-    if getattr(user, "is_superuser", False):
+    if user.is_superuser:
         return True
-    return bool(user.groups.filter(name=BILLING_ADMIN).exists())  # type: ignore[union-attr]
+    return bool(user.groups.filter(name=BILLING_ADMIN).exists())
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -56,12 +55,10 @@ def _resubmit(task: Task) -> str:
     # like them (group, hook, ...) reach the job, not django-q2. sync=False:
     # the copy always goes to the workers (tests run django-q2 synchronously).
     options = {"hook": task.hook, "group": task.group, "cluster": task.cluster, "sync": False}
-    return str(
-        async_task(task.func, *(task.args or ()), q_options=options, **(task.kwargs or {}))
-    )
+    return str(async_task(task.func, *(task.args or ()), q_options=options, **(task.kwargs or {})))
 
 
-class _ResultAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class _ResultAdmin(admin.ModelAdmin):
     """Shared by the Success and Failure pages: read-only, "Run again" for billing admins."""
 
     actions = ["resubmit"]
@@ -78,7 +75,9 @@ class _ResultAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_resubmit_permission(self, request: HttpRequest) -> bool:
         return may_run_jobs(request.user)
 
-    @admin.action(description="Run selected jobs again (queued for the workers)", permissions=["resubmit"])
+    @admin.action(
+        description="Run selected jobs again (queued for the workers)", permissions=["resubmit"]
+    )
     def resubmit(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         actor = _actor(request)
         tasks = list(queryset.order_by("started"))
@@ -108,7 +107,7 @@ class FailureAdmin(_ResultAdmin, q_admin.FailAdmin):
     pass
 
 
-class _AuditedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class _AuditedAdmin(admin.ModelAdmin):
     """Changes and deletions through the page leave an audit event each."""
 
     audit_noun = ""
