@@ -47,8 +47,13 @@ def main(argv: list[str] | None = None) -> None:
         if args[1:] in HELP_ARGS:
             sys.stdout.write(help_text())
             return
+        from django.conf import settings
         from django.core.management import execute_from_command_line
         from django.core.management.base import BaseCommand
+
+        # Read the settings now: Django's command runner would swallow a
+        # configuration error here and fail later with a traceback.
+        settings.INSTALLED_APPS  # noqa: B018 - evaluated for its ImproperlyConfigured
 
         # `openchargeback COMMAND --version` too is the product's version (the
         # hook Django documents for this; its default is Django's version).
