@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     status: int | str = 0
     try:
-        if args[1:] in (["--version"], ["version"]):
+        # `openchargeback --version` and `openchargeback COMMAND --version`: the
+        # product's version (Django's runner would print Django's).
+        if args[1:] in (["--version"], ["version"]) or args[2:] == ["--version"]:
             sys.stdout.write(f"{version()}\n")
             return
         if args[1:] in HELP_ARGS:
@@ -49,15 +51,11 @@ def main(argv: list[str] | None = None) -> None:
             return
         from django.conf import settings
         from django.core.management import execute_from_command_line
-        from django.core.management.base import BaseCommand
 
         # Read the settings now: Django's command runner would swallow a
         # configuration error here and fail later with a traceback.
         settings.INSTALLED_APPS  # noqa: B018 - evaluated for its ImproperlyConfigured
 
-        # `openchargeback COMMAND --version` too is the product's version (the
-        # hook Django documents for this; its default is Django's version).
-        BaseCommand.get_version = lambda self: version()  # type: ignore[method-assign]
         execute_from_command_line(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except ImproperlyConfigured as exc:
