@@ -271,8 +271,7 @@ def resend_plan(statements: QuerySet[Statement]) -> tuple[list[PlannedEmail], li
         ).values_list("statement_id", flat=True)
     )
     problems += [
-        f"{s.number} was never emailed (send it: openchargeback emails send --period "
-        f"{s.period.period})"
+        f"{s.number} was never emailed: send it rather than resend it"
         for s in chosen
         if s.pk not in emailed
     ]

@@ -231,7 +231,7 @@ def test_resending_what_was_never_sent_says_why_and_offers_no_button(
     data = {"action": "resend_selected", helpers.ACTION_CHECKBOX_NAME: [bob.pk], "index": 0}
     page = client.post(BASE + "?q=bob", data)
     assert page.context["problems"] == [
-        f"{bob.number} was never emailed (send it: openchargeback emails send --period {month})"
+        f"{bob.number} was never emailed: send it rather than resend it"
     ]
     assert b'value="Resend 1 email"' not in page.content
     assert page.context["cancel_url"] == BASE + "?q=bob"
