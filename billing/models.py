@@ -52,10 +52,22 @@ def validate_subject_template(value: str) -> None:
     check_placeholders(value, EMAIL_SUBJECT_FIELDS, "subject template")
 
 
+# A repetition count above this is refused: {n,m} with huge bounds makes the
+# engine's work grow with the count, and past 2**32 Python cannot compile it.
+MAX_REPEAT = 1000
+_REPEAT = re.compile(r"(?<!\\)\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+
+
 def validate_regex(value: str) -> None:
+    for low, high in _REPEAT.findall(value):
+        if int(low) > MAX_REPEAT or (high and int(high) > MAX_REPEAT):
+            raise ValidationError(
+                f"Not a valid regular expression here: a repetition count above {MAX_REPEAT} "
+                f"({{{low}{',' + high if high else ''}}})"
+            )
     try:
         re.compile(value)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:
         raise ValidationError(f"Not a valid regular expression: {exc}") from None
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 
 from billing.models import Charge, FundOrgPattern, PatternRule, Source
@@ -108,3 +109,25 @@ def test_fund_org_preview_shows_what_would_be_flagged(charges: None) -> None:
     rows = {row.fund_org: row.valid for row in response.context["result"]}
     assert rows["NSF-BIO-2024"] is False
     assert Charge.objects.count() == 4
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("a{4294967296}", "a repetition count above 1000 ({4294967296})"),
+        ("x{2,5000}", "a repetition count above 1000 ({2,5000})"),
+    ],
+)
+def test_an_absurd_repetition_count_is_refused_not_a_500(
+    charges: None, pattern: str, message: str
+) -> None:
+    from urllib.parse import quote
+
+    response = role_client(VIEWER).get(
+        "/admin/billing/patternrule/preview/?pattern=" + quote(pattern)
+    )
+    assert response.status_code == 200
+    assert message in " ".join(response.context["form"].errors["pattern"])
+    with pytest.raises(ValidationError, match=r"repetition count above 1000"):
+        PatternRule(name="huge", pattern=pattern).full_clean()
+    PatternRule(name="fine", pattern=r"^[a-z]{3,1000}\{9999\}$").full_clean()
