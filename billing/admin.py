@@ -4,7 +4,6 @@ PIs, projects, sources, settings and the read-only audit trail."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -29,11 +28,11 @@ from django.utils.http import urlencode
 
 from billing import flags, listwords, selectors
 from billing.blockers import (
-    LeftBlocked,
-    approvable,
+    ApprovalPlan,
+    approval_plan,
     charges_url,
-    left_blocked,
     period_blockers,
+    rate_form_url,
     with_reason,
 )
 from billing.models import (
@@ -56,7 +55,6 @@ from billing.services import (
     Actor,
     BillingError,
     FixReport,
-    MissingRate,
     charges_fix_attribution_report,
     charges_reapply_rules,
     charges_review,
@@ -64,8 +62,6 @@ from billing.services import (
     exchange_rate_set,
     finalize_blocker_list,
     home_currency,
-    missing_rates,
-    needs_rate,
     period_close,
     period_finalize,
     period_reopen,
@@ -229,8 +225,9 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
             .order_by("name")
         )
         events = AuditEvent.objects.filter(period=obj)
+        cycle = period_cycle(obj, request.user)
         return {
-            "cycle": period_cycle(obj, request.user),
+            "cycle": cycle,
             "imports": imports_of(obj).select_related("source").order_by("-started_at"),
             "by_source": [
                 {**row, "pending": row["pending"] or 0, "subsidy": row["listed"] - row["billed"]}
@@ -239,7 +236,7 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
             "exports": JournalExport.objects.filter(period=obj).order_by("-created_at")[:20],
             "audit": events.order_by("-created_at", "-id")[:25],
             "audit_count": events.count(),
-            "reconciliation": reconciliation(obj),
+            "reconciliation": reconciliation(obj, cycle=cycle),
         }
 
     def _steps(self, request: HttpRequest, obj: BillingPeriod) -> list[str]:
@@ -718,72 +715,35 @@ def blocked_url(queryset: QuerySet[Charge]) -> str:
     return charges_url(**query)
 
 
-@dataclass(frozen=True)
-class ApprovalPlan:
-    """What approving a selection would do (as charges_review decides it):
-    how many are approved and for how much, and what stays pending, why."""
-
-    selected: int
-    approved: int
-    approved_billed: Decimal
-    approved_listed: Decimal
-    already: int
-    stuck: LeftBlocked | None
-    missing: list[MissingRate]
-    locked: bool  # some are in a period that is not open: the approval is refused
-
-    def lines(self, money: Callable[[Decimal], str], blocked_link: str) -> list[str]:
-        found: list[str] = [
+def approval_lines(plan: ApprovalPlan, blocked_link: str, *, lead: str) -> list[str]:
+    """What stays pending of an approval and why, each with the page that
+    fixes it (`lead`: "Stay pending", "Left pending", "Nothing was approved")."""
+    found: list[str] = []
+    if plan.stuck:
+        found.append(
             format_html(
-                "<strong>Will be approved: {}</strong>, billed {}, list {}.",
-                count(self.approved, "charge"),
-                money(self.approved_billed),
-                money(self.approved_listed),
+                '{}: {} ({} billed). <a href="{}">Show them</a>.',
+                lead,
+                plan.stuck.text(),
+                InstitutionSettings.cached().format_money(plan.stuck.billed),
+                blocked_link,
             )
-        ]
-        if self.already:
-            found.append(f"Already approved, left as they are: {count(self.already, 'charge')}.")
-        if self.stuck:
-            found.append(
-                format_html(
-                    'Stay pending: {} ({} billed). <a href="{}">Show them</a>.',
-                    self.stuck.text(),
-                    money(self.stuck.billed),
-                    blocked_link,
-                )
+        )
+    if plan.missing:
+        first = plan.missing[0]
+        found.append(
+            format_html(
+                "{}: {} in another currency cannot be approved without an exchange rate "
+                '({}). <a href="{}">Record the rate</a> ({} per {}).',
+                lead,
+                count(sum(m.charges for m in plan.missing), "charge"),
+                rates_which(plan.missing),
+                rate_form_url(plan.missing),
+                home_currency(),
+                first.currency,
             )
-        if self.missing:
-            first = self.missing[0]
-            found.append(
-                format_html(
-                    "Stay pending: {} in another currency without an exchange rate ({}). "
-                    '<a href="{}">Record the rate</a>.',
-                    count(sum(m.charges for m in self.missing), "charge"),
-                    rates_which(self.missing),
-                    reverse("admin:billing_exchangerate_add")
-                    + "?"
-                    + urlencode({"currency": first.currency, "month": first.period}),
-                )
-            )
-        return found
-
-
-def approval_plan(queryset: QuerySet[Charge]) -> ApprovalPlan:
-    unapproved = queryset.exclude(review_state=Charge.ReviewState.APPROVED)
-    candidates = approvable(unapproved)
-    will = candidates.exclude(needs_rate(home_currency())).aggregate(
-        n=Count("id"), billed=Sum("billed_cost"), listed=Sum("list_cost")
-    )
-    return ApprovalPlan(
-        selected=queryset.count(),
-        approved=will["n"],
-        approved_billed=will["billed"] or Decimal(0),
-        approved_listed=will["listed"] or Decimal(0),
-        already=queryset.filter(review_state=Charge.ReviewState.APPROVED).count(),
-        stuck=left_blocked(unapproved),
-        missing=missing_rates(candidates),
-        locked=unapproved.exclude(period__status=BillingPeriod.Status.OPEN).exists(),
-    )
+        )
+    return found
 
 
 @admin.register(Charge)
@@ -1034,7 +994,7 @@ class ChargeAdmin(ReadOnlyAdmin):
             if not bulk or not plan.approved or plan.locked:
                 # Nothing to confirm: one charge, nothing it would approve, or a
                 # refusal (a closed period) that _review reports.
-                self._review(request, queryset, "approve", note=note)
+                self._review(request, queryset, "approve", note=note, plan=plan)
                 return None
             form = ApproveForm(initial={"note": note})
         plan = approval_plan(queryset)
@@ -1048,7 +1008,20 @@ class ChargeAdmin(ReadOnlyAdmin):
             intro="Approved charges go on the PIs' statements and the journal when the month "
             "is closed. Charges whose attribution is wrong, and charges in another currency "
             "without an exchange rate, stay pending.",
-            details=plan.lines(money, blocked_url(queryset)),
+            details=[
+                format_html(
+                    "<strong>Will be approved: {}</strong>, billed {}, list {}.",
+                    count(plan.approved, "charge"),
+                    money(plan.approved_billed),
+                    money(plan.approved_listed),
+                ),
+                *(
+                    [f"Already approved, left as they are: {count(plan.already, 'charge')}."]
+                    if plan.already
+                    else []
+                ),
+                *approval_lines(plan, blocked_url(queryset), lead="Stay pending"),
+            ],
             submit_label=f"Approve {count(plan.approved, 'charge')}",
         )
 
@@ -1199,28 +1172,28 @@ class ChargeAdmin(ReadOnlyAdmin):
         try:
             changed = work(Actor.for_user(request.user))  # type: ignore[arg-type]
         except BillingError as exc:
-            self.message_user(request, exc.web, messages.ERROR)
+            self.message_user(request, web_text(exc), messages.ERROR)
             return False
         self.message_user(request, f"{verb} {count(changed, 'charge')}.", messages.SUCCESS)
         return True
 
     def _review(
-        self, request: HttpRequest, queryset: QuerySet[Charge], action: str, *, note: str
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Charge],
+        action: str,
+        *,
+        note: str,
+        plan: ApprovalPlan | None = None,
     ) -> None:
         verb = {"approve": "Approved", "reject": "Rejected", "reset": "Reset"}[action]
         # Charges whose attribution is wrong, and charges in another currency
         # without a rate, stay pending (and are named, with where to fix them).
-        missing: list[Any] = []
-        stuck = None
+        if action == "approve" and plan is None:
+            plan = approval_plan(queryset)
+        held = plan is not None and bool(plan.stuck or plan.missing)
         done = False
-        ready = True  # something the action can change
-        if action == "approve":
-            unapproved = queryset.exclude(review_state=Charge.ReviewState.APPROVED)
-            stuck = left_blocked(unapproved)
-            missing = missing_rates(approvable(unapproved))
-            if stuck or missing:
-                ready = approvable(unapproved).exclude(needs_rate(home_currency())).exists()
-        if ready:
+        if not held or (plan is not None and plan.approved):
             done = self._run(
                 request,
                 verb,
@@ -1228,35 +1201,10 @@ class ChargeAdmin(ReadOnlyAdmin):
                     charges=queryset, action=action, actor=actor, note=note
                 ),
             )
-        if stuck:
-            self.message_user(
-                request,
-                format_html(
-                    '{}: {} <a href="{}">Show them</a>.',
-                    "Left pending" if done else "Nothing was approved",
-                    stuck.text(),
-                    blocked_url(queryset),
-                ),
-                messages.WARNING,
-            )
-        if missing:
-            first = missing[0]
-            self.message_user(
-                request,
-                format_html(
-                    "{}: {} in another currency cannot be approved without an exchange "
-                    'rate ({}). <a href="{}">Record the rate</a> ({} per {}).',
-                    "Left pending" if done else "Nothing was approved",
-                    count(sum(m.charges for m in missing), "charge"),
-                    rates_which(missing),
-                    reverse("admin:billing_exchangerate_add")
-                    + "?"
-                    + urlencode({"currency": first.currency, "month": first.period}),
-                    home_currency(),
-                    first.currency,
-                ),
-                messages.WARNING,
-            )
+        if held and plan is not None:
+            lead = "Left pending" if done else "Nothing was approved"
+            for line in approval_lines(plan, blocked_url(queryset), lead=lead):
+                self.message_user(request, line, messages.WARNING)
 
 
 class WordsFilter(admin.AllValuesFieldListFilter):

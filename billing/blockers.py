@@ -61,6 +61,14 @@ def charges_url(period: BillingPeriod | None = None, /, **query: str) -> str:
     return f"{url}?{urlencode(params)}" if params else url
 
 
+def rate_form_url(missing: list[Any]) -> str:
+    """The form that records an exchange rate, filled in for the first of
+    `missing` (billing.services.MissingRate: currency and month)."""
+    first = missing[0]
+    url = reverse("admin:billing_exchangerate_add")
+    return f"{url}?{urlencode({'currency': first.currency, 'month': first.period})}"
+
+
 def source_url(source_id: int) -> str:
     return reverse("admin:billing_source_change", args=[source_id])
 
@@ -118,6 +126,41 @@ def left_blocked(charges: Any) -> LeftBlocked | None:
     return LeftBlocked(row["n"], row["billed"] or Decimal(0), blocked_reasons(stuck))
 
 
+@dataclass(frozen=True)
+class ApprovalPlan:
+    """What approving a selection would do (as charges_review decides it):
+    how many are approved and for how much, and what stays pending, why."""
+
+    selected: int
+    approved: int
+    approved_billed: Decimal
+    approved_listed: Decimal
+    already: int
+    stuck: LeftBlocked | None
+    missing: list[Any]  # billing.services.MissingRate
+    locked: bool  # some are in a period that is not open: the approval is refused
+
+
+def approval_plan(charges: Any) -> ApprovalPlan:
+    from billing.services import home_currency, missing_rates, needs_rate
+
+    unapproved = charges.exclude(review_state=APPROVED)
+    candidates = approvable(unapproved)
+    will = candidates.exclude(needs_rate(home_currency())).aggregate(
+        n=Count("id"), billed=Sum("billed_cost"), listed=Sum("list_cost")
+    )
+    return ApprovalPlan(
+        selected=charges.count(),
+        approved=will["n"],
+        approved_billed=will["billed"] or Decimal(0),
+        approved_listed=will["listed"] or Decimal(0),
+        already=charges.filter(review_state=APPROVED).count(),
+        stuck=left_blocked(unapproved),
+        missing=missing_rates(candidates),
+        locked=unapproved.exclude(period__status=BillingPeriod.Status.OPEN).exists(),
+    )
+
+
 # --- Closing a period: every data check at once --------------------------------------
 
 
@@ -165,7 +208,7 @@ def period_blockers(obj: BillingPeriod, *, allow_pending: bool = False) -> list[
                 f"{count(sum(m.charges for m in missing), 'approved charge')} in another "
                 f"currency without an exchange rate ({rates_which(missing)})",
                 cli=rate_hint(missing),
-                url=reverse("admin:billing_exchangerate_add"),
+                url=rate_form_url(missing),
                 link_text="record an exchange rate",
             )
         )
@@ -211,13 +254,17 @@ def known_fund_orgs() -> list[str]:
 
 
 def fund_org_disagreements(
-    *, validation: list[str] | None = None, split: str | None = None
+    *,
+    validation: list[str] | None = None,
+    split: str | None = None,
+    known: list[str] | None = None,
 ) -> list[str]:
     """Fund/orgs in use that the review's patterns accept but the journal's
     split pattern cannot split: what a disagreement between the two settings
     would let through review and then refuse at the journal export.
 
-    Either side may be given as it would be saved; the other is read.
+    Either side may be given as it would be saved; the other is read; so
+    may the fund/orgs in use (`known_fund_orgs`), to compare two settings.
     """
     import re
 
@@ -239,7 +286,7 @@ def fund_org_disagreements(
         return []  # each field's own validator says what is wrong with it
     return [
         f
-        for f in known_fund_orgs()
+        for f in (known_fund_orgs() if known is None else known)
         if (not accepted or any(p.fullmatch(f) for p in accepted)) and not splitter.fullmatch(f)
     ]
 

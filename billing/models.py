@@ -673,7 +673,7 @@ class FundOrgPattern(models.Model):
     def clean(self) -> None:
         """One fund/org rule: refused if review would then accept fund/orgs in use
         that the journal's split pattern cannot split (billing.blockers)."""
-        from billing.blockers import disagreement_text, fund_org_disagreements
+        from billing.blockers import disagreement_text, fund_org_disagreements, known_fund_orgs
 
         others = list(
             FundOrgPattern.objects.filter(enabled=True)
@@ -683,8 +683,10 @@ class FundOrgPattern(models.Model):
         saved = FundOrgPattern.objects.filter(pk=self.pk).first() if self.pk else None
         was = [saved.pattern] if saved and saved.enabled else []
         will = [self.pattern] if self.enabled else []
-        before = set(fund_org_disagreements(validation=[*others, *was]))
-        new = [f for f in fund_org_disagreements(validation=[*others, *will]) if f not in before]
+        known = known_fund_orgs()
+        before = set(fund_org_disagreements(validation=[*others, *was], known=known))
+        after = fund_org_disagreements(validation=[*others, *will], known=known)
+        new = [f for f in after if f not in before]
         if new:
             raise ValidationError({"pattern": disagreement_text(new, saving="fund/org pattern")})
 

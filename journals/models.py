@@ -75,11 +75,17 @@ class JournalSettings(models.Model):
     def clean(self) -> None:
         """One fund/org rule: refused if the review's fund/org patterns would
         accept fund/orgs in use that this pattern cannot split."""
-        from billing.blockers import disagreement_text, fund_org_disagreements
+        from billing.blockers import disagreement_text, fund_org_disagreements, known_fund_orgs
 
         saved = JournalSettings.objects.filter(pk=self.pk).first()
-        before = set(fund_org_disagreements(split=saved.fund_org_pattern)) if saved else set()
-        new = [f for f in fund_org_disagreements(split=self.fund_org_pattern) if f not in before]
+        known = known_fund_orgs()
+        before = (
+            set(fund_org_disagreements(split=saved.fund_org_pattern, known=known))
+            if saved
+            else set()
+        )
+        after = fund_org_disagreements(split=self.fund_org_pattern, known=known)
+        new = [f for f in after if f not in before]
         if new:
             raise ValidationError(
                 {"fund_org_pattern": disagreement_text(new, saving="journal fund/org pattern")}

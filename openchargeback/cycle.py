@@ -378,37 +378,33 @@ class Reconciliation:
     state: str  # "reconciles", "incomplete" (no statements or journal yet) or "stale"
 
 
-def reconciliation(period: BillingPeriod) -> Reconciliation:
+def reconciliation(period: BillingPeriod, *, cycle: Cycle | None = None) -> Reconciliation:
     """The month's billed, statement and journal figures side by side, each
     difference explained in one line (SPEC §2: statements round per line; the
-    GL books a net credit on the other side, which grosses up both columns)."""
+    GL books a net credit on the other side, which grosses up both columns).
+
+    Reads what the period's `cycle` already read, when given."""
     money = InstitutionSettings.cached().format_money
-    rows = ChargeSummary.objects.filter(period=period).aggregate(
-        approved=Sum("billed_total", filter=Q(review_state=APPROVED)),
-        pending=Sum("billed_total", filter=Q(review_state=PENDING)),
-        pending_n=Sum("charges", filter=Q(review_state=PENDING)),
-    )
-    approved = rows["approved"] or Decimal(0)
-    pending, pending_n = rows["pending"] or Decimal(0), rows["pending_n"] or 0
+    cycle = cycle or period_cycle(period)
+    totals, progress, export = cycle.totals, cycle.statements, cycle.export
+    approved = totals.billed_total - totals.pending_billed  # (rejected ones are left out)
     figures = [
         Figure(
             "Approved charges, exact",
             approved,
             "The sum of every approved charge's billed cost, before any rounding"
             + (
-                f"; {pending_n:,} charges pending review ({money(pending)}) are not in it."
-                if pending_n
+                f"; {totals.pending:,} charges pending review ({money(totals.pending_billed)}) "
+                "are not in it."
+                if totals.pending
                 else "."
             ),
         )
     ]
-    progress = statement_progress(period)
     stale = False
     if progress.current:
-        exact = Statement.objects.filter(period=period, superseded_at=None).aggregate(
-            t=Sum("exact_billed")
-        )["t"] or Decimal(0)
-        rounding = progress.billed_total - exact
+        # Up to date, the statements cover exactly the approved charges.
+        rounding = progress.billed_total - approved
         if not progress.up_to_date:
             stale = True
             why = "The charges changed since these statements: generate them again."
@@ -424,7 +420,6 @@ def reconciliation(period: BillingPeriod) -> Reconciliation:
                 f"Statements ({progress.current:,} current), amount due", progress.billed_total, why
             )
         )
-    export = latest_export(period)
     if export is not None:
         gross_up = export.debit_total - progress.billed_total
         if not export_is_current(period, export):

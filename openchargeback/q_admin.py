@@ -29,6 +29,7 @@ from django.http import HttpRequest
 from django_q import admin as q_admin
 from django_q.models import Failure, OrmQ, Schedule, Success, Task
 
+from billing.admin import ReadOnlyAdmin
 from billing.roles import BILLING_ADMIN
 from billing.services import Actor, audit
 from openchargeback.text import count
@@ -58,19 +59,10 @@ def _resubmit(task: Task) -> str:
     return str(async_task(task.func, *(task.args or ()), q_options=options, **(task.kwargs or {})))
 
 
-class _ResultAdmin(admin.ModelAdmin):
+class _ResultAdmin(ReadOnlyAdmin):
     """Shared by the Success and Failure pages: read-only, "Run again" for billing admins."""
 
     actions = ["resubmit"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_resubmit_permission(self, request: HttpRequest) -> bool:
         return may_run_jobs(request.user)

@@ -587,9 +587,9 @@ def test_admin_approve_action_leaves_foreign_charges_without_a_rate(
     page = client.post("/admin/billing/charge/", {**selection, "index": 0})
     stays = [str(line) for line in page.context["details"] if "exchange rate" in str(line)]
     assert stays == [
-        "Stay pending: 1 charge in another currency without an exchange rate (EUR 2025-01). "
-        '<a href="/admin/billing/exchangerate/add/?currency=EUR&amp;month=2025-01">'
-        "Record the rate</a>."
+        "Stay pending: 1 charge in another currency cannot be approved without an exchange "
+        'rate (EUR 2025-01). <a href="/admin/billing/exchangerate/add/?currency=EUR&amp;'
+        'month=2025-01">Record the rate</a> (USD per EUR).'
     ]
     assert _eur().review_state == "pending"
     assert not Charge.objects.filter(pk__in=pending, review_state="approved").exists()

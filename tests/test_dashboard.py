@@ -259,21 +259,15 @@ def test_default_month_is_the_oldest_open_then_the_oldest_closed(
     three_months: None, actor: Actor
 ) -> None:
     client = role_client(VIEWER)
-    charges_review(
-        charges=Charge.objects.filter(period__period="2025-01", review_state="pending"),
-        action="reject",
-        actor=actor,
-        note="test",
-    )
-    period_close(period="2025-01", actor=actor)
+
+    def close(month: str) -> None:
+        pending = Charge.objects.filter(period__period=month, review_state="pending")
+        charges_review(charges=pending, action="reject", actor=actor, note="test")
+        period_close(period=month, actor=actor)
+
+    close("2025-01")
     assert client.get("/admin/").context["dashboard"].period.period == "2025-02"
-    charges_review(
-        charges=Charge.objects.filter(period__period="2025-02", review_state="pending"),
-        action="reject",
-        actor=actor,
-        note="test",
-    )
-    period_close(period="2025-02", actor=actor)
+    close("2025-02")
     board = client.get("/admin/").context["dashboard"]
     assert board.period.period == "2025-01"  # no month open: the oldest closed
     assert [(m.period.period, m.pending) for m in board.months] == [("2025-01", 0), ("2025-02", 0)]

@@ -45,10 +45,10 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _python(tmp_path: Path, code: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    """`python -c CODE`: a process with no arguments, as gunicorn, mod_wsgi and uWSGI start."""
+def _run(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in the project, with no SECRET_KEY and no DEBUG unless given."""
     return subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, *args],
         cwd=ROOT,
         env=_env(tmp_path, **extra),
         capture_output=True,
@@ -56,6 +56,11 @@ def _python(tmp_path: Path, code: str, **extra: str) -> subprocess.CompletedProc
         timeout=120,
         check=False,
     )
+
+
+def _python(tmp_path: Path, code: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """`python -c CODE`: a process with no arguments, as gunicorn, mod_wsgi and uWSGI start."""
+    return _run(tmp_path, "-c", code, **extra)
 
 
 def _last_line(text: str) -> str:
@@ -101,15 +106,7 @@ def test_debug_off_by_default_also_refuses(tmp_path: Path) -> None:
 )
 def test_no_command_gets_the_development_key(tmp_path: Path, args: list[str]) -> None:
     """Not even the ones that used to (makemigrations, help) or that look like tests."""
-    done = subprocess.run(
-        [sys.executable, "-m", "openchargeback.cli", *args],
-        cwd=ROOT,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _run(tmp_path, "-m", "openchargeback.cli", *args)
     assert done.returncode == 1
     assert done.stderr.startswith(f"Configuration error: {MISSING_KEY}")
     assert done.stderr.count("\n") == 1
@@ -129,15 +126,7 @@ def test_gunicorn_started_from_its_config_file_alone_does_not_boot(tmp_path: Pat
         "workers = 1\n"
     )
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--config", str(config)],
-        cwd=ROOT,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _run(tmp_path, "-m", "gunicorn", "--config", str(config))
     assert done.returncode == 3  # gunicorn's "worker failed to boot"
     assert f"ImproperlyConfigured: {MISSING_KEY}" in done.stderr
     assert time.monotonic() - started < 120
@@ -266,14 +255,11 @@ def test_hsts_preload_when_a_site_asks_for_it(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("preload", ["false", "true"])
 def test_check_deploy_is_clean_either_way(tmp_path: Path, preload: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "openchargeback.cli", "check", "--deploy", "--fail-level", "INFO"],
-        cwd=ROOT,
-        env=_env(tmp_path, **PRODUCTION, SECURE_HSTS_PRELOAD=preload),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = _run(
+        tmp_path,
+        *("-m", "openchargeback.cli", "check", "--deploy", "--fail-level", "INFO"),
+        **PRODUCTION,
+        SECURE_HSTS_PRELOAD=preload,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     silenced = 1 if preload == "false" else 0
