@@ -24,8 +24,8 @@ from billing.rules import EMAIL_RE
 from billing.services import Actor, BillingError, audit, audit_change
 from ingest.models import AccountMapping, Rate
 from ingest.pricing import Owner, RateBook, RateTerms
-from openchargeback.money import from_nanos, money_str, to_nanos
 from openchargeback.csvfile import CsvWriter
+from openchargeback.money import from_nanos, money_str, to_nanos
 from openchargeback.spreadsheet import restore
 from openchargeback.text import count
 

@@ -28,17 +28,18 @@ import csv
 import io
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, Literal, TextIO
+from typing import Any, Final, Literal, TextIO
 
 from openchargeback.spreadsheet import neutralise as neutralise_text
 
-CRLF = "\r\n"
-LF = "\n"
+LineEnd = Literal["\r\n", "\n"]
+CRLF: Final = "\r\n"
+LF: Final = "\n"
 
 # csv.writer quotes a field holding any character of its line terminator; with
 # CRLF that is both CR and LF. Rows are always produced with it, and the last
 # two characters swapped for LF when the file wants LF.
-_QUOTING_TERMINATOR = CRLF
+_QUOTING_TERMINATOR: Final = CRLF
 
 
 def cell_text(value: Any, *, neutralise: bool) -> str:
@@ -71,9 +72,7 @@ class _Rows:
 class CsvWriter:
     """Rows of values to CSV text on `out` (a text stream opened with ``newline=""``)."""
 
-    def __init__(
-        self, out: TextIO, *, neutralise: bool, line_end: Literal["\r\n", "\n"] = CRLF
-    ) -> None:
+    def __init__(self, out: TextIO, *, neutralise: bool, line_end: LineEnd = CRLF) -> None:
         if line_end not in (CRLF, LF):
             raise ValueError(f"line_end must be CRLF or LF, not {line_end!r}")
         self.neutralise = neutralise
@@ -93,7 +92,7 @@ def csv_text(
     rows: Iterable[Iterable[Any]],
     *,
     neutralise: bool,
-    line_end: Literal["\r\n", "\n"] = CRLF,
+    line_end: LineEnd = CRLF,
 ) -> str:
     """The whole file as text: the first row is the header."""
     buffer = io.StringIO(newline="")

@@ -32,8 +32,8 @@ from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Proje
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
 from ingest.basis import category_label, difference_kind
 from ingest.ratecard import rate_card_sources
-from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.csvfile import CsvWriter
+from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.text import count
 from statements import emailing, pdf
 from statements.building import (
