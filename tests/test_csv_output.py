@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -266,3 +267,14 @@ def test_converted_storage_usage_keeps_hostile_quota_names_exactly(tmp_path: Pat
     column = parsed[0].index("SubAccountId")
     assert sorted(r[column] for r in parsed[1:]) == sorted(names)  # no apostrophes
     assert sorted(Charge.objects.values_list("sub_account_id", flat=True)) == sorted(names)
+
+
+@pytest.mark.django_db
+def test_exchange_rate_import_names_the_line_a_row_starts_on(tmp_path: Path) -> None:
+    path = tmp_path / "rates.csv"
+    path.write_bytes(
+        b'currency,period,rate,note\r\nEUR,2025-01,1.1,"two\r\nlines"\r\nEUX,2025-01,1,\r\n'
+    )
+    with pytest.raises(CommandError) as refused:
+        call_command("exchange_rates", "import", str(path), stdout=io.StringIO())
+    assert str(refused.value).startswith("rates.csv, line 4, column currency:")
