@@ -29,6 +29,7 @@ from billing.blockers import (
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
 from openchargeback.logging import audit_log
 from openchargeback.money import to_nanos
+from openchargeback.spreadsheet import restore
 from openchargeback.text import count
 
 
@@ -1269,7 +1270,7 @@ def exchange_rates_import(
     from billing.currencies import CurrencyError, parse_currency, parse_rate, same_rate
 
     home = home_currency()
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     header = next(reader, None)
     if header is None:
         raise BillingError(f"{file_name}: the file is empty")
@@ -1283,13 +1284,17 @@ def exchange_rates_import(
     index = {name: names.index(name) for name in RATE_CSV_COLUMNS if name in names}
     seen: dict[tuple[str, str], tuple[str, int]] = {}
     wanted: list[tuple[int, str, str, str, str | None]] = []
-    for line, row in enumerate(reader, start=2):
+    next_line = reader.line_num + 1
+    for row in reader:  # a line is where its row starts (a quoted note may hold line breaks)
+        line, next_line = next_line, reader.line_num + 1
         if not any(cell.strip() for cell in row):
             continue
 
         def cell(name: str, row: list[str] = row) -> str:
+            """The text as exported: spaces around it dropped, and the apostrophe
+            the export puts before formula-like text removed."""
             i = index.get(name)
-            return row[i].strip() if i is not None and i < len(row) else ""
+            return restore(row[i].strip()) if i is not None and i < len(row) else ""
 
         def where(column: str, line: int = line) -> str:
             return f"{file_name}, line {line}, column {column}"
