@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import getpass
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -1271,7 +1271,19 @@ def exchange_rates_import(
 
     home = home_currency()
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    header = next(reader, None)
+
+    def records() -> Iterator[list[str]]:
+        """The reader's rows, a malformed CSV (an unterminated quote, a field
+        over the csv module's size limit) as one line naming where."""
+        try:
+            yield from reader
+        except csv.Error as exc:
+            raise BillingError(
+                f"{file_name}, line {reader.line_num}: not valid CSV ({exc})"
+            ) from None
+
+    rows = records()
+    header = next(rows, None)
     if header is None:
         raise BillingError(f"{file_name}: the file is empty")
     names = [h.strip().lower() for h in header]
@@ -1285,7 +1297,7 @@ def exchange_rates_import(
     seen: dict[tuple[str, str], tuple[str, int]] = {}
     wanted: list[tuple[int, str, str, str, str | None]] = []
     next_line = reader.line_num + 1
-    for row in reader:  # a line is where its row starts (a quoted note may hold line breaks)
+    for row in rows:  # a line is where its row starts (a quoted note may hold line breaks)
         line, next_line = next_line, reader.line_num + 1
         if not any(cell.strip() for cell in row):
             continue
