@@ -34,7 +34,7 @@ from xml.sax.saxutils import escape
 
 import arabic_reshaper
 from bidi import get_display
-from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase import pdfmetrics, ttfonts
 from reportlab.pdfbase.ttfonts import TTFont
 
 BASE = "Helvetica"
@@ -90,6 +90,25 @@ _IGNORABLE = re.compile(
 )
 
 _lock = threading.Lock()
+
+
+def _to_unicode_cmap(fontname: str, subset: list[int]) -> str:
+    """reportlab's ToUnicode map for a subset, with characters beyond the Basic
+    Multilingual Plane (emoji) written as UTF-16 pairs as PDF readers expect:
+    reportlab writes 🔬 as ``<1F52C>``, which readers take for U+1F52."""
+    original: str = _reportlab_to_unicode_cmap(fontname, subset)
+    lines = original.split("\n")
+    start = lines.index(f"{len(subset)} beginbfchar") + 1
+    lines[start : start + len(subset)] = [
+        f"<{code:02X}> <{chr(value).encode('utf-16-be').hex().upper() if value else '0000'}>"
+        for code, value in enumerate(subset)
+    ]
+    return "\n".join(lines)
+
+
+_reportlab_to_unicode_cmap = ttfonts.makeToUnicodeCMap
+if "<1F52C>" in _reportlab_to_unicode_cmap("x", [0x1F52C]):  # not yet fixed upstream
+    ttfonts.makeToUnicodeCMap = _to_unicode_cmap
 
 
 @cache

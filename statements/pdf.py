@@ -175,8 +175,9 @@ class _Money:
         return self.plain(-amount if amount else Decimal(0))
 
 
-def _numbered_canvas(footer_left: str, footer_right: str) -> type[Canvas]:
-    """A canvas that knows the page count, for "Page x of y" footers."""
+def _numbered_canvas(contact: str, generated: str, footer_right: str) -> type[Canvas]:
+    """A canvas that knows the page count, for "Page x of y" footers. On the left,
+    `contact` (cut short to leave room) and `generated`."""
 
     class NumberedCanvas(Canvas):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -205,8 +206,8 @@ def _numbered_canvas(footer_left: str, footer_right: str) -> type[Canvas]:
             self.setFillColor(MUTED)
             page = f"{footer_right}Page {self._pageNumber} of {total}"
             fonts.draw_right(self, right, 0.45 * inch, page, fonts.BASE, 7.5)
-            room = right - left - fonts.width(page, fonts.BASE, 7.5) - 12
-            shown = fonts.fit(footer_left, fonts.BASE, 7.5, room)  # a long name is cut short
+            used = fonts.width(page, fonts.BASE, 7.5) + fonts.width(generated, fonts.BASE, 7.5)
+            shown = fonts.fit(contact, fonts.BASE, 7.5, right - left - used - 12) + generated
             fonts.draw(self, left, 0.45 * inch, shown, fonts.BASE, 7.5)
             self.restoreState()
 
@@ -631,7 +632,7 @@ def render(
         )
     inst = data.institution
     question = f"Questions: {inst.contact_email}" if inst.contact_email else inst.name
-    footer_left = f"{question} · Generated {generated_at:%Y-%m-%d %H:%M} UTC"
+    generated = f" · Generated {generated_at:%Y-%m-%d %H:%M} UTC"
     footer_right = f"Statement {number} · {data.period} · "
-    doc.build(story, canvasmaker=_numbered_canvas(footer_left, footer_right))
+    doc.build(story, canvasmaker=_numbered_canvas(question, generated, footer_right))
     return buffer.getvalue()
