@@ -180,8 +180,8 @@ def runs(value: str, font: str = BASE) -> list[tuple[str, str]]:
         name = found.font_name(bold) if found else font
         if out and out[-1][0] == name:
             out[-1] = (name, out[-1][1] + char)
-        elif char == " " and out and (faces[-1] is None or 32 in _cmap(faces[-1])):
-            out[-1] = (out[-1][0], out[-1][1] + char)  # a space stays in its run
+        elif char == " " and out and faces[-1] not in (EMOJI, SYMBOLS):
+            out[-1] = (out[-1][0], out[-1][1] + char)  # a space stays in a run of text
         else:
             out.append((name, char))
             faces.append(found)
