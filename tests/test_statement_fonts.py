@@ -28,7 +28,7 @@ from ingest.services import import_file
 from statements import fonts, pdf
 from statements.models import Statement
 from statements.services import plan, statements_generate
-from tests.conftest import focus_row
+from tests.conftest import FOCUS_COLUMNS, focus_row
 
 NAMES = {
     "chinese": "张伟 研究组",
@@ -47,14 +47,19 @@ def _statement(
     name: str = "Ada",
     resource: str = "vm-1",
     resource_id: str | None = None,
+    category: str = "Usage",
 ) -> Statement:
     """One statement whose PI, project title, service, resource and institution are
     `name` (as much of it as each field holds)."""
-    row = focus_row(resource=resource, service=name[:200], project="p-1", billed="2.00")
+    billed = "-2.00" if category == "Credit" else "2.00"
+    row = focus_row(resource=resource, service=name[:200], project="p-1", billed=billed)
+    row["ChargeCategory"] = category
     if resource_id is not None:
         row["ResourceId"] = resource_id
-    rows = [row, focus_row(resource="vm-2", service="Compute", project="p-1", billed="1.00")]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    rows = [row, focus_row(resource="vm-2", service="Compute", project="p-1", billed="5.00")]
+    rows[1]["ChargeCategory"] = "Usage"
+    path = focus_file(rows, columns=[*FOCUS_COLUMNS, "ChargeCategory"])
+    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     Charge.objects.update(review_state="approved")
     period_close(period="2025-01", actor=actor)
     inst = InstitutionSettings.load()
@@ -200,16 +205,22 @@ def test_the_notdef_check_sees_a_box() -> None:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "token",
-    ["W" * 2000, "张伟研究组" * 400, "M" * 12000],
-    ids=["wide-2000", "cjk-2000", "wide-12000"],
+    ("token", "category"),
+    [
+        ("W" * 2000, "Usage"),
+        ("张伟研究组" * 400, "Usage"),
+        ("M" * 12000, "Usage"),
+        ("W" * 2000, "Credit"),
+    ],
+    ids=["wide-2000", "cjk-2000", "wide-12000", "credit-2000"],
 )
 def test_tokens_of_any_length_wrap_and_finalize_is_not_blocked(
-    token: str, defaults: None, focus_file: Callable[..., Path], actor: Actor
+    token: str, category: str, defaults: None, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
-    """A resource id thousands of characters wide wraps anywhere in its column and
-    its row continues on the next page (it used to stop the statement rendering)."""
-    statement = _statement(focus_file, actor, resource="vm", resource_id=token)
+    """A resource id thousands of characters wide (under its name, in the resource
+    or the credit table) wraps anywhere in its column and its row continues on the
+    next page: it used to stop the statement rendering, and so finalize."""
+    statement = _statement(focus_file, actor, resource="vm", resource_id=token, category=category)
     period = BillingPeriod.objects.get(period="2025-01")
     assert not any("statement" in line for line in finalize_blockers(period))
     content = statement.pdf.read()
@@ -218,6 +229,7 @@ def test_tokens_of_any_length_wrap_and_finalize_is_not_blocked(
     alphabet = set(token)
     assert token in "".join(c for c in _text(content) if c in alphabet)
     assert len(PdfReader(io.BytesIO(content)).pages) >= 2
+    assert ("Total credits" in _text(content)) == (category == "Credit")
 
 
 @pytest.mark.django_db
