@@ -32,7 +32,8 @@ from tests.conftest import FOCUS_COLUMNS, focus_row
 
 NAMES = {
     "chinese": "张伟 研究组",
-    "japanese": "山田太郎 研究室 やまだ",
+    "japanese": "山田太郎 研究室",
+    "japanese-kana": "やまだ たろう 研究室",  # with kana: the Japanese face
     "arabic": "محمد الأحمد",
     "greek": "Αλέξανδρος Παπαδόπουλος",
     "emoji": "🔬🧬 Lab",
