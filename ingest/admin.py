@@ -127,7 +127,9 @@ def state_label(upload: Upload) -> str:
         if uploads.is_stalled(upload):
             return f"{step} stalled (its worker stopped): preview again"
         if uploads.waiting_for_worker(upload):
-            return f"{step} queued: no worker has taken it yet (is openchargeback qcluster running?)"
+            return (
+                f"{step} queued: no worker has taken it yet (is openchargeback qcluster running?)"
+            )
         if upload.job_started_at is None:
             return f"{step} queued: waiting for a worker"
         return "Previewing…" if status == S.PREVIEWING else "Importing…"

@@ -1,7 +1,8 @@
 """Files uploaded through the admin: stage, preview (a dry run), import,
 discard. Previews and imports always run on a django-q2 worker, never in
 the web request (a file's shape, not its size, decides how long it takes
-and how much memory it needs); the batch page follows their progress. Previewed files of one source and period imported together ("import
+and how much memory it needs); the batch page follows their progress.
+Previewed files of one source and period imported together ("import
 all") are one delivery: one transaction, rows repeated across the files kept.
 Safe to re-run: a job only acts on a file it claims, and importing is
 idempotent (a second import of the same file adds nothing)."""

@@ -49,9 +49,7 @@ def focus_upload(name: str, rows: Sequence[dict[str, str]]) -> SimpleUploadedFil
     return SimpleUploadedFile(name, csv_bytes(rows), content_type="text/csv")
 
 
-def post_files(
-    client: Client, *files: SimpleUploadedFile, jobs: bool = True, **fields: str
-) -> Any:
+def post_files(client: Client, *files: SimpleUploadedFile, jobs: bool = True, **fields: str) -> Any:
     """Upload files; then (``jobs``) the worker runs the previews the request queued."""
     with TestCase.captureOnCommitCallbacks(execute=jobs):
         return client.post(UPLOAD, {"files": list(files), **fields})
@@ -87,12 +85,18 @@ def choice(upload: Upload, *, source: str, period: str) -> dict[str, str]:
     return {f"u{upload.pk}-source": source, f"u{upload.pk}-period": period}
 
 
-def act(client: Client, upload: Upload, action: str, *, jobs: bool = True, **data: str) -> Any:
+def act(client: Client, upload: Upload, action: str, **data: str) -> Any:
     """Press a button of the batch page, posting the file's current choice
     (as the browser does) unless other values are given."""
     form = choice(upload, source=slug(upload.source), period=upload.period)
     form.update(data)
-    return post_batch(client, upload, {**form, "action": action}, jobs=jobs)
+    return post_batch(client, upload, {**form, "action": action})
+
+
+def act_queued(client: Client, upload: Upload, action: str) -> Any:
+    """As ``act``, with the jobs the button queued left in the queue."""
+    form = choice(upload, source=slug(upload.source), period=upload.period)
+    return post_batch(client, upload, {**form, "action": action}, jobs=False)
 
 
 @pytest.fixture
@@ -468,13 +472,14 @@ def test_previews_and_imports_are_queued_for_a_worker_with_progress(
     monkeypatch.setattr(ProgressFile, "interval", 0)
     monkeypatch.setattr(ProgressFile, "write", spy)
     with TestCase.captureOnCommitCallbacks() as jobs:
-        response = act(admin_client, upload, f"import:{upload.pk}", jobs=False)
+        response = act_queued(admin_client, upload, f"import:{upload.pk}")
     html = response.content.decode()
     assert "Import queued: waiting for a worker" in html and notes(response) == []
     assert not Charge.objects.exists()
     assert len(jobs) == 1
     jobs[0]()
-    assert queued[-1] == ("ingest.tasks.import_upload", (upload.pk, "billing_admin", upload.user_id))
+    who = ("billing_admin", upload.user_id)
+    assert queued[-1] == ("ingest.tasks.import_upload", (upload.pk, *who))
 
     upload.refresh_from_db()
     assert upload.status == S.IMPORTED and Charge.objects.count() == 2400
@@ -485,7 +490,8 @@ def test_previews_and_imports_are_queued_for_a_worker_with_progress(
     total = size_text(upload.file_size)
     assert seen[0][1] == "0 bytes of 1 byte read"  # before the first block: "started"
     assert seen[-1][1] == f"{total} of {total} read"
-    assert any(text.endswith(f" of {total} read") and not text.startswith(total) for _, text in seen)
+    partly = [t for _, t in seen if t.endswith(f" of {total} read") and not t.startswith(total)]
+    assert partly
     assert staged_files(settings) == []
     assert AuditEvent.objects.get(action="import.create").channel == "job"
     page = admin_client.get(batch_url(upload)).content.decode()

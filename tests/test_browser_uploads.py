@@ -99,7 +99,7 @@ def test_the_upload_batch_page_follows_its_workers(
     # The worker reads on: the page follows without reloading.
     progress.write(-(-size * 8 // 10), size)
     page.wait_for_function(
-        "document.querySelector('#u%d-progress').value === 80" % running.pk, timeout=10_000
+        f"document.querySelector('#u{running.pk}-progress').value === 80", timeout=10_000
     )
     assert card.locator(".ocb-percent").inner_text() == "80%"
 

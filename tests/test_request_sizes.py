@@ -103,9 +103,7 @@ def test_a_large_anonymous_post_to_the_login_page_is_refused_unread(
     assert signed_in.status_code == 302 and signed_in["Location"] == "/admin/"
 
 
-def test_signed_in_users_have_a_larger_limit_on_other_pages(
-    defaults: None, settings: Any
-) -> None:
+def test_signed_in_users_have_a_larger_limit_on_other_pages(defaults: None, settings: Any) -> None:
     settings.OPENCHARGEBACK_REQUEST_MAX_BYTES = 1024**2
     client = role_client(BILLING_ADMIN)
     over, body = send(client, "/admin/billing/source/add/", 1024**2 + 1)
@@ -136,9 +134,7 @@ def test_a_chunked_body_without_a_length_is_refused_unread(
     defaults: None, settings: Any, path: str, who: str
 ) -> None:
     client = Client() if who == "anonymous" else role_client(who)
-    response, body = send(
-        client, path, 200 * 1024**2, length="", HTTP_TRANSFER_ENCODING="chunked"
-    )
+    response, body = send(client, path, 200 * 1024**2, length="", HTTP_TRANSFER_ENCODING="chunked")
     assert response.status_code == 411
     assert "Send the request body with a Content-Length header" in response.content.decode()
     assert body.read_bytes == 0
@@ -155,7 +151,8 @@ def test_form_and_memory_limits_are_set() -> None:
 
     assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE == settings.FILE_UPLOAD_MAX_MEMORY_SIZE == 2621440
     # Nothing an anonymous client may send reaches the disk: it fits in memory.
-    assert settings.OPENCHARGEBACK_ANONYMOUS_REQUEST_MAX_BYTES <= settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+    anonymous = settings.OPENCHARGEBACK_ANONYMOUS_REQUEST_MAX_BYTES
+    assert anonymous <= settings.FILE_UPLOAD_MAX_MEMORY_SIZE
     middleware = settings.MIDDLEWARE
     limit = middleware.index("openchargeback.bodylimit.RequestSizeMiddleware")
     assert middleware.index("django.contrib.sessions.middleware.SessionMiddleware") < limit
