@@ -167,6 +167,7 @@ def upload_preview(
         locked.updated_at = timezone.now()
         locked.save()
         transaction.on_commit(lambda: _enqueue("preview_upload", locked.pk))
+    logger.info("upload preview queued", extra={"upload_id": locked.pk, "actor": actor.name})
     return locked
 
 
@@ -192,6 +193,7 @@ def upload_import(*, upload: Upload, actor: Actor) -> Upload:
         upload.refresh_from_db()
         raise BillingError(_not_importable(upload))
     transaction.on_commit(lambda: _enqueue("import_upload", upload.pk, actor.name, actor.user_id))
+    logger.info("upload import queued", extra={"upload_id": upload.pk, "actor": actor.name})
     upload.refresh_from_db()
     return upload
 
