@@ -499,6 +499,40 @@ def test_previews_and_imports_are_queued_for_a_worker_with_progress(
     assert 'data-busy="false"' in page
 
 
+def test_the_progress_of_a_parquet_file_counts_rows(
+    admin_client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    settings.OPENCHARGEBACK_INGEST_CHUNK_ROWS = 200
+    frame = pd.read_csv(io.BytesIO(csv_bytes(rows_for(600))), dtype=str, keep_default_na=False)
+    data = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), data, row_group_size=200)
+    parquet = SimpleUploadedFile("aws_2025-01.parquet", data.getvalue())
+
+    post_files(admin_client, parquet, jobs=False)
+    upload = Upload.objects.get()
+    status_url = f"{batch_url(upload)}status/"
+    seen: list[str] = []
+    write = ProgressFile.write
+
+    def spy(self: ProgressFile, done: int, total: int) -> None:
+        write(self, done, total)
+        seen.append(admin_client.get(status_url).json()["uploads"][0]["progress"])
+
+    monkeypatch.setattr(ProgressFile, "interval", 0)
+    monkeypatch.setattr(ProgressFile, "write", spy)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        uploads.upload_preview(
+            upload=upload, source=upload.source, period=upload.period, actor=Actor("x", "admin")
+        )
+    upload.refresh_from_db()
+    assert upload.status == S.PREVIEWED and upload.preview["rows_read"] == 600
+    assert "200 of 600 rows read" in seen and seen[-1] == "600 of 600 rows read"
+
+
 def test_the_page_says_when_a_job_is_slow_stalled_or_never_taken(
     admin_client: Client, settings: Any
 ) -> None:
