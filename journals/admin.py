@@ -74,12 +74,14 @@ class JournalExportAdmin(ReadOnlyAdmin):
     list_select_related = ["period"]
     show_facets = admin.ShowFacets.NEVER
     change_list_template = "admin/journals/journalexport/change_list.html"
+    # The file is reached through "download" (the view checks the role),
+    # never by its storage URL: MEDIA_URL is not served.
+    exclude = ["file"]
     readonly_fields = [
         "period",
         "format",
         "template",
         "xlsx",
-        "file",
         "sha256",
         "debit_total",
         "credit_total",
