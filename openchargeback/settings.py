@@ -318,12 +318,16 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=60))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# Behind a reverse proxy, the client address comes from X-Forwarded-For: set
-# AXES_PROXY_COUNT to the number of proxies in front of the application.
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
-AXES_IPWARE_META_PRECEDENCE_ORDER = (
-    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
-)
+# Behind reverse proxies, the client address is the AXES_PROXY_COUNT-th entry
+# of X-Forwarded-For from the right (each proxy appends the address it saw;
+# entries further left came from the client and are ignored); with 0, the
+# connection's own address. See openchargeback/proxy.py.
+OPENCHARGEBACK_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
+if OPENCHARGEBACK_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(
+        f"AXES_PROXY_COUNT must be 0 or more, not {OPENCHARGEBACK_PROXY_COUNT}"
+    )
+AXES_CLIENT_IP_CALLABLE = "openchargeback.proxy.client_ip"
 
 # --- Security (production values come from the environment) ---------------
 _PRODUCTION = not DEBUG and not TESTING
