@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -72,6 +73,7 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_q",
     "axes",
+    "csp",
     "billing",
     "ingest",
     "statements",
@@ -88,6 +90,7 @@ MIDDLEWARE = [
     "openchargeback.logging.RequestLogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Last, as django-axes asks: it locks out repeated failed logins.
     "axes.middleware.AxesMiddleware",
 ]
@@ -364,3 +367,20 @@ STORAGES = {
 }
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp) on every page: scripts and styles only
+# from the site's own static files (no inline script, style element or style
+# attribute anywhere), no plugins, no framing but the statement PDF's preview
+# on its own page (statements/admin.py), forms posting only to the site.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
