@@ -269,6 +269,6 @@ class JournalTemplateAdmin(admin.ModelAdmin):
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "columns":
             kwargs["widget"] = forms.Textarea(
-                attrs={"rows": 14, "cols": 100, "style": "font-family: monospace"}
+                attrs={"rows": 14, "cols": 100, "class": "ocb-monospace"}
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)

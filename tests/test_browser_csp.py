@@ -56,9 +56,9 @@ class Problems:
 
     def _console(self, message: Any) -> None:
         # The browser asks for /favicon.ico by itself; the site has none.
-        if message.type not in ("error", "warning") or message.location.get(
-            "url", ""
-        ).endswith("/favicon.ico"):
+        if message.type not in ("error", "warning") or message.location.get("url", "").endswith(
+            "/favicon.ico"
+        ):
             return
         self.found.append(f"console {message.type}: {message.text} ({message.location})")
 
@@ -256,9 +256,12 @@ def test_review_pages(
     assert page.locator("#nav-sidebar").get_attribute("aria-expanded") == "true"
     lost = Charge.objects.get(resource_id="lost")
     page.goto(f"{base}/admin/billing/charge/{lost.pk}/change/")
-    assert page.locator("#charge-page .charge-facts").evaluate(
-        "element => getComputedStyle(element).display"
-    )  == "grid"  # review.css, a file now
+    assert (
+        page.locator("#charge-page .charge-facts").evaluate(
+            "element => getComputedStyle(element).display"
+        )
+        == "grid"
+    )  # review.css, a file now
     assert problems.take(page) == []
 
 
@@ -308,7 +311,7 @@ def test_admin_pages(
         response = page.goto(base + url)
         assert response.status == 200, name
         seen[name] = problems.take(page)
-    assert seen == dict.fromkeys(seen, [])
+    assert {name: found for name, found in seen.items() if found} == {}
 
     # The PDF is framed by its statement's page (frame-ancestors 'self' for it alone).
     statement_page = _admin_pages(two_months)["statement with its PDF"]
