@@ -4,6 +4,7 @@ the background jobs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -37,8 +38,11 @@ from statements import emailing
 from statements.models import EmailLog, EmailStatement, Statement
 from statements.services import statements_generate
 
-# The Content-Security-Policy's frame-ancestors, for the PDF alone.
-_framed_by_self = csp_replace({"frame-ancestors": [SELF]})
+# The Content-Security-Policy's frame-ancestors, for the PDF alone (typed
+# for views with arguments; django-csp's types allow the request only).
+_framed_by_self: Callable[[Callable[..., Any]], Callable[..., Any]] = csp_replace(
+    {"frame-ancestors": [SELF]}
+)
 
 
 def inline_limit() -> int:

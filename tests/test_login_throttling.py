@@ -31,7 +31,7 @@ def users(db: None) -> None:
 
 def _login(username: str, password: str, forwarded: str | None) -> int:
     """POST the admin's login form as it reaches the site through the proxy."""
-    headers = {"REMOTE_ADDR": PROXY}
+    headers: dict[str, Any] = {"REMOTE_ADDR": PROXY}
     if forwarded is not None:
         headers["HTTP_X_FORWARDED_FOR"] = forwarded
     response = Client().post(
