@@ -294,7 +294,10 @@ def _admin_pages(period: BillingPeriod) -> dict[str, str]:
 
 
 def test_admin_pages(
-    live_server: Any, watched: tuple[Any, Problems], two_months: BillingPeriod
+    live_server: Any,
+    watched: tuple[Any, Problems],
+    two_months: BillingPeriod,
+    shots: Callable[[Any, str], Path],
 ) -> None:
     from django.contrib.auth import get_user_model
 
@@ -322,12 +325,27 @@ def test_admin_pages(
     pdf = page.request.get(base + str(frame.get_attribute("src")).split("#")[0])
     assert pdf.headers["content-type"] == "application/pdf"
     assert "frame-ancestors 'self'" in pdf.headers["content-security-policy"]
+    frame.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    framed = frame.element_handle().content_frame()
+    assert framed is not None and "/pdf/" in framed.url  # loaded, not a refusal's error page
+    shots(page, "csp-statement-pdf")
     assert problems.take(page) == []
 
     # The date widget's calendar and clock (Django's own scripts) open.
     page.goto(f"{base}/admin/ingest/rate/add/")
     page.locator("#calendarlink0").click()
     assert page.locator("#calendarbox0").is_visible()
+    # The autocomplete (select2, jQuery) of a project's PI: it opens, asks the
+    # site for choices (connect-src) and lists them.
+    from billing.models import Project
+
+    project = Project.objects.get(project_id="proj-a")
+    page.goto(f"{base}/admin/billing/project/{project.pk}/change/")
+    page.locator(".field-pi .select2-selection").click()
+    page.locator(".select2-search__field").fill("ada")
+    choice = page.locator(".select2-results__option", has_text="ada@example.edu")
+    choice.first.wait_for()
     # The theme toggle (Django's theme.js).
     page.locator("button.theme-toggle").first.click()
     assert page.evaluate("document.documentElement.dataset.theme") in ("light", "dark")
