@@ -22,12 +22,12 @@ from ingest.models import Upload
 from ingest.services import import_file
 from ingest.uploads import upload_stage
 from statements.models import Statement
-from tests.browser import login, page, shots, stray_connections_closed
+from tests.browser import login, page, stray_connections_closed
 from tests.conftest import focus_row, write_focus
 from tests.test_browser_month import PERIOD, _drop, _files, finished_month, site
 
 pytestmark = pytest.mark.browser
-__all__ = ["finished_month", "page", "shots", "site", "stray_connections_closed"]
+__all__ = ["finished_month", "page", "site", "stray_connections_closed"]
 
 NEXT_MONTH = "2025-04"
 
@@ -66,6 +66,20 @@ class Problems:
         page.wait_for_timeout(100)  # reports of the last moment arrive
         found, self.found = self.found, []
         return found
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Callable[[Any, str], Path]:
+    """Screenshots to look at, in the test's temporary directory (keep them
+    with pytest --basetemp=DIR); not the guide's images (make screenshots)."""
+
+    def take(page: Any, name: str) -> Path:
+        path = tmp_path / f"{name}.png"
+        page.screenshot(path=str(path))
+        assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+        return path
+
+    return take
 
 
 @pytest.fixture
@@ -331,6 +345,17 @@ def test_admin_pages(
     assert framed is not None and "/pdf/" in framed.url  # loaded, not a refusal's error page
     shots(page, "csp-statement-pdf")
     assert problems.take(page) == []
+
+    # What style attributes did, classes do (openchargeback/admin.css).
+    styled = {
+        "journal preview": ("#journal-preview td.ocb-right", "textAlign", "right"),
+        "pattern preview": ("td.ocb-right", "textAlign", "right"),
+        "period": ("section.ocb-clear", "clear", "both"),
+    }
+    for name, (selector, prop, value) in styled.items():
+        page.goto(base + _admin_pages(two_months)[name])
+        got = page.locator(selector).first.evaluate(f"e => getComputedStyle(e).{prop}")
+        assert got == value, (name, selector, got)
 
     # The date widget's calendar and clock (Django's own scripts) open.
     page.goto(f"{base}/admin/ingest/rate/add/")
