@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Min, Q
 from django.http import (
+    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -20,6 +23,7 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
@@ -145,6 +149,14 @@ def state_label(upload: Upload) -> str:
     return labels.get(status, status)
 
 
+def _original_name(record: Import) -> str:
+    """The name the kept copy downloads under: the file's own name, with the
+    compression the copy was kept in (a plain CSV is kept zstd-compressed)."""
+    kept = record.stored_file
+    name = record.file_name
+    return name + ".zst" if kept.endswith(".zst") and not name.endswith(".zst") else name
+
+
 def _errors(form: forms.Form) -> str:
     return "; ".join(str(e) for errs in form.errors.values() for e in errs)
 
@@ -166,7 +178,7 @@ class ImportAdmin(ReadOnlyAdmin):
     list_filter = ["status", "source"]
     list_select_related = ["source"]
     search_fields = ["file_name", "sha256", "actor"]
-    readonly_fields = ["charges"]
+    readonly_fields = ["charges", "original"]
 
     @admin.display(description="billed total", ordering="billed_total")
     def billed(self, obj: Import) -> str:
@@ -179,6 +191,13 @@ class ImportAdmin(ReadOnlyAdmin):
             charges_url(obj.pk),
             charges_url(obj.pk, pending=True),
         )
+
+    @admin.display(description="original file")
+    def original(self, obj: Import) -> str:
+        if not obj.stored_file:
+            return "-"
+        url = reverse("admin:ingest_import_original", args=[obj.pk])
+        return format_html('<a href="{}">Download {}</a>', url, _original_name(obj))
 
     # -- permissions and URLs ------------------------------------------------------
     def has_import_permission(self, request: HttpRequest) -> bool:
@@ -204,8 +223,29 @@ class ImportAdmin(ReadOnlyAdmin):
                 site.admin_view(self.batch_status_view),
                 name="ingest_import_batch_status",
             ),
+            path(
+                "<int:object_id>/original/",
+                site.admin_view(self.original_view),
+                name="ingest_import_original",
+            ),
             *super().get_urls(),
         ]
+
+    def original_view(self, request: HttpRequest, object_id: int) -> FileResponse:
+        """The kept copy of the imported file, for whoever may see imports."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        record = get_object_or_404(Import, pk=object_id)
+        media = Path(settings.MEDIA_ROOT).resolve()
+        kept = (media / record.stored_file).resolve() if record.stored_file else None
+        if kept is None or not kept.is_relative_to(media) or not kept.is_file():
+            raise Http404("The kept copy of this import's file is not there.")
+        return FileResponse(
+            kept.open("rb"),
+            content_type="application/octet-stream",
+            as_attachment=True,
+            filename=_original_name(record),
+        )
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         extra = {**(extra_context or {}), "can_import": self.has_import_permission(request)}

@@ -74,12 +74,14 @@ class JournalExportAdmin(ReadOnlyAdmin):
     list_select_related = ["period"]
     show_facets = admin.ShowFacets.NEVER
     change_list_template = "admin/journals/journalexport/change_list.html"
+    # The file is reached through "download" (the view checks the role),
+    # never by its storage URL: MEDIA_URL is not served.
+    exclude = ["file"]
     readonly_fields = [
         "period",
         "format",
         "template",
         "xlsx",
-        "file",
         "sha256",
         "debit_total",
         "credit_total",
@@ -267,6 +269,6 @@ class JournalTemplateAdmin(admin.ModelAdmin):
     def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "columns":
             kwargs["widget"] = forms.Textarea(
-                attrs={"rows": 14, "cols": 100, "style": "font-family: monospace"}
+                attrs={"rows": 14, "cols": 100, "class": "ocb-monospace"}
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)

@@ -582,7 +582,7 @@ def _svg(
 ) -> SafeString:
     return format_html(
         '<svg xmlns="http://www.w3.org/2000/svg" class="ocb-chart-svg" viewBox="0 0 {} {}"'
-        ' width="100%" style="max-width: {}px" preserveAspectRatio="xMinYMin meet"'
+        ' width="{}" preserveAspectRatio="xMinYMin meet"'
         ' role="img" aria-labelledby="{}-title {}-desc" fill="currentColor" font-size="{}">'
         '<title id="{}-title">{}</title><desc id="{}-desc">{}</desc>{}</svg>',
         width,

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -72,6 +73,7 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_q",
     "axes",
+    "csp",
     "billing",
     "ingest",
     "statements",
@@ -90,6 +92,7 @@ MIDDLEWARE = [
     "openchargeback.logging.RequestLogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Last, as django-axes asks: it locks out repeated failed logins.
     "axes.middleware.AxesMiddleware",
 ]
@@ -331,12 +334,16 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=60))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# Behind a reverse proxy, the client address comes from X-Forwarded-For: set
-# AXES_PROXY_COUNT to the number of proxies in front of the application.
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
-AXES_IPWARE_META_PRECEDENCE_ORDER = (
-    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
-)
+# Behind reverse proxies, the client address is the AXES_PROXY_COUNT-th entry
+# of X-Forwarded-For from the right (each proxy appends the address it saw;
+# entries further left came from the client and are ignored); with 0, the
+# connection's own address. See openchargeback/proxy.py.
+OPENCHARGEBACK_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0)
+if OPENCHARGEBACK_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(
+        f"AXES_PROXY_COUNT must be 0 or more, not {OPENCHARGEBACK_PROXY_COUNT}"
+    )
+AXES_CLIENT_IP_CALLABLE = "openchargeback.proxy.client_ip"
 
 # --- Security (production values come from the environment) ---------------
 _PRODUCTION = not DEBUG and not TESTING
@@ -373,3 +380,20 @@ STORAGES = {
 }
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp) on every page: scripts and styles only
+# from the site's own static files (no inline script, style element or style
+# attribute anywhere), no plugins, no framing but the statement PDF's preview
+# on its own page (statements/admin.py), forms posting only to the site.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}

@@ -4,9 +4,12 @@ the background jobs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from csp.constants import SELF
+from csp.decorators import csp_replace
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -34,6 +37,12 @@ from openchargeback.text import count as _count
 from statements import emailing
 from statements.models import EmailLog, EmailStatement, Statement
 from statements.services import statements_generate
+
+# The Content-Security-Policy's frame-ancestors, for the PDF alone (typed
+# for views with arguments; django-csp's types allow the request only).
+_framed_by_self: Callable[[Callable[..., Any]], Callable[..., Any]] = csp_replace(
+    {"frame-ancestors": [SELF]}
+)
 
 
 def inline_limit() -> int:
@@ -429,7 +438,9 @@ class StatementAdmin(ReadOnlyAdmin):
             path("generate/", view(self.generate_view), name="statements_statement_generate"),
             path(
                 "<int:object_id>/pdf/",
-                view(xframe_options_sameorigin(self.pdf_view)),
+                # The statement's page previews it in a frame: the PDF, and
+                # only it, may be framed by the site's own pages.
+                view(xframe_options_sameorigin(_framed_by_self(self.pdf_view))),
                 name="statements_statement_pdf",
             ),
             path(

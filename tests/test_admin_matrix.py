@@ -139,6 +139,7 @@ def world(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> None
     )
     exchange_rate_set(currency="EUR", period="2025-01", rate="1.0850", actor=actor)
     _jobs()
+    _lockouts()
 
 
 REMINDER = ("django.core.management.call_command", ("remind_reviewers",))
@@ -165,6 +166,23 @@ def _jobs() -> None:
     from django_q.tasks import async_task
 
     async_task("statements.tasks.render_statement", 1, q_options={"sync": False})
+
+
+def _lockouts() -> None:
+    """django-axes' records: a lockout, a failed login and a login (so each
+    of their pages, change, history and delete too, is in the matrix)."""
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+
+    seen = {
+        "user_agent": "test",
+        "ip_address": "203.0.113.1",
+        "username": "ann",
+        "http_accept": "*/*",
+        "path_info": "/admin/login/",
+    }
+    AccessAttempt.objects.create(**seen, get_data="", post_data="", failures_since_start=5)
+    AccessFailureLog.objects.create(**seen, locked_out=True)
+    AccessLog.objects.create(**seen)
 
 
 def _client(role: str) -> Client:

@@ -137,6 +137,10 @@ def test_gunicorn_serves_the_site_behind_a_tls_proxy(gunicorn: str) -> None:
     status, headers, body = _get(gunicorn + "/admin/login/", **proxied)
     assert status == 200 and b"OpenChargeback" in body
     assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    policy = headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    status, _headers, _body = _get(gunicorn + "/media/statements/", **proxied)
+    assert status == 404  # stored files only through the admin's views
     css = body.decode().split('href="/static/admin/css/base.')[1].split('"')[0]
     assert css.endswith(".css") and len(css) > len("css")  # a hashed name
     status, headers, _body = _get(f"{gunicorn}/static/admin/css/base.{css}", **proxied)
