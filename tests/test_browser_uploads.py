@@ -98,8 +98,11 @@ def test_the_upload_batch_page_follows_its_workers(
 
     # The worker reads on: the page follows without reloading.
     progress.write(-(-size * 8 // 10), size)
-    page.wait_for_function(
-        f"document.querySelector('#u{running.pk}-progress').value === 80", timeout=10_000
+    # (a locator wait: a predicate string would need 'unsafe-eval', which the policy refuses)
+    from playwright.sync_api import expect
+
+    expect(page.locator(f"#u{running.pk}-progress")).to_have_attribute(
+        "value", "80", timeout=10_000
     )
     assert card.locator(".ocb-percent").inner_text() == "80%"
 
