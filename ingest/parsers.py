@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 # Canonical FOCUS column -> accepted header spellings (normalised: stripped,
@@ -119,6 +120,31 @@ class IngestError(Exception):
         self.web = web or message
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a file may contain before it is refused (docs/security.md, "Limits").
+
+    Each is an ``OPENCHARGEBACK_INGEST_*`` setting; the defaults here are the
+    settings' defaults. They bound the memory one import takes whatever the
+    file's shape: ``chunk_bytes`` and ``chunk_cells`` cap what one chunk
+    holds (a chunk has fewer rows than ``chunk_rows`` when its rows are wide).
+    """
+
+    max_columns: int = 1_000
+    max_header_bytes: int = 64 * 1024
+    max_field_chars: int = 64 * 1024
+    max_line_bytes: int = 1024 * 1024
+    max_uncompressed: int = 16 * 1024**3
+    max_ratio: int = 100
+    max_row_group_bytes: int = 256 * 1024**2
+    chunk_bytes: int = 16 * 1024**2
+    chunk_cells: int = 2_000_000
+
+
+# A .csv.gz is measured against ``max_ratio`` once this much is decompressed.
+_RATIO_AFTER = 1024 * 1024
+
+
 @dataclass
 class Chunk:
     """``rows`` rows starting at data record ``start`` (0-based).
@@ -146,7 +172,7 @@ class FocusReader:
     header: list[str]  # as written in the file
     positions: dict[str, int]  # canonical -> 0-based column index in the file
     chunk_rows: int
-    max_uncompressed: int
+    limits: Limits
     progress: Callable[[int, int], None] | None = None
     # Per position: the canonical name, or the normalised header of a column
     # not recognised (the names the whole-row fingerprint uses).
@@ -159,6 +185,10 @@ class FocusReader:
     # When set, a plain CSV is zstd-compressed to this path while it is read.
     keep_copy_to: Path | None = field(default=None, init=False)
     keep_copy_error: str = field(default="", init=False)
+
+    @property
+    def max_uncompressed(self) -> int:
+        return self.limits.max_uncompressed
 
     @property
     def size(self) -> int:
@@ -175,6 +205,36 @@ class FocusReader:
             text += f", {self.column_label(canonical)}"
         return text
 
+    def cell_where(self, line: int, index: int) -> str:
+        """'file.csv, line 12, column 7 (BilledCost)' for a column by position."""
+        name = self.header[index].strip() if index < len(self.header) else ""
+        return f"{self.where(line)}, column {index + 1}{f' ({name})' if name else ''}"
+
+    @property
+    def chunk_rows_cap(self) -> int:
+        """Rows per chunk: fewer than ``chunk_rows`` when the file is wide."""
+        cap = self.limits.chunk_cells // max(1, len(self.header))
+        return max(1, min(self.chunk_rows, cap))
+
+    def check_cells(self, cells: list[list[str]], lines: list[int], *, nul: bool = True) -> None:
+        """Refuse a NUL character or a field over the size limit, naming the cell."""
+        limit = self.limits.max_field_chars
+        for index, values in enumerate(cells):
+            if max(map(len, values), default=0) > limit:
+                row = next(i for i, v in enumerate(values) if len(v) > limit)
+                raise IngestError(
+                    f"{self.cell_where(lines[row], index)}: a field of "
+                    f"{len(values[row]):,} characters, more than the {limit:,} allowed "
+                    "(OPENCHARGEBACK_INGEST_MAX_FIELD_CHARS)"
+                )
+            if nul and "\x00" in "".join(values):
+                row = next(i for i, v in enumerate(values) if "\x00" in v)
+                raise IngestError(
+                    f"{self.cell_where(lines[row], index)}: contains a NUL character "
+                    f"(at character {values[row].index(chr(0)) + 1}); a FOCUS file is "
+                    "text, remove the NUL bytes and import it again"
+                )
+
     def _copy_failed(self, exc: OSError) -> None:
         self.keep_copy_error = exc.strerror or str(exc)
 
@@ -186,58 +246,67 @@ class FocusReader:
 
     # -- CSV -----------------------------------------------------------------
     def _csv_chunks(self) -> Iterator[Chunk]:
-        raw: Any = _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name)
+        raw: Any = _open_binary(self.path, self.kind, self.limits, self.display_name)
         if self.keep_copy_to is not None and self.kind == "csv":
             raw = _CompressTee(raw, self.keep_copy_to, self._copy_failed)
         counted = _CountingReader(raw)
+        records = _Records(counted, self.display_name, self.limits.max_line_bytes, len(self.header))
         start = 0
-        extra_lines = 0  # newlines inside quoted fields so far
         total = self.size
         try:
-            # Every column is read (not only the recognised ones): pandas checks
-            # the field count and the encoding only of the columns it reads.
-            reader = pd.read_csv(
-                counted,
-                header=None,
-                skiprows=1,
-                dtype=object,
-                na_filter=False,
-                keep_default_na=False,
-                encoding="utf-8",
-                encoding_errors="strict",
-                chunksize=self.chunk_rows,
-                engine="c",
-                skip_blank_lines=True,
-                low_memory=True,
-            )
-            with reader:
-                for frame in reader:
-                    rows = len(frame)
-                    if len(frame.columns) != len(self.header):
-                        raise IngestError(
-                            f"{self.display_name}: rows have {len(frame.columns)} columns but "
-                            f"the header has {len(self.header)}"
-                        )
-                    raw_cells = [frame[c].tolist() for c in frame.columns]
-                    lines, extra_lines = _line_numbers(raw_cells, rows, start, extra_lines)
-                    cells = [[v.strip() for v in values] for values in raw_cells]
-                    # A byte-order mark can start a data line (two files joined).
-                    values = cells[0]
-                    for i, value in enumerate(values):
-                        if value.startswith("\ufeff"):
-                            values[i] = _clean(value)
-                    columns = {canon: cells[index] for canon, index in self.positions.items()}
-                    yield Chunk(start, rows, columns, lines, cells)
-                    start += rows
-                    self.rows_read = start
-                    if self.progress:
-                        self.progress(counted.compressed_position(), total)
+            for piece in records.pieces(self.chunk_rows_cap, self.limits.chunk_bytes):
+                if not piece.rows:
+                    continue  # only blank lines
+                try:
+                    # Every column is read (not only the recognised ones): pandas
+                    # checks the encoding only of the columns it reads.
+                    frame = pd.read_csv(
+                        io.BytesIO(piece.data),
+                        header=None,
+                        names=range(len(self.header)),
+                        index_col=False,
+                        dtype=object,
+                        na_filter=False,
+                        keep_default_na=False,
+                        encoding="utf-8",
+                        encoding_errors="strict",
+                        engine="c",
+                        skip_blank_lines=True,
+                        low_memory=False,
+                    )
+                except pd.errors.ParserError as exc:
+                    message = _parser_message(exc, piece.all_lines)
+                    raise IngestError(f"{self.display_name}: {message}") from None
+                rows = len(frame)
+                lines = piece.rows if rows == len(piece.rows) else _fallback_lines(piece, rows)
+                if len(frame.columns) != len(self.header):
+                    raise IngestError(
+                        f"{self.display_name}, line {lines[0]}: expected "
+                        f"{len(self.header)} columns (as in the header), found "
+                        f"{len(frame.columns)}"
+                    )
+                raw_cells = [frame[c].tolist() for c in frame.columns]
+                del frame
+                if piece.has_nul or piece.longest > self.limits.max_field_chars:
+                    self.check_cells(raw_cells, lines, nul=piece.has_nul)
+                cells = [[v.strip() for v in values] for values in raw_cells]
+                # A byte-order mark can start a data line (two files joined).
+                values = cells[0]
+                for i, value in enumerate(values):
+                    if value.startswith("\ufeff"):
+                        values[i] = _clean(value)
+                columns = {canon: cells[index] for canon, index in self.positions.items()}
+                yield Chunk(start, rows, columns, lines, cells)
+                start += rows
+                self.rows_read = start
+                if self.progress:
+                    self.progress(counted.compressed_position(), total)
         except UnicodeDecodeError:
             raise IngestError(self._encoding_error()) from None
-        except pd.errors.ParserError as exc:
-            raise IngestError(f"{self.display_name}: {_parser_message(exc)}") from None
         except _LimitExceeded as exc:
             raise IngestError(str(exc)) from None
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise IngestError(f"{self.display_name}: cannot read the file ({exc})") from None
         finally:
             counted.close()
 
@@ -246,7 +315,7 @@ class FocusReader:
         line, offset = 1, 0
         line_start = 0
         carry = b""
-        with _open_binary(self.path, self.kind, self.max_uncompressed, self.display_name) as raw:
+        with _open_binary(self.path, self.kind, self.limits, self.display_name) as raw:
             while True:
                 block = raw.read(1 << 16)
                 data = carry + block
@@ -288,26 +357,98 @@ class FocusReader:
 
         legacy_wanted = set(self.legacy_positions.values()) if self.want_legacy else set[int]()
         start = 0
+        decoded = 0
         try:
-            handle = pq.ParquetFile(self.path)
-            for batch in handle.iter_batches(batch_size=self.chunk_rows):
-                cells: list[list[str]] = []
-                legacy: dict[int, list[str]] = {}
-                for index in range(batch.num_columns):
-                    array = batch.column(index)
-                    cells.append(_arrow_text(array))
-                    if index in legacy_wanted and pa.types.is_timestamp(array.type):
-                        legacy[index] = _arrow_text(array, legacy=True)
-                columns = {canon: cells[index] for canon, index in self.positions.items()}
-                rows = batch.num_rows
-                lines = list(range(start + 1, start + rows + 1))
-                yield Chunk(start, rows, columns, lines, cells, legacy)
-                start += rows
-                self.rows_read = start
-                if self.progress:
-                    self.progress(min(start, handle.metadata.num_rows), handle.metadata.num_rows)
+            handle = pq.ParquetFile(self.path, read_dictionary=_text_columns(self.path))
+            # Text columns stay dictionary-encoded as read (a value repeated a
+            # million times is held once); each batch is measured and decoded
+            # in slices of at most ``chunk_bytes``.
+            for batch in handle.iter_batches(batch_size=self.chunk_rows_cap):
+                size = self._batch_bytes(batch, start)
+                decoded += size
+                if decoded > self.limits.max_uncompressed:
+                    raise IngestError(
+                        f"{self.display_name}: decodes to more than "
+                        f"{self.limits.max_uncompressed:,} bytes of text (the limit is "
+                        "OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES)"
+                    )
+                parts = max(1, -(-size // self.limits.chunk_bytes))
+                step = max(1, -(-batch.num_rows // parts))
+                for offset in range(0, batch.num_rows, step):
+                    part = batch.slice(offset, step)
+                    cells: list[list[str]] = []
+                    legacy: dict[int, list[str]] = {}
+                    for index in range(part.num_columns):
+                        array = part.column(index)
+                        if pa.types.is_dictionary(array.type):
+                            array = array.dictionary_decode()
+                        cells.append(_arrow_text(array))
+                        if index in legacy_wanted and pa.types.is_timestamp(array.type):
+                            legacy[index] = _arrow_text(array, legacy=True)
+                    rows = part.num_rows
+                    lines = list(range(start + 1, start + rows + 1))
+                    self.check_cells(cells, lines)
+                    columns = {canon: cells[index] for canon, index in self.positions.items()}
+                    yield Chunk(start, rows, columns, lines, cells, legacy)
+                    start += rows
+                    self.rows_read = start
+                    if self.progress:
+                        total = handle.metadata.num_rows
+                        self.progress(min(start, total), total)
         except (pa.ArrowException, OSError) as exc:
             raise IngestError(f"{self.display_name}: unreadable Parquet file ({exc})") from None
+
+    def _batch_bytes(self, batch: Any, start: int) -> int:
+        """About how many bytes the batch's text takes decoded; refuses a value
+        over ``max_field_chars`` (measured in bytes, before decoding)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        limit = self.limits.max_field_chars
+        total = 0
+        for index in range(batch.num_columns):
+            array = batch.column(index)
+            kind = array.type
+            if pa.types.is_dictionary(kind):
+                lengths = pc.binary_length(array.dictionary)
+                taken = pc.take(lengths, array.indices)
+            elif any(test(kind) for test in _TEXT_TYPES):
+                taken = pc.binary_length(array)
+            else:
+                total += array.nbytes + 24 * len(array)
+                continue
+            longest = pc.max(taken).as_py() or 0
+            if longest > limit:
+                row = pc.index(taken, pa.scalar(longest, taken.type)).as_py()
+                raise IngestError(
+                    f"{self.cell_where(start + row + 1, index)}: a field of {longest:,} "
+                    f"bytes, more than the {limit:,} allowed "
+                    "(OPENCHARGEBACK_INGEST_MAX_FIELD_CHARS)"
+                )
+            total += (pc.sum(taken).as_py() or 0) + 56 * len(array)
+        return total
+
+
+def _is_text(name: str) -> Callable[[Any], bool]:
+    def test(kind: Any) -> bool:
+        import pyarrow as pa
+
+        return bool(getattr(pa.types, name)(kind))
+
+    return test
+
+
+_TEXT_TYPES = tuple(
+    _is_text(name) for name in ("is_string", "is_large_string", "is_binary", "is_large_binary")
+)
+
+
+def _text_columns(path: Path) -> list[str]:
+    """The top-level string and binary columns of a Parquet file."""
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    return [f.name for f in schema if any(test(f.type) for test in _TEXT_TYPES[:3])]
 
 
 def _arrow_text(array: Any, *, legacy: bool = False) -> list[str]:
@@ -342,22 +483,11 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _line_numbers(
-    columns: list[list[str]], rows: int, start: int, extra: int
-) -> tuple[list[int], int]:
-    """Physical start line of each record, counting newlines inside quoted fields.
-
-    The header is line 1. The common case (no embedded newline in the chunk)
-    costs one join per column.
-    """
-    if not any("\n" in "".join(values) for values in columns):
-        first = start + 2 + extra
-        return list(range(first, first + rows)), extra
-    lines = []
-    for i in range(rows):
-        lines.append(start + 2 + extra + i)
-        extra += sum(values[i].count("\n") for values in columns)
-    return lines, extra
+def _fallback_lines(piece: _Piece, rows: int) -> list[int]:
+    """Line numbers when pandas split the records otherwise than :class:`_Records`
+    (a stray quote in an unquoted field): one record per line from the first."""
+    first = piece.rows[0] if piece.rows else piece.all_lines[0]
+    return list(range(first, first + rows))
 
 
 def _clean(value: Any) -> str:
@@ -368,11 +498,17 @@ def _clean(value: Any) -> str:
     return text.strip().strip("\ufeff").strip()
 
 
-def _parser_message(exc: Exception) -> str:
+def _parser_message(exc: Exception, lines: list[int]) -> str:
+    """pandas's error, with its line (a record of the piece) as the file's line."""
+
+    def line_of(record: int) -> int:
+        return lines[min(max(record, 1), len(lines)) - 1]
+
     text = " ".join(str(exc).split())
     match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
     if match:
-        expected, line, saw = match.groups()
+        expected, record, saw = match.groups()
+        line = line_of(int(record))
         return (
             f"line {line}: expected {expected} columns, found {saw} "
             "(an unquoted comma or a broken quote?)"
@@ -380,7 +516,7 @@ def _parser_message(exc: Exception) -> str:
     match = re.search(r"EOF inside string starting at row (\d+)", text)
     if match:
         return (
-            f"line {int(match.group(1)) + 1}: a quoted field is never closed "
+            f"line {line_of(int(match.group(1)) + 1)}: a quoted field is never closed "
             "(the file may be cut short)"
         )
     return f"not a valid CSV file ({text.removeprefix('Error tokenizing data. C error: ')})"
@@ -391,11 +527,13 @@ class _LimitExceeded(Exception):
 
 
 class _LimitedReader(io.RawIOBase):
-    """Refuses to decompress more than ``limit`` bytes (decompression bombs)."""
+    """Refuses to decompress more than ``limits.max_uncompressed`` bytes, or more
+    than ``limits.max_ratio`` times what it read from disk (decompression bombs)."""
 
-    def __init__(self, inner: Any, limit: int, name: str) -> None:
+    def __init__(self, inner: gzip.GzipFile, limits: Limits, name: str) -> None:
         self.inner = inner
-        self.limit = limit
+        self.limit = limits.max_uncompressed
+        self.ratio = limits.max_ratio
         self.name_for_errors = name
         self.total = 0
 
@@ -410,12 +548,177 @@ class _LimitedReader(io.RawIOBase):
                 f"{self.name_for_errors}: decompresses to more than {self.limit:,} bytes "
                 "(the limit is OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES)"
             )
+        if self.ratio and self.total > _RATIO_AFTER:
+            # What was read from disk so far (gzip reads ahead: never too little).
+            compressed = max(1, self.inner.fileobj.tell()) if self.inner.fileobj else 1
+            if self.total > self.ratio * compressed:
+                raise _LimitExceeded(
+                    f"{self.name_for_errors}: decompresses to more than {self.ratio} times "
+                    f"its size ({self.total:,} bytes from the first {compressed:,}); the "
+                    "limit is OPENCHARGEBACK_INGEST_MAX_COMPRESSION_RATIO"
+                )
         buffer[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
         self.inner.close()
         super().close()
+
+
+@dataclass
+class _Piece:
+    """Whole records of a CSV, at most a chunk's worth.
+
+    ``all_lines``: the line each record starts on, blank ones included (how
+    pandas numbers its errors); ``rows``: the same for the records that are not
+    blank (the rows pandas returns); ``longest``: the longest record in bytes.
+    """
+
+    data: bytes
+    all_lines: list[int]
+    rows: list[int]
+    longest: int
+    has_nul: bool
+
+
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[[9, 13, 32]] = True  # tab, CR, space: what makes a line blank
+
+
+class _Records:
+    """Splits the decompressed text of a CSV (after its header line) into pieces
+    of whole records, with the line each starts on.
+
+    A record ends at a newline outside quotes (RFC 4180: a field with a quote
+    in it is quoted, its quotes doubled, so the quotes before a record's end
+    are even). No record may be longer than ``max_line`` bytes, which also
+    catches a quote that is never closed early; blank lines cost one pass of
+    numpy per block. Pieces hold at most ``max_rows`` rows and about
+    ``max_bytes`` bytes (always at least one record), so the memory of a chunk
+    is bounded whatever the file's shape.
+    """
+
+    BLOCK = 1024 * 1024
+
+    def __init__(self, raw: IO[bytes], name: str, max_line: int, fields: int) -> None:
+        self.raw = raw
+        self.name = name
+        self.max_line = max_line
+        self.fields = fields  # the header's: no record may have more
+
+    def _too_long(self, line: int) -> IngestError:
+        return IngestError(
+            f"{self.name}, line {line}: a line longer than {self.max_line:,} bytes "
+            "(OPENCHARGEBACK_INGEST_MAX_LINE_BYTES), or a quoted field that is never closed"
+        )
+
+    def _skip_header(self) -> bytes:
+        data = b""
+        while True:
+            block = self.raw.read(self.BLOCK)
+            if not block:
+                return b""
+            data += block
+            cut = data.find(b"\n")
+            if cut >= 0:
+                return data[cut + 1 :]
+            if len(data) > self.max_line:
+                raise self._too_long(1)
+
+    def pieces(self, max_rows: int, max_bytes: int) -> Iterator[_Piece]:
+        carry = self._skip_header()
+        line = 2  # the line ``carry`` starts on
+        parts: list[bytes] = []
+        size = 0
+        all_lines: list[int] = []
+        rows: list[int] = []
+        longest = 0
+        has_nul = False
+        at_end = False
+        while not at_end:
+            block = self.raw.read(self.BLOCK)
+            at_end = not block
+            data = carry + block if carry else block
+            if at_end:
+                if not data:
+                    break
+                if not data.endswith(b"\n"):
+                    data += b"\n"  # the last record, without its newline
+            if not data:
+                continue
+            arr = np.frombuffer(data, dtype=np.uint8)
+            newlines = np.flatnonzero(arr == 10)
+            quotes = np.flatnonzero(arr == 34)
+            commas = np.flatnonzero(arr == 44)
+            if quotes.size:
+                inside = np.searchsorted(quotes, newlines, side="right") & 1
+                ends = newlines[inside == 0]
+                commas = commas[(np.searchsorted(quotes, commas, side="right") & 1) == 0]
+            else:
+                ends = newlines
+            if at_end and (not ends.size or ends[-1] != len(data) - 1):
+                # Quotes left open at the end: one last record, which pandas
+                # reads (a stray quote in an unquoted field) or refuses.
+                ends = np.append(ends, len(data) - 1)
+            if not ends.size:
+                if len(data) > self.max_line:
+                    raise self._too_long(line)
+                carry = data
+                continue
+            starts = np.empty_like(ends)
+            starts[0] = 0
+            starts[1:] = ends[:-1] + 1
+            lengths = ends - starts
+            # The line of each record: ``line`` plus the newlines before it.
+            record_lines = line + np.searchsorted(newlines, starts)
+            over = np.flatnonzero(lengths > self.max_line)
+            if over.size:
+                raise self._too_long(int(record_lines[over[0]]))
+            fields = 1 + np.searchsorted(commas, ends) - np.searchsorted(commas, starts)
+            over = np.flatnonzero(fields > self.fields)
+            if over.size:
+                raise IngestError(
+                    f"{self.name}: line {int(record_lines[over[0]])}: expected {self.fields} "
+                    f"columns, found {int(fields[over[0]]):,} (an unquoted comma or a broken "
+                    "quote?)"
+                )
+            solid = np.cumsum(~_WHITESPACE[arr], dtype=np.int32)
+            filled = solid[ends] - np.where(starts > 0, solid[starts - 1], 0)
+            last = int(ends[-1]) + 1
+            carry = data[last:]
+            line += int(np.searchsorted(newlines, last))
+            if len(carry) > self.max_line:
+                raise self._too_long(line)
+            complete = memoryview(data)[:last]
+            nul = b"\x00" in complete
+            blank = filled == 0
+            # Cut into pieces: by rows (non-blank records) and by bytes.
+            taken = 0
+            count = ends.size
+            nonblank_cum = np.cumsum(~blank)
+            while taken < count:
+                room_rows = max_rows - len(rows)
+                room_bytes = max(max_bytes - size, 0)
+                base_rows = int(nonblank_cum[taken - 1]) if taken else 0
+                by_rows = int(np.searchsorted(nonblank_cum, base_rows + room_rows, side="right"))
+                base_offset = int(starts[taken])
+                by_bytes = int(np.searchsorted(ends + 1 - base_offset, room_bytes, side="right"))
+                stop = min(count, by_rows, max(by_bytes, taken + (1 if not parts else 0)))
+                if stop > taken:
+                    seg_end = int(ends[stop - 1]) + 1
+                    parts.append(bytes(complete[base_offset:seg_end]))
+                    size += seg_end - base_offset
+                    seg_lines = record_lines[taken:stop]
+                    all_lines.extend(seg_lines.tolist())
+                    rows.extend(seg_lines[~blank[taken:stop]].tolist())
+                    longest = max(longest, int(lengths[taken:stop].max()))
+                    has_nul = has_nul or nul
+                    taken = stop
+                if taken < count or len(rows) >= max_rows or size >= max_bytes:
+                    yield _Piece(b"".join(parts), all_lines, rows, longest, has_nul)
+                    parts, size, all_lines, rows, longest, has_nul = [], 0, [], [], 0, False
+        if parts:
+            yield _Piece(b"".join(parts), all_lines, rows, longest, has_nul)
 
 
 class _CompressTee(io.RawIOBase):
@@ -509,10 +812,10 @@ class _CountingReader(io.RawIOBase):
         super().close()
 
 
-def _open_binary(path: Path, kind: str, limit: int, name: str) -> IO[bytes]:
+def _open_binary(path: Path, kind: str, limits: Limits, name: str) -> IO[bytes]:
     if kind == "csv.gz":
         gz = gzip.GzipFile(filename=str(path), mode="rb")
-        return io.BufferedReader(_LimitedReader(gz, limit, name), buffer_size=1 << 20)
+        return io.BufferedReader(_LimitedReader(gz, limits, name), buffer_size=1 << 20)
     return open(path, "rb")
 
 
@@ -532,9 +835,14 @@ def open_focus(
     max_file_bytes: int = 4 * 1024**3,
     max_uncompressed: int = 16 * 1024**3,
     progress: Callable[[int, int], None] | None = None,
+    limits: Limits | None = None,
 ) -> FocusReader:
-    """Check a FOCUS file and its header; raise :class:`IngestError` if unusable."""
+    """Check a FOCUS file and its header; raise :class:`IngestError` if unusable.
+
+    ``limits`` (with its own ``max_uncompressed``) wins over ``max_uncompressed``.
+    """
     path = Path(path)
+    limits = limits or Limits(max_uncompressed=max_uncompressed)
     name = display_name or path.name
     if not path.is_file():
         raise IngestError(f"{name}: no such file")
@@ -550,9 +858,15 @@ def open_focus(
         head = fh.read(4)
     kind = detect_kind(path, head)
     if kind == "parquet":
-        header = _parquet_header(path, name)
+        header = _parquet_header(path, name, limits)
     else:
-        header = _csv_header(path, kind, name, max_uncompressed)
+        header = _csv_header(path, kind, name, limits)
+    if len(header) > limits.max_columns:
+        where = "schema" if kind == "parquet" else "line 1"
+        raise IngestError(
+            f"{name}, {where}: {len(header):,} columns, more than the {limits.max_columns:,} "
+            "allowed (OPENCHARGEBACK_INGEST_MAX_COLUMNS)"
+        )
     positions = _resolve(header, name, kind)
     return FocusReader(
         path=path,
@@ -561,24 +875,28 @@ def open_focus(
         header=header,
         positions=positions,
         chunk_rows=chunk_rows,
-        max_uncompressed=max_uncompressed,
+        limits=limits,
         progress=progress,
         names=_identity_names(header, positions),
         legacy_positions=_legacy_positions(header),
     )
 
 
-def _csv_header(path: Path, kind: str, name: str, limit: int) -> list[str]:
+def _csv_header(path: Path, kind: str, name: str, limits: Limits) -> list[str]:
+    most = limits.max_header_bytes
     try:
-        with _open_binary(path, kind, limit, name) as raw:
-            sample = raw.read(64 * 1024)
+        with _open_binary(path, kind, limits, name) as raw:
+            sample = raw.read(most + 64 * 1024)
             if not sample:
                 raise IngestError(f"{name}: the file is empty (nothing after decompression)")
-            if b"\x00" in sample:
-                raise IngestError(f"{name}: binary content, not a FOCUS CSV file")
             first = sample.split(b"\n", 1)[0]
-            if len(first) == len(sample) and len(sample) == 64 * 1024:
-                raise IngestError(f"{name}, line 1: header line longer than 64 KiB")
+            if len(first) > most:
+                raise IngestError(
+                    f"{name}, line 1: a header line longer than {most:,} bytes "
+                    "(OPENCHARGEBACK_INGEST_MAX_HEADER_BYTES)"
+                )
+            if b"\x00" in first:
+                raise IngestError(f"{name}: binary content, not a FOCUS CSV file")
             try:
                 text = first.decode("utf-8-sig")
             except UnicodeDecodeError:
@@ -595,7 +913,8 @@ def _csv_header(path: Path, kind: str, name: str, limit: int) -> list[str]:
     return header
 
 
-def _parquet_header(path: Path, name: str) -> list[str]:
+def _parquet_header(path: Path, name: str, limits: Limits) -> list[str]:
+    """The column names, from the metadata alone (nothing is decoded)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -603,8 +922,30 @@ def _parquet_header(path: Path, name: str) -> list[str]:
         handle = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         raise IngestError(f"{name}: unreadable Parquet file ({exc})") from None
-    if handle.metadata.num_rows == 0:
+    metadata = handle.metadata
+    if metadata.num_columns > limits.max_columns:
+        raise IngestError(
+            f"{name}, schema: {metadata.num_columns:,} columns, more than the "
+            f"{limits.max_columns:,} allowed (OPENCHARGEBACK_INGEST_MAX_COLUMNS)"
+        )
+    if metadata.num_rows == 0:
         raise IngestError(f"{name}: the Parquet file has no rows; nothing to import")
+    most = limits.max_row_group_bytes
+    first = 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        size = max(
+            group.total_byte_size,
+            sum(group.column(c).total_uncompressed_size for c in range(group.num_columns)),
+        )
+        if size > most:
+            raise IngestError(
+                f"{name}, rows {first + 1:,} to {first + group.num_rows:,}: a row group of "
+                f"{size:,} bytes uncompressed, more than the {most:,} allowed "
+                "(OPENCHARGEBACK_INGEST_MAX_ROW_GROUP_BYTES); write the file with smaller "
+                "row groups"
+            )
+        first += group.num_rows
     return list(handle.schema_arrow.names)
 
 

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from billing.models import Source
 from billing.services import BillingError
+from ingest.limits import ingest_limits
 from ingest.parsers import Chunk, FocusReader, IngestError, is_null, open_focus
 
 __all__ = ["provider_claims", "providers_in_file", "route_by_provider", "routed_reader"]
@@ -69,7 +70,7 @@ def _open(path: Path, display_name: str) -> FocusReader:
         display_name=display_name,
         chunk_rows=settings.OPENCHARGEBACK_INGEST_CHUNK_ROWS,
         max_file_bytes=settings.OPENCHARGEBACK_INGEST_MAX_FILE_BYTES,
-        max_uncompressed=settings.OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES,
+        limits=ingest_limits(),
     )
 
 

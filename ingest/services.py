@@ -60,6 +60,7 @@ from ingest.cloud_accounts import (
     merge_owner,
     unmapped_label,
 )
+from ingest.limits import ingest_limits
 from ingest.models import Import
 from ingest.parsers import FocusReader, IngestError, open_focus
 from ingest.rows import (
@@ -318,7 +319,7 @@ def import_delivery(
             display_name=item.display_name,
             chunk_rows=settings.OPENCHARGEBACK_INGEST_CHUNK_ROWS,
             max_file_bytes=settings.OPENCHARGEBACK_INGEST_MAX_FILE_BYTES,
-            max_uncompressed=settings.OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES,
+            limits=ingest_limits(),
             progress=item.progress,
         )
         if item.providers is not None:

@@ -271,6 +271,34 @@ OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES = env.int(
 )
 # Rows parsed and inserted per chunk; memory stays bounded by this.
 OPENCHARGEBACK_INGEST_CHUNK_ROWS = env.int("OPENCHARGEBACK_INGEST_CHUNK_ROWS", default=20_000)
+# What a file may contain (docs/security.md, "Limits"); each refused with one
+# line naming file, line and column. Together they keep an import's memory
+# under 512 MiB whatever the file's shape.
+OPENCHARGEBACK_INGEST_MAX_COLUMNS = env.int("OPENCHARGEBACK_INGEST_MAX_COLUMNS", default=1_000)
+OPENCHARGEBACK_INGEST_MAX_HEADER_BYTES = env.int(
+    "OPENCHARGEBACK_INGEST_MAX_HEADER_BYTES", default=64 * 1024
+)
+OPENCHARGEBACK_INGEST_MAX_FIELD_CHARS = env.int(
+    "OPENCHARGEBACK_INGEST_MAX_FIELD_CHARS", default=64 * 1024
+)
+OPENCHARGEBACK_INGEST_MAX_LINE_BYTES = env.int(
+    "OPENCHARGEBACK_INGEST_MAX_LINE_BYTES", default=1024 * 1024
+)
+OPENCHARGEBACK_INGEST_MAX_COMPRESSION_RATIO = env.int(
+    "OPENCHARGEBACK_INGEST_MAX_COMPRESSION_RATIO", default=100
+)
+OPENCHARGEBACK_INGEST_MAX_ROW_GROUP_BYTES = env.int(
+    "OPENCHARGEBACK_INGEST_MAX_ROW_GROUP_BYTES", default=256 * 1024**2
+)
+# Bytes of text per chunk (a chunk has fewer rows when they are long).
+OPENCHARGEBACK_INGEST_CHUNK_BYTES = env.int(
+    "OPENCHARGEBACK_INGEST_CHUNK_BYTES", default=16 * 1024**2
+)
+# Tags cells nested deeper or longer than this flag their row invalid_tags.
+OPENCHARGEBACK_INGEST_MAX_TAGS_DEPTH = env.int("OPENCHARGEBACK_INGEST_MAX_TAGS_DEPTH", default=32)
+OPENCHARGEBACK_INGEST_MAX_TAGS_CHARS = env.int(
+    "OPENCHARGEBACK_INGEST_MAX_TAGS_CHARS", default=32 * 1024
+)
 
 # Uploads through the admin's import page: the largest file and the largest
 # request (all files dropped together). Previews and imports run on a worker.
