@@ -27,6 +27,9 @@ MAPPED_FIELDS = (
 # The tag the Slurm and storage converters put on usage of an account with no
 # account mapping; its value names the account ("Slurm account chem-lab").
 UNMAPPED_ACCOUNT_TAG = "openchargeback:unmapped_account"
+# Defaults of OPENCHARGEBACK_INGEST_MAX_TAGS_DEPTH / _CHARS.
+TAGS_MAX_DEPTH = 32
+TAGS_MAX_CHARS = 32 * 1024
 EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]+$")
 
 
@@ -47,6 +50,9 @@ class RuleSet:
     fund_org_patterns: tuple[re.Pattern[str], ...] = ()
     large_charge_nanos: int | None = None
     currency: str = "USD"
+    # Tags nested deeper or longer than this are invalid (never parsed).
+    tags_max_depth: int = TAGS_MAX_DEPTH
+    tags_max_chars: int = TAGS_MAX_CHARS
     _lookup: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -78,19 +84,47 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_tags(raw: str) -> tuple[dict[str, Any], bool]:
+# A JSON string, escapes included (linear: each character matches one way).
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]")
+
+
+def tags_too_deep(text: str, max_depth: int) -> bool:
+    """Objects and arrays nested more than ``max_depth`` deep (outside strings).
+
+    Checked before parsing, so no text makes the parser recurse past it.
+    """
+    if text.count("{") + text.count("[") <= max_depth:
+        return False
+    depth = 0
+    for char in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        if char in "[{":
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def parse_tags(
+    raw: str, *, max_depth: int = TAGS_MAX_DEPTH, max_chars: int = TAGS_MAX_CHARS
+) -> tuple[dict[str, Any], bool]:
     """Parse a Tags cell. Returns ``(tags, invalid)``.
 
     Empty, ``NULL`` and ``{}`` give no tags (not invalid); anything that is not
-    a JSON object (bad JSON, a list, a string, NaN) is invalid and gives no tags.
+    a JSON object (bad JSON, a list, a string, NaN) is invalid and gives no tags,
+    as is text longer than ``max_chars`` or nested deeper than ``max_depth``.
     Numbers keep their exact text (``12.50`` stays ``"12.50"``).
     """
     text = raw.strip()
     if not text or text.upper() == "NULL":
         return {}, False
+    if len(text) > max_chars or tags_too_deep(text, max_depth):
+        return {}, True
     try:
         value = json.loads(text, parse_float=str, parse_int=str, parse_constant=_reject_constant)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}, True
     if not isinstance(value, dict):
         return {}, True
@@ -103,7 +137,9 @@ def map_tags(raw: str, ruleset: RuleSet) -> Attribution:
     A tag value that is an object or an array makes the tags invalid and is
     never used (a JSON array is not a project id).
     """
-    tags, invalid = parse_tags(raw)
+    tags, invalid = parse_tags(
+        raw, max_depth=ruleset.tags_max_depth, max_chars=ruleset.tags_max_chars
+    )
     values: dict[str, str] = {}
     ranks: dict[str, int] = {}
     lookup = ruleset._lookup

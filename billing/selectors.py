@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Max, Min, Q, Sum
 
 from billing import flags
@@ -40,6 +41,8 @@ def load_ruleset() -> RuleSet:
         fund_org_patterns=fund_org,
         large_charge_nanos=to_nanos(institution.large_charge_threshold),
         currency=institution.currency,
+        tags_max_depth=settings.OPENCHARGEBACK_INGEST_MAX_TAGS_DEPTH,
+        tags_max_chars=settings.OPENCHARGEBACK_INGEST_MAX_TAGS_CHARS,
     )
 
 

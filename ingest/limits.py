@@ -17,4 +17,6 @@ def ingest_limits() -> Limits:
         max_ratio=settings.OPENCHARGEBACK_INGEST_MAX_COMPRESSION_RATIO,
         max_row_group_bytes=settings.OPENCHARGEBACK_INGEST_MAX_ROW_GROUP_BYTES,
         chunk_bytes=settings.OPENCHARGEBACK_INGEST_CHUNK_BYTES,
+        max_tags_depth=settings.OPENCHARGEBACK_INGEST_MAX_TAGS_DEPTH,
+        max_tags_chars=settings.OPENCHARGEBACK_INGEST_MAX_TAGS_CHARS,
     )

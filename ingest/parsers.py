@@ -139,6 +139,8 @@ class Limits:
     max_row_group_bytes: int = 256 * 1024**2
     chunk_bytes: int = 16 * 1024**2
     chunk_cells: int = 2_000_000
+    max_tags_depth: int = 32
+    max_tags_chars: int = 32 * 1024
 
 
 # A .csv.gz is measured against ``max_ratio`` once this much is decompressed.
@@ -300,7 +302,11 @@ class FocusReader:
                 start += rows
                 self.rows_read = start
                 if self.progress:
-                    self.progress(counted.compressed_position(), total)
+                    # Through the rows handed out (the reader reads ahead).
+                    done = records.consumed
+                    if self.kind == "csv.gz":
+                        done = counted.compressed_position() * done // max(1, counted.position)
+                    self.progress(min(done, total), total)
         except UnicodeDecodeError:
             raise IngestError(self._encoding_error()) from None
         except _LimitExceeded as exc:
@@ -399,8 +405,8 @@ class FocusReader:
             raise IngestError(f"{self.display_name}: unreadable Parquet file ({exc})") from None
 
     def _batch_bytes(self, batch: Any, start: int) -> int:
-        """About how many bytes the batch's text takes decoded; refuses a value
-        over ``max_field_chars`` (measured in bytes, before decoding)."""
+        """About how many bytes the batch takes decoded; refuses a text value
+        over ``max_field_chars`` (measured before decoding)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -409,11 +415,10 @@ class FocusReader:
         for index in range(batch.num_columns):
             array = batch.column(index)
             kind = array.type
-            if pa.types.is_dictionary(kind):
-                lengths = pc.binary_length(array.dictionary)
-                taken = pc.take(lengths, array.indices)
-            elif any(test(kind) for test in _TEXT_TYPES):
-                taken = pc.binary_length(array)
+            if pa.types.is_dictionary(kind) and _is_text(kind.value_type):
+                taken = pc.take(_text_length(array.dictionary), array.indices)
+            elif _is_text(kind):
+                taken = _text_length(array)
             else:
                 total += array.nbytes + 24 * len(array)
                 continue
@@ -422,25 +427,26 @@ class FocusReader:
                 row = pc.index(taken, pa.scalar(longest, taken.type)).as_py()
                 raise IngestError(
                     f"{self.cell_where(start + row + 1, index)}: a field of {longest:,} "
-                    f"bytes, more than the {limit:,} allowed "
+                    f"characters, more than the {limit:,} allowed "
                     "(OPENCHARGEBACK_INGEST_MAX_FIELD_CHARS)"
                 )
             total += (pc.sum(taken).as_py() or 0) + 56 * len(array)
         return total
 
 
-def _is_text(name: str) -> Callable[[Any], bool]:
-    def test(kind: Any) -> bool:
-        import pyarrow as pa
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
 
-        return bool(getattr(pa.types, name)(kind))
-
-    return test
+    return bool(kind in (pa.string(), pa.large_string(), pa.binary(), pa.large_binary()))
 
 
-_TEXT_TYPES = tuple(
-    _is_text(name) for name in ("is_string", "is_large_string", "is_binary", "is_large_binary")
-)
+def _text_length(array: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if array.type in (pa.string(), pa.large_string()):
+        return pc.utf8_length(array)
+    return pc.binary_length(array)
 
 
 def _text_columns(path: Path) -> list[str]:
@@ -448,7 +454,7 @@ def _text_columns(path: Path) -> list[str]:
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
-    return [f.name for f in schema if any(test(f.type) for test in _TEXT_TYPES[:3])]
+    return [f.name for f in schema if _is_text(f.type)]
 
 
 def _arrow_text(array: Any, *, legacy: bool = False) -> list[str]:
@@ -605,6 +611,7 @@ class _Records:
         self.name = name
         self.max_line = max_line
         self.fields = fields  # the header's: no record may have more
+        self.consumed = 0  # bytes of text through the last piece yielded
 
     def _too_long(self, line: int) -> IngestError:
         return IngestError(
@@ -621,6 +628,7 @@ class _Records:
             data += block
             cut = data.find(b"\n")
             if cut >= 0:
+                self.consumed = cut + 1
                 return data[cut + 1 :]
             if len(data) > self.max_line:
                 raise self._too_long(1)
@@ -715,9 +723,11 @@ class _Records:
                     has_nul = has_nul or nul
                     taken = stop
                 if taken < count or len(rows) >= max_rows or size >= max_bytes:
+                    self.consumed += size
                     yield _Piece(b"".join(parts), all_lines, rows, longest, has_nul)
                     parts, size, all_lines, rows, longest, has_nul = [], 0, [], [], 0, False
         if parts:
+            self.consumed += size
             yield _Piece(b"".join(parts), all_lines, rows, longest, has_nul)
 
 

@@ -561,11 +561,13 @@ class RowPreparer:
         if allocated is None or not any(allocated):
             return tags
         merged = list(tags)
+        limits = self.reader.limits
+        bounds = {"max_depth": limits.max_tags_depth, "max_chars": limits.max_tags_chars}
         for i, extra in enumerate(allocated):
             if not extra:
                 continue
-            base, base_invalid = parse_tags(tags[i])
-            more, more_invalid = parse_tags(extra)
+            base, base_invalid = parse_tags(tags[i], **bounds)
+            more, more_invalid = parse_tags(extra, **bounds)
             if more_invalid:
                 merged[i] = extra  # flagged invalid_tags, as the Tags cell would be
             elif base_invalid:
