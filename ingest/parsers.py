@@ -277,9 +277,11 @@ class FocusReader:
                         low_memory=False,
                     )
                 except pd.errors.ParserError as exc:
-                    message = _parser_message(exc, piece.all_lines)
+                    message = _parser_message(exc, piece.rows)
                     raise IngestError(f"{self.display_name}: {message}") from None
                 rows = len(frame)
+                if not rows:
+                    continue
                 lines = piece.rows if rows == len(piece.rows) else _fallback_lines(piece, rows)
                 if len(frame.columns) != len(self.header):
                     raise IngestError(
@@ -492,8 +494,7 @@ def _json_text(value: Any) -> str:
 def _fallback_lines(piece: _Piece, rows: int) -> list[int]:
     """Line numbers when pandas split the records otherwise than :class:`_Records`
     (a stray quote in an unquoted field): one record per line from the first."""
-    first = piece.rows[0] if piece.rows else piece.all_lines[0]
-    return list(range(first, first + rows))
+    return list(range(piece.rows[0], piece.rows[0] + rows))
 
 
 def _clean(value: Any) -> str:
@@ -573,22 +574,20 @@ class _LimitedReader(io.RawIOBase):
 
 @dataclass
 class _Piece:
-    """Whole records of a CSV, at most a chunk's worth.
+    """Whole records of a CSV, at most a chunk's worth, blank lines left out.
 
-    ``all_lines``: the line each record starts on, blank ones included (how
-    pandas numbers its errors); ``rows``: the same for the records that are not
-    blank (the rows pandas returns); ``longest``: the longest record in bytes.
+    ``rows``: the line each record starts on; ``longest``: the longest record
+    in bytes.
     """
 
     data: bytes
-    all_lines: list[int]
     rows: list[int]
     longest: int
     has_nul: bool
 
 
 _WHITESPACE = np.zeros(256, dtype=bool)
-_WHITESPACE[[9, 13, 32]] = True  # tab, CR, space: what makes a line blank
+_WHITESPACE[[9, 10, 13, 32]] = True  # tab, LF, CR, space: what makes a line blank
 
 
 class _Records:
@@ -637,8 +636,7 @@ class _Records:
         carry = self._skip_header()
         line = 2  # the line ``carry`` starts on
         parts: list[bytes] = []
-        size = 0
-        all_lines: list[int] = []
+        size = 0  # bytes of the file in the piece, blank lines included
         rows: list[int] = []
         longest = 0
         has_nul = False
@@ -697,10 +695,10 @@ class _Records:
             line += int(np.searchsorted(newlines, last))
             if len(carry) > self.max_line:
                 raise self._too_long(line)
-            complete = memoryview(data)[:last]
-            nul = b"\x00" in complete
+            nul = data.find(b"\x00", 0, last) >= 0
             blank = filled == 0
-            # Cut into pieces: by rows (non-blank records) and by bytes.
+            # Cut into pieces: by rows (non-blank records) and by bytes. Blank
+            # records are counted (bytes) but left out of the pieces.
             taken = 0
             count = ends.size
             nonblank_cum = np.cumsum(~blank)
@@ -711,24 +709,28 @@ class _Records:
                 by_rows = int(np.searchsorted(nonblank_cum, base_rows + room_rows, side="right"))
                 base_offset = int(starts[taken])
                 by_bytes = int(np.searchsorted(ends + 1 - base_offset, room_bytes, side="right"))
-                stop = min(count, by_rows, max(by_bytes, taken + (1 if not parts else 0)))
+                stop = min(count, by_rows, max(by_bytes, taken + (0 if size else 1)))
                 if stop > taken:
-                    seg_end = int(ends[stop - 1]) + 1
-                    parts.append(bytes(complete[base_offset:seg_end]))
-                    size += seg_end - base_offset
-                    seg_lines = record_lines[taken:stop]
-                    all_lines.extend(seg_lines.tolist())
-                    rows.extend(seg_lines[~blank[taken:stop]].tolist())
-                    longest = max(longest, int(lengths[taken:stop].max()))
-                    has_nul = has_nul or nul
+                    keep = taken + np.flatnonzero(~blank[taken:stop])
+                    if keep.size:
+                        # Runs of consecutive kept records, each one slice of data.
+                        breaks = np.flatnonzero(np.diff(keep) != 1)
+                        firsts = np.concatenate(([keep[0]], keep[breaks + 1]))
+                        lasts = np.concatenate((keep[breaks], [keep[-1]]))
+                        for first, final in zip(firsts.tolist(), lasts.tolist(), strict=True):
+                            parts.append(data[int(starts[first]) : int(ends[final]) + 1])
+                        rows.extend(record_lines[keep].tolist())
+                        longest = max(longest, int(lengths[keep].max()))
+                        has_nul = has_nul or nul
+                    size += int(ends[stop - 1]) + 1 - base_offset
                     taken = stop
                 if taken < count or len(rows) >= max_rows or size >= max_bytes:
                     self.consumed += size
-                    yield _Piece(b"".join(parts), all_lines, rows, longest, has_nul)
-                    parts, size, all_lines, rows, longest, has_nul = [], 0, [], [], 0, False
-        if parts:
+                    yield _Piece(b"".join(parts), rows, longest, has_nul)
+                    parts, size, rows, longest, has_nul = [], 0, [], 0, False
+        if size:
             self.consumed += size
-            yield _Piece(b"".join(parts), all_lines, rows, longest, has_nul)
+            yield _Piece(b"".join(parts), rows, longest, has_nul)
 
 
 class _CompressTee(io.RawIOBase):
