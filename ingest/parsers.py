@@ -557,7 +557,8 @@ class _LimitedReader(io.RawIOBase):
             )
         if self.ratio and self.total > _RATIO_AFTER:
             # What was read from disk so far (gzip reads ahead: never too little).
-            compressed = max(1, self.inner.fileobj.tell()) if self.inner.fileobj else 1
+            fileobj: Any = self.inner.fileobj
+            compressed = max(1, fileobj.tell()) if fileobj is not None else 1
             if self.total > self.ratio * compressed:
                 raise _LimitExceeded(
                     f"{self.name_for_errors}: decompresses to more than {self.ratio} times "
@@ -605,7 +606,7 @@ class _Records:
 
     BLOCK = 1024 * 1024
 
-    def __init__(self, raw: IO[bytes], name: str, max_line: int, fields: int) -> None:
+    def __init__(self, raw: io.RawIOBase, name: str, max_line: int, fields: int) -> None:
         self.raw = raw
         self.name = name
         self.max_line = max_line
