@@ -252,7 +252,7 @@ class FocusReader:
         if self.keep_copy_to is not None and self.kind == "csv":
             raw = _CompressTee(raw, self.keep_copy_to, self._copy_failed)
         counted = _CountingReader(raw)
-        records = _Records(counted, self.display_name, self.limits.max_line_bytes, len(self.header))
+        records = _Records(counted, self.display_name, self.limits.max_line_bytes)
         start = 0
         total = self.size
         try:
@@ -282,7 +282,8 @@ class FocusReader:
                 rows = len(frame)
                 if not rows:
                     continue
-                # (No row has more fields than the header: _Records checked.)
+                # pandas refuses a row with more fields than the header as it
+                # reads it (``names``), before it holds the piece's cells.
                 lines = piece.rows if rows == len(piece.rows) else _fallback_lines(piece, rows)
                 raw_cells = [frame[c].tolist() for c in frame.columns]
                 del frame
@@ -601,11 +602,10 @@ class _Records:
 
     BLOCK = 1024 * 1024
 
-    def __init__(self, raw: io.RawIOBase, name: str, max_line: int, fields: int) -> None:
+    def __init__(self, raw: io.RawIOBase, name: str, max_line: int) -> None:
         self.raw = raw
         self.name = name
         self.max_line = max_line
-        self.fields = fields  # the header's: no record may have more
         self.consumed = 0  # bytes of text through the last piece yielded
 
     def _too_long(self, line: int) -> IngestError:
@@ -651,11 +651,9 @@ class _Records:
             arr = np.frombuffer(data, dtype=np.uint8)
             newlines = np.flatnonzero(arr == 10)
             quotes = np.flatnonzero(arr == 34)
-            commas = np.flatnonzero(arr == 44)
             if quotes.size:
                 inside = np.searchsorted(quotes, newlines, side="right") & 1
                 ends = newlines[inside == 0]
-                commas = commas[(np.searchsorted(quotes, commas, side="right") & 1) == 0]
             else:
                 ends = newlines
             if at_end and (not ends.size or ends[-1] != len(data) - 1):
@@ -676,14 +674,6 @@ class _Records:
             over = np.flatnonzero(lengths > self.max_line)
             if over.size:
                 raise self._too_long(int(record_lines[over[0]]))
-            fields = 1 + np.searchsorted(commas, ends) - np.searchsorted(commas, starts)
-            over = np.flatnonzero(fields > self.fields)
-            if over.size:
-                raise IngestError(
-                    f"{self.name}: line {int(record_lines[over[0]])}: expected {self.fields} "
-                    f"columns, found {int(fields[over[0]]):,} (an unquoted comma or a broken "
-                    "quote?)"
-                )
             solid = np.cumsum(~_WHITESPACE[arr], dtype=np.int32)
             filled = solid[ends] - np.where(starts > 0, solid[starts - 1], 0)
             last = int(ends[-1]) + 1

@@ -32,6 +32,7 @@ from billing.models import Charge, Source
 from billing.services import Actor
 from ingest import uploads
 from ingest.models import Import, Upload
+from ingest.parsers import IngestError
 from ingest.services import import_file
 from ingest.staging import UPLOAD_DIR
 from tests.conftest import FOCUS_COLUMNS, focus_row, fresh_database_url
@@ -232,7 +233,7 @@ CASES = {
     ),
     "32000-fields-in-rows-gz": Case(
         wide_rows,
-        f": line 3: expected {len(FOCUS_COLUMNS)} columns, found 32,0",
+        f": line 3: expected {len(FOCUS_COLUMNS)} columns, found 32013 (an unquoted comma",
         NO_RATIO,
     ),
     "1gib-field-gz": Case(gigabyte_field, f": {RATIO}"),
@@ -441,3 +442,34 @@ def test_tags_too_deep_or_too_large_flag_their_row_not_the_file(
     assert by_line[2].flags & bit and by_line[3].flags & bit
     assert not by_line[4].flags & bit and not by_line[5].flags & bit
     assert by_line[2].tags == {} and by_line[3].tags == {}
+
+
+# --- what the record splitter must keep ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_lines_are_counted_across_blank_lines_and_quoted_newlines(
+    tmp_path: Path, defaults: None, actor: Actor
+) -> None:
+    lines = _lines(3)
+    lines[1] = replace_field(lines[1], RESOURCE_NAME, '"two\nlines"')
+    lines[3] = replace_field(lines[3], FOCUS_COLUMNS.index("BilledCost"), "abc")
+    path = tmp_path / "aws_2025-01.csv"
+    path.write_text("\n".join([lines[0], lines[1], "", "  ", lines[2], "", lines[3]]) + "\n")
+    with pytest.raises(IngestError) as refused:
+        import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    # header 1, a record on lines 2-3, blank 4 and 5, then 6, blank 7, the bad row on 8
+    assert str(refused.value).startswith("aws_2025-01.csv, line 8, column 7 (BilledCost)")
+
+
+@pytest.mark.django_db
+def test_a_stray_quote_in_an_unquoted_field_still_imports(
+    tmp_path: Path, defaults: None, actor: Actor
+) -> None:
+    lines = _lines(2)
+    lines[1] = replace_field(lines[1], RESOURCE_NAME, '12" pipe')
+    path = tmp_path / "aws_2025-01.csv"
+    path.write_text(join_lines(lines))
+    result = import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    assert result.charges_created == 2
+    assert Charge.objects.get(line_number=2).resource_name == '12" pipe'
