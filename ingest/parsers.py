@@ -274,11 +274,12 @@ class FocusReader:
                         encoding_errors="strict",
                         engine="c",
                         skip_blank_lines=True,
-                        low_memory=False,
+                        low_memory=True,
                     )
                 except pd.errors.ParserError as exc:
                     message = _parser_message(exc, piece.rows)
                     raise IngestError(f"{self.display_name}: {message}") from None
+                piece.data = b""  # not held while the chunk is used
                 rows = len(frame)
                 if not rows:
                     continue
@@ -577,7 +578,7 @@ class _Piece:
     in bytes.
     """
 
-    data: bytes
+    data: bytes  # emptied once parsed
     rows: list[int]
     longest: int
     has_nul: bool
@@ -682,6 +683,7 @@ class _Records:
             if len(carry) > self.max_line:
                 raise self._too_long(line)
             nul = data.find(b"\x00", 0, last) >= 0
+            view = memoryview(data)
             blank = filled == 0
             # Cut into pieces: by rows (non-blank records) and by bytes. Blank
             # records are counted (bytes) but left out of the pieces.
@@ -704,7 +706,7 @@ class _Records:
                         firsts = np.concatenate(([keep[0]], keep[breaks + 1]))
                         lasts = np.concatenate((keep[breaks], [keep[-1]]))
                         for first, final in zip(firsts.tolist(), lasts.tolist(), strict=True):
-                            parts.append(data[int(starts[first]) : int(ends[final]) + 1])
+                            parts.append(view[int(starts[first]) : int(ends[final]) + 1])
                         rows.extend(record_lines[keep].tolist())
                         longest = max(longest, int(lengths[keep].max()))
                         has_nul = has_nul or nul
@@ -712,8 +714,9 @@ class _Records:
                     taken = stop
                 if taken < count or len(rows) >= max_rows or size >= max_bytes:
                     self.consumed += size
-                    yield _Piece(b"".join(parts), rows, longest, has_nul)
+                    piece = _Piece(b"".join(parts), rows, longest, has_nul)
                     parts, size, rows, longest, has_nul = [], 0, [], 0, False
+                    yield piece
         if size:
             self.consumed += size
             yield _Piece(b"".join(parts), rows, longest, has_nul)
