@@ -365,10 +365,16 @@ class FocusReader:
         decoded = 0
         try:
             handle = pq.ParquetFile(self.path, read_dictionary=_text_columns(self.path))
-            # Text columns stay dictionary-encoded as read (a value repeated a
-            # million times is held once); each batch is measured and decoded
-            # in slices of at most ``chunk_bytes``.
-            for batch in handle.iter_batches(batch_size=self.chunk_rows_cap):
+            # One row group at a time (each checked against the limit in
+            # open_focus). Text columns stay dictionary-encoded as read (a value
+            # repeated a million times is held once); each batch is measured
+            # and decoded in slices of at most ``chunk_bytes``.
+            batches = (
+                batch
+                for group in range(handle.metadata.num_row_groups)
+                for batch in handle.iter_batches(batch_size=self.chunk_rows_cap, row_groups=[group])
+            )
+            for batch in batches:
                 size = self._batch_bytes(batch, start)
                 decoded += size
                 if decoded > self.limits.max_uncompressed:
