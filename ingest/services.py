@@ -139,6 +139,8 @@ class ImportResult:
     # Under the amortised basis: commitment rows sent to the central project or excluded.
     commitment: dict[str, int] = field(default_factory=dict)
     commitment_project: str = ""
+    # Saved patterns RE2 cannot run, skipped (billing.selectors.load_ruleset).
+    skipped_patterns: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -164,6 +166,7 @@ class ImportResult:
             "cost_basis": self.cost_basis,
             "commitment": dict(sorted(self.commitment.items())),
             "commitment_project": self.commitment_project,
+            "skipped_patterns": list(self.skipped_patterns),
         }
 
 
@@ -730,9 +733,11 @@ class _Importer:
             self.ruleset = delivery.ruleset
             self.cloud = delivery.cloud
             self.legacy_periods = delivery.legacy_periods
+            self.result.skipped_patterns = list(self.ruleset.skipped)
             self._prepare_basis()
             return
         self.ruleset = delivery.ruleset = load_ruleset()
+        self.result.skipped_patterns = list(self.ruleset.skipped)
         self.cloud = delivery.cloud = cloud_mappings(self.source) or None
         self._prepare_basis()
         for pi_id, email in PI.objects.values_list("pk", "email"):
