@@ -32,7 +32,7 @@ import re2
 
 MAX_LENGTH = 1000
 MAX_REPEAT = 1000
-MAX_PROGRAM = 5000
+MAX_PROGRAM = 2000
 MAX_MEM = 4 << 20  # 4 MiB
 
 # The compiled type (what search/fullmatch/groupindex are called on).
