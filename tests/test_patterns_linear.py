@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
@@ -18,14 +18,16 @@ from billing import selectors
 from billing.blockers import period_blockers
 from billing.models import BillingPeriod, Charge, FundOrgPattern, PatternRule, Source
 from billing.patterns import MAX_LENGTH, MAX_PROGRAM, PatternError, compile_user_pattern
-from billing.roles import BILLING_ADMIN, VIEWER
+from billing.roles import BILLING_ADMIN, VIEWER, sync_roles
 from billing.rules import PatternSpec, RuleSet, attribution_flags, line_flags
 from billing.services import Actor, detect_source
 from ingest.services import import_file
 from journals.builders import JournalConfig, split_fund_org
 from journals.models import JournalSettings
-from tests.conftest import focus_row, role_client
+from tests.browser import login, page, stray_connections_closed
+from tests.conftest import focus_row, role_client, seed_with_accounting, write_focus
 
+__all__ = ["page", "stray_connections_closed"]  # fixtures used by name
 N = 50_000
 BOUND = 2.0  # seconds: generous; each takes milliseconds on RE2
 T = TypeVar("T")
@@ -380,3 +382,31 @@ def test_the_check_command_names_saved_patterns_that_cannot_run(
     assert detect_source("AMAZON_2025-01.csv") is None
     Source.objects.filter(slug="aws").update(filename_pattern=r"aws|amazon")
     assert detect_source("AMAZON_2025-01.csv") == Source.objects.get(slug="aws")
+
+
+# --- In a browser: the change form's button, posted and sent on to the GET -----------------
+
+
+@pytest.mark.browser
+def test_the_test_button_opens_a_bounded_get_preview_in_a_new_tab(
+    live_server: Any, page: Any, live_db: None, tmp_path: Path
+) -> None:
+    seed_with_accounting()
+    sync_roles()  # the roles are data: a transactional test starts from an empty database
+    rows = [focus_row(resource="gpu-1"), focus_row(resource="vm-1", day=2)]
+    path = write_focus(tmp_path / "aws-2025-01.csv", rows)
+    import_file(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))
+    login(page, live_server.url, BILLING_ADMIN)
+    page.goto(f"{live_server.url}/admin/billing/patternrule/add/")
+    page.fill("#id_name", "GPUs")
+    page.fill("#id_pattern", "(.|.)*!|^gpu-")
+    with page.context.expect_page() as opened:
+        page.get_by_role("button", name="Test against the current period").click()
+    preview = opened.value
+    preview.wait_for_load_state()
+    assert "/patternrule/preview/?pattern=" in preview.url  # a GET, repeatable
+    assert "The pattern flags 1 of 2 charges" in preview.locator("#content").inner_text()
+    assert not PatternRule.objects.filter(name="GPUs").exists()  # nothing saved
+    page.fill("#id_pattern", "(?=gpu)gpu-")
+    page.get_by_role("button", name="Save", exact=True).click()
+    assert "lookahead (?=…) is not supported" in page.locator(".errorlist").inner_text()
