@@ -298,13 +298,18 @@ def fund_org_disagreements(
         )
     try:
         splitter = compile_user_pattern(split)
-        accepted = [compile_user_pattern(p) for p in validation]
     except PatternError:
-        return []  # each field's own validator says what is wrong with it
+        return []  # the field's own validator says what is wrong with it
+    accepted = []
+    for pattern in validation:
+        try:
+            accepted.append(compile_user_pattern(pattern))
+        except PatternError:
+            continue  # matches nothing, as on import (billing.selectors.load_ruleset)
     return [
         f
         for f in (known_fund_orgs() if known is None else known)
-        if (not accepted or any(p.fullmatch(f) for p in accepted)) and not splitter.fullmatch(f)
+        if (not validation or any(p.fullmatch(f) for p in accepted)) and not splitter.fullmatch(f)
     ]
 
 

@@ -410,3 +410,18 @@ def test_the_test_button_opens_a_bounded_get_preview_in_a_new_tab(
     page.fill("#id_pattern", "(?=gpu)gpu-")
     page.get_by_role("button", name="Save", exact=True).click()
     assert "lookahead (?=…) is not supported" in page.locator(".errorlist").inner_text()
+
+
+def test_a_broken_fund_org_pattern_matches_nothing_in_the_one_fund_org_rule() -> None:
+    from billing.blockers import fund_org_disagreements
+
+    split = r"^(?P<fund>[A-Z]+)-(?P<orgn>[A-Z]+)$"
+    known = ["NSF-BIO", "bad one"]
+
+    def check(validation: list[str]) -> list[str]:
+        return fund_org_disagreements(validation=validation, split=split, known=known)
+
+    assert check([r"(?=x)", r".*"]) == ["bad one"]  # the broken one does not hide the other
+    assert check([r"(?=x)"]) == []  # review accepts nothing: nothing to disagree on
+    assert check([]) == ["bad one"]  # no fund/org pattern: review accepts every fund/org
+    assert fund_org_disagreements(validation=[r".*"], split=r"(?=x)", known=known) == []
