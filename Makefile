@@ -1,6 +1,7 @@
 # OpenChargeback developer and operator entry points.
 #   make demo   install, migrate, load generated sample data, run the month-end
 #               steps that exist, and start the admin on http://127.0.0.1:8000/
+#               with a background worker
 #   make test   install and run the test suite
 #   make check  everything CI checks: lint, format, types, migrations, tests
 
@@ -24,17 +25,23 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The admin and, beside it, a background worker (uploads are previewed and
+# imported there); stopping the one stops the other.
+SERVE = $(DEMO_ENV) $(BIN)/openchargeback qcluster & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(DEMO_ENV) $(BIN)/openchargeback runserver $(HOST)
+
 demo: install
 	$(DEMO_ENV) $(BIN)/openchargeback migrate --no-input -v 0
 	$(DEMO_ENV) $(BIN)/openchargeback demo
-	$(DEMO_ENV) $(BIN)/openchargeback runserver $(HOST)
+	$(SERVE)
 
 demo-data: install
 	$(DEMO_ENV) $(BIN)/openchargeback migrate --no-input -v 0
 	$(DEMO_ENV) $(BIN)/openchargeback demo
 
 serve: install
-	$(DEMO_ENV) $(BIN)/openchargeback runserver $(HOST)
+	$(SERVE)
 
 test: install
 	$(BIN)/pytest -n $(TEST_WORKERS)

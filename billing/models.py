@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import string
 import time
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -19,6 +18,7 @@ from django.utils import timezone
 from billing import flags
 from billing.fields import JSONTextField, MoneyField
 from billing.patterns import PatternError, compile_user_pattern
+from billing.placeholders import template_problem
 from openchargeback.money import format_money
 
 PERIOD_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
@@ -32,19 +32,12 @@ EMAIL_SUBJECT_FIELDS = ("period", "pi_name", "total", "institution")
 
 
 def check_placeholders(value: str, allowed: tuple[str, ...], what: str) -> None:
-    """A ``str.format`` template may use the `allowed` {placeholders}, nothing else."""
-    try:
-        names = [part[1] for part in string.Formatter().parse(value) if part[1] is not None]
-    except ValueError as exc:
-        raise ValidationError(f"Not a valid {what}: {exc}") from None
-    unknown = sorted({n for n in names if n not in allowed})
-    if unknown:
+    """A template may use the `allowed` {placeholders}, written plainly, nothing else
+    (see billing.placeholders)."""
+    problem = template_problem(value, allowed)
+    if problem is not None:
         raise ValidationError(
-            "Unknown placeholder(s) %(names)s; use %(allowed)s.",
-            params={
-                "names": ", ".join(f"{{{n}}}" for n in unknown),
-                "allowed": ", ".join(f"{{{n}}}" for n in allowed),
-            },
+            "Not a valid %(what)s: %(problem)s", params={"what": what, "problem": problem}
         )
 
 

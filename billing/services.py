@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import getpass
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,7 @@ from billing.models import AuditEvent, BillingPeriod, Source, period_validator
 from billing.patterns import PatternError, compile_user_pattern
 from openchargeback.logging import audit_log
 from openchargeback.money import to_nanos
+from openchargeback.spreadsheet import restore
 from openchargeback.text import count
 
 
@@ -1271,8 +1272,20 @@ def exchange_rates_import(
     from billing.currencies import CurrencyError, parse_currency, parse_rate, same_rate
 
     home = home_currency()
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-    header = next(reader, None)
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+
+    def records() -> Iterator[list[str]]:
+        """The reader's rows, a malformed CSV (an unterminated quote, a field
+        over the csv module's size limit) as one line naming where."""
+        try:
+            yield from reader
+        except csv.Error as exc:
+            raise BillingError(
+                f"{file_name}, line {reader.line_num}: not valid CSV ({exc})"
+            ) from None
+
+    rows = records()
+    header = next(rows, None)
     if header is None:
         raise BillingError(f"{file_name}: the file is empty")
     names = [h.strip().lower() for h in header]
@@ -1285,13 +1298,17 @@ def exchange_rates_import(
     index = {name: names.index(name) for name in RATE_CSV_COLUMNS if name in names}
     seen: dict[tuple[str, str], tuple[str, int]] = {}
     wanted: list[tuple[int, str, str, str, str | None]] = []
-    for line, row in enumerate(reader, start=2):
+    next_line = reader.line_num + 1
+    for row in rows:  # a line is where its row starts (a quoted note may hold line breaks)
+        line, next_line = next_line, reader.line_num + 1
         if not any(cell.strip() for cell in row):
             continue
 
         def cell(name: str, row: list[str] = row) -> str:
+            """The text as exported: spaces around it dropped, and the apostrophe
+            the export puts before formula-like text removed."""
             i = index.get(name)
-            return row[i].strip() if i is not None and i < len(row) else ""
+            return restore(row[i].strip()) if i is not None and i < len(row) else ""
 
         def where(column: str, line: int = line) -> str:
             return f"{file_name}, line {line}, column {column}"

@@ -126,6 +126,10 @@ def state_label(upload: Upload) -> str:
         step = "Preview" if status == S.PREVIEWING else "Import"
         if uploads.is_stalled(upload):
             return f"{step} stalled (its worker stopped): preview again"
+        if uploads.waiting_for_worker(upload):
+            return (
+                f"{step} queued: no worker has taken it yet (is openchargeback qcluster running?)"
+            )
         if upload.job_started_at is None:
             return f"{step} queued: waiting for a worker"
         return "Previewing…" if status == S.PREVIEWING else "Importing…"
@@ -277,7 +281,7 @@ class ImportAdmin(ReadOnlyAdmin):
         for upload in staged:
             # The batch page shows each file's outcome (and why it waits or failed).
             if upload.source is not None:
-                self._preview(request, upload, upload.source, upload.period, actor, quiet=True)
+                self._preview(request, upload, upload.source, upload.period, actor)
         return HttpResponseRedirect(reverse("admin:ingest_import_batch", args=[batch]))
 
     def _upload_page(
@@ -310,7 +314,6 @@ class ImportAdmin(ReadOnlyAdmin):
             "max_request": staging.max_request_bytes(),
             "max_file_text": staging.size_text(staging.max_file_bytes()),
             "max_request_text": staging.size_text(staging.max_request_bytes()),
-            "sync_text": staging.size_text(uploads.sync_limit()),
         }
         return TemplateResponse(request, "admin/ingest/import/upload.html", context, status=status)
 
@@ -366,16 +369,19 @@ class ImportAdmin(ReadOnlyAdmin):
     def batch_status_view(self, request: HttpRequest, batch: uuid.UUID) -> JsonResponse:
         """What the batch page polls while a preview or import runs on a worker."""
         files = self._batch(request, batch)
-        states = [
-            {
-                "id": u.pk,
-                "status": u.status,
-                "running": uploads.is_running(u),
-                "label": state_label(u),
-                "percent": uploads.progress_percent(u),
-            }
-            for u in files
-        ]
+        states = []
+        for u in files:
+            progress = uploads.progress_of(u)
+            states.append(
+                {
+                    "id": u.pk,
+                    "status": u.status,
+                    "running": uploads.is_running(u),
+                    "label": state_label(u),
+                    "percent": progress.percent if progress else None,
+                    "progress": progress.text if progress else "",
+                }
+            )
         return JsonResponse({"busy": any(s["running"] for s in states), "uploads": states})
 
     def _batch_action(self, request: HttpRequest, files: list[Upload]) -> None:
@@ -453,72 +459,33 @@ class ImportAdmin(ReadOnlyAdmin):
         period: str,
         actor: Actor,
         *,
-        quiet: bool = False,
         route: bool = False,
     ) -> None:
+        """Queue the file's preview; its card on the batch page follows the job."""
         try:
-            done = uploads.upload_preview(
+            uploads.upload_preview(
                 upload=upload, source=source, period=period, actor=actor, route=route
             )
         except BillingError as exc:
             messages.error(request, web_text(exc))
-            return
-        if quiet:
-            return
-        if done.status == S.PREVIEWING:
-            messages.info(request, f"{done.file_name}: the preview runs in the background.")
-        elif done.status == S.FAILED:
-            messages.error(request, done.error)
 
     def _import(self, request: HttpRequest, upload: Upload, actor: Actor) -> None:
         try:
-            done = uploads.upload_import(upload=upload, actor=actor)
+            uploads.upload_import(upload=upload, actor=actor)
         except BillingError as exc:
             messages.error(request, web_text(exc))
-            return
-        if done.status == S.IMPORTING:
-            messages.info(request, f"{done.file_name}: the import runs in the background.")
-        elif done.status == S.FAILED:
-            messages.error(request, done.error)
-        elif done.result.get("status") == "already_imported":
-            messages.warning(request, done.result.get("message") or done.file_name)
-        else:
-            count = int(done.result.get("charges_created") or 0)
-            messages.success(
-                request,
-                f"{done.file_name}: imported {count:,} charge{'s' if count != 1 else ''} "
-                f"as import #{done.import_record_id}.",
-            )
 
     def _import_delivery(self, request: HttpRequest, group: list[Upload], actor: Actor) -> None:
-        names = ", ".join(u.file_name for u in group)
         try:
-            done = uploads.upload_import_delivery(uploads=group, actor=actor)
+            uploads.upload_import_delivery(uploads=group, actor=actor)
         except BillingError as exc:
             messages.error(request, web_text(exc))
-            return
-        first = done[0]
-        if first.status == S.IMPORTING:
-            messages.info(request, f"{names}: the import of this delivery runs in the background.")
-        elif first.status == S.FAILED:
-            messages.error(request, first.error)
-        else:
-            summary = first.result.get("delivery_summary") or {}
-            count = int(summary.get("charges_created") or 0)
-            if count == 0 and not summary.get("charges_removed"):
-                messages.warning(request, f"{names}: already imported; nothing changed.")
-                return
-            money = InstitutionSettings.cached().format_money
-            messages.success(
-                request,
-                f"{names}: imported as one delivery, {count:,} charge{'s' if count != 1 else ''}, "
-                f"{money(Decimal(summary.get('billed_total') or '0'))} billed.",
-            )
 
     def _row(self, upload: Upload) -> dict[str, Any]:
         """One file as the batch page shows it."""
         money = InstitutionSettings.cached().format_money
         running = uploads.is_running(upload)
+        progress = uploads.progress_of(upload)
         row: dict[str, Any] = {
             "upload": upload,
             "form": UploadChoiceForm(upload=upload),
@@ -526,7 +493,8 @@ class ImportAdmin(ReadOnlyAdmin):
             "label": state_label(upload),
             "running": running,
             "queued": running and upload.job_started_at is None,
-            "percent": uploads.progress_percent(upload),
+            "percent": progress.percent if progress else None,
+            "progress": progress.text if progress else "",
             "may_preview": uploads.is_editable(upload),
             "may_import": upload.status == S.PREVIEWED,
             "may_discard": uploads.is_editable(upload),

@@ -23,7 +23,6 @@ did not change are kept).
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -49,6 +48,7 @@ from ingest.quotas import QuotaSummary, read_quotas
 from ingest.rates import owners, rate_book
 from ingest.sacct import SacctOptions, SacctSummary, read_sacct
 from ingest.services import ImportResult, import_file
+from openchargeback.csvfile import LF, CsvWriter
 from openchargeback.files import write_atomically
 from openchargeback.money import from_nanos, money_str
 
@@ -160,8 +160,10 @@ class Conversion:
     def focus_csv(self) -> bytes:
         """The FOCUS CSV of the month (UTF-8, header first); built once."""
         if self._csv is None:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
+            buffer = io.StringIO(newline="")
+            # read by our own importer, never opened as a spreadsheet: no apostrophes;
+            # LF, as earlier versions wrote it (the same month converts to the same bytes)
+            writer = CsvWriter(buffer, neutralise=False, line_end=LF)
             writer.writerow(FOCUS_FIELDS)
             writer.writerows(_focus_rows(self))
             self._csv = buffer.getvalue().encode()

@@ -24,8 +24,9 @@ from billing.rules import EMAIL_RE
 from billing.services import Actor, BillingError, audit, audit_change
 from ingest.models import AccountMapping, Rate
 from ingest.pricing import Owner, RateBook, RateTerms
+from openchargeback.csvfile import CsvWriter
 from openchargeback.money import from_nanos, money_str, to_nanos
-from openchargeback.spreadsheet import FORMULA_START, neutralise
+from openchargeback.spreadsheet import restore
 from openchargeback.text import count
 
 __all__ = [
@@ -628,10 +629,7 @@ _LIMITS = {"name": 1000, "pi_email": 254, "project_id": 200, "fund_org": 100}
 def _cell(value: str) -> str:
     """A cell as typed: surrounding spaces dropped, and the apostrophe that an
     export puts before text a spreadsheet would run as a formula removed."""
-    value = value.strip()
-    if value.startswith("'") and value[1:].startswith(FORMULA_START):
-        return value[1:]
-    return value
+    return restore(value.strip())
 
 
 def _read_mapping_file(path: Path, display: str) -> list[_Wanted]:
@@ -1003,8 +1001,8 @@ def account_mapping_export(mappings: Iterable[AccountMapping] | None = None) -> 
         )
     rows = list(mappings)
     cloud = any(m.is_cloud for m in rows)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    buffer = io.StringIO(newline="")
+    writer = CsvWriter(buffer, neutralise=True)
     writer.writerow((*MAPPING_COLUMNS, *CLOUD_COLUMNS) if cloud else MAPPING_COLUMNS)
     for m in rows:
         pi = m.project.pi.email if m.project.pi else ""
@@ -1012,5 +1010,5 @@ def account_mapping_export(mappings: Iterable[AccountMapping] | None = None) -> 
         if cloud:
             slug = m.source.slug if m.source else ""
             values += [slug, _day(m.effective_from), _day(m.effective_to)]
-        writer.writerow([neutralise(v) for v in values])
+        writer.writerow(values)
     return buffer.getvalue()

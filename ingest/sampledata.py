@@ -37,7 +37,6 @@ asked for, nor on the current date.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import random
@@ -47,6 +46,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from pathlib import Path
+
+from openchargeback.csvfile import LF, CsvWriter
 
 SOURCES: tuple[str, ...] = ("aws", "azure", "gcp", "hpc", "storage", "it_storage", "openai")
 # Sources whose sample is a FOCUS file, and those whose sample is converted usage.
@@ -1392,8 +1393,8 @@ def _focus_lines(source: str, month: str, *, seed: int, population: Population) 
 
 
 def _focus_csv(lines: Sequence[_Line]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    buffer = io.StringIO(newline="")
+    writer = CsvWriter(buffer, neutralise=False, line_end=LF)  # input files, as providers write
     writer.writerow(COLUMNS)
     for ln in lines:
         tags = ln.tags if isinstance(ln.tags, str) else json.dumps(ln.tags, ensure_ascii=False)
@@ -1525,8 +1526,8 @@ def render_mappings(population: Population) -> bytes:
                 project.fund_org,
             )
         )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    buffer = io.StringIO(newline="")
+    writer = CsvWriter(buffer, neutralise=False, line_end=LF)  # input files, as providers write
     writer.writerow(("kind", "name", "pi_email", "project_id", "fund_org"))
     writer.writerows(sorted(rows))
     return buffer.getvalue().encode("utf-8")
@@ -1546,8 +1547,8 @@ def untagged_sub_accounts(population: Population) -> list[tuple[str, str, Projec
 def render_cloud_mappings(population: Population) -> bytes:
     """:data:`CLOUD_MAPPINGS_FILE`: sub-account mappings (kind ``sub_account``, with the
     source column) of all untagged projects but the last, which stays unmapped."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    buffer = io.StringIO(newline="")
+    writer = CsvWriter(buffer, neutralise=False, line_end=LF)  # input files, as providers write
     writer.writerow(
         ("kind", "name", "pi_email", "project_id", "fund_org", "source", "effective_from",
          "effective_to")
@@ -1717,8 +1718,8 @@ def render_quotas(month: str, *, seed: int = 2026, population: Population | None
               population.resources["storage"]]  # fmt: skip
     unmapped_tb = rng.randint(2000, 9000)  # thousandths of a TB
     quotas += [(name, "standard", unmapped_tb * 10**9) for name in UNMAPPED["storage"]]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    buffer = io.StringIO(newline="")
+    writer = CsvWriter(buffer, neutralise=False, line_end=LF)  # input files, as providers write
     if number % 2 == 0:
         writer.writerow(("quota", "bytes_used", "tier"))
         for name, tier, size in quotas:

@@ -152,13 +152,19 @@ def progress_path(staged: Path) -> Path:
     return staged.with_name(staged.name + ".progress")
 
 
+# Seconds without a report after which a running job's progress says so.
+QUIET_SECONDS = 30
+
+
 class ProgressFile:
     """A ``progress(done, total)`` callback for ``import_file`` that keeps the
-    latest fraction in a small JSON file next to the staged upload.
+    latest position in a small JSON file next to the staged upload.
 
-    The import runs in one database transaction, so its progress cannot be
-    seen through the database; a file, replaced atomically, can be read by
-    the web process at any time. Written at most every ``interval`` seconds.
+    The reader reports at each chunk boundary: bytes of the file read so far
+    for a CSV (compressed bytes for a .csv.gz), rows for a Parquet file. The
+    import runs in one database transaction, so its progress cannot be seen
+    through the database; a file, replaced atomically, can be read by the
+    web process at any time. Written at most every ``interval`` seconds.
     """
 
     interval = 0.5
@@ -166,6 +172,7 @@ class ProgressFile:
     def __init__(self, staged: Path, step: str) -> None:
         self.path = progress_path(staged)
         self.step = step
+        self.unit = "rows" if staged.name.lower().endswith(".parquet") else "bytes"
         self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
@@ -176,7 +183,9 @@ class ProgressFile:
         self.write(done, total)
 
     def write(self, done: int, total: int) -> None:
-        data = json.dumps({"step": self.step, "done": done, "total": total})
+        data = json.dumps(
+            {"step": self.step, "done": done, "total": total, "unit": self.unit, "at": time.time()}
+        )
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         try:
             tmp.write_text(data, encoding="utf-8")
@@ -189,13 +198,47 @@ class ProgressFile:
         self.path.unlink(missing_ok=True)
 
 
-def read_progress(staged: Path) -> int | None:
-    """Percent done (0-100) of the running step, or None when nothing was reported."""
+@dataclass(frozen=True)
+class Progress:
+    """The last position a running preview or import reported."""
+
+    done: int
+    total: int
+    unit: str  # bytes | rows
+    age: float  # seconds since the report
+
+    @property
+    def percent(self) -> int:
+        return max(0, min(100, self.done * 100 // self.total))
+
+    @property
+    def quiet(self) -> bool:
+        """No report for a while, with the file not read to its end (a slow chunk,
+        or a job that hangs; a dead worker shows as stalled once Q_TIMEOUT passes)."""
+        return self.age >= QUIET_SECONDS and self.done < self.total
+
+    @property
+    def text(self) -> str:
+        """'12.0 MB of 40.0 MB read' or '120,000 of 500,000 rows read'."""
+        if self.unit == "rows":
+            read = f"{self.done:,} of {self.total:,} rows read"
+        else:
+            read = f"{size_text(self.done)} of {size_text(self.total)} read"
+        if self.quiet:
+            seconds = int(self.age)
+            since = f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"
+            read += f"; no progress for {since}"
+        return read
+
+
+def read_progress(staged: Path) -> Progress | None:
+    """What the running step last reported, or None when nothing was reported."""
     try:
         data = json.loads(progress_path(staged).read_text(encoding="utf-8"))
         done, total = int(data["done"]), int(data["total"])
+        unit, at = str(data.get("unit") or "bytes"), float(data.get("at") or time.time())
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if total <= 0:
         return None
-    return max(0, min(100, done * 100 // total))
+    return Progress(done=done, total=total, unit=unit, age=max(0.0, time.time() - at))

@@ -1,6 +1,8 @@
 """Files uploaded through the admin: stage, preview (a dry run), import,
-discard. Small files run within the request, large ones on a django-q2
-worker. Previewed files of one source and period imported together ("import
+discard. Previews and imports always run on a django-q2 worker, never in
+the web request (a file's shape, not its size, decides how long it takes
+and how much memory it needs); the batch page follows their progress.
+Previewed files of one source and period imported together ("import
 all") are one delivery: one transaction, rows repeated across the files kept.
 Safe to re-run: a job only acts on a file it claims, and importing is
 idempotent (a second import of the same file adds nothing)."""
@@ -24,7 +26,7 @@ from billing.services import Actor, BillingError, detect_period, detect_source, 
 from ingest.models import Upload
 from ingest.parsers import IngestError
 from ingest.services import DeliveryFile, import_delivery, import_file
-from ingest.staging import ProgressFile, read_progress
+from ingest.staging import Progress, ProgressFile, read_progress
 from openchargeback.money import money_str
 
 logger = logging.getLogger(__name__)
@@ -33,15 +35,12 @@ S = Upload.Status
 RUNNING = (S.PREVIEWING, S.IMPORTING)
 # Key of Upload.preview: the file is routed to sources by provider.
 ROUTE = "route_by_provider"
+# Seconds a job may wait in the queue before the page asks whether a worker runs.
+QUEUED_TOO_LONG = 60
 
 
 def is_routed(upload: Upload) -> bool:
     return bool(upload.preview.get(ROUTE))
-
-
-def sync_limit() -> int:
-    """Files up to this many bytes are previewed and imported within the request."""
-    return int(settings.OPENCHARGEBACK_UPLOAD_SYNC_BYTES)
 
 
 def stale_before() -> datetime:
@@ -79,11 +78,21 @@ def is_editable(upload: Upload) -> bool:
     return True
 
 
-def progress_percent(upload: Upload) -> int | None:
+def progress_of(upload: Upload) -> Progress | None:
+    """How far the running job has read the file, or None (queued, done, or nothing reported)."""
     path = staged_path(upload)
     if path is None or not is_running(upload) or upload.job_started_at is None:
         return None
     return read_progress(path)
+
+
+def waiting_for_worker(upload: Upload) -> bool:
+    """Queued longer than a worker takes to pick a job up: is one running?"""
+    return (
+        upload.status in RUNNING
+        and upload.job_started_at is None
+        and upload.updated_at < timezone.now() - timedelta(seconds=QUEUED_TOO_LONG)
+    )
 
 
 # --- Staging -------------------------------------------------------------------------
@@ -128,8 +137,8 @@ def upload_stage(
 def upload_preview(
     *, upload: Upload, source: Source | None, period: str, actor: Actor, route: bool = False
 ) -> Upload:
-    """Set the file's source and period and preview it (a dry run): now for a
-    small file, on a worker for a large one. Refuses a file being worked on.
+    """Set the file's source and period and queue its preview (a dry run) for
+    a worker. Refuses a file being worked on.
 
     ``route``: a multi-provider file, split by provider into the sources that
     claim each (no source of its own; see ingest.routing)."""
@@ -144,27 +153,21 @@ def upload_preview(
         period = validate_period(period) if period.strip() else ""
     except BillingError as exc:
         raise BillingError(f"{name}: {exc}") from None
-    inline = upload.file_size <= sync_limit()
     with transaction.atomic():
         locked = Upload.objects.select_for_update().get(pk=upload.pk)
         _check_editable(locked)
         locked.source = source
         locked.period = period
         locked.status = S.PREVIEWING
-        locked.job_started_at = timezone.now() if inline else None
+        locked.job_started_at = None
         # Read by the preview and, once previewed, by the import.
         locked.preview = {ROUTE: True} if route else {}
         locked.result = {}
         locked.error = ""
         locked.updated_at = timezone.now()
         locked.save()
-        if not inline:
-            transaction.on_commit(lambda: _enqueue("preview_upload", locked.pk))
-    if inline:
-        # Outside the transaction above: on SQLite an open transaction holds
-        # the write lock, and a dry run writes nothing.
-        _run(locked.pk, step="preview", claimed_at=locked.job_started_at, actor=actor)
-    locked.refresh_from_db()
+        transaction.on_commit(lambda: _enqueue("preview_upload", locked.pk))
+    logger.info("upload preview queued", extra={"upload_id": locked.pk, "actor": actor.name})
     return locked
 
 
@@ -179,26 +182,18 @@ def upload_run_preview(upload_id: int) -> None:
 
 
 def upload_import(*, upload: Upload, actor: Actor) -> Upload:
-    """Import a previewed file: now for a small file, on a worker for a large one."""
-    inline = upload.file_size <= sync_limit()
+    """Queue the import of a previewed file for a worker."""
     now = timezone.now()
     # The conditional update is the claim: a second click, or a second
     # person, finds the file no longer "previewed".
     claimed = Upload.objects.filter(pk=upload.pk, status=S.PREVIEWED).update(
-        status=S.IMPORTING,
-        job_started_at=now if inline else None,
-        error="",
-        updated_at=now,
+        status=S.IMPORTING, job_started_at=None, error="", updated_at=now
     )
     if not claimed:
         upload.refresh_from_db()
         raise BillingError(_not_importable(upload))
-    if inline:
-        _run(upload.pk, step="import", claimed_at=now, actor=actor)
-    else:
-        transaction.on_commit(
-            lambda: _enqueue("import_upload", upload.pk, actor.name, actor.user_id)
-        )
+    transaction.on_commit(lambda: _enqueue("import_upload", upload.pk, actor.name, actor.user_id))
+    logger.info("upload import queued", extra={"upload_id": upload.pk, "actor": actor.name})
     upload.refresh_from_db()
     return upload
 
@@ -223,9 +218,9 @@ def delivery_groups(uploads: list[Upload]) -> list[list[Upload]]:
 
 
 def upload_import_delivery(*, uploads: list[Upload], actor: Actor) -> list[Upload]:
-    """Import previewed files of one source and period as one delivery (a
-    month's part files): now if they are small together, else on one worker
-    job that keeps them together. All of them or none."""
+    """Queue the import of previewed files of one source and period as one
+    delivery (a month's part files): one worker job keeps them together.
+    All of them or none."""
     if len(uploads) == 1:
         return [upload_import(upload=uploads[0], actor=actor)]
     ids = [u.pk for u in uploads]
@@ -234,26 +229,19 @@ def upload_import_delivery(*, uploads: list[Upload], actor: Actor) -> list[Uploa
             f"{uploads[-1].file_name}: a delivery is one source and one period; "
             "import the files separately"
         )
-    inline = sum(u.file_size for u in uploads) <= sync_limit()
     now = timezone.now()
     with transaction.atomic():
         claimed = Upload.objects.filter(pk__in=ids, status=S.PREVIEWED).update(
-            status=S.IMPORTING,
-            job_started_at=now if inline else None,
-            error="",
-            updated_at=now,
+            status=S.IMPORTING, job_started_at=None, error="", updated_at=now
         )
         if claimed != len(ids):
             for upload in uploads:
                 upload.refresh_from_db()
                 if upload.status != S.PREVIEWED:
                     raise BillingError(_not_importable(upload))  # rolls the claim back
-        if not inline:
-            transaction.on_commit(
-                lambda: _enqueue("import_upload_delivery", ids, actor.name, actor.user_id)
-            )
-    if inline:
-        _run_delivery(ids, claimed_at=now, actor=actor)
+        transaction.on_commit(
+            lambda: _enqueue("import_upload_delivery", ids, actor.name, actor.user_id)
+        )
     found = {u.pk: u for u in Upload.objects.filter(pk__in=ids)}
     return [found[pk] for pk in ids]
 
@@ -401,7 +389,7 @@ def _claim(upload_id: int, status: str) -> datetime | None:
     return now if claimed else None
 
 
-def _run(upload_id: int, *, step: str, claimed_at: datetime | None, actor: Actor | None) -> None:
+def _run(upload_id: int, *, step: str, claimed_at: datetime, actor: Actor | None) -> None:
     """Preview or import a claimed file and record the outcome.
 
     The outcome is written only if the file is still in the claimed state

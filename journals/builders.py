@@ -24,6 +24,7 @@ from decimal import Decimal
 from functools import cached_property
 
 from billing.patterns import PatternError, UserPattern, compile_user_pattern
+from billing.placeholders import fill, template_problem
 from openchargeback.money import CENT, round_money
 
 FORMATS = ("detail", "summary", "gl")
@@ -291,6 +292,9 @@ def problems(
         if config.account_pattern
         else None
     )
+    template = template_problem(config.description_template, DESCRIPTION_FIELDS)
+    if template is not None:
+        found.append(Problem(f"the description template cannot be used: {template}", settings=True))
     used_sources = sorted({s.source for s in items})
     if needs_credits:
         for slug in used_sources:
@@ -377,9 +381,7 @@ def split_fund_org(fund_org: str, config: JournalConfig) -> tuple[tuple[str, str
 
 
 def describe(config: JournalConfig, **values: str) -> str:
-    text = config.description_template.format_map(
-        {k: values.get(k, "") for k in DESCRIPTION_FIELDS}
-    )
+    text = fill(config.description_template, DESCRIPTION_FIELDS, values)
     text = " ".join(text.split())
     return text[: config.description_max_length] if config.description_max_length else text
 

@@ -1,4 +1,4 @@
-"""Journal files: CSV (RFC 4180 quoting) and XLSX (openpyxl).
+"""Journal files: CSV (the product's one CSV writer, RFC 4180) and XLSX (openpyxl).
 
 Text cells that a spreadsheet would run as a formula (beginning with ``=``,
 ``+``, ``-``, ``@``, a tab or a carriage return) get a leading apostrophe in
@@ -7,33 +7,27 @@ both formats; amounts are numbers and are never touched.
 
 from __future__ import annotations
 
-import csv
 import io
 from decimal import Decimal
 from typing import Any, BinaryIO
 
 from journals.layouts import Table
+from openchargeback.csvfile import CsvWriter
 from openchargeback.spreadsheet import neutralise
 
 MONEY_FORMAT = "#,##0.00;-#,##0.00"
 DETAIL_MONEY_FORMAT = "#,##0.00########;-#,##0.00########"
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return f"{value:f}"
-    return neutralise(str(value))
-
-
 def write_csv(table: Table, out: BinaryIO) -> int:
     """Write the CSV to `out`; returns the data rows. Header on its own line; every
     field quoted as needed; UTF-8, CRLF."""
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
-    writer = csv.writer(text, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow([neutralise(h) for h in table.headers])
+    writer = CsvWriter(text, neutralise=True)
+    writer.writerow(table.headers)
     count = 0
     for row in table.rows:
-        writer.writerow([_text(v) for v in row])
+        writer.writerow(row)
         count += 1
     text.flush()
     text.detach()  # leave `out` open for the caller

@@ -82,6 +82,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before anything reads a body (the CSRF check does): sizes per path.
+    "openchargeback.bodylimit.RequestSizeMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -267,14 +269,25 @@ OPENCHARGEBACK_INGEST_MAX_UNCOMPRESSED_BYTES = env.int(
 # Rows parsed and inserted per chunk; memory stays bounded by this.
 OPENCHARGEBACK_INGEST_CHUNK_ROWS = env.int("OPENCHARGEBACK_INGEST_CHUNK_ROWS", default=20_000)
 
-# Uploads through the admin's import page: the largest file, the largest
-# request (all files dropped together), and the size up to which a file is
-# previewed and imported within the request (larger ones go to a worker).
+# Uploads through the admin's import page: the largest file and the largest
+# request (all files dropped together). Previews and imports run on a worker.
 OPENCHARGEBACK_UPLOAD_MAX_BYTES = env.int("OPENCHARGEBACK_UPLOAD_MAX_BYTES", default=1024**3)
 OPENCHARGEBACK_UPLOAD_MAX_REQUEST_BYTES = env.int(
     "OPENCHARGEBACK_UPLOAD_MAX_REQUEST_BYTES", default=4 * 1024**3
 )
-OPENCHARGEBACK_UPLOAD_SYNC_BYTES = env.int("OPENCHARGEBACK_UPLOAD_SYNC_BYTES", default=20 * 1024**2)
+
+# --- Request sizes (openchargeback/bodylimit.py, docs/security.md) ----------
+# Every path but the upload endpoint: the largest request body from a
+# signed-in user, and from anyone before signing in. Refused (413) from the
+# headers, before the body is read.
+OPENCHARGEBACK_REQUEST_MAX_BYTES = env.int("OPENCHARGEBACK_REQUEST_MAX_BYTES", default=16 * 1024**2)
+OPENCHARGEBACK_ANONYMOUS_REQUEST_MAX_BYTES = env.int(
+    "OPENCHARGEBACK_ANONYMOUS_REQUEST_MAX_BYTES", default=64 * 1024
+)
+# Form fields (not files) held in memory, and uploaded files (other than the
+# import page's, which stream to MEDIA_ROOT) held in memory before spooling.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # SQLite page cache (KiB) used while importing: big enough to hold the
 # fingerprint index of a large table, so inserts do not thrash.

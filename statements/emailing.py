@@ -35,7 +35,8 @@ from django.db.models import F, Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing.models import BillingPeriod, InstitutionSettings
+from billing.models import EMAIL_SUBJECT_FIELDS, BillingPeriod, InstitutionSettings
+from billing.placeholders import TemplateError, fill
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
 from statements.models import EmailLog, EmailStatement, Statement, StatementCharge
 
@@ -388,11 +389,11 @@ def build_message(email: EmailLog) -> EmailMultiAlternatives:
         ),
         "resend": email.resend,
     }
-    subject = inst.email_subject.format(
+    subject = email_subject(
+        inst,
         period=email.period.period,
         pi_name=email.pi.name or email.pi.email,
         total=context["total"],
-        institution=inst.name,
     )
     subject = " ".join(subject.split())[:300]  # one line, whatever the names hold
     if revised and not email.resend:
@@ -415,6 +416,24 @@ def build_message(email: EmailLog) -> EmailMultiAlternatives:
             with s.line_items.open("rb") as fh:
                 message.attach(f"{s.number}-line-items.csv", fh.read(), "text/csv")
     return message
+
+
+def email_subject(inst: InstitutionSettings, *, period: str, pi_name: str, total: str) -> str:
+    """The subject from the institution's template. A template the settings form
+    would refuse (saved before it checked, or written to the database directly)
+    gives the default subject and a warning in the log, never a failed email."""
+    values = {"period": period, "pi_name": pi_name, "total": total, "institution": inst.name}
+    try:
+        return fill(inst.email_subject, EMAIL_SUBJECT_FIELDS, values)
+    except TemplateError as exc:
+        log.warning(
+            "the email subject template %r cannot be used (%s); sending with the default "
+            "subject; fix it in the institution settings",
+            inst.email_subject,
+            exc,
+        )
+        default = InstitutionSettings._meta.get_field("email_subject").get_default()
+        return fill(default, EMAIL_SUBJECT_FIELDS, values)
 
 
 def _domain() -> str:

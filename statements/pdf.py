@@ -1,8 +1,12 @@
 """A statement as a PDF (reportlab platypus; no HTML engine).
 
 Every dynamic string goes through :func:`text` (escaped for reportlab's
-paragraph markup), so a project called ``<b>x`` or ``<img src=...>`` is
-printed as those characters and never read as markup or a file. With the
+paragraph markup, each run of characters in a font that has them: see
+:mod:`statements.fonts`), so a project called ``<b>x`` or ``<img src=...>``
+is printed as those characters and never read as markup or a file, and a PI
+called 张伟 or محمد is printed in Chinese or Arabic. A name of any length
+wraps, breaking a long token anywhere, and a table row taller than a page
+continues on the next. With the
 same :class:`~statements.building.StatementData` and generation time the
 bytes are identical (reportlab's invariant mode).
 """
@@ -13,7 +17,6 @@ import io
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
-from xml.sax.saxutils import escape
 
 from reportlab import rl_config
 from reportlab.lib import colors
@@ -21,7 +24,6 @@ from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import LETTER
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import inch
-from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     Flowable,
@@ -37,6 +39,7 @@ from billing.currencies import describe
 from ingest.basis import DIFFERENCE_LABELS
 from ingest.basis import describe as describe_bases
 from openchargeback.money import format_money
+from statements import fonts
 from statements.building import (
     DISCOUNT,
     SUBSIDY,
@@ -79,9 +82,11 @@ rl_config.useA85 = 0
 PADDING = 6  # a table cell's left and right padding (reportlab's default)
 
 
-def text(value: object) -> str:
-    """Escape anything for a reportlab Paragraph (``&``, ``<``, ``>``, quotes)."""
-    return escape(str(value), {'"': "&quot;", "'": "&#39;"})
+def text(value: object, font: str = fonts.BASE) -> str:
+    """Anything as reportlab Paragraph markup: escaped (``&``, ``<``, ``>``,
+    quotes), each character in a font that has it. `font` is the paragraph's
+    own (Helvetica-Bold in a bold style)."""
+    return fonts.markup(value, font)
 
 
 class Line(NamedTuple):
@@ -116,12 +121,13 @@ class _Lines(Flowable):
         for line in self.lines:
             y -= line.size * self.LEADING
             baseline = y + line.size * 0.26
-            canvas.setFont(line.font, line.size)
             canvas.setFillColor(line.color)
             if self.right:
-                canvas.drawRightString(self.fixed_width, baseline, line.text)
+                fonts.draw_right(
+                    canvas, self.fixed_width, baseline, line.text, line.font, line.size
+                )
             else:
-                canvas.drawString(0, baseline, line.text)
+                fonts.draw(canvas, 0, baseline, line.text, line.font, line.size)
 
 
 def cell(lines: list[Line], column: float, *, right: bool = False) -> Flowable:
@@ -131,7 +137,7 @@ def cell(lines: list[Line], column: float, *, right: bool = False) -> Flowable:
     fits. Text too wide becomes a Paragraph (escaped) that wraps.
     """
     avail = column - 2 * PADDING
-    widths = [stringWidth(line.text, line.font, line.size) for line in lines]
+    widths = [fonts.width(line.text, line.font, line.size) for line in lines]
     if all(w <= avail for w in widths):
         return _Lines(lines, avail, right=right)
     if right:
@@ -139,7 +145,7 @@ def cell(lines: list[Line], column: float, *, right: bool = False) -> Flowable:
         return _Lines([line._replace(size=line.size * scale) for line in lines], avail, right=True)
     markup = "<br/>".join(
         f'<font name="{line.font}" size="{line.size}" color="#{line.color.hexval()[2:]}">'
-        f"{text(line.text)}</font>"
+        f"{text(line.text, line.font)}</font>"
         for line in lines
     )
     return Paragraph(markup, ParagraphStyle("wrapped", parent=CELL, leading=10.5))
@@ -155,22 +161,23 @@ class _Money:
         }
 
     def __call__(self, amount: Decimal) -> str:
-        """For a Paragraph (escaped)."""
-        return text(self.plain(amount))
+        """For a Paragraph in a bold style (escaped)."""
+        return text(self.plain(amount), fonts.BASE_BOLD)
 
     def plain(self, amount: Decimal) -> str:
         return format_money(amount, **self.kwargs)
 
     def contribution(self, amount: Decimal) -> str:
         """The institution's contribution, shown as a reduction (never blank)."""
-        return text(self.plain_contribution(amount))
+        return text(self.plain_contribution(amount), fonts.BASE_BOLD)
 
     def plain_contribution(self, amount: Decimal) -> str:
         return self.plain(-amount if amount else Decimal(0))
 
 
-def _numbered_canvas(footer_left: str, footer_right: str) -> type[Canvas]:
-    """A canvas that knows the page count, for "Page x of y" footers."""
+def _numbered_canvas(contact: str, generated: str, footer_right: str) -> type[Canvas]:
+    """A canvas that knows the page count, for "Page x of y" footers. On the left,
+    `contact` (cut short to leave room) and `generated`."""
 
     class NumberedCanvas(Canvas):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -196,21 +203,20 @@ def _numbered_canvas(footer_left: str, footer_right: str) -> type[Canvas]:
             self.setLineWidth(0.5)
             left, right = MARGIN + PADDING, width - MARGIN - PADDING  # the body's edges
             self.line(left, 0.62 * inch, right, 0.62 * inch)
-            self.setFont("Helvetica", 7.5)
             self.setFillColor(MUTED)
-            self.drawString(left, 0.45 * inch, footer_left)
-            self.drawRightString(
-                right,
-                0.45 * inch,
-                f"{footer_right}Page {self._pageNumber} of {total}",
-            )
+            page = f"{footer_right}Page {self._pageNumber} of {total}"
+            fonts.draw_right(self, right, 0.45 * inch, page, fonts.BASE, 7.5)
+            used = fonts.width(page, fonts.BASE, 7.5) + fonts.width(generated, fonts.BASE, 7.5)
+            shown = fonts.fit(contact, fonts.BASE, 7.5, right - left - used - 12) + generated
+            fonts.draw(self, left, 0.45 * inch, shown, fonts.BASE, 7.5)
             self.restoreState()
 
     return NumberedCanvas
 
 
 def _table(rows: list[list[Any]], widths: list[float | None], *, total_row: bool) -> Table:
-    table = Table(rows, colWidths=widths, repeatRows=1)
+    # A row taller than a page (a name thousands of characters long) splits.
+    table = Table(rows, colWidths=widths, repeatRows=1, splitInRow=1)
     style = [
         ("BACKGROUND", (0, 0), (-1, 0), HEAD),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -233,7 +239,7 @@ def _header(data: StatementData, number: str) -> list[Any]:
     inst = data.institution
     contact = [text(inst.name)]
     if inst.address:
-        contact.append(text(inst.address).replace("\n", "<br/>"))
+        contact.append("<br/>".join(text(line) for line in inst.address.splitlines()))
     reach = " · ".join(text(v) for v in (inst.contact_email, inst.contact_phone) if v)
     if reach:
         contact.append(reach)
@@ -241,7 +247,7 @@ def _header(data: StatementData, number: str) -> list[Any]:
         [
             [
                 Paragraph("Statement of research computing charges", TITLE),
-                Paragraph(f"Statement <b>{text(number)}</b>", CELL_RIGHT),
+                Paragraph(f"Statement <b>{text(number, fonts.BASE_BOLD)}</b>", CELL_RIGHT),
             ],
             [Paragraph("<br/>".join(contact), SMALL), ""],
         ],
@@ -279,6 +285,7 @@ def _header(data: StatementData, number: str) -> list[Any]:
             ],
         ],
         colWidths=[1.1 * inch, 2.35 * inch, 2.1 * inch, None],
+        splitInRow=1,
     )
     info.setStyle(
         TableStyle(
@@ -625,7 +632,7 @@ def render(
         )
     inst = data.institution
     question = f"Questions: {inst.contact_email}" if inst.contact_email else inst.name
-    footer_left = f"{question} · Generated {generated_at:%Y-%m-%d %H:%M} UTC"
+    generated = f" · Generated {generated_at:%Y-%m-%d %H:%M} UTC"
     footer_right = f"Statement {number} · {data.period} · "
-    doc.build(story, canvasmaker=_numbered_canvas(footer_left, footer_right))
+    doc.build(story, canvasmaker=_numbered_canvas(question, generated, footer_right))
     return buffer.getvalue()

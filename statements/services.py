@@ -10,7 +10,6 @@ its PDF is left alone.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import logging
@@ -33,8 +32,8 @@ from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Proje
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
 from ingest.basis import category_label, difference_kind
 from ingest.ratecard import rate_card_sources
+from openchargeback.csvfile import CsvWriter
 from openchargeback.files import remove_stale_temporaries, write_atomically
-from openchargeback.spreadsheet import neutralise
 from openchargeback.text import count
 from statements import emailing, pdf
 from statements.building import (
@@ -609,14 +608,8 @@ _CSV_COLUMNS = [
 ]
 
 
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return f"{value:f}"  # exact, never 1E-7
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return neutralise(str(value))
+def _csv_cell(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def line_items_csv(statement: Statement) -> bytes:
@@ -624,8 +617,8 @@ def line_items_csv(statement: Statement) -> bytes:
 
     Text that a spreadsheet would run as a formula is neutralised; amounts
     are exact decimal strings."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer = io.StringIO(newline="")
+    writer = CsvWriter(buffer, neutralise=True)
     writer.writerow([header for header, _ in _CSV_COLUMNS])
     charges = (
         Charge.objects.filter(

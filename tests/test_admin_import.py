@@ -1,6 +1,12 @@
 """The admin's import page: drop several files, check each file's detected
-source and period and its dry-run preview, change them, import; large files
-on a worker with progress; size limits; bad files; who may do it."""
+source and period and its dry-run preview, change them, import; previews and
+imports on a worker (never in the request) with progress; size limits; bad
+files; who may do it.
+
+Django-q2 runs a task inline in tests (``Q_CLUSTER["sync"]``) once it is
+queued, and a job is queued when the request's transaction commits: the
+helpers below run the queued jobs after the request returned, as a worker
+would, unless told not to (``jobs=False``)."""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, TestCase
 
 from billing.models import AuditEvent, BillingPeriod, Charge, InstitutionSettings, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
@@ -43,8 +49,19 @@ def focus_upload(name: str, rows: Sequence[dict[str, str]]) -> SimpleUploadedFil
     return SimpleUploadedFile(name, csv_bytes(rows), content_type="text/csv")
 
 
-def post_files(client: Client, *files: SimpleUploadedFile, **fields: str) -> Any:
-    return client.post(UPLOAD, {"files": list(files), **fields})
+def post_files(client: Client, *files: SimpleUploadedFile, jobs: bool = True, **fields: str) -> Any:
+    """Upload files; then (``jobs``) the worker runs the previews the request queued."""
+    with TestCase.captureOnCommitCallbacks(execute=jobs):
+        return client.post(UPLOAD, {"files": list(files), **fields})
+
+
+def post_batch(client: Client, upload: Upload, data: dict[str, str], *, jobs: bool = True) -> Any:
+    """Press a button of the batch page; (``jobs``) the worker runs what it
+    queued; then the page the browser is sent to (with the request's messages)."""
+    with TestCase.captureOnCommitCallbacks(execute=jobs):
+        response = client.post(batch_url(upload), data)
+    assert response.status_code == 302, response.status_code
+    return client.get(response["Location"])
 
 
 def batch_url(upload: Upload) -> str:
@@ -73,7 +90,13 @@ def act(client: Client, upload: Upload, action: str, **data: str) -> Any:
     (as the browser does) unless other values are given."""
     form = choice(upload, source=slug(upload.source), period=upload.period)
     form.update(data)
-    return client.post(batch_url(upload), {**form, "action": action}, follow=True)
+    return post_batch(client, upload, {**form, "action": action})
+
+
+def act_queued(client: Client, upload: Upload, action: str) -> Any:
+    """As ``act``, with the jobs the button queued left in the queue."""
+    form = choice(upload, source=slug(upload.source), period=upload.period)
+    return post_batch(client, upload, {**form, "action": action}, jobs=False)
 
 
 @pytest.fixture
@@ -109,7 +132,7 @@ def test_several_files_are_staged_with_detected_source_and_period(
         ("it_storage", "2025-02"),
         ("hpc", "2025-03"),
     ]
-    # Small files are previewed at once; the preview writes nothing.
+    # Previewed by the worker; the preview writes nothing.
     assert [u.status for u in files] == [S.PREVIEWED] * 3
     assert [u.preview["charges_created"] for u in files] == [3, 2, 4]
     assert Charge.objects.count() == 0 and Import.objects.count() == 0
@@ -218,7 +241,8 @@ def test_wrong_period_and_disabled_source_are_refused_naming_the_file(
     assert notes(done)[0].startswith("aws_2025-01.csv: Select a valid choice.")
     upload.refresh_from_db()
     assert upload.status == S.PREVIEWED
-    uploads.upload_import(upload=upload, actor=Actor(name="someone", channel="admin"))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        uploads.upload_import(upload=upload, actor=Actor(name="someone", channel="admin"))
     upload.refresh_from_db()
     assert upload.status == S.FAILED
     assert upload.error == "aws_2025-01.csv: source 'aws' is disabled; enable it first"
@@ -284,12 +308,14 @@ def test_import_creates_exactly_the_charges_and_links_to_them(
     upload.refresh_from_db()
     record = Import.objects.get()
     assert upload.status == S.IMPORTED and upload.import_record == record
-    assert notes(done) == [f"aws_2025-01.csv: imported 4 charges as import #{record.pk}."]
+    assert notes(done) == []  # the file's card says what happened
+    assert "Imported <strong>4</strong> charges" in done.content.decode()
     assert Charge.objects.filter(import_record=record).count() == 4 == Charge.objects.count()
     assert record.file_name == "aws_2025-01.csv" and record.source.slug == "aws"
     assert record.expected_period == "2025-01"
-    assert record.actor == "billing_admin"
-    assert AuditEvent.objects.filter(action="import.create", channel="admin").count() == 1
+    # On the worker, in the name of who pressed Import.
+    assert record.actor == "billing_admin" and record.user_id == upload.user_id
+    assert AuditEvent.objects.filter(action="import.create", channel="job").count() == 1
     # The import keeps its own copy; the staged one is gone.
     assert not staged[0].exists() and staged_files(settings) == []
     assert (Path(settings.MEDIA_ROOT) / record.stored_file).is_file()
@@ -344,7 +370,7 @@ def test_import_all_previewed_imports_every_ready_file(admin_client: Client) -> 
     form: dict[str, str] = {}
     for u in files:
         form.update(choice(u, source=slug(u.source), period=u.period))
-    admin_client.post(batch_url(files[0]), {**form, "action": "import-all"})
+    post_batch(admin_client, files[0], {**form, "action": "import-all"})
     statuses = {u.file_name: u.status for u in Upload.objects.all()}
     assert statuses == {
         "aws_2025-01.csv": S.IMPORTED,
@@ -378,27 +404,38 @@ def test_discard_deletes_the_staged_file(admin_client: Client, settings: Any) ->
     assert notes(done) == ["That file is not part of this upload any more."]
 
 
-# --- large files: a background job with progress -------------------------------------------------
+# --- previews and imports: a background job with progress, never the request --------------------
 
 
-def test_large_files_are_previewed_and_imported_by_a_worker_with_progress(
+def test_previews_and_imports_are_queued_for_a_worker_with_progress(
     admin_client: Client,
     settings: Any,
-    django_capture_on_commit_callbacks: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings.OPENCHARGEBACK_UPLOAD_SYNC_BYTES = 0
-    # Big enough for the parser to read it in several blocks (progress moves).
+    # Read in several blocks (progress moves); a small file all the same.
     settings.OPENCHARGEBACK_INGEST_CHUNK_ROWS = 200
     rows = rows_for(2400)
+    queued: list[tuple[str, tuple[Any, ...]]] = []
+    from django_q import tasks as q_tasks
 
-    with django_capture_on_commit_callbacks() as queued:
-        response = post_files(admin_client, focus_upload("aws_2025-01.csv", rows))
+    enqueue = q_tasks.async_task
+
+    def spy_enqueue(func: str, *args: Any, **kwargs: Any) -> Any:
+        queued.append((func, args))
+        return enqueue(func, *args, **kwargs)
+
+    monkeypatch.setattr(q_tasks, "async_task", spy_enqueue)
+
+    with TestCase.captureOnCommitCallbacks() as jobs:
+        response = post_files(admin_client, focus_upload("aws_2025-01.csv", rows), jobs=False)
+    # The request returned with the preview queued, not run.
     upload = Upload.objects.get()
+    assert upload.file_size < 1024**2
     status_url = f"{batch_url(upload)}status/"
+    assert response.status_code == 302
     assert upload.status == S.PREVIEWING and upload.job_started_at is None
-    assert notes(response) == []
-    assert len(queued) == 1
+    assert upload.preview == {} and notes(response) == []
+    assert len(jobs) == 1 and queued == []
     page = admin_client.get(batch_url(upload)).content.decode()
     assert "Preview queued: waiting for a worker" in page
     assert 'data-busy="true"' in page
@@ -411,39 +448,50 @@ def test_large_files_are_previewed_and_imported_by_a_worker_with_progress(
                 "running": True,
                 "label": "Preview queued: waiting for a worker",
                 "percent": None,
+                "progress": "",
             }
         ],
     }
 
-    queued[0]()  # the worker (django-q2 runs tasks inline in tests)
+    jobs[0]()  # the commit queues the job; django-q2 runs it inline in tests
+    assert queued == [("ingest.tasks.preview_upload", (upload.pk,))]
     upload.refresh_from_db()
     assert upload.status == S.PREVIEWED and upload.preview["charges_created"] == 2400
     assert admin_client.get(status_url).json()["busy"] is False
 
     # While the import runs, the status page reads its progress from the file.
-    seen: list[int | None] = []
+    seen: list[tuple[int | None, str]] = []
     write = ProgressFile.write
 
     def spy(self: ProgressFile, done: int, total: int) -> None:
         write(self, done, total)
         state = admin_client.get(status_url).json()["uploads"][0]
         assert state["label"] == "Importing…"
-        seen.append(state["percent"] if state["status"] == "importing" else None)
+        seen.append((state["percent"], state["progress"]))
 
     monkeypatch.setattr(ProgressFile, "interval", 0)
     monkeypatch.setattr(ProgressFile, "write", spy)
-    with django_capture_on_commit_callbacks(execute=True) as queued:
-        response = act(admin_client, upload, f"import:{upload.pk}")
-        html = response.content.decode()
-        assert "Import queued: waiting for a worker" in html
-        assert not Charge.objects.exists()
-    assert len(queued) == 1
+    with TestCase.captureOnCommitCallbacks() as jobs:
+        response = act_queued(admin_client, upload, f"import:{upload.pk}")
+    html = response.content.decode()
+    assert "Import queued: waiting for a worker" in html and notes(response) == []
+    assert not Charge.objects.exists()
+    assert len(jobs) == 1
+    jobs[0]()
+    who = ("billing_admin", upload.user_id)
+    assert queued[-1] == ("ingest.tasks.import_upload", (upload.pk, *who))
 
     upload.refresh_from_db()
     assert upload.status == S.IMPORTED and Charge.objects.count() == 2400
-    assert seen[0] == 0 and seen[-1] == 100
-    assert any(0 < p < 100 for p in seen if p is not None)
-    assert seen == sorted(seen, key=lambda p: -1 if p is None else p)
+    percents = [p for p, _ in seen]
+    assert percents[0] == 0 and percents[-1] == 100
+    assert any(p is not None and 0 < p < 100 for p in percents)
+    assert percents == sorted(percents, key=lambda p: -1 if p is None else p)
+    total = size_text(upload.file_size)
+    assert seen[0][1] == "0 bytes of 1 byte read"  # before the first block: "started"
+    assert seen[-1][1] == f"{total} of {total} read"
+    partly = [t for _, t in seen if t.endswith(f" of {total} read") and not t.startswith(total)]
+    assert partly
     assert staged_files(settings) == []
     assert AuditEvent.objects.get(action="import.create").channel == "job"
     page = admin_client.get(batch_url(upload)).content.decode()
@@ -451,42 +499,111 @@ def test_large_files_are_previewed_and_imported_by_a_worker_with_progress(
     assert 'data-busy="false"' in page
 
 
+def test_the_progress_of_a_parquet_file_counts_rows(
+    admin_client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    settings.OPENCHARGEBACK_INGEST_CHUNK_ROWS = 200
+    frame = pd.read_csv(io.BytesIO(csv_bytes(rows_for(600))), dtype=str, keep_default_na=False)
+    data = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), data, row_group_size=200)
+    parquet = SimpleUploadedFile("aws_2025-01.parquet", data.getvalue())
+
+    post_files(admin_client, parquet, jobs=False)
+    upload = Upload.objects.get()
+    status_url = f"{batch_url(upload)}status/"
+    seen: list[str] = []
+    write = ProgressFile.write
+
+    def spy(self: ProgressFile, done: int, total: int) -> None:
+        write(self, done, total)
+        seen.append(admin_client.get(status_url).json()["uploads"][0]["progress"])
+
+    monkeypatch.setattr(ProgressFile, "interval", 0)
+    monkeypatch.setattr(ProgressFile, "write", spy)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        uploads.upload_preview(
+            upload=upload, source=upload.source, period=upload.period, actor=Actor("x", "admin")
+        )
+    upload.refresh_from_db()
+    assert upload.status == S.PREVIEWED and upload.preview["rows_read"] == 600
+    assert "200 of 600 rows read" in seen and seen[-1] == "600 of 600 rows read"
+
+
+def test_the_page_says_when_a_job_is_slow_stalled_or_never_taken(
+    admin_client: Client, settings: Any
+) -> None:
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    post_files(admin_client, focus_upload("aws_2025-01.csv", rows_for(2)), jobs=False)
+    upload = Upload.objects.get()
+    status_url = f"{batch_url(upload)}status/"
+
+    def state() -> dict[str, Any]:
+        return dict(admin_client.get(status_url).json()["uploads"][0])
+
+    # Queued for over a minute: is a worker running at all?
+    Upload.objects.filter(pk=upload.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    assert state()["label"] == (
+        "Preview queued: no worker has taken it yet (is openchargeback qcluster running?)"
+    )
+
+    # Claimed, half-way, then quiet for two minutes: the progress says so.
+    now = timezone.now()
+    Upload.objects.filter(pk=upload.pk).update(job_started_at=now, updated_at=now)
+    path = uploads.staged_path(upload)
+    assert path is not None
+    progress = ProgressFile(path, "preview")
+    progress.write(500, 1000)
+    data = json.loads(progress.path.read_text())
+    progress.path.write_text(json.dumps({**data, "at": time.time() - 150}))
+    current = state()
+    assert (current["label"], current["percent"]) == ("Previewing…", 50)
+    assert current["progress"] == "500 bytes of 1000 bytes read; no progress for 2 min"
+    page = admin_client.get(batch_url(upload)).content.decode()
+    assert "500 bytes of 1000 bytes read; no progress for 2 min" in page
+
+    # Claimed longer ago than any job may run: its worker died.
+    before = now - timedelta(seconds=settings.Q_CLUSTER["timeout"] + 1)
+    Upload.objects.filter(pk=upload.pk).update(job_started_at=before)
+    current = state()
+    assert current["label"] == "Preview stalled (its worker stopped): preview again"
+    assert (current["running"], current["progress"]) == (False, "")
+
+
 def test_a_worker_process_imports_a_large_file_without_a_helper_process(
-    admin_client: Client,
-    settings: Any,
-    django_capture_on_commit_callbacks: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """django-q2 workers are daemonic: multiprocessing forbids them children,
     so the parallel parse of a large file must not be tried there."""
     import multiprocessing
 
-    settings.OPENCHARGEBACK_UPLOAD_SYNC_BYTES = 0
     monkeypatch.setattr("ingest.services.PARALLEL_MIN_BYTES", 0)
     monkeypatch.setitem(multiprocessing.current_process()._config, "daemon", True)  # type: ignore[attr-defined]
     assert multiprocessing.current_process().daemon
-    with django_capture_on_commit_callbacks(execute=True):
-        post_files(admin_client, focus_upload("aws_2025-01.csv", rows_for(5)))
+    post_files(admin_client, focus_upload("aws_2025-01.csv", rows_for(5)))
     upload = Upload.objects.get()
     assert (upload.status, upload.error) == (S.PREVIEWED, "")
-    with django_capture_on_commit_callbacks(execute=True):
-        act(admin_client, upload, f"import:{upload.pk}")
+    act(admin_client, upload, f"import:{upload.pk}")
     upload.refresh_from_db()
     assert (upload.status, upload.error) == (S.IMPORTED, "")
     assert Charge.objects.count() == 5
 
 
 def test_a_job_runs_once_and_ignores_a_discarded_file(
-    admin_client: Client, settings: Any, django_capture_on_commit_callbacks: Any
+    admin_client: Client, django_capture_on_commit_callbacks: Any
 ) -> None:
     from ingest import tasks
 
-    settings.OPENCHARGEBACK_UPLOAD_SYNC_BYTES = 0
-    with django_capture_on_commit_callbacks(execute=True):
-        post_files(admin_client, focus_upload("aws_2025-01.csv", rows_for(2)))
+    post_files(admin_client, focus_upload("aws_2025-01.csv", rows_for(2)))
     upload = Upload.objects.get()
-    with django_capture_on_commit_callbacks(execute=True):
-        act(admin_client, upload, f"import:{upload.pk}")
+    act(admin_client, upload, f"import:{upload.pk}")
     upload.refresh_from_db()
     assert upload.status == S.IMPORTED
     # At-least-once delivery: a second run finds the file taken and does nothing.
@@ -496,7 +613,7 @@ def test_a_job_runs_once_and_ignores_a_discarded_file(
     assert upload.status == S.IMPORTED and Import.objects.count() == 1
 
     with django_capture_on_commit_callbacks() as queued:
-        post_files(admin_client, focus_upload("gcp_2025-01.csv", rows_for(2)))
+        post_files(admin_client, focus_upload("gcp_2025-01.csv", rows_for(2)), jobs=False)
     later = Upload.objects.get(file_name="gcp_2025-01.csv")
     act(admin_client, later, f"discard:{later.pk}")
     for callback in queued:

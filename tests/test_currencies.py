@@ -524,6 +524,14 @@ def test_import_needs_the_columns(eur_month: Source, tmp_path: Path) -> None:
         exchange_rates_import(text="", file_name="x.csv", actor=Actor("t"))
 
 
+def test_import_refuses_malformed_csv_in_one_line(eur_month: Source, tmp_path: Path) -> None:
+    huge = "x" * 200_000  # over the csv module's field size limit
+    path = _rates_csv(tmp_path, f"currency,period,rate,note\nEUR,2025-01,1.0850,{huge}\n")
+    with pytest.raises(CommandError, match=r"^rates\.csv, line 2: not valid CSV \(field larger"):
+        call_command("exchange_rates", "import", str(path))
+    assert not ExchangeRate.objects.exists()
+
+
 def test_hyphenated_alias() -> None:
     from openchargeback.cli import _alias
 

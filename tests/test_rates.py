@@ -411,7 +411,7 @@ def test_export_then_import_is_unchanged_even_for_formula_like_text(tmp_path: Pa
     text = account_mapping_export()
     assert text == (
         HEADER + "slurm,'=cmd,ada@example.edu,proj-a,'-F\nstorage,lab-a,ada@example.edu,proj-a,\n"
-    )
+    ).replace("\n", "\r\n")  # RFC 4180 line ends, like every CSV the product writes
     result = account_mapping_import(path=csv_file(tmp_path, text), actor=ACTOR)
     assert (result.created, result.updated, result.unchanged) == (0, 0, 2)
 
@@ -466,7 +466,7 @@ def test_command_exports_to_a_file_or_standard_output(tmp_path: Path, capsys: An
     assert capsys.readouterr().out.strip() == f"Wrote 4 mappings to {target}."
     call_command("account_mappings", "export")
     printed = capsys.readouterr().out
-    assert printed == target.read_text(encoding="utf-8")
+    assert printed == target.read_bytes().decode("utf-8")
     assert printed.splitlines()[1] == "slurm,lab-a,ada@example.edu,proj-a,NSF-BIO-2024"
 
 
@@ -652,7 +652,9 @@ def test_mapping_export_downloads_for_viewers() -> None:
     response = role_client(VIEWER).get(MAPPINGS + "export/")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
-    assert response.content.decode() == HEADER + "slurm,lab-a,ada@example.edu,proj-a,\n"
+    assert response.content.decode() == (HEADER + "slurm,lab-a,ada@example.edu,proj-a,\n").replace(
+        "\n", "\r\n"
+    )
 
 
 def test_mapping_edits_in_the_admin_are_audited() -> None:

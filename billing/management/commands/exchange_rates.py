@@ -7,7 +7,6 @@ recorded."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from pathlib import Path
@@ -24,7 +23,7 @@ from billing.services import (
     home_currency,
     validate_period,
 )
-from openchargeback.spreadsheet import neutralise
+from openchargeback.csvfile import CsvWriter
 from openchargeback.text import count
 
 EXPORT_COLUMNS = ("currency", "period", "rate", "note", "updated_by", "updated_at")
@@ -124,7 +123,7 @@ class Command(BaseCommand):
     def _import(self, options: dict[str, Any]) -> None:
         path = Path(options["file"])
         try:
-            text = path.read_text(encoding="utf-8-sig")
+            text = path.read_bytes().decode("utf-8-sig")  # CR and CRLF kept as written
         except (OSError, UnicodeDecodeError) as exc:
             raise BillingError(f"{path.name}: cannot read the file ({exc})") from None
         result = exchange_rates_import(
@@ -144,16 +143,19 @@ class Command(BaseCommand):
         )
 
     def _export(self, options: dict[str, Any]) -> None:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        buffer = io.StringIO(newline="")
+        writer = CsvWriter(buffer, neutralise=True)  # the import restores the text
         writer.writerow(EXPORT_COLUMNS)
         for rate in self._rates(options):
             row = _as_dict(rate)
-            writer.writerow([neutralise(str(row[c])) for c in EXPORT_COLUMNS])
-        if options["output"]:
-            Path(options["output"]).write_text(buffer.getvalue(), encoding="utf-8")
-        else:
+            writer.writerow([str(row[c]) for c in EXPORT_COLUMNS])
+        if not options["output"]:
             self.stdout.write(buffer.getvalue(), ending="")
+            return
+        try:
+            Path(options["output"]).write_bytes(buffer.getvalue().encode("utf-8"))
+        except OSError as exc:
+            raise BillingError(f"cannot write {options['output']}: {exc.strerror}") from None
 
 
 def _as_dict(rate: ExchangeRate) -> dict[str, Any]:

@@ -98,8 +98,8 @@ class Command(BaseCommand):
             self.stdout.write(text, ending="")
             return
         try:
-            Path(output).write_text(text, encoding="utf-8")
+            Path(output).write_bytes(text.encode("utf-8"))  # CRLF and quoted CRs as written
         except OSError as exc:
             raise CommandError(f"cannot write {output}: {exc.strerror}") from None
-        rows = len(list(csv.reader(io.StringIO(text)))) - 1  # less the header
+        rows = len(list(csv.reader(io.StringIO(text, newline="")))) - 1  # less the header
         self.stdout.write(f"Wrote {rows:,} mapping{'s' if rows != 1 else ''} to {output}.")

@@ -199,10 +199,14 @@
                         }
                         var bar = document.getElementById("u" + upload.id + "-progress");
                         var text = document.getElementById("u" + upload.id + "-percent");
+                        var read = document.getElementById("u" + upload.id + "-read");
                         if (bar && upload.percent !== null) {
                             bar.value = upload.percent;
                             bar.textContent = upload.percent + "%";
                             text.textContent = upload.percent + "%";
+                        }
+                        if (read) {
+                            read.textContent = upload.progress;
                         }
                     });
                     if (changed) {
