@@ -221,10 +221,6 @@ class PatternPreview:
     sample: list[dict[str, object]]
     limits: PreviewLimits = PreviewLimits()
 
-    @property
-    def limited(self) -> bool:
-        return bool(self.limits.total or self.limits.cut or self.limits.timed_out)
-
 
 class _Budget:
     """The preview's clock: true once PREVIEW_SECONDS have passed."""
@@ -312,10 +308,6 @@ class FundOrgPreview:
 
     values: list[FundOrgValue]
     limits: PreviewLimits = PreviewLimits()
-
-    @property
-    def limited(self) -> bool:
-        return bool(self.limits.total or self.limits.timed_out)
 
 
 def fund_org_preview(
