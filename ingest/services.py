@@ -31,6 +31,7 @@ from django.utils import timezone
 from billing import flags as flag_bits
 from billing import summaries
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
+from billing.patterns import MemoSearch
 from billing.rules import (
     EMAIL_RE,
     Attribution,
@@ -234,8 +235,9 @@ class DeliveryFile:
 _LARGE_BIT = flag_bits.BIT["large_charge"]
 
 
-def _pattern_screen(ruleset: RuleSet) -> list[tuple[Callable[[str], Any], int]]:
-    """(regex search, base column) pairs: could a review pattern match this row?"""
+def _pattern_screen(ruleset: RuleSet) -> list[tuple[Callable[[str], bool], int]]:
+    """(regex search, base column) pairs: could a review pattern match this row?
+    Each search remembers the values it has seen (billing.patterns.MemoSearch)."""
     if "pattern_match" not in ruleset.enabled:
         return []
     fields = {
@@ -244,7 +246,7 @@ def _pattern_screen(ruleset: RuleSet) -> list[tuple[Callable[[str], Any], int]]:
         "resource_name": (B_RESOURCE_NAME,),
         "any": (B_SERVICE, B_RESOURCE_ID, B_RESOURCE_NAME),
     }
-    return [(spec.regex.search, i) for spec in ruleset.patterns for i in fields[spec.target]]
+    return [(MemoSearch(spec.regex), i) for spec in ruleset.patterns for i in fields[spec.target]]
 
 
 @dataclass(frozen=True)
@@ -644,6 +646,7 @@ class _Importer:
         self.matched_total = 0
         self.invoice_nanos: dict[str, int] = {}
         self.conformance: dict[str, list[Any]] = {}
+        self.screen: list[tuple[Callable[[str], bool], int]] | None = None  # first chunk's
         self.cloud: CloudMappings | None = None  # the delivery's (set by _prepare)
         self.legacy_periods: frozenset[str] = frozenset()
         self.basis: _CostBasis | None = None  # None under the billed basis (set by _prepare)
@@ -815,7 +818,9 @@ class _Importer:
         large = ruleset.large_charge_nanos if "large_charge" in ruleset.enabled else None
         # The usual row: expected period, home currency, no pattern hit. Only
         # the others go through line_flags() for their reasons and details.
-        screen = _pattern_screen(ruleset)
+        if self.screen is None:  # built once, so that its searches remember across chunks
+            self.screen = _pattern_screen(ruleset)
+        screen = self.screen
         periods, tags, lines = chunk.periods, chunk.tags, chunk.lines
         basis = self.basis  # None under the billed basis
         self._register_owners(tags)

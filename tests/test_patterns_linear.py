@@ -14,10 +14,16 @@ from urllib.parse import quote
 import pytest
 from django.core.management import call_command
 
-from billing import selectors
+from billing import patterns, selectors
 from billing.blockers import period_blockers
 from billing.models import BillingPeriod, Charge, FundOrgPattern, PatternRule, Source
-from billing.patterns import MAX_LENGTH, MAX_PROGRAM, PatternError, compile_user_pattern
+from billing.patterns import (
+    MAX_LENGTH,
+    MAX_PROGRAM,
+    MemoSearch,
+    PatternError,
+    compile_user_pattern,
+)
 from billing.roles import BILLING_ADMIN, VIEWER, sync_roles
 from billing.rules import PatternSpec, RuleSet, attribution_flags, line_flags
 from billing.services import Actor, detect_source
@@ -113,6 +119,18 @@ def test_what_re2_cannot_run_is_refused_in_one_line(pattern: str, message: str) 
 )
 def test_what_re2_runs_as_python_would_is_accepted(pattern: str) -> None:
     compile_user_pattern(pattern)
+
+
+def test_an_imports_searches_remember_values_within_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(patterns, "MEMO_SIZE", 3)
+    search = MemoSearch(compile_user_pattern(r"(?i)marketplace"))
+    values = ["AWS Marketplace", "Amazon EC2", "AWS Marketplace", "marketplace fee", "Amazon S3"]
+    assert [search(v) for v in values] == [True, False, True, True, False]
+    assert search.seen == {"Amazon S3": False}  # full at three: forgotten, then kept again
+    long = "x" * patterns.MEMO_TEXT + "marketplace"
+    assert search(long) is True and long not in search.seen  # long values are not kept
 
 
 # --- Differences from Python's re, on the patterns our settings use ---------------------
