@@ -26,6 +26,7 @@ Each compiled pattern is built afresh (the bindings' own process-wide cache of
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TypeAlias
 
 import re2
@@ -89,23 +90,23 @@ def compile_user_pattern(text: str, *, ignore_case: bool = False) -> UserPattern
 
 # MemoSearch remembers values up to this long, this many at a time.
 MEMO_TEXT = 256
-MEMO_SIZE = 50_000
+MEMO_SIZE = 20_000
 
 
 class MemoSearch:
-    """``pattern.search`` as yes or no, remembered per value: an import meets
-    the same service names and resource ids on every day of the month, and a
-    dictionary look-up costs a tenth of a call into RE2. Memory stays bounded:
-    at most MEMO_SIZE values of at most MEMO_TEXT characters are kept."""
+    """Does any of `patterns` occur in a text? Remembered per text: an import
+    meets the same service names and resource ids on every day of the month,
+    and a dictionary look-up costs a small fraction of a call into RE2. Memory
+    stays bounded: at most MEMO_SIZE texts of at most MEMO_TEXT characters."""
 
-    def __init__(self, pattern: UserPattern) -> None:
-        self.search = pattern.search
+    def __init__(self, patterns: Sequence[UserPattern]) -> None:
+        self.searches = [p.search for p in patterns]
         self.seen: dict[str, bool] = {}
 
     def __call__(self, text: str) -> bool:
         found = self.seen.get(text)
         if found is None:
-            found = self.search(text) is not None
+            found = any(search(text) is not None for search in self.searches)
             if len(text) <= MEMO_TEXT:
                 if len(self.seen) >= MEMO_SIZE:
                     self.seen.clear()

@@ -31,7 +31,7 @@ from django.utils import timezone
 from billing import flags as flag_bits
 from billing import summaries
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
-from billing.patterns import MemoSearch
+from billing.patterns import MemoSearch, UserPattern
 from billing.rules import (
     EMAIL_RE,
     Attribution,
@@ -236,8 +236,9 @@ _LARGE_BIT = flag_bits.BIT["large_charge"]
 
 
 def _pattern_screen(ruleset: RuleSet) -> list[tuple[Callable[[str], bool], int]]:
-    """(regex search, base column) pairs: could a review pattern match this row?
-    Each search remembers the values it has seen (billing.patterns.MemoSearch)."""
+    """(search, base column) pairs: could a review pattern match this row? One
+    search per column, for all the patterns that read it, remembering the
+    values it has seen (billing.patterns.MemoSearch)."""
     if "pattern_match" not in ruleset.enabled:
         return []
     fields = {
@@ -246,7 +247,11 @@ def _pattern_screen(ruleset: RuleSet) -> list[tuple[Callable[[str], bool], int]]
         "resource_name": (B_RESOURCE_NAME,),
         "any": (B_SERVICE, B_RESOURCE_ID, B_RESOURCE_NAME),
     }
-    return [(MemoSearch(spec.regex), i) for spec in ruleset.patterns for i in fields[spec.target]]
+    by_column: dict[int, list[UserPattern]] = {}
+    for spec in ruleset.patterns:
+        for index in fields[spec.target]:
+            by_column.setdefault(index, []).append(spec.regex)
+    return [(MemoSearch(found), index) for index, found in by_column.items()]
 
 
 @dataclass(frozen=True)
