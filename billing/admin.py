@@ -1286,17 +1286,26 @@ class RegexPreviewAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view(self.preview_view)
         return [path("preview/", view, name=name), *super().get_urls()]
 
-    def preview_view(self, request: HttpRequest) -> TemplateResponse:
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """A read: GET only. The change form's button posts its unsaved fields;
+        they are sent on (303) as the query of the GET that runs the preview,
+        so that the preview stays a bounded, repeatable read."""
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        data = request.POST if request.method == "POST" else request.GET
-        form = PatternPreviewForm(data or None)
+        if request.method == "POST":
+            names = (*self.preview_fields, "period", "exclude")
+            query = {n: request.POST.get(n) or request.GET.get(n) for n in names}
+            url = request.path + "?" + urlencode({n: v for n, v in query.items() if v})
+            return HttpResponseRedirect(url, status=303)
+        form = PatternPreviewForm(request.GET or None)
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"Test a {self.opts.verbose_name}",
             "form": form,
             "preview_fields": self.preview_fields,
+            "preview_seconds": f"{selectors.PREVIEW_SECONDS:g}",
+            "preview_value_chars": selectors.PREVIEW_VALUE_CHARS,
         }
         if form.is_valid():
             period = form.cleaned_data["period"] or selectors.current_period()
@@ -1356,8 +1365,8 @@ class FundOrgPatternAdmin(RegexPreviewAdmin):
 
     def run_preview(
         self, request: HttpRequest, data: dict[str, Any], period: BillingPeriod
-    ) -> list[selectors.FundOrgValue]:
-        exclude = request.GET.get("exclude") or request.POST.get("exclude")
+    ) -> selectors.FundOrgPreview:
+        exclude = request.GET.get("exclude")
         return selectors.fund_org_preview(
             pattern=data["pattern"],
             period=period,

@@ -8,4 +8,4 @@ class BillingConfig(AppConfig):
     def ready(self) -> None:
         # Approved charges in another currency without a rate are among the
         # data checks of close and finalize (billing.blockers.period_blockers).
-        pass
+        from billing import checks  # noqa: F401  (registers the system checks)

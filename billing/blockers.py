@@ -212,9 +212,27 @@ def period_blockers(obj: BillingPeriod, *, allow_pending: bool = False) -> list[
                 link_text="record an exchange rate",
             )
         )
+    found.extend(pattern_blockers())
     for check in DATA_CHECKS.values():
         found.extend(check(obj))
     return found
+
+
+def pattern_blockers() -> list[Blocker]:
+    """Saved patterns RE2 cannot run: imports skip them, so the month's charges
+    were not screened by them; fix (then re-apply the rules) or disable each."""
+    from billing.selectors import broken_patterns
+
+    return [
+        Blocker(
+            f"{broken.text()}; imports skip it: fix or disable it, then re-apply the rules "
+            "to the month's charges",
+            url=reverse(broken.admin_url_name, args=[broken.pk]),
+            link_text="fix the pattern",
+        )
+        for broken in broken_patterns()
+        if broken.screens_charges
+    ]
 
 
 def blockers_text(found: list[Blocker]) -> str:
@@ -266,9 +284,8 @@ def fund_org_disagreements(
     Either side may be given as it would be saved; the other is read; so
     may the fund/orgs in use (`known_fund_orgs`), to compare two settings.
     """
-    import re
-
     from billing.models import FundOrgPattern
+    from billing.patterns import PatternError, compile_user_pattern
 
     if split is None:
         getter = SPLIT_PATTERN.get("journal")
@@ -280,14 +297,19 @@ def fund_org_disagreements(
             FundOrgPattern.objects.filter(enabled=True).values_list("pattern", flat=True)
         )
     try:
-        splitter = re.compile(split)
-        accepted = [re.compile(p) for p in validation]
-    except re.error:
-        return []  # each field's own validator says what is wrong with it
+        splitter = compile_user_pattern(split)
+    except PatternError:
+        return []  # the field's own validator says what is wrong with it
+    accepted = []
+    for pattern in validation:
+        try:
+            accepted.append(compile_user_pattern(pattern))
+        except PatternError:
+            continue  # matches nothing, as on import (billing.selectors.load_ruleset)
     return [
         f
         for f in (known_fund_orgs() if known is None else known)
-        if (not accepted or any(p.fullmatch(f) for p in accepted)) and not splitter.fullmatch(f)
+        if (not validation or any(p.fullmatch(f) for p in accepted)) and not splitter.fullmatch(f)
     ]
 
 

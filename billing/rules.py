@@ -10,9 +10,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from billing import flags
+
+if TYPE_CHECKING:
+    from billing.patterns import UserPattern
 
 MAPPED_FIELDS = (
     "pi_email",
@@ -36,7 +39,7 @@ EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]+$")
 @dataclass(frozen=True)
 class PatternSpec:
     name: str
-    regex: re.Pattern[str]
+    regex: UserPattern  # billing.patterns.compile_user_pattern
     target: str  # any | service_name | resource_id | resource_name
 
 
@@ -47,12 +50,17 @@ class RuleSet:
     mapping: Mapping[str, tuple[str, ...]]
     enabled: frozenset[str] = frozenset(flags.BIT)
     patterns: tuple[PatternSpec, ...] = ()
-    fund_org_patterns: tuple[re.Pattern[str], ...] = ()
+    fund_org_patterns: tuple[UserPattern, ...] = ()
     large_charge_nanos: int | None = None
     currency: str = "USD"
     # Tags nested deeper or longer than this are invalid (never parsed).
     tags_max_depth: int = TAGS_MAX_DEPTH
     tags_max_chars: int = TAGS_MAX_CHARS
+    # Saved patterns RE2 cannot run, skipped (one line each, for the import's summary).
+    skipped: tuple[str, ...] = ()
+    # An enabled fund/org pattern was skipped: fund/orgs are still checked
+    # (against the others), never waved through because none could run.
+    fund_org_skipped: bool = False
     _lookup: dict[str, tuple[str, int]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -60,6 +68,10 @@ class RuleSet:
         for fld, keys in self.mapping.items():
             for rank, key in enumerate(keys):
                 self._lookup.setdefault(key, (fld, rank))
+
+    @property
+    def checks_fund_org(self) -> bool:
+        return bool(self.fund_org_patterns) or self.fund_org_skipped
 
 
 @dataclass(frozen=True)
@@ -246,7 +258,7 @@ def attribution_flags(
         if "missing_fund_org" in on:
             reasons.append("missing_fund_org")
     elif (
-        ruleset.fund_org_patterns
+        ruleset.checks_fund_org
         and "invalid_fund_org" in on
         and not any(p.fullmatch(fund_org) for p in ruleset.fund_org_patterns)
     ):

@@ -27,6 +27,7 @@ from billing.blockers import (
     period_blockers,
 )
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
+from billing.patterns import PatternError, compile_user_pattern
 from openchargeback.logging import audit_log
 from openchargeback.money import to_nanos
 from openchargeback.spreadsheet import restore
@@ -304,9 +305,10 @@ def detect_source(filename: str) -> Source | None:
     best: tuple[int, Source] | None = None
     for source in Source.objects.filter(enabled=True).exclude(filename_pattern=""):
         try:
-            hit = re.search(source.filename_pattern, filename, re.IGNORECASE)
-        except re.error:
-            continue
+            pattern = compile_user_pattern(source.filename_pattern, ignore_case=True)
+        except PatternError:
+            continue  # `openchargeback check --database default` names it
+        hit = pattern.search(filename)
         if hit and (best is None or len(source.filename_pattern) > best[0]):
             best = (len(source.filename_pattern), source)
     return best[1] if best else None

@@ -31,6 +31,7 @@ from django.utils import timezone
 from billing import flags as flag_bits
 from billing import summaries
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
+from billing.patterns import MemoSearch, UserPattern
 from billing.rules import (
     EMAIL_RE,
     Attribution,
@@ -140,6 +141,8 @@ class ImportResult:
     # Under the amortised basis: commitment rows sent to the central project or excluded.
     commitment: dict[str, int] = field(default_factory=dict)
     commitment_project: str = ""
+    # Saved patterns RE2 cannot run, skipped (billing.selectors.load_ruleset).
+    skipped_patterns: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +168,7 @@ class ImportResult:
             "cost_basis": self.cost_basis,
             "commitment": dict(sorted(self.commitment.items())),
             "commitment_project": self.commitment_project,
+            "skipped_patterns": list(self.skipped_patterns),
         }
 
 
@@ -232,8 +236,10 @@ class DeliveryFile:
 _LARGE_BIT = flag_bits.BIT["large_charge"]
 
 
-def _pattern_screen(ruleset: RuleSet) -> list[tuple[Callable[[str], Any], int]]:
-    """(regex search, base column) pairs: could a review pattern match this row?"""
+def _pattern_screen(ruleset: RuleSet) -> list[tuple[Callable[[str], bool], int]]:
+    """(search, base column) pairs: could a review pattern match this row? One
+    search per column, for all the patterns that read it, remembering the
+    values it has seen (billing.patterns.MemoSearch)."""
     if "pattern_match" not in ruleset.enabled:
         return []
     fields = {
@@ -242,7 +248,11 @@ def _pattern_screen(ruleset: RuleSet) -> list[tuple[Callable[[str], Any], int]]:
         "resource_name": (B_RESOURCE_NAME,),
         "any": (B_SERVICE, B_RESOURCE_ID, B_RESOURCE_NAME),
     }
-    return [(spec.regex.search, i) for spec in ruleset.patterns for i in fields[spec.target]]
+    by_column: dict[int, list[UserPattern]] = {}
+    for spec in ruleset.patterns:
+        for index in fields[spec.target]:
+            by_column.setdefault(index, []).append(spec.regex)
+    return [(MemoSearch(found), index) for index, found in by_column.items()]
 
 
 @dataclass(frozen=True)
@@ -642,6 +652,7 @@ class _Importer:
         self.matched_total = 0
         self.invoice_nanos: dict[str, int] = {}
         self.conformance: dict[str, list[Any]] = {}
+        self.screen: list[tuple[Callable[[str], bool], int]] | None = None  # first chunk's
         self.cloud: CloudMappings | None = None  # the delivery's (set by _prepare)
         self.legacy_periods: frozenset[str] = frozenset()
         self.basis: _CostBasis | None = None  # None under the billed basis (set by _prepare)
@@ -731,9 +742,11 @@ class _Importer:
             self.ruleset = delivery.ruleset
             self.cloud = delivery.cloud
             self.legacy_periods = delivery.legacy_periods
+            self.result.skipped_patterns = list(self.ruleset.skipped)
             self._prepare_basis()
             return
         self.ruleset = delivery.ruleset = load_ruleset()
+        self.result.skipped_patterns = list(self.ruleset.skipped)
         self.cloud = delivery.cloud = cloud_mappings(self.source) or None
         self._prepare_basis()
         for pi_id, email in PI.objects.values_list("pk", "email"):
@@ -811,7 +824,9 @@ class _Importer:
         large = ruleset.large_charge_nanos if "large_charge" in ruleset.enabled else None
         # The usual row: expected period, home currency, no pattern hit. Only
         # the others go through line_flags() for their reasons and details.
-        screen = _pattern_screen(ruleset)
+        if self.screen is None:  # built once, so that its searches remember across chunks
+            self.screen = _pattern_screen(ruleset)
+        screen = self.screen
         periods, tags, lines = chunk.periods, chunk.tags, chunk.lines
         basis = self.basis  # None under the billed basis
         self._register_owners(tags)

@@ -519,6 +519,7 @@ def _import_routed(
         "periods": sorted({p for r in results for p in r.periods}),
         "new_periods": sorted({p for r in results for p in r.new_periods}),
         "values_rounded": sum(r.values_rounded for r in results),
+        "skipped_patterns": sorted({s for r in results for s in r.skipped_patterns}),
         "message": (
             f"{upload.file_name}: every row is already imported for {slugs}; nothing changed"
             if status == "already_imported"

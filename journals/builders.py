@@ -17,12 +17,13 @@ pattern or is missing) are collected and raised together as one
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 
+from billing.patterns import PatternError, UserPattern, compile_user_pattern
 from billing.placeholders import fill, template_problem
 from openchargeback.money import CENT, round_money
 
@@ -92,6 +93,15 @@ class JournalConfig:
     account_pattern: str = ""
     description_template: str = "{source} {period} {project_id}"
     description_max_length: int = 35
+
+    @cached_property
+    def fund_org_splitter(self) -> UserPattern | None:
+        """The fund/org pattern, compiled once; None if it cannot run
+        (:func:`problems` then says why and the export is refused)."""
+        try:
+            return compile_user_pattern(self.fund_org_pattern)
+        except PatternError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -352,19 +362,22 @@ def problems(
     return found
 
 
-def _compile(pattern: str, what: str, found: list[Problem]) -> re.Pattern[str] | None:
+def _compile(pattern: str, what: str, found: list[Problem]) -> UserPattern | None:
     try:
-        return re.compile(pattern)
-    except re.error as exc:
+        return compile_user_pattern(pattern)
+    except PatternError as exc:
         found.append(Problem(f"the {what} is not a valid regular expression: {exc}", settings=True))
         return None
 
 
 def split_fund_org(fund_org: str, config: JournalConfig) -> tuple[tuple[str, str], ...]:
-    match = re.fullmatch(config.fund_org_pattern, fund_org)
-    if not match:
+    splitter = config.fund_org_splitter
+    match = splitter.fullmatch(fund_org) if splitter is not None else None
+    if splitter is None or match is None:
         return ()
-    return tuple((k, v or "") for k, v in match.groupdict().items())
+    # In the pattern's order (RE2's groupdict orders the names alphabetically).
+    groups = sorted(splitter.groupindex.items(), key=lambda item: item[1])
+    return tuple((name, match.group(index) or "") for name, index in groups)
 
 
 def describe(config: JournalConfig, **values: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -11,12 +10,13 @@ from django.utils import timezone
 
 from billing.fields import MoneyField
 from billing.models import BillingPeriod, check_placeholders, validate_regex
+from billing.patterns import compile_user_pattern
 from journals.builders import DESCRIPTION_FIELDS
 
 
 def validate_fund_org_pattern(value: str) -> None:
     validate_regex(value)
-    if not re.compile(value).groupindex:
+    if not compile_user_pattern(value).groupindex:
         raise ValidationError(
             "Name the parts with groups, e.g. ^(?P<fund>[A-Z0-9]+)-(?P<orgn>[A-Z0-9-]+)$."
         )

@@ -404,7 +404,7 @@ def test_period_lifecycle_and_previews(world: None, role: str) -> None:
         ("GET", close, {}, VIEWER, {405}),
         ("POST", close, {"allow_pending": "on"}, BILLING_ADMIN, {302}),
         ("GET", "/admin/billing/patternrule/preview/?pattern=x", {}, VIEWER, {200}),
-        ("POST", "/admin/billing/fundorgpattern/preview/", {"pattern": "x"}, VIEWER, {200}),
+        ("POST", "/admin/billing/fundorgpattern/preview/", {"pattern": "x"}, VIEWER, {303}),
         ("GET", "/admin/", {}, VIEWER, {200}),
         ("GET", "/admin/billing/", {}, VIEWER, {200}),
     ]

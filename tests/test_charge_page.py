@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from billing.explain import ChargeFacts, describe_event, explain_flags
 from billing.models import AuditEvent, Charge, Source
+from billing.patterns import compile_user_pattern
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.rules import RuleSet
 from billing.services import Actor
@@ -19,7 +19,7 @@ from tests.conftest import focus_row, role_client
 URL = "/admin/billing/charge/{}/change/"
 RULES = RuleSet(
     mapping={"pi_email": ("pi_email",), "project_id": ("project_id",), "fund_org": ("fund_org",)},
-    fund_org_patterns=(re.compile(r"[A-Z]{3}-[A-Z]{3}-\d{4}"),),
+    fund_org_patterns=(compile_user_pattern(r"[A-Z]{3}-[A-Z]{3}-\d{4}"),),
 )
 
 

@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing import flags
+from billing.patterns import compile_user_pattern
 from billing.rules import EMAIL_RE, PatternSpec, RuleSet, evaluate, map_tags
 from billing.services import Actor
 from ingest.converters import slurm_conversion, storage_conversion
@@ -65,7 +66,7 @@ HEADER = [
 COSTS = ("ListCost", "ContractedCost", "BilledCost", "EffectiveCost")
 NUMBER = re.compile(r"-?\d+(\.\d+)?")
 MAPPING = {f: {k.strip().lower() for k in keys} for f, keys in DEFAULTS["tag_mapping"].items()}
-FUND_ORG_PATTERNS = [re.compile(p["pattern"]) for p in DEFAULTS["fund_org_patterns"]]
+FUND_ORG_PATTERNS = [compile_user_pattern(p["pattern"]) for p in DEFAULTS["fund_org_patterns"]]
 LARGE = Decimal(DEFAULTS["institution"]["large_charge_threshold"])
 
 Row = dict[str, str]
@@ -477,7 +478,7 @@ def test_default_rules_flag_only_the_planted_rows(sample_dir: Path) -> None:
     ruleset = RuleSet(
         mapping={f: tuple(k.strip().lower() for k in keys) for f, keys in MAPPING.items()},
         patterns=tuple(
-            PatternSpec(r["name"], re.compile(r["pattern"]), r["target"])
+            PatternSpec(r["name"], compile_user_pattern(r["pattern"]), r["target"])
             for r in DEFAULTS["pattern_rules"]
             if r["enabled"]
         ),

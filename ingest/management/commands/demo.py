@@ -8,7 +8,6 @@ rate card and account mappings, so the statements show all of them side by side.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from billing.models import PI, BillingPeriod, Charge, Project, Source
+from billing.patterns import compile_user_pattern
 from billing.services import (
     Actor,
     BillingError,
@@ -216,7 +216,7 @@ class Command(BaseCommand):
         if BillingPeriod.objects.filter(period=period, status=BillingPeriod.Status.OPEN).exists():
             pending = Charge.objects.filter(period__period=period, review_state="pending")
             # A fund/org the ledger cannot take: the project's own fund/org instead.
-            pattern = re.compile(JournalSettings.load().fund_org_pattern)
+            pattern = compile_user_pattern(JournalSettings.load().fund_org_pattern)
             bad = {
                 f
                 for f in pending.values_list("fund_org", flat=True).distinct()

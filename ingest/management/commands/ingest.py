@@ -249,6 +249,8 @@ def import_summary(result: ImportResult) -> str:
     if any(result.invoice_totals):
         for invoice, total in result.invoice_totals.items():
             text += f"\n  invoice {invoice or '(no InvoiceId)'}: billed {total}"
+    for skipped in result.skipped_patterns:
+        text += f"\n  {skipped}"
     for entry in result.conformance:
         lines = ", ".join(str(line) for line in entry["lines"])
         where = f" (first lines {lines})" if lines else ""
