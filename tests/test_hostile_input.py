@@ -305,25 +305,41 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
         yield instance, url
 
 
+# A small Python process forks the command and writes the command's peak RSS
+# (KiB on Linux) to the file named by its first argument. The command cannot
+# be a direct child of the test process: on Linux a process's peak RSS starts
+# at the RSS of the process it was forked from, and a test worker that has
+# run hundreds of tests is itself hundreds of MiB.
+_MEASURED = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _cli(instance: Path, url: str, *args: str, env: dict[str, str] | None = None) -> Run:
     """``openchargeback ARGS`` in a child process; its peak RSS from the kernel."""
     child_env = {**cli_env(instance), "DATABASE_URL": url, **(env or {})}
+    peak = instance / "peak-rss-kib"
     started = time.monotonic()
     with (instance / "out").open("w+") as out, (instance / "err").open("w+") as err:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "openchargeback.cli", *args],
+        returncode = subprocess.call(
+            [sys.executable, "-c", _MEASURED, str(peak), "-m", "openchargeback.cli", *args],
             cwd=ROOT,
             env=child_env,
             stdout=out,
             stderr=err,
         )
-        _pid, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    # ru_maxrss is in KiB on Linux.
-    return Run(child.returncode, stdout, stderr, usage.ru_maxrss / 1024, time.monotonic() - started)
+    kib = int(peak.read_text())
+    return Run(returncode, stdout, stderr, kib / 1024, time.monotonic() - started)
 
 
 def _counts(url: str) -> tuple[int, int]:
