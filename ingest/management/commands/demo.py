@@ -204,7 +204,8 @@ class Command(BaseCommand):
         """
         from billing.blockers import blocked
         from journals.models import JournalExport
-        from journals.services import check_ledger, export_journal, missing_journal_export
+        from journals.services import export_journal, missing_journal_export
+        from openchargeback.ledger import check_ledger
         from statements.services import statements_generate
 
         self._accounting(actor)
