@@ -35,7 +35,9 @@ from ingest.converters import Conversion, conversion_import, slurm_conversion, s
 from ingest.models import Rate
 from ingest.rates import account_mapping_import, rate_create
 from ingest.sacct import SacctOptions
-from ingest.sampledata import (
+from ingest.services import DeliveryFile, IngestError, import_delivery
+from journals.models import JournalSettings
+from openchargeback.demo.sampledata import (
     AMORTISED_SOURCE,
     CLOUD_MAPPINGS_FILE,
     COMMITMENT_FUND_ORG,
@@ -50,8 +52,6 @@ from ingest.sampledata import (
     sample_file_name,
     sample_file_names,
 )
-from ingest.services import DeliveryFile, IngestError, import_delivery
-from journals.models import JournalSettings
 from openchargeback.money import format_money
 
 DEFAULT_MONTHS = ["2026-08", "2026-09", "2026-10"]
