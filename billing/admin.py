@@ -393,7 +393,8 @@ class OwnerAdmin(admin.ModelAdmin):
         raise NotImplementedError
 
     def related(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
-        """More of the owner's page, from apps billing does not import (none here)."""
+        """More of the owner's page from the apps billing does not import: nothing
+        here; the site's subclass adds the statements (openchargeback.overviews)."""
         return {}
 
     def change_view(
