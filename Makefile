@@ -3,7 +3,7 @@
 #               steps that exist, and start the admin on http://127.0.0.1:8000/
 #               with a background worker
 #   make test   install and run the test suite
-#   make check  everything CI checks: lint, format, types, migrations, tests
+#   make check  everything CI checks: lint, format, import contracts, types, migrations, tests
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -62,9 +62,12 @@ statement-images: install
 	  docs/images/statement-sample
 	rm -rf $(SAMPLE_DIR)
 
+# ... and the dependency rule between the apps (.importlinter,
+# docs/decisions/0004-app-boundaries.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff format .

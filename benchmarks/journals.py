@@ -64,7 +64,8 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
     from billing.models import PI, Charge, Project
     from billing.services import Actor, period_close, source_set
     from journals.models import JournalSettings
-    from journals.services import check_ledger, export_journal
+    from journals.services import export_journal
+    from openchargeback.ledger import check_ledger
     from statements.models import Statement
     from statements.services import statements_generate
 

@@ -70,6 +70,7 @@ from billing.services import (
     source_set,
     web_text,
 )
+from openchargeback import charts
 from openchargeback.text import count
 
 
@@ -201,17 +202,14 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
             if "close" in context["steps"]:
                 context["close_blockers"] = period_blockers(obj)
             context["transition_form"] = TransitionForm()
-            context.update(self._overview(request, obj))
+            context.update(self.overview(request, obj))
         return super().change_view(request, object_id, form_url, extra_context=context)
 
-    def _overview(self, request: HttpRequest, obj: BillingPeriod) -> dict[str, Any]:
-        """Everything about the month on one page: the cycle, totals, imports,
-        totals per source, statements, journal exports and audit history."""
-        # The project package ties the apps together; imported here because
-        # billing is the app the others build on.
-        from journals.models import JournalExport
-        from openchargeback.cycle import imports_of, period_cycle, reconciliation
-
+    def overview(self, request: HttpRequest, obj: BillingPeriod) -> dict[str, Any]:
+        """Billing's part of the month's page: totals per source and the audit
+        history. The cycle, imports, statements, journal exports and the
+        reconciliation are the other apps'; the project package adds them
+        (openchargeback.overviews: billing imports no other app)."""
         by_source = (
             ChargeSummary.objects.filter(period=obj)
             .exclude(review_state=Charge.ReviewState.REJECTED)
@@ -225,18 +223,13 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
             .order_by("name")
         )
         events = AuditEvent.objects.filter(period=obj)
-        cycle = period_cycle(obj, request.user)
         return {
-            "cycle": cycle,
-            "imports": imports_of(obj).select_related("source").order_by("-started_at"),
             "by_source": [
                 {**row, "pending": row["pending"] or 0, "subsidy": row["listed"] - row["billed"]}
                 for row in by_source
             ],
-            "exports": JournalExport.objects.filter(period=obj).order_by("-created_at")[:20],
             "audit": events.order_by("-created_at", "-id")[:25],
             "audit_count": events.count(),
-            "reconciliation": reconciliation(obj, cycle=cycle),
         }
 
     def _steps(self, request: HttpRequest, obj: BillingPeriod) -> list[str]:
@@ -388,7 +381,9 @@ TREND_PERIODS = 24  # periods drawn in a PI's or project's trend chart (the tabl
 
 class OwnerAdmin(admin.ModelAdmin):
     """PIs and projects: the edit form, then what they were billed, period by
-    period (from the charge summaries), their statements and fund/orgs."""
+    period (from the charge summaries), and their fund/orgs. Their statements
+    are the statements app's: the project package adds them through
+    :meth:`related` (openchargeback.overviews)."""
 
     change_form_template = "admin/billing/owner_change_form.html"
     readonly_fields = ["created_at"]
@@ -397,15 +392,17 @@ class OwnerAdmin(admin.ModelAdmin):
     def charges_query(self, obj: Any) -> str:
         raise NotImplementedError
 
+    def related(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        """More of the owner's page from the apps billing does not import: nothing
+        here; the site's subclass adds the statements (openchargeback.overviews)."""
+        return {}
+
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> Any:
         obj = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if obj is not None:
-            from openchargeback import charts
-            from statements.models import Statement
-
             past = selectors.history(**{self.owner_field: obj})
             oldest_first = past.periods[::-1][-TREND_PERIODS:]
             context.update(
@@ -413,9 +410,6 @@ class OwnerAdmin(admin.ModelAdmin):
                 charges_url=reverse("admin:billing_charge_changelist")
                 + "?"
                 + self.charges_query(obj),
-                statements=Statement.objects.filter(**{self.owner_field: obj})
-                .select_related("period", "project", "pi")
-                .order_by("-period__period", "number")[:24],
                 trend=charts.trend(
                     [p.period for p in oldest_first],
                     [p.list_total for p in oldest_first],
@@ -424,6 +418,7 @@ class OwnerAdmin(admin.ModelAdmin):
                     title=f"List price and billed per period: {obj}",
                     id=f"trend-{self.owner_field}",
                 ),
+                **self.related(request, obj),
             )
         return super().change_view(request, object_id, form_url, extra_context=context)
 

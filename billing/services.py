@@ -195,7 +195,7 @@ _SOURCE_FIELDS = (
     "account_code",
     "enabled",
     "provider_names",
-    # Cost basis (ingest.basis, docs/decisions/0006-cost-basis.md)
+    # Cost basis (billing.basis, docs/decisions/0006-cost-basis.md)
     "cost_basis",
     "commitment_handling",
     "commitment_project_id",

@@ -1,9 +1,8 @@
-"""Cost basis and what a difference from list price is called. Pure: no ORM, no I/O.
+"""What the import does under a source's cost basis. Pure: no ORM, no I/O.
 
-A source bills either the FOCUS ``BilledCost`` (``billed``, the default: what
-the provider invoices, month by month) or the ``EffectiveCost``
-(``amortised``: commitment purchases spread over the usage they cover, the
-FinOps practice for chargeback of reservations and savings plans).
+The basis itself and the words for it are billing's (:mod:`billing.basis`,
+re-exported here for the import's modules): a source bills either the FOCUS
+``BilledCost`` (``billed``) or the ``EffectiveCost`` (``amortised``).
 
 Under the amortised basis two kinds of rows are not the purchaser's to pay
 (see docs/decisions/0006-cost-basis.md):
@@ -17,27 +16,33 @@ Under the amortised basis two kinds of rows are not the purchaser's to pay
 Both go to the source's central commitment project (or are excluded), by the
 source's ``commitment_handling``.
 
-The difference between list price and billed amount is named by where the
-price comes from: the site's own rate card (the Slurm and storage
-converters) takes off an *institutional subsidy*; a provider's FOCUS export
-shows the provider's *discount* (negotiated rates, commitments).
+The converters' file names mark a source as priced by the site's own rate
+card (:func:`is_conversion`, :mod:`ingest.ratecard`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
-BILLED = "billed"
-AMORTISED = "amortised"
+from billing.basis import AMORTISED, BILLED, CENTRAL, EXCLUDE, label
 
-CENTRAL = "central"
-EXCLUDE = "exclude"
+__all__ = [
+    "AMORTISED",
+    "BILLED",
+    "CENTRAL",
+    "EXCLUDE",
+    "EXCLUDE_NOTES",
+    "PURCHASE",
+    "UNUSED",
+    "amortised",
+    "commitment_kind",
+    "conversion_name",
+    "is_conversion",
+    "label",
+]
 
 PURCHASE = "purchase"
 UNUSED = "unused"
-
-_LABELS = {BILLED: "billed cost", AMORTISED: "amortised cost (EffectiveCost)"}
 
 # Why an excluded commitment charge was rejected (stored as its review note).
 EXCLUDE_NOTES = {
@@ -47,33 +52,9 @@ EXCLUDE_NOTES = {
     "commitment handling",
 }
 
-# The names of statement and dashboard amounts.
-SUBSIDY = "subsidy"
-PROVIDER_DISCOUNT = "discount"
-DIFFERENCE_LABELS = {SUBSIDY: "Institutional subsidy", PROVIDER_DISCOUNT: "Provider discount"}
-
-# ChargeCategory values shown as such on statements (Usage is the ordinary line).
-CATEGORIES = ("Purchase", "Tax", "Credit", "Adjustment")
-_CATEGORY = {c.lower(): c for c in CATEGORIES}
-
 # The file names the Slurm and storage converters import their FOCUS rows under
 # (ingest.converters.conversion_import): the mark of a rate-card source.
 _CONVERSION_NAME = re.compile(r"^(slurm|storage)-usage-\d{4}-\d{2}\.csv$")
-
-
-def label(basis: str) -> str:
-    """'billed cost' or 'amortised cost (EffectiveCost)'."""
-    return _LABELS.get(basis, _LABELS[BILLED])
-
-
-def describe(bases: Iterable[tuple[str, str]]) -> str:
-    """(source, basis) pairs -> 'billed cost' when all agree, else per source:
-    'aws amortised cost (EffectiveCost); hpc billed cost'."""
-    pairs = sorted(set(bases))
-    kinds = {basis for _source, basis in pairs}
-    if len(kinds) <= 1:
-        return label(next(iter(kinds), BILLED))
-    return "; ".join(f"{source} {label(basis)}" for source, basis in pairs)
 
 
 def commitment_kind(category: str, commitment_id: str, status: str) -> str:
@@ -107,11 +88,6 @@ def amortised(
     return listed, effective_nanos, invoiced
 
 
-def category_label(category: str) -> str:
-    """'Credit', 'Tax', 'Adjustment' or 'Purchase'; '' for usage (and anything else)."""
-    return _CATEGORY.get(category.strip().lower(), "")
-
-
 def is_conversion(file_name: str) -> bool:
     """Was this import made by the Slurm or storage converter (a rate card)?"""
     return _CONVERSION_NAME.match(file_name) is not None
@@ -120,8 +96,3 @@ def is_conversion(file_name: str) -> bool:
 def conversion_name(kind: str, period: str) -> str:
     """The file name a converter's month is imported under."""
     return f"{kind}-usage-{period}.csv"
-
-
-def difference_kind(*, rate_card: bool) -> str:
-    """'subsidy' for a rate-card source, 'discount' for a provider's export."""
-    return SUBSIDY if rate_card else PROVIDER_DISCOUNT

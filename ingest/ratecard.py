@@ -4,6 +4,8 @@ A source whose charges the Slurm or storage converters priced (imports named
 by :func:`ingest.basis.conversion_name`) takes an *institutional subsidy* off
 list price; every other source is a provider's export, whose difference from
 list price is the *provider discount* (docs/decisions/0006-cost-basis.md).
+Registered with billing (:mod:`billing.ratecard`) by ``IngestConfig.ready``:
+statements and the dashboard ask billing, not ingest.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Exporting journals: gather a period's charges, build, write, record; and the
-ledger checks (finalize guard, ``check_ledger``)."""
+finalize guard (an export of the current data). The ledger check across
+journals and statements is the project's (``openchargeback.ledger``)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.basis import describe as describe_bases
 from billing.blockers import Blocker, charges_url, source_url
 from billing.models import BillingPeriod, Charge, Source
 from billing.services import Actor, BillingError, audit, validate_period
-from ingest.basis import describe as describe_bases
 from journals import layouts, writers
 from journals.builders import (
     FORMATS,
@@ -36,7 +37,7 @@ from journals.builders import (
 )
 from journals.models import JournalExport, JournalSettings, JournalTemplate
 from openchargeback.files import atomic_path
-from openchargeback.money import CENT, to_nanos
+from openchargeback.money import to_nanos
 from openchargeback.text import count
 
 APPROVED, PENDING = Charge.ReviewState.APPROVED, Charge.ReviewState.PENDING
@@ -208,7 +209,7 @@ class Prepared:
     journal: Journal
     data_hash: str
     include_pending: bool
-    cost_basis: str = ""  # e.g. 'amortised cost (EffectiveCost)' (ingest.basis.describe)
+    cost_basis: str = ""  # e.g. 'amortised cost (EffectiveCost)' (billing.basis.describe)
 
 
 def prepare(*, period: str, format: str, include_pending: bool = False) -> Prepared:
@@ -413,80 +414,3 @@ def missing_journal_export(period: BillingPeriod) -> list[Blocker]:
     if not exports.filter(data_hash=current_data_hash(period)).exists():
         return [Blocker("the charges changed since the last journal export", **fix)]
     return []
-
-
-@dataclass
-class LedgerCheck:
-    period: str
-    debit_total: Decimal
-    credit_total: Decimal
-    charged_total: Decimal
-    statement_total: Decimal
-    charges: int
-    charges_on_statements: int
-    problems: list[str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "period": self.period,
-            "debit_total": f"{self.debit_total.quantize(CENT):f}",
-            "credit_total": f"{self.credit_total.quantize(CENT):f}",
-            "charged_total": f"{self.charged_total.quantize(CENT):f}",
-            "statement_total": f"{self.statement_total.quantize(CENT):f}",
-            "charges": self.charges,
-            "charges_on_statements": self.charges_on_statements,
-            "ok": not self.problems,
-            "problems": self.problems,
-        }
-
-
-def check_ledger(*, period: str) -> LedgerCheck:
-    """Σ debits = Σ credits; Σ charged to fund/orgs (debits less money given back)
-    = Σ statement totals; every approved charge on exactly one current statement."""
-    from statements.models import Statement, StatementCharge
-
-    prepared = prepare(period=period, format="gl")
-    journal = prepared.journal
-    obj = prepared.period
-    current = Statement.objects.filter(period=obj, superseded_at=None)
-    statement_total = current.aggregate(t=Sum("billed_total"))["t"] or Decimal(0)
-    links = StatementCharge.objects.filter(statement__in=current)
-    linked = links.count()
-    distinct = links.values("charge_id").distinct().count()
-    not_approved = links.exclude(charge__review_state=APPROVED).count()
-    problems = []
-    if journal.debit_total != journal.credit_total:
-        problems.append(
-            f"debits {journal.debit_total} != credits {journal.credit_total} "
-            f"(difference {journal.debit_total - journal.credit_total})"
-        )
-    if statement_total != journal.charged_total:
-        problems.append(
-            f"statement totals {statement_total} != journal charges {journal.charged_total} "
-            f"(difference {statement_total - journal.charged_total}); regenerate the statements"
-        )
-    if linked != distinct:
-        problems.append(f"{linked - distinct:,} charges are on more than one current statement")
-    missing = journal.charge_count - distinct + not_approved
-    if missing:
-        # PI projects with nothing to bill ($0.00 on every line) have no statement.
-        from statements.services import plan
-
-        missing -= sum(data.charge_count for data in plan(obj).empty)
-    if missing:
-        problems.append(
-            f"{journal.charge_count:,} approved charges, {distinct - not_approved:,} of them "
-            "on current statements: regenerate the statements"
-        )
-    if not_approved:
-        problems.append(f"{not_approved:,} charges on current statements are no longer approved")
-    return LedgerCheck(
-        period=obj.period,
-        debit_total=journal.debit_total,
-        credit_total=journal.credit_total,
-        charged_total=journal.charged_total,
-        statement_total=statement_total,
-        charges=journal.charge_count,
-        charges_on_statements=distinct,
-        problems=problems,
-    )

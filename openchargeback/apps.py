@@ -16,9 +16,11 @@ class OpenChargebackConfig(AppConfig):
 
     def ready(self) -> None:
         # After the admin's autodiscovery (the admin app comes first in
-        # INSTALLED_APPS): django-q2's pages under our roles.
+        # INSTALLED_APPS): django-q2's pages under our roles, and the period
+        # and owner pages with what the other apps hold (billing imports none).
         from django.contrib import admin
 
-        from openchargeback import q_admin
+        from openchargeback import overviews, q_admin
 
         q_admin.install(admin.site)
+        overviews.install(admin.site)

@@ -35,9 +35,9 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from billing.basis import DIFFERENCE_LABELS
+from billing.basis import describe as describe_bases
 from billing.currencies import describe
-from ingest.basis import DIFFERENCE_LABELS
-from ingest.basis import describe as describe_bases
 from openchargeback.money import format_money
 from statements import fonts
 from statements.building import (

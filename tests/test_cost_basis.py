@@ -27,7 +27,8 @@ from ingest.parsers import IngestError
 from ingest.ratecard import rate_card_sources
 from ingest.services import import_file
 from journals.models import JournalSettings
-from journals.services import check_ledger, export_journal
+from journals.services import export_journal
+from openchargeback.ledger import check_ledger
 from statements.building import DETAIL_LIMIT
 from statements.models import Statement
 from statements.services import missing_statements, plan, statements_generate

@@ -20,8 +20,8 @@ from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.test import Client, RequestFactory
 
-from ingest.management.commands.demo import Command as DemoCommand
 from openchargeback.auth import DEMO_PASSWORD, DEMO_USERNAME
+from openchargeback.management.commands.demo import Command as DemoCommand
 
 ROOT = Path(__file__).resolve().parents[1]
 MISSING_KEY = "SECRET_KEY is not set"

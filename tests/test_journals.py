@@ -36,7 +36,8 @@ from billing.services import (
 from ingest.services import import_file
 from journals.builders import ChargeRow, JournalConfig, JournalError, SourceInfo, allocate, build
 from journals.models import JournalExport, JournalSettings, JournalTemplate
-from journals.services import check_ledger, export_journal
+from journals.services import export_journal
+from openchargeback.ledger import check_ledger
 from openchargeback.money import round_money
 from statements.models import Statement
 from statements.services import statements_generate

@@ -31,7 +31,7 @@ from ingest.parsers import parse_timestamp
 from ingest.quotas import parse_size, read_quotas
 from ingest.rates import account_mapping_import, rate_create
 from ingest.sacct import DEFAULT_BILLABLE_STATES, FIELDS, SacctOptions, read_sacct
-from ingest.sampledata import (
+from openchargeback.demo.sampledata import (
     AMORTISED_SOURCE,
     CLOUD_MAPPINGS_FILE,
     COMMITMENT_PROJECT,

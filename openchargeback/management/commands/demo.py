@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from billing.blockers import blocked
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.patterns import compile_user_pattern
 from billing.services import (
@@ -35,7 +36,11 @@ from ingest.converters import Conversion, conversion_import, slurm_conversion, s
 from ingest.models import Rate
 from ingest.rates import account_mapping_import, rate_create
 from ingest.sacct import SacctOptions
-from ingest.sampledata import (
+from ingest.services import DeliveryFile, IngestError, import_delivery
+from journals.models import JournalExport, JournalSettings
+from journals.services import export_journal, missing_journal_export
+from openchargeback.auth import DEMO_PASSWORD, DEMO_USERNAME
+from openchargeback.demo.sampledata import (
     AMORTISED_SOURCE,
     CLOUD_MAPPINGS_FILE,
     COMMITMENT_FUND_ORG,
@@ -50,9 +55,9 @@ from ingest.sampledata import (
     sample_file_name,
     sample_file_names,
 )
-from ingest.services import DeliveryFile, IngestError, import_delivery
-from journals.models import JournalSettings
+from openchargeback.ledger import check_ledger
 from openchargeback.money import format_money
+from statements.services import statements_generate
 
 DEFAULT_MONTHS = ["2026-08", "2026-09", "2026-10"]
 DEMO_EUR_RATE, DEMO_EUR_NOTE = "1.0850", "demo: USD per EUR, month-end reference rate"
@@ -202,11 +207,6 @@ class Command(BaseCommand):
 
         The later months stay open with their flagged charges, for you to review.
         """
-        from billing.blockers import blocked
-        from journals.models import JournalExport
-        from journals.services import check_ledger, export_journal, missing_journal_export
-        from statements.services import statements_generate
-
         self._accounting(actor)
         # The sample's EUR rows (Azure and GCP in Europe) are billed at each month's rate.
         for month in DEFAULT_MONTHS:
@@ -320,8 +320,6 @@ class Command(BaseCommand):
             return
         # The login refuses this password whenever DEBUG is off
         # (openchargeback.auth), should the demo database be kept.
-        from openchargeback.auth import DEMO_PASSWORD, DEMO_USERNAME
-
         users = get_user_model().objects
         if not users.filter(username=DEMO_USERNAME).exists():
             users.create_superuser(DEMO_USERNAME, "admin@example.edu", DEMO_PASSWORD)

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ingest.sampledata import FOCUS_SOURCES, generate_sample_files, parse_month
+from openchargeback.demo.sampledata import FOCUS_SOURCES, generate_sample_files, parse_month
 
 DEFAULT_MONTHS = "2026-08,2026-09,2026-10"
 

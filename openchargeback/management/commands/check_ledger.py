@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.services import BillingError
-from journals.services import check_ledger
+from openchargeback.ledger import check_ledger
 
 
 class Command(BaseCommand):
