@@ -145,7 +145,8 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
     client.force_login(user)
     pi = PI.objects.order_by("pk").first()
     project = Project.objects.order_by("pk").first()
-    assert pi is not None and project is not None
+    assert pi is not None
+    assert project is not None
     pages = [
         ("dashboard (admin index)", "/admin/"),
         (f"period page {period}", f"/admin/billing/billingperiod/{periods[-1].pk}/change/"),

@@ -315,7 +315,7 @@ def _picker(rng: random.Random, buckets: tuple[tuple[int, int, int], ...]) -> An
     return pick
 
 
-def generate(path: Path, lines: int, seed: int) -> dict[str, Any]:
+def generate(path: Path, lines: int, seed: int) -> dict[str, Any]:  # noqa: C901 - one hot loop, kept flat for speed
     """Write ``lines`` sacct job lines; return what the conversion must find."""
     accounts = site_plan(seed)
     rng = random.Random(f"slurm-jobs-{seed}")

@@ -335,7 +335,8 @@ def test_import_refuses_an_amortised_source_missing_its_project(
         import_file(path=january(tmp_path), source=aws, actor=actor)
     message = str(exc.value)
     assert message.startswith("aws_2023-01.csv: source aws bills the amortised cost")
-    assert "nothing was imported" in message and "\n" not in message
+    assert "nothing was imported" in message
+    assert "\n" not in message
     assert Charge.objects.count() == 0
 
 
@@ -354,7 +355,8 @@ def test_sources_set_changes_the_basis_audited(
         "IT-1234",
     )
     out = capsys.readouterr().out
-    assert "bills the amortised cost" in out and "it-commitments" in out
+    assert "bills the amortised cost" in out
+    assert "it-commitments" in out
     aws.refresh_from_db()
     assert (aws.cost_basis, aws.commitment_project_id, aws.commitment_fund_org) == (
         "amortised",
@@ -446,7 +448,8 @@ def test_credits_are_itemised_never_folded_into_other_resources(
     (statement,) = result.created
     data = plan(statement.period).statements[0].data
     assert [c.resource_id for c in data.credits] == ["promo-credit"]
-    assert data.remainder is not None and data.remainder.resources == 175 - DETAIL_LIMIT
+    assert data.remainder is not None
+    assert data.remainder.resources == 175 - DETAIL_LIMIT
     assert data.remainder.billed == Decimal("1.35")  # usage only: the credit is not in it
     assert data.credit_total == Decimal("-2.61")
     # list 3.50, provider discount 1.75, credits -2.61: due -0.86; never "subsidy 174.6%"
@@ -458,10 +461,13 @@ def test_credits_are_itemised_never_folded_into_other_resources(
     assert data.difference_percent("discount") == Decimal("50.0")
     assert statement.discount_total == Decimal("1.75")
     text = _pdf_text(statement)
-    assert "CREDITS" in text and "Total credits" in text
-    assert "promo-credit" in text and "-$2.61" in text
+    assert "CREDITS" in text
+    assert "Total credits" in text
+    assert "promo-credit" in text
+    assert "-$2.61" in text
     assert "135 other resources" in text
-    assert "PROVIDER DISCOUNT" in text and "INSTITUTIONAL SUBSIDY" not in text
+    assert "PROVIDER DISCOUNT" in text
+    assert "INSTITUTIONAL SUBSIDY" not in text
     assert "Cost basis: billed cost." in text
 
 
@@ -600,7 +606,8 @@ def test_rate_card_sources_show_a_subsidy_and_cloud_sources_a_provider_discount(
     assert data.difference("subsidy") == Decimal("75.00")
     assert data.differences == ("discount", "subsidy")
     text = _pdf_text(statement)
-    assert "PROVIDER DISCOUNT" in text and "INSTITUTIONAL SUBSIDY" in text
+    assert "PROVIDER DISCOUNT" in text
+    assert "INSTITUTIONAL SUBSIDY" in text
     assert "Disc./subsidy" in text
 
 

@@ -83,7 +83,7 @@ def test_allocate_keeps_the_rounded_total() -> None:
     # floors 10.00, -3.01, 0.00 (6.99); the two missing cents go to the largest remainders
     assert allocate(total, parts) == [Decimal("10.01"), Decimal("-3.00"), Decimal("0.00")]
     assert allocate(Decimal("0.00"), [Decimal("0.004"), Decimal("-0.004")]) == [0, 0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^1\.00 is not the rounded sum of "):
         allocate(Decimal("1.00"), [Decimal("0.004")])
 
 
@@ -231,8 +231,10 @@ def test_export_gl_csv_records_and_matches_the_statements(books: str, actor: Act
     debit = sum(Decimal(r["debit"]) for r in rows if r["debit"])
     credit = sum(Decimal(r["credit"]) for r in rows if r["credit"])
     assert debit == credit == statements == export.debit_total == export.credit_total
-    assert export.lines == len(rows) and export.charge_count == 5
-    assert len(export.sha256) == 64 and export.created_by == actor.name
+    assert export.lines == len(rows)
+    assert export.charge_count == 5
+    assert len(export.sha256) == 64
+    assert export.created_by == actor.name
     assert AuditEvent.objects.filter(action="journal.export").count() == 1
     assert check_ledger(period=books).problems == []
 
@@ -264,12 +266,14 @@ def test_command_json_refusals_and_output(
             "--json",
         )
     )
-    assert data["file"] == str(target) and data["format"] == "gl"
+    assert data["file"] == str(target)
+    assert data["format"] == "gl"
     assert data["debit_total"] == data["credit_total"] == "94.09"
     assert data["lines"] == 2  # one debit (NSF-BIO-2024, aws, 740000), one credit
     sheet = load_workbook(target).active
     assert sheet is not None
-    assert sheet.freeze_panes == "A2" and sheet["A1"].font.b
+    assert sheet.freeze_panes == "A2"
+    assert sheet["A1"].font.b
     amounts = [c.value for c in sheet["G"][1:] if c.value not in (None, "")]
     assert all(isinstance(v, int | float) for v in amounts)
     assert {c.number_format for c in sheet["G"][1:] if c.value not in (None, "")} == {
@@ -316,14 +320,17 @@ def test_formula_injection_is_neutralised_and_commas_do_not_break_columns(
     sheet = load_workbook(io.BytesIO(export.file.read())).active
     assert sheet is not None
     values = [c.value for c in sheet[2]]
-    assert "'" + evil in values and Decimal(str(values[-1])) == Decimal("2")
+    assert "'" + evil in values
+    assert Decimal(str(values[-1])) == Decimal("2")
 
 
 @pytest.mark.parametrize("slug", ["plain-gl", "banner", "workday", "peoplesoft"])
 def test_institution_layouts_balance(books: str, actor: Actor, slug: str) -> None:
     export = export_journal(period=books, format=slug, actor=actor)
     rows = _rows(export.file.read())
-    assert rows and export.template is not None and export.template.slug == slug
+    assert rows
+    assert export.template is not None
+    assert export.template.slug == slug
     if slug == "banner":
         debit = sum(Decimal(r["Amount"]) for r in rows if r["DR/CR"] == "D")
         credit = sum(Decimal(r["Amount"]) for r in rows if r["DR/CR"] == "C")
@@ -423,7 +430,8 @@ def test_sources_set_from_the_shell(defaults: None) -> None:
     )
     assert "credit fund/org RCI-CLOUD, account 710000" in out
     event = AuditEvent.objects.get(action="source.change")
-    assert event.actor == "ops" and event.after == {
+    assert event.actor == "ops"
+    assert event.after == {
         "credit_fund_org": "RCI-CLOUD",
         "account_code": "710000",
     }

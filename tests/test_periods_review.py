@@ -225,12 +225,14 @@ def test_fix_attribution_clears_flags_and_approves(month: Path, actor: Actor) ->
     )
     assert changed == 2
     for charge in Charge.objects.filter(resource_id__startswith="odd"):
-        assert charge.pi is not None and charge.pi.email == "grace@example.edu"
+        assert charge.pi is not None
+        assert charge.pi.email == "grace@example.edu"
         # proj-a belongs to ada: the fix itself is flagged for a second look.
         assert charge.flag_reasons == ["project_pi_mismatch"]
         assert charge.review_state == "pending"
     event = AuditEvent.objects.filter(action="charge.fix_attribution").first()
-    assert event is not None and event.actor == "rita"
+    assert event is not None
+    assert event.actor == "rita"
     assert event.before["flags"] == ["missing_pi"]
     assert event.after["pi"] == "grace@example.edu"
 

@@ -102,7 +102,8 @@ def test_unchanged_data_regenerates_nothing_and_changes_make_a_new_version(
 ) -> None:
     first = statements_generate(period=month, actor=actor, sync=True)
     again = statements_generate(period=month, actor=actor, sync=True)
-    assert again.created == [] and len(again.unchanged) == 3
+    assert again.created == []
+    assert len(again.unchanged) == 3
 
     period_reopen(period=month, actor=actor, reason="a charge was wrong")
     charges_review(
@@ -110,12 +111,14 @@ def test_unchanged_data_regenerates_nothing_and_changes_make_a_new_version(
     )
     period_close(period=month, actor=actor)
     third = statements_generate(period=month, actor=actor, sync=True)
-    assert len(third.created) == 1 and len(third.unchanged) == 2
+    assert len(third.created) == 1
+    assert len(third.unchanged) == 2
     new = third.created[0]
     old = next(s for s in first.created if s.sequence == new.sequence)
     old.refresh_from_db()
     assert new.number == f"{month}-{new.sequence:04d}-v2"
-    assert old.superseded_by == new and old.superseded_at is not None
+    assert old.superseded_by == new
+    assert old.superseded_at is not None
     assert new.billed_total == Decimal("10.01")  # 10.005 alone rounds half up
     assert Statement.objects.filter(superseded_at=None).count() == 3
 
