@@ -71,7 +71,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 typecheck: install
-	$(DEMO_ENV) $(BIN)/mypy openchargeback billing ingest statements journals
+	$(DEMO_ENV) $(BIN)/mypy
 
 migrations-check: install
 	$(DEMO_ENV) $(BIN)/python manage.py makemigrations --check --dry-run

@@ -25,6 +25,9 @@ class MoneyField(_MoneyBase):
     """
 
     description = "Exact money amount (stored as integer nano-units)"
+    if TYPE_CHECKING:  # what a lookup (filter(billed_cost=...)) takes, for django-stubs;
+        # a Decimal as well as IntegerField's str | int
+        _pyi_lookup_exact_type: Decimal | int | str  # type: ignore[assignment]
 
     def from_db_value(
         self,

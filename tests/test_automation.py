@@ -216,7 +216,9 @@ def test_old_uploads_never_imported_are_purged(defaults: None, settings: Any) ->
     assert old_path is not None
     assert not old_path.exists()
     assert recent.status != "discarded"
-    assert staged_path(recent).exists()
+    recent_path = staged_path(recent)
+    assert recent_path is not None
+    assert recent_path.exists()
 
 
 @pytest.mark.django_db

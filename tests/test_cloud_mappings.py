@@ -201,6 +201,8 @@ def test_an_untagged_row_of_a_mapped_sub_account_is_attributed_and_approved(
     result = ingest(focus_file, [cloud_row(resource="vm-1"), cloud_row(resource="vm-2")])
     assert result.flagged == 0
     for charge in Charge.objects.select_related("pi", "project"):
+        assert charge.pi is not None
+        assert charge.project is not None
         assert (charge.pi.email, charge.project.project_id, charge.fund_org) == (
             "curie@example.edu",
             "chem-1",
@@ -222,6 +224,8 @@ def test_tags_take_precedence_over_the_mapping(
     ]
     ingest(focus_file, rows)
     tagged = Charge.objects.select_related("pi", "project").get(resource_id="tagged")
+    assert tagged.pi is not None
+    assert tagged.project is not None
     assert (tagged.pi.email, tagged.project.project_id, tagged.fund_org) == (
         "ada@example.edu",
         "proj-a",
@@ -229,6 +233,7 @@ def test_tags_take_precedence_over_the_mapping(
     )
     assert reasons(tagged) == {"missing_fund_org"}  # another owner: the mapping gives nothing
     fund_only = Charge.objects.select_related("pi", "project").get(resource_id="fund-only")
+    assert fund_only.project is not None
     assert (fund_only.project.project_id, fund_only.fund_org) == ("chem-1", "NSF-BIO-2024")
     assert fund_only.review_state == "approved"
 
@@ -317,7 +322,9 @@ def test_applying_a_new_mapping_attributes_pending_charges_audited(flagged: None
     fixed = AuditEvent.objects.filter(action="charge.fix_attribution")
     assert fixed.count() == 3
     assert {e.actor for e in fixed} == {"tester"}
-    assert fixed.first().reason == f"account mapping #{mapping.pk} 111122223333"
+    first_fix = fixed.first()
+    assert first_fix is not None
+    assert first_fix.reason == f"account mapping #{mapping.pk} 111122223333"
     assert set(
         Charge.objects.filter(review_state="approved").values_list("resource_id", flat=True)
     ) == {"vm-1", "vm-2", "vm-3"}

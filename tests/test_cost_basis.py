@@ -241,6 +241,7 @@ def test_amortised_basis_bills_usage_its_effective_cost_and_commitment_centrally
     assert (purchase.billed_cost, purchase.list_cost) == (Decimal(0), Decimal(0))
     assert purchase.invoiced_cost == Decimal("8760.00")
     assert purchase.cost_basis == "amortised"
+    assert purchase.pi is not None
     assert purchase.pi.email == "cio@example.edu"
     assert purchase.fund_org == "IT-9999"  # the project's default
     assert purchase.tags["project_id"] == "cloud-team"  # kept for reference
@@ -277,6 +278,7 @@ def test_amortised_exclude_rejects_commitment_charges_with_a_note_and_audit(
     purchase = rejected.get(charge_category="Purchase")
     assert "commitment purchase" in purchase.review_note
     assert purchase.reviewed_by == actor.name
+    assert purchase.project is not None
     assert purchase.project.project_id == "cloud-team"  # who bought it, for reference
     assert "unused commitment" in rejected.get(commitment_discount_status="Unused").review_note
     assert by_project("2023-01") == {"proj-a": Decimal("2.25")}
@@ -364,6 +366,7 @@ def test_sources_set_changes_the_basis_audited(
         "IT-1234",
     )
     event = AuditEvent.objects.filter(action="source.change").latest("id")
+    assert event.after is not None
     assert event.after["cost_basis"] == "amortised"
     call_command("sources", "set", "aws", "--commitment-handling", "exclude", "--json")
     data = json.loads(capsys.readouterr().out)

@@ -206,6 +206,8 @@ def test_a_rate_recorded_after_the_import_converts_and_then_allows_approval(
         "note": "ECB 2025-01-31",
     }
     converted = AuditEvent.objects.get(action="charge.convert")
+    assert converted.before is not None
+    assert converted.after is not None
     assert converted.before["billed_cost"] == "100.00"
     assert converted.after["billed_cost"] == "108.50"
     assert charges_review(charges=Charge.objects.all(), action="approve", actor=actor) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
 
@@ -133,11 +134,11 @@ def test_dashboard_of_an_empty_site(db: None) -> None:
 
 
 def test_dashboard_queries_do_not_grow_with_data(
-    month: str, django_assert_max_num_queries: Callable[..., object]
+    month: str, django_assert_max_num_queries: Callable[..., AbstractContextManager[object]]
 ) -> None:
     client = role_client(VIEWER)
     client.get("/admin/")
-    with django_assert_max_num_queries(30):  # type: ignore[operator]
+    with django_assert_max_num_queries(30):
         client.get("/admin/")
 
 

@@ -231,9 +231,11 @@ def test_replace_with_part_files_makes_the_month_their_union(
     records = {r.file_name: r for r in Import.objects.all()}
     assert records[str(p2)].pk == vm2.import_record_id
     assert records[str(p1)].delivery == records[str(p2)].delivery
+    assert first.import_id is not None
     old = Import.objects.get(pk=first.import_id)
     assert old.status == Import.Status.SUPERSEDED
     event = AuditEvent.objects.get(action="import.supersede")
+    assert event.after is not None
     assert event.after["delivery"] == str(records[str(p1)].delivery)
     assert sorted(event.after["by_imports"]) == sorted(r.pk for r in records.values() if r.replace)
     total = sum(Charge.objects.values_list("billed_cost", flat=True), Decimal(0))
@@ -288,7 +290,7 @@ def test_dry_run_of_a_delivery_is_exact(
     )
     for replace in (False, True):
         files = [DeliveryFile(path=p) for p in (p1, p2)]
-        kwargs = {"files": files, "source": aws, "actor": actor, "replace": replace}
+        kwargs: dict[str, Any] = {"files": files, "source": aws, "actor": actor, "replace": replace}
         before = state()
         dry = import_delivery(**kwargs, dry_run=True)
         assert state() == before  # a dry run writes nothing
@@ -471,6 +473,7 @@ def test_import_all_imports_part_files_as_one_delivery(admin_client: Any) -> Non
     aws = [u.import_record for u in done[:2]]
     assert aws[0] is not None
     assert aws[1] is not None
+    assert done[2].import_record is not None
     assert aws[0].delivery == aws[1].delivery != done[2].import_record.delivery
     assert done[0].result["delivery_summary"]["files"] == [u.file_name for u in done[:2]]
     assert "Imported as one delivery of 2 files: 4 charges in all." in html
@@ -494,6 +497,8 @@ def test_a_delivery_is_imported_by_one_worker_job(
     done = list(Upload.objects.order_by("pk"))[:2]
     assert [u.status for u in done] == [Upload.Status.IMPORTED] * 2
     assert Charge.objects.filter(source__slug="aws").count() == 4
+    assert done[0].import_record is not None
+    assert done[1].import_record is not None
     assert done[0].import_record.delivery == done[1].import_record.delivery
 
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.management import call_command
+from django.db.models import Field
 
 from billing import flags
 from billing.models import Charge, Source
@@ -148,8 +149,9 @@ def _make_version_1(import_id: int, path: Path) -> None:
     preparer = RowPreparer(reader, lambda v: v, legacy_periods=frozenset({"2024-09"}))
     keys = [k for c in reader.chunks() for k in (preparer.prepare(c).legacy or [])]  # type: ignore[union-attr]
     charges = list(Charge.objects.filter(import_record_id=import_id).order_by("line_number"))
-    for charge, (fingerprint, occurrence) in zip(charges, keys, strict=True):
-        charge.fingerprint, charge.occurrence = fingerprint, occurrence
+    for charge, key in zip(charges, keys, strict=True):
+        assert key is not None
+        charge.fingerprint, charge.occurrence = key
         charge.save(update_fields=["fingerprint", "occurrence"])
     Import.objects.filter(pk=import_id).update(fingerprint_version=1)
 
@@ -366,7 +368,9 @@ def test_lower_case_currency_is_upper_cased(tmp_path: Path, aws: Source, actor: 
 
 def test_text_limits_follow_the_charge_model() -> None:
     for name, limit in TEXT_LIMITS.items():
-        assert Charge._meta.get_field(TEXT_FIELDS[name]).max_length == limit, name
+        field = Charge._meta.get_field(TEXT_FIELDS[name])
+        assert isinstance(field, Field), name
+        assert field.max_length == limit, name
 
 
 @pytest.mark.parametrize("value", [["a", "b"], {"code": "a"}])

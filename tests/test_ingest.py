@@ -525,6 +525,7 @@ def test_import_is_audited_with_the_acting_user(
     event = AuditEvent.objects.get(action="import.create")
     assert event.actor == "mallory"
     assert event.object_id == str(result.import_id)
+    assert event.after is not None
     assert event.after["charges_created"] == 1
     record = Import.objects.get()
     assert record.actor == "mallory"

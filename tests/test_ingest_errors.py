@@ -101,6 +101,7 @@ def accept(aws: Source, actor: Actor, settings: Any) -> Accept:
     def run(path: Path, **kwargs: Any) -> ImportResult:
         result = import_file(path=path, source=kwargs.pop("source", aws), actor=actor, **kwargs)
         assert result.status == "imported", result.message
+        assert result.import_id is not None
         assert Import.objects.filter(pk=result.import_id).exists()
         assert len(_media_files(settings)) == 1
         return result

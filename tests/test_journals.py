@@ -176,6 +176,7 @@ def test_descriptions_use_the_template_and_the_limit() -> None:
         description_max_length=20,
     )
     journal = build("summary", period="2025-01", rows=[_row(1)], sources=SOURCES, config=config)
+    assert isinstance(journal.entries, list)  # a list for every format but detail
     assert journal.entries[0].description == "ada@example.edu p1 2"
 
 

@@ -233,6 +233,8 @@ def test_fix_attribution_clears_flags_and_approves(month: Path, actor: Actor) ->
     event = AuditEvent.objects.filter(action="charge.fix_attribution").first()
     assert event is not None
     assert event.actor == "rita"
+    assert event.before is not None
+    assert event.after is not None
     assert event.before["flags"] == ["missing_pi"]
     assert event.after["pi"] == "grace@example.edu"
 

@@ -18,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -59,6 +60,7 @@ def test_one_email_per_pi_with_their_pdfs(month: str, actor: Actor) -> None:
     by_to = {m.to[0]: m for m in mail.outbox}
     assert sorted(by_to) == ["ada@example.edu", "bob@example.edu"]
     ada = by_to["ada@example.edu"]
+    assert isinstance(ada, EmailMultiAlternatives)
     numbers = sorted(
         Statement.objects.filter(pi__email="ada@example.edu").values_list("number", flat=True)
     )
@@ -72,6 +74,7 @@ def test_one_email_per_pi_with_their_pdfs(month: str, actor: Actor) -> None:
     assert "proj-a" in ada.body
     assert f"${total:,.2f}" in ada.body
     html, mime = ada.alternatives[0]
+    assert isinstance(html, str)
     assert mime == "text/html"
     assert "<table" in html
     assert "proj-b" in html
@@ -336,7 +339,10 @@ def test_names_are_escaped_in_the_html_body(
     charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
     period_close(period="2025-01", actor=actor)
     _generate_and_send("2025-01", actor)
-    html = mail.outbox[0].alternatives[0][0]
+    sent = mail.outbox[0]
+    assert isinstance(sent, EmailMultiAlternatives)
+    html = sent.alternatives[0][0]
+    assert isinstance(html, str)
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
     assert "&lt;b&gt;x&lt;/b&gt;" in html
@@ -388,7 +394,7 @@ class Inbox:
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
-            self.messages.append(message)  # type: ignore[arg-type]
+            self.messages.append(message)
         return "250 OK"
 
 
