@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from decimal import Decimal
@@ -40,7 +39,8 @@ from journals.services import check_ledger, export_journal
 from openchargeback.money import round_money
 from statements.models import Statement
 from statements.services import statements_generate
-from tests.conftest import focus_row, tags, write_focus
+from tests.conftest import focus_row, tags
+from tests.factories import make_charge, make_import, make_source
 
 pytestmark = pytest.mark.django_db
 
@@ -469,24 +469,24 @@ _money = st.decimals(
     )
 )
 def test_property_exports_reconcile_with_statements_in_the_database(
-    defaults: None, tmp_path: Path, actor: Actor, charges: list[tuple[Any, ...]]
+    defaults: None, actor: Actor, charges: list[tuple[Any, ...]]
 ) -> None:
     with transaction.atomic():
-        by_source: dict[str, list[dict[str, str]]] = defaultdict(list)
+        # The charges as an import of one file per source leaves them, pending review.
+        slugs = {source for source, *_ in charges}
+        imports = {slug: make_import(source=make_source(slug)) for slug in slugs}
         for n, (source, pi, project, fund_org, billed, free) in enumerate(charges):
-            by_source[source].append(
-                focus_row(
-                    resource=f"r-{n}",
-                    pi=pi,
-                    project=f"{project}-{pi[:3]}",
-                    fund_org=fund_org,
-                    billed="0" if free else f"{billed:f}",
-                    list_cost=f"{abs(billed) + 400:f}" if free else f"{billed:f}",
-                )
+            make_charge(
+                source=make_source(source),
+                import_record=imports[source],
+                resource=f"r-{n}",
+                pi=pi,
+                project=f"{project}-{pi[:3]}",
+                fund_org=fund_org,
+                billed=Decimal(0) if free else billed,
+                list_cost=abs(billed) + 400 if free else billed,
+                review_state="pending",
             )
-        for slug, rows in by_source.items():
-            path = write_focus(tmp_path / f"{slug}_2025-01_{uuid.uuid4().hex}.csv", rows)
-            import_file(path=path, source=Source.objects.get(slug=slug), actor=actor)
         charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
         period_close(period="2025-01", actor=actor)
         _accounting(actor)
