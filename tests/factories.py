@@ -75,7 +75,7 @@ def make_import(*, source: Source, period: str = "2025-01", **fields: Any) -> Im
         sha256=fields.pop("sha256", uuid.uuid4().hex * 2),
         stored_file="",
         file_size=0,
-        expected_period=period,
+        expected_period=fields.pop("expected_period", ""),  # as an import not told the month
         periods=[period],
         actor=fields.pop("actor", "tester"),
         **fields,
