@@ -15,11 +15,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Max
+from django.utils import timezone
 from model_bakery import baker
 
 from billing import summaries
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from ingest.models import Import
+from statements.models import Statement, StatementCharge
 
 Money = Decimal | str
 
@@ -103,11 +106,11 @@ def make_charge(
     new; a new project belongs to the charge's PI). List, contracted and
     effective cost default to the billed cost, as for a FOCUS row without them.
     """
+    billed_cost = money(billed)  # refused before anything is written
     period_obj = period if isinstance(period, BillingPeriod) else make_period(period)
     source_obj = source if isinstance(source, Source) else make_source(source)
     pi_obj = make_pi(pi) if isinstance(pi, str) else pi
     project_obj = make_project(project, pi=pi_obj) if isinstance(project, str) else project
-    billed_cost = money(billed)
     start = datetime.strptime(period_obj.period, "%Y-%m").replace(tzinfo=UTC)
     values: dict[str, Any] = {
         "list_cost": money(list_cost) if list_cost is not None else billed_cost,
@@ -143,3 +146,58 @@ def make_charge(
     )
     summaries.rebuild([period_obj.pk])
     return charge
+
+
+def make_statement(
+    *,
+    pi: PI | str = "ada@example.edu",
+    project: Project | str | None = None,
+    period: BillingPeriod | str = "2025-01",
+    billed_total: Money = "0.00",
+    list_total: Money | None = None,
+    exact_billed: Money | None = None,
+    charges: list[Charge] | None = None,
+    **fields: Any,
+) -> Statement:
+    """A current statement version (ready, no PDF) covering `charges`.
+
+    The totals are what the caller says (list defaults to billed, the exact
+    billed amount to the billed total; the discount is list minus billed):
+    a test of how statements are computed generates them instead.
+    """
+    period_obj = period if isinstance(period, BillingPeriod) else make_period(period)
+    pi_obj = make_pi(pi) if isinstance(pi, str) else pi
+    project_obj = make_project(project, pi=pi_obj) if isinstance(project, str) else project
+    billed = money(billed_total)
+    listed = money(list_total) if list_total is not None else billed
+    covered = charges or []
+    version = fields.pop("version", 1)
+    sequence = fields.pop("sequence", None)
+    if sequence is None:
+        last = Statement.objects.filter(period=period_obj).aggregate(n=Max("sequence"))["n"]
+        sequence = (last or 0) + 1
+    statement = baker.make(
+        Statement,
+        period=period_obj,
+        pi=pi_obj,
+        project=project_obj,
+        sequence=sequence,
+        version=version,
+        number=f"{period_obj.period}-{sequence:04d}-v{version}",
+        list_total=listed,
+        discount_total=listed - billed,
+        billed_total=billed,
+        exact_billed=money(exact_billed) if exact_billed is not None else billed,
+        charge_count=len(covered),
+        content_hash=fields.pop("content_hash", uuid.uuid4().hex * 2),
+        status=fields.pop("status", Statement.Status.READY),
+        generated_at=fields.pop("generated_at", timezone.now()),
+        generated_by=fields.pop("generated_by", "tester"),
+        pdf="",
+        line_items="",
+        **fields,
+    )
+    StatementCharge.objects.bulk_create(
+        [StatementCharge(statement=statement, charge=charge) for charge in covered]
+    )
+    return statement
