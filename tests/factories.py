@@ -19,8 +19,9 @@ from django.db.models import Max
 from django.utils import timezone
 from model_bakery import baker
 
-from billing import summaries
+from billing import flags, summaries
 from billing.models import PI, BillingPeriod, Charge, Project, Source
+from billing.services import Actor, charges_review, period_close, period_open
 from ingest.models import Import
 from statements.models import Statement, StatementCharge
 
@@ -201,3 +202,46 @@ def make_statement(
         [StatementCharge(statement=statement, charge=charge) for charge in covered]
     )
     return statement
+
+
+def make_closed_month(*, actor: Actor, period: str = "2025-01") -> str:
+    """The month of tests/conftest.py's ``month`` fixture, without the importer:
+    opened by its first import of one aws file, ada's proj-a (three charges)
+    and proj-b, bob's proj-c, one charge with no owner rejected, then closed."""
+    period_open(period=period, actor=actor, note="first import")
+    imported = make_import(source=make_source("aws"))
+    ada, bob = make_pi("ada@example.edu"), make_pi("bob@example.edu")
+    for resource, service, billed, list_cost, pi, project in [
+        ("vm-1", "Amazon EC2", "10.005", "12.004", ada, "proj-a"),
+        ("vm-2", "Amazon EC2", "0.004", "0.004", ada, "proj-a"),
+        ("gpu", "HPC GPU", "0", "400", ada, "proj-a"),
+        ("db", "Amazon RDS", "80.75", "80.75", ada, "proj-b"),
+        ("bob-vm", "Amazon EC2", "3.333", "3.333", bob, "proj-c"),
+    ]:
+        make_charge(
+            period=period,
+            import_record=imported,
+            resource=resource,
+            service=service,
+            billed=billed,
+            list_cost=list_cost,
+            pi=pi,
+            project=make_project(project, pi=pi),
+            fund_org="NSF-BIO-2024",
+            tags={"pi_email": pi.email, "project_id": project, "fund_org": "NSF-BIO-2024"},
+        )
+    make_charge(
+        period=period,
+        import_record=imported,
+        resource="orphan",
+        billed="5.00",
+        fund_org="NSF-BIO-2024",
+        tags={"pi_email": "", "project_id": "", "fund_org": "NSF-BIO-2024"},
+        flags=flags.to_mask(["missing_pi", "missing_project"]),
+        review_state=Charge.ReviewState.PENDING,
+    )
+    charges_review(
+        charges=Charge.objects.filter(resource_id="orphan"), action="reject", actor=actor, note="x"
+    )
+    period_close(period=period, actor=actor)
+    return period

@@ -40,7 +40,7 @@ from openchargeback.money import round_money
 from statements.models import Statement
 from statements.services import statements_generate
 from tests.conftest import focus_row, tags
-from tests.factories import make_charge, make_import, make_source
+from tests.factories import make_charge, make_closed_month, make_import, make_source
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +53,13 @@ def _accounting(actor: Actor) -> None:
     settings = JournalSettings.load()
     settings.default_account = "740000"
     settings.save()
+
+
+@pytest.fixture
+def month(defaults: None, actor: Actor) -> str:
+    """The shared closed month of tests/conftest.py, built without the importer
+    (these tests are about what is exported from it)."""
+    return make_closed_month(actor=actor)
 
 
 @pytest.fixture
