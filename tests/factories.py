@@ -38,7 +38,8 @@ def money(value: Money) -> Decimal:
 
 
 def make_period(period: str = "2025-01", **fields: Any) -> BillingPeriod:
-    """The BillingPeriod of a month (open unless `fields` say otherwise)."""
+    """The BillingPeriod of a month, created open unless `fields` say otherwise
+    (an existing one is returned unchanged, as are the ones below)."""
     found = BillingPeriod.objects.filter(period=period).first()
     return found or baker.make(BillingPeriod, period=period, **fields)
 
