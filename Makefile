@@ -74,7 +74,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 typecheck: install
-	$(DEMO_ENV) $(BIN)/mypy openchargeback billing ingest statements journals
+	$(DEMO_ENV) $(BIN)/mypy
 
 migrations-check: install
 	$(DEMO_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
@@ -82,12 +82,12 @@ migrations-check: install
 check: lint typecheck migrations-check test
 
 bench: install
-	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/review.py
-	$(BIN)/python benchmarks/statements.py
-	$(BIN)/python benchmarks/journals.py
-	$(BIN)/python benchmarks/dashboard.py
-	$(BIN)/python benchmarks/slurm.py
+	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_review.py
+	$(BIN)/python benchmarks/bench_statements.py
+	$(BIN)/python benchmarks/bench_journals.py
+	$(BIN)/python benchmarks/bench_dashboard.py
+	$(BIN)/python benchmarks/bench_slurm.py
 
 # docs/environment.md from .env.example (a test checks they agree).
 env-docs: install

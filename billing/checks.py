@@ -11,7 +11,11 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 
 @register(Tags.database)
-def saved_patterns(app_configs: Any, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+def saved_patterns(
+    app_configs: Any,  # noqa: ARG001 - Django passes app_configs by name
+    databases: Any = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
     """Enabled patterns saved before patterns ran on RE2 (or written to the
     database directly) that RE2 refuses: imports skip them until fixed."""
     if not databases or DEFAULT_DB_ALIAS not in databases:

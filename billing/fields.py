@@ -25,8 +25,16 @@ class MoneyField(_MoneyBase):
     """
 
     description = "Exact money amount (stored as integer nano-units)"
+    if TYPE_CHECKING:  # what a lookup (filter(billed_cost=...)) takes, for django-stubs;
+        # a Decimal as well as IntegerField's str | int
+        _pyi_lookup_exact_type: Decimal | int | str  # type: ignore[assignment]
 
-    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Decimal | None:
+    def from_db_value(
+        self,
+        value: Any,
+        expression: Any,  # noqa: ARG002 - Django's Field API
+        connection: Any,  # noqa: ARG002 - Django's Field API
+    ) -> Decimal | None:
         if value is None:
             return None
         # int() also covers PostgreSQL, whose SUM(bigint) returns numeric.
@@ -54,7 +62,12 @@ class MoneyField(_MoneyBase):
         options: dict[str, Any] = {"decimal_places": 9, "max_digits": 19, **kwargs}
         return models.Field.formfield(self, form_class=forms.DecimalField, **options)
 
-    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
+    def get_db_prep_value(
+        self,
+        value: Any,
+        connection: Any,  # noqa: ARG002 - Django's Field API, which passes it by name in places
+        prepared: bool = False,
+    ) -> Any:
         if not prepared:
             value = self.get_prep_value(value)
         return value
@@ -68,5 +81,5 @@ class JSONTextField(models.JSONField):
     insert time on SQLite). PostgreSQL's ``jsonb`` validates by type anyway.
     """
 
-    def db_check(self, connection: Any) -> None:
+    def db_check(self, connection: Any) -> None:  # noqa: ARG002 - Django's Field API
         return None

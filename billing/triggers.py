@@ -34,7 +34,7 @@ def trigger_operation(
     """
 
     def runner(statements_by_vendor: dict[str, list[str]]) -> Any:
-        def run(apps: Any, schema_editor: Any) -> None:
+        def run(_apps: Any, schema_editor: Any) -> None:
             vendor = schema_editor.connection.vendor
             if vendor not in statements_by_vendor:
                 raise RuntimeError(f"no immutability triggers for database {vendor!r}")

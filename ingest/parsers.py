@@ -826,7 +826,7 @@ def _open_binary(path: Path, kind: str, limits: Limits, name: str) -> IO[bytes]:
     return open(path, "rb")
 
 
-def detect_kind(path: Path, head: bytes) -> str:
+def detect_kind(head: bytes) -> str:
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
     if head.startswith(GZIP_MAGIC):
@@ -863,7 +863,7 @@ def open_focus(
         )
     with open(path, "rb") as fh:
         head = fh.read(4)
-    kind = detect_kind(path, head)
+    kind = detect_kind(head)
     if kind == "parquet":
         header = _parquet_header(path, name, limits)
     else:

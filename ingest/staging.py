@@ -106,7 +106,7 @@ class StagingUploadHandler(FileUploadHandler):
         self._partial = Path(name)
         self._current = entry
 
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:  # noqa: ARG002 - Django's FileUploadHandler signature
         entry = self._current
         assert entry is not None
         entry.size += len(raw_data)
@@ -119,7 +119,8 @@ class StagingUploadHandler(FileUploadHandler):
 
     def file_complete(self, file_size: int) -> None:
         entry, partial = self._current, self._partial
-        assert entry is not None and partial is not None
+        assert entry is not None
+        assert partial is not None
         self.file.close()
         del self.file
         final = partial.with_name(f"{uuid.uuid4().hex}{staged_suffix(entry.file_name)}")

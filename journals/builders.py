@@ -516,10 +516,10 @@ def _detail(
 def _summary(
     period: str,
     items: Sequence[Share],
-    sources: dict[str, SourceInfo],
+    _sources: dict[str, SourceInfo],
     config: JournalConfig,
 ) -> list[Entry]:
-    """PI x project x fund/org."""
+    """PI x project x fund/org (the sources are not needed: the same call as _gl)."""
     totals: dict[tuple[str, str, str], list[Share]] = defaultdict(list)
     for share in items:
         totals[(share.pi_email, share.project_id, share.fund_org)].append(share)

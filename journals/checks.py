@@ -10,7 +10,11 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 
 @register(Tags.database)
-def journal_patterns(app_configs: Any, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+def journal_patterns(
+    app_configs: Any,  # noqa: ARG001 - Django passes app_configs by name
+    databases: Any = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
     """The journal's fund/org and account patterns, if RE2 refuses them:
     exports (and closing a month) are refused until they are fixed."""
     if not databases or DEFAULT_DB_ALIAS not in databases:

@@ -14,7 +14,10 @@ from django.core.checks import Error, Tags, register
 
 
 @register(Tags.compatibility)
-def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+def check_q_cluster(
+    app_configs: Any = None,  # noqa: ARG001 - Django passes app_configs by name
+    **kwargs: Any,
+) -> list[Error]:
     conf = getattr(settings, "Q_CLUSTER", {})
     errors = []
     brokers = [key for key in ("orm", "redis", "sqs", "mongo", "ironmq") if conf.get(key)]

@@ -112,7 +112,7 @@ class _Lines(Flowable):
         super().__init__()
         self.lines, self.right, self.fixed_width = lines, right, width
 
-    def wrap(self, avail_width: float, avail_height: float) -> tuple[float, float]:
+    def wrap(self, _avail_width: float, _avail_height: float) -> tuple[float, float]:
         return self.fixed_width, sum(line.size * self.LEADING for line in self.lines)
 
     def draw(self) -> None:

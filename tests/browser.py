@@ -95,7 +95,8 @@ def confirmation_shots(page: Any, shots: Callable[[Any, str], Path], name: str) 
         for scheme in ("light", "dark"):
             page.emulate_media(color_scheme=scheme)
             cancel = page.get_by_role("link", name="Cancel").bounding_box()
-            assert cancel is not None and cancel["x"] + cancel["width"] <= width
+            assert cancel is not None
+            assert cancel["x"] + cancel["width"] <= width
             scroll = page.evaluate("document.documentElement.scrollWidth")
             assert scroll <= width, (width, scroll)
             shots(page, f"{name}{suffix}{'' if scheme == 'light' else '-dark'}")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import FOCUS_COLUMNS, focus_row
 
@@ -143,7 +144,7 @@ def clone_instance(template: Path, instance: Path) -> Path:
     return instance
 
 
-def query(instance: Path, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+def query(instance: Path, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
     """Read the instance's database directly (stdlib sqlite3, read-only)."""
     uri = f"file:{instance / DB_NAME}?mode=ro"
     with sqlite3.connect(uri, uri=True, timeout=30) as conn:

@@ -118,7 +118,8 @@ def test_several_files_are_staged_with_detected_source_and_period(
     )
 
     files = list(Upload.objects.order_by("pk"))
-    assert response.status_code == 302 and response["Location"] == batch_url(files[0])
+    assert response.status_code == 302
+    assert response["Location"] == batch_url(files[0])
     assert len({u.batch for u in files}) == 1
     detected = [(u.file_name, slug(u.detected_source), u.detected_period) for u in files]
     # "it[_-]?storage" is longer than "storage": the longest pattern wins.
@@ -135,7 +136,8 @@ def test_several_files_are_staged_with_detected_source_and_period(
     # Previewed by the worker; the preview writes nothing.
     assert [u.status for u in files] == [S.PREVIEWED] * 3
     assert [u.preview["charges_created"] for u in files] == [3, 2, 4]
-    assert Charge.objects.count() == 0 and Import.objects.count() == 0
+    assert Charge.objects.count() == 0
+    assert Import.objects.count() == 0
     assert not BillingPeriod.objects.exists()
     # Staged under random names, never the client's.
     stored = staged_files(settings)
@@ -173,7 +175,9 @@ def test_one_source_and_period_for_every_file_override_detection(admin_client: C
 def test_a_file_with_no_detectable_source_waits_for_a_choice(admin_client: Client) -> None:
     response = post_files(admin_client, focus_upload("usage-export.csv", rows_for(2)))
     upload = Upload.objects.get()
-    assert upload.status == S.STAGED and upload.source is None and upload.period == ""
+    assert upload.status == S.STAGED
+    assert upload.source is None
+    assert upload.period == ""
     assert notes(response) == []
     page = admin_client.get(batch_url(upload)).content.decode()
     assert "Waiting for a source" in page
@@ -186,8 +190,10 @@ def test_a_file_with_no_detectable_source_waits_for_a_choice(admin_client: Clien
 
     act(admin_client, upload, f"preview:{upload.pk}", **choice(upload, source="gcp", period=""))
     upload = Upload.objects.get()
-    assert upload.status == S.PREVIEWED and slug(upload.source) == "gcp"
-    assert upload.preview["source"] == "gcp" and upload.preview["charges_created"] == 2
+    assert upload.status == S.PREVIEWED
+    assert slug(upload.source) == "gcp"
+    assert upload.preview["source"] == "gcp"
+    assert upload.preview["charges_created"] == 2
 
 
 def test_changing_source_and_period_then_previewing_again(admin_client: Client) -> None:
@@ -200,13 +206,15 @@ def test_changing_source_and_period_then_previewing_again(admin_client: Client) 
     act(admin_client, upload, f"preview:{upload.pk}", **choice(upload, source="gcp", period=""))
     upload.refresh_from_db()
     assert (slug(upload.source), upload.period) == ("gcp", "")
-    assert upload.preview["source"] == "gcp" and upload.preview["flags"] == {}
+    assert upload.preview["source"] == "gcp"
+    assert upload.preview["flags"] == {}
     assert upload.preview["expected_period"] == ""
 
     # Enter in a field presses the form's first button: every changed file is previewed.
     act(admin_client, upload, "apply", **choice(upload, source="gcp", period="2025-02"))
     upload.refresh_from_db()
-    assert upload.period == "2025-02" and upload.preview["flags"] == {"period_mismatch": 2}
+    assert upload.period == "2025-02"
+    assert upload.preview["flags"] == {"period_mismatch": 2}
 
 
 def test_a_changed_choice_is_not_imported_without_a_new_preview(admin_client: Client) -> None:
@@ -217,7 +225,8 @@ def test_a_changed_choice_is_not_imported_without_a_new_preview(admin_client: Cl
         "aws_2025-01.csv: the source or period was changed; preview again before importing"
     ]
     upload.refresh_from_db()
-    assert upload.status == S.PREVIEWED and not Charge.objects.exists()
+    assert upload.status == S.PREVIEWED
+    assert not Charge.objects.exists()
 
 
 def test_wrong_period_and_disabled_source_are_refused_naming_the_file(
@@ -248,7 +257,8 @@ def test_wrong_period_and_disabled_source_are_refused_naming_the_file(
     assert upload.error == "aws_2025-01.csv: source 'aws' is disabled; enable it first"
     page = admin_client.get(batch_url(upload)).content.decode()
     assert "aws_2025-01.csv: source &#x27;aws&#x27; is disabled; enable it first" in page
-    assert not Charge.objects.exists() and not Import.objects.exists()
+    assert not Charge.objects.exists()
+    assert not Import.objects.exists()
 
 
 # --- preview = the command line's dry run --------------------------------------------------------
@@ -288,7 +298,8 @@ def test_preview_numbers_equal_the_command_line_dry_run(
     html = admin_client.get(batch_url(upload)).content.decode()
     billed = InstitutionSettings.cached().format_money(Decimal(cli["billed_total"]))
     assert billed in html
-    assert "Missing PI 1" in html and "Outside the expected period 1" in html
+    assert "Missing PI 1" in html
+    assert "Outside the expected period 1" in html
 
 
 # --- import --------------------------------------------------------------------------------------
@@ -307,24 +318,29 @@ def test_import_creates_exactly_the_charges_and_links_to_them(
 
     upload.refresh_from_db()
     record = Import.objects.get()
-    assert upload.status == S.IMPORTED and upload.import_record == record
+    assert upload.status == S.IMPORTED
+    assert upload.import_record == record
     assert notes(done) == []  # the file's card says what happened
     assert "Imported <strong>4</strong> charges" in done.content.decode()
     assert Charge.objects.filter(import_record=record).count() == 4 == Charge.objects.count()
-    assert record.file_name == "aws_2025-01.csv" and record.source.slug == "aws"
+    assert record.file_name == "aws_2025-01.csv"
+    assert record.source.slug == "aws"
     assert record.expected_period == "2025-01"
     # On the worker, in the name of who pressed Import.
-    assert record.actor == "billing_admin" and record.user_id == upload.user_id
+    assert record.actor == "billing_admin"
+    assert record.user_id == upload.user_id
     assert AuditEvent.objects.filter(action="import.create", channel="job").count() == 1
     # The import keeps its own copy; the staged one is gone.
-    assert not staged[0].exists() and staged_files(settings) == []
+    assert not staged[0].exists()
+    assert staged_files(settings) == []
     assert (Path(settings.MEDIA_ROOT) / record.stored_file).is_file()
 
     html = done.content.decode()
     import_link = f"/admin/ingest/import/{record.pk}/change/"
     queue = "/admin/billing/charge/"
     pending_link = f"{queue}?import_record__id__exact={record.pk}&amp;review_state__exact=pending"
-    assert import_link in html and pending_link in html
+    assert import_link in html
+    assert pending_link in html
     assert f'value="import:{upload.pk}"' not in html
 
     # The link opens the review queue on this import's flagged charges.
@@ -345,15 +361,18 @@ def test_importing_the_same_file_again_says_already_imported(admin_client: Clien
     post_files(admin_client, focus_upload("aws_2025-01.csv", rows))
     again = Upload.objects.exclude(pk=first.pk).get()
     assert again.batch != first.batch
-    assert again.preview["charges_created"] == 0 and again.preview["duplicates_skipped"] == 3
+    assert again.preview["charges_created"] == 0
+    assert again.preview["duplicates_skipped"] == 3
     page = admin_client.get(batch_url(again)).content.decode()
     assert "Every row of this file is already imported for aws: importing it adds nothing." in page
 
     done = act(admin_client, again, f"import:{again.pk}")
     again.refresh_from_db()
-    assert again.status == S.IMPORTED and again.result["status"] == "already_imported"
+    assert again.status == S.IMPORTED
+    assert again.result["status"] == "already_imported"
     assert again.import_record == record
-    assert Import.objects.count() == 1 and Charge.objects.count() == 3
+    assert Import.objects.count() == 1
+    assert Charge.objects.count() == 3
     html = done.content.decode()
     assert "Already imported: nothing new" in html
     assert f"already imported for source aws as import #{record.pk}" in html
@@ -391,7 +410,8 @@ def test_discard_deletes_the_staged_file(admin_client: Client, settings: Any) ->
     assert len(staged_files(settings)) == 2
     done = act(admin_client, first, f"discard:{first.pk}")
     first.refresh_from_db()
-    assert first.status == S.DISCARDED and first.stored_file == ""
+    assert first.status == S.DISCARDED
+    assert first.stored_file == ""
     assert len(staged_files(settings)) == 1
     assert "aws_2025-01.csv" not in done.content.decode().split('id="content-main"')[1]
 
@@ -433,9 +453,12 @@ def test_previews_and_imports_are_queued_for_a_worker_with_progress(
     assert upload.file_size < 1024**2
     status_url = f"{batch_url(upload)}status/"
     assert response.status_code == 302
-    assert upload.status == S.PREVIEWING and upload.job_started_at is None
-    assert upload.preview == {} and notes(response) == []
-    assert len(jobs) == 1 and queued == []
+    assert upload.status == S.PREVIEWING
+    assert upload.job_started_at is None
+    assert upload.preview == {}
+    assert notes(response) == []
+    assert len(jobs) == 1
+    assert queued == []
     page = admin_client.get(batch_url(upload)).content.decode()
     assert "Preview queued: waiting for a worker" in page
     assert 'data-busy="true"' in page
@@ -456,7 +479,8 @@ def test_previews_and_imports_are_queued_for_a_worker_with_progress(
     jobs[0]()  # the commit queues the job; django-q2 runs it inline in tests
     assert queued == [("ingest.tasks.preview_upload", (upload.pk,))]
     upload.refresh_from_db()
-    assert upload.status == S.PREVIEWED and upload.preview["charges_created"] == 2400
+    assert upload.status == S.PREVIEWED
+    assert upload.preview["charges_created"] == 2400
     assert admin_client.get(status_url).json()["busy"] is False
 
     # While the import runs, the status page reads its progress from the file.
@@ -474,7 +498,8 @@ def test_previews_and_imports_are_queued_for_a_worker_with_progress(
     with TestCase.captureOnCommitCallbacks() as jobs:
         response = act_queued(admin_client, upload, f"import:{upload.pk}")
     html = response.content.decode()
-    assert "Import queued: waiting for a worker" in html and notes(response) == []
+    assert "Import queued: waiting for a worker" in html
+    assert notes(response) == []
     assert not Charge.objects.exists()
     assert len(jobs) == 1
     jobs[0]()
@@ -482,9 +507,11 @@ def test_previews_and_imports_are_queued_for_a_worker_with_progress(
     assert queued[-1] == ("ingest.tasks.import_upload", (upload.pk, *who))
 
     upload.refresh_from_db()
-    assert upload.status == S.IMPORTED and Charge.objects.count() == 2400
+    assert upload.status == S.IMPORTED
+    assert Charge.objects.count() == 2400
     percents = [p for p, _ in seen]
-    assert percents[0] == 0 and percents[-1] == 100
+    assert percents[0] == 0
+    assert percents[-1] == 100
     assert any(p is not None and 0 < p < 100 for p in percents)
     assert percents == sorted(percents, key=lambda p: -1 if p is None else p)
     total = size_text(upload.file_size)
@@ -529,8 +556,10 @@ def test_the_progress_of_a_parquet_file_counts_rows(
             upload=upload, source=upload.source, period=upload.period, actor=Actor("x", "admin")
         )
     upload.refresh_from_db()
-    assert upload.status == S.PREVIEWED and upload.preview["rows_read"] == 600
-    assert "200 of 600 rows read" in seen and seen[-1] == "600 of 600 rows read"
+    assert upload.status == S.PREVIEWED
+    assert upload.preview["rows_read"] == 600
+    assert "200 of 600 rows read" in seen
+    assert seen[-1] == "600 of 600 rows read"
 
 
 def test_the_page_says_when_a_job_is_slow_stalled_or_never_taken(
@@ -610,7 +639,8 @@ def test_a_job_runs_once_and_ignores_a_discarded_file(
     tasks.import_upload(upload.pk, "someone")
     tasks.preview_upload(upload.pk)
     upload.refresh_from_db()
-    assert upload.status == S.IMPORTED and Import.objects.count() == 1
+    assert upload.status == S.IMPORTED
+    assert Import.objects.count() == 1
 
     with django_capture_on_commit_callbacks() as queued:
         post_files(admin_client, focus_upload("gcp_2025-01.csv", rows_for(2)), jobs=False)
@@ -619,7 +649,8 @@ def test_a_job_runs_once_and_ignores_a_discarded_file(
     for callback in queued:
         callback()
     later.refresh_from_db()
-    assert later.status == S.DISCARDED and later.preview == {}
+    assert later.status == S.DISCARDED
+    assert later.preview == {}
 
 
 # --- refusals: size, type, empty, bad content ----------------------------------------------------
@@ -634,7 +665,8 @@ def test_an_upload_over_the_request_limit_is_refused_before_reading_it(
     html = response.content.decode()
     assert "is larger than the limit of 2.0 KB for all files together" in html
     assert "(OPENCHARGEBACK_UPLOAD_MAX_REQUEST_BYTES); nothing was stored." in html
-    assert not Upload.objects.exists() and staged_files(settings) == []
+    assert not Upload.objects.exists()
+    assert staged_files(settings) == []
 
 
 def test_a_file_over_the_file_limit_is_refused_alone(admin_client: Client, settings: Any) -> None:
@@ -662,12 +694,14 @@ def test_other_file_types_and_empty_files_are_refused_with_reasons(
         SimpleUploadedFile("notes.txt", b"hello"),
         SimpleUploadedFile("aws_2025-01.csv", b""),
     )
-    assert response.status_code == 302 and response["Location"] == UPLOAD
+    assert response.status_code == 302
+    assert response["Location"] == UPLOAD
     assert notes(response) == [
         "notes.txt: not a FOCUS file type; upload .csv, .csv.gz or .parquet files",
         "aws_2025-01.csv: the file is empty; nothing was stored",
     ]
-    assert not Upload.objects.exists() and staged_files(settings) == []
+    assert not Upload.objects.exists()
+    assert staged_files(settings) == []
 
     nothing = admin_client.post(UPLOAD, {"source": ""})
     assert nothing.status_code == 400
@@ -678,7 +712,8 @@ def test_other_file_types_and_empty_files_are_refused_with_reasons(
     assert wrong.context["form"].errors == {
         "period": ["period '2025-13' is not a month in the form YYYY-MM"]
     }
-    assert not Upload.objects.exists() and staged_files(settings) == []
+    assert not Upload.objects.exists()
+    assert staged_files(settings) == []
 
 
 def test_a_bad_file_shows_the_line_and_writes_nothing(admin_client: Client) -> None:
@@ -703,7 +738,8 @@ def test_a_bad_file_shows_the_line_and_writes_nothing(admin_client: Client) -> N
 
     done = act(admin_client, bad, f"import:{bad.pk}")
     assert notes(done) == ["aws_2025-01.csv: preview it (successfully) before importing"]
-    assert not Charge.objects.exists() and not Import.objects.exists()
+    assert not Charge.objects.exists()
+    assert not Import.objects.exists()
     assert (AuditEvent.objects.count(), BillingPeriod.objects.count()) == before
 
 
@@ -735,11 +771,13 @@ def test_only_importers_may_upload(defaults: None, role: str, settings: Any) -> 
     assert client.get(f"{batch_url(upload)}status/").status_code == 403
     forbidden = client.post(batch_url(upload), {"action": f"import:{upload.pk}"})
     assert forbidden.status_code == 403
-    assert Upload.objects.count() == 1 and len(staged_files(settings)) == 1
+    assert Upload.objects.count() == 1
+    assert len(staged_files(settings)) == 1
     assert not Charge.objects.exists()
 
     anonymous = Client().get(UPLOAD)
-    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+    assert anonymous.status_code == 302
+    assert "/admin/login/" in anonymous["Location"]
 
 
 def test_upload_without_a_csrf_token_is_refused_and_leaves_nothing(
@@ -751,7 +789,8 @@ def test_upload_without_a_csrf_token_is_refused_and_leaves_nothing(
     client.force_login(user_in(BILLING_ADMIN))
     response = post_files(client, focus_upload("aws_2025-01.csv", rows_for(1)))
     assert response.status_code == 403
-    assert not Upload.objects.exists() and staged_files(settings) == []
+    assert not Upload.objects.exists()
+    assert staged_files(settings) == []
 
 
 def test_the_upload_page_has_a_labelled_drop_zone(admin_client: Client) -> None:

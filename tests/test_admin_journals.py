@@ -25,7 +25,8 @@ def test_problems_are_listed_on_the_form(month: str, actor: Actor) -> None:
         BASE + "export/", {"period": month, "format": "gl", "preview": "1"}
     )
     errors = " ".join(page.context["form"].non_field_errors())
-    assert "source aws has no credit fund/org" in errors and "no account code" in errors
+    assert "source aws has no credit fund/org" in errors
+    assert "no account code" in errors
     assert page.context["preview"] is None
 
 
@@ -35,10 +36,12 @@ def test_preview_then_export_then_download(month: str, actor: Actor) -> None:
     viewer = role_client(VIEWER)
     page = viewer.post(BASE + "export/", {"period": month, "format": "banner", "preview": "1"})
     preview = page.context["preview"]
-    assert preview["lines"] == 2 and preview["charged"] == "$94.09"
+    assert preview["lines"] == 2
+    assert preview["charged"] == "$94.09"
     assert preview["headers"][:3] == ["Doc Code", "Seq Num", "Rule Class"]
     html = page.content.decode()
-    assert "The first 2 of 2 lines" in html and "Export banner" not in html  # viewers only look
+    assert "The first 2 of 2 lines" in html
+    assert "Export banner" not in html
 
     admin = role_client(BILLING_ADMIN)
     done = admin.post(
@@ -47,7 +50,8 @@ def test_preview_then_export_then_download(month: str, actor: Actor) -> None:
         follow=True,
     )
     export = JournalExport.objects.get()
-    assert export.xlsx and export.debit_total == export.credit_total
+    assert export.xlsx
+    assert export.debit_total == export.credit_total
     assert "Download journal-2025-01-gl-" in done.content.decode()
     download = viewer.get(f"{BASE}{export.pk}/download/")
     body = b"".join(download.streaming_content)  # type: ignore[attr-defined]
@@ -61,7 +65,8 @@ def test_the_form_opens_filled_in_and_without_errors(month: str) -> None:
     """The month-end cycle links here with the period only: no "This field is required"."""
     page = role_client(VIEWER).get(BASE + "export/?period=" + month)
     form = page.context["form"]
-    assert page.status_code == 200 and not form.is_bound
+    assert page.status_code == 200
+    assert not form.is_bound
     assert "This field is required" not in page.content.decode()
     assert form["period"].value() == month
     assert page.context["preview"] is None

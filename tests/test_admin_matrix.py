@@ -339,18 +339,21 @@ def test_the_index_for_each_role(world: None, role: str) -> None:
     """A staff user without a role gets a page saying so: no totals, no records."""
     response = _client(role).get("/admin/")
     if role == ANONYMOUS:
-        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+        assert response.status_code == 302
+        assert "/admin/login/" in response["Location"]
         return
     assert response.status_code == 200
     text = response.content.decode()
     if role == NOROLE:
         assert "You have no role yet" in text
         assert response.context["app_list"] == []
-        assert "Totals for" not in text and "Recent imports" not in text
+        assert "Totals for" not in text
+        assert "Recent imports" not in text
         assert "proj-a" not in text
     else:
         assert "You have no role yet" not in text
-        assert "Totals for 2025-01" in text and response.context["app_list"]
+        assert "Totals for 2025-01" in text
+        assert response.context["app_list"]
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -360,7 +363,8 @@ def test_review_actions(world: None, role: str) -> None:
     assert pending
     if role == ANONYMOUS:
         response = client.post("/admin/billing/charge/", {"action": "approve", "index": 0})
-        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+        assert response.status_code == 302
+        assert "/admin/login/" in response["Location"]
         return
     page = client.get("/admin/billing/charge/")
     form = page.context["action_form"]

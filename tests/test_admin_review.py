@@ -149,7 +149,8 @@ def test_approving_charges_whose_attribution_is_wrong_leaves_them_pending_with_a
         URL, {"action": "approve", helpers.ACTION_CHECKBOX_NAME: queue[:3], "index": 0}, follow=True
     )
     messages = [str(m) for m in again.context["messages"]]
-    assert len(messages) == 1 and messages[0].startswith("Nothing was approved: 3 charges need")
+    assert len(messages) == 1
+    assert messages[0].startswith("Nothing was approved: 3 charges need")
 
 
 def test_review_approve_on_the_command_line_says_what_it_left(

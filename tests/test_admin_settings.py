@@ -110,7 +110,7 @@ def test_fund_org_preview_shows_what_would_be_flagged(charges: None) -> None:
     # Editing the other pattern itself: its saved version does not count.
     response = role_client(VIEWER).get(
         "/admin/billing/fundorgpattern/preview/",
-        {"pattern": "NIH-.*", "exclude": other.pk, "period": "2025-01"},
+        {"pattern": "NIH-.*", "exclude": str(other.pk), "period": "2025-01"},
     )
     rows = {row.fund_org: row.valid for row in response.context["result"].values}
     assert rows["NSF-BIO-2024"] is False

@@ -34,7 +34,8 @@ def test_generate_previews_then_generates_and_sends(month: str) -> None:
     client = role_client(BILLING_ADMIN)
     page = client.post(BASE + "generate/", {"period": month, "send": "on", "preview": "1"})
     assert page.status_code == 200
-    assert page.context["preview"].would_create and not Statement.objects.exists()
+    assert page.context["preview"].would_create
+    assert not Statement.objects.exists()
     assert b"Generate 3 statements and send 2 emails" in page.content
     # Who the emails go to, with the amounts, before anything is written.
     assert page.context["sending"]["summary"] == (
@@ -53,7 +54,8 @@ def test_generate_previews_then_generates_and_sends(month: str) -> None:
     )
     assert Statement.objects.filter(status="ready").count() == 3
     text = done.content.decode()
-    assert "3 statements generated" in text and "2 emails sent" in text
+    assert "3 statements generated" in text
+    assert "2 emails sent" in text
     assert len(mail.outbox) == 2
     assert done.redirect_chain[-1][0].endswith("&version=current")
 
@@ -128,7 +130,8 @@ def test_send_and_resend_actions(month: str, actor: Actor) -> None:
     assert b'value="Resend 1 email"' in confirm.content
     assert len(mail.outbox) == 3
     reviewer.post(BASE, {**resend, "apply": "1", "reason": "PI asked again"})
-    assert len(mail.outbox) == 4 and mail.outbox[-1].subject.endswith("(copy)")
+    assert len(mail.outbox) == 4
+    assert mail.outbox[-1].subject.endswith("(copy)")
     assert AuditEvent.objects.get(action="statement.email.resend").reason == "PI asked again"
 
 
@@ -136,7 +139,8 @@ def _confirm_sending(client: Client, url: str, data: dict[str, Any]) -> Any:
     """Post the send action, check nothing went out yet, confirm the page."""
     sent = len(mail.outbox)
     page = client.post(url, data)
-    assert page.status_code == 200 and len(mail.outbox) == sent
+    assert page.status_code == 200
+    assert len(mail.outbox) == sent
     apply = {k: v for k, v in data.items() if k != "index"}
     return client.post(url, {**apply, "apply": "1", "plan": page.context["fingerprint"]})
 
@@ -161,7 +165,8 @@ def test_sending_shows_who_gets_what_and_the_total_before_anything_is_sent(
     }
     page = client.post(listing, {**data, "index": 0})
     assert page.status_code == 200
-    assert not mail.outbox and EmailLog.objects.count() == 1  # nothing queued, nothing sent
+    assert not mail.outbox
+    assert EmailLog.objects.count() == 1
     assert page.context["summary"] == "1 email to 1 PI, 2 statements, total due $90.76."
     assert page.context["rows"] == [
         {
@@ -219,7 +224,8 @@ def test_statements_that_cannot_be_sent_are_listed_with_why(month: str, actor: A
         (f"{ada_b.number}, ada@example.edu", "rendering failed"),
         (f"{bob.number}, bob@example.edu", "withdrawn: nothing left to bill"),
     ]
-    assert EmailLog.objects.count() == 0 and not mail.outbox
+    assert EmailLog.objects.count() == 0
+    assert not mail.outbox
 
 
 def test_resending_what_was_never_sent_says_why_and_offers_no_button(
@@ -249,7 +255,8 @@ def test_a_confirmation_that_is_out_of_date_sends_nothing(month: str, actor: Act
     bob = Statement.objects.get(pi__email="bob@example.edu")
     emailing.emails_queue(period=month, actor=actor, statement_ids=[bob.pk])
     stale = client.post(BASE, {**data, "apply": "1", "plan": page.context["fingerprint"]})
-    assert stale.status_code == 200 and not mail.outbox
+    assert stale.status_code == 200
+    assert not mail.outbox
     assert stale.context["summary"] == "1 email to 1 PI, 2 statements, total due $90.76."
     assert [str(m) for m in stale.context["messages"]] == [
         "What would be sent changed since the page was shown (statements were sent or "
@@ -284,8 +291,10 @@ def test_many_emails_are_queued_after_the_commit(
     assert len(callbacks) == 1
     callbacks[0]()
     queued = sorted(EmailLog.objects.values_list("pk", flat=True))
-    assert sorted(job[1] for job in jobs) == queued and len(queued) == 2
-    assert {job[0] for job in jobs} == {"statements.tasks.send_email"} and not mail.outbox
+    assert sorted(job[1] for job in jobs) == queued
+    assert len(queued) == 2
+    assert {job[0] for job in jobs} == {"statements.tasks.send_email"}
+    assert not mail.outbox
     assert "2 emails queued as job group emails-" in done.content.decode()
 
 
@@ -357,7 +366,8 @@ def test_statement_page_previews_and_downloads_the_pdf(month: str, actor: Actor)
     page = client.get(f"{BASE}{statement.pk}/change/")
     html = page.content.decode()
     assert f'src="{BASE}{statement.pk}/pdf/#view=FitH"' in html
-    assert "Not emailed." in html and statement.number in html
+    assert "Not emailed." in html
+    assert statement.number in html
     inline = client.get(f"{BASE}{statement.pk}/pdf/")
     assert inline["Content-Type"] == "application/pdf"
     assert inline["Content-Disposition"].startswith("inline")
@@ -377,5 +387,6 @@ def test_changelist_shows_progress_of_the_period(month: str, actor: Actor) -> No
     page = role_client(VIEWER).get(f"{BASE}?period__id__exact={period.pk}")
     jobs = page.context["jobs"]
     assert dict(jobs["statements"])["Ready"] == 3
-    assert jobs["unsent"] == 3 and jobs["stuck"] == 0
+    assert jobs["unsent"] == 3
+    assert jobs["stuck"] == 0
     assert "2025-01: progress" in page.content.decode()

@@ -76,7 +76,8 @@ def test_admin_preview_then_apply(orphans: list[int]) -> None:
     base = {"action": "fix_attribution", helpers.ACTION_CHECKBOX_NAME: orphans}
     preview = client.post("/admin/billing/charge/", {**base, "preview": "1", "pi": ada.pk})
     html = preview.content.decode()
-    assert "2 charges would change." in html and "Missing PI on 2 charges" in html
+    assert "2 charges would change." in html
+    assert "Missing PI on 2 charges" in html
     assert Charge.objects.filter(pk__in=orphans, pi=None).count() == 2
     typo = client.post(
         "/admin/billing/charge/",
@@ -100,4 +101,5 @@ def test_cli_refuses_an_unknown_pi(orphans: list[int], capsys: pytest.CaptureFix
         "--pi-name", "Yu", "--json",
     )  # fmt: skip
     out = json.loads(capsys.readouterr().out)
-    assert out["changed"] == 2 and out["cleared"] == {"missing_pi": 2}
+    assert out["changed"] == 2
+    assert out["cleared"] == {"missing_pi": 2}

@@ -48,8 +48,10 @@ def test_a_restored_site_equals_the_original(original: Path, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     written = json.loads(done.stdout)
     archive = Path(written["file"])
-    assert archive.parent == tmp_path and archive.name.startswith("openchargeback-")
-    assert written["database"] == "sqlite" and written["files"] > 50
+    assert archive.parent == tmp_path
+    assert archive.name.startswith("openchargeback-")
+    assert written["database"] == "sqlite"
+    assert written["files"] > 50
     assert [p.name for p in tmp_path.iterdir()] == [archive.name]  # no temporary left
 
     fresh = tmp_path / "fresh"
@@ -60,7 +62,8 @@ def test_a_restored_site_equals_the_original(original: Path, tmp_path: Path) -> 
 
     assert _periods(fresh) == _periods(original)
     statements = _statements(fresh)
-    assert statements == _statements(original) and len(statements) == 51
+    assert statements == _statements(original)
+    assert len(statements) == 51
     for _number, _content, pdf_sha256, pdf in statements:
         data = (fresh / "files" / str(pdf)).read_bytes()
         assert hashlib.sha256(data).hexdigest() == pdf_sha256
@@ -86,7 +89,8 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path: Path) -> None:
     junk.write_bytes(b"not an archive")
     done = manage(site, "restore", str(junk))
     assert done.returncode == 1
-    assert "not a backup archive" in done.stderr and "Traceback" not in done.stderr
+    assert "not a backup archive" in done.stderr
+    assert "Traceback" not in done.stderr
     pg = tmp_path / "pg.tar.gz"
     with tarfile.open(pg, "w:gz") as archive:
         manifest = tmp_path / "manifest.json"
@@ -130,11 +134,13 @@ def test_postgresql_backup_restores_into_a_fresh_database(tmp_path: Path) -> Non
         done = run("b", "restore", str(tmp_path / "pg.tar.gz"))
         assert done.returncode == 0, done.stderr
         listed = [run(role, "periods", "list", "--json").stdout for role in ("a", "b")]
-        assert listed[0] == listed[1] and json.loads(listed[0])
+        assert listed[0] == listed[1]
+        assert json.loads(listed[0])
         statements = [
             run(role, "shell", "-v", "0", "-c", _STATEMENT_HASHES).stdout for role in ("a", "b")
         ]
-        assert statements[0] == statements[1] and len(statements[0].splitlines()) == 51
+        assert statements[0] == statements[1]
+        assert len(statements[0].splitlines()) == 51
         assert run("b", "check_ledger", "--period", "2026-08").returncode == 0
 
 

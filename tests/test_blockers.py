@@ -70,8 +70,10 @@ def test_approval_leaves_attribution_problems_pending_and_counts_them(
 ) -> None:
     charges = Charge.objects.filter(period=mixed)
     stuck = left_blocked(charges)
-    assert stuck is not None and stuck.charges == 3
-    assert stuck.billed == Decimal("6.00") and stuck.reasons == {
+    assert stuck is not None
+    assert stuck.charges == 3
+    assert stuck.billed == Decimal("6.00")
+    assert stuck.reasons == {
         "missing_pi": 1,
         "invalid_pi_email": 1,
         "invalid_fund_org": 1,
@@ -107,7 +109,8 @@ def test_an_approved_charge_that_loses_its_attribution_goes_back_to_the_queue(
     FundOrgPattern.objects.update(pattern=r"[A-Z]{3}-\d{4}")  # NSF-BIO-2024 is no longer valid
     charges_reapply_rules(charges=fine, actor=actor)
     charge = fine.get()
-    assert charge.review_state == "pending" and "invalid_fund_org" in charge.flag_reasons
+    assert charge.review_state == "pending"
+    assert "invalid_fund_org" in charge.flag_reasons
     assert charge.review_note == "attribution problem found on re-evaluation"
 
 
@@ -136,7 +139,8 @@ def test_closing_lists_every_blocker_at_once_each_with_a_working_link(
     message = str(caught.value)
     assert message.startswith("period 2025-01 cannot be closed: 3 approved charges without")
     assert "(openchargeback sources set aws --credit-fund-org X)" in message
-    assert "Close with" not in caught.value.web and "openchargeback" not in caught.value.web
+    assert "Close with" not in caught.value.web
+    assert "openchargeback" not in caught.value.web
     assert BillingPeriod.objects.get(pk=mixed.pk).status == "open"
 
     client = role_client(BILLING_ADMIN)
@@ -145,14 +149,16 @@ def test_closing_lists_every_blocker_at_once_each_with_a_working_link(
     assert {c.resource_id for c in listed} == {"no-pi", "bad-email", "bad-fund"}
     assert client.get(by_text[texts[1]].url).status_code == 200  # add an exchange rate
     source_page = client.get(by_text[texts[2]].url)
-    assert source_page.status_code == 200 and source_page.context["original"].slug == "aws"
+    assert source_page.status_code == 200
+    assert source_page.context["original"].slug == "aws"
     listed = client.get(by_text[texts[3]].url).context["cl"].result_list
     assert {c.resource_id for c in listed} == {"bad-fund"}
     # The period page says the same before anyone presses Close, with the links.
     page = client.get(f"/admin/billing/billingperiod/{mixed.pk}/change/").content.decode()
     assert "Before this month can be closed:" in page
     for blocker in found:
-        assert escape(blocker.text) in page and escape(blocker.url) in page
+        assert escape(blocker.text) in page
+        assert escape(blocker.url) in page
 
 
 def test_once_closed_generate_export_and_finalize_are_never_refused_for_data(
@@ -275,4 +281,5 @@ def test_what_stops_finalizing_is_listed_with_links_not_commands(
         'no journal export yet — <a href="/admin/journals/journalexport/export/?period=2025-01">'
         "export the journal</a>"
     ) in html
-    assert "openchargeback generate" not in html and "openchargeback export-journal" not in html
+    assert "openchargeback generate" not in html
+    assert "openchargeback export-journal" not in html

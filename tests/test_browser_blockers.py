@@ -144,7 +144,9 @@ def test_each_blocker_is_caught_early_with_a_link_to_its_fix(
         assert "source aws has no credit fund/org" in blockers.inner_text()
         blockers.evaluate("el => el.scrollIntoView({block: 'center'})")
         box = blockers.bounding_box()
-        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
+        assert box is not None
+        assert box["y"] >= 0
+        assert box["y"] + box["height"] <= 900
         shots(page, "close-blockers")
         blockers.get_by_role("link", name="edit source Amazon Web Services").click()
         page.wait_for_load_state()

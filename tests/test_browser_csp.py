@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +83,8 @@ def shots(tmp_path: Path) -> Callable[[Any, str], Path]:
 
 
 @pytest.fixture
-def watched(page: Any) -> Iterator[tuple[Any, Problems]]:
-    yield page, Problems(page)
+def watched(page: Any) -> tuple[Any, Problems]:
+    return page, Problems(page)
 
 
 @pytest.fixture
@@ -149,7 +149,9 @@ def _charts_drawn(page: Any) -> int:
     for index in range(charts.count()):
         chart = charts.nth(index)
         box = chart.bounding_box()
-        assert box is not None and box["width"] > 100 and box["height"] > 0, box
+        assert box is not None
+        assert box["width"] > 100, box
+        assert box["height"] > 0, box
         # Drawn at its viewBox's proportions, as wide as it says or as the column allows.
         _x, _y, width, height = map(float, str(chart.get_attribute("viewBox")).split())
         assert abs(box["height"] - box["width"] * height / width) < 1.5, (box, width, height)
@@ -243,7 +245,8 @@ def test_the_import_page_drops_uploads_and_follows_the_work(
     )
     with page.expect_response(re.compile(rf"/upload/{batch}/status/$")) as polled:
         page.goto(f"{base}/admin/ingest/import/upload/{batch}/")
-    assert polled.value.status == 200 and polled.value.json()["busy"] is True
+    assert polled.value.status == 200
+    assert polled.value.json()["busy"] is True
     Upload.objects.filter(pk=upload.pk).update(
         status=Upload.Status.FAILED, error="aws_2025-05.csv: stopped by the test"
     )
@@ -335,14 +338,16 @@ def test_admin_pages(
     page.goto(base + statement_page)
     frame = page.locator("iframe.ocb-pdf-preview")
     box = frame.bounding_box()
-    assert box is not None and box["height"] > 300  # admin.css sizes it, not a style attribute
+    assert box is not None
+    assert box["height"] > 300
     pdf = page.request.get(base + str(frame.get_attribute("src")).split("#")[0])
     assert pdf.headers["content-type"] == "application/pdf"
     assert "frame-ancestors 'self'" in pdf.headers["content-security-policy"]
     frame.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
     framed = frame.element_handle().content_frame()
-    assert framed is not None and "/pdf/" in framed.url  # loaded, not a refusal's error page
+    assert framed is not None
+    assert "/pdf/" in framed.url
     shots(page, "csp-statement-pdf")
     assert problems.take(page) == []
 

@@ -285,7 +285,8 @@ def test_a_whole_month_in_the_browser(
     confirmation_shots(page, shots, "send-confirmation")
     page.get_by_role("link", name="Cancel").click()
     page.wait_for_load_state()
-    assert page.url == unsent_list and not mail.outbox
+    assert page.url == unsent_list
+    assert not mail.outbox
     _choose_all_and_send(page)
     page.get_by_role("button", name="Send 3 emails").click()
     page.wait_for_load_state()
@@ -323,7 +324,8 @@ def test_a_whole_month_in_the_browser(
     page.get_by_role("button", name="Send 1 email").click()
     page.wait_for_load_state()
     revised = mail.outbox[-1]
-    assert revised.to == ["ada@example.edu"] and "(revised)" in revised.subject
+    assert revised.to == ["ada@example.edu"]
+    assert "(revised)" in revised.subject
     assert (
         f"This statement replaces statement {first.number} (version 1) of "
         f"{first.generated_at:%Y-%m-%d}." in revised.body

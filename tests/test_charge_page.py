@@ -93,23 +93,28 @@ def test_page_says_who_what_how_much_and_why(flagged: Charge) -> None:
     html = page.content.decode()
     assert "PI email “yuki@” is not an address." in html
     assert "Fund/org “TBD” does not match the pattern" in html
-    assert "$1,234.50" in html and "exact 1234.50" in html
+    assert "$1,234.50" in html
+    assert "exact 1234.50" in html
     assert "Pending review" in html
     assert f"line {flagged.line_number}" in html
     assert f"/admin/ingest/import/{flagged.import_record_id}/change/" in html
-    assert "<details" in html and flagged.fingerprint in html
+    assert "<details" in html
+    assert flagged.fingerprint in html
     assert "Bitmask of flag reasons" not in html
     # A viewer sees no button.
-    assert 'name="review"' not in html and f"/{flagged.pk}/fix/" not in html
+    assert 'name="review"' not in html
+    assert f"/{flagged.pk}/fix/" not in html
 
 
 @pytest.mark.django_db
 def test_buttons_by_role(flagged: Charge) -> None:
     big = Charge.objects.get(resource_id="big")
     reviewer = role_client(REVIEWER).get(URL.format(big.pk)).content.decode()
-    assert 'value="approve"' in reviewer and 'value="reject"' in reviewer
+    assert 'value="approve"' in reviewer
+    assert 'value="reject"' in reviewer
     admin = role_client(BILLING_ADMIN).get(URL.format(big.pk)).content.decode()
-    assert f"/{big.pk}/fix/" in admin and 'value="approve"' in admin
+    assert f"/{big.pk}/fix/" in admin
+    assert 'value="approve"' in admin
 
 
 @pytest.mark.django_db
@@ -123,12 +128,15 @@ def test_approve_and_reject_from_the_page_and_history(flagged: Charge) -> None:
     big.refresh_from_db()
     assert big.review_state == "pending"  # a rejection needs a note
     done = client.post(review, {"review": "approve", "note": "checked with Yuki"})
-    assert done.status_code == 302 and done["Location"] == URL.format(big.pk)
+    assert done.status_code == 302
+    assert done["Location"] == URL.format(big.pk)
     big.refresh_from_db()
-    assert big.review_state == "approved" and big.review_note == "checked with Yuki"
+    assert big.review_state == "approved"
+    assert big.review_note == "checked with Yuki"
     assert AuditEvent.objects.filter(action="charge.approve", object_id=str(big.pk)).exists()
     html = client.get(URL.format(big.pk)).content.decode()
-    assert "Approved." in html and "“checked with Yuki”" in html
+    assert "Approved." in html
+    assert "“checked with Yuki”" in html
     assert html.index("Approved.") < html.index("imported from")
 
 
@@ -136,7 +144,8 @@ def test_approve_and_reject_from_the_page_and_history(flagged: Charge) -> None:
 def test_a_charge_with_a_wrong_attribution_offers_no_approve(flagged: Charge) -> None:
     client = role_client(REVIEWER)
     html = client.get(URL.format(flagged.pk)).content.decode()
-    assert 'value="approve"' not in html and 'value="reject"' in html
+    assert 'value="approve"' not in html
+    assert 'value="reject"' in html
     assert (
         "Not approvable as it is (Invalid PI email, Invalid fund/org, Project belongs to "
         "another PI)" in html
@@ -175,9 +184,12 @@ def test_charge_missing_everything_is_no_500(
     rows = [focus_row(resource="nothing", tag_text="[not json", service="")]
     import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     charge = Charge.objects.get(resource_id="nothing")
-    assert charge.pi is None and charge.project is None
+    assert charge.pi is None
+    assert charge.project is None
     page = role_client(BILLING_ADMIN).get(URL.format(charge.pk))
     assert page.status_code == 200
     html = page.content.decode()
-    assert "No PI" in html and "No project" in html and "not a JSON object" in html
+    assert "No PI" in html
+    assert "No project" in html
+    assert "not a JSON object" in html
     assert role_client(VIEWER).get(URL.format(999999)).status_code == 404

@@ -197,7 +197,8 @@ def test_ticks_are_nice_round_numbers_covering_the_range(low: str, high: str) ->
     mantissa = step.scaleb(-step.adjusted())
     assert mantissa in (1, 2, 5)
     assert step >= D("0.01")
-    assert ticks[0] <= min(D(low), D(0)) and ticks[-1] >= max(D(high), D(0))
+    assert ticks[0] <= min(D(low), D(0))
+    assert ticks[-1] >= max(D(high), D(0))
     assert ticks[-1] > ticks[0]
     assert 0 in ticks
     assert 2 <= len(ticks) <= 12
@@ -292,7 +293,8 @@ def test_long_labels_are_cut_with_an_ellipsis_but_stay_whole_in_tooltip_and_tabl
     chart = charts.hbars([(name, D(10)), ("short", D(5))], format_money, "T")
     root = parse(chart)
     shown = texts(root, "ocb-chart-label")[0]
-    assert shown.endswith("…") and name.startswith(shown[:-1])
+    assert shown.endswith("…")
+    assert name.startswith(shown[:-1])
     tooltips = [t.text for t in root.iter(f"{NS}title")]
     assert f"{name}: $10.00" in tooltips
     assert chart.rows[0][0] == name
@@ -325,7 +327,8 @@ def test_empty_input_renders_a_message_not_an_empty_svg() -> None:
         assert chart.message == charts.EMPTY_MESSAGE == "No charges yet."
         html = render_to_string(TEMPLATE, {"chart": chart})
         assert "No charges yet." in html
-        assert "<svg" not in html and "<table" not in html
+        assert "<svg" not in html
+        assert "<table" not in html
 
 
 def test_credits_are_drawn_below_the_zero_line_and_shown_exactly_in_the_table() -> None:
@@ -338,10 +341,12 @@ def test_credits_are_drawn_below_the_zero_line_and_shown_exactly_in_the_table() 
     root = parse(chart)
     zero_y = num(zero_line(root), "y1")
     ticks = [D(t) for t in texts(root, "ocb-chart-tick")]
-    assert ticks[0] <= D("-30.125") and 0 in ticks
+    assert ticks[0] <= D("-30.125")
+    assert 0 in ticks
     positive, negative = segments(root, "2026-08", "list")
     assert num(positive, "y") + num(positive, "height") == zero_y
-    assert num(negative, "y") == zero_y and num(negative, "height") > 0
+    assert num(negative, "y") == zero_y
+    assert num(negative, "height") > 0
     assert chart.rows[1][3] == "-30.125"
 
 
@@ -407,7 +412,8 @@ def test_template_renders_the_svg_and_an_accessible_data_table() -> None:
     )
     html = render_to_string(TEMPLATE, {"chart": chart})
     assert str(chart.svg) in html
-    assert "<details" in html and "<summary>Data table</summary>" in html
+    assert "<details" in html
+    assert "<summary>Data table</summary>" in html
     assert "<caption>Top projects</caption>" in html
     assert '<th scope="col">Project</th>' in html
     assert '<th scope="row">genomics</th><td>$10.00</td>' in html

@@ -93,7 +93,8 @@ def test_seeding_is_idempotent_and_keeps_admin_edits() -> None:
 
     created = seed_defaults()
 
-    assert created["sources"] == 0 and created["tag_mapping"] == 0
+    assert created["sources"] == 0
+    assert created["tag_mapping"] == 0
     aws = Source.objects.get(slug="aws")
     assert (aws.name, aws.credit_fund_org) == ("Our AWS", "IT-CLOUD-01")
     assert not FlagRule.objects.get(reason="large_charge").enabled
@@ -151,7 +152,8 @@ def test_demo_loads_sample_data_and_is_safe_to_rerun(
     assert BillingPeriod.objects.get(period="2026-08").status == "closed"
     assert Statement.objects.filter(period__period="2026-08", status="ready").count() >= 40
     assert EmailLog.objects.filter(status="sent").count() >= 15
-    assert "Month-end 2026-08: period closed" in out and "ledger balanced" in out
+    assert "Month-end 2026-08: period closed" in out
+    assert "ledger balanced" in out
     from journals.models import JournalExport
 
     assert JournalExport.objects.filter(period__period="2026-08", format="gl").count() == 1
@@ -212,7 +214,8 @@ def test_help_lists_the_products_commands_with_descriptions_first(tmp_path: Path
     )
     assert re.search(r"^    ingest +Import FOCUS billing files", product, re.M)
     assert re.search(r"^    backup +Write a backup", product, re.M)
-    assert "migrate" not in product and "runserver" not in product
+    assert "migrate" not in product
+    assert "runserver" not in product
     theirs = "\n".join(lines[django_own:])
     assert re.search(r"^    migrate +Updates database schema", theirs, re.M)
     assert "periods" not in theirs
@@ -220,13 +223,16 @@ def test_help_lists_the_products_commands_with_descriptions_first(tmp_path: Path
     # `help` alone is the same list; `help COMMAND` is still the command's own help
     assert _run(["help"], {"DEBUG": "true", "COLUMNS": "100"}, tmp_path).stdout == done.stdout
     periods = _run(["help", "periods"], {"DEBUG": "true"}, tmp_path)
-    assert periods.returncode == 0 and "usage: " in periods.stdout and "finalize" in periods.stdout
+    assert periods.returncode == 0
+    assert "usage: " in periods.stdout
+    assert "finalize" in periods.stdout
 
 
 def test_help_without_a_configuration_still_lists_the_commands(tmp_path: Path) -> None:
     done = _run(["--help"], {}, tmp_path)  # no SECRET_KEY, no DEBUG
     assert done.returncode == 0, done.stderr
-    assert "periods" in done.stdout and "export-journal" in done.stdout
+    assert "periods" in done.stdout
+    assert "export-journal" in done.stdout
     assert "Configuration error: SECRET_KEY is not set" in done.stdout
 
 
@@ -240,7 +246,8 @@ def test_version_is_the_products(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert done.stdout == f"{metadata.version('openchargeback')}\n"
     assert done.stdout.strip() != django.get_version()
     command = _run(["periods", "--version"], {"DEBUG": "true"}, tmp_path)
-    assert command.returncode == 0 and command.stdout == done.stdout
+    assert command.returncode == 0
+    assert command.stdout == done.stdout
     # a source tree run without installing: the version in pyproject.toml
     import tomllib
 
@@ -257,4 +264,5 @@ def test_a_long_description_is_cut_to_one_line() -> None:
     assert _summary("Do a thing. Then more.", 40) == "Do a thing."
     assert _summary("Do   a\n  thing", 40) == "Do a thing"
     cut = _summary("Import every file waiting in the inbox, then move it", 30)
-    assert cut == "Import every file waiting..." and len(cut) <= 30
+    assert cut == "Import every file waiting..."
+    assert len(cut) <= 30

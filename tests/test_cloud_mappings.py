@@ -140,13 +140,16 @@ def test_the_most_specific_mapping_in_force_wins() -> None:
     found = mappings.resolve(
         resource_id="i-abc", sub_account_id="SUB-1", billing_account_id="ba-1", day=day
     )
-    assert found is not None and found.project_id == "p-resource"
+    assert found is not None
+    assert found.project_id == "p-resource"
     found = mappings.resolve(
         resource_id="I-ABC", sub_account_id="sub-1", billing_account_id="BA-1", day=day
     )
-    assert found is not None and found.project_id == "p-sub"  # resource ids are exact
+    assert found is not None
+    assert found.project_id == "p-sub"
     found = mappings.resolve(resource_id="", sub_account_id="x", billing_account_id="ba-1", day=day)
-    assert found is not None and found.project_id == "p-billing"
+    assert found is not None
+    assert found.project_id == "p-billing"
     assert (
         mappings.resolve(resource_id="", sub_account_id="", billing_account_id="", day=day) is None
     )
@@ -181,7 +184,8 @@ def test_tags_win_field_by_field_and_a_mapping_never_completes_another_owner() -
     }
     assert merge_owner({"fund_org": "F-TAG"}, mapped)["fund_org"] == "F-TAG"
     same_pi = merge_owner({"pi_email": "map@example.edu"}, mapped)
-    assert same_pi["project_id"] == "p-map" and same_pi["fund_org"] == "F-MAP"
+    assert same_pi["project_id"] == "p-map"
+    assert same_pi["fund_org"] == "F-MAP"
     other = {"pi_email": "other@example.edu"}
     assert merge_owner(other, mapped) == other
     assert merge_owner({"project_id": "p-other"}, mapped) == {"project_id": "p-other"}
@@ -197,6 +201,8 @@ def test_an_untagged_row_of_a_mapped_sub_account_is_attributed_and_approved(
     result = ingest(focus_file, [cloud_row(resource="vm-1"), cloud_row(resource="vm-2")])
     assert result.flagged == 0
     for charge in Charge.objects.select_related("pi", "project"):
+        assert charge.pi is not None
+        assert charge.project is not None
         assert (charge.pi.email, charge.project.project_id, charge.fund_org) == (
             "curie@example.edu",
             "chem-1",
@@ -218,6 +224,8 @@ def test_tags_take_precedence_over_the_mapping(
     ]
     ingest(focus_file, rows)
     tagged = Charge.objects.select_related("pi", "project").get(resource_id="tagged")
+    assert tagged.pi is not None
+    assert tagged.project is not None
     assert (tagged.pi.email, tagged.project.project_id, tagged.fund_org) == (
         "ada@example.edu",
         "proj-a",
@@ -225,6 +233,7 @@ def test_tags_take_precedence_over_the_mapping(
     )
     assert reasons(tagged) == {"missing_fund_org"}  # another owner: the mapping gives nothing
     fund_only = Charge.objects.select_related("pi", "project").get(resource_id="fund-only")
+    assert fund_only.project is not None
     assert (fund_only.project.project_id, fund_only.fund_org) == ("chem-1", "NSF-BIO-2024")
     assert fund_only.review_state == "approved"
 
@@ -311,17 +320,18 @@ def test_applying_a_new_mapping_attributes_pending_charges_audited(flagged: None
     assert (result.examined, result.changed, result.flags_cleared, result.approved) == (5, 3, 9, 3)
     assert result.by_mapping == {mapping.pk: 3}
     fixed = AuditEvent.objects.filter(action="charge.fix_attribution")
-    assert fixed.count() == 3 and {e.actor for e in fixed} == {"tester"}
-    assert fixed.first().reason == f"account mapping #{mapping.pk} 111122223333"
+    assert fixed.count() == 3
+    assert {e.actor for e in fixed} == {"tester"}
+    first_fix = fixed.first()
+    assert first_fix is not None
+    assert first_fix.reason == f"account mapping #{mapping.pk} 111122223333"
     assert set(
         Charge.objects.filter(review_state="approved").values_list("resource_id", flat=True)
     ) == {"vm-1", "vm-2", "vm-3"}
     assert stored_summaries() == live_summaries()
     again = account_mappings_apply(actor=ACTOR)
-    assert (
-        again.changed == 0
-        and AuditEvent.objects.filter(action="charge.fix_attribution").count() == 3
-    )
+    assert again.changed == 0
+    assert AuditEvent.objects.filter(action="charge.fix_attribution").count() == 3
 
 
 def test_apply_leaves_closed_periods_and_refuses_to_name_one(flagged: None) -> None:
@@ -347,7 +357,8 @@ def test_the_apply_command_prints_one_line_and_fails_with_exit_1(
     assert AuditEvent.objects.filter(action="charge.fix_attribution", actor="ops").count() == 3
     with pytest.raises(CommandError) as caught:
         call_command("account_mappings", "apply", "--period", "2031-02")
-    assert caught.value.returncode == 1 and str(caught.value) == "period 2031-02 does not exist"
+    assert caught.value.returncode == 1
+    assert str(caught.value) == "period 2031-02 does not exist"
 
 
 def test_the_unmapped_list_is_by_cost_and_says_what_is_mapped(flagged: None) -> None:
@@ -356,7 +367,8 @@ def test_the_unmapped_list_is_by_cost_and_says_what_is_mapped(flagged: None) -> 
         ("111122223333", 3, Decimal("11.750000001")),
         ("444455556666", 1, Decimal("7.00")),
     ]
-    assert listed[0].periods == ("2025-01",) and listed[0].sub_account_name == "chem-lab-prod"
+    assert listed[0].periods == ("2025-01",)
+    assert listed[0].sub_account_name == "chem-lab-prod"
     assert not listed[0].mapped
     map_sub()
     assert unmapped_sub_accounts()[0].mapped
@@ -468,7 +480,8 @@ def test_a_bad_cloud_mapping_file_is_refused_whole(
     with pytest.raises(BillingError) as refused_alone:
         account_mapping_import(path=write(tmp_path, CLOUD_HEADER + rows), actor=ACTOR)
     assert str(refused_alone.value) == message
-    assert not AccountMapping.objects.exists() and not PI.objects.filter(email="ada@example.edu")
+    assert not AccountMapping.objects.exists()
+    assert not PI.objects.filter(email="ada@example.edu")
 
 
 def test_a_file_overlapping_a_stored_mapping_is_refused(defaults: None, tmp_path: Path) -> None:
@@ -495,7 +508,8 @@ def test_the_unmapped_page_lists_accounts_by_cost_for_every_role(flagged: None, 
     assert page.status_code == 200
     html = page.content.decode()
     assert html.index("111122223333") < html.index("444455556666")
-    assert "$11.75" in html and "chem-lab-prod" in html
+    assert "$11.75" in html
+    assert "chem-lab-prod" in html
     assert ("Map…" in html) is (role == BILLING_ADMIN)
     assert ("Apply to pending charges" in html) is (role == BILLING_ADMIN)
 
@@ -506,7 +520,8 @@ def test_map_opens_a_prefilled_form_and_saving_offers_to_apply(flagged: None) ->
     start = html.index(MAPPINGS + "add/?")
     url = html[start : html.index('"', start)].replace("&amp;", "&")
     form = client.get(url).context["adminform"].form
-    assert form.initial["kind"] == "sub_account" and form.initial["name"] == "111122223333"
+    assert form.initial["kind"] == "sub_account"
+    assert form.initial["name"] == "111122223333"
     assert form.initial["source"] == str(aws().pk)
     project = owned_project("chem-1", "curie@example.edu", "CHEM-CLOUD-2025")
     data = {
@@ -524,7 +539,8 @@ def test_map_opens_a_prefilled_form_and_saving_offers_to_apply(flagged: None) ->
     assert saved.status_code == 302
     assert saved["Location"] == f"{MAPPINGS}apply/?source={aws().pk}"
     overlapping = client.post(MAPPINGS + "add/", {**data, "effective_from": "2025-01-01"})
-    assert overlapping.status_code == 200 and "already mapped" in overlapping.content.decode()
+    assert overlapping.status_code == 200
+    assert "already mapped" in overlapping.content.decode()
     check = client.post(MAPPINGS + "apply/", {"source": str(aws().pk), "check": "Check"})
     assert "would change 3 pending charges" in check.content.decode()
     assert Charge.objects.filter(review_state="pending").count() == 5
@@ -578,7 +594,8 @@ def test_review_fix_by_period_reason_and_sub_account(flagged: None, capsys: Any)
         "Fix changed 3 charges: 9 flag reasons cleared, 3 now approved."
     )
     fixed = AuditEvent.objects.filter(action="charge.fix_attribution")
-    assert fixed.count() == 3 and {e.actor for e in fixed} == {"ops"}
+    assert fixed.count() == 3
+    assert {e.actor for e in fixed} == {"ops"}
     assert set(
         Charge.objects.filter(pi__email="curie@example.edu").values_list("fund_org", flat=True)
     ) == {"CHEM-1"}
@@ -598,7 +615,8 @@ def test_review_fix_by_id_with_json(flagged: None, capsys: Any) -> None:
         "cleared": {"missing_fund_org": 1},
     }
     charge.refresh_from_db()
-    assert charge.fund_org == "PHYS-1" and reasons(charge) == {"missing_pi", "missing_project"}
+    assert charge.fund_org == "PHYS-1"
+    assert reasons(charge) == {"missing_pi", "missing_project"}
 
 
 def test_review_fix_errors_are_one_line_with_exit_1(flagged: None) -> None:
@@ -613,7 +631,8 @@ def test_review_fix_errors_are_one_line_with_exit_1(flagged: None) -> None:
     for args, message in cases:
         with pytest.raises(CommandError) as caught:
             call_command("review", "fix", *args)
-        assert caught.value.returncode == 1 and str(caught.value) == message
+        assert caught.value.returncode == 1
+        assert str(caught.value) == message
     pk = Charge.objects.get(resource_id="other").pk
     period_close(period="2025-01", actor=ACTOR, allow_pending=True)
     with pytest.raises(CommandError, match="cannot change: the period is not open"):

@@ -115,7 +115,9 @@ def test_a_two_node_job_of_a_day_and_a_half_at_a_cent_with_a_quarter_subsidised(
     )
     assert days == {10: "1728", 11: "180"}
     charge = Charge.objects.first()
-    assert charge is not None and charge.pi is not None and charge.project is not None
+    assert charge is not None
+    assert charge.pi is not None
+    assert charge.project is not None
     assert (charge.pi.email, charge.project.project_id, charge.fund_org) == (
         "ada@example.edu",
         "chem-101",
@@ -201,7 +203,8 @@ def test_storage_of_twelve_and_a_half_tb_with_one_free_at_five_dollars_half_subs
     charge = Charge.objects.get()
     assert (charge.consumed_quantity, charge.consumed_unit) == ("12.5", "TB-months")
     assert charge.source.slug == "storage"
-    assert charge.project is not None and charge.project.project_id == "chem-101"
+    assert charge.project is not None
+    assert charge.project.project_id == "chem-101"
 
 
 # --- Unmapped accounts, re-runs, what-if ------------------------------------------------
@@ -370,7 +373,8 @@ def test_user_errors_are_one_line_and_write_nothing(
 
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
-    assert not Import.objects.exists() and not Charge.objects.exists()
+    assert not Import.objects.exists()
+    assert not Charge.objects.exists()
 
 
 def test_a_missing_file_and_a_bad_period_are_reported(tmp_path: Path) -> None:

@@ -242,6 +242,7 @@ def test_amortised_basis_bills_usage_its_effective_cost_and_commitment_centrally
     assert (purchase.billed_cost, purchase.list_cost) == (Decimal(0), Decimal(0))
     assert purchase.invoiced_cost == Decimal("8760.00")
     assert purchase.cost_basis == "amortised"
+    assert purchase.pi is not None
     assert purchase.pi.email == "cio@example.edu"
     assert purchase.fund_org == "IT-9999"  # the project's default
     assert purchase.tags["project_id"] == "cloud-team"  # kept for reference
@@ -278,6 +279,7 @@ def test_amortised_exclude_rejects_commitment_charges_with_a_note_and_audit(
     purchase = rejected.get(charge_category="Purchase")
     assert "commitment purchase" in purchase.review_note
     assert purchase.reviewed_by == actor.name
+    assert purchase.project is not None
     assert purchase.project.project_id == "cloud-team"  # who bought it, for reference
     assert "unused commitment" in rejected.get(commitment_discount_status="Unused").review_note
     assert by_project("2023-01") == {"proj-a": Decimal("2.25")}
@@ -336,7 +338,8 @@ def test_import_refuses_an_amortised_source_missing_its_project(
         import_file(path=january(tmp_path), source=aws, actor=actor)
     message = str(exc.value)
     assert message.startswith("aws_2023-01.csv: source aws bills the amortised cost")
-    assert "nothing was imported" in message and "\n" not in message
+    assert "nothing was imported" in message
+    assert "\n" not in message
     assert Charge.objects.count() == 0
 
 
@@ -355,7 +358,8 @@ def test_sources_set_changes_the_basis_audited(
         "IT-1234",
     )
     out = capsys.readouterr().out
-    assert "bills the amortised cost" in out and "it-commitments" in out
+    assert "bills the amortised cost" in out
+    assert "it-commitments" in out
     aws.refresh_from_db()
     assert (aws.cost_basis, aws.commitment_project_id, aws.commitment_fund_org) == (
         "amortised",
@@ -363,6 +367,7 @@ def test_sources_set_changes_the_basis_audited(
         "IT-1234",
     )
     event = AuditEvent.objects.filter(action="source.change").latest("id")
+    assert event.after is not None
     assert event.after["cost_basis"] == "amortised"
     call_command("sources", "set", "aws", "--commitment-handling", "exclude", "--json")
     data = json.loads(capsys.readouterr().out)
@@ -447,7 +452,8 @@ def test_credits_are_itemised_never_folded_into_other_resources(
     (statement,) = result.created
     data = plan(statement.period).statements[0].data
     assert [c.resource_id for c in data.credits] == ["promo-credit"]
-    assert data.remainder is not None and data.remainder.resources == 175 - DETAIL_LIMIT
+    assert data.remainder is not None
+    assert data.remainder.resources == 175 - DETAIL_LIMIT
     assert data.remainder.billed == Decimal("1.35")  # usage only: the credit is not in it
     assert data.credit_total == Decimal("-2.61")
     # list 3.50, provider discount 1.75, credits -2.61: due -0.86; never "subsidy 174.6%"
@@ -459,10 +465,13 @@ def test_credits_are_itemised_never_folded_into_other_resources(
     assert data.difference_percent("discount") == Decimal("50.0")
     assert statement.discount_total == Decimal("1.75")
     text = _pdf_text(statement)
-    assert "CREDITS" in text and "Total credits" in text
-    assert "promo-credit" in text and "-$2.61" in text
+    assert "CREDITS" in text
+    assert "Total credits" in text
+    assert "promo-credit" in text
+    assert "-$2.61" in text
     assert "135 other resources" in text
-    assert "PROVIDER DISCOUNT" in text and "INSTITUTIONAL SUBSIDY" not in text
+    assert "PROVIDER DISCOUNT" in text
+    assert "INSTITUTIONAL SUBSIDY" not in text
     assert "Cost basis: billed cost." in text
 
 
@@ -601,7 +610,8 @@ def test_rate_card_sources_show_a_subsidy_and_cloud_sources_a_provider_discount(
     assert data.difference("subsidy") == Decimal("75.00")
     assert data.differences == ("discount", "subsidy")
     text = _pdf_text(statement)
-    assert "PROVIDER DISCOUNT" in text and "INSTITUTIONAL SUBSIDY" in text
+    assert "PROVIDER DISCOUNT" in text
+    assert "INSTITUTIONAL SUBSIDY" in text
     assert "Disc./subsidy" in text
 
 

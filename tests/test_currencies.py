@@ -119,7 +119,8 @@ def _eur() -> Charge:
 
 def test_a_foreign_charge_without_a_rate_stays_unconverted_and_pending(eur_month: Source) -> None:
     eur = _eur()
-    assert eur.review_state == "pending" and "currency_mismatch" in eur.flag_reasons
+    assert eur.review_state == "pending"
+    assert "currency_mismatch" in eur.flag_reasons
     assert (eur.billed_cost, eur.list_cost, eur.exchange_rate) == (
         Decimal("100.00"),
         Decimal("120.00"),
@@ -135,8 +136,10 @@ def test_approving_it_without_a_rate_is_refused_with_the_way_out(
         charges_review(charges=Charge.objects.filter(pk=_eur().pk), action="approve", actor=actor)
     message = str(refused.value)
     assert "\n" not in message
-    assert "1 charge in another currency" in message and "EUR 2025-01" in message
-    assert HINT in message and "(R = USD per EUR)" in message
+    assert "1 charge in another currency" in message
+    assert "EUR 2025-01" in message
+    assert HINT in message
+    assert "(R = USD per EUR)" in message
     assert _eur().review_state == "pending"
     assert not AuditEvent.objects.filter(action="charge.approve").exists()
 
@@ -192,7 +195,8 @@ def test_a_rate_recorded_after_the_import_converts_and_then_allows_approval(
     assert (eur.original_billed_cost, eur.original_list_cost) == (Decimal("100"), Decimal("120"))
     assert (eur.invoiced_cost, eur.exchange_rate) == (Decimal("100"), "1.0850")
     # the provider's own numbers stay as in the file
-    assert eur.effective_cost == Decimal("100") and eur.contracted_cost == Decimal("100")
+    assert eur.effective_cost == Decimal("100")
+    assert eur.contracted_cost == Decimal("100")
     assert_in_step()
     event = AuditEvent.objects.get(action="exchange_rate.create")
     assert event.after == {
@@ -202,6 +206,8 @@ def test_a_rate_recorded_after_the_import_converts_and_then_allows_approval(
         "note": "ECB 2025-01-31",
     }
     converted = AuditEvent.objects.get(action="charge.convert")
+    assert converted.before is not None
+    assert converted.after is not None
     assert converted.before["billed_cost"] == "100.00"
     assert converted.after["billed_cost"] == "108.50"
     assert charges_review(charges=Charge.objects.all(), action="approve", actor=actor) == 1
@@ -443,8 +449,10 @@ def test_set_refuses_bad_input_in_one_line(
     currency, *rest = args
     with pytest.raises(CommandError) as refused:
         call_command("exchange_rates", "set", currency, "--period", "2025-01", *rest)
-    assert message in str(refused.value) and "\n" not in str(refused.value)
-    assert not ExchangeRate.objects.exists() and not BillingPeriod.objects.exists()
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert not ExchangeRate.objects.exists()
+    assert not BillingPeriod.objects.exists()
 
 
 def _rates_csv(tmp_path: Path, text: str) -> Path:
@@ -467,7 +475,8 @@ def test_import_records_every_rate_and_converts(
     )
     call_command("exchange_rates", "import", str(path), "--dry-run")
     assert capsys.readouterr().out.startswith("Dry run, nothing written: would record 3 rates")
-    assert not ExchangeRate.objects.exists() and _eur().exchange_rate == ""
+    assert not ExchangeRate.objects.exists()
+    assert _eur().exchange_rate == ""
     assert not BillingPeriod.objects.filter(period="2025-02").exists()
     call_command("exchange_rates", "import", str(path))
     assert "3 new, 0 changed, 0 unchanged; 1 charge converted" in capsys.readouterr().out
@@ -503,7 +512,8 @@ def test_import_refuses_bad_files_whole(
         call_command("exchange_rates", "import", str(path))
     assert str(refused.value).startswith(message)
     assert "\n" not in str(refused.value)
-    assert not ExchangeRate.objects.exists() and _eur().exchange_rate == ""
+    assert not ExchangeRate.objects.exists()
+    assert _eur().exchange_rate == ""
 
 
 def test_import_refuses_a_locked_month_naming_the_line(
@@ -565,7 +575,8 @@ def test_admin_records_a_rate_only_for_billing_admins(eur_month: Source, role: s
     assert _eur().billed_cost == Decimal("110.00")
     # bad input is a form error; deleting is never offered
     response = client.post("/admin/billing/exchangerate/add/", {**data, "currency": "USD"})
-    assert response.status_code == 200 and "USD is the home currency" in response.content.decode()
+    assert response.status_code == 200
+    assert "USD is the home currency" in response.content.decode()
     assert client.post(f"/admin/billing/exchangerate/{rate.pk}/delete/").status_code == 403
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def test_the_cycle_walks_through_the_month(
     assert next_step("2025-01") == "finalize"
     period_finalize(period="2025-01", actor=actor)
     cycle = period_cycle(BillingPeriod.objects.get(period="2025-01"))
-    assert cycle.next_step is None and all(step.done for step in cycle.steps)
+    assert cycle.next_step is None
+    assert all(step.done for step in cycle.steps)
 
 
 def test_a_reopened_and_changed_period_needs_its_statements_again(month: str, actor: Actor) -> None:
@@ -78,7 +80,8 @@ def test_a_reopened_and_changed_period_needs_its_statements_again(month: str, ac
     )
     period_close(period=month, actor=actor)
     cycle = period_cycle(BillingPeriod.objects.get(period=month))
-    assert cycle.next_step is not None and cycle.next_step.slug == "generate"
+    assert cycle.next_step is not None
+    assert cycle.next_step.slug == "generate"
     assert not cycle.statements.up_to_date
     statements_generate(period=month, actor=actor, sync=True)
     assert next_step(month) == "send"  # the PI with a new version has not had it
@@ -93,7 +96,8 @@ def test_dashboard_totals_equal_the_charges(month: str) -> None:
     assert sums["billed"] == Decimal("94.092")
     totals = page.context["dashboard"].cycle.totals
     assert (totals.billed_total, totals.list_total) == (sums["billed"], sums["listed"])
-    assert totals.charges == kept.count() == 5 and totals.rejected == 1
+    assert totals.charges == kept.count() == 5
+    assert totals.rejected == 1
     assert re.search(r'id="ocb-billed-total">\$94\.09<', html)
     assert re.search(r'id="ocb-list-total">\$496\.09<', html)
     # aws is a provider's export: its list minus billed is the provider's discount
@@ -108,8 +112,10 @@ def test_dashboard_totals_equal_the_charges(month: str) -> None:
     assert "<td>Amazon Web Services</td>" in html  # recent imports
     assert not re.search(r">aws[:<]", html)
     # three charts, each an image with a title and a data table
-    assert html.count('role="img"') == 3 and html.count("<summary>Data table</summary>") == 3
-    assert "proj-b" in html and "$80.75" in html  # top projects
+    assert html.count('role="img"') == 3
+    assert html.count("<summary>Data table</summary>") == 3
+    assert "proj-b" in html
+    assert "$80.75" in html
     assert "aws_2025-01.csv" in html  # recent imports
 
 
@@ -128,11 +134,11 @@ def test_dashboard_of_an_empty_site(db: None) -> None:
 
 
 def test_dashboard_queries_do_not_grow_with_data(
-    month: str, django_assert_max_num_queries: Callable[..., object]
+    month: str, django_assert_max_num_queries: Callable[..., AbstractContextManager[object]]
 ) -> None:
     client = role_client(VIEWER)
     client.get("/admin/")
-    with django_assert_max_num_queries(30):  # type: ignore[operator]
+    with django_assert_max_num_queries(30):
         client.get("/admin/")
 
 
@@ -144,14 +150,17 @@ def test_period_page_ties_the_month_together(month: str, actor: Actor) -> None:
     page = role_client(REVIEWER).get(f"/admin/billing/billingperiod/{period.pk}/change/")
     html = page.content.decode()
     assert page.status_code == 200
-    assert "Imports (1)" in html and "aws_2025-01.csv" in html
+    assert "Imports (1)" in html
+    assert "aws_2025-01.csv" in html
     assert f"/admin/journals/journalexport/{export.pk}/download/" in html
-    assert "statement.generate" in html and "period.close" in html  # audit history
+    assert "statement.generate" in html
+    assert "period.close" in html
     assert "3 current statements (3 rendered) for 3 PI projects" in html
     by_source = page.context["by_source"]
     assert [(r["slug"], r["n"], r["billed"]) for r in by_source] == [("aws", 5, Decimal("94.092"))]
     # a reviewer sees the cycle but no close/finalize buttons
-    assert "Finalize period" not in html and "Reopen period" not in html
+    assert "Finalize period" not in html
+    assert "Reopen period" not in html
 
 
 def test_project_and_pi_pages(month: str, actor: Actor) -> None:
@@ -167,7 +176,8 @@ def test_project_and_pi_pages(month: str, actor: Actor) -> None:
     assert [u.fund_org for u in history.fund_orgs] == ["NSF-BIO-2024"]
     html = page.content.decode()
     assert page.context["trend"].rows == (("2025-01", "$412.01", "$10.01"),)
-    assert 'role="img"' in html and "?project=proj-a" in html
+    assert 'role="img"' in html
+    assert "?project=proj-a" in html
     number = Statement.objects.get(project=project).number
     assert number in html
 
@@ -237,17 +247,20 @@ def test_dashboard_switches_between_every_month_not_finalized(three_months: None
     assert '<a href="?period=2025-01" aria-current="page"' in nav
     assert '2025-02\n        <span class="ocb-month-state">Open, 1 to review</span>' in nav
     assert "2024-12" not in nav  # finalized
-    assert 'id="ocb-period"' in html and ">2025-01</a>" in html
+    assert 'id="ocb-period"' in html
+    assert ">2025-01</a>" in html
 
     later = client.get("/admin/?period=2025-02")
     assert later.context["dashboard"].period.period == "2025-02"
     assert [m.selected for m in later.context["dashboard"].months] == [False, True]
     review = later.context["dashboard"].cycle.steps[1]
-    assert review.slug == "review" and review.detail.startswith("1 pending ($10.00)")
+    assert review.slug == "review"
+    assert review.detail.startswith("1 pending ($10.00)")
 
     # A finalized month can still be looked at by its address.
     old = client.get("/admin/?period=2024-12").context["dashboard"]
-    assert old.period.period == "2024-12" and old.period.status == "finalized"
+    assert old.period.period == "2024-12"
+    assert old.period.status == "finalized"
     assert [m.period.period for m in old.months] == ["2024-12", "2025-01", "2025-02"]
 
     unknown = client.get("/admin/?period=2031-13")
@@ -284,7 +297,9 @@ def test_import_step_names_the_sources_still_missing(
     assert sources.delivered == ["Amazon Web Services"]
     assert sources.missing == ["Google Cloud", "HPC cluster"]
     step = page.context["dashboard"].cycle.steps[0]
-    assert step.slug == "import" and not step.done and step.next
+    assert step.slug == "import"
+    assert not step.done
+    assert step.next
     assert step.detail.endswith("; 1 of 3 expected sources, missing: Google Cloud, HPC cluster")
     html = page.content.decode()
     assert "<strong>missing: Google Cloud, HPC cluster</strong>" in html
@@ -297,13 +312,17 @@ def test_import_step_names_the_sources_still_missing(
     # A disabled source is not expected; the one still missing keeps the step open.
     source_set(slug="hpc", actor=actor, enabled=False)
     cycle = client.get("/admin/?period=2025-02").context["dashboard"].cycle
-    assert cycle.sources.missing == ["Google Cloud"] and not cycle.steps[0].done
+    assert cycle.sources.missing == ["Google Cloud"]
+    assert not cycle.steps[0].done
     _import(focus_file, actor, "gcp", "2025-02", 1)
     cycle = client.get("/admin/?period=2025-02").context["dashboard"].cycle
-    assert cycle.sources.missing == [] and cycle.steps[0].done
-    assert cycle.next_step is not None and cycle.next_step.slug == "review"
+    assert cycle.sources.missing == []
+    assert cycle.steps[0].done
+    assert cycle.next_step is not None
+    assert cycle.next_step.slug == "review"
     assert "none missing" in client.get("/admin/?period=2025-02").content.decode()
 
     # The first month has nothing to compare with: nothing is expected.
     first = client.get("/admin/?period=2024-12").context["dashboard"].cycle.sources
-    assert first.expected == [] and first.delivered == ["Amazon Web Services"]
+    assert first.expected == []
+    assert first.delivered == ["Amazon Web Services"]

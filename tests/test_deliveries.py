@@ -89,7 +89,8 @@ def test_rows_identical_across_part_files_are_distinct_charges(defaults: None, p
     assert sorted(vm2.values_list("occurrence", flat=True)) == [0, 1, 2]
     records = list(Import.objects.order_by("pk"))
     assert [r.file_name for r in records] == [str(p1), str(p2)]
-    assert records[0].delivery is not None and records[0].delivery == records[1].delivery
+    assert records[0].delivery is not None
+    assert records[0].delivery == records[1].delivery
     assert [r.charges_created for r in records] == [3, 3]
     assert [r.duplicates_skipped for r in records] == [0, 0]
     assert [r.sha256 for r in records] == [
@@ -170,7 +171,8 @@ def test_one_bad_file_refuses_the_whole_delivery(defaults: None, parts: Any, set
     assert "\n" not in message
     assert message.startswith(f"{p2}, line 3, column 7 (BilledCost): not a number: 'abc'")
     assert state() == before
-    assert Import.objects.count() == 0 and Charge.objects.count() == 0
+    assert Import.objects.count() == 0
+    assert Charge.objects.count() == 0
     assert kept_files(settings) == []
 
 
@@ -229,9 +231,11 @@ def test_replace_with_part_files_makes_the_month_their_union(
     records = {r.file_name: r for r in Import.objects.all()}
     assert records[str(p2)].pk == vm2.import_record_id
     assert records[str(p1)].delivery == records[str(p2)].delivery
+    assert first.import_id is not None
     old = Import.objects.get(pk=first.import_id)
     assert old.status == Import.Status.SUPERSEDED
     event = AuditEvent.objects.get(action="import.supersede")
+    assert event.after is not None
     assert event.after["delivery"] == str(records[str(p1)].delivery)
     assert sorted(event.after["by_imports"]) == sorted(r.pk for r in records.values() if r.replace)
     total = sum(Charge.objects.values_list("billed_cost", flat=True), Decimal(0))
@@ -286,7 +290,7 @@ def test_dry_run_of_a_delivery_is_exact(
     )
     for replace in (False, True):
         files = [DeliveryFile(path=p) for p in (p1, p2)]
-        kwargs = {"files": files, "source": aws, "actor": actor, "replace": replace}
+        kwargs: dict[str, Any] = {"files": files, "source": aws, "actor": actor, "replace": replace}
         before = state()
         dry = import_delivery(**kwargs, dry_run=True)
         assert state() == before  # a dry run writes nothing
@@ -300,7 +304,8 @@ def test_dry_run_of_a_delivery_is_exact(
         if replace:
             assert real.charges_removed == 1  # "gone"; the rest is there since the first pass
         else:
-            assert real.charges_created == 4 and real.duplicates_skipped == 1
+            assert real.charges_created == 4
+            assert real.duplicates_skipped == 1
 
 
 def test_replace_dry_run_counts_the_removed_charges(
@@ -352,7 +357,8 @@ def test_unclaimed_provider_refuses_the_file(defaults: None, mixed: Path) -> Non
         "(2 rows, this the first); claim it with "
         '`openchargeback sources set SLUG --provider-names "Oracle"`; nothing was imported'
     )
-    assert Charge.objects.count() == 0 and Import.objects.count() == 0
+    assert Charge.objects.count() == 0
+    assert Import.objects.count() == 0
 
 
 def test_route_by_provider_imports_each_part_into_its_source(
@@ -465,7 +471,9 @@ def test_import_all_imports_part_files_as_one_delivery(admin_client: Any) -> Non
     done = list(Upload.objects.order_by("pk"))
     assert [u.status for u in done] == [Upload.Status.IMPORTED] * 3
     aws = [u.import_record for u in done[:2]]
-    assert aws[0] is not None and aws[1] is not None
+    assert aws[0] is not None
+    assert aws[1] is not None
+    assert done[2].import_record is not None
     assert aws[0].delivery == aws[1].delivery != done[2].import_record.delivery
     assert done[0].result["delivery_summary"]["files"] == [u.file_name for u in done[:2]]
     assert "Imported as one delivery of 2 files: 4 charges in all." in html
@@ -480,7 +488,8 @@ def test_a_delivery_is_imported_by_one_worker_job(
     with django_capture_on_commit_callbacks() as queued:
         response = _import_all(admin_client, files[:2], jobs=False)
     assert response.content.decode().count(">Import queued: waiting for a worker</strong>") == 2
-    assert len(queued) == 1 and not Charge.objects.exists()
+    assert len(queued) == 1
+    assert not Charge.objects.exists()
     assert {u.status for u in Upload.objects.filter(pk__in=[f.pk for f in files[:2]])} == {
         Upload.Status.IMPORTING
     }
@@ -488,6 +497,8 @@ def test_a_delivery_is_imported_by_one_worker_job(
     done = list(Upload.objects.order_by("pk"))[:2]
     assert [u.status for u in done] == [Upload.Status.IMPORTED] * 2
     assert Charge.objects.filter(source__slug="aws").count() == 4
+    assert done[0].import_record is not None
+    assert done[1].import_record is not None
     assert done[0].import_record.delivery == done[1].import_record.delivery
 
 
@@ -503,9 +514,11 @@ def test_a_bad_part_file_fails_the_whole_delivery_on_the_upload_page(
     done = list(Upload.objects.order_by("pk"))[:2]
     assert [u.status for u in done] == [Upload.Status.FAILED] * 2
     assert done[0].error == done[1].error
-    assert "aws_2025-01_part2.csv" in done[0].error and "\n" not in done[0].error
+    assert "aws_2025-01_part2.csv" in done[0].error
+    assert "\n" not in done[0].error
     assert done[0].error in response.content.decode()
-    assert not Charge.objects.exists() and not Import.objects.exists()
+    assert not Charge.objects.exists()
+    assert not Import.objects.exists()
 
 
 def test_upload_page_routes_a_multi_provider_file(admin_client: Any, mixed: Path) -> None:
@@ -527,14 +540,16 @@ def test_upload_page_routes_a_multi_provider_file(admin_client: Any, mixed: Path
         ("oci", 2),
     ]
     page = admin_client.get(batch).content.decode()
-    assert "Routed by provider" in page and "oci: 2 charges (0.50)" in page
+    assert "Routed by provider" in page
+    assert "oci: 2 charges (0.50)" in page
     _worker(lambda: admin_client.post(batch, {**form, "action": f"import:{upload.pk}"}))
     upload.refresh_from_db()
     assert upload.status == Upload.Status.IMPORTED, upload.error
     assert upload.result["charges_created"] == 6
     counts = {s: Charge.objects.filter(source__slug=s).count() for s in ("aws", "azure", "oci")}
     assert counts == {"aws": 2, "azure": 2, "oci": 2}
-    assert upload.import_record is not None and upload.import_record.source.slug == "aws"
+    assert upload.import_record is not None
+    assert upload.import_record.source.slug == "aws"
 
 
 def _upload_bytes(path: Path) -> Any:

@@ -47,7 +47,9 @@ GOOD = [
 @pytest.mark.parametrize(("template", "message"), BAD)
 def test_a_bad_template_is_named_in_one_line(template: str, message: str) -> None:
     problem = template_problem(template, EMAIL_SUBJECT_FIELDS)
-    assert problem is not None and message in problem and "\n" not in problem
+    assert problem is not None
+    assert message in problem
+    assert "\n" not in problem
     with pytest.raises(TemplateError):
         fill(template, EMAIL_SUBJECT_FIELDS, {})
 
@@ -115,7 +117,8 @@ def test_a_stored_bad_subject_sends_with_the_default_and_a_warning(
     name = InstitutionSettings.load().name
     assert {m.subject.split(":")[0] for m in mail.outbox} == {f"{name} statement for {month}"}
     warnings = [r for r in caplog.records if "email subject template" in r.getMessage()]
-    assert len(warnings) == 2 and repr(template) in warnings[0].getMessage()
+    assert len(warnings) == 2
+    assert repr(template) in warnings[0].getMessage()
 
 
 @pytest.mark.django_db

@@ -92,7 +92,8 @@ def test_a_process_without_arguments_refuses_to_start_without_a_key(
 
 def test_debug_off_by_default_also_refuses(tmp_path: Path) -> None:
     done = _python(tmp_path, "import openchargeback.wsgi")  # DEBUG not set at all
-    assert done.returncode == 1 and MISSING_KEY in _last_line(done.stderr)
+    assert done.returncode == 1
+    assert MISSING_KEY in _last_line(done.stderr)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +168,8 @@ def demo_user(db: None, settings: Any) -> Any:
     settings.DEBUG = True
     DemoCommand()._admin_user()
     user = get_user_model().objects.get(username=DEMO_USERNAME)
-    assert user.is_superuser and user.check_password(DEMO_PASSWORD)
+    assert user.is_superuser
+    assert user.check_password(DEMO_PASSWORD)
     return user
 
 
@@ -177,7 +179,8 @@ def _login(username: str, password: str) -> Any:
 
 def test_the_demo_user_logs_in_with_debug_on(demo_user: Any) -> None:
     response = _login(DEMO_USERNAME, DEMO_PASSWORD)
-    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
 
 
 def test_the_demo_user_is_refused_with_debug_off(
@@ -217,7 +220,8 @@ def test_a_new_password_makes_the_demo_account_an_ordinary_one(
     demo_user.set_password("a-real-password-of-this-site")
     demo_user.save()
     response = _login(DEMO_USERNAME, "a-real-password-of-this-site")
-    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
 
 
 def test_the_demo_creates_no_user_with_debug_off(db: None, settings: Any) -> None:

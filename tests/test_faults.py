@@ -100,7 +100,8 @@ def test_statements_on_a_full_disk_fail_cleanly_and_finish_later(
     again = statements_generate(period=month, actor=actor, sync=True)
     assert len(again.created) == 3  # failed versions are replaced by new ones
     for statement in Statement.objects.filter(superseded_at=None):
-        assert statement.status == Statement.Status.READY and statement.version == 2
+        assert statement.status == Statement.Status.READY
+        assert statement.version == 2
         data = (disk.root / statement.pdf.name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == statement.pdf_sha256
     assert _temporaries(disk) == []
@@ -131,7 +132,8 @@ def _queued_statement(month: str, actor: Actor, settings: Any) -> tuple[Statemen
     """A statement whose render job a worker took, and the PDF it was writing."""
     statements_generate(period=month, actor=actor)  # jobs queued on commit: none run here
     statement = Statement.objects.order_by("number").first()
-    assert statement is not None and statement.status == Statement.Status.RENDERING
+    assert statement is not None
+    assert statement.status == Statement.Status.RENDERING
     target = Path(settings.MEDIA_ROOT) / "statements" / month / f"{statement.number}.pdf"
     return statement, target
 
@@ -202,7 +204,8 @@ def test_an_import_on_a_full_disk_leaves_nothing(
         IngestError, match=r"could not keep a copy of the file: .*No space left on device"
     ):
         import_file(path=path, source=aws, actor=actor)
-    assert not Import.objects.exists() and not Charge.objects.exists()
+    assert not Import.objects.exists()
+    assert not Charge.objects.exists()
     assert disk.files() == []
     disk.free()
     result = import_file(path=path, source=aws, actor=actor)
@@ -240,7 +243,8 @@ def test_an_import_killed_half_way_leaves_nothing_and_runs_again(tmp_path: Path)
     assert helpers() == [], "the killed import's parser process is still running"
 
     counts = table_counts(site)
-    assert counts["billing_charge"] == 0 and counts["ingest_import"] == 0
+    assert counts["billing_charge"] == 0
+    assert counts["ingest_import"] == 0
     kept = [p for p in (site / "files").rglob("*") if p.is_file() and not p.name.startswith(".")]
     assert kept == []
 

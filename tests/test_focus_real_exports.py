@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.management import call_command
+from django.db.models import Field
 
 from billing import flags
 from billing.models import Charge, Source
@@ -129,7 +130,8 @@ def test_column_order_and_an_added_empty_column_do_not_change_identity(
 def test_identical_rows_keep_the_occurrence_rule(tmp_path: Path, aws: Source, actor: Actor) -> None:
     load(write_csv(tmp_path / "a.csv", [row(), row()]), aws, actor)
     more = load(write_csv(tmp_path / "b.csv", [row(), row(), row()]), aws, actor)
-    assert more.charges_created == 1 and more.duplicates_skipped == 2
+    assert more.charges_created == 1
+    assert more.duplicates_skipped == 2
     assert sorted(Charge.objects.values_list("occurrence", flat=True)) == [0, 1, 2]
 
 
@@ -147,8 +149,9 @@ def _make_version_1(import_id: int, path: Path) -> None:
     preparer = RowPreparer(reader, lambda v: v, legacy_periods=frozenset({"2024-09"}))
     keys = [k for c in reader.chunks() for k in (preparer.prepare(c).legacy or [])]  # type: ignore[union-attr]
     charges = list(Charge.objects.filter(import_record_id=import_id).order_by("line_number"))
-    for charge, (fingerprint, occurrence) in zip(charges, keys, strict=True):
-        charge.fingerprint, charge.occurrence = fingerprint, occurrence
+    for charge, key in zip(charges, keys, strict=True):
+        assert key is not None
+        charge.fingerprint, charge.occurrence = key
         charge.save(update_fields=["fingerprint", "occurrence"])
     Import.objects.filter(pk=import_id).update(fingerprint_version=1)
 
@@ -365,7 +368,9 @@ def test_lower_case_currency_is_upper_cased(tmp_path: Path, aws: Source, actor: 
 
 def test_text_limits_follow_the_charge_model() -> None:
     for name, limit in TEXT_LIMITS.items():
-        assert Charge._meta.get_field(TEXT_FIELDS[name]).max_length == limit, name
+        field = Charge._meta.get_field(TEXT_FIELDS[name])
+        assert isinstance(field, Field), name
+        assert field.max_length == limit, name
 
 
 @pytest.mark.parametrize("value", [["a", "b"], {"code": "a"}])

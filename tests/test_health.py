@@ -54,16 +54,19 @@ def test_a_stalled_queue_answers_503(db: None, settings: Any) -> None:
     assert response.json()["checks"]["queue"] == "stalled"
     assert "details" not in response.json()
     staff = role_client(VIEWER).get("/healthz").json()["details"]["queue"]
-    assert staff["waiting"] == 1 and staff["running"] == 1 and staff["oldest_seconds"] >= 300
+    assert staff["waiting"] == 1
+    assert staff["running"] == 1
+    assert staff["oldest_seconds"] >= 300
     running.delete()
 
 
 def test_pending_migrations_answer_503(db: None, monkeypatch: pytest.MonkeyPatch) -> None:
     class Executor:
-        def __init__(self, connection: object) -> None:
-            self.loader = type("L", (), {"graph": type("G", (), {"leaf_nodes": lambda s: []})()})
+        def __init__(self, _connection: object) -> None:
+            graph = type("G", (), {"leaf_nodes": lambda _self: []})
+            self.loader = type("L", (), {"graph": graph()})
 
-        def migration_plan(self, targets: object) -> list[object]:
+        def migration_plan(self, _targets: object) -> list[object]:
             return [("billing", "0099_future")]
 
     monkeypatch.setattr(health, "MigrationExecutor", Executor)

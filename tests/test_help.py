@@ -30,7 +30,8 @@ def test_every_step_has_a_page_with_its_neighbours() -> None:
 
 def test_help_needs_a_login() -> None:
     response = Client().get("/admin/help/review/")
-    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
 
 
 @pytest.mark.parametrize(

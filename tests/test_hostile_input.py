@@ -400,7 +400,8 @@ def test_hostile_file_is_refused_in_one_line_within_the_memory_ceiling(
     upload = _previewed_upload(path, actor)
     assert upload.status == Upload.Status.FAILED
     assert upload.error == path.name + message
-    assert not Charge.objects.exists() and not Import.objects.exists()
+    assert not Charge.objects.exists()
+    assert not Import.objects.exists()
 
 
 def _previewed_upload(path: Path, actor: Actor) -> Upload:
@@ -455,9 +456,12 @@ def test_tags_too_deep_or_too_large_flag_their_row_not_the_file(
     assert result.charges_created == 4
     bit = flags.BIT["invalid_tags"]
     by_line = {c.line_number: c for c in Charge.objects.all()}
-    assert by_line[2].flags & bit and by_line[3].flags & bit
-    assert not by_line[4].flags & bit and not by_line[5].flags & bit
-    assert by_line[2].tags == {} and by_line[3].tags == {}
+    assert by_line[2].flags & bit
+    assert by_line[3].flags & bit
+    assert not by_line[4].flags & bit
+    assert not by_line[5].flags & bit
+    assert by_line[2].tags == {}
+    assert by_line[3].tags == {}
 
 
 # --- what the record splitter must keep ----------------------------------------------

@@ -233,8 +233,10 @@ def test_provider_export_values_and_attribution(
     first = Charge.objects.get(line_number=2)
     assert first.billed_cost == Decimal("0.0000008")
     assert first.list_cost == Decimal("0.000001")
-    assert first.pi is not None and first.pi.email == "ada@example.edu"
-    assert first.project is not None and first.project.project_id == "genome-x"
+    assert first.pi is not None
+    assert first.pi.email == "ada@example.edu"
+    assert first.project is not None
+    assert first.project.project_id == "genome-x"
     assert first.fund_org == "NSF-BIO-2024"
     assert first.charge_description == 'Storage, "hot" tier; per GB-hour'
     assert first.sub_account_name == "Biology, Lab 3"
@@ -251,8 +253,10 @@ def test_provider_export_values_and_attribution(
     assert no_tags.review_state == Charge.ReviewState.PENDING
 
     odd = Charge.objects.get(resource_id="vm-10")
-    assert odd.pi is not None and odd.pi.email == "grace@example.edu"
-    assert odd.project is not None and odd.project.project_id == "ocean-y"
+    assert odd.pi is not None
+    assert odd.pi.email == "grace@example.edu"
+    assert odd.project is not None
+    assert odd.project.project_id == "ocean-y"
     assert odd.fund_org == "NOAA-OCN-7"
     assert odd.cost_center == "Oceanography"
     assert odd.reference_1 == "12345"
@@ -432,14 +436,16 @@ def test_dry_run_reports_exactly_and_writes_nothing(
     dry = import_file(path=path, source=aws, actor=actor, dry_run=True, expected_period="2025-01")
 
     assert (AuditEvent.objects.count(), PI.objects.count(), BillingPeriod.objects.count()) == before
-    assert Charge.objects.count() == 0 and Import.objects.count() == 0
+    assert Charge.objects.count() == 0
+    assert Import.objects.count() == 0
     real = import_file(path=path, source=aws, actor=actor, expected_period="2025-01")
     assert dry.status == "dry_run"
     for key in ("charges_created", "flagged", "flags", "billed_total", "periods"):
         assert getattr(dry, key) == getattr(real, key), key
     assert dry.new_periods == ["2025-01"]
     again = import_file(path=path, source=aws, actor=actor, dry_run=True)
-    assert again.charges_created == 0 and again.duplicates_skipped == 5
+    assert again.charges_created == 0
+    assert again.duplicates_skipped == 5
 
 
 def test_every_flag_reason_is_stored(
@@ -519,6 +525,7 @@ def test_import_is_audited_with_the_acting_user(
     event = AuditEvent.objects.get(action="import.create")
     assert event.actor == "mallory"
     assert event.object_id == str(result.import_id)
+    assert event.after is not None
     assert event.after["charges_created"] == 1
     record = Import.objects.get()
     assert record.actor == "mallory"

@@ -82,7 +82,8 @@ def reject(aws: Source, actor: Actor, settings: Any) -> Reject:
             import_file(path=path, source=kwargs.pop("source", aws), actor=actor, **kwargs)
         message = str(excinfo.value)
         assert message, "empty error message"
-        assert "\n" not in message and "\r" not in message, f"not one line: {message!r}"
+        assert "\n" not in message, f"not one line: {message!r}"
+        assert "\r" not in message, f"not one line: {message!r}"
         assert "Traceback" not in message
         assert path.name in message, f"file not named: {message!r}"
         assert _db_state() == before, "a rejected file wrote rows"
@@ -100,6 +101,7 @@ def accept(aws: Source, actor: Actor, settings: Any) -> Accept:
     def run(path: Path, **kwargs: Any) -> ImportResult:
         result = import_file(path=path, source=kwargs.pop("source", aws), actor=actor, **kwargs)
         assert result.status == "imported", result.message
+        assert result.import_id is not None
         assert Import.objects.filter(pk=result.import_id).exists()
         assert len(_media_files(settings)) == 1
         return result
@@ -188,7 +190,8 @@ def test_csv_with_unrelated_columns_is_rejected_as_not_focus(
     )
     message = reject(path)
     assert "not a FOCUS file" in message
-    assert "BillingPeriodStart" in message and "BilledCost" in message
+    assert "BillingPeriodStart" in message
+    assert "BilledCost" in message
 
 
 def test_semicolon_delimited_file_is_rejected_saying_semicolon(
@@ -524,7 +527,8 @@ def test_crlf_line_endings_import(tmp_path: Path, accept: Accept) -> None:
     assert result.flagged == 0  # Tags (last column) parsed without a trailing \r
     charge = Charge.objects.order_by("line_number").first()
     assert charge is not None
-    assert charge.pi is not None and charge.pi.email == "ada@example.edu"
+    assert charge.pi is not None
+    assert charge.pi.email == "ada@example.edu"
     assert charge.fund_org == "NSF-BIO-2024"
     assert charge.resource_id == "r-000000"
     assert charge.tags == {
@@ -595,13 +599,15 @@ def test_literal_null_tags_row_lands_flagged_for_review(tmp_path: Path, accept: 
     assert result.charges_created == 2
     assert result.flagged == 1
     charge = Charge.objects.get(resource_id="r-null")
-    assert charge.pi is None and charge.project is None
+    assert charge.pi is None
+    assert charge.project is None
     assert {"missing_pi", "missing_project", "missing_fund_org"} <= set(charge.flag_reasons)
     assert "invalid_tags" not in charge.flag_reasons  # NULL means "no tags", not bad JSON
     assert charge.review_state == Charge.ReviewState.PENDING
     assert charge.tags in ({}, "{}")
     ok = Charge.objects.get(resource_id="r-ok")
-    assert ok.flags == 0 and ok.review_state == Charge.ReviewState.APPROVED
+    assert ok.flags == 0
+    assert ok.review_state == Charge.ReviewState.APPROVED
 
 
 def test_invalid_json_tags_row_lands_flagged_invalid_tags(tmp_path: Path, accept: Accept) -> None:
@@ -630,7 +636,8 @@ def test_closed_expected_period_is_refused(tmp_path: Path, reject: Reject) -> No
     BillingPeriod.objects.create(period="2025-01", status="closed")
     path = write_focus(tmp_path / "aws_2025-01.csv", rows_for(3))
     message = reject(path, expected_period="2025-01")
-    assert "closed" in message and "periods reopen" in message
+    assert "closed" in message
+    assert "periods reopen" in message
 
 
 def test_finalized_period_is_refused_as_permanent(tmp_path: Path, reject: Reject) -> None:
@@ -704,7 +711,8 @@ def _bad_files(directory: Path) -> dict[str, Path]:
 
 def _assert_one_line_command_error(done: Any) -> str:
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stdout
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("CommandError: "), done.stderr
@@ -731,7 +739,8 @@ def test_cli_bad_cost_error_names_line_and_column(cli_instance: Path, tmp_path: 
     path = _bad_files(tmp_path)["bad-cost"]
     done = manage(cli_instance, "ingest", str(path), "--source", "aws")
     line = _assert_one_line_command_error(done)
-    assert "line 3" in line and "BilledCost" in line
+    assert "line 3" in line
+    assert "BilledCost" in line
 
 
 def test_cli_json_on_error_prints_nothing_on_stdout(cli_instance: Path, tmp_path: Path) -> None:
@@ -744,7 +753,8 @@ def test_cli_json_on_error_prints_nothing_on_stdout(cli_instance: Path, tmp_path
 def test_cli_missing_file_exits_1(cli_instance: Path, tmp_path: Path) -> None:
     done = manage(cli_instance, "ingest", str(tmp_path / "aws_nope.csv"), "--source", "aws")
     line = _assert_one_line_command_error(done)
-    assert "aws_nope.csv" in line and "no such file" in line
+    assert "aws_nope.csv" in line
+    assert "no such file" in line
 
 
 def test_cli_unknown_source_exits_1_naming_the_known_sources(
@@ -775,7 +785,8 @@ def test_cli_bad_period_exits_1(cli_instance: Path, tmp_path: Path, period: str)
     before = table_counts(cli_instance)
     done = manage(cli_instance, "ingest", str(path), "--source", "aws", "--period", period)
     line = _assert_one_line_command_error(done)
-    assert period in line and "YYYY-MM" in line
+    assert period in line
+    assert "YYYY-MM" in line
     assert table_counts(cli_instance) == before
 
 
@@ -792,7 +803,8 @@ def test_cli_closed_period_exits_1_saying_how_to_reopen(cli_instance: Path, tmp_
     before = table_counts(cli_instance)
     done = manage(cli_instance, "ingest", str(path), "--source", "aws", "--json")
     line = _assert_one_line_command_error(done)
-    assert "closed" in line and "periods reopen 1999-01" in line
+    assert "closed" in line
+    assert "periods reopen 1999-01" in line
     assert done.stdout == ""
     assert table_counts(cli_instance) == before
 

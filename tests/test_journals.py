@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from decimal import Decimal
@@ -41,7 +40,8 @@ from openchargeback.ledger import check_ledger
 from openchargeback.money import round_money
 from statements.models import Statement
 from statements.services import statements_generate
-from tests.conftest import focus_row, tags, write_focus
+from tests.conftest import focus_row, tags
+from tests.factories import make_charge, make_closed_month, make_import, make_source
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +54,13 @@ def _accounting(actor: Actor) -> None:
     settings = JournalSettings.load()
     settings.default_account = "740000"
     settings.save()
+
+
+@pytest.fixture
+def month(defaults: None, actor: Actor) -> str:
+    """The shared closed month of tests/conftest.py, built without the importer
+    (these tests are about what is exported from it)."""
+    return make_closed_month(actor=actor)
 
 
 @pytest.fixture
@@ -84,7 +91,7 @@ def test_allocate_keeps_the_rounded_total() -> None:
     # floors 10.00, -3.01, 0.00 (6.99); the two missing cents go to the largest remainders
     assert allocate(total, parts) == [Decimal("10.01"), Decimal("-3.00"), Decimal("0.00")]
     assert allocate(Decimal("0.00"), [Decimal("0.004"), Decimal("-0.004")]) == [0, 0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^1\.00 is not the rounded sum of "):
         allocate(Decimal("1.00"), [Decimal("0.004")])
 
 
@@ -177,6 +184,7 @@ def test_descriptions_use_the_template_and_the_limit() -> None:
         description_max_length=20,
     )
     journal = build("summary", period="2025-01", rows=[_row(1)], sources=SOURCES, config=config)
+    assert isinstance(journal.entries, list)  # a list for every format but detail
     assert journal.entries[0].description == "ada@example.edu p1 2"
 
 
@@ -232,8 +240,10 @@ def test_export_gl_csv_records_and_matches_the_statements(books: str, actor: Act
     debit = sum(Decimal(r["debit"]) for r in rows if r["debit"])
     credit = sum(Decimal(r["credit"]) for r in rows if r["credit"])
     assert debit == credit == statements == export.debit_total == export.credit_total
-    assert export.lines == len(rows) and export.charge_count == 5
-    assert len(export.sha256) == 64 and export.created_by == actor.name
+    assert export.lines == len(rows)
+    assert export.charge_count == 5
+    assert len(export.sha256) == 64
+    assert export.created_by == actor.name
     assert AuditEvent.objects.filter(action="journal.export").count() == 1
     assert check_ledger(period=books).problems == []
 
@@ -265,12 +275,14 @@ def test_command_json_refusals_and_output(
             "--json",
         )
     )
-    assert data["file"] == str(target) and data["format"] == "gl"
+    assert data["file"] == str(target)
+    assert data["format"] == "gl"
     assert data["debit_total"] == data["credit_total"] == "94.09"
     assert data["lines"] == 2  # one debit (NSF-BIO-2024, aws, 740000), one credit
     sheet = load_workbook(target).active
     assert sheet is not None
-    assert sheet.freeze_panes == "A2" and sheet["A1"].font.b
+    assert sheet.freeze_panes == "A2"
+    assert sheet["A1"].font.b
     amounts = [c.value for c in sheet["G"][1:] if c.value not in (None, "")]
     assert all(isinstance(v, int | float) for v in amounts)
     assert {c.number_format for c in sheet["G"][1:] if c.value not in (None, "")} == {
@@ -317,14 +329,17 @@ def test_formula_injection_is_neutralised_and_commas_do_not_break_columns(
     sheet = load_workbook(io.BytesIO(export.file.read())).active
     assert sheet is not None
     values = [c.value for c in sheet[2]]
-    assert "'" + evil in values and Decimal(str(values[-1])) == Decimal("2")
+    assert "'" + evil in values
+    assert Decimal(str(values[-1])) == Decimal("2")
 
 
 @pytest.mark.parametrize("slug", ["plain-gl", "banner", "workday", "peoplesoft"])
 def test_institution_layouts_balance(books: str, actor: Actor, slug: str) -> None:
     export = export_journal(period=books, format=slug, actor=actor)
     rows = _rows(export.file.read())
-    assert rows and export.template is not None and export.template.slug == slug
+    assert rows
+    assert export.template is not None
+    assert export.template.slug == slug
     if slug == "banner":
         debit = sum(Decimal(r["Amount"]) for r in rows if r["DR/CR"] == "D")
         credit = sum(Decimal(r["Amount"]) for r in rows if r["DR/CR"] == "C")
@@ -424,7 +439,8 @@ def test_sources_set_from_the_shell(defaults: None) -> None:
     )
     assert "credit fund/org RCI-CLOUD, account 710000" in out
     event = AuditEvent.objects.get(action="source.change")
-    assert event.actor == "ops" and event.after == {
+    assert event.actor == "ops"
+    assert event.after == {
         "credit_fund_org": "RCI-CLOUD",
         "account_code": "710000",
     }
@@ -461,24 +477,24 @@ _money = st.decimals(
     )
 )
 def test_property_exports_reconcile_with_statements_in_the_database(
-    defaults: None, tmp_path: Path, actor: Actor, charges: list[tuple[Any, ...]]
+    defaults: None, actor: Actor, charges: list[tuple[Any, ...]]
 ) -> None:
     with transaction.atomic():
-        by_source: dict[str, list[dict[str, str]]] = defaultdict(list)
+        # The charges as an import of one file per source leaves them, pending review.
+        slugs = {source for source, *_ in charges}
+        imports = {slug: make_import(source=make_source(slug)) for slug in slugs}
         for n, (source, pi, project, fund_org, billed, free) in enumerate(charges):
-            by_source[source].append(
-                focus_row(
-                    resource=f"r-{n}",
-                    pi=pi,
-                    project=f"{project}-{pi[:3]}",
-                    fund_org=fund_org,
-                    billed="0" if free else f"{billed:f}",
-                    list_cost=f"{abs(billed) + 400:f}" if free else f"{billed:f}",
-                )
+            make_charge(
+                source=make_source(source),
+                import_record=imports[source],
+                resource=f"r-{n}",
+                pi=pi,
+                project=f"{project}-{pi[:3]}",
+                fund_org=fund_org,
+                billed=Decimal(0) if free else billed,
+                list_cost=abs(billed) + 400 if free else billed,
+                review_state="pending",
             )
-        for slug, rows in by_source.items():
-            path = write_focus(tmp_path / f"{slug}_2025-01_{uuid.uuid4().hex}.csv", rows)
-            import_file(path=path, source=Source.objects.get(slug=slug), actor=actor)
         charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
         period_close(period="2025-01", actor=actor)
         _accounting(actor)

@@ -52,13 +52,17 @@ def test_commands_and_audit_events_log_json_lines(tmp_path: Path) -> None:
         ("period.create", "ops", "cli")
     ]
     [command] = [e for e in events if e.get("event") == "command"]
-    assert command["command"] == "periods" and command["status"] == 0
-    assert command["level"] == "info" and "duration_ms" in command and "time" in command
+    assert command["command"] == "periods"
+    assert command["status"] == 0
+    assert command["level"] == "info"
+    assert "duration_ms" in command
+    assert "time" in command
 
     refused = _cli(tmp_path, "periods", "finalize", "2025-05", "--yes", fmt="keyvalue")
     assert refused.returncode == 1
     line = next(x for x in refused.stderr.splitlines() if "event=command" in x)
-    assert "command=periods" in line and "status=1" in line
+    assert "command=periods" in line
+    assert "status=1" in line
 
 
 def test_requests_are_logged(db: None, caplog: pytest.LogCaptureFixture) -> None:

@@ -49,7 +49,8 @@ def files(month: str, actor: Actor) -> dict[str, tuple[str, str]]:
     statement = Statement.objects.exclude(pdf="").order_by("pk").first()
     journal = export_journal(period=month, format="gl", actor=actor)
     kept = Import.objects.order_by("pk").first()
-    assert statement is not None and kept is not None
+    assert statement is not None
+    assert kept is not None
     found = {
         "statement": (statement.pdf.name, f"/admin/statements/statement/{statement.pk}/pdf/"),
         "journal": (
@@ -99,7 +100,8 @@ def test_the_views_serve_each_file_to_a_role_only(
 
     assert _no_role().get(view).status_code == 403
     anonymous = Client().get(view)
-    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/admin/login/")
+    assert anonymous.status_code == 302
+    assert anonymous["Location"].startswith("/admin/login/")
 
 
 def test_the_kept_copy_downloads_under_the_files_own_name(
@@ -137,7 +139,8 @@ def test_no_page_links_to_media_url(
     statement = Statement.objects.exclude(pdf="").order_by("pk").first()
     journal = JournalExport.objects.get()
     kept = Import.objects.order_by("pk").first()
-    assert statement is not None and kept is not None
+    assert statement is not None
+    assert kept is not None
     pages = {
         f"/admin/statements/statement/{statement.pk}/change/": files["statement"][1],
         "/admin/journals/journalexport/": files["journal"][1],

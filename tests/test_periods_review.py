@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from billing import flags
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.services import (
     Actor,
@@ -19,29 +20,50 @@ from billing.services import (
     finalize_blockers,
     period_close,
     period_finalize,
+    period_open,
     period_reopen,
 )
 from ingest.services import IngestError, import_file
 from tests.conftest import focus_row
+from tests.factories import make_charge, make_import, make_pi, make_project, make_source
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def month(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> Path:
-    """2025-01 with two clean charges and two flagged ones (no PI)."""
-    rows = [
-        focus_row(resource="ok-1", billed="100.00"),
-        focus_row(resource="ok-2", billed="50.00"),
-        focus_row(resource="odd-1", billed="7.00", pi=""),
-        focus_row(resource="odd-2", billed="3.00", pi=""),
-    ]
-    path = focus_file(rows)
-    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
-    return path
+def month(defaults: None, actor: Actor) -> str:
+    """2025-01 with two clean charges and two flagged ones (no PI), as the first
+    import of one aws file leaves them."""
+    period_open(period="2025-01", actor=actor, note="first import")
+    ada = make_pi("ada@example.edu")
+    project = make_project("proj-a", pi=ada)
+    imported = make_import(source=make_source("aws"))
+    for resource, billed, pi in [
+        ("ok-1", "100.00", ada),
+        ("ok-2", "50.00", ada),
+        ("odd-1", "7.00", None),
+        ("odd-2", "3.00", None),
+    ]:
+        make_charge(
+            import_record=imported,
+            resource=resource,
+            billed=billed,
+            pi=pi,
+            project=project,
+            fund_org="NSF-BIO-2024",
+            tags={
+                "pi_email": pi.email if pi else "",
+                "project_id": "proj-a",
+                "fund_org": "NSF-BIO-2024",
+            },
+            # no PI: flagged, waiting for review
+            flags=0 if pi else flags.to_mask(["missing_pi"]),
+            review_state="approved" if pi else "pending",
+        )
+    return "2025-01"
 
 
-def test_pending_charges_block_closing_with_a_clear_message(month: Path, actor: Actor) -> None:
+def test_pending_charges_block_closing_with_a_clear_message(month: str, actor: Actor) -> None:
     with pytest.raises(BillingError) as caught:
         period_close(period="2025-01", actor=actor)
     message = str(caught.value)
@@ -52,7 +74,7 @@ def test_pending_charges_block_closing_with_a_clear_message(month: Path, actor: 
 
 
 def test_review_approve_by_period_then_close(
-    month: Path, capsys: pytest.CaptureFixture[str]
+    month: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The two without a PI cannot be approved as they are: fixed, they are.
     with pytest.raises(CommandError, match=r"^2 charges need their attribution fixed"):
@@ -84,7 +106,7 @@ def _odd_ids() -> list[str]:
 
 
 def test_ingest_into_a_closed_period_is_refused(
-    month: Path, actor: Actor, focus_file: Callable[..., Path]
+    month: str, actor: Actor, focus_file: Callable[..., Path]
 ) -> None:
     period_close(period="2025-01", actor=actor, allow_pending=True)
     with pytest.raises(IngestError, match="closed"):
@@ -95,7 +117,7 @@ def test_ingest_into_a_closed_period_is_refused(
         )
 
 
-def test_reopen_needs_a_reason_and_appends_notes(month: Path, actor: Actor) -> None:
+def test_reopen_needs_a_reason_and_appends_notes(month: str, actor: Actor) -> None:
     period_close(period="2025-01", actor=actor, allow_pending=True)
     with pytest.raises(CommandError, match="needs a reason"):
         call_command("periods", "reopen", "2025-01")
@@ -111,13 +133,13 @@ def test_reopen_needs_a_reason_and_appends_notes(month: Path, actor: Actor) -> N
     assert AuditEvent.objects.get(action="period.reopen").reason == "late AWS credit"
 
 
-def test_close_with_pending_override_is_recorded(month: Path, actor: Actor) -> None:
+def test_close_with_pending_override_is_recorded(month: str, actor: Actor) -> None:
     period_close(period="2025-01", actor=actor, allow_pending=True)
     event = AuditEvent.objects.get(action="period.close")
     assert event.after == {"status": "closed", "pending_override": 2}
 
 
-def test_finalize_guards(month: Path, actor: Actor) -> None:
+def test_finalize_guards(month: str, actor: Actor) -> None:
     with pytest.raises(BillingError, match="open; close it first"):
         period_finalize(period="2025-01", actor=actor)
     period_close(period="2025-01", actor=actor, allow_pending=True)
@@ -130,7 +152,7 @@ def test_finalize_guards(month: Path, actor: Actor) -> None:
     assert BillingPeriod.objects.get(period="2025-01").status == "closed"
 
 
-def test_a_period_with_nothing_billable_finalizes_for_good(month: Path, actor: Actor) -> None:
+def test_a_period_with_nothing_billable_finalizes_for_good(month: str, actor: Actor) -> None:
     period_reason = "duplicate test data"
     charges_review(charges=Charge.objects.all(), action="reject", actor=actor, note=period_reason)
     period_close(period="2025-01", actor=actor)
@@ -145,7 +167,7 @@ def test_a_period_with_nothing_billable_finalizes_for_good(month: Path, actor: A
 
 
 def test_reject_needs_a_note_and_reset_returns_to_pending(
-    month: Path, actor: Actor, capsys: pytest.CaptureFixture[str]
+    month: str, actor: Actor, capsys: pytest.CaptureFixture[str]
 ) -> None:
     odd = Charge.objects.get(resource_id="odd-1")
     with pytest.raises(CommandError, match="needs a note"):
@@ -160,7 +182,7 @@ def test_reject_needs_a_note_and_reset_returns_to_pending(
     assert AuditEvent.objects.filter(object_id=str(odd.pk)).count() == 2
 
 
-def test_review_again_changes_nothing(month: Path, actor: Actor) -> None:
+def test_review_again_changes_nothing(month: str, actor: Actor) -> None:
     ok = Charge.objects.filter(resource_id__startswith="ok")
     assert charges_review(charges=ok, action="reset", actor=actor) == 2
     assert charges_review(charges=Charge.objects.all(), action="approve", actor=actor) == 2
@@ -168,7 +190,7 @@ def test_review_again_changes_nothing(month: Path, actor: Actor) -> None:
     assert AuditEvent.objects.filter(action="charge.approve").count() == 2
 
 
-def test_review_list_by_reason(month: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_review_list_by_reason(month: str, capsys: pytest.CaptureFixture[str]) -> None:
     call_command("review", "list", "--period", "2025-01", "--reason", "missing_pi", "--json")
     listed = json.loads(capsys.readouterr().out)
     assert {row["billed_cost"] for row in listed} == {"7.00", "3.00"}
@@ -177,14 +199,14 @@ def test_review_list_by_reason(month: Path, capsys: pytest.CaptureFixture[str]) 
     assert "2 charges pending" in capsys.readouterr().out
 
 
-def test_review_needs_a_selection_and_known_ids(month: Path) -> None:
+def test_review_needs_a_selection_and_known_ids(month: str) -> None:
     with pytest.raises(CommandError, match="say which charges"):
         call_command("review", "approve")
     with pytest.raises(CommandError, match="no charge with id 999999"):
         call_command("review", "approve", "--id", "999999")
 
 
-def test_show_a_pi_in_a_period(month: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_a_pi_in_a_period(month: str, capsys: pytest.CaptureFixture[str]) -> None:
     odd = Charge.objects.get(resource_id="ok-2")
     charges_review(
         charges=Charge.objects.filter(pk=odd.pk),
@@ -211,7 +233,7 @@ def test_show_a_pi_in_a_period(month: Path, capsys: pytest.CaptureFixture[str]) 
         call_command("show", "nobody@example.edu", "--period", "2025-01")
 
 
-def test_fix_attribution_clears_flags_and_approves(month: Path, actor: Actor) -> None:
+def test_fix_attribution_clears_flags_and_approves(month: str, actor: Actor) -> None:
     from billing.services import charges_fix_attribution
 
     odd = Charge.objects.filter(resource_id__startswith="odd")
@@ -225,12 +247,16 @@ def test_fix_attribution_clears_flags_and_approves(month: Path, actor: Actor) ->
     )
     assert changed == 2
     for charge in Charge.objects.filter(resource_id__startswith="odd"):
-        assert charge.pi is not None and charge.pi.email == "grace@example.edu"
+        assert charge.pi is not None
+        assert charge.pi.email == "grace@example.edu"
         # proj-a belongs to ada: the fix itself is flagged for a second look.
         assert charge.flag_reasons == ["project_pi_mismatch"]
         assert charge.review_state == "pending"
     event = AuditEvent.objects.filter(action="charge.fix_attribution").first()
-    assert event is not None and event.actor == "rita"
+    assert event is not None
+    assert event.actor == "rita"
+    assert event.before is not None
+    assert event.after is not None
     assert event.before["flags"] == ["missing_pi"]
     assert event.after["pi"] == "grace@example.edu"
 
@@ -238,7 +264,7 @@ def test_fix_attribution_clears_flags_and_approves(month: Path, actor: Actor) ->
     assert set(Charge.objects.values_list("review_state", flat=True)) == {"approved"}
 
 
-def test_reapply_rules_after_a_rule_change(month: Path, actor: Actor) -> None:
+def test_reapply_rules_after_a_rule_change(month: str, actor: Actor) -> None:
     from billing.models import FlagRule
     from billing.services import charges_reapply_rules
 
@@ -248,7 +274,7 @@ def test_reapply_rules_after_a_rule_change(month: Path, actor: Actor) -> None:
     assert charges_reapply_rules(charges=Charge.objects.all(), actor=actor) == 0
 
 
-def test_fix_attribution_refuses_bad_input_and_locked_periods(month: Path, actor: Actor) -> None:
+def test_fix_attribution_refuses_bad_input_and_locked_periods(month: str, actor: Actor) -> None:
     from billing.services import charges_fix_attribution
 
     with pytest.raises(BillingError, match="not an email"):
@@ -272,7 +298,7 @@ class _Answer(io.StringIO):
 
 
 @pytest.fixture
-def finalizable(month: Path, actor: Actor) -> str:
+def finalizable(month: str, actor: Actor) -> str:
     charges_review(charges=Charge.objects.all(), action="reject", actor=actor, note="test data")
     period_close(period="2025-01", actor=actor)
     assert finalize_blockers(BillingPeriod.objects.get(period="2025-01")) == []
@@ -324,7 +350,7 @@ def test_finalize_yes_asks_nothing(finalizable: str) -> None:
     assert _status() == "finalized"
 
 
-def test_finalize_that_would_be_refused_asks_nothing(month: Path) -> None:
+def test_finalize_that_would_be_refused_asks_nothing(month: str) -> None:
     """An open period (or one with blockers) is refused with its reasons, no prompt."""
     with pytest.raises(CommandError, match="open; close it first"):
         _finalize("2025-01", stdin=_Answer("", tty=False))

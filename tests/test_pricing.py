@@ -345,7 +345,8 @@ def test_an_unmapped_account_is_priced_on_its_own_and_says_so() -> None:
         period="2025-03",
     )
     by_account = {r.account: r for r in rows}
-    assert by_account["stray"].unmapped and by_account["other"].unmapped
+    assert by_account["stray"].unmapped
+    assert by_account["other"].unmapped
     assert by_account["stray"].owner == UNMAPPED == Owner("", "", "")
     # each unmapped account has its own allowance
     assert by_account["stray"].free_quantity == by_account["other"].free_quantity == 10
@@ -363,8 +364,10 @@ def test_a_qos_rate_wins_over_the_any_qos_rate_once_it_has_started() -> None:
     assert book.in_force("cpu", "standard", "high", date(2025, 3, 9)) == terms(1, rate="0.01")
     high = book.in_force("cpu", "standard", "high", date(2025, 3, 10))
     normal = book.in_force("cpu", "standard", "normal", date(2025, 3, 10))
-    assert high is not None and high.rate_id == 2
-    assert normal is not None and normal.rate_id == 1
+    assert high is not None
+    assert high.rate_id == 2
+    assert normal is not None
+    assert normal.rate_id == 1
     assert book.in_force("cpu", "standard", "normal", date(2025, 2, 28)) is None
     assert book.in_force("gpu", "standard", "normal", date(2025, 3, 10)) is None
     rows = price(

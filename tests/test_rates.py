@@ -142,7 +142,8 @@ def test_an_unlocked_rate_is_deleted_with_an_audit_event() -> None:
     rate_delete(rate=rate, actor=ACTOR)
     assert not Rate.objects.exists()
     (event,) = events("rate.delete")
-    assert event.before is not None and event.before["list_rate"] == "0.01"
+    assert event.before is not None
+    assert event.before["list_rate"] == "0.01"
 
 
 # --- rates: locks from finalized months ------------------------------------------------------
@@ -162,7 +163,8 @@ def test_a_rate_in_force_during_a_finalized_month_cannot_change_or_go() -> None:
         rate_delete(rate=rate, actor=ACTOR)
     rate.refresh_from_db()
     assert rate.list_rate == Decimal("0.01")
-    assert not events("rate.change") and not events("rate.delete")
+    assert not events("rate.change")
+    assert not events("rate.delete")
 
 
 def test_a_new_rate_may_not_reach_back_into_a_finalized_month() -> None:
@@ -186,12 +188,17 @@ def test_superseding_a_locked_rate_from_the_next_month_ends_it_the_day_before() 
     old = new_rate()
     finalize("2025-01")
     newer = new_rate(effective_from=date(2025, 2, 1), list_rate=Decimal("0.02"))
-    assert rate_lock(old) and not rate_lock(newer)
+    assert rate_lock(old)
+    assert not rate_lock(newer)
     book = rate_book()
     jan = book.in_force("cpu", "standard", "normal", date(2025, 1, 31))
     feb = book.in_force("cpu", "standard", "normal", date(2025, 2, 1))
-    assert jan is not None and jan.rate_id == old.pk and jan.list_rate == Decimal("0.01")
-    assert feb is not None and feb.rate_id == newer.pk and feb.subsidy_percent == Decimal("25")
+    assert jan is not None
+    assert jan.rate_id == old.pk
+    assert jan.list_rate == Decimal("0.01")
+    assert feb is not None
+    assert feb.rate_id == newer.pk
+    assert feb.subsidy_percent == Decimal("25")
     # the newer rate is still free to change, but not to move into January
     rate_update(rate=newer, actor=ACTOR, effective_from=date(2025, 2, 10))
     with pytest.raises(BillingError, match="finalized period 2025-01"):
@@ -253,7 +260,8 @@ def test_mapping_changes_are_audited_before_and_after() -> None:
     other = project("proj-b", "bob@example.edu")
     account_mapping_update(mapping=mapping, actor=ACTOR, project=other, fund_org="F-1")
     (created,) = events("accountmapping.create")
-    assert created.after is not None and created.after["pi"] == "ada@example.edu"
+    assert created.after is not None
+    assert created.after["pi"] == "ada@example.edu"
     (changed,) = events("accountmapping.change")
     assert changed.before == {"project": "proj-a", "pi": "ada@example.edu", "fund_org": ""}
     assert changed.after == {"project": "proj-b", "pi": "bob@example.edu", "fund_org": "F-1"}
@@ -280,10 +288,12 @@ def test_a_mapping_file_creates_mappings_pis_and_projects_audited(tmp_path: Path
     )
     assert [line.line for line in result.lines] == [2, 3, 4, 6]
     proj_a = Project.objects.select_related("pi").get(project_id="proj-a")
-    assert proj_a.pi is not None and proj_a.pi.email == "ada@example.edu"
+    assert proj_a.pi is not None
+    assert proj_a.pi.email == "ada@example.edu"
     assert owners("slurm")["lab-a"] == Owner("ada@example.edu", "proj-a", "NSF-BIO-2024")
     assert owners("storage")["bob-scratch"].fund_org == "NIH-GEN-2025"
-    assert len(events("pi.create")) == 2 and len(events("project.create")) == 2
+    assert len(events("pi.create")) == 2
+    assert len(events("project.create")) == 2
     created = events("accountmapping.create")
     assert len(created) == 4
     assert created[0].reason == "account mapping import mappings.csv line 2"
@@ -318,7 +328,8 @@ def test_a_dry_run_reports_and_writes_nothing(tmp_path: Path) -> None:
     assert (result.created, result.pis_created, result.projects_created) == (4, 2, 2)
     assert result.summary().startswith("Dry run, nothing written: mappings.csv: 4 mappings would")
     assert not AccountMapping.objects.exists()
-    assert not PI.objects.exists() and not Project.objects.exists()
+    assert not PI.objects.exists()
+    assert not Project.objects.exists()
     assert not AuditEvent.objects.exists()
 
 
@@ -443,7 +454,8 @@ def test_command_dry_run_json_writes_nothing(tmp_path: Path, capsys: Any) -> Non
         "fund_org": "NSF-BIO-2024",
         "outcome": "created",
     }
-    assert not AccountMapping.objects.exists() and not AuditEvent.objects.exists()
+    assert not AccountMapping.objects.exists()
+    assert not AuditEvent.objects.exists()
 
 
 def test_command_refuses_a_bad_file_with_exit_status_1(tmp_path: Path, capsys: Any) -> None:
@@ -508,8 +520,11 @@ def test_rate_list_shows_window_terms_and_lock() -> None:
     page = client.get(RATES)
     assert page.status_code == 200
     text = page.content.decode()
-    assert "Jan. 31, 2025" in text and "until superseded" in text
-    assert "$0.0025 / CPU-hour" in text and "1000 CPU-hours" in text and "$250.00" in text
+    assert "Jan. 31, 2025" in text
+    assert "until superseded" in text
+    assert "$0.0025 / CPU-hour" in text
+    assert "1000 CPU-hours" in text
+    assert "$250.00" in text
     locked = client.get(RATES + "?locked=yes")
     assert list(locked.context["cl"].result_list) == [old]
     assert client.get(RATES + "?in_force=past").context["cl"].result_count == 1
@@ -544,9 +559,11 @@ def test_a_locked_rate_is_read_only_in_the_admin_and_offers_superseding() -> Non
     )
     assert done.status_code == 302
     newer = Rate.objects.get(effective_from=date(2025, 2, 1))
-    assert newer.list_rate == Decimal("0.02") and newer.created_by == "billing_admin"
+    assert newer.list_rate == Decimal("0.02")
+    assert newer.created_by == "billing_admin"
     (event,) = events("rate.create")[1:]
-    assert event.actor == "billing_admin" and event.channel == "admin"
+    assert event.actor == "billing_admin"
+    assert event.channel == "admin"
 
 
 def test_save_as_new_supersedes_an_editable_rate_and_keeps_the_old_one() -> None:
@@ -558,7 +575,8 @@ def test_save_as_new_supersedes_an_editable_rate_and_keeps_the_old_one() -> None
     rate.refresh_from_db()
     assert rate.list_rate == Decimal("0.01")
     assert Rate.objects.get(effective_from=date(2025, 3, 1)).list_rate == Decimal("0.03")
-    assert len(events("rate.create")) == 2 and not events("rate.change")
+    assert len(events("rate.create")) == 2
+    assert not events("rate.change")
 
 
 def test_an_editable_rate_changes_and_deletes_through_the_audited_services() -> None:
@@ -569,7 +587,8 @@ def test_an_editable_rate_changes_and_deletes_through_the_audited_services() -> 
     (event,) = events("rate.change")
     assert (event.before, event.after) == ({"list_rate": "0.01"}, {"list_rate": "0.02"})
     assert client.post(f"{RATES}{rate.pk}/delete/", {"post": "yes"}).status_code == 302
-    assert not Rate.objects.exists() and len(events("rate.delete")) == 1
+    assert not Rate.objects.exists()
+    assert len(events("rate.delete")) == 1
 
 
 @pytest.mark.parametrize("role", [VIEWER, REVIEWER])
@@ -624,7 +643,8 @@ def test_the_import_page_checks_first_then_imports() -> None:
     ]
     assert {e.channel for e in events("accountmapping.create")} == {"admin"}
     listing = client.get(MAPPINGS).content.decode()
-    assert "bob@example.edu" in listing and "NIH-GEN-2025" in listing
+    assert "bob@example.edu" in listing
+    assert "NIH-GEN-2025" in listing
 
 
 def test_the_import_page_shows_a_bad_file_and_imports_nothing() -> None:
@@ -670,13 +690,15 @@ def test_mapping_edits_in_the_admin_are_audited() -> None:
     }
     assert client.post(MAPPINGS + "add/", data).status_code == 302
     mapping = AccountMapping.objects.get()
-    assert mapping.name == "lab-a" and mapping.created_by == "billing_admin"
+    assert mapping.name == "lab-a"
+    assert mapping.created_by == "billing_admin"
     data.update(name="lab-a", fund_org="F-9")
     assert client.post(f"{MAPPINGS}{mapping.pk}/change/", data).status_code == 302
     (event,) = events("accountmapping.change")
     assert (event.before, event.after) == ({"fund_org": ""}, {"fund_org": "F-9"})
     orphan = Project.objects.create(project_id="no-pi")
     refused = client.post(MAPPINGS + "add/", {**data, "name": "x", "project": str(orphan.pk)})
-    assert refused.status_code == 200 and "has no PI yet" in refused.content.decode()
+    assert refused.status_code == 200
+    assert "has no PI yet" in refused.content.decode()
     assert client.post(f"{MAPPINGS}{mapping.pk}/delete/", {"post": "yes"}).status_code == 302
     assert len(events("accountmapping.delete")) == 1

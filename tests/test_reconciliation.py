@@ -69,7 +69,8 @@ def test_rounding_and_the_gl_gross_up_are_explained_to_the_cent(
     (_, approved, _), (label, due, rounding), (_, debits, journal) = _figures(closed)
     assert approved == Decimal("10.731")
     # Lines: 10.00 + 0.00 (ada) and 3.33 - 2.61 (bob, two services): 10.72.
-    assert due == Decimal("10.72") and label == "Statements (2 current), amount due"
+    assert due == Decimal("10.72")
+    assert label == "Statements (2 current), amount due"
     assert rounding == (
         "Each statement line (PI, project, source, service) is rounded to the cent; "
         "the roundings add up to -$0.01."
@@ -83,7 +84,9 @@ def test_rounding_and_the_gl_gross_up_are_explained_to_the_cent(
     page = role_client(VIEWER).get(f"/admin/billing/billingperiod/{closed.pk}/change/")
     html = page.content.decode()
     assert '<span class="ocb-ok">reconciles</span>' in html
-    assert "$10.731" in html and "$13.33" in html and "exceed the statements by $2.61" in html
+    assert "$10.731" in html
+    assert "$13.33" in html
+    assert "exceed the statements by $2.61" in html
 
 
 def test_a_stale_statement_or_export_is_named(closed: BillingPeriod, actor: Actor) -> None:

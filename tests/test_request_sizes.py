@@ -65,12 +65,14 @@ def test_a_large_anonymous_upload_is_refused_unread(defaults: None, settings: An
     assert "Sign in as a user allowed to import files" in response.content.decode()
     assert body.read_bytes == 0
     # The view never ran: nothing staged, not even a temporary file.
-    assert upload_dir(settings) == [] and not Upload.objects.exists()
+    assert upload_dir(settings) == []
+    assert not Upload.objects.exists()
 
 
 def test_a_small_anonymous_upload_is_refused_unread_too(defaults: None, settings: Any) -> None:
     response, body = send(Client(), UPLOAD, 100)
-    assert response.status_code == 403 and body.read_bytes == 0
+    assert response.status_code == 403
+    assert body.read_bytes == 0
     assert upload_dir(settings) == []
 
 
@@ -78,8 +80,10 @@ def test_an_upload_from_a_user_who_may_not_import_is_refused_unread(
     defaults: None, settings: Any
 ) -> None:
     response, body = send(role_client(VIEWER), UPLOAD, 10 * 1024**2)
-    assert response.status_code == 403 and body.read_bytes == 0
-    assert upload_dir(settings) == [] and not Upload.objects.exists()
+    assert response.status_code == 403
+    assert body.read_bytes == 0
+    assert upload_dir(settings) == []
+    assert not Upload.objects.exists()
 
 
 def test_a_large_anonymous_post_to_the_login_page_is_refused_unread(
@@ -100,19 +104,22 @@ def test_a_large_anonymous_post_to_the_login_page_is_refused_unread(
     signed_in = client.post(
         LOGIN, {"username": "billing_admin", "password": "a-long-password", "next": "/admin/"}
     )
-    assert signed_in.status_code == 302 and signed_in["Location"] == "/admin/"
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == "/admin/"
 
 
 def test_signed_in_users_have_a_larger_limit_on_other_pages(defaults: None, settings: Any) -> None:
     settings.OPENCHARGEBACK_REQUEST_MAX_BYTES = 1024**2
     client = role_client(BILLING_ADMIN)
     over, body = send(client, "/admin/billing/source/add/", 1024**2 + 1)
-    assert over.status_code == 413 and body.read_bytes == 0
+    assert over.status_code == 413
+    assert body.read_bytes == 0
     assert "larger than the 1.0 MB this page accepts;" in over.content.decode()
     # Under the limit (and over the anonymous one) the request goes on to the
     # CSRF check and the view, which read it.
     under, body = send(client, "/admin/billing/source/add/", 100 * 1024)
-    assert under.status_code != 413 and body.read_bytes > 0
+    assert under.status_code != 413
+    assert body.read_bytes > 0
 
 
 def test_the_upload_endpoint_takes_a_large_body_from_an_importer(
@@ -121,7 +128,8 @@ def test_the_upload_endpoint_takes_a_large_body_from_an_importer(
     """Past the middleware; the view refuses it (unread) over the upload limit."""
     settings.OPENCHARGEBACK_UPLOAD_MAX_REQUEST_BYTES = 64 * 1024**2
     response, body = send(role_client(BILLING_ADMIN), UPLOAD, 65 * 1024**2)
-    assert response.status_code == 413 and body.read_bytes == 0
+    assert response.status_code == 413
+    assert body.read_bytes == 0
     assert "(OPENCHARGEBACK_UPLOAD_MAX_REQUEST_BYTES); nothing was stored." in (
         response.content.decode()
     )
@@ -138,12 +146,14 @@ def test_a_chunked_body_without_a_length_is_refused_unread(
     assert response.status_code == 411
     assert "Send the request body with a Content-Length header" in response.content.decode()
     assert body.read_bytes == 0
-    assert upload_dir(settings) == [] and not Upload.objects.exists()
+    assert upload_dir(settings) == []
+    assert not Upload.objects.exists()
 
 
 def test_a_length_that_is_not_a_size_is_refused(defaults: None) -> None:
     response, body = send(Client(), LOGIN, 10, length="ten")
-    assert response.status_code == 400 and body.read_bytes == 0
+    assert response.status_code == 400
+    assert body.read_bytes == 0
 
 
 def test_form_and_memory_limits_are_set() -> None:

@@ -17,9 +17,9 @@ def test_the_three_roles_exist() -> None:
 
 def test_viewer_reads_but_changes_nothing() -> None:
     viewer = user_in(VIEWER)
-    assert viewer.has_perm("billing.view_charge")  # type: ignore[attr-defined]
-    assert viewer.has_perm("ingest.view_import")  # type: ignore[attr-defined]
-    assert viewer.has_perm("billing.view_auditevent")  # type: ignore[attr-defined]
+    assert viewer.has_perm("billing.view_charge")
+    assert viewer.has_perm("ingest.view_import")
+    assert viewer.has_perm("billing.view_auditevent")
     for perm in (
         "billing.review_charge",
         "billing.fix_attribution_charge",
@@ -27,15 +27,15 @@ def test_viewer_reads_but_changes_nothing() -> None:
         "ingest.import_focus",
         "billing.change_source",
     ):
-        assert not viewer.has_perm(perm), perm  # type: ignore[attr-defined]
+        assert not viewer.has_perm(perm), perm
 
 
 def test_reviewer_reviews_but_does_not_run_the_month() -> None:
     reviewer = user_in(REVIEWER)
-    assert reviewer.has_perm("billing.review_charge")  # type: ignore[attr-defined]
-    assert reviewer.has_perm("billing.fix_attribution_charge")  # type: ignore[attr-defined]
+    assert reviewer.has_perm("billing.review_charge")
+    assert reviewer.has_perm("billing.fix_attribution_charge")
     for perm in ("billing.close_billingperiod", "ingest.import_focus", "billing.change_tagmapping"):
-        assert not reviewer.has_perm(perm), perm  # type: ignore[attr-defined]
+        assert not reviewer.has_perm(perm), perm
 
 
 def test_billing_admin_runs_the_month_and_the_settings() -> None:
@@ -50,10 +50,10 @@ def test_billing_admin_runs_the_month_and_the_settings() -> None:
         "billing.add_patternrule",
         "billing.change_institutionsettings",
     ):
-        assert admin.has_perm(perm), perm  # type: ignore[attr-defined]
+        assert admin.has_perm(perm), perm
     # The audit trail is read-only for everyone.
-    assert not admin.has_perm("billing.change_auditevent")  # type: ignore[attr-defined]
-    assert not admin.has_perm("billing.delete_auditevent")  # type: ignore[attr-defined]
+    assert not admin.has_perm("billing.change_auditevent")
+    assert not admin.has_perm("billing.delete_auditevent")
 
 
 def test_sync_roles_is_idempotent_and_repairs_drift() -> None:

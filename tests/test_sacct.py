@@ -197,7 +197,8 @@ def test_zero_elapsed_is_no_usage(elapsed: str) -> None:
     records, summary = read([job("1", elapsed=elapsed, start="Unknown")])
     assert records == []
     assert summary.jobs_without_usage == 1
-    assert summary.first_start is None and summary.last_end is None
+    assert summary.first_start is None
+    assert summary.last_end is None
 
 
 def test_states_decide_what_is_billed() -> None:

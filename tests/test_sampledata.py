@@ -303,16 +303,16 @@ def test_the_amortised_source_buys_a_reservation_its_usage_and_unused_hours_add_
         used = [r for r in rows if r["CommitmentDiscountStatus"] == "Used"]
         assert len(used) == len(rows) - 2 >= 1
         paid = Decimal(purchase["BilledCost"])
-        assert paid > 0 and Decimal(purchase["EffectiveCost"]) == 0
+        assert paid > 0
+        assert Decimal(purchase["EffectiveCost"]) == 0
         assert Decimal(unused["BilledCost"]) == 0 < Decimal(unused["EffectiveCost"])
         for row in used:  # covered: nothing billed, the reserved price effective
             assert Decimal(row["BilledCost"]) == 0
             effective = Decimal(row["EffectiveCost"])
             assert effective == Decimal(row["ConsumedQuantity"]) * Decimal("1.8360")
             assert 0 < effective < Decimal(row["ContractedCost"]) < Decimal(row["ListCost"])
-            assert (
-                row["ChargeCategory"] == "Usage" and row["ChargeDescription"] == "NC6s v3 - Linux"
-            )
+            assert row["ChargeCategory"] == "Usage"
+            assert row["ChargeDescription"] == "NC6s v3 - Linux"
         assert sum(Decimal(r["EffectiveCost"]) for r in [*used, unused]) == paid
         hours = sum(Decimal(r["ConsumedQuantity"]) for r in used)
         assert (
@@ -369,7 +369,8 @@ def test_timestamps_parse_and_charge_periods_lie_in_their_billing_period(
             for edge in ("Start", "End")
         )
         assert bp_start <= cp_start < cp_end <= bp_end
-        assert bp_start.day == 1 and bp_end.day == 1
+        assert bp_start.day == 1
+        assert bp_end.day == 1
     assert (
         month_rows(sample_dir, "aws", "2026-09")[0]["BillingPeriodStart"] == "2026-09-01T00:00:00Z"
     )
@@ -713,7 +714,8 @@ def test_the_mapping_file_maps_every_account_but_the_unmapped_ones(sample_dir: P
     quotas = {r["quota"] for m in MONTHS for r in read(sample_dir / sample_file_name("storage", m))}
     assert {n for k, n in names if k == "slurm"} == accounts - set(UNMAPPED["slurm"])
     assert {n for k, n in names if k == "storage"} == quotas - set(UNMAPPED["storage"])
-    assert set(UNMAPPED["slurm"]) <= accounts and set(UNMAPPED["storage"]) <= quotas
+    assert set(UNMAPPED["slurm"]) <= accounts
+    assert set(UNMAPPED["storage"]) <= quotas
     # an account is the PI's last name and the project's first word; a quota is a path
     for row in mappings:
         last = row["pi_email"].split("@")[0].split(".")[-1].replace("-", "")
@@ -870,15 +872,18 @@ def _check_the_demos_real_export_cases(months: list[str]) -> None:
         if charge.charge_category == "Purchase":
             assert charge.billed_cost == 0 < (charge.invoiced_cost or 0)
         else:
-            assert charge.commitment_discount_status == "Unused" and charge.billed_cost > 0
+            assert charge.commitment_discount_status == "Unused"
+            assert charge.billed_cost > 0
     used = azure.filter(commitment_discount_status="Used")
-    assert used.exists() and not used.filter(project__project_id=COMMITMENT_PROJECT).exists()
+    assert used.exists()
+    assert not used.filter(project__project_id=COMMITMENT_PROJECT).exists()
     assert all(c.billed_cost > 0 and c.invoiced_cost == 0 for c in used)
     # EUR rows: billed in dollars at the month's rate, on the first month's statements
     eur = Charge.objects.filter(billing_currency="EUR")
     assert {c.exchange_rate for c in eur} == {"1.0850"}
     first = eur.filter(period__period=months[0])
-    assert first and all(c.review_state == "approved" for c in first)
+    assert first
+    assert all(c.review_state == "approved" for c in first)
     assert StatementCharge.objects.filter(charge__in=first).count() == first.count()
     # untagged GCP projects: attributed by their sub-account, the last one left unmapped
     subs = untagged_sub_accounts(build_population(2026))
@@ -911,7 +916,8 @@ def test_command_writes_the_files_and_prints_one_summary_line(tmp_path: Path) ->
         [MAPPINGS_FILE, CLOUD_MAPPINGS_FILE, *file_names("2026-09"), *file_names("2026-10")]
     )
     assert stdout.count("\n") == 1
-    assert "Wrote 18 files" in stdout and str(out) in stdout
+    assert "Wrote 18 files" in stdout
+    assert str(out) in stdout
     jobs = sum(len(sacct_lines(out, m)) for m in ("2026-09", "2026-10"))
     focus = sum(len(read(p)) for p in out.iterdir() if not p.name.endswith(".sacct.txt"))
     assert f"({jobs + focus:,} rows" in stdout

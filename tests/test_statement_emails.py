@@ -18,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -42,7 +43,7 @@ class BrokenBackend:
     def __init__(self, **kwargs: Any) -> None:
         pass
 
-    def send_messages(self, messages: Any) -> int:
+    def send_messages(self, _messages: Any) -> int:
         raise ConnectionRefusedError(111, "Connection refused")
 
 
@@ -59,6 +60,7 @@ def test_one_email_per_pi_with_their_pdfs(month: str, actor: Actor) -> None:
     by_to = {m.to[0]: m for m in mail.outbox}
     assert sorted(by_to) == ["ada@example.edu", "bob@example.edu"]
     ada = by_to["ada@example.edu"]
+    assert isinstance(ada, EmailMultiAlternatives)
     numbers = sorted(
         Statement.objects.filter(pi__email="ada@example.edu").values_list("number", flat=True)
     )
@@ -69,9 +71,13 @@ def test_one_email_per_pi_with_their_pdfs(month: str, actor: Actor) -> None:
     total = sum(s.billed_total for s in Statement.objects.filter(pi__email="ada@example.edu"))
     assert ada.subject == f"Research Computing statement for 2025-01: ${total:,.2f} due"
     assert ada.reply_to == ["help@example.edu"]
-    assert "proj-a" in ada.body and f"${total:,.2f}" in ada.body
+    assert "proj-a" in ada.body
+    assert f"${total:,.2f}" in ada.body
     html, mime = ada.alternatives[0]
-    assert mime == "text/html" and "<table" in html and "proj-b" in html
+    assert isinstance(html, str)
+    assert mime == "text/html"
+    assert "<table" in html
+    assert "proj-b" in html
     log = EmailLog.objects.get(to="ada@example.edu")
     assert (log.status, log.attempts, log.subject) == ("sent", 1, ada.subject)
     assert log.message_id == ada.extra_headers["Message-ID"]
@@ -120,14 +126,17 @@ def test_sending_again_sends_nothing_and_new_versions_are_sent_once(
     assert f"{replaces} {amounts}" in body
     assert f"Total due for the 1 statement in this email ({v2.number} proj-c $4.33): $4.33" in body
     html = " ".join(sent.alternatives[0][0].split())
-    assert f"{replaces} {amounts}" in html and "Revised</strong>" in html
-    assert "Sources: Amazon Web Services" in body and "Amazon Web Services" in html
+    assert f"{replaces} {amounts}" in html
+    assert "Revised</strong>" in html
+    assert "Sources: Amazon Web Services" in body
+    assert "Amazon Web Services" in html
     shown = " ".join(_pdf_text(sent.attachments[0][1]).split())
     assert f"REVISED STATEMENT {replaces} {amounts}" in shown
     assert "Amazon Web Services" in shown
     # the first email said nothing of revisions
     first: Any = next(m for m in mail.outbox if m.to == ["bob@example.edu"])
-    assert "revised" not in first.subject and "replaces" not in first.body
+    assert "revised" not in first.subject
+    assert "replaces" not in first.body
     assert "REVISED" not in _pdf_text(first.attachments[0][1])
 
 
@@ -183,14 +192,16 @@ def test_an_email_total_names_every_statement_it_covers(
     assert body.count("replaces statement") == 1  # the new statement replaces nothing
     assert sent.subject.endswith("$107.10 due (revised)")
     html = sent.alternatives[0][0]
-    assert "Total due for the 2 statements in this email" in html and "$107.10" in html
+    assert "Total due for the 2 statements in this email" in html
+    assert "$107.10" in html
 
 
 def test_a_task_run_twice_sends_once(month: str, actor: Actor) -> None:
     statements_generate(period=month, actor=actor, sync=True)
     queued = emailing.emails_queue(period=month, actor=actor)
     again = emailing.emails_queue(period=month, actor=actor)
-    assert len(queued.emails) == 2 and again.emails == []
+    assert len(queued.emails) == 2
+    assert again.emails == []
     first = queued.emails[0].pk
     assert emailing.send_email(first).status == "sent"
     assert emailing.send_email(first).status == "skipped"
@@ -214,7 +225,8 @@ def test_failures_are_retried_with_backoff_then_left_to_an_operator(
     outcomes = _generate_and_send(month, actor)
     assert [o.status for o in outcomes] == ["failed", "failed"]
     log = EmailLog.objects.get(to="ada@example.edu")
-    assert log.status == "failed" and "Connection refused" in log.error
+    assert log.status == "failed"
+    assert "Connection refused" in log.error
     assert log.attempts == 1
     assert log.next_attempt_at is not None
     assert timedelta(seconds=299) < log.next_attempt_at - before < timedelta(seconds=320)
@@ -273,7 +285,8 @@ def test_a_stuck_claim_is_shown_and_never_resent_automatically(month: str, actor
     resolved = emailing.emails_resolve(
         email=queued[0], actor=actor, outcome="sent", note="PI confirmed receipt"
     )
-    assert resolved.status == "sent" and "PI confirmed receipt" in resolved.error
+    assert resolved.status == "sent"
+    assert "PI confirmed receipt" in resolved.error
     event = AuditEvent.objects.get(action="statement.email.sent")
     assert event.reason == "PI confirmed receipt"
     assert mail.outbox == []
@@ -326,15 +339,20 @@ def test_names_are_escaped_in_the_html_body(
     charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
     period_close(period="2025-01", actor=actor)
     _generate_and_send("2025-01", actor)
-    html = mail.outbox[0].alternatives[0][0]
-    assert "<script>" not in html and "&lt;script&gt;" in html
+    sent = mail.outbox[0]
+    assert isinstance(sent, EmailMultiAlternatives)
+    html = sent.alternatives[0][0]
+    assert isinstance(html, str)
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
     assert "&lt;b&gt;x&lt;/b&gt;" in html
     assert "<script>alert(1)</script>" in mail.outbox[0].body  # plain text is plain
 
 
 def test_generate_send_json_reports_emails(month: str) -> None:
     data = json.loads(_run("generate", "--period", month, "--sync", "--send", "--json"))
-    assert data["emails_sent"] == 2 and data["emails_failed"] == 0
+    assert data["emails_sent"] == 2
+    assert data["emails_failed"] == 0
     listed = json.loads(_run("emails", "list", "--period", month, "--json"))
     assert sorted(e["to"] for e in listed) == ["ada@example.edu", "bob@example.edu"]
     assert all(e["status"] == "sent" for e in listed)
@@ -373,10 +391,10 @@ class Inbox:
         self.messages: list[email.message.EmailMessage] = []
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
-            self.messages.append(message)  # type: ignore[arg-type]
+            self.messages.append(message)
         return "250 OK"
 
 
@@ -436,7 +454,8 @@ def test_smtp_100_statements_40_pis_exactly_40_messages(
     assert Statement.objects.count() == 100
     assert Counter(o.status for o in outcomes) == {"sent": 40}
     recipients = Counter(m["To"] for m in inbox.messages)
-    assert len(recipients) == 40 and set(recipients.values()) == {1}
+    assert len(recipients) == 40
+    assert set(recipients.values()) == {1}
     pdfs = sum(
         1
         for m in inbox.messages
@@ -462,5 +481,6 @@ def test_smtp_down_then_back_each_pi_gets_exactly_one(
     assert Counter(o.status for o in outcomes) == {"sent": 40}
     assert emailing.send_due() == []
     recipients = Counter(m["To"] for m in inbox.messages)
-    assert len(recipients) == 40 and set(recipients.values()) == {1}
+    assert len(recipients) == 40
+    assert set(recipients.values()) == {1}
     assert set(EmailLog.objects.values_list("attempts", flat=True)) == {2}

@@ -68,7 +68,8 @@ def _statement(
     inst.save()
     Project.objects.update(title=name[:300])
     charge = Charge.objects.select_related("pi").first()
-    assert charge is not None and charge.pi is not None
+    assert charge is not None
+    assert charge.pi is not None
     charge.pi.name = name[:200]
     charge.pi.save()
     result = statements_generate(period="2025-01", actor=actor, sync=True)
@@ -157,13 +158,15 @@ def test_names_in_any_script_print(
     statement = _statement(focus_file, actor, name=name, resource=name)
     content = statement.pdf.read()
     assert not _notdef(content)
-    assert not _in_font_files(name) and not fonts.missing(name)
+    assert not _in_font_files(name)
+    assert not fonts.missing(name)
     # PI, project title, service, resource, institution (header and footer); the
     # reader puts right-to-left text back in logical order
     assert _squeezed(_text(content)).count(_squeezed(name)) >= 6
     if script == "arabic":  # drawn shaped (the same letters, joined) in visual order
         drawn = _squeezed(fonts.visual(name))
-        assert sorted(drawn) == sorted(name.replace(" ", "")) and drawn != _squeezed(name)
+        assert sorted(drawn) == sorted(name.replace(" ", ""))
+        assert drawn != _squeezed(name)
 
 
 def test_each_run_is_in_a_font_that_has_it() -> None:
@@ -244,7 +247,8 @@ def test_long_names_in_the_header_wrap_and_the_footer_is_cut_short(
     assert squeezed.count(_squeezed(long[:200])) >= 3  # PI name, title, service: wrapped
     assert _squeezed(long[:300]) in squeezed  # the project title
     footers = [line for line in text.splitlines() if "Generated" in line]
-    assert footers and all("Ünïvérsité X" in line and "X… · Generated" in line for line in footers)
+    assert footers
+    assert all("Ünïvérsité X" in line and "X… · Generated" in line for line in footers)
 
 
 @pytest.mark.django_db

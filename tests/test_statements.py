@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,7 +34,8 @@ from openchargeback.money import round_money
 from statements import pdf
 from statements.models import Statement, StatementCharge
 from statements.services import plan, statements_generate
-from tests.conftest import focus_row, write_focus
+from tests.conftest import focus_row
+from tests.factories import make_charge, make_import, make_source
 
 pytestmark = pytest.mark.django_db
 
@@ -102,7 +102,8 @@ def test_unchanged_data_regenerates_nothing_and_changes_make_a_new_version(
 ) -> None:
     first = statements_generate(period=month, actor=actor, sync=True)
     again = statements_generate(period=month, actor=actor, sync=True)
-    assert again.created == [] and len(again.unchanged) == 3
+    assert again.created == []
+    assert len(again.unchanged) == 3
 
     period_reopen(period=month, actor=actor, reason="a charge was wrong")
     charges_review(
@@ -110,12 +111,14 @@ def test_unchanged_data_regenerates_nothing_and_changes_make_a_new_version(
     )
     period_close(period=month, actor=actor)
     third = statements_generate(period=month, actor=actor, sync=True)
-    assert len(third.created) == 1 and len(third.unchanged) == 2
+    assert len(third.created) == 1
+    assert len(third.unchanged) == 2
     new = third.created[0]
     old = next(s for s in first.created if s.sequence == new.sequence)
     old.refresh_from_db()
     assert new.number == f"{month}-{new.sequence:04d}-v2"
-    assert old.superseded_by == new and old.superseded_at is not None
+    assert old.superseded_by == new
+    assert old.superseded_at is not None
     assert new.billed_total == Decimal("10.01")  # 10.005 alone rounds half up
     assert Statement.objects.filter(superseded_at=None).count() == 3
 
@@ -243,12 +246,14 @@ _charge = st.fixed_dictionaries(
 @given(charges=st.lists(_charge, min_size=1, max_size=30))
 def test_statement_totals_equal_the_rounded_lines(
     defaults: None,
-    tmp_path: Path,
     actor: Actor,
     charges: list[dict[str, Any]],
 ) -> None:
     with transaction.atomic():
-        by_source: dict[str, list[dict[str, str]]] = defaultdict(list)
+        # The charges as an import of one file per source leaves them, pending review.
+        imports = {
+            slug: make_import(source=make_source(slug)) for slug in {c["source"] for c in charges}
+        }
         for n, c in enumerate(charges):
             billed = c["billed"]
             list_cost = {
@@ -258,20 +263,19 @@ def test_statement_totals_equal_the_rounded_lines(
             }[c["subsidy"]]
             if c["subsidy"] == "all":
                 billed = Decimal(0)
-            by_source[c["source"]].append(
-                focus_row(
-                    resource=f"r-{n}",
-                    service=c["service"],
-                    pi=c["pi"],
-                    # a project belongs to one PI
-                    project=f"{c['project']}-{c['pi'][:3]}" if c["project"] else "",
-                    billed=f"{billed:f}",
-                    list_cost=f"{list_cost:f}",
-                )
+            make_charge(
+                source=make_source(c["source"]),
+                import_record=imports[c["source"]],
+                resource=f"r-{n}",
+                service=c["service"],
+                pi=c["pi"],
+                # a project belongs to one PI
+                project=f"{c['project']}-{c['pi'][:3]}" if c["project"] else None,
+                fund_org="NSF-BIO-2024",
+                billed=billed,
+                list_cost=list_cost,
+                review_state="pending",
             )
-        for slug, rows in by_source.items():
-            path = write_focus(tmp_path / f"{slug}_2025-01_{uuid.uuid4().hex}.csv", rows)
-            import_file(path=path, source=Source.objects.get(slug=slug), actor=actor)
         charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
         period_close(period="2025-01", actor=actor)
 

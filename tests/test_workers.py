@@ -302,7 +302,8 @@ def test_two_clusters_share_one_queue_and_run_each_job_once(
             )
         )
     both = runs[0] + runs[1]
-    assert len(both) == JOBS and set(both.values()) == {1}
+    assert len(both) == JOBS
+    assert set(both.values()) == {1}
     assert min(sum(r.values()) for r in runs) > 0, "one cluster did all the work"
     print(f"jobs per cluster: {[sum(r.values()) for r in runs]}")
 
@@ -387,7 +388,8 @@ def _probe(env: dict[str, str], script: str) -> Iterator[Callable[[], Any]]:
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert shell.stdin is not None and shell.stdout is not None
+    assert shell.stdin is not None
+    assert shell.stdout is not None
     stdin, stdout = shell.stdin, shell.stdout
 
     def ask() -> Any:
@@ -510,7 +512,8 @@ def test_a_cluster_killed_while_generating_and_while_sending_ends_as_a_clean_run
         # k PDFs, the moment another is half written (its temporary file exists;
         # should no write be caught half way, ten PDFs later).
         queued = json.loads(run("generate", "--period", PERIOD, "--json"))
-        assert len(queued["statements"]) == STATEMENTS and queued["job_group"]
+        assert len(queued["statements"]) == STATEMENTS
+        assert queued["job_group"]
         k = rng.randint(1, STATEMENTS * 3 // 4)
 
         def writing() -> bool:
@@ -535,7 +538,8 @@ def test_a_cluster_killed_while_generating_and_while_sending_ends_as_a_clean_run
 
             # Sending, queued while the restarted cluster runs; killed after j emails.
             sending = json.loads(run("generate", "--period", PERIOD, "--send", "--json"))
-            assert sending["statements"] == [] and sending["job_group"]
+            assert sending["statements"] == []
+            assert sending["job_group"]
             j = rng.randint(1, PIS * 3 // 4)
             _kill_when(
                 cluster, lambda: len(inbox.messages) >= j, rng.uniform(0, 0.15), f"{j} emails"

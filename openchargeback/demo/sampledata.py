@@ -850,7 +850,7 @@ def _resources(
         else:
             services = [rng.choice(profile.services) for _ in range(count)]
         region = rng.choice(profile.regions)
-        fields = _resource_fields(rng, profile, project, sub_id, region)
+        fields = _resource_fields(profile, project, sub_id, region)
         for n, service in enumerate(services, start=1):
             values = {**fields, "n": n, "word": rng.choice(_WORDS), "hex4": _hex(rng, 4)}
             values.update(hex8=_hex(rng, 8), hex13=_hex(rng, 13), hex17=_hex(rng, 17))
@@ -883,7 +883,7 @@ def _resources(
 
 
 def _resource_fields(
-    rng: random.Random, profile: Profile, project: Project, sub_id: str, region: str
+    profile: Profile, project: Project, sub_id: str, region: str
 ) -> dict[str, str]:
     pid = project.project_id
     return {

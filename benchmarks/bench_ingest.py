@@ -43,10 +43,10 @@ How to run
 ----------
 From the project root, with the project's virtualenv::
 
-    .venv/bin/python benchmarks/ingest.py                       # 100k and 1M rows
-    .venv/bin/python benchmarks/ingest.py --rows 20000 100000   # quicker
-    .venv/bin/python benchmarks/ingest.py --json > results.json
-    DATABASE_URL=postgres://user:pass@localhost/ocb .venv/bin/python benchmarks/ingest.py
+    .venv/bin/python benchmarks/bench_ingest.py                       # 100k and 1M rows
+    .venv/bin/python benchmarks/bench_ingest.py --rows 20000 100000   # quicker
+    .venv/bin/python benchmarks/bench_ingest.py --json > results.json
+    DATABASE_URL=postgres://user:pass@localhost/ocb .venv/bin/python benchmarks/bench_ingest.py
 
 Options: ``--workdir DIR`` (generated files and run directories; default
 ``benchmarks/out``), ``--keep`` (keep each run's database and instance

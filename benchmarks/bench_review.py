@@ -3,9 +3,9 @@
 What it measures
 ----------------
 1. Loads N charges (default 1,000,000) into a fresh database the way a user
-   would: the synthetic FOCUS file of ``benchmarks/ingest.py`` (cached in the
+   would: the synthetic FOCUS file of ``benchmarks/bench_ingest.py`` (cached in the
    work directory) imported by ``openchargeback ingest`` in a child process
-   (not timed here; see ``benchmarks/ingest.py``).
+   (not timed here; see ``benchmarks/bench_ingest.py``).
 2. Puts exactly one charge in ten (N/10, 100,000 for 1M) in the review queue
    (``review_state = pending``), the rest approved.
 3. Renders review-queue pages through Django's test client as a superuser,
@@ -25,9 +25,9 @@ How to run
 ----------
 From the project root, with the project's virtualenv::
 
-    .venv/bin/python benchmarks/review.py                 # 1M charges, 100k pending
-    .venv/bin/python benchmarks/review.py --rows 100000   # quicker
-    DATABASE_URL=postgres://user:pass@localhost/ocb .venv/bin/python benchmarks/review.py
+    .venv/bin/python benchmarks/bench_review.py                 # 1M charges, 100k pending
+    .venv/bin/python benchmarks/bench_review.py --rows 100000   # quicker
+    DATABASE_URL=postgres://user:pass@localhost/ocb .venv/bin/python benchmarks/bench_review.py
 
 Options: ``--workdir DIR`` (default ``benchmarks/out``), ``--repeat N``,
 ``--seed N``, ``--keep`` (keep the run directory / bench database).
@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import bench, scratch_site
+from bench_common import bench, scratch_site
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -24,9 +24,9 @@ How to run
 ----------
 From the project root, with the project's virtualenv::
 
-    .venv/bin/python benchmarks/statements.py
-    .venv/bin/python benchmarks/statements.py --statements 200 --resources 50
-    DATABASE_URL=postgres://user:pass@localhost/ocb .venv/bin/python benchmarks/statements.py
+    .venv/bin/python benchmarks/bench_statements.py
+    .venv/bin/python benchmarks/bench_statements.py --statements 200 --resources 50
+    DATABASE_URL=postgres://user:pass@localhost/ocb .venv/bin/python benchmarks/bench_statements.py
 
 Options: ``--workers N``, ``--keep`` (keep the run directory / bench database).
 """
@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, bench, run_in_scratch_site
+from bench_common import ROOT, bench, run_in_scratch_site
 
 SERVICES = ("Compute", "Block storage", "GPU")
 

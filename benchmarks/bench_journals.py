@@ -3,7 +3,7 @@
 What it measures
 ----------------
 1. Loads N charges (default 1,000,000) into a fresh database the way a user
-   would: the synthetic FOCUS file of ``benchmarks/ingest.py`` (cached in the
+   would: the synthetic FOCUS file of ``benchmarks/bench_ingest.py`` (cached in the
    work directory), imported by ``openchargeback ingest`` in a child process
    (not timed). Every charge is approved, untagged ones are given a PI the
    way a reviewer would, the period is closed, the source gets a credit
@@ -22,9 +22,9 @@ How to run
 ----------
 From the project root, with the project's virtualenv::
 
-    .venv/bin/python benchmarks/journals.py                 # 1M charges
-    .venv/bin/python benchmarks/journals.py --rows 100000   # quicker
-    DATABASE_URL=postgres://user:pass@localhost/ocb .venv/bin/python benchmarks/journals.py
+    .venv/bin/python benchmarks/bench_journals.py                 # 1M charges
+    .venv/bin/python benchmarks/bench_journals.py --rows 100000   # quicker
+    DATABASE_URL=postgres://user:pass@localhost/ocb .venv/bin/python benchmarks/bench_journals.py
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import bench, ingest_and_setup, run_in_scratch_site
+from bench_common import bench, ingest_and_setup, run_in_scratch_site
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

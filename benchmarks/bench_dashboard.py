@@ -3,7 +3,7 @@
 What it measures
 ----------------
 1. Loads 12 periods of N charges each (default 500,000, so 6M charges) into
-   a fresh database: the synthetic FOCUS file of ``benchmarks/ingest.py``
+   a fresh database: the synthetic FOCUS file of ``benchmarks/bench_ingest.py``
    imported by ``openchargeback ingest`` in a child process (not timed), then
    copied in SQL into the 11 months before it, spread over four sources (not
    timed), with a share of the charges left pending review.
@@ -24,9 +24,9 @@ How to run
 ----------
 From the project root, with the project's virtualenv::
 
-    .venv/bin/python benchmarks/dashboard.py                  # 12 x 500,000
-    .venv/bin/python benchmarks/dashboard.py --rows 50000     # quicker
-    DATABASE_URL=postgres://user:pass@localhost/ocb .venv/bin/python benchmarks/dashboard.py
+    .venv/bin/python benchmarks/bench_dashboard.py                  # 12 x 500,000
+    .venv/bin/python benchmarks/bench_dashboard.py --rows 50000     # quicker
+    DATABASE_URL=postgres://user:pass@localhost/ocb .venv/bin/python benchmarks/bench_dashboard.py
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import bench, ingest_and_setup, run_in_scratch_site
+from bench_common import bench, ingest_and_setup, run_in_scratch_site
 
 MONTHS = 12
 SOURCES = ("aws", "azure", "gcp", "hpc")
@@ -145,7 +145,8 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
     client.force_login(user)
     pi = PI.objects.order_by("pk").first()
     project = Project.objects.order_by("pk").first()
-    assert pi is not None and project is not None
+    assert pi is not None
+    assert project is not None
     pages = [
         ("dashboard (admin index)", "/admin/"),
         (f"period page {period}", f"/admin/billing/billingperiod/{periods[-1].pk}/change/"),

@@ -1,15 +1,14 @@
-"""What the benchmark scripts share: the helpers of ``benchmarks/ingest.py``
+"""What the benchmark scripts share: the helpers of ``benchmarks/bench_ingest.py``
 and a scratch site (a run directory and a database) that is removed after.
 
-Scripts run as ``python benchmarks/NAME.py``, so this directory is on
-``sys.path`` and ``import common`` finds this module, which then puts the
-project root in front. ``ingest.py`` is loaded by path, because the name
-``ingest`` is the project's Django app.
+Scripts run as ``python benchmarks/bench_NAME.py`` with the project installed
+in the virtualenv (``make install``), so the apps import as installed and this
+directory, first on ``sys.path``, only adds the ``bench_*`` modules: no name
+here is the name of an app.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -19,22 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-# The project first: this directory's statements.py, journals.py and ingest.py
-# must not hide the apps of the same names.
-sys.path.insert(0, str(ROOT))
+import bench_ingest as bench
 
-
-def _load_ingest_benchmark() -> Any:
-    spec = importlib.util.spec_from_file_location("ingest_benchmark", ROOT / "benchmarks/ingest.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ingest_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_ingest_benchmark()
+ROOT = bench.ROOT
 
 
 @contextmanager

@@ -1,0 +1,248 @@
+"""Test data built directly in the database (model-bakery), for tests whose
+point is what happens after an import: review, statements, journals.
+
+Tests of the importer itself keep building FOCUS files (tests/conftest.py
+``focus_row``/``write_focus``). Money is exact: amounts are Decimals or
+decimal strings (never floats), stored as the model stores them (integer
+nano-units, see billing.fields.MoneyField).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Max
+from django.utils import timezone
+from model_bakery import baker
+
+from billing import flags, summaries
+from billing.models import PI, BillingPeriod, Charge, Project, Source
+from billing.services import Actor, charges_review, period_close, period_open
+from ingest.models import Import
+from statements.models import Statement, StatementCharge
+
+Money = Decimal | str
+
+_lines = itertools.count(2)  # line 1 of a FOCUS file is its header
+
+
+def money(value: Money) -> Decimal:
+    """An exact amount from a Decimal or a decimal string."""
+    if isinstance(value, float):  # a float is a mistake here, as in the product
+        raise TypeError("money must never be a float")
+    return value if isinstance(value, Decimal) else Decimal(value)
+
+
+def make_period(period: str = "2025-01", **fields: Any) -> BillingPeriod:
+    """The BillingPeriod of a month, created open unless `fields` say otherwise
+    (an existing one is returned unchanged, as are the ones below)."""
+    found = BillingPeriod.objects.filter(period=period).first()
+    return found or baker.make(BillingPeriod, period=period, **fields)
+
+
+def make_source(slug: str = "aws", **fields: Any) -> Source:
+    """The source `slug` (the seeded one when it exists)."""
+    found = Source.objects.filter(slug=slug).first()
+    return found or baker.make(Source, slug=slug, name=fields.pop("name", slug.upper()), **fields)
+
+
+def make_pi(email: str = "ada@example.edu", **fields: Any) -> PI:
+    """The PI with this (lowercase) email."""
+    email = email.lower()
+    found = PI.objects.filter(email=email).first()
+    return found or baker.make(PI, email=email, name=fields.pop("name", ""), **fields)
+
+
+def make_project(project_id: str = "proj-a", *, pi: PI | None = None, **fields: Any) -> Project:
+    """The project `project_id`, owned by `pi` when it is created."""
+    found = Project.objects.filter(project_id=project_id).first()
+    return found or baker.make(
+        Project,
+        project_id=project_id,
+        pi=pi,
+        title=fields.pop("title", ""),
+        default_fund_org=fields.pop("default_fund_org", ""),
+        account_code=fields.pop("account_code", ""),
+        **fields,
+    )
+
+
+def make_import(*, source: Source, period: str = "2025-01", **fields: Any) -> Import:
+    """The Import record charges point to (a file that was never read)."""
+    return baker.make(
+        Import,
+        source=source,
+        file_name=fields.pop("file_name", f"{source.slug}_{period}.csv"),
+        sha256=fields.pop("sha256", uuid.uuid4().hex * 2),
+        stored_file="",
+        file_size=0,
+        expected_period=fields.pop("expected_period", ""),  # as an import not told the month
+        periods=[period],
+        actor=fields.pop("actor", "tester"),
+        **fields,
+    )
+
+
+def make_charge(
+    *,
+    period: BillingPeriod | str = "2025-01",
+    source: Source | str = "aws",
+    pi: PI | str | None = None,
+    project: Project | str | None = None,
+    billed: Money = "10.00",
+    list_cost: Money | None = None,
+    fund_org: str = "",
+    service: str = "Amazon EC2",
+    resource: str = "r-1",
+    import_record: Import | None = None,
+    **fields: Any,
+) -> Charge:
+    """One charge as an import leaves it (by default approved, no flags), with
+    the period's summaries brought up to date as every charge writer does.
+
+    `pi` and `project` may be given as an email and a project id (created if
+    new; a new project belongs to the charge's PI). List, contracted and
+    effective cost default to the billed cost, as for a FOCUS row without them.
+    """
+    billed_cost = money(billed)  # refused before anything is written
+    period_obj = period if isinstance(period, BillingPeriod) else make_period(period)
+    source_obj = source if isinstance(source, Source) else make_source(source)
+    pi_obj = make_pi(pi) if isinstance(pi, str) else pi
+    project_obj = make_project(project, pi=pi_obj) if isinstance(project, str) else project
+    start = datetime.strptime(period_obj.period, "%Y-%m").replace(tzinfo=UTC)
+    values: dict[str, Any] = {
+        "list_cost": money(list_cost) if list_cost is not None else billed_cost,
+        "contracted_cost": billed_cost,
+        "effective_cost": billed_cost,
+        "billing_currency": "USD",
+        "charge_period_start": start,
+        "charge_period_end": start.replace(hour=23, minute=59, second=59),
+        "review_state": Charge.ReviewState.APPROVED,
+        "flags": 0,
+        "flag_details": {},
+        "tags": {},
+        **fields,
+    }
+    for name in ("list_cost", "contracted_cost", "effective_cost"):
+        values[name] = money(values[name])
+    charge = baker.make(
+        Charge,
+        period=period_obj,
+        source=source_obj,
+        import_record=import_record or make_import(source=source_obj, period=period_obj.period),
+        line_number=next(_lines),
+        fingerprint=uuid.uuid4().hex,
+        occurrence=0,
+        pi=pi_obj,
+        project=project_obj,
+        fund_org=fund_org,
+        service_name=service,
+        resource_id=resource,
+        resource_name=resource,
+        billed_cost=billed_cost,
+        **values,
+    )
+    summaries.rebuild([period_obj.pk])
+    return charge
+
+
+def make_statement(
+    *,
+    pi: PI | str = "ada@example.edu",
+    project: Project | str | None = None,
+    period: BillingPeriod | str = "2025-01",
+    billed_total: Money = "0.00",
+    list_total: Money | None = None,
+    exact_billed: Money | None = None,
+    charges: list[Charge] | None = None,
+    **fields: Any,
+) -> Statement:
+    """A current statement version (ready, no PDF) covering `charges`.
+
+    The totals are what the caller says (list defaults to billed, the exact
+    billed amount to the billed total; the discount is list minus billed):
+    a test of how statements are computed generates them instead.
+    """
+    period_obj = period if isinstance(period, BillingPeriod) else make_period(period)
+    pi_obj = make_pi(pi) if isinstance(pi, str) else pi
+    project_obj = make_project(project, pi=pi_obj) if isinstance(project, str) else project
+    billed = money(billed_total)
+    listed = money(list_total) if list_total is not None else billed
+    covered = charges or []
+    version = fields.pop("version", 1)
+    sequence = fields.pop("sequence", None)
+    if sequence is None:
+        last = Statement.objects.filter(period=period_obj).aggregate(n=Max("sequence"))["n"]
+        sequence = (last or 0) + 1
+    statement = baker.make(
+        Statement,
+        period=period_obj,
+        pi=pi_obj,
+        project=project_obj,
+        sequence=sequence,
+        version=version,
+        number=f"{period_obj.period}-{sequence:04d}-v{version}",
+        list_total=listed,
+        discount_total=listed - billed,
+        billed_total=billed,
+        exact_billed=money(exact_billed) if exact_billed is not None else billed,
+        charge_count=len(covered),
+        content_hash=fields.pop("content_hash", uuid.uuid4().hex * 2),
+        status=fields.pop("status", Statement.Status.READY),
+        generated_at=fields.pop("generated_at", timezone.now()),
+        generated_by=fields.pop("generated_by", "tester"),
+        pdf="",
+        line_items="",
+        **fields,
+    )
+    StatementCharge.objects.bulk_create(
+        [StatementCharge(statement=statement, charge=charge) for charge in covered]
+    )
+    return statement
+
+
+def make_closed_month(*, actor: Actor, period: str = "2025-01") -> str:
+    """The month of tests/conftest.py's ``month`` fixture, without the importer:
+    opened by its first import of one aws file, ada's proj-a (three charges)
+    and proj-b, bob's proj-c, one charge with no owner rejected, then closed."""
+    period_open(period=period, actor=actor, note="first import")
+    imported = make_import(source=make_source("aws"))
+    ada, bob = make_pi("ada@example.edu"), make_pi("bob@example.edu")
+    for resource, service, billed, list_cost, pi, project in [
+        ("vm-1", "Amazon EC2", "10.005", "12.004", ada, "proj-a"),
+        ("vm-2", "Amazon EC2", "0.004", "0.004", ada, "proj-a"),
+        ("gpu", "HPC GPU", "0", "400", ada, "proj-a"),
+        ("db", "Amazon RDS", "80.75", "80.75", ada, "proj-b"),
+        ("bob-vm", "Amazon EC2", "3.333", "3.333", bob, "proj-c"),
+    ]:
+        make_charge(
+            period=period,
+            import_record=imported,
+            resource=resource,
+            service=service,
+            billed=billed,
+            list_cost=list_cost,
+            pi=pi,
+            project=make_project(project, pi=pi),
+            fund_org="NSF-BIO-2024",
+            tags={"pi_email": pi.email, "project_id": project, "fund_org": "NSF-BIO-2024"},
+        )
+    make_charge(
+        period=period,
+        import_record=imported,
+        resource="orphan",
+        billed="5.00",
+        fund_org="NSF-BIO-2024",
+        tags={"pi_email": "", "project_id": "", "fund_org": "NSF-BIO-2024"},
+        flags=flags.to_mask(["missing_pi", "missing_project"]),
+        review_state=Charge.ReviewState.PENDING,
+    )
+    charges_review(
+        charges=Charge.objects.filter(resource_id="orphan"), action="reject", actor=actor, note="x"
+    )
+    period_close(period=period, actor=actor)
+    return period
