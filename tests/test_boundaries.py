@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.apps import apps
 from django.contrib import admin
+from django.db.models import Model
 
 from billing.models import PI, BillingPeriod, Project
 from billing.ratecard import RATE_CARD_FINDERS
@@ -15,13 +16,17 @@ PROJECT_APPS = {"billing", "ingest", "statements", "journals", "openchargeback"}
 
 
 def test_billing_models_refer_to_no_other_app_but_charge_to_import() -> None:
-    references = {
-        (model.__name__, field.name, field.related_model._meta.label)
-        for model in apps.get_app_config("billing").get_models()
-        for field in model._meta.get_fields()
-        if field.is_relation and not field.auto_created and field.related_model is not None
-        if field.related_model._meta.app_label in PROJECT_APPS - {"billing"}
-    }
+    references = set()
+    for model in apps.get_app_config("billing").get_models():
+        for field in model._meta.get_fields():
+            related = field.related_model
+            if not field.is_relation or field.auto_created:
+                continue
+            # a resolved relation's model is a model class ("self" is resolved too)
+            assert isinstance(related, type), field
+            assert issubclass(related, Model), field
+            if related._meta.app_label in PROJECT_APPS - {"billing"}:
+                references.add((model.__name__, field.name, related._meta.label))
     assert references == {("Charge", "import_record", "ingest.Import")}
 
 
