@@ -195,7 +195,7 @@ _SOURCE_FIELDS = (
     "account_code",
     "enabled",
     "provider_names",
-    # Cost basis (ingest.basis, docs/decisions/0006-cost-basis.md)
+    # Cost basis (ingest.focus.basis, docs/decisions/0006-cost-basis.md)
     "cost_basis",
     "commitment_handling",
     "commitment_project_id",
@@ -629,7 +629,7 @@ def _reevaluate(charge: Any, ruleset: Any, *, tags_invalid: bool) -> tuple[int, 
     project = charge.project
     unmapped = unmapped_account(charge.tags)
     if not unmapped and charge.flags & flag_bits.BIT["unmapped_account"]:
-        # A cloud sub-account with no mapping, named at import (ingest.cloud_accounts).
+        # A cloud sub-account with no mapping, named at import (ingest.focus.cloud_accounts).
         unmapped = str(charge.flag_details.get("unmapped_account", ""))
     mask, details = evaluate(
         ruleset,

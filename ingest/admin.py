@@ -1,6 +1,6 @@
 """Admin pages for imports: the read-only list of imports, and the import
 page (drop several files, check each file's preview, then import). The rate
-card and account mappings are in ingest.admin_rates."""
+card and account mappings are in ingest.usage.admin."""
 
 from __future__ import annotations
 
@@ -33,8 +33,10 @@ from billing import flags
 from billing.admin import ReadOnlyAdmin
 from billing.models import InstitutionSettings, Source
 from billing.services import Actor, BillingError, validate_period, web_text
-from ingest import admin_rates, staging, uploads  # noqa: F401 - admin_rates registers its pages
 from ingest.models import Import, Upload
+from ingest.uploads import services as uploads
+from ingest.uploads import staging
+from ingest.usage import admin as usage_admin  # noqa: F401 - registers the rate and mapping pages
 
 S = Upload.Status
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing.blockers import Blocker, charges_url, source_url
 from billing.models import BillingPeriod, Charge, Source
 from billing.services import Actor, BillingError, audit, validate_period
-from ingest.basis import describe as describe_bases
+from ingest.focus.basis import describe as describe_bases
 from journals import layouts, writers
 from journals.builders import (
     FORMATS,
@@ -208,7 +208,7 @@ class Prepared:
     journal: Journal
     data_hash: str
     include_pending: bool
-    cost_basis: str = ""  # e.g. 'amortised cost (EffectiveCost)' (ingest.basis.describe)
+    cost_basis: str = ""  # e.g. 'amortised cost (EffectiveCost)' (ingest.focus.basis.describe)
 
 
 def prepare(*, period: str, format: str, include_pending: bool = False) -> Prepared:

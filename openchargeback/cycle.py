@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from billing.models import BillingPeriod, Charge, ChargeSummary, InstitutionSettings
 from ingest.models import Import
-from ingest.ratecard import rate_card_sources
+from ingest.usage.ratecard import rate_card_sources
 from journals.models import JournalExport
 from journals.services import current_data_hash
 from statements.models import EmailLog, EmailStatement, Statement
@@ -41,7 +41,7 @@ class Totals:
     pending_billed: Decimal = Decimal(0)
     flagged: int = 0
     rejected: int = 0
-    # list minus billed, split by where the price comes from (ingest.ratecard)
+    # list minus billed, split by where the price comes from (ingest.usage.ratecard)
     provider_discount: Decimal = Decimal(0)
     subsidy: Decimal = Decimal(0)
 

@@ -11,9 +11,9 @@ from typing import Any
 from django.db.models import F, Q, Sum
 
 from billing.models import BillingPeriod, Charge, ChargeSummary
-from ingest.basis import DIFFERENCE_LABELS, difference_kind
+from ingest.focus.basis import DIFFERENCE_LABELS, difference_kind
 from ingest.models import Import
-from ingest.ratecard import rate_card_sources
+from ingest.usage.ratecard import rate_card_sources
 from openchargeback.cycle import Cycle, period_cycle
 
 REJECTED = Charge.ReviewState.REJECTED
@@ -39,7 +39,7 @@ class Dashboard:
     by_source: dict[str, list[tuple[Decimal, Decimal]]]
     top_projects: list[tuple[str, Decimal]]
     # list minus billed per source by display name, labelled "Amazon Web Services:
-    # provider discount" or "HPC cluster: institutional subsidy" (ingest.ratecard)
+    # provider discount" or "HPC cluster: institutional subsidy" (ingest.usage.ratecard)
     subsidy_by_source: list[tuple[str, Decimal]]
     recent_imports: list[Import]
     # every month not finalized (and the one shown), oldest first

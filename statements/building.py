@@ -10,7 +10,7 @@ A line's ChargeCategory (Credit, Tax, Adjustment, Purchase; Usage is the
 ordinary line) keeps it apart from the usage of the same service and labels
 it. The difference between list price and billed amount is a *provider
 discount* or an *institutional subsidy* by where the price comes from
-(ingest.basis); credits are neither: they are listed as credits, and every
+(ingest.focus.basis); credits are neither: they are listed as credits, and every
 credit is itemised (never folded into the "other resources" row).
 """
 

@@ -36,8 +36,8 @@ from reportlab.platypus import (
 )
 
 from billing.currencies import describe
-from ingest.basis import DIFFERENCE_LABELS
-from ingest.basis import describe as describe_bases
+from ingest.focus.basis import DIFFERENCE_LABELS
+from ingest.focus.basis import describe as describe_bases
 from openchargeback.money import format_money
 from statements import fonts
 from statements.building import (

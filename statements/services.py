@@ -30,8 +30,8 @@ from django.utils import timezone
 from billing.blockers import Blocker
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project, Source
 from billing.services import Actor, BillingError, _locked_period, audit, validate_period
-from ingest.basis import category_label, difference_kind
-from ingest.ratecard import rate_card_sources
+from ingest.focus.basis import category_label, difference_kind
+from ingest.usage.ratecard import rate_card_sources
 from openchargeback.csvfile import CsvWriter
 from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.text import count

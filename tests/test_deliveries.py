@@ -17,9 +17,9 @@ from django.core.management import CommandError, call_command
 
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.services import Actor, charges_review
-from ingest import services
+from ingest.focus import services
+from ingest.focus.services import DeliveryFile, import_delivery, import_file
 from ingest.models import Import
-from ingest.services import DeliveryFile, import_delivery, import_file
 from tests.conftest import FOCUS_COLUMNS, focus_row, write_focus
 
 pytestmark = pytest.mark.django_db
@@ -549,7 +549,7 @@ def _upload_bytes(path: Path) -> Any:
 def test_inbox_imports_a_months_part_files_as_one_delivery(
     defaults: None, settings: Any, tmp_path: Path
 ) -> None:
-    from ingest.inbox import process_inbox
+    from ingest.uploads.inbox import process_inbox
 
     settings.OPENCHARGEBACK_INBOX_DIR = tmp_path / "inbox"
     settings.OPENCHARGEBACK_INBOX_SETTLE_SECONDS = 0

@@ -21,7 +21,7 @@ from billing.services import (
     period_finalize,
     period_reopen,
 )
-from ingest.services import IngestError, import_file
+from ingest.focus.services import IngestError, import_file
 from tests.conftest import focus_row
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""The rate card and account mappings (ingest.rates): locks from finalized
+"""The rate card and account mappings (ingest.usage.rates): locks from finalized
 months, superseding, audit, the mapping CSV import/export in services, the
 admin and the `account_mappings` command."""
 
@@ -21,8 +21,8 @@ from billing.models import PI, AuditEvent, BillingPeriod, Project
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor, BillingError
 from ingest.models import AccountMapping, Rate
-from ingest.pricing import Owner
-from ingest.rates import (
+from ingest.usage.pricing import Owner
+from ingest.usage.rates import (
     account_mapping_create,
     account_mapping_export,
     account_mapping_import,

@@ -26,11 +26,7 @@ from billing import flags
 from billing.patterns import compile_user_pattern
 from billing.rules import EMAIL_RE, PatternSpec, RuleSet, evaluate, map_tags
 from billing.services import Actor
-from ingest.converters import slurm_conversion, storage_conversion
-from ingest.parsers import parse_timestamp
-from ingest.quotas import parse_size, read_quotas
-from ingest.rates import account_mapping_import, rate_create
-from ingest.sacct import DEFAULT_BILLABLE_STATES, FIELDS, SacctOptions, read_sacct
+from ingest.focus.parsers import parse_timestamp
 from ingest.sampledata import (
     AMORTISED_SOURCE,
     CLOUD_MAPPINGS_FILE,
@@ -50,6 +46,10 @@ from ingest.sampledata import (
     sample_file_names,
     untagged_sub_accounts,
 )
+from ingest.usage.converters import slurm_conversion, storage_conversion
+from ingest.usage.quotas import parse_size, read_quotas
+from ingest.usage.rates import account_mapping_import, rate_create
+from ingest.usage.sacct import DEFAULT_BILLABLE_STATES, FIELDS, SacctOptions, read_sacct
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS: dict[str, Any] = json.loads((ROOT / "fixtures" / "defaults.json").read_text())

@@ -14,8 +14,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.services import Actor, BillingError, source_for_slug
-from ingest.cloud_accounts import account_mappings_apply
-from ingest.rates import (
+from ingest.focus.cloud_accounts import account_mappings_apply
+from ingest.usage.rates import (
     CLOUD_COLUMNS,
     MAPPING_COLUMNS,
     account_mapping_export,

@@ -31,10 +31,8 @@ from billing.services import (
     source_for_slug,
     source_set,
 )
-from ingest.converters import Conversion, conversion_import, slurm_conversion, storage_conversion
+from ingest.focus.services import DeliveryFile, IngestError, import_delivery
 from ingest.models import Rate
-from ingest.rates import account_mapping_import, rate_create
-from ingest.sacct import SacctOptions
 from ingest.sampledata import (
     AMORTISED_SOURCE,
     CLOUD_MAPPINGS_FILE,
@@ -50,7 +48,14 @@ from ingest.sampledata import (
     sample_file_name,
     sample_file_names,
 )
-from ingest.services import DeliveryFile, IngestError, import_delivery
+from ingest.usage.converters import (
+    Conversion,
+    conversion_import,
+    slurm_conversion,
+    storage_conversion,
+)
+from ingest.usage.rates import account_mapping_import, rate_create
+from ingest.usage.sacct import SacctOptions
 from journals.models import JournalSettings
 from openchargeback.money import format_money
 

@@ -52,8 +52,8 @@ from billing.services import (
     validate_period,
 )
 from billing.triggers import CHARGE_INSERT_TRIGGER, CHARGE_INSERT_TRIGGER_SQL
-from ingest import basis as cost_basis
-from ingest.cloud_accounts import (
+from ingest.focus import basis as cost_basis
+from ingest.focus.cloud_accounts import (
     CloudMappings,
     CloudOwner,
     charge_day,
@@ -61,10 +61,9 @@ from ingest.cloud_accounts import (
     merge_owner,
     unmapped_label,
 )
-from ingest.limits import ingest_limits
-from ingest.models import Import
-from ingest.parsers import FocusReader, IngestError, open_focus
-from ingest.rows import (
+from ingest.focus.limits import ingest_limits
+from ingest.focus.parsers import FocusReader, IngestError, open_focus
+from ingest.focus.rows import (
     B_BILLED,
     B_CATEGORY,
     B_COMMITMENT_ID,
@@ -85,6 +84,7 @@ from ingest.rows import (
     missing_columns,
     prepared_chunks,
 )
+from ingest.models import Import
 from openchargeback.files import fsync_dir
 from openchargeback.money import from_nanos, money_str
 
@@ -224,7 +224,7 @@ class DeliveryFile:
 
     ``providers``: keep only the rows whose provider (ServiceProviderName, else
     ProviderName), lower-cased, is in the set (a multi-provider file routed to
-    sources, see ingest.routing); None keeps every row.
+    sources, see ingest.focus.routing); None keeps every row.
     """
 
     path: str | os.PathLike[str]
@@ -333,7 +333,7 @@ def import_delivery(
             progress=item.progress,
         )
         if item.providers is not None:
-            from ingest.routing import routed_reader
+            from ingest.focus.routing import routed_reader
 
             reader = routed_reader(reader, item.providers)
         readers.append(reader)
@@ -916,7 +916,7 @@ class _Importer:
         mask_counts = self.mask_counts
         for row in fresh:
             mask_counts[row[R_FLAGS]] += 1
-            if row[R_STATE] != _REJECTED:  # excluded commitment (ingest.basis): in no total
+            if row[R_STATE] != _REJECTED:  # excluded commitment (ingest.focus.basis): in no total
                 self.billed_nanos += row[R_BILLED]
         self.result.charges_created += len(fresh)
         self._flush_matched()
@@ -974,7 +974,7 @@ class _Importer:
 
     # -- helpers -------------------------------------------------------------
     def _cloud_attribution(self, raw: str, base: tuple[Any, ...], period: str) -> _Who:
-        """Tags completed by the source's cloud account mappings (ingest.cloud_accounts).
+        """Tags completed by the source's cloud account mappings (ingest.focus.cloud_accounts).
 
         Cached per (Tags text, mapping); rows no mapping covers also per
         sub-account, which their unmapped_account flag names.
@@ -1250,7 +1250,7 @@ class _Importer:
 
 
 class _CostBasis:
-    """The amortised basis for one import (ingest.basis): each row bills its
+    """The amortised basis for one import (ingest.focus.basis): each row bills its
     EffectiveCost; commitment purchases and unused commitment go to the
     source's central commitment project, or are stored rejected (excluded)."""
 
@@ -1398,7 +1398,8 @@ WHO_COLUMNS = (
     "account_code",
     "tags",
 )
-# The cost basis of a row (ingest.basis) and the file's BilledCost when it bills another amount.
+# The cost basis of a row (ingest.focus.basis) and the
+# file's BilledCost when it bills another amount.
 BASIS_COLUMNS = ("cost_basis", "invoiced_cost")
 _BILLED_TAIL = (cost_basis.BILLED, None)
 # One prepared charge row: period, base columns, attribution, flags, basis.

@@ -23,7 +23,7 @@ from billing.models import PI, BillingPeriod, Project, Source
 from billing.rules import EMAIL_RE
 from billing.services import Actor, BillingError, audit, audit_change
 from ingest.models import AccountMapping, Rate
-from ingest.pricing import Owner, RateBook, RateTerms
+from ingest.usage.pricing import Owner, RateBook, RateTerms
 from openchargeback.csvfile import CsvWriter
 from openchargeback.money import from_nanos, money_str, to_nanos
 from openchargeback.spreadsheet import restore
@@ -479,7 +479,7 @@ def account_mapping_create(
     storage quota, or a cloud sub-account, billing account or resource of a
     source, optionally for a range of days that overlaps no other mapping of
     the same account. Applying it to charges already imported is
-    :func:`ingest.cloud_accounts.account_mappings_apply`."""
+    :func:`ingest.focus.cloud_accounts.account_mappings_apply`."""
     mapping = AccountMapping(
         kind=kind,
         source=source,

@@ -1,13 +1,13 @@
 """Slurm accounting (``sacct --allocations --parsable2``) into daily usage. Pure.
 
 :func:`read_sacct` reads the text of one ``sacct`` run (or several runs
-concatenated) and returns :class:`~ingest.usage.Usage` records: CPU-hours
+concatenated) and returns :class:`~ingest.usage.records.Usage` records: CPU-hours
 and GPU-hours per account, partition, QOS and local calendar day of the
 billing month, plus a :class:`SacctSummary` that accounts for every line.
 No ORM and no I/O beyond iterating over the given lines; pricing, account
 mapping and FOCUS writing happen later, from the records.
 
-Problems a user can cause raise :class:`~ingest.parsers.IngestError` with
+Problems a user can cause raise :class:`~ingest.focus.parsers.IngestError` with
 one line naming the file, the line and the field; up to five are shown,
 and nothing is returned when there is any.
 
@@ -55,8 +55,8 @@ from datetime import date, datetime, timedelta
 from fractions import Fraction
 from types import MappingProxyType
 
-from ingest.parsers import IngestError
-from ingest.usage import SECONDS_PER_HOUR, Resource, Usage
+from ingest.focus.parsers import IngestError
+from ingest.usage.records import SECONDS_PER_HOUR, Resource, Usage
 
 FIELDS = (
     "JobID",

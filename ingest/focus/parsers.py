@@ -64,7 +64,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "AllocatedResourceId": ("allocatedresourceid",),
     "AllocatedResourceName": ("allocatedresourcename",),
     "AllocatedTags": ("allocatedtags",),
-    # Cost basis (ingest.basis): commitment purchases and unused commitment.
+    # Cost basis (ingest.focus.basis): commitment purchases and unused commitment.
     "CommitmentDiscountId": ("commitmentdiscountid",),
     "CommitmentDiscountStatus": ("commitmentdiscountstatus",),
     "CommitmentDiscountCategory": ("commitmentdiscountcategory",),

@@ -3,7 +3,7 @@ rate card (locked once a month it priced is finalized, superseded by newer
 rates) and the account mappings (Slurm accounts, storage quotas and cloud
 accounts -> project, PI, fund/org), with a CSV import and export, the
 unmapped cloud accounts by cost, and applying the cloud mappings to pending
-charges. Every change goes through ingest.rates and ingest.cloud_accounts
+charges. Every change goes through ingest.usage.rates and ingest.focus.cloud_accounts
 (audited)."""
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from django.utils.http import urlencode
 
 from billing.models import BillingPeriod, InstitutionSettings, Source
 from billing.services import Actor, BillingError
-from ingest.cloud_accounts import account_mappings_apply, unmapped_sub_accounts
+from ingest.focus.cloud_accounts import account_mappings_apply, unmapped_sub_accounts
 from ingest.models import AccountMapping, Rate
-from ingest.rates import (
+from ingest.usage.rates import (
     RATE_FIELDS,
     account_mapping_check,
     account_mapping_create,

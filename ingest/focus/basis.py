@@ -57,7 +57,7 @@ CATEGORIES = ("Purchase", "Tax", "Credit", "Adjustment")
 _CATEGORY = {c.lower(): c for c in CATEGORIES}
 
 # The file names the Slurm and storage converters import their FOCUS rows under
-# (ingest.converters.conversion_import): the mark of a rate-card source.
+# (ingest.usage.converters.conversion_import): the mark of a rate-card source.
 _CONVERSION_NAME = re.compile(r"^(slurm|storage)-usage-\d{4}-\d{2}\.csv$")
 
 
