@@ -584,7 +584,7 @@ def test_a_worker_process_imports_a_large_file_without_a_helper_process(
     so the parallel parse of a large file must not be tried there."""
     import multiprocessing
 
-    monkeypatch.setattr("ingest.focus.services.PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr("ingest.focus.importer.PARALLEL_MIN_BYTES", 0)
     monkeypatch.setitem(multiprocessing.current_process()._config, "daemon", True)  # type: ignore[attr-defined]
     assert multiprocessing.current_process().daemon
     post_files(admin_client, focus_upload("aws_2025-01.csv", rows_for(5)))

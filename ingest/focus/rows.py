@@ -41,7 +41,7 @@ PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 
 
 # Charge columns computed here, in this order; the importer adds the period,
-# the attribution and the flags (see ingest.focus.services.INSERT_COLUMNS).
+# the attribution and the flags (see ingest.focus.bulk.ROW_COLUMNS).
 BASE_COLUMNS = (
     "line_number",
     "fingerprint",
