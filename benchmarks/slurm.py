@@ -537,7 +537,8 @@ def setup_site(seed: int, run_dir: Path) -> dict[str, Any]:
     """Rates and account mappings (``--setup-site`` mode; Django in this process)."""
     _django()
     from billing.services import Actor
-    from ingest.usage.rates import account_mapping_import, rate_create
+    from ingest.usage.mapping_files import account_mapping_import
+    from ingest.usage.rates import rate_create
 
     actor = Actor(name=ACTOR, channel="cli")
     for resource_name, service, qos, start, list_rate, subsidy in RATES:

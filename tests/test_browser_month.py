@@ -417,7 +417,8 @@ def _rate_card(actor: Actor) -> None:
     from decimal import Decimal
 
     from billing.models import Project
-    from ingest.usage.rates import account_mapping_create, rate_create
+    from ingest.usage.mappings import account_mapping_create
+    from ingest.usage.rates import rate_create
 
     rate_create(
         actor=actor,

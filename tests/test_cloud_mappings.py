@@ -28,11 +28,8 @@ from ingest.focus.cloud_accounts import (
 )
 from ingest.focus.services import import_file
 from ingest.models import AccountMapping
-from ingest.usage.rates import (
-    account_mapping_create,
-    account_mapping_export,
-    account_mapping_import,
-)
+from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
+from ingest.usage.mappings import account_mapping_create
 from tests.conftest import FOCUS_COLUMNS, focus_row, role_client, tags
 
 pytestmark = pytest.mark.django_db

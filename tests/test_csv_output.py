@@ -22,11 +22,8 @@ from billing.models import PI, ExchangeRate, Project, Source
 from billing.services import Actor, charges_review, exchange_rate_set, period_close
 from ingest.focus.services import import_file
 from ingest.models import AccountMapping
-from ingest.usage.rates import (
-    account_mapping_create,
-    account_mapping_export,
-    account_mapping_import,
-)
+from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
+from ingest.usage.mappings import account_mapping_create
 from journals.layouts import Table
 from journals.writers import write_csv
 from openchargeback.csvfile import CRLF, LF, CsvWriter, csv_text

@@ -47,8 +47,9 @@ from ingest.sampledata import (
     untagged_sub_accounts,
 )
 from ingest.usage.converters import slurm_conversion, storage_conversion
+from ingest.usage.mapping_files import account_mapping_import
 from ingest.usage.quotas import parse_size, read_quotas
-from ingest.usage.rates import account_mapping_import, rate_create
+from ingest.usage.rates import rate_create
 from ingest.usage.sacct import DEFAULT_BILLABLE_STATES, FIELDS, SacctOptions, read_sacct
 
 ROOT = Path(__file__).resolve().parents[1]

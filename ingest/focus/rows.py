@@ -5,6 +5,11 @@
 database nor the institution's rules. :func:`prepared_chunks` runs it in a
 forked helper process when the file is large, so parsing overlaps with the
 database inserts done by the importer on a second core.
+
+Over 600 lines on purpose: :class:`RowPreparer` is the per-row hot path of
+the import (docs/performance.md), written as a few long loops over columns
+that keep their values in local variables; split into smaller functions it
+would pay a call per row and per column.
 """
 
 from __future__ import annotations

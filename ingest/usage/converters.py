@@ -44,9 +44,10 @@ from billing.services import Actor
 from ingest.focus.basis import conversion_name
 from ingest.focus.parsers import IngestError
 from ingest.focus.services import ImportResult, import_file
+from ingest.usage.mappings import owners
 from ingest.usage.pricing import PricedRow, PricingError, price
 from ingest.usage.quotas import QuotaSummary, read_quotas
-from ingest.usage.rates import owners, rate_book
+from ingest.usage.rates import rate_book
 from ingest.usage.sacct import SacctOptions, SacctSummary, read_sacct
 from openchargeback.csvfile import LF, CsvWriter
 from openchargeback.files import write_atomically

@@ -7,6 +7,9 @@ plus a :class:`QuotaSummary`. No ORM; pricing, the free allowance and the
 quota -> PI/project mapping happen later, from these records. Reading the
 same file twice gives the same records.
 
+(A little over 600 lines: the format below is the reader's specification and
+stays next to the code that implements it.)
+
 Format
     JSON if the first non-blank character is ``[`` or ``{`` (a list of
     objects, or ``{"quotas": [...]}``), otherwise CSV with a header line

@@ -44,12 +44,16 @@ Every non-blank line other than a header ends up in exactly one of
 
 Seconds are whole integers until the end; each record's quantity is one
 exact :class:`~fractions.Fraction` of hours.
+
+The field values are parsed in :mod:`ingest.usage.sacct_values`. This module
+is a little over 600 lines because the semantics above and the reading steps
+that implement them (``_LineReader``, one method per step) are kept together.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
@@ -57,6 +61,19 @@ from types import MappingProxyType
 
 from ingest.focus.parsers import IngestError
 from ingest.usage.records import SECONDS_PER_HOUR, Resource, Usage
+from ingest.usage.sacct_values import (
+    BAD,
+    DURATION_TAILS,
+    MIN_SEC,
+    NO_TIME,
+    SECONDS_PER_DAY,
+    datetime_of,
+    month_bounds,
+    parse_count,
+    parse_elapsed,
+    parse_gpus,
+    seconds_of,
+)
 
 FIELDS = (
     "JobID",
@@ -78,21 +95,10 @@ SACCT_ENV: Mapping[str, str] = MappingProxyType({"SLURM_TIME_FORMAT": "standard"
 DEFAULT_BILLABLE_STATES = ("COMPLETED", "TIMEOUT", "OUT_OF_MEMORY", "FAILED")
 DEFAULT_FAILED_MIN_SECONDS = 5 * 60
 
-SECONDS_PER_DAY = 86_400
 _MAX_ERRORS_SHOWN = 5
-# Start/End values sacct prints for a time it does not have.
-_NO_TIME = frozenset({"Unknown", "None", ""})
-# Cache entry for a value that did not parse.
-_BAD = -1
 # The line number lives in the low bits of the duplicate-check value.
 _LINE_BITS = 40
-# ":MM:SS" -> seconds: the tail of timestamps and durations, checked and
-# converted in one lookup.
-_MIN_SEC = {f":{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(60)}
-# Durations also come as a bare "MM:SS" (older sacct, under an hour). Only a
-# five-character value can match these keys, since the lookup is of the last
-# six characters.
-_DURATION_TAILS = _MIN_SEC | {key[1:]: value for key, value in _MIN_SEC.items()}
+_LINE_MASK = (1 << _LINE_BITS) - 1
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,7 @@ def sacct_command(period: str) -> list[str]:
     default: their part of the ended month is only billed if RUNNING is
     added to the billable states (its Elapsed is the time run so far).
     """
-    first, following = _month(period)
+    first, following = month_bounds(period)
     return [
         "sacct",
         "--allocations",
@@ -187,224 +193,55 @@ def read_sacct(
     ``name`` is the file name used in error messages. Records are sorted by
     resource, account, service (partition), QOS and day.
     """
-    first, following = _month(period)
-    period_lo = first.toordinal() * SECONDS_PER_DAY
-    period_hi = following.toordinal() * SECONDS_PER_DAY
-    errors = _Errors(name)
-
+    first, following = month_bounds(period)
     rows = iter(enumerate(lines, start=1))
-    order: tuple[str, ...] = FIELDS
-    first_line: list[tuple[int, str]] = []
+    order, first_line = _column_order(rows, name)
+    month = _Month(first, following)
+    reader = _LineReader(order, name=name, options=options, month=month)
+    reader.read(itertools.chain(first_line, rows))
+    if reader.errors.count:
+        reader.errors.raise_()
+    return month.records(), reader.summary()
+
+
+def _column_order(
+    rows: Iterator[tuple[int, str]], name: str
+) -> tuple[tuple[str, ...], list[tuple[int, str]]]:
+    """The column order, from a header on the first non-blank line (else
+    :data:`FIELDS`), and that line again when it is data, to be read first."""
     for lineno, raw in rows:
         text = raw.rstrip("\r\n")
         if not text.strip():
             continue
         found = _header(text, name, lineno)
         if found is None:
-            first_line.append((lineno, raw))
-        else:
-            order = found
-        break
+            return FIELDS, [(lineno, raw)]
+        return found, []
+    return FIELDS, []
 
-    ncols = len(order)
-    i_job = order.index("JobID")
-    i_account = order.index("Account")
-    i_partition = order.index("Partition")
-    i_qos = order.index("QOS")
-    i_cpus = order.index("AllocCPUS")
-    i_tres = order.index("AllocTRES")
-    i_elapsed = order.index("Elapsed")
-    i_start = order.index("Start")
-    i_end = order.index("End")
-    i_state = order.index("State")
 
-    billable = options.billable_states
-    failed_min = options.failed_min_seconds
+class _Month:
+    """The billing month's sums: one flat list per (account, partition, QOS)
+    group, indexed by day of the month: CPU seconds, GPU seconds, CPU jobs,
+    GPU jobs. A large dict keyed by (group, day) was three times slower: its
+    lookups miss the CPU cache."""
 
-    # Values repeat a lot across jobs; parse each distinct one once. Times
-    # are split into a head that repeats ("2025-03-04T10", "1-02") and the
-    # ":MM:SS" tail, looked up in a fixed table; whole values would miss.
-    state_cache: dict[str, str] = {}
-    cpu_cache: dict[str, int] = {}
-    gpu_cache: dict[str, int] = {}
-    hour_cache: dict[str, int] = {}  # "YYYY-MM-DDTHH" -> seconds
-    elapsed_cache: dict[str, int] = {}  # "HH", "D-HH" or "" (MM:SS) -> seconds
-    min_sec = _MIN_SEC
-    duration_tails = _DURATION_TAILS
+    def __init__(self, first: date, following: date) -> None:
+        self.first = first
+        self.lo = first.toordinal() * SECONDS_PER_DAY
+        self.hi = following.toordinal() * SECONDS_PER_DAY
+        self.days = (following - first).days
+        self.gpu_at, self.cpu_jobs_at, self.gpu_jobs_at = self.days, 2 * self.days, 3 * self.days
+        self.groups = _Groups(self.days)
 
-    # JobID -> hash(text) << _LINE_BITS | line number. Equal 64-bit hashes
-    # stand for equal text: keeping every line to compare would cost ~200 MB
-    # for a million lines.
-    seen: dict[str, int] = {}
-    line_mask = (1 << _LINE_BITS) - 1
-    # Sums live in one flat list per (account, partition, QOS) group, indexed
-    # by day of the month: CPU seconds, GPU seconds, CPU jobs, GPU jobs. A
-    # large dict keyed by (group, day) was three times slower: its lookups
-    # miss the CPU cache.
-    days = (following - first).days
-    gpu_at, cpu_jobs_at, gpu_jobs_at = days, 2 * days, 3 * days
-    groups = _Groups(days)
-    group_of = groups.index
-    sums = groups.sums
-    skipped: dict[str, int] = {}
-    n_lines = n_billed = n_outside = n_no_usage = n_steps = n_duplicates = 0
-    first_start, last_end = period_hi, -1  # billed jobs start before period_hi
-    error = errors.add
-
-    for lineno, raw in itertools.chain(first_line, rows):
-        text = raw.rstrip("\r\n")
-        if not text:
-            continue
-        parts = text.split("|")
-        if len(parts) != ncols:
-            if len(parts) == ncols + 1 and not parts[-1]:
-                parts.pop()
-                text = text[:-1]
-            elif len(parts) == 1 and not text.strip():
-                continue
-            else:
-                n_lines += 1
-                errors.add_line(
-                    lineno, f"expected {ncols} fields separated by '|', found {len(parts)}"
-                )
-                continue
-        jobid = parts[i_job]
-        # Slurm job ids start with a digit; a header repeated by concatenating
-        # two runs is skipped.
-        if not jobid[:1].isdigit() and (again := _header(text, name, lineno)) is not None:
-            if again == order:
-                continue
-            n_lines += 1
-            errors.add_line(lineno, "a header with other columns than the first one")
-            continue
-        n_lines += 1
-        if "." in jobid:
-            n_steps += 1
-            continue
-        if not jobid.strip():
-            error(lineno, "JobID", "empty", jobid)
-            continue
-        digest = hash(text)
-        previous = seen.get(jobid)
-        if previous is not None:
-            if previous >> _LINE_BITS == digest:
-                n_duplicates += 1
-            else:
-                errors.add_line(
-                    lineno,
-                    f"JobID {jobid} appears twice with different values: "
-                    f"lines {previous & line_mask} and {lineno}",
-                )
-            continue
-        seen[jobid] = (digest << _LINE_BITS) | lineno
-
-        raw_state = parts[i_state]
-        state = state_cache.get(raw_state)
-        if state is None:
-            words = raw_state.split(None, 1)
-            state = state_cache[raw_state] = words[0].upper() if words else ""
-        if not state:
-            error(lineno, "State", "empty", raw_state)
-            continue
-        if state not in billable:
-            skipped[state] = skipped.get(state, 0) + 1
-            continue
-
-        raw_elapsed = parts[i_elapsed]
-        tail = duration_tails.get(raw_elapsed[-6:])
-        head = None if tail is None else elapsed_cache.get(raw_elapsed[:-6])
-        if head is not None and tail is not None:
-            elapsed = head + tail
-        else:
-            elapsed = _parse_elapsed(raw_elapsed)
-            if elapsed != _BAD and tail is not None:
-                elapsed_cache[raw_elapsed[:-6]] = elapsed - tail
-        if elapsed == _BAD:
-            error(lineno, "Elapsed", "not a duration", raw_elapsed)
-            continue
-        if state == "FAILED" and elapsed < failed_min:
-            skipped[state] = skipped.get(state, 0) + 1
-            continue
-        if not elapsed:
-            n_no_usage += 1
-            continue
-
-        raw_start = parts[i_start]
-        head = hour_cache.get(raw_start[:13])
-        tail = min_sec.get(raw_start[13:])
-        if head is not None and tail is not None:
-            start = head + tail
-        else:
-            start = _seconds(raw_start, hour_cache)
-        if start == _BAD:
-            if raw_start.strip() in _NO_TIME:
-                error(lineno, "Start", "no start time for a job that ran", raw_start)
-            else:
-                error(lineno, "Start", "not a timestamp (YYYY-MM-DDTHH:MM:SS)", raw_start)
-            continue
-        raw_end = parts[i_end]
-        head = hour_cache.get(raw_end[:13])
-        tail = min_sec.get(raw_end[13:])
-        if head is not None and tail is not None:
-            end = head + tail
-        elif raw_end.strip() in _NO_TIME:
-            end = start + elapsed
-        else:
-            end = _seconds(raw_end, hour_cache)
-            if end == _BAD:
-                error(lineno, "End", "not a timestamp (YYYY-MM-DDTHH:MM:SS)", raw_end)
-                continue
-        if end < start:
-            error(lineno, "End", "before Start", raw_end)
-            continue
-
-        raw_cpus = parts[i_cpus]
-        cpus = cpu_cache.get(raw_cpus)
-        if cpus is None:
-            cpus = cpu_cache[raw_cpus] = _parse_count(raw_cpus)
-        if cpus == _BAD:
-            error(lineno, "AllocCPUS", "not a whole number", raw_cpus)
-            continue
-        raw_tres = parts[i_tres]
-        gpus = 0  # most jobs: a substring test is cheaper than a lookup
-        if "gres/gpu" in raw_tres:
-            counted = gpu_cache.get(raw_tres)
-            if counted is None:
-                counted = gpu_cache[raw_tres] = _parse_gpus(raw_tres)
-            gpus = counted
-        if gpus == _BAD:
-            error(lineno, "AllocTRES", "GPU count is not a whole number", raw_tres)
-            continue
-
-        lo = start if start > period_lo else period_lo
-        hi = start + elapsed
-        if hi > period_hi:
-            hi = period_hi
-        if hi <= lo:
-            n_outside += 1
-            continue
-        if not cpus and not gpus:
-            n_no_usage += 1
-            continue
-        group_key = (parts[i_account], parts[i_partition], parts[i_qos])
-        group = group_of.get(group_key)
-        if group is None:
-            group = groups.add(group_key)
-        if group == _BAD:
-            column = "Account" if not group_key[0].strip() else "Partition"
-            value = group_key[0] if column == "Account" else group_key[1]
-            error(lineno, column, "empty for a billable job", value)
-            continue
-
-        n_billed += 1
-        if start < first_start:
-            first_start = start
-        if end > last_end:
-            last_end = end
-        acc = sums[group]
-        # Seconds since the period began, split at each midnight.
-        lo -= period_lo
-        hi -= period_lo
+    def add(self, group: int, lo: int, hi: int, cpus: int, gpus: int) -> None:
+        """Add a job's CPU and GPU seconds in ``[lo, hi)`` (seconds, clipped to
+        the month), split at each local midnight; each day counts the job once."""
+        acc = self.groups.sums[group]
+        cpu_jobs_at, gpu_at, gpu_jobs_at = self.cpu_jobs_at, self.gpu_at, self.gpu_jobs_at
+        # Seconds since the period began.
+        lo -= self.lo
+        hi -= self.lo
         day = lo // SECONDS_PER_DAY
         if hi <= (day + 1) * SECONDS_PER_DAY:  # most jobs: within one day
             if cpus:
@@ -413,7 +250,7 @@ def read_sacct(
             if gpus:
                 acc[gpu_at + day] += gpus * (hi - lo)
                 acc[gpu_jobs_at + day] += 1
-            continue
+            return
         while lo < hi:
             midnight = (day + 1) * SECONDS_PER_DAY
             upto = hi if hi < midnight else midnight
@@ -426,42 +263,315 @@ def read_sacct(
             lo = upto
             day += 1
 
-    if errors.count:
-        errors.raise_()
+    def records(self) -> list[Usage]:
+        """The daily sums as Usage records, by resource, account, partition, QOS and day."""
+        groups = self.groups
+        dates = [self.first + timedelta(days=d) for d in range(self.days)]
+        ordered = sorted(range(len(groups.keys)), key=groups.keys.__getitem__)
+        records: list[Usage] = []
+        columns: tuple[tuple[Resource, int, int], ...] = (
+            ("cpu", 0, self.cpu_jobs_at),
+            ("gpu", self.gpu_at, self.gpu_jobs_at),
+        )
+        for resource, seconds_at, jobs_at in columns:
+            for group in ordered:
+                account, partition, qos = groups.keys[group]
+                acc = groups.sums[group]
+                for day, on in enumerate(dates):
+                    seconds = acc[seconds_at + day]
+                    if seconds:
+                        quantity = Fraction(seconds, SECONDS_PER_HOUR)
+                        jobs = acc[jobs_at + day]
+                        records.append(Usage(resource, account, partition, qos, on, quantity, jobs))
+        return records
 
-    dates = [first + timedelta(days=d) for d in range(days)]
-    ordered = sorted(range(len(groups.keys)), key=groups.keys.__getitem__)
-    records: list[Usage] = []
-    totals = {"cpu": 0, "gpu": 0}
-    columns: tuple[tuple[Resource, int, int], ...] = (
-        ("cpu", 0, cpu_jobs_at),
-        ("gpu", gpu_at, gpu_jobs_at),
-    )
-    for resource, seconds_at, jobs_at in columns:
-        for group in ordered:
-            account, partition, qos = groups.keys[group]
-            acc = sums[group]
-            for day, on in enumerate(dates):
-                seconds = acc[seconds_at + day]
-                if seconds:
-                    totals[resource] += seconds
-                    quantity = Fraction(seconds, SECONDS_PER_HOUR)
-                    jobs = acc[jobs_at + day]
-                    records.append(Usage(resource, account, partition, qos, on, quantity, jobs))
-    summary = SacctSummary(
-        lines=n_lines,
-        jobs_billed=n_billed,
-        skipped_by_state=dict(sorted(skipped.items())),
-        jobs_outside_period=n_outside,
-        jobs_without_usage=n_no_usage,
-        job_steps=n_steps,
-        duplicate_lines=n_duplicates,
-        cpu_hours=Fraction(totals["cpu"], SECONDS_PER_HOUR),
-        gpu_hours=Fraction(totals["gpu"], SECONDS_PER_HOUR),
-        first_start=_datetime(first_start) if n_billed else None,
-        last_end=_datetime(last_end) if n_billed else None,
-    )
-    return records, summary
+    def hours(self, resource: Resource) -> Fraction:
+        """The month's total of one resource, in hours."""
+        seconds_at = 0 if resource == "cpu" else self.gpu_at
+        total = sum(sum(acc[seconds_at : seconds_at + self.days]) for acc in self.groups.sums)
+        return Fraction(total, SECONDS_PER_HOUR)
+
+
+class _LineReader:
+    """Reads sacct lines one at a time into a :class:`_Month`, counting what
+    happens to each line (the :class:`SacctSummary`) and collecting errors.
+
+    Each step below takes the line a step further or says why it stops
+    there (counted, or an error); values that repeat across jobs are parsed
+    once. Times are split into a head that repeats ("2025-03-04T10", "1-02")
+    and the ":MM:SS" tail, looked up in a fixed table; whole values would miss.
+    """
+
+    def __init__(
+        self, order: tuple[str, ...], *, name: str, options: SacctOptions, month: _Month
+    ) -> None:
+        self.order = order
+        self.name = name
+        self.ncols = len(order)
+        self.i_job = order.index("JobID")
+        self.i_account = order.index("Account")
+        self.i_partition = order.index("Partition")
+        self.i_qos = order.index("QOS")
+        self.i_cpus = order.index("AllocCPUS")
+        self.i_tres = order.index("AllocTRES")
+        self.i_elapsed = order.index("Elapsed")
+        self.i_start = order.index("Start")
+        self.i_end = order.index("End")
+        self.i_state = order.index("State")
+        self.billable = options.billable_states
+        self.failed_min = options.failed_min_seconds
+        self.month = month
+        self.errors = _Errors(name)
+        self.state_cache: dict[str, str] = {}
+        self.cpu_cache: dict[str, int] = {}
+        self.gpu_cache: dict[str, int] = {}
+        self.hour_cache: dict[str, int] = {}  # "YYYY-MM-DDTHH" -> seconds
+        self.elapsed_cache: dict[str, int] = {}  # "HH", "D-HH" or "" (MM:SS) -> seconds
+        # JobID -> hash(text) << _LINE_BITS | line number. Equal 64-bit hashes
+        # stand for equal text: keeping every line to compare would cost ~200 MB
+        # for a million lines.
+        self.seen: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}
+        self.n_lines = self.n_billed = self.n_outside = self.n_no_usage = 0
+        self.n_steps = self.n_duplicates = 0
+        self.first_start, self.last_end = month.hi, -1  # billed jobs start before the month ends
+
+    def read(self, numbered: Iterable[tuple[int, str]]) -> None:
+        """Each (line number, line), through the steps until one stops it."""
+        fields, new_job, billable_state = self._fields, self._new_job, self._billable_state
+        elapsed_of, times_of, allocation_of, bill = (
+            self._elapsed,
+            self._times,
+            self._allocation,
+            self._bill,
+        )
+        i_job, i_state, i_elapsed = self.i_job, self.i_state, self.i_elapsed
+        i_start, i_end, i_cpus, i_tres = self.i_start, self.i_end, self.i_cpus, self.i_tres
+        i_account, i_partition, i_qos = self.i_account, self.i_partition, self.i_qos
+        for lineno, raw in numbered:
+            split = fields(lineno, raw)
+            if split is None:
+                continue
+            parts, text = split
+            if not new_job(lineno, parts[i_job], text):
+                continue
+            state = billable_state(lineno, parts[i_state])
+            if state is None:
+                continue
+            elapsed = elapsed_of(lineno, parts[i_elapsed], state)
+            if elapsed is None:
+                continue
+            times = times_of(lineno, parts[i_start], parts[i_end], elapsed)
+            if times is None:
+                continue
+            allocation = allocation_of(lineno, parts[i_cpus], parts[i_tres])
+            if allocation is None:
+                continue
+            group = (parts[i_account], parts[i_partition], parts[i_qos])
+            bill(lineno, group, times, elapsed, allocation)
+
+    def _fields(self, lineno: int, raw: str) -> tuple[list[str], str] | None:
+        """The line's fields and text; None for a blank line, a repeated header
+        or one with the wrong number of fields (an error)."""
+        text = raw.rstrip("\r\n")
+        if not text:
+            return None
+        parts = text.split("|")
+        ncols = self.ncols
+        if len(parts) != ncols:
+            if len(parts) == ncols + 1 and not parts[-1]:
+                parts.pop()
+                text = text[:-1]
+            elif len(parts) == 1 and not text.strip():
+                return None
+            else:
+                self.n_lines += 1
+                self.errors.add_line(
+                    lineno, f"expected {ncols} fields separated by '|', found {len(parts)}"
+                )
+                return None
+        # Slurm job ids start with a digit; a header repeated by concatenating
+        # two runs is skipped.
+        if (
+            not parts[self.i_job][:1].isdigit()
+            and (again := _header(text, self.name, lineno)) is not None
+        ):
+            if again == self.order:
+                return None
+            self.n_lines += 1
+            self.errors.add_line(lineno, "a header with other columns than the first one")
+            return None
+        self.n_lines += 1
+        return parts, text
+
+    def _new_job(self, lineno: int, jobid: str, text: str) -> bool:
+        """Whether the line is a job allocation not seen before: job steps and
+        exact repeats are counted, an empty or reused JobID is an error."""
+        if "." in jobid:
+            self.n_steps += 1
+            return False
+        if not jobid.strip():
+            self.errors.add(lineno, "JobID", "empty", jobid)
+            return False
+        digest = hash(text)
+        previous = self.seen.get(jobid)
+        if previous is not None:
+            if previous >> _LINE_BITS == digest:
+                self.n_duplicates += 1
+            else:
+                self.errors.add_line(
+                    lineno,
+                    f"JobID {jobid} appears twice with different values: "
+                    f"lines {previous & _LINE_MASK} and {lineno}",
+                )
+            return False
+        self.seen[jobid] = (digest << _LINE_BITS) | lineno
+        return True
+
+    def _billable_state(self, lineno: int, raw_state: str) -> str | None:
+        """The state's first word if it is billable; other states are counted."""
+        state = self.state_cache.get(raw_state)
+        if state is None:
+            words = raw_state.split(None, 1)
+            state = self.state_cache[raw_state] = words[0].upper() if words else ""
+        if not state:
+            self.errors.add(lineno, "State", "empty", raw_state)
+            return None
+        if state not in self.billable:
+            self.skipped[state] = self.skipped.get(state, 0) + 1
+            return None
+        return state
+
+    def _elapsed(self, lineno: int, raw_elapsed: str, state: str) -> int | None:
+        """Seconds the job ran; None for a FAILED job too short to bill or a
+        job that ran for no time (both counted), or an unreadable value."""
+        tail = DURATION_TAILS.get(raw_elapsed[-6:])
+        head = None if tail is None else self.elapsed_cache.get(raw_elapsed[:-6])
+        if head is not None and tail is not None:
+            elapsed = head + tail
+        else:
+            elapsed = parse_elapsed(raw_elapsed)
+            if elapsed != BAD and tail is not None:
+                self.elapsed_cache[raw_elapsed[:-6]] = elapsed - tail
+        if elapsed == BAD:
+            self.errors.add(lineno, "Elapsed", "not a duration", raw_elapsed)
+            return None
+        if state == "FAILED" and elapsed < self.failed_min:
+            self.skipped[state] = self.skipped.get(state, 0) + 1
+            return None
+        if not elapsed:
+            self.n_no_usage += 1
+            return None
+        return elapsed
+
+    def _times(
+        self, lineno: int, raw_start: str, raw_end: str, elapsed: int
+    ) -> tuple[int, int] | None:
+        """(start, end) in seconds; End defaults to Start + Elapsed when sacct
+        printed none, and must not be before Start."""
+        hour_cache = self.hour_cache
+        head = hour_cache.get(raw_start[:13])
+        tail = MIN_SEC.get(raw_start[13:])
+        if head is not None and tail is not None:
+            start = head + tail
+        else:
+            start = seconds_of(raw_start, hour_cache)
+        if start == BAD:
+            if raw_start.strip() in NO_TIME:
+                self.errors.add(lineno, "Start", "no start time for a job that ran", raw_start)
+            else:
+                self.errors.add(lineno, "Start", "not a timestamp (YYYY-MM-DDTHH:MM:SS)", raw_start)
+            return None
+        head = hour_cache.get(raw_end[:13])
+        tail = MIN_SEC.get(raw_end[13:])
+        if head is not None and tail is not None:
+            end = head + tail
+        elif raw_end.strip() in NO_TIME:
+            end = start + elapsed
+        else:
+            end = seconds_of(raw_end, hour_cache)
+            if end == BAD:
+                self.errors.add(lineno, "End", "not a timestamp (YYYY-MM-DDTHH:MM:SS)", raw_end)
+                return None
+        if end < start:
+            self.errors.add(lineno, "End", "before Start", raw_end)
+            return None
+        return start, end
+
+    def _allocation(self, lineno: int, raw_cpus: str, raw_tres: str) -> tuple[int, int] | None:
+        """(CPUs, GPUs) the job was allocated."""
+        cpus = self.cpu_cache.get(raw_cpus)
+        if cpus is None:
+            cpus = self.cpu_cache[raw_cpus] = parse_count(raw_cpus)
+        if cpus == BAD:
+            self.errors.add(lineno, "AllocCPUS", "not a whole number", raw_cpus)
+            return None
+        gpus = 0  # most jobs: a substring test is cheaper than a lookup
+        if "gres/gpu" in raw_tres:
+            counted = self.gpu_cache.get(raw_tres)
+            if counted is None:
+                counted = self.gpu_cache[raw_tres] = parse_gpus(raw_tres)
+            gpus = counted
+        if gpus == BAD:
+            self.errors.add(lineno, "AllocTRES", "GPU count is not a whole number", raw_tres)
+            return None
+        return cpus, gpus
+
+    def _bill(
+        self,
+        lineno: int,
+        group_key: tuple[str, str, str],
+        times: tuple[int, int],
+        elapsed: int,
+        allocation: tuple[int, int],
+    ) -> None:
+        """Add the part of the job inside the month to its group; jobs wholly
+        outside it, or on no CPU and no GPU, are only counted."""
+        month = self.month
+        start, end = times
+        cpus, gpus = allocation
+        lo = start if start > month.lo else month.lo
+        hi = start + elapsed
+        if hi > month.hi:
+            hi = month.hi
+        if hi <= lo:
+            self.n_outside += 1
+            return
+        if not cpus and not gpus:
+            self.n_no_usage += 1
+            return
+        groups = month.groups
+        group = groups.index.get(group_key)
+        if group is None:
+            group = groups.add(group_key)
+        if group == BAD:
+            column = "Account" if not group_key[0].strip() else "Partition"
+            value = group_key[0] if column == "Account" else group_key[1]
+            self.errors.add(lineno, column, "empty for a billable job", value)
+            return
+        self.n_billed += 1
+        if start < self.first_start:
+            self.first_start = start
+        if end > self.last_end:
+            self.last_end = end
+        month.add(group, lo, hi, cpus, gpus)
+
+    def summary(self) -> SacctSummary:
+        """What happened to each line, with the month's CPU and GPU hours."""
+        billed = self.n_billed
+        return SacctSummary(
+            lines=self.n_lines,
+            jobs_billed=billed,
+            skipped_by_state=dict(sorted(self.skipped.items())),
+            jobs_outside_period=self.n_outside,
+            jobs_without_usage=self.n_no_usage,
+            job_steps=self.n_steps,
+            duplicate_lines=self.n_duplicates,
+            cpu_hours=self.month.hours("cpu"),
+            gpu_hours=self.month.hours("gpu"),
+            first_start=datetime_of(self.first_start) if billed else None,
+            last_end=datetime_of(self.last_end) if billed else None,
+        )
 
 
 class _Errors:
@@ -506,85 +616,11 @@ def _header(text: str, name: str, lineno: int) -> tuple[str, ...] | None:
     return order
 
 
-def _month(period: str) -> tuple[date, date]:
-    """First day of ``period`` and of the month after it."""
-    text = period.strip()
-    year, dash, month = text.partition("-")
-    if not (dash and len(year) == 4 and len(month) == 2 and _digits(year) and _digits(month)):
-        raise IngestError(f"period {period!r} is not a month in the form YYYY-MM")
-    y, m = int(year), int(month)
-    if not 1 <= m <= 12 or y < 1:
-        raise IngestError(f"period {period!r} is not a month in the form YYYY-MM")
-    return date(y, m, 1), (date(y + 1, 1, 1) if m == 12 else date(y, m + 1, 1))
-
-
-def _digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
-def _parse_count(text: str) -> int:
-    text = text.strip()
-    return int(text) if _digits(text) else _BAD
-
-
-def _parse_elapsed(text: str) -> int:
-    """Seconds in a Slurm duration, or ``_BAD``.
-
-    sacct prints ``[D-]HH:MM:SS`` (older releases ``MM:SS`` and ``MM:SS.mmm``);
-    Slurm's own duration syntax also has ``D-HH`` and ``D-HH:MM``, read the
-    same way here. Elapsed is kept in whole seconds, so a fraction is dropped.
-    """
-    text = text.strip()
-    days = -1
-    if "-" in text:
-        head, _, text = text.partition("-")
-        if not _digits(head):
-            return _BAD
-        days = int(head)
-        parts = text.split(":")
-        if len(parts) > 3:
-            return _BAD
-        parts += ["00"] * (3 - len(parts))
-    else:
-        parts = text.split(":")
-        if len(parts) == 2:
-            parts.insert(0, "0")
-        elif len(parts) != 3:
-            return _BAD
-    hours, minutes, seconds = parts
-    seconds, dot, fraction = seconds.partition(".")
-    if dot and not _digits(fraction):
-        return _BAD
-    if not (_digits(hours) and _digits(minutes) and _digits(seconds)):
-        return _BAD
-    h, m, s = int(hours), int(minutes), int(seconds)
-    if m > 59 or s > 59 or (days >= 0 and h > 23):
-        return _BAD
-    return ((max(days, 0) * 24 + h) * 60 + m) * 60 + s
-
-
-def _parse_gpus(text: str) -> int:
-    """GPUs in an AllocTRES list, or ``_BAD`` if a GPU count is not a number."""
-    untyped = -1
-    typed = 0
-    for item in text.split(","):
-        key, _, value = item.strip().partition("=")
-        if key == "gres/gpu":
-            if not _digits(value):
-                return _BAD
-            untyped = int(value)
-        elif key.startswith("gres/gpu:"):
-            if not _digits(value):
-                return _BAD
-            typed += int(value)
-    return untyped if untyped >= 0 else typed
-
-
 class _Groups:
     """(account, partition, QOS) groups, each with its flat list of daily sums.
 
     ``index`` maps the fields as printed to a group; values that differ only
-    in surrounding blanks share one. ``_BAD`` marks an empty account or
+    in surrounding blanks share one. ``BAD`` marks an empty account or
     partition.
     """
 
@@ -599,7 +635,7 @@ class _Groups:
         account, partition, qos = (value.strip() for value in raw)
         key = (account, partition, qos)
         if not account or not partition:
-            group = _BAD
+            group = BAD
         elif key in self._by_key:
             group = self._by_key[key]
         else:
@@ -608,30 +644,3 @@ class _Groups:
             self.sums.append([0] * (4 * self.days))
         self.index[raw] = group
         return group
-
-
-def _seconds(text: str, hour_cache: dict[str, int]) -> int:
-    """``YYYY-MM-DDTHH:MM:SS`` -> seconds since 0001-01-01 (naive), or ``_BAD``.
-
-    Remembers the value of the text's date and hour in ``hour_cache``.
-    """
-    text = text.strip()
-    # The length and separators keep fromisoformat to this one form (it also
-    # reads time zones, fractions and week dates).
-    if len(text) != 19 or text[10] != "T" or text[13] != ":" or text[16] != ":":
-        return _BAD
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return _BAD
-    hour = moment.toordinal() * SECONDS_PER_DAY + moment.hour * 3600
-    tail = _MIN_SEC.get(text[13:])
-    if tail is None:
-        return _BAD
-    hour_cache[text[:13]] = hour
-    return hour + tail
-
-
-def _datetime(seconds: int) -> datetime:
-    days, rest = divmod(seconds, SECONDS_PER_DAY)
-    return datetime.combine(date.fromordinal(days), datetime.min.time()) + timedelta(seconds=rest)

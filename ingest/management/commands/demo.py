@@ -54,7 +54,8 @@ from ingest.usage.converters import (
     slurm_conversion,
     storage_conversion,
 )
-from ingest.usage.rates import account_mapping_import, rate_create
+from ingest.usage.mapping_files import account_mapping_import
+from ingest.usage.rates import rate_create
 from ingest.usage.sacct import SacctOptions
 from journals.models import JournalSettings
 from openchargeback.money import format_money
