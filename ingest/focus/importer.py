@@ -104,7 +104,7 @@ class FileImporter:
         self.import_record: Import | None = None
         # The delivery's caches (shared by its files).
         self.period_ids = delivery.period_ids
-        self.owners: Attributor  # the delivery's (set by _prepare)
+        self.owners: Attributor  # the delivery's (set by prepare)
         self.periods_with_data = delivery.periods_with_data
         # This file's.
         self.periods_in_file: set[str] = set()
@@ -116,9 +116,9 @@ class FileImporter:
         self.conformance: dict[str, list[Any]] = {}
         self.screen: list[tuple[Callable[[str], bool], int]] | None = None  # first chunk's
         self.legacy_periods: frozenset[str] = frozenset()
-        self.basis: CostBasis | None = None  # None under the billed basis (set by _prepare)
+        self.basis: CostBasis | None = None  # None under the billed basis (set by prepare)
 
-    def _create_record(self) -> None:
+    def create_record(self) -> None:
         self.import_record = Import.objects.create(
             file_name=self.reader.display_name[:255],
             sha256=self.sha256,
@@ -133,10 +133,10 @@ class FileImporter:
             fingerprint_version=FINGERPRINT_VERSION,
         )
 
-    def _nothing_new(self, prior: Import | None) -> None:
+    def nothing_new(self, prior: Import | None) -> None:
         """This file added nothing (the delivery, or this part of it)."""
         if prior is not None:
-            self._already(prior)
+            self.already_imported(prior)
             return
         self.result.status = "already_imported"
         self.result.import_id = None
@@ -146,7 +146,7 @@ class FileImporter:
         )
 
     # -- setup -----------------------------------------------------------------
-    def _prepared_chunks(self) -> Iterator[PreparedChunk]:
+    def prepared_chunks(self) -> Iterator[PreparedChunk]:
         preparer = RowPreparer(
             self.reader,
             connection.ops.adapt_datetimefield_value,
@@ -165,7 +165,7 @@ class FileImporter:
                 entry[1] = (entry[1] + lines)[:3]
             yield chunk
 
-    def _prior_import(self) -> Import | None:
+    def prior_import(self) -> Import | None:
         if self.replace:
             return None
         return (
@@ -176,7 +176,7 @@ class FileImporter:
             .first()
         )
 
-    def _already(self, prior: Import) -> ImportResult:
+    def already_imported(self, prior: Import) -> ImportResult:
         result = self.result
         result.status = "already_imported"
         result.import_id = prior.pk
@@ -188,7 +188,7 @@ class FileImporter:
         )
         return result
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         delivery = self.delivery
         if delivery.owners is not None:  # an earlier file of the delivery loaded it all
             self.owners = delivery.owners
@@ -264,7 +264,7 @@ class FileImporter:
         return obj.pk
 
     # -- per chunk -------------------------------------------------------------
-    def _consume(self, chunk: PreparedChunk) -> None:
+    def consume(self, chunk: PreparedChunk) -> None:
         """Attribute and flag prepared rows, then store them."""
         rows: list[tuple[Any, ...]] = []
         append = rows.append
@@ -412,7 +412,7 @@ class FileImporter:
             batch.update(import_record=self.import_record)
         self.matched_ids = []
 
-    def _finish_stats(self) -> None:
+    def finish_stats(self) -> None:
         result = self.result
         result.flagged = sum(count for mask, count in self.mask_counts.items() if mask)
         totals: Counter[str] = Counter()
@@ -444,7 +444,7 @@ class FileImporter:
             result.commitment_project = self.basis.project_code
 
     # -- the record --------------------------------------------------------------
-    def _record(self, stored_tmp: Path) -> None:
+    def write_record(self, stored_tmp: Path) -> None:
         record = self.import_record
         assert record is not None
         result = self.result

@@ -159,7 +159,7 @@ class Delivery:
         self.uuid = uuid.uuid4()
         self.occurrences = Occurrences()
         # The rules, cloud mappings, PIs, projects and attributions (set by the
-        # first file's FileImporter._prepare).
+        # first file's FileImporter.prepare).
         self.owners: Attributor | None = None
         # Caches, all bounded by the number of distinct values, not rows.
         self.period_ids: dict[str, int] = {}
@@ -187,10 +187,10 @@ class Delivery:
     # -- entry points --------------------------------------------------------
     def run_dry(self, importers: list[FileImporter]) -> DeliveryResult:
         for importer in importers:
-            importer._prepare()
-            for chunk in importer._prepared_chunks():
-                importer._consume(chunk)
-            importer._finish_stats()
+            importer.prepare()
+            for chunk in importer.prepared_chunks():
+                importer.consume(chunk)
+            importer.finish_stats()
         self._check_months(importers)
         if self.replace:
             matched = sum(i.matched_total for i in importers)
@@ -206,24 +206,24 @@ class Delivery:
                 # queues concurrent imports; SQLite's IMMEDIATE transactions
                 # already serialise writers.
                 Source.objects.select_for_update().filter(pk=self.source.pk).first()
-                priors = [importer._prior_import() for importer in importers]
+                priors = [importer.prior_import() for importer in importers]
                 if all(prior is not None for prior in priors):
                     for importer, prior in zip(importers, priors, strict=True):
                         assert prior is not None
-                        importer._already(prior)
+                        importer.already_imported(prior)
                     return self.result(importers, "already_imported")
                 # New charges get ids above this one (ids only grow).
                 last_id = Charge.objects.aggregate(last=Max("id"))["last"] or 0
                 with insert_trigger_suspended():
                     for importer in importers:
-                        importer._prepare()
+                        importer.prepare()
                         copier = Copier(importer.reader)
                         copiers.append(copier)
                         copier.start()
-                        importer._create_record()
-                        for chunk in importer._prepared_chunks():
-                            importer._consume(chunk)
-                        importer._finish_stats()
+                        importer.create_record()
+                        for chunk in importer.prepared_chunks():
+                            importer.consume(chunk)
+                        importer.finish_stats()
                         if importer.basis is not None:
                             assert importer.import_record is not None
                             importer.basis.record_excluded(importer.import_record, self.actor)
@@ -244,7 +244,7 @@ class Delivery:
                         assert importer.import_record is not None
                         importer.import_record.delete()
                         importer.import_record = None
-                        importer._nothing_new(prior)
+                        importer.nothing_new(prior)
                 if self.replace:  # charges removed and moved too: recount the periods
                     summaries.rebuild(self.period_ids.values())
                 else:
@@ -256,11 +256,11 @@ class Delivery:
                 )
                 for importer, tmp in zip(importers, stored, strict=True):
                     if importer.import_record is not None:
-                        importer._record(tmp)
+                        importer.write_record(tmp)
         except _NothingNew:
             for importer in importers:
                 importer.import_record = None
-                importer._nothing_new(None)
+                importer.nothing_new(None)
             return self.result(importers, "already_imported")
         finally:
             for copier in copiers:
