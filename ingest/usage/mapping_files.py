@@ -1,7 +1,9 @@
-"""Account mapping files (CSV, one mapping a line): importing one makes the
-active mappings exactly the file's, audited per change, all or nothing;
+"""Account mapping files (CSV, one mapping a line): importing one creates or
+updates the mappings it names (and their missing PIs and projects), audited
+per change, all or nothing; mappings not in the file are left alone, and
 importing the same file again changes nothing (safe to re-run). Exporting
-writes the file an import reads back."""
+writes the file an import reads back. (A little over 600 lines: the checks
+of one all-or-nothing import, read in the order they run.)"""
 
 from __future__ import annotations
 
@@ -133,13 +135,34 @@ def _cell(value: str) -> str:
 
 
 def _read_mapping_file(path: Path, display: str) -> list[_Wanted]:
+    """The file's lines as the mappings wanted; the first problem found (and
+    how many more there are) refuses the whole file."""
+    reader = csv.reader(io.StringIO(_file_text(path, display), newline=""))
+    lines = _Lines(_header(reader, display), display)
+    previous_end = 1
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        for cells in reader:
+            line, previous_end = previous_end + 1, reader.line_num
+            lines.add(line, cells)
+    except csv.Error as exc:
+        lines.errors.append(f"{display} line {previous_end + 1}: not CSV ({exc})")
+    _raise_first(lines.errors)
+    return lines.wanted
+
+
+def _file_text(path: Path, display: str) -> str:
+    """The file as text (UTF-8, with or without a byte order mark)."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise BillingError(f"{display}: cannot read the file ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise BillingError(f"{display}: not UTF-8 text") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+
+
+def _header(reader: Any, display: str) -> list[str]:
+    """The header's column names, lower-cased; refuses a missing, unknown or
+    repeated column."""
     expected = ",".join(MAPPING_COLUMNS)
     try:
         header = next(reader, None)
@@ -164,68 +187,96 @@ def _read_mapping_file(path: Path, display: str) -> list[_Wanted]:
             f"{display} line 1: {'; '.join(wrong)}; the header must be {expected} "
             f"(and, for cloud mappings, {','.join(CLOUD_COLUMNS)})"
         )
-    index = {name: names.index(name) for name in allowed if name in names}
-    sources = {s.slug: s for s in Source.objects.all()}
+    return names
 
-    errors: list[str] = []
-    wanted: list[_Wanted] = []
-    seen: dict[tuple[Any, ...], int] = {}
-    windows: dict[tuple[str, int, str], list[_Wanted]] = {}
-    previous_end = 1
-    try:
-        for cells in reader:
-            line, previous_end = previous_end + 1, reader.line_num
-            if not any(c.strip() for c in cells):
-                continue
-            where = f"{display} line {line}"
-            if len(cells) != len(names):
-                errors.append(f"{where}: {len(cells)} fields, expected {len(names)}")
-                continue
-            row = {name: _cell(cells[i]) for name, i in index.items()}
-            for name in CLOUD_COLUMNS:
-                row.setdefault(name, "")
-            problems = _row_problems(row)
-            kind, name = row["kind"].lower(), row["name"]
-            source, start, end = _cloud_cells(row, kind, sources, problems)
-            if not problems.keys() & {"kind", "name", "source", "effective_from"}:
-                key: tuple[Any, ...] = (kind, source.pk if source else 0, _name_key(kind, name))
-                if kind in AccountMapping.CLOUD_KINDS:
-                    key = (*key, start)
-                if key in seen:
-                    problems["name"] = f"{name!r} is already on line {seen[key]}"
-                else:
-                    seen[key] = line
-            if problems:
-                errors.extend(f"{where}, column {col}: {text}" for col, text in problems.items())
-                continue
-            item = _Wanted(
-                line=line,
-                kind=kind,
-                name=name,
-                pi_email=row["pi_email"].lower(),
-                project_id=row["project_id"],
-                fund_org=row["fund_org"],
-                source=source,
-                start=start,
-                end=end,
+
+class _Lines:
+    """The data lines of a mapping file, checked one at a time: the mappings
+    wanted, and the problems (line and column named) in file order."""
+
+    def __init__(self, names: list[str], display: str) -> None:
+        self.names = names
+        self.display = display
+        allowed = (*MAPPING_COLUMNS, *CLOUD_COLUMNS)
+        self.index = {name: names.index(name) for name in allowed if name in names}
+        self.sources = {s.slug: s for s in Source.objects.all()}
+        self.errors: list[str] = []
+        self.wanted: list[_Wanted] = []
+        # (kind, source, name[, start]) -> the line that has it first.
+        self.seen: dict[tuple[Any, ...], int] = {}
+        # Cloud mappings by (kind, source, name), to refuse overlapping dates.
+        self.windows: dict[tuple[str, int, str], list[_Wanted]] = {}
+
+    def add(self, line: int, cells: list[str]) -> None:
+        """One line: blank lines are skipped, a line with problems is noted."""
+        if not any(c.strip() for c in cells):
+            return
+        where = f"{self.display} line {line}"
+        if len(cells) != len(self.names):
+            self.errors.append(f"{where}: {len(cells)} fields, expected {len(self.names)}")
+            return
+        row = {name: _cell(cells[i]) for name, i in self.index.items()}
+        for name in CLOUD_COLUMNS:
+            row.setdefault(name, "")
+        problems = _row_problems(row)
+        kind, name = row["kind"].lower(), row["name"]
+        source, start, end = _cloud_cells(row, kind, self.sources, problems)
+        if not problems.keys() & {"kind", "name", "source", "effective_from"}:
+            self._note_first(line, kind, name, source, start, problems)
+        if problems:
+            self.errors.extend(f"{where}, column {col}: {text}" for col, text in problems.items())
+            return
+        item = _Wanted(
+            line=line,
+            kind=kind,
+            name=name,
+            pi_email=row["pi_email"].lower(),
+            project_id=row["project_id"],
+            fund_org=row["fund_org"],
+            source=source,
+            start=start,
+            end=end,
+        )
+        if kind in AccountMapping.CLOUD_KINDS and self._overlapping(item, where):
+            return
+        self.wanted.append(item)
+
+    def _note_first(
+        self,
+        line: int,
+        kind: str,
+        name: str,
+        source: Source | None,
+        start: date | None,
+        problems: dict[str, str],
+    ) -> None:
+        """Remember the line that maps this account first; a later one is a problem."""
+        key: tuple[Any, ...] = (kind, source.pk if source else 0, _name_key(kind, name))
+        if kind in AccountMapping.CLOUD_KINDS:
+            key = (*key, start)
+        if key in self.seen:
+            problems["name"] = f"{name!r} is already on line {self.seen[key]}"
+        else:
+            self.seen[key] = line
+
+    def _overlapping(self, item: _Wanted, where: str) -> bool:
+        """Whether a cloud mapping's dates overlap an earlier line's for the same
+        account (noted as a problem); else it is remembered."""
+        assert item.source is not None
+        same = self.windows.setdefault(
+            (item.kind, item.source.pk, _name_key(item.kind, item.name)), []
+        )
+        start, end = item.start, item.end
+        clash = next((w for w in same if overlaps((start, end), (w.start, w.end))), None)
+        if clash is not None:
+            self.errors.append(
+                f"{where}, column effective_from: {window_text(start, end)} overlaps "
+                f"line {clash.line} ({window_text(clash.start, clash.end)}) for the same "
+                f"{KIND_WORDS[item.kind]}"
             )
-            if kind in AccountMapping.CLOUD_KINDS:
-                assert source is not None
-                same = windows.setdefault((kind, source.pk, _name_key(kind, name)), [])
-                clash = next((w for w in same if overlaps((start, end), (w.start, w.end))), None)
-                if clash is not None:
-                    errors.append(
-                        f"{where}, column effective_from: {window_text(start, end)} overlaps "
-                        f"line {clash.line} ({window_text(clash.start, clash.end)}) for the same "
-                        f"{KIND_WORDS[kind]}"
-                    )
-                    continue
-                same.append(item)
-            wanted.append(item)
-    except csv.Error as exc:
-        errors.append(f"{display} line {previous_end + 1}: not CSV ({exc})")
-    _raise_first(errors)
-    return wanted
+            return True
+        same.append(item)
+        return False
 
 
 def _row_problems(row: dict[str, str]) -> dict[str, str]:
@@ -323,7 +374,50 @@ def account_mapping_import(
         for p in Project.objects.filter(project_id__in=project_codes).select_related("pi")
     }
     pis = {p.email: p for p in PI.objects.filter(email__in=emails)}
-    stored = list(
+    stored, existing = _stored_mappings(wanted)
+    errors = _owner_errors(wanted, projects, display)
+    errors += _overlap_errors(wanted, stored, existing, display)
+    errors.sort(key=lambda item: item[0])
+    _raise_first([text for _line, text in errors])
+
+    result = MappingImportResult(file=display, dry_run=dry_run)
+    result.pis_created = len(emails - set(pis))
+    result.projects_created = len(project_codes - set(projects))
+    if not dry_run:
+        _create_owners(wanted, emails, pis, projects, actor=actor, display=display)
+
+    # Updates first: a line may move an end date out of the way of a new line.
+    order = sorted(wanted, key=lambda w: (w.key not in existing, w.line))
+    outcomes: dict[int, str] = {}
+    for w in order:
+        outcomes[w.line] = _apply_line(
+            w, existing.get(w.key), projects, actor=actor, display=display, dry_run=dry_run
+        )
+    for w in wanted:
+        outcome = outcomes[w.line]
+        setattr(result, outcome, getattr(result, outcome) + 1)
+        result.lines.append(
+            MappingLine(
+                line=w.line,
+                kind=w.kind,
+                name=w.name,
+                pi_email=w.pi_email,
+                project_id=w.project_id,
+                fund_org=w.fund_org,
+                outcome=outcome,
+                source=w.source.slug if w.source else "",
+                effective_from=day_text(w.start),
+                effective_to=day_text(w.end),
+            )
+        )
+    return result
+
+
+def _stored_mappings(
+    wanted: list[_Wanted],
+) -> tuple[list[AccountMapping], dict[tuple[Any, ...], AccountMapping]]:
+    """The stored mappings of the file's names, and those by the key a line updates."""
+    stored: list[AccountMapping] = list(
         AccountMapping.objects.annotate(key=Lower("name"))
         .filter(key__in={w.name.lower() for w in wanted})
         .select_related("project__pi", "source")
@@ -334,8 +428,14 @@ def account_mapping_import(
             existing[(m.kind, m.source_id, _name_key(m.kind, m.name), m.effective_from)] = m
         else:
             existing[(m.kind, 0, m.name.lower(), None)] = m
+    return stored, existing
 
-    # Which PI each project belongs to: its PI, else the first line naming it.
+
+def _owner_errors(
+    wanted: list[_Wanted], projects: dict[str, Project], display: str
+) -> list[tuple[int, str]]:
+    """Lines that give a project to another PI than its own: its PI, else the
+    first line naming it."""
     owner_of: dict[str, tuple[str, int]] = {
         code: (p.pi.email, 0) for code, p in projects.items() if p.pi is not None
     }
@@ -351,8 +451,18 @@ def account_mapping_import(
                     f"belongs to {owner}{where}, not {w.pi_email}",
                 )
             )
-    # Dated cloud lines against the stored mappings of the same account that the file does
-    # not update (those it updates take the file's dates).
+    return errors
+
+
+def _overlap_errors(
+    wanted: list[_Wanted],
+    stored: list[AccountMapping],
+    existing: dict[tuple[Any, ...], AccountMapping],
+    display: str,
+) -> list[tuple[int, str]]:
+    """Dated cloud lines against the stored mappings of the same account that the
+    file does not update (those it updates take the file's dates)."""
+    errors: list[tuple[int, str]] = []
     updated = {id(existing[w.key]) for w in wanted if w.key in existing}
     for w in wanted:
         if w.kind not in AccountMapping.CLOUD_KINDS or w.source is None:
@@ -376,118 +486,114 @@ def account_mapping_import(
                         "that mapping first",
                     )
                 )
-    errors.sort(key=lambda item: item[0])
-    _raise_first([text for _line, text in errors])
+    return errors
 
-    result = MappingImportResult(file=display, dry_run=dry_run)
-    result.pis_created = len(emails - set(pis))
-    result.projects_created = len(project_codes - set(projects))
-    if not dry_run:
-        reason = f"account mapping import {display}"
-        for email in sorted(emails - set(pis)):
-            pis[email] = PI.objects.create(email=email)
+
+def _create_owners(
+    wanted: list[_Wanted],
+    emails: set[str],
+    pis: dict[str, PI],
+    projects: dict[str, Project],
+    *,
+    actor: Actor,
+    display: str,
+) -> None:
+    """Create the PIs and projects the file names that do not exist yet, and
+    give an unowned project its PI (each audited); ``pis`` and ``projects``
+    gain them."""
+    reason = f"account mapping import {display}"
+    for email in sorted(emails - set(pis)):
+        pis[email] = PI.objects.create(email=email)
+        audit(
+            actor=actor,
+            action="pi.create",
+            obj=pis[email],
+            after={"email": email},
+            reason=reason,
+        )
+    for w in wanted:
+        project = projects.get(w.project_id)
+        if project is None:
+            project = Project.objects.create(project_id=w.project_id, pi=pis[w.pi_email])
+            projects[w.project_id] = project
             audit(
                 actor=actor,
-                action="pi.create",
-                obj=pis[email],
-                after={"email": email},
+                action="project.create",
+                obj=project,
+                after={"project_id": w.project_id, "pi": w.pi_email},
                 reason=reason,
             )
-        for w in wanted:
-            project = projects.get(w.project_id)
-            if project is None:
-                project = Project.objects.create(project_id=w.project_id, pi=pis[w.pi_email])
-                projects[w.project_id] = project
-                audit(
-                    actor=actor,
-                    action="project.create",
-                    obj=project,
-                    after={"project_id": w.project_id, "pi": w.pi_email},
-                    reason=reason,
-                )
-            elif project.pi is None:
-                project.pi = pis[w.pi_email]
-                project.save(update_fields=["pi"])
-                audit(
-                    actor=actor,
-                    action="project.assign_pi",
-                    obj=project,
-                    before={"pi": None},
-                    after={"pi": w.pi_email},
-                    reason=reason,
-                )
-
-    # Updates first: a line may move an end date out of the way of a new line.
-    order = sorted(wanted, key=lambda w: (w.key not in existing, w.line))
-    outcomes: dict[int, str] = {}
-    for w in order:
-        mapping = existing.get(w.key)
-        if mapping is None:
-            outcome = "created"
-            if not dry_run:
-                created = AccountMapping(
-                    kind=w.kind,
-                    source=w.source,
-                    name=w.name,
-                    project=projects[w.project_id],
-                    fund_org=w.fund_org,
-                    effective_from=w.start,
-                    effective_to=w.end,
-                    created_by=actor.name,
-                )
-                clean_mapping(created)
-                created.save()
-                audit(
-                    actor=actor,
-                    action="accountmapping.create",
-                    obj=created,
-                    after=mapping_values(created),
-                    reason=f"account mapping import {display} line {w.line}",
-                )
-        elif (
-            mapping.name,
-            mapping.project.project_id,
-            mapping.fund_org,
-            mapping.effective_to,
-        ) == (w.name, w.project_id, w.fund_org, w.end):
-            outcome = "unchanged"
-        else:
-            outcome = "updated"
-            if not dry_run:
-                before = mapping_values(mapping)
-                mapping.name, mapping.fund_org = w.name, w.fund_org
-                mapping.project = projects[w.project_id]
-                mapping.effective_to = w.end
-                clean_mapping(mapping)
-                mapping.save()
-                after = mapping_values(mapping)
-                audit_change(
-                    actor=actor,
-                    action="accountmapping.change",
-                    obj=mapping,
-                    before=before,
-                    after=after,
-                    reason=f"account mapping import {display} line {w.line}",
-                )
-        outcomes[w.line] = outcome
-    for w in wanted:
-        outcome = outcomes[w.line]
-        setattr(result, outcome, getattr(result, outcome) + 1)
-        result.lines.append(
-            MappingLine(
-                line=w.line,
-                kind=w.kind,
-                name=w.name,
-                pi_email=w.pi_email,
-                project_id=w.project_id,
-                fund_org=w.fund_org,
-                outcome=outcome,
-                source=w.source.slug if w.source else "",
-                effective_from=day_text(w.start),
-                effective_to=day_text(w.end),
+        elif project.pi is None:
+            project.pi = pis[w.pi_email]
+            project.save(update_fields=["pi"])
+            audit(
+                actor=actor,
+                action="project.assign_pi",
+                obj=project,
+                before={"pi": None},
+                after={"pi": w.pi_email},
+                reason=reason,
             )
+
+
+def _apply_line(
+    w: _Wanted,
+    mapping: AccountMapping | None,
+    projects: dict[str, Project],
+    *,
+    actor: Actor,
+    display: str,
+    dry_run: bool,
+) -> str:
+    """Create or update the line's mapping (audited; nothing in a dry run):
+    'created', 'updated' or 'unchanged'."""
+    reason = f"account mapping import {display} line {w.line}"
+    if mapping is None:
+        if not dry_run:
+            created = AccountMapping(
+                kind=w.kind,
+                source=w.source,
+                name=w.name,
+                project=projects[w.project_id],
+                fund_org=w.fund_org,
+                effective_from=w.start,
+                effective_to=w.end,
+                created_by=actor.name,
+            )
+            clean_mapping(created)
+            created.save()
+            audit(
+                actor=actor,
+                action="accountmapping.create",
+                obj=created,
+                after=mapping_values(created),
+                reason=reason,
+            )
+        return "created"
+    if (
+        mapping.name,
+        mapping.project.project_id,
+        mapping.fund_org,
+        mapping.effective_to,
+    ) == (w.name, w.project_id, w.fund_org, w.end):
+        return "unchanged"
+    if not dry_run:
+        before = mapping_values(mapping)
+        mapping.name, mapping.fund_org = w.name, w.fund_org
+        mapping.project = projects[w.project_id]
+        mapping.effective_to = w.end
+        clean_mapping(mapping)
+        mapping.save()
+        after = mapping_values(mapping)
+        audit_change(
+            actor=actor,
+            action="accountmapping.change",
+            obj=mapping,
+            before=before,
+            after=after,
+            reason=reason,
         )
-    return result
+    return "updated"
 
 
 def account_mapping_export(mappings: Iterable[AccountMapping] | None = None) -> str:
