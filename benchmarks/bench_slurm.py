@@ -258,7 +258,7 @@ def rate_table() -> dict[tuple[str, str, str], list[tuple[int, int]]]:
     """(resource, partition, QOS) -> (list rate in nanos, subsidy in 1/100 %) per day.
 
     The rate in force on a day: the latest one for the QOS started by then,
-    else the latest one for any QOS (the rule of ``ingest.pricing``)."""
+    else the latest one for any QOS (the rule of ``ingest.usage.pricing``)."""
     table: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     for resource_name, partition in (("cpu", p) for p in PARTITIONS):
         for key in ((resource_name, partition, q) for q in QOS):
@@ -537,7 +537,8 @@ def setup_site(seed: int, run_dir: Path) -> dict[str, Any]:
     """Rates and account mappings (``--setup-site`` mode; Django in this process)."""
     _django()
     from billing.services import Actor
-    from ingest.rates import account_mapping_import, rate_create
+    from ingest.usage.mapping_files import account_mapping_import
+    from ingest.usage.rates import rate_create
 
     actor = Actor(name=ACTOR, channel="cli")
     for resource_name, service, qos, start, list_rate, subsidy in RATES:

@@ -8,7 +8,7 @@ FinOps practice for chargeback of reservations and savings plans). Under the
 amortised basis, commitment purchases and unused commitment go to the
 source's central commitment project (``central``) or are excluded
 (``exclude``), by the source's ``commitment_handling``; how the import
-applies that to rows is ingest's (``ingest.basis``). See
+applies that to rows is ingest's (``ingest.focus.basis``). See
 docs/decisions/0006-cost-basis.md.
 
 The difference between list price and billed amount is named by where the

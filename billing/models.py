@@ -333,7 +333,7 @@ class Charge(models.Model):
 
     # FOCUS columns kept for provenance, invoices, commitments and allocation.
     # db_default: the importer inserts with raw SQL and names only the columns
-    # it fills (see ingest.services.ROW_COLUMNS).
+    # it fills (see ingest.focus.bulk.ROW_COLUMNS).
     invoice_id = models.CharField(max_length=200, blank=True, db_default="", default="")
     charge_class = models.CharField(
         max_length=20,

@@ -629,7 +629,7 @@ def _reevaluate(charge: Any, ruleset: Any, *, tags_invalid: bool) -> tuple[int, 
     project = charge.project
     unmapped = unmapped_account(charge.tags)
     if not unmapped and charge.flags & flag_bits.BIT["unmapped_account"]:
-        # A cloud sub-account with no mapping, named at import (ingest.cloud_accounts).
+        # A cloud sub-account with no mapping, named at import (ingest.focus.cloud_accounts).
         unmapped = str(charge.flag_details.get("unmapped_account", ""))
     mask, details = evaluate(
         ruleset,

@@ -9,6 +9,6 @@ class IngestConfig(AppConfig):
         # Which sources the converters price by the rate card: billing asks
         # (billing.ratecard), it does not import ingest.
         from billing.ratecard import register_rate_card_finder
-        from ingest.ratecard import rate_card_sources
+        from ingest.usage.ratecard import rate_card_sources
 
         register_rate_card_finder("ingest", rate_card_sources)

@@ -166,7 +166,7 @@ class Rate(models.Model):
     """A rate card entry: the price of a unit of a resource on a partition or
     storage tier, from a date until a newer entry for the same resource,
     service and QOS takes over. Entries in force during a finalized month are
-    never edited: they are superseded by adding a newer one (ingest.rates)."""
+    never edited: they are superseded by adding a newer one (ingest.usage.rates)."""
 
     class Resource(models.TextChoices):
         CPU = "cpu", "CPU-hour"

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from billing.services import Actor
-from ingest import uploads
+from ingest.uploads import services as uploads
 from openchargeback.logging import logged_job
 
 

@@ -19,7 +19,7 @@ from django.test import Client
 from billing.models import Charge, InstitutionSettings, Source
 from billing.seed import seed_defaults
 from billing.services import Actor, charges_review, period_close
-from ingest.services import import_file
+from ingest.focus.services import import_file
 
 FOCUS_COLUMNS = [
     "BillingPeriodStart",

@@ -26,9 +26,9 @@ from django.test import Client, TestCase
 from billing.models import AuditEvent, BillingPeriod, Charge, InstitutionSettings, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor
-from ingest import uploads
 from ingest.models import Import, Upload
-from ingest.staging import ProgressFile, size_text
+from ingest.uploads import services as uploads
+from ingest.uploads.staging import ProgressFile, size_text
 from tests.conftest import focus_row, role_client
 from tests.ingest_helpers import focus_lines, join_lines, replace_field, rows_for
 
@@ -613,7 +613,7 @@ def test_a_worker_process_imports_a_large_file_without_a_helper_process(
     so the parallel parse of a large file must not be tried there."""
     import multiprocessing
 
-    monkeypatch.setattr("ingest.services.PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr("ingest.focus.importer.PARALLEL_MIN_BYTES", 0)
     monkeypatch.setitem(multiprocessing.current_process()._config, "daemon", True)  # type: ignore[attr-defined]
     assert multiprocessing.current_process().daemon
     post_files(admin_client, focus_upload("aws_2025-01.csv", rows_for(5)))

@@ -46,8 +46,9 @@ from billing.models import (
 )
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor, exchange_rate_set
-from ingest.rates import account_mapping_create, rate_create
-from ingest.services import import_file
+from ingest.focus.services import import_file
+from ingest.usage.mappings import account_mapping_create
+from ingest.usage.rates import rate_create
 from statements.models import EmailLog, Statement
 from statements.services import statements_generate
 from tests.conftest import focus_row, role_client

@@ -10,7 +10,7 @@ import pytest
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor, charges_review
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from billing.models import PI, AuditEvent, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.test import Client
 from billing.models import Charge, FundOrgPattern, PatternRule, Source
 from billing.roles import BILLING_ADMIN, VIEWER
 from billing.services import Actor
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from django.test import Client
 
 from billing.models import Source
 from billing.services import Actor
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from tests.conftest import focus_row
 
 pytestmark = pytest.mark.django_db

@@ -17,8 +17,8 @@ from django_q.models import Schedule
 from billing.models import Charge, Source
 from billing.roles import REVIEWER, VIEWER
 from billing.services import Actor
-from ingest.inbox import process_inbox
 from ingest.models import Import
+from ingest.uploads.inbox import process_inbox
 from openchargeback import schedules
 from statements.models import EmailLog, Statement
 from tests.conftest import focus_row, user_in, write_focus
@@ -103,7 +103,7 @@ def test_a_stale_claim_is_taken_up_again(inbox: Path) -> None:
 def test_reviewers_are_reminded_only_when_charges_wait(
     inbox: Path, settings: Any, focus_file: Any, actor: Actor
 ) -> None:
-    from ingest.services import import_file
+    from ingest.focus.services import import_file
 
     settings.OPENCHARGEBACK_SITE_URL = "https://billing.example.edu/"
     reviewer = user_in(REVIEWER)
@@ -187,7 +187,7 @@ def test_old_uploads_never_imported_are_purged(defaults: None, settings: Any) ->
     from django.utils import timezone
 
     from ingest.models import Upload
-    from ingest.uploads import staged_path, upload_stage
+    from ingest.uploads.services import staged_path, upload_stage
 
     media = Path(settings.MEDIA_ROOT)
     uploads = []

@@ -26,7 +26,7 @@ from billing.services import (
     period_finalize,
     source_set,
 )
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from journals.models import JournalSettings
 from journals.services import export_journal
 from statements.services import statements_generate

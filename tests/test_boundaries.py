@@ -31,7 +31,7 @@ def test_billing_models_refer_to_no_other_app_but_charge_to_import() -> None:
 
 
 def test_ingest_tells_billing_which_sources_the_rate_card_prices() -> None:
-    from ingest.ratecard import rate_card_sources
+    from ingest.usage.ratecard import rate_card_sources
 
     assert dict(RATE_CARD_FINDERS) == {"ingest": rate_card_sources}
 

@@ -15,7 +15,7 @@ from django.apps import apps
 from billing.models import BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, sync_roles
 from billing.services import Actor, period_finalize, source_set
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from journals.services import export_journal
 from statements.services import statements_generate
 from tests.browser import login, page, shots, stray_connections_closed

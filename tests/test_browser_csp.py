@@ -18,9 +18,9 @@ from django.utils import timezone
 from billing.models import BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER
 from billing.services import Actor
+from ingest.focus.services import import_file
 from ingest.models import Upload
-from ingest.services import import_file
-from ingest.uploads import upload_stage
+from ingest.uploads.services import upload_stage
 from statements.models import Statement
 from tests.browser import login, page, stray_connections_closed
 from tests.conftest import focus_row, write_focus

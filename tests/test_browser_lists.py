@@ -19,7 +19,7 @@ from billing.models import PI, AuditEvent, Charge, InstitutionSettings, Project,
 from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
 from billing.seed import seed_defaults
 from billing.services import Actor, charges_review
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from tests.browser import axe_problems, login, page, shots, stray_connections_closed
 from tests.conftest import focus_row, write_focus
 

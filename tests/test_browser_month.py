@@ -26,7 +26,7 @@ from django.db.models import Sum
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, sync_roles
 from billing.services import Actor, source_set
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from journals.models import JournalExport
 from statements.models import Statement
 from tests.browser import (
@@ -419,7 +419,8 @@ def _rate_card(actor: Actor) -> None:
     from decimal import Decimal
 
     from billing.models import Project
-    from ingest.rates import account_mapping_create, rate_create
+    from ingest.usage.mappings import account_mapping_create
+    from ingest.usage.rates import rate_create
 
     rate_create(
         actor=actor,

@@ -18,7 +18,7 @@ import pytest
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
 from billing.services import Actor
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from tests.browser import (
     background,
     confirmation_shots,

@@ -18,9 +18,9 @@ from django.utils import timezone
 from billing.models import Source
 from billing.roles import BILLING_ADMIN, sync_roles
 from billing.services import Actor
-from ingest import uploads
 from ingest.models import Upload
-from ingest.staging import ProgressFile, upload_root
+from ingest.uploads import services as uploads
+from ingest.uploads.staging import ProgressFile, upload_root
 from tests.browser import axe_problems, login, page, shots, stray_connections_closed
 from tests.conftest import focus_row, seed_with_accounting, write_focus
 

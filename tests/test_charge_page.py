@@ -13,7 +13,7 @@ from billing.patterns import compile_user_pattern
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.rules import RuleSet
 from billing.services import Actor
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from tests.conftest import focus_row, role_client
 
 URL = "/admin/billing/charge/{}/change/"

@@ -19,16 +19,17 @@ from billing import flags
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, ChargeSummary, Project, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor, BillingError, period_close
-from ingest.cloud_accounts import (
+from ingest.focus.cloud_accounts import (
     CloudMappings,
     CloudOwner,
     account_mappings_apply,
     merge_owner,
     unmapped_sub_accounts,
 )
+from ingest.focus.services import import_file
 from ingest.models import AccountMapping
-from ingest.rates import account_mapping_create, account_mapping_export, account_mapping_import
-from ingest.services import import_file
+from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
+from ingest.usage.mappings import account_mapping_create
 from tests.conftest import FOCUS_COLUMNS, focus_row, role_client, tags
 
 pytestmark = pytest.mark.django_db

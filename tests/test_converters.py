@@ -19,9 +19,10 @@ from django.db.models import Sum
 
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.services import Actor, charges_review, period_close
+from ingest.focus.services import import_file
 from ingest.models import Import
-from ingest.rates import account_mapping_create, rate_create
-from ingest.services import import_file
+from ingest.usage.mappings import account_mapping_create
+from ingest.usage.rates import rate_create
 from statements.models import Statement
 from statements.services import statements_generate
 from tests.conftest import focus_row, write_focus

@@ -22,10 +22,10 @@ from django.core.management.base import CommandError
 
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
 from billing.services import Actor, BillingError, charges_review, period_close, source_set
-from ingest import basis
-from ingest.parsers import IngestError
-from ingest.ratecard import rate_card_sources
-from ingest.services import import_file
+from ingest.focus import basis
+from ingest.focus.parsers import IngestError
+from ingest.focus.services import import_file
+from ingest.usage.ratecard import rate_card_sources
 from journals.models import JournalSettings
 from journals.services import export_journal
 from openchargeback.ledger import check_ledger

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 from billing.models import PI, ExchangeRate, Project, Source
 from billing.services import Actor, charges_review, exchange_rate_set, period_close
+from ingest.focus.services import import_file
 from ingest.models import AccountMapping
-from ingest.rates import account_mapping_create, account_mapping_export, account_mapping_import
-from ingest.services import import_file
+from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
+from ingest.usage.mappings import account_mapping_create
 from journals.layouts import Table
 from journals.writers import write_csv
 from openchargeback.csvfile import CRLF, LF, CsvWriter, csv_text
@@ -235,7 +236,7 @@ def test_exchange_rate_export_imports_back_exactly(
 @pytest.mark.django_db
 def test_converted_storage_usage_keeps_hostile_quota_names_exactly(tmp_path: Path) -> None:
     from billing.models import Charge
-    from ingest.rates import rate_create
+    from ingest.usage.rates import rate_create
 
     rate_create(
         actor=Actor(name="t", channel="cli"),

@@ -34,7 +34,7 @@ from billing.services import (
     period_finalize,
     period_reopen,
 )
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from journals.services import export_journal
 from statements.models import Statement
 from statements.services import statements_generate

@@ -21,7 +21,7 @@ from billing.services import (
     period_reopen,
     source_set,
 )
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from journals.services import export_journal
 from openchargeback.cycle import period_cycle
 from statements.models import Statement

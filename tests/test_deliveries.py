@@ -17,9 +17,9 @@ from django.core.management import CommandError, call_command
 
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.services import Actor, charges_review
-from ingest import services
+from ingest.focus import importer
+from ingest.focus.services import DeliveryFile, import_delivery, import_file
 from ingest.models import Import
-from ingest.services import DeliveryFile, import_delivery, import_file
 from tests.conftest import FOCUS_COLUMNS, focus_row, write_focus
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +114,7 @@ def test_rows_identical_across_part_files_are_distinct_charges(defaults: None, p
 def test_occurrences_are_shared_through_the_parallel_parser(
     defaults: None, parts: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "PARALLEL_MIN_BYTES", 0)  # every file in a helper process
+    monkeypatch.setattr(importer, "PARALLEL_MIN_BYTES", 0)  # every file in a helper process
     p1, p2 = parts([row("vm-1"), row("vm-2")], [row("vm-1"), row("vm-1"), row("vm-3")])
     ingest(str(p1), str(p2), "--source", "aws")
     assert sorted(Charge.objects.values_list("resource_id", "occurrence")) == [
@@ -564,7 +564,7 @@ def _upload_bytes(path: Path) -> Any:
 def test_inbox_imports_a_months_part_files_as_one_delivery(
     defaults: None, settings: Any, tmp_path: Path
 ) -> None:
-    from ingest.inbox import process_inbox
+    from ingest.uploads.inbox import process_inbox
 
     settings.OPENCHARGEBACK_INBOX_DIR = tmp_path / "inbox"
     settings.OPENCHARGEBACK_INBOX_SETTLE_SECONDS = 0

@@ -24,9 +24,9 @@ import pytest
 
 from billing.models import Charge, Source
 from billing.services import Actor, BillingError, source_set
+from ingest.focus.parsers import IngestError
+from ingest.focus.services import import_file
 from ingest.models import Import
-from ingest.parsers import IngestError
-from ingest.services import import_file
 from journals.models import JournalExport
 from journals.services import export_journal
 from statements import tasks

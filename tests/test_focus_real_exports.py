@@ -25,10 +25,10 @@ from django.db.models import Field
 from billing import flags
 from billing.models import Charge, Source
 from billing.services import Actor
+from ingest.focus.parsers import IngestError, open_focus
+from ingest.focus.rows import TEXT_FIELDS, TEXT_LIMITS, RowPreparer, legacy_fingerprints
+from ingest.focus.services import import_file
 from ingest.models import Import
-from ingest.parsers import IngestError, open_focus
-from ingest.rows import TEXT_FIELDS, TEXT_LIMITS, RowPreparer, legacy_fingerprints
-from ingest.services import import_file
 
 PI_TAGS = json.dumps({"pi_email": "ada@example.edu", "project_id": "proj-a", "fund_org": "F-1"})
 

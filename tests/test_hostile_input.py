@@ -30,11 +30,11 @@ from django.conf import settings as django_settings
 from billing import flags
 from billing.models import Charge, Source
 from billing.services import Actor
-from ingest import uploads
+from ingest.focus.parsers import IngestError
+from ingest.focus.services import import_file
 from ingest.models import Import, Upload
-from ingest.parsers import IngestError
-from ingest.services import import_file
-from ingest.staging import UPLOAD_DIR
+from ingest.uploads import services as uploads
+from ingest.uploads.staging import UPLOAD_DIR
 from tests.conftest import FOCUS_COLUMNS, focus_row, fresh_database_url
 from tests.ingest_helpers import ROOT, cli_env, focus_lines, join_lines, replace_field
 

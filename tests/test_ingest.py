@@ -20,8 +20,8 @@ from django.db.models import Sum
 from billing import flags
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, PatternRule, Project, Source
 from billing.services import Actor
+from ingest.focus.services import IngestError, import_file
 from ingest.models import Import
-from ingest.services import IngestError, import_file
 from tests.conftest import focus_row, tags
 
 pytestmark = pytest.mark.django_db

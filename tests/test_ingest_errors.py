@@ -22,8 +22,8 @@ import pytest
 
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
 from billing.services import Actor
+from ingest.focus.services import ImportResult, IngestError, import_file
 from ingest.models import Import
-from ingest.services import ImportResult, IngestError, import_file
 from tests.conftest import FOCUS_COLUMNS, focus_row, write_focus
 from tests.ingest_helpers import (
     focus_lines,

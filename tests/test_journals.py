@@ -32,7 +32,7 @@ from billing.services import (
     period_reopen,
     source_set,
 )
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from journals.builders import ChargeRow, JournalConfig, JournalError, SourceInfo, allocate, build
 from journals.models import JournalExport, JournalSettings, JournalTemplate
 from journals.services import export_journal

@@ -9,7 +9,7 @@ from billing.listwords import action_words, audit_sentence, object_type_words
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import REVIEWER, VIEWER
 from billing.services import Actor, charges_review, period_close
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from tests.conftest import focus_row, role_client
 
 

@@ -12,7 +12,7 @@ from django.db import DatabaseError, connection, transaction
 
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.services import Actor, charges_review, period_close, period_finalize
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from tests.conftest import focus_row
 
 pytestmark = pytest.mark.django_db
@@ -130,7 +130,7 @@ def test_ingest_leaves_the_insert_trigger_in_place(
 def test_failed_ingest_leaves_the_insert_trigger_in_place(
     defaults: None, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
-    from ingest.services import IngestError
+    from ingest.focus.services import IngestError
 
     before = _sqlite_triggers()
     bad = [focus_row(), focus_row(resource="x", billed="abc")]

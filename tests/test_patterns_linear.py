@@ -27,7 +27,7 @@ from billing.patterns import (
 from billing.roles import BILLING_ADMIN, VIEWER, sync_roles
 from billing.rules import PatternSpec, RuleSet, attribution_flags, line_flags
 from billing.services import Actor, detect_source
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from journals.builders import JournalConfig, split_fund_org
 from journals.models import JournalSettings
 from tests.browser import login, page, stray_connections_closed

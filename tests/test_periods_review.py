@@ -23,7 +23,7 @@ from billing.services import (
     period_open,
     period_reopen,
 )
-from ingest.services import IngestError, import_file
+from ingest.focus.services import IngestError, import_file
 from tests.conftest import focus_row
 from tests.factories import make_charge, make_import, make_pi, make_project, make_source
 

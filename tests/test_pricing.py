@@ -1,4 +1,4 @@
-"""Pricing on-premises usage with the rate card (ingest.pricing): hand-computed
+"""Pricing on-premises usage with the rate card (ingest.usage.pricing): hand-computed
 amounts, compared exactly. No database."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.pricing import (
+from ingest.usage.pricing import (
     UNMAPPED,
     Owner,
     PricedRow,
@@ -21,7 +21,7 @@ from ingest.pricing import (
     RateTerms,
     price,
 )
-from ingest.usage import BYTES_PER_TB, SECONDS_PER_HOUR, Resource, Usage
+from ingest.usage.records import BYTES_PER_TB, SECONDS_PER_HOUR, Resource, Usage
 from openchargeback.money import from_nanos
 
 ADA = Owner("ada@example.edu", "proj-a", "NSF-BIO-2024")

@@ -1,4 +1,4 @@
-"""Storage quota reports into TB-month usage (ingest.quotas; SPEC section 11).
+"""Storage quota reports into TB-month usage (ingest.usage.quotas; SPEC section 11).
 
 Pure: no database. Every expected quantity is worked out by hand in the test
 from the bytes and the days in the month, and compared exactly.
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from ingest.parsers import IngestError
-from ingest.quotas import QuotaSummary, parse_size, read_quotas
-from ingest.usage import Usage
+from ingest.focus.parsers import IngestError
+from ingest.usage.quotas import QuotaSummary, parse_size, read_quotas
+from ingest.usage.records import Usage
 
 TB = 10**12
 MIXED_HINT = "give every row a date (daily snapshots) or none (one size for the month)"

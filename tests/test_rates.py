@@ -1,6 +1,6 @@
-"""The rate card and account mappings (ingest.rates): locks from finalized
-months, superseding, audit, the mapping CSV import/export in services, the
-admin and the `account_mappings` command."""
+"""The rate card and account mappings (ingest.usage.rates, .mappings and
+.mapping_files): locks from finalized months, superseding, audit, the mapping
+CSV import/export in services, the admin and the `account_mappings` command."""
 
 from __future__ import annotations
 
@@ -21,19 +21,10 @@ from billing.models import PI, AuditEvent, BillingPeriod, Project
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor, BillingError
 from ingest.models import AccountMapping, Rate
-from ingest.pricing import Owner
-from ingest.rates import (
-    account_mapping_create,
-    account_mapping_export,
-    account_mapping_import,
-    account_mapping_update,
-    owners,
-    rate_book,
-    rate_create,
-    rate_delete,
-    rate_lock,
-    rate_update,
-)
+from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
+from ingest.usage.mappings import account_mapping_create, account_mapping_update, owners
+from ingest.usage.pricing import Owner
+from ingest.usage.rates import rate_book, rate_create, rate_delete, rate_lock, rate_update
 from tests.conftest import role_client, user_in
 
 pytestmark = pytest.mark.django_db

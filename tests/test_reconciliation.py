@@ -12,7 +12,7 @@ import pytest
 from billing.models import BillingPeriod, Source
 from billing.roles import VIEWER
 from billing.services import Actor, period_close
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from journals.services import export_journal
 from openchargeback.cycle import reconciliation
 from statements.services import statements_generate

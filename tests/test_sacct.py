@@ -1,4 +1,4 @@
-"""Reading sacct output into daily CPU and GPU usage (ingest.sacct). Pure: no database."""
+"""Reading sacct output into daily CPU and GPU usage (ingest.usage.sacct). Pure: no database."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.parsers import IngestError
-from ingest.sacct import (
+from ingest.focus.parsers import IngestError
+from ingest.usage.records import Usage
+from ingest.usage.sacct import (
     DEFAULT_BILLABLE_STATES,
     FIELDS,
     SACCT_FORMAT,
@@ -19,7 +20,6 @@ from ingest.sacct import (
     read_sacct,
     sacct_command,
 )
-from ingest.usage import Usage
 
 NAME = "sacct-2025-03.txt"
 

@@ -26,11 +26,12 @@ from billing import flags
 from billing.patterns import compile_user_pattern
 from billing.rules import EMAIL_RE, PatternSpec, RuleSet, evaluate, map_tags
 from billing.services import Actor
-from ingest.converters import slurm_conversion, storage_conversion
-from ingest.parsers import parse_timestamp
-from ingest.quotas import parse_size, read_quotas
-from ingest.rates import account_mapping_import, rate_create
-from ingest.sacct import DEFAULT_BILLABLE_STATES, FIELDS, SacctOptions, read_sacct
+from ingest.focus.parsers import parse_timestamp
+from ingest.usage.converters import slurm_conversion, storage_conversion
+from ingest.usage.mapping_files import account_mapping_import
+from ingest.usage.quotas import parse_size, read_quotas
+from ingest.usage.rates import rate_create
+from ingest.usage.sacct import DEFAULT_BILLABLE_STATES, FIELDS, SacctOptions, read_sacct
 from openchargeback.demo.sampledata import (
     AMORTISED_SOURCE,
     CLOUD_MAPPINGS_FILE,

@@ -26,7 +26,7 @@ from django_q.models import Schedule
 
 from billing.models import AuditEvent, Charge, InstitutionSettings, Source
 from billing.services import Actor, BillingError, charges_review, period_close, period_reopen
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from statements import emailing, tasks
 from statements.models import EmailLog, EmailStatement, Statement
 from statements.services import statements_generate

@@ -24,7 +24,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from billing.models import BillingPeriod, Charge, InstitutionSettings, Project, Source
 from billing.services import Actor, finalize_blockers, period_close
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from statements import fonts, pdf
 from statements.models import Statement
 from statements.services import plan, statements_generate

@@ -29,7 +29,7 @@ from billing.services import (
     period_close,
     period_reopen,
 )
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from openchargeback.money import round_money
 from statements import pdf
 from statements.models import Statement, StatementCharge

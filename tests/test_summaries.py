@@ -18,7 +18,7 @@ from billing.services import (
     charges_reapply_rules,
     charges_review,
 )
-from ingest.services import import_file
+from ingest.focus.services import import_file
 from tests.conftest import focus_row
 
 KEY = ("period_id", "source_id", "pi_id", "project_id", "fund_org", "review_state")

@@ -10,9 +10,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.services import Actor, BillingError, source_for_slug, validate_period
-from ingest.converters import Conversion, conversion_import
+from ingest.focus.parsers import IngestError
 from ingest.management.commands.ingest import import_summary
-from ingest.parsers import IngestError
+from ingest.usage.converters import Conversion, conversion_import
 from openchargeback.money import format_money, money_str
 
 

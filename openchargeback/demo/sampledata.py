@@ -11,7 +11,7 @@ snapshots), plus one ``account_mappings.csv`` mapping the Slurm accounts and
 quotas to their PI, project and fund/org, and ``cloud_account_mappings.csv``
 mapping the sub-accounts of the GCP projects that carry no tags (all but one,
 left unmapped for the review queue). The HPC and storage inputs are priced
-by the converters (:mod:`ingest.converters`) with the rate card
+by the converters (:mod:`ingest.usage.converters`) with the rate card
 :data:`DEMO_RATES` (HPC heavily subsidised, storage half subsidised with a free
 allowance, a GPU price change in mid-September 2026).
 
@@ -1437,7 +1437,7 @@ def generate_sample_files(out_dir: Path, *, months: list[str], seed: int = 2026)
 
 @dataclass(frozen=True)
 class RateSpec:
-    """One rate card entry of the demo (the fields of ``ingest.rates.rate_create``)."""
+    """One rate card entry of the demo (the fields of ``ingest.usage.rates.rate_create``)."""
 
     resource: str  # cpu | gpu | storage
     service: str  # partition or storage tier
@@ -1501,8 +1501,9 @@ def quota_name(resource: Resource) -> str:
 
 
 def render_mappings(population: Population) -> bytes:
-    """``account_mappings.csv`` as ``ingest.rates.account_mapping_import`` reads it: every
-    Slurm account and quota of the samples except those in :data:`UNMAPPED`."""
+    """``account_mappings.csv`` as ``ingest.usage.mapping_files.account_mapping_import``
+    reads it: every Slurm account and quota of the samples except those in
+    :data:`UNMAPPED`."""
     rows: set[tuple[str, str, str, str, str]] = set()
     for resource in population.resources["hpc"]:
         project = resource.project
@@ -1671,7 +1672,7 @@ def _month_jobs(rng: random.Random, month: _Month, population: Population) -> li
 
 def render_sacct(month: str, *, seed: int = 2026, population: Population | None = None) -> bytes:
     """``hpc_<month>.sacct.txt``: what ``sacct --allocations --parsable2 --noheader`` prints
-    for the month (fields ``ingest.sacct.FIELDS``), run after the month ended: the jobs of
+    for the month (fields ``ingest.usage.sacct.FIELDS``), run after the month ended: the jobs of
     the month, the job running in from the previous month and the one running on into the
     next."""
     year, number = parse_month(month)

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.services import Actor
-from ingest.inbox import inbox_root, process_inbox
+from ingest.uploads.inbox import inbox_root, process_inbox
 
 
 class Command(BaseCommand):

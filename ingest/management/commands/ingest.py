@@ -26,8 +26,8 @@ from billing.services import (
     source_for_slug,
     validate_period,
 )
-from ingest.basis import label as basis_label
-from ingest.services import (
+from ingest.focus.basis import label as basis_label
+from ingest.focus.services import (
     DeliveryFile,
     DeliveryResult,
     ImportResult,
@@ -197,7 +197,7 @@ class Command(BaseCommand):
 
     def _routed(self, names: list[str]) -> list[tuple[Source, list[DeliveryFile]]]:
         """Each file split by provider: one delivery per source, in slug order."""
-        from ingest.routing import route_by_provider
+        from ingest.focus.routing import route_by_provider
 
         plan: dict[int, tuple[Source, list[DeliveryFile]]] = {}
         for name in names:

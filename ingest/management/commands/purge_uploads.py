@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from billing.services import Actor
-from ingest.uploads import uploads_purge
+from ingest.uploads.services import uploads_purge
 from openchargeback.files import sweep_temporaries
 from openchargeback.text import count
 

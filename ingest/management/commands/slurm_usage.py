@@ -17,10 +17,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandParser
 
-from ingest.converters import Conversion, quantity_text, slurm_conversion
+from ingest.focus.parsers import IngestError
 from ingest.management.converting import ConverterCommand
-from ingest.parsers import IngestError
-from ingest.sacct import SACCT_ENV, SacctOptions, SacctSummary, sacct_command
+from ingest.usage.converters import Conversion, quantity_text, slurm_conversion
+from ingest.usage.sacct import SACCT_ENV, SacctOptions, SacctSummary, sacct_command
 from openchargeback.text import count
 
 

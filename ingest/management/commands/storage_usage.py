@@ -15,10 +15,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandParser
 
-from ingest.converters import Conversion, quantity_text, storage_conversion
+from ingest.focus.parsers import IngestError
 from ingest.management.converting import ConverterCommand
-from ingest.parsers import IngestError
-from ingest.quotas import QuotaSummary
+from ingest.usage.converters import Conversion, quantity_text, storage_conversion
+from ingest.usage.quotas import QuotaSummary
 from openchargeback.text import count
 
 

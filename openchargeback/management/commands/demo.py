@@ -32,11 +32,17 @@ from billing.services import (
     source_for_slug,
     source_set,
 )
-from ingest.converters import Conversion, conversion_import, slurm_conversion, storage_conversion
+from ingest.focus.services import DeliveryFile, IngestError, import_delivery
 from ingest.models import Rate
-from ingest.rates import account_mapping_import, rate_create
-from ingest.sacct import SacctOptions
-from ingest.services import DeliveryFile, IngestError, import_delivery
+from ingest.usage.converters import (
+    Conversion,
+    conversion_import,
+    slurm_conversion,
+    storage_conversion,
+)
+from ingest.usage.mapping_files import account_mapping_import
+from ingest.usage.rates import rate_create
+from ingest.usage.sacct import SacctOptions
 from journals.models import JournalExport, JournalSettings
 from journals.services import export_journal, missing_journal_export
 from openchargeback.auth import DEMO_PASSWORD, DEMO_USERNAME

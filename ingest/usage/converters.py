@@ -2,7 +2,7 @@
 
 The converters behind ``openchargeback slurm-usage`` and ``storage-usage``.
 A :class:`Conversion` holds one month of priced usage
-(:mod:`ingest.sacct` or :mod:`ingest.quotas`, then :mod:`ingest.pricing`
+(:mod:`ingest.usage.sacct` or :mod:`ingest.usage.quotas`, then :mod:`ingest.usage.pricing`
 with the rate card and the account mappings). It can be written as a FOCUS
 CSV, imported through the normal ingest path (:func:`conversion_import`:
 the same validation, flags, deduplication and kept file as any provider's
@@ -41,13 +41,14 @@ from django.conf import settings
 from billing.models import InstitutionSettings, Source, TagMapping
 from billing.rules import UNMAPPED_ACCOUNT_TAG
 from billing.services import Actor
-from ingest.basis import conversion_name
-from ingest.parsers import IngestError
-from ingest.pricing import PricedRow, PricingError, price
-from ingest.quotas import QuotaSummary, read_quotas
-from ingest.rates import owners, rate_book
-from ingest.sacct import SacctOptions, SacctSummary, read_sacct
-from ingest.services import ImportResult, import_file
+from ingest.focus.basis import conversion_name
+from ingest.focus.parsers import IngestError
+from ingest.focus.services import ImportResult, import_file
+from ingest.usage.mappings import owners
+from ingest.usage.pricing import PricedRow, PricingError, price
+from ingest.usage.quotas import QuotaSummary, read_quotas
+from ingest.usage.rates import rate_book
+from ingest.usage.sacct import SacctOptions, SacctSummary, read_sacct
 from openchargeback.csvfile import LF, CsvWriter
 from openchargeback.files import write_atomically
 from openchargeback.money import from_nanos, money_str
@@ -222,13 +223,13 @@ def _summary_dict(summary: SacctSummary | QuotaSummary) -> dict[str, Any]:
 def slurm_conversion(
     *, lines: Iterable[str], name: str, period: str, options: SacctOptions
 ) -> Conversion:
-    """Price a month of ``sacct`` output (see :func:`ingest.sacct.read_sacct`)."""
+    """Price a month of ``sacct`` output (see :func:`ingest.usage.sacct.read_sacct`)."""
     usages, summary = read_sacct(lines, name=name, period=period, options=options)
     return _priced("slurm", usages, summary, name=name, period=period)
 
 
 def storage_conversion(*, path: Path, name: str, period: str, tier: str) -> Conversion:
-    """Price a month of a storage quota report (see :func:`ingest.quotas.read_quotas`)."""
+    """Price a month of a storage quota report (see :func:`ingest.usage.quotas.read_quotas`)."""
     usages, summary = read_quotas(path, name=name, period=period, default_tier=tier)
     return _priced("storage", usages, summary, name=name, period=period)
 
@@ -251,7 +252,7 @@ def conversion_import(
 ) -> ImportResult:
     """Import the month through the normal ingest path, replacing the source's
     earlier rows for the month (idempotent: the same input changes nothing)."""
-    # The name marks the source as priced by the rate card (ingest.ratecard).
+    # The name marks the source as priced by the rate card (ingest.usage.ratecard).
     display = conversion_name(conversion.kind, conversion.period)
     staging = Path(settings.MEDIA_ROOT) / "converted"
     try:

@@ -1,10 +1,15 @@
 """Row preparation for ingest: fingerprints, occurrences, costs, dates. Pure.
 
-:class:`RowPreparer` turns a parsed :class:`~ingest.parsers.Chunk` into a
+:class:`RowPreparer` turns a parsed :class:`~ingest.focus.parsers.Chunk` into a
 :class:`PreparedChunk`: everything about a row that needs neither the
 database nor the institution's rules. :func:`prepared_chunks` runs it in a
 forked helper process when the file is large, so parsing overlaps with the
 database inserts done by the importer on a second core.
+
+Over 600 lines on purpose: :class:`RowPreparer` is the per-row hot path of
+the import (docs/performance.md), written as a few long loops over columns
+that keep their values in local variables; split into smaller functions it
+would pay a call per row and per column.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from billing.rules import parse_tags
-from ingest.parsers import (
+from ingest.focus.parsers import (
     Chunk,
     FocusReader,
     IngestError,
@@ -41,7 +46,7 @@ PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 
 
 # Charge columns computed here, in this order; the importer adds the period,
-# the attribution and the flags (see ingest.services.INSERT_COLUMNS).
+# the attribution and the flags (see ingest.focus.bulk.ROW_COLUMNS).
 BASE_COLUMNS = (
     "line_number",
     "fingerprint",
@@ -77,7 +82,7 @@ BASE_COLUMNS = (
     "allocated_resource_id",
     "allocated_resource_name",
     "allocated_method_id",
-    # Cost basis (ingest.basis)
+    # Cost basis (ingest.focus.basis)
     "commitment_discount_id",
     "commitment_discount_status",
     "commitment_discount_category",
@@ -123,7 +128,7 @@ _TEXT_AFTER = (
     ("AllocatedResourceId", None),
     ("AllocatedResourceName", None),
     ("AllocatedMethodId", 200),
-    # Cost basis (ingest.basis)
+    # Cost basis (ingest.focus.basis)
     ("CommitmentDiscountId", None),
     ("CommitmentDiscountStatus", 20),
     ("CommitmentDiscountCategory", 20),

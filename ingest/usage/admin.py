@@ -3,8 +3,10 @@ rate card (locked once a month it priced is finalized, superseded by newer
 rates) and the account mappings (Slurm accounts, storage quotas and cloud
 accounts -> project, PI, fund/org), with a CSV import and export, the
 unmapped cloud accounts by cost, and applying the cloud mappings to pending
-charges. Every change goes through ingest.rates and ingest.cloud_accounts
-(audited)."""
+charges. Every change goes through the services (ingest.usage.rates,
+ingest.usage.mappings, ingest.usage.mapping_files, ingest.focus.cloud_accounts;
+audited). ingest/admin.py imports this module so that its pages are
+registered."""
 
 from __future__ import annotations
 
@@ -27,16 +29,17 @@ from django.utils.http import urlencode
 
 from billing.models import BillingPeriod, InstitutionSettings, Source
 from billing.services import Actor, BillingError
-from ingest.cloud_accounts import account_mappings_apply, unmapped_sub_accounts
+from ingest.focus.cloud_accounts import account_mappings_apply, unmapped_sub_accounts
 from ingest.models import AccountMapping, Rate
-from ingest.rates import (
-    RATE_FIELDS,
+from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
+from ingest.usage.mappings import (
     account_mapping_check,
     account_mapping_create,
     account_mapping_delete,
-    account_mapping_export,
-    account_mapping_import,
     account_mapping_update,
+)
+from ingest.usage.rates import (
+    RATE_FIELDS,
     rate_check,
     rate_create,
     rate_delete,

@@ -17,7 +17,7 @@ Both go to the source's central commitment project (or are excluded), by the
 source's ``commitment_handling``.
 
 The converters' file names mark a source as priced by the site's own rate
-card (:func:`is_conversion`, :mod:`ingest.ratecard`).
+card (:func:`is_conversion`, :mod:`ingest.usage.ratecard`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ EXCLUDE_NOTES = {
 }
 
 # The file names the Slurm and storage converters import their FOCUS rows under
-# (ingest.converters.conversion_import): the mark of a rate-card source.
+# (ingest.usage.converters.conversion_import): the mark of a rate-card source.
 _CONVERSION_NAME = re.compile(r"^(slurm|storage)-usage-\d{4}-\d{2}\.csv$")
 
 

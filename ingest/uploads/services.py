@@ -23,10 +23,10 @@ from django.utils import timezone
 
 from billing.models import Source
 from billing.services import Actor, BillingError, detect_period, detect_source, validate_period
+from ingest.focus.parsers import IngestError
+from ingest.focus.services import DeliveryFile, import_delivery, import_file
 from ingest.models import Upload
-from ingest.parsers import IngestError
-from ingest.services import DeliveryFile, import_delivery, import_file
-from ingest.staging import Progress, ProgressFile, read_progress
+from ingest.uploads.staging import Progress, ProgressFile, read_progress
 from openchargeback.money import money_str
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def upload_preview(
     a worker. Refuses a file being worked on.
 
     ``route``: a multi-provider file, split by provider into the sources that
-    claim each (no source of its own; see ingest.routing)."""
+    claim each (no source of its own; see ingest.focus.routing)."""
     name = upload.file_name
     if route:
         source = None
@@ -467,7 +467,7 @@ def _import_routed(
 ) -> tuple[dict[str, Any], int | None]:
     """A multi-provider file imported (or previewed) into the sources claiming
     its providers, all or none: the combined result and the first import id."""
-    from ingest.routing import route_by_provider
+    from ingest.focus.routing import route_by_provider
 
     routes = route_by_provider(path=path, display_name=upload.file_name)
 

@@ -34,8 +34,8 @@ from django.utils import timezone
 
 from billing.models import Source
 from billing.services import Actor, BillingError, detect_period
-from ingest.parsers import IngestError
-from ingest.services import DeliveryFile, import_delivery
+from ingest.focus.parsers import IngestError
+from ingest.focus.services import DeliveryFile, import_delivery
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 PROCESSING, DONE, FAILED = ".processing", "done", "failed"

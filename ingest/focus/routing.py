@@ -19,8 +19,8 @@ from django.conf import settings
 
 from billing.models import Source
 from billing.services import BillingError
-from ingest.limits import ingest_limits
-from ingest.parsers import Chunk, FocusReader, IngestError, is_null, open_focus
+from ingest.focus.limits import ingest_limits
+from ingest.focus.parsers import Chunk, FocusReader, IngestError, is_null, open_focus
 
 __all__ = ["provider_claims", "providers_in_file", "route_by_provider", "routed_reader"]
 

@@ -1,7 +1,7 @@
 """Which sources are priced by the site's own rate card. Reads only.
 
 A source whose charges the Slurm or storage converters priced (imports named
-by :func:`ingest.basis.conversion_name`) takes an *institutional subsidy* off
+by :func:`ingest.focus.basis.conversion_name`) takes an *institutional subsidy* off
 list price; every other source is a provider's export, whose difference from
 list price is the *provider discount* (docs/decisions/0006-cost-basis.md).
 Registered with billing (:mod:`billing.ratecard`) by ``IngestConfig.ready``:
@@ -10,7 +10,7 @@ statements and the dashboard ask billing, not ingest.
 
 from __future__ import annotations
 
-from ingest.basis import is_conversion
+from ingest.focus.basis import is_conversion
 from ingest.models import Import
 
 

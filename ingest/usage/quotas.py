@@ -1,4 +1,4 @@
-"""Storage quota reports (CSV or JSON) into TB-month :class:`~ingest.usage.Usage`.
+"""Storage quota reports (CSV or JSON) into TB-month :class:`~ingest.usage.records.Usage`.
 
 :func:`read_quotas` reads one report a storage system exports (quota name,
 bytes used, optionally a date and a tier per row) and returns one
@@ -6,6 +6,9 @@ bytes used, optionally a date and a tier per row) and returns one
 plus a :class:`QuotaSummary`. No ORM; pricing, the free allowance and the
 quota -> PI/project mapping happen later, from these records. Reading the
 same file twice gives the same records.
+
+(A little over 600 lines: the format below is the reader's specification and
+stays next to the code that implements it.)
 
 Format
     JSON if the first non-blank character is ``[`` or ``{`` (a list of
@@ -55,7 +58,7 @@ Semantics
     gives 31 records that sum to exactly ``Fraction(25, 2)`` TB-months.
 
 Errors
-    Problems a user can cause raise :class:`~ingest.parsers.IngestError`
+    Problems a user can cause raise :class:`~ingest.focus.parsers.IngestError`
     with one line naming the file, the CSV line (or the JSON item, counted
     from 1 within the list: ``item 3``) and the column or key. Row problems
     are collected and the first five shown, then ``(and N more)``; nothing
@@ -80,8 +83,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ingest.parsers import GZIP_MAGIC, IngestError
-from ingest.usage import BYTES_PER_TB, Usage
+from ingest.focus.parsers import GZIP_MAGIC, IngestError
+from ingest.usage.records import BYTES_PER_TB, Usage
 
 # A quota report is a few thousand rows; this guards against gzip bombs.
 MAX_REPORT_BYTES = 256 * 1024**2
@@ -210,7 +213,7 @@ def read_quotas(
     """Read a quota report; bill ``period`` ("YYYY-MM") in TB-months.
 
     ``name`` is the file name shown in messages. Raises
-    :class:`~ingest.parsers.IngestError` for anything wrong with the file.
+    :class:`~ingest.focus.parsers.IngestError` for anything wrong with the file.
     """
     try:
         with open(path, "rb") as fh:

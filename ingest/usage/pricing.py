@@ -1,7 +1,7 @@
 """Prices on-premises usage with the rate card: list price, free allowance,
 subsidy, monthly credit and cap, per project and month. Pure: no ORM, no I/O.
 
-:func:`price` takes the :class:`~ingest.usage.Usage` records of one month (from
+:func:`price` takes the :class:`~ingest.usage.records.Usage` records of one month (from
 the Slurm and storage readers), a :class:`RateBook` (the rate card) and the
 account -> owner mapping, and returns :class:`PricedRow` values the converters
 write as FOCUS rows (``ListCost`` = list, ``BilledCost`` = billed).
@@ -40,7 +40,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from ingest.usage import Resource, Usage
+from ingest.usage.records import Resource, Usage
 from openchargeback.money import NANOS_PER_UNIT, from_nanos
 
 __all__ = [

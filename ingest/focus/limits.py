@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from ingest.parsers import Limits
+from ingest.focus.parsers import Limits
 
 
 def ingest_limits() -> Limits:

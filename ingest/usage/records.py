@@ -1,8 +1,8 @@
 """On-premises usage, the common currency of the Slurm and storage converters.
 
-Readers (:mod:`ingest.sacct`, :mod:`ingest.quotas`) turn a cluster's or a
+Readers (:mod:`ingest.usage.sacct`, :mod:`ingest.usage.quotas`) turn a cluster's or a
 storage system's own export into :class:`Usage` records; pricing
-(:mod:`ingest.pricing`) turns those into FOCUS rows with a list price and
+(:mod:`ingest.usage.pricing`) turns those into FOCUS rows with a list price and
 the institution's subsidy. Pure: no ORM, no I/O.
 
 Quantities are exact :class:`fractions.Fraction` values in the rate's unit
