@@ -24,15 +24,16 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from billing.admin import (
+from billing.adminkit import (
     ReadOnlyAdmin,
     action_page,
     action_summary,
+    actor_for,
     changelist_url,
     money_column,
 )
 from billing.models import BillingPeriod, InstitutionSettings
-from billing.services import Actor, BillingError, web_text
+from billing.services import BillingError, web_text
 from openchargeback.text import count as _count
 from statements import emailing
 from statements.models import EmailLog, EmailStatement, Statement
@@ -48,10 +49,6 @@ _framed_by_self: Callable[[Callable[..., Any]], Callable[..., Any]] = csp_replac
 def inline_limit() -> int:
     """The admin does this much work in the request; more goes to the workers."""
     return int(settings.OPENCHARGEBACK_ADMIN_INLINE_LIMIT)
-
-
-def _actor(request: HttpRequest) -> Actor:
-    return Actor.for_user(request.user)  # type: ignore[arg-type]
 
 
 def dispatch_emails(email_ids: list[int], *, group: str) -> tuple[list[emailing.SendOutcome], int]:
@@ -515,7 +512,7 @@ class StatementAdmin(ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             options = {
                 "period": form.cleaned_data["period"].period,
-                "actor": _actor(request),
+                "actor": actor_for(request),
                 "allow_pending": form.cleaned_data["allow_pending"],
                 "send": form.cleaned_data["send"],
             }
@@ -600,7 +597,7 @@ class StatementAdmin(ReadOnlyAdmin):
         )
 
     def _send(self, request: HttpRequest, plan: emailing.SendPlan) -> None:
-        actor = _actor(request)
+        actor = actor_for(request)
         ids: list[int] = []
         try:
             for period in plan.periods:
@@ -628,7 +625,9 @@ class StatementAdmin(ReadOnlyAdmin):
         if form.is_valid():
             try:
                 emails = emailing.emails_resend(
-                    statements=queryset, actor=_actor(request), reason=form.cleaned_data["reason"]
+                    statements=queryset,
+                    actor=actor_for(request),
+                    reason=form.cleaned_data["reason"],
                 )
             except BillingError as exc:
                 messages.error(request, web_text(exc))
@@ -799,7 +798,7 @@ class EmailLogAdmin(ReadOnlyAdmin):
                     (f"Email {e.pk} to {e.to}", e.get_status_display().lower()) for e in others
                 ],
             )
-        ids = emailing.emails_retry_now(emails=queryset, actor=_actor(request))
+        ids = emailing.emails_retry_now(emails=queryset, actor=actor_for(request))
         group = f"emails-{request.user.get_username()}"
         outcomes, queued = dispatch_emails(ids, group=group)
         report_sending(request, outcomes, queued, group)
@@ -811,7 +810,7 @@ class EmailLogAdmin(ReadOnlyAdmin):
     ) -> TemplateResponse | None:
         form = ResolveForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
-            actor, data = _actor(request), form.cleaned_data
+            actor, data = actor_for(request), form.cleaned_data
             done, ids = 0, []
             try:
                 for email_log in queryset.filter(status=EmailLog.Status.SENDING):
