@@ -62,6 +62,20 @@ def changelist_url(model_admin: admin.ModelAdmin, request: HttpRequest) -> str:
     return f"{url}?{query}" if query else url
 
 
+def action_context(
+    model_admin: admin.ModelAdmin, request: HttpRequest, *, action: str
+) -> dict[str, Any]:
+    """What every confirmation page posts back (the action and the selection,
+    with ``apply``) and where its Cancel goes (the list, filters kept)."""
+    return {
+        "action": action,
+        "cancel_url": changelist_url(model_admin, request),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+    }
+
+
 def action_page(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,
@@ -85,12 +99,8 @@ def action_page(
         "details": details or [],
         "opts": model_admin.model._meta,
         "form": form,
-        "action": action,
         "submit_label": submit_label or title,
-        "cancel_url": changelist_url(model_admin, request),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-        "select_across": request.POST.get("select_across", "0"),
+        **action_context(model_admin, request, action=action),
     }
     return TemplateResponse(request, "admin/billing/action_form.html", context)
 
