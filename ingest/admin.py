@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from billing.admin import ReadOnlyAdmin
+from billing.adminkit import ReadOnlyAdmin
 from billing.models import InstitutionSettings
 from ingest.models import Import
 from ingest.uploads.views import UploadViews, charges_url

@@ -16,9 +16,9 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from billing.admin import ReadOnlyAdmin, money_column
+from billing.adminkit import ReadOnlyAdmin, actor_for, money_column
 from billing.models import BillingPeriod, InstitutionSettings
-from billing.services import Actor, BillingError, web_text
+from billing.services import BillingError, web_text
 from journals import layouts
 from journals.builders import FORMATS
 from journals.models import JournalExport, JournalSettings, JournalTemplate
@@ -170,7 +170,7 @@ class JournalExportAdmin(ReadOnlyAdmin):
                     if not may_export:
                         raise PermissionDenied
                     export = export_journal(
-                        actor=Actor.for_user(request.user),  # type: ignore[arg-type]
+                        actor=actor_for(request),
                         xlsx=data["xlsx"],
                         **options,
                     )

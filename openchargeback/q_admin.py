@@ -29,9 +29,9 @@ from django.http import HttpRequest
 from django_q import admin as q_admin
 from django_q.models import Failure, OrmQ, Schedule, Success, Task
 
-from billing.admin import ReadOnlyAdmin
+from billing.adminkit import ReadOnlyAdmin, actor_for
 from billing.roles import BILLING_ADMIN
-from billing.services import Actor, audit
+from billing.services import audit
 from openchargeback.text import count
 
 
@@ -42,10 +42,6 @@ def may_run_jobs(user: Any) -> bool:
     if user.is_superuser:
         return True
     return bool(user.groups.filter(name=BILLING_ADMIN).exists())
-
-
-def _actor(request: HttpRequest) -> Actor:
-    return Actor.for_user(request.user)  # type: ignore[arg-type]
 
 
 def _resubmit(task: Task) -> str:
@@ -71,7 +67,7 @@ class _ResultAdmin(ReadOnlyAdmin):
         description="Run selected jobs again (queued for the workers)", permissions=["resubmit"]
     )
     def resubmit(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        actor = _actor(request)
+        actor = actor_for(request)
         tasks = list(queryset.order_by("started"))
         # One transaction: with the ORM broker, the queued copies and their
         # audit events are written together or not at all.
@@ -108,7 +104,7 @@ class _AuditedAdmin(admin.ModelAdmin):
         with transaction.atomic():
             super().save_model(request, obj, form, change)
             audit(
-                actor=_actor(request),
+                actor=actor_for(request),
                 action=f"{self.audit_noun}.{'change' if change else 'add'}",
                 obj=obj,
                 after={name: str(form.cleaned_data[name]) for name in form.changed_data},
@@ -127,7 +123,7 @@ class _AuditedAdmin(admin.ModelAdmin):
 
     def _audit_delete(self, request: HttpRequest, obj: Any) -> None:
         audit(
-            actor=_actor(request),
+            actor=actor_for(request),
             action=f"{self.audit_noun}.delete",
             obj=obj,
             before=self.describe(obj),

@@ -11,11 +11,8 @@ from typing import Any
 from csp.constants import SELF
 from csp.decorators import csp_replace
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -24,15 +21,16 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
-from billing.admin import (
+from billing.adminkit import (
     ReadOnlyAdmin,
+    action_context,
     action_page,
     action_summary,
-    changelist_url,
+    actor_for,
     money_column,
 )
 from billing.models import BillingPeriod, InstitutionSettings
-from billing.services import Actor, BillingError, web_text
+from billing.services import BillingError, web_text
 from openchargeback.text import count as _count
 from statements import emailing
 from statements.models import EmailLog, EmailStatement, Statement
@@ -43,32 +41,6 @@ from statements.services import statements_generate
 _framed_by_self: Callable[[Callable[..., Any]], Callable[..., Any]] = csp_replace(
     {"frame-ancestors": [SELF]}
 )
-
-
-def inline_limit() -> int:
-    """The admin does this much work in the request; more goes to the workers."""
-    return int(settings.OPENCHARGEBACK_ADMIN_INLINE_LIMIT)
-
-
-def _actor(request: HttpRequest) -> Actor:
-    return Actor.for_user(request.user)  # type: ignore[arg-type]
-
-
-def dispatch_emails(email_ids: list[int], *, group: str) -> tuple[list[emailing.SendOutcome], int]:
-    """Send now when few, else queue one job per email; (outcomes, queued).
-
-    The jobs are queued once the emails' rows are committed (a worker must
-    find them); sent inline only outside a transaction (the claim commits)."""
-    if len(email_ids) <= inline_limit():
-        return [emailing.send_email(i) for i in email_ids], 0
-    from django_q.tasks import async_task
-
-    def enqueue() -> None:
-        for email_id in email_ids:
-            async_task("statements.tasks.send_email", email_id, group=group)
-
-    transaction.on_commit(enqueue)
-    return [], len(email_ids)
 
 
 # --- Confirmations: who gets what, before anything is sent ---------------------------
@@ -131,12 +103,8 @@ def email_confirmation(
         "problems": problems or [],
         "form": form,
         "fingerprint": fingerprint,
-        "action": action,
         "submit_label": f"{verb} {_count(len(emails), 'email')}",
-        "cancel_url": changelist_url(model_admin, request),
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-        "select_across": request.POST.get("select_across", "0"),
+        **action_context(model_admin, request, action=action),
     }
     return TemplateResponse(request, "admin/statements/email_confirmation.html", context)
 
@@ -205,9 +173,8 @@ def skipped_text(skipped: list[tuple[str, str]]) -> str:
     return ", ".join(f"{n:,} {why}" for why, n in ranked)
 
 
-def report_sending(
-    request: HttpRequest, outcomes: list[emailing.SendOutcome], queued: int, group: str
-) -> None:
+def report_sending(request: HttpRequest, dispatch: emailing.Dispatch, group: str) -> None:
+    outcomes, queued = dispatch.outcomes, dispatch.queued
     sent = sum(1 for o in outcomes if o.status == "sent")
     failed = [o for o in outcomes if o.status == "failed"]
     if queued:
@@ -515,14 +482,14 @@ class StatementAdmin(ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             options = {
                 "period": form.cleaned_data["period"].period,
-                "actor": _actor(request),
+                "actor": actor_for(request),
                 "allow_pending": form.cleaned_data["allow_pending"],
                 "send": form.cleaned_data["send"],
             }
             try:
                 preview = statements_generate(dry_run=True, **options)
                 if "confirm" in request.POST:
-                    small = len(preview.would_create) <= inline_limit()
+                    small = len(preview.would_create) <= emailing.inline_limit()
                     result = statements_generate(sync=small, **options)
                     self._report_generate(request, result)
                     changelist = reverse("admin:statements_statement_changelist")
@@ -562,7 +529,7 @@ class StatementAdmin(ReadOnlyAdmin):
                 f"{result.job_group}; the workers (openchargeback qcluster) do it.",
             )
         elif result.send:
-            report_sending(request, result.emails, 0, "")
+            report_sending(request, emailing.Dispatch(outcomes=result.emails), "")
 
     # actions
 
@@ -600,7 +567,7 @@ class StatementAdmin(ReadOnlyAdmin):
         )
 
     def _send(self, request: HttpRequest, plan: emailing.SendPlan) -> None:
-        actor = _actor(request)
+        actor = actor_for(request)
         ids: list[int] = []
         try:
             for period in plan.periods:
@@ -617,8 +584,8 @@ class StatementAdmin(ReadOnlyAdmin):
             messages.error(request, web_text(exc))
             return
         group = f"emails-{request.user.get_username()}"
-        outcomes, queued_jobs = dispatch_emails(ids, group=group)
-        report_sending(request, outcomes, queued_jobs, group)
+        dispatch = emailing.emails_dispatch(email_ids=ids, group=group)
+        report_sending(request, dispatch, group)
 
     @admin.action(description="Resend selected statements (a second copy)…", permissions=["resend"])
     def resend_selected(
@@ -628,14 +595,16 @@ class StatementAdmin(ReadOnlyAdmin):
         if form.is_valid():
             try:
                 emails = emailing.emails_resend(
-                    statements=queryset, actor=_actor(request), reason=form.cleaned_data["reason"]
+                    statements=queryset,
+                    actor=actor_for(request),
+                    reason=form.cleaned_data["reason"],
                 )
             except BillingError as exc:
                 messages.error(request, web_text(exc))
                 return None
             group = f"resend-{request.user.get_username()}"
-            outcomes, queued = dispatch_emails([e.pk for e in emails], group=group)
-            report_sending(request, outcomes, queued, group)
+            dispatch = emailing.emails_dispatch(email_ids=[e.pk for e in emails], group=group)
+            report_sending(request, dispatch, group)
             return None
         planned, problems = emailing.resend_plan(queryset)
         return email_confirmation(
@@ -799,10 +768,10 @@ class EmailLogAdmin(ReadOnlyAdmin):
                     (f"Email {e.pk} to {e.to}", e.get_status_display().lower()) for e in others
                 ],
             )
-        ids = emailing.emails_retry_now(emails=queryset, actor=_actor(request))
+        ids = emailing.emails_retry_now(emails=queryset, actor=actor_for(request))
         group = f"emails-{request.user.get_username()}"
-        outcomes, queued = dispatch_emails(ids, group=group)
-        report_sending(request, outcomes, queued, group)
+        dispatch = emailing.emails_dispatch(email_ids=ids, group=group)
+        report_sending(request, dispatch, group)
         return None
 
     @admin.action(description="Resolve selected stuck emails…", permissions=["send"])
@@ -811,7 +780,7 @@ class EmailLogAdmin(ReadOnlyAdmin):
     ) -> TemplateResponse | None:
         form = ResolveForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
-            actor, data = _actor(request), form.cleaned_data
+            actor, data = actor_for(request), form.cleaned_data
             done, ids = 0, []
             try:
                 for email_log in queryset.filter(status=EmailLog.Status.SENDING):
@@ -824,8 +793,8 @@ class EmailLogAdmin(ReadOnlyAdmin):
                 messages.error(request, web_text(exc))
             if data["outcome"] == "retry" and ids:
                 group = f"emails-{request.user.get_username()}"
-                outcomes, queued = dispatch_emails(ids, group=group)
-                report_sending(request, outcomes, queued, group)
+                dispatch = emailing.emails_dispatch(email_ids=ids, group=group)
+                report_sending(request, dispatch, group)
             elif done:
                 messages.success(request, f"{done:,} emails recorded as sent.")
             else:

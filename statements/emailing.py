@@ -491,6 +491,41 @@ def send_due(*, period: str | None = None) -> list[SendOutcome]:
     return [send_email(email_id) for email_id in ids]
 
 
+def inline_limit() -> int:
+    """How much the admin does in its request (emails to send, statements to
+    render); more goes to the workers."""
+    return int(settings.OPENCHARGEBACK_ADMIN_INLINE_LIMIT)
+
+
+@dataclass
+class Dispatch:
+    """What ``emails_dispatch`` did: the emails sent here, or how many were queued."""
+
+    outcomes: list[SendOutcome] = field(default_factory=list)
+    queued: int = 0
+
+
+def emails_dispatch(*, email_ids: list[int], group: str) -> Dispatch:
+    """Send recorded emails: here when few (``inline_limit``), else one worker
+    job per email in job group ``group``.
+
+    The jobs are queued once the emails' rows are committed (a worker must
+    find them); sent here only outside a transaction (the claim commits).
+    Safe to repeat: every send claims its row first (``send_email``)."""
+    if len(email_ids) <= inline_limit():
+        return Dispatch(outcomes=[send_email(i) for i in email_ids])
+    from django_q.tasks import async_task
+
+    ids = list(email_ids)
+
+    def enqueue() -> None:
+        for email_id in ids:
+            async_task("statements.tasks.send_email", email_id, group=group)
+
+    transaction.on_commit(enqueue)
+    return Dispatch(queued=len(ids))
+
+
 def emails_retry_now(*, emails: QuerySet[EmailLog], actor: Actor) -> list[int]:
     """Make failed emails due now (an operator's "send now"); returns their ids."""
     with transaction.atomic():

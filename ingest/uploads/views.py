@@ -27,6 +27,7 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from billing import flags
+from billing.adminkit import actor_for
 from billing.models import InstitutionSettings, Source
 from billing.services import Actor, BillingError, validate_period, web_text
 from ingest.models import Upload
@@ -221,7 +222,7 @@ class UploadViews(admin.ModelAdmin):
         if not form.is_valid() or not received:
             errors = [] if received else ["Choose at least one file."]
             return self._upload_page(request, form, errors=errors, status=400)
-        actor = Actor.for_user(request.user)  # type: ignore[arg-type]
+        actor = actor_for(request)
         batch = uuid.uuid4()
         staged: list[Upload] = []
         for entry in received:
@@ -354,7 +355,7 @@ class UploadViews(admin.ModelAdmin):
     def _batch_action(self, request: HttpRequest, files: list[Upload]) -> None:
         kind, _, ident = request.POST.get("action", "").partition(":")
         by_id = {str(u.pk): u for u in files}
-        actor = Actor.for_user(request.user)  # type: ignore[arg-type]
+        actor = actor_for(request)
         if kind in ("preview", "import", "discard"):
             if ident not in by_id:
                 messages.error(request, "That file is not part of this upload any more.")

@@ -27,8 +27,9 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.http import urlencode
 
+from billing.adminkit import actor_for
 from billing.models import BillingPeriod, InstitutionSettings, Source
-from billing.services import Actor, BillingError
+from billing.services import BillingError
 from ingest.focus.cloud_accounts import account_mappings_apply, unmapped_sub_accounts
 from ingest.models import AccountMapping, Rate
 from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
@@ -50,10 +51,6 @@ from ingest.usage.rates import (
 from openchargeback.money import format_money, money_str
 
 MAX_MAPPING_FILE_BYTES = 10 * 1024**2
-
-
-def _actor(request: HttpRequest) -> Actor:
-    return Actor.for_user(request.user)  # type: ignore[arg-type]
 
 
 def _plain(value: Decimal) -> str:
@@ -274,7 +271,7 @@ class RateAdmin(admin.ModelAdmin):
         return reverse("admin:ingest_rate_add") + "?" + urlencode(initial)
 
     def save_model(self, request: HttpRequest, obj: Rate, form: Any, change: bool) -> None:
-        actor = _actor(request)
+        actor = actor_for(request)
         data = form.cleaned_data
         if change:
             changed = {f: data[f] for f in form.changed_data if f in RATE_FIELDS}
@@ -284,7 +281,7 @@ class RateAdmin(admin.ModelAdmin):
         obj.pk = saved.pk
 
     def delete_model(self, request: HttpRequest, obj: Rate) -> None:
-        rate_delete(rate=obj, actor=_actor(request))
+        rate_delete(rate=obj, actor=actor_for(request))
 
 
 # --- Account mappings ------------------------------------------------------------------
@@ -412,7 +409,7 @@ class AccountMappingAdmin(admin.ModelAdmin):
             return
         for source in sources:
             try:
-                result = account_mappings_apply(actor=_actor(request), source=source)
+                result = account_mappings_apply(actor=actor_for(request), source=source)
             except BillingError as exc:
                 messages.error(request, f"{source.slug}: {exc}")
             else:
@@ -512,7 +509,7 @@ class AccountMappingAdmin(admin.ModelAdmin):
             period = form.cleaned_data["period"]
             try:
                 result = account_mappings_apply(
-                    actor=_actor(request),
+                    actor=actor_for(request),
                     source=form.cleaned_data["source"],
                     period=period.period if period else None,
                     dry_run=dry_run,
@@ -535,7 +532,7 @@ class AccountMappingAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: AccountMapping, form: Any, change: bool
     ) -> None:
-        actor = _actor(request)
+        actor = actor_for(request)
         data = form.cleaned_data
         if change:
             changed = {f: data[f] for f in form.changed_data if f in MAPPING_FIELDS}
@@ -545,10 +542,10 @@ class AccountMappingAdmin(admin.ModelAdmin):
         obj.pk = saved.pk
 
     def delete_model(self, request: HttpRequest, obj: AccountMapping) -> None:
-        account_mapping_delete(mapping=obj, actor=_actor(request))
+        account_mapping_delete(mapping=obj, actor=actor_for(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AccountMapping]) -> None:
-        actor = _actor(request)
+        actor = actor_for(request)
         for mapping in queryset:
             account_mapping_delete(mapping=mapping, actor=actor)
 
@@ -570,7 +567,10 @@ class AccountMappingAdmin(admin.ModelAdmin):
                         for chunk in upload.chunks():
                             out.write(chunk)
                     result = account_mapping_import(
-                        path=copy, actor=_actor(request), dry_run=dry_run, display_name=upload.name
+                        path=copy,
+                        actor=actor_for(request),
+                        dry_run=dry_run,
+                        display_name=upload.name,
                     )
             except BillingError as exc:
                 form.add_error("file", str(exc))
