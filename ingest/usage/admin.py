@@ -34,6 +34,7 @@ from ingest.focus.cloud_accounts import account_mappings_apply, unmapped_sub_acc
 from ingest.models import AccountMapping, Rate
 from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
 from ingest.usage.mappings import (
+    MAPPING_FIELDS,
     account_mapping_check,
     account_mapping_create,
     account_mapping_delete,
@@ -287,23 +288,10 @@ class RateAdmin(admin.ModelAdmin):
 # --- Account mappings ------------------------------------------------------------------
 
 
-MAPPING_FIELDS = [
-    "kind",
-    "source",
-    "name",
-    "project",
-    "fund_org",
-    "effective_from",
-    "effective_to",
-    "notes",
-    "active",
-]
-
-
 class AccountMappingForm(forms.ModelForm):
     class Meta:
         model = AccountMapping
-        fields = MAPPING_FIELDS
+        fields = list(MAPPING_FIELDS)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -33,7 +33,7 @@ __all__ = [
 MAPPING_COLUMNS = ("kind", "name", "pi_email", "project_id", "fund_org")
 # Optional columns, for cloud mappings (a file without them is all Slurm and storage).
 CLOUD_COLUMNS = ("source", "effective_from", "effective_to")
-_MAPPING_FIELDS = (
+MAPPING_FIELDS = (  # the fields a mapping's services and its admin form edit
     "kind",
     "source",
     "name",
@@ -189,7 +189,7 @@ def account_mapping_update(
 ) -> AccountMapping:
     """Change a mapping's kind, source, name, project, fund/org, dates, notes or
     active flag."""
-    unknown = set(changes) - set(_MAPPING_FIELDS)
+    unknown = set(changes) - set(MAPPING_FIELDS)
     if unknown:
         raise BillingError(f"unknown mapping field(s): {', '.join(sorted(unknown))}")
     fresh = (
