@@ -26,27 +26,13 @@ from billing.blockers import (
     left_blocked,
     period_blockers,
 )
+from billing.errors import BillingError
 from billing.models import AuditEvent, BillingPeriod, Source, period_validator
 from billing.patterns import PatternError, compile_user_pattern
 from openchargeback.logging import audit_log
 from openchargeback.money import to_nanos
 from openchargeback.spreadsheet import restore
 from openchargeback.text import count
-
-
-class BillingError(Exception):
-    """A user-caused problem (wrong period, locked data, bad value): one line.
-
-    ``str()`` is the line for the command line (it may name flags and
-    commands); ``web`` says the same for a browser user, who has buttons
-    instead of flags; ``blockers`` are the problems one by one, with the admin
-    page that fixes each.
-    """
-
-    def __init__(self, message: str, *, web: str = "", blockers: Any = ()) -> None:
-        super().__init__(message)
-        self.web = web or message
-        self.blockers = list(blockers)
 
 
 @dataclass(frozen=True)

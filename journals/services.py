@@ -20,8 +20,9 @@ from django.utils import timezone
 
 from billing.basis import describe as describe_bases
 from billing.blockers import Blocker, charges_url, source_url
+from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge, Source
-from billing.services import Actor, BillingError, audit, validate_period
+from billing.services import Actor, audit, validate_period
 from journals import layouts, writers
 from journals.builders import (
     FORMATS,

@@ -29,9 +29,10 @@ from django.utils import timezone
 
 from billing.basis import category_label, difference_kind
 from billing.blockers import Blocker
+from billing.errors import BillingError
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project, Source
 from billing.ratecard import rate_card_sources
-from billing.services import Actor, BillingError, _locked_period, audit, validate_period
+from billing.services import Actor, _locked_period, audit, validate_period
 from openchargeback.csvfile import CsvWriter
 from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.text import count

@@ -31,10 +31,11 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, Max, Q, Sum
 
+from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge, Source
 from billing.rules import UNMAPPED_ACCOUNT_TAG, map_tags
 from billing.selectors import load_ruleset
-from billing.services import Actor, BillingError, charges_fix_attribution_report, validate_period
+from billing.services import Actor, charges_fix_attribution_report, validate_period
 from ingest.models import AccountMapping
 from openchargeback.text import count
 

@@ -29,6 +29,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from billing.errors import BillingError
+
 # Canonical FOCUS column -> accepted header spellings (normalised: stripped,
 # lowercased). FOCUS 1.0-1.3 names first, then the 1.0-preview and 0.5 names
 # some exporters still write; when a file has both, the current name wins and
@@ -115,14 +117,13 @@ PARQUET_MAGIC = b"PAR1"
 _NULLS = frozenset({"", "NULL", "null", "Null", "NaT", "None"})
 
 
-class IngestError(Exception):
+class IngestError(BillingError):
     """A user-caused problem with a file; the message is one line.
 
     ``web`` says the same for a browser user (buttons, not commands)."""
 
     def __init__(self, message: str, *, web: str = "") -> None:
-        super().__init__(message)
-        self.web = web or message
+        super().__init__(message, web=web)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.services import Actor, BillingError, source_for_slug, validate_period
+from billing.errors import BillingError
+from billing.services import Actor, source_for_slug, validate_period
 from ingest.focus.parsers import IngestError
 from ingest.management.commands.ingest import import_summary
 from ingest.usage.converters import Conversion, conversion_import

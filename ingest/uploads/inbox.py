@@ -32,8 +32,9 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from billing.errors import BillingError
 from billing.models import Source
-from billing.services import Actor, BillingError, detect_period
+from billing.services import Actor, detect_period
 from ingest.focus.parsers import IngestError
 from ingest.focus.services import DeliveryFile, import_delivery
 

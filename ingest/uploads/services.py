@@ -21,8 +21,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.errors import BillingError
 from billing.models import Source
-from billing.services import Actor, BillingError, detect_period, detect_source, validate_period
+from billing.services import Actor, detect_period, detect_source, validate_period
 from ingest.focus.parsers import IngestError
 from ingest.focus.services import DeliveryFile, import_delivery, import_file
 from ingest.models import Upload

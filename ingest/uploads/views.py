@@ -28,8 +28,9 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from billing import flags
 from billing.adminkit import actor_for
+from billing.errors import BillingError
 from billing.models import InstitutionSettings, Source
-from billing.services import Actor, BillingError, validate_period, web_text
+from billing.services import Actor, validate_period, web_text
 from ingest.models import Upload
 from ingest.uploads import services as uploads
 from ingest.uploads import staging

@@ -18,9 +18,10 @@ from typing import Any
 from django.db import transaction
 from django.db.models.functions import Lower
 
+from billing.errors import BillingError
 from billing.models import PI, Project, Source
 from billing.rules import EMAIL_RE
-from billing.services import Actor, BillingError, audit, audit_change
+from billing.services import Actor, audit, audit_change
 from ingest.models import AccountMapping
 from ingest.usage.mappings import (
     CLOUD_COLUMNS,

@@ -40,6 +40,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
+from billing.errors import BillingError
 from ingest.usage.records import Resource, Usage
 from openchargeback.money import NANOS_PER_UNIT, from_nanos
 
@@ -61,7 +62,7 @@ _MAX_NANOS = 2**63 - 1  # what one MoneyField value holds
 _PERIOD_RE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
-class PricingError(ValueError):
+class PricingError(BillingError, ValueError):
     """Usage that cannot be priced (no rate in force, a day outside the period): one line."""
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from billing.errors import BillingError
 from billing.models import ExchangeRate
 from billing.services import (
     Actor,
-    BillingError,
     exchange_rate_set,
     exchange_rates_import,
     home_currency,

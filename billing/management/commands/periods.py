@@ -9,11 +9,11 @@ from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from billing.errors import BillingError
 from billing.models import BillingPeriod
 from billing.selectors import period_summaries
 from billing.services import (
     Actor,
-    BillingError,
     finalize_blockers,
     period_close,
     period_finalize,

@@ -13,10 +13,10 @@ from django.db.models.functions import Abs
 
 from billing import flags
 from billing.blockers import approvable, left_blocked, with_reason
+from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge
 from billing.services import (
     Actor,
-    BillingError,
     charges_fix_attribution_report,
     charges_review,
     missing_rate_reason,

@@ -11,7 +11,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.services import Actor, BillingError, validate_period
+from billing.errors import BillingError
+from billing.services import Actor, validate_period
 from statements import emailing
 from statements.models import EmailLog, Statement
 
