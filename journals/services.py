@@ -5,7 +5,6 @@ journals and statements is the project's (``openchargeback.ledger``)."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from journals.builders import (
     shares,
 )
 from journals.models import JournalExport, JournalSettings, JournalTemplate
-from openchargeback.files import atomic_path
+from openchargeback.files import write_atomically
 from openchargeback.money import to_nanos
 from openchargeback.text import count
 
@@ -270,7 +269,7 @@ def export_journal(
         lines = render(prepared, spool, xlsx=xlsx)
         sha256 = _sha256(spool)
         if output is not None:
-            write_atomically(output, spool)
+            _write_output(output, spool)
         return _record(prepared, spool, lines=lines, sha256=sha256, xlsx=xlsx, actor=actor)
 
 
@@ -316,9 +315,7 @@ def _record(
         relative = storage.get_available_name(export.file.field.generate_filename(export, name))
         target = Path(storage.path(relative))
         try:
-            with atomic_path(target) as temporary, open(temporary, "wb") as fh:
-                spool.seek(0)
-                shutil.copyfileobj(spool, fh, 1 << 20)
+            write_atomically(target, spool)
         except OSError as exc:  # a full disk: nothing kept, nothing recorded
             raise BillingError(
                 f"could not store the journal file {relative}: {exc.strerror or exc}; "
@@ -341,17 +338,16 @@ def _record(
     return export
 
 
-def write_atomically(path: Path, source: BinaryIO) -> None:
-    """Copy `source` to a temporary file beside `path`, fsync, rename: never a half file."""
+def _write_output(path: Path, source: BinaryIO) -> None:
+    """Copy `source` to `--output` (atomically: never a half file); a user error
+    if the path cannot be written."""
     path = Path(path)
     if path.is_dir():
         raise BillingError(f"--output {path} is a directory; name the file")
     if not path.parent.exists():
         raise BillingError(f"--output {path}: folder {path.parent} does not exist")
     try:
-        with atomic_path(path) as temporary, open(temporary, "wb") as fh:
-            source.seek(0)
-            shutil.copyfileobj(source, fh, 1 << 20)
+        write_atomically(path, source)
     except OSError as exc:
         raise BillingError(f"--output {path}: {exc.strerror or exc}") from None
 
