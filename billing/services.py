@@ -4,7 +4,6 @@ where noted; every change is recorded as an AuditEvent with its actor."""
 from __future__ import annotations
 
 import getpass
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,8 +26,9 @@ from billing.blockers import (
     period_blockers,
 )
 from billing.errors import BillingError
-from billing.models import AuditEvent, BillingPeriod, Source, period_validator
+from billing.models import AuditEvent, BillingPeriod, Source
 from billing.patterns import PatternError, compile_user_pattern
+from billing.periods import parse_period
 from openchargeback.logging import audit_log
 from openchargeback.money import to_nanos
 from openchargeback.spreadsheet import restore
@@ -158,16 +158,6 @@ def log_audit(actor: Actor, action: str, *, count: int, **fields: Any) -> None:
             **fields,
         },
     )
-
-
-def validate_period(value: str) -> str:
-    """'2025-01' -> '2025-01'; anything else raises BillingError."""
-    value = value.strip()
-    try:
-        period_validator(value)
-    except ValidationError:
-        raise BillingError(f"period {value!r} is not a month in the form YYYY-MM") from None
-    return value
 
 
 def normalise_slug(slug: str) -> str:
@@ -300,15 +290,6 @@ def detect_source(filename: str) -> Source | None:
     return best[1] if best else None
 
 
-_PERIOD_HINT = re.compile(r"(?<!\d)(20\d{2})[-_]?(0[1-9]|1[0-2])(?!\d)")
-
-
-def detect_period(filename: str) -> str | None:
-    """A month hinted in a file name: 2025-01, 2025_01 or 202501."""
-    match = _PERIOD_HINT.search(filename)
-    return f"{match.group(1)}-{match.group(2)}" if match else None
-
-
 # --- Billing periods: open -> closed -> finalized ------------------------------
 
 # Checks that must pass before a period can be finalized, registered by the
@@ -323,7 +304,7 @@ def register_finalize_check(name: str, check: FinalizeCheck) -> None:
 
 
 def _locked_period(period: str) -> BillingPeriod:
-    period = validate_period(period)
+    period = parse_period(period)
     obj = BillingPeriod.objects.select_for_update().filter(period=period).first()
     if obj is None:
         raise BillingError(f"period {period} does not exist (it is created by its first import)")
@@ -379,7 +360,7 @@ def _pending_summary(obj: BillingPeriod) -> tuple[int, Decimal]:
 def period_open(*, period: str, actor: Actor, note: str = "") -> BillingPeriod:
     """The BillingPeriod for a month, created open (noted and audited) on first
     sight: by its first import, or ahead of it. Safe to re-run."""
-    period = validate_period(period)
+    period = parse_period(period)
     obj, created = BillingPeriod.objects.get_or_create(period=period)
     if created:
         _append_note(obj, actor=actor, action="opened", text=note)
@@ -1118,7 +1099,7 @@ def exchange_rate_check(
     note = None if note is None else note.strip()
     if note is not None and len(note) > 300:
         raise BillingError("the note is longer than 300 characters")
-    month = validate_period(period)
+    month = parse_period(period)
     obj = BillingPeriod.objects.filter(period=month).first()
     if obj is not None and not _same_as_recorded(obj, code, text, note):
         _refuse_rate_lock(obj, code)
@@ -1305,7 +1286,7 @@ def exchange_rates_import(  # noqa: C901 - one check per column and line, each n
         except CurrencyError as exc:
             raise BillingError(f"{where('currency')}: {exc}") from None
         try:
-            month = validate_period(cell("period"))
+            month = parse_period(cell("period"))
         except BillingError as exc:
             raise BillingError(f"{where('period')}: {exc}") from None
         try:

@@ -21,7 +21,8 @@ from billing.basis import describe as describe_bases
 from billing.blockers import Blocker, charges_url, source_url
 from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge, Source
-from billing.services import Actor, audit, validate_period
+from billing.periods import parse_period
+from billing.services import Actor, audit
 from journals import layouts, writers
 from journals.builders import (
     FORMATS,
@@ -173,7 +174,7 @@ def layout_for(format: str) -> Layout:
 
 
 def _period(period: str, *, include_pending: bool) -> BillingPeriod:
-    period = validate_period(period)
+    period = parse_period(period)
     obj = BillingPeriod.objects.filter(period=period).first()
     if obj is None:
         raise BillingError(f"period {period} does not exist (it is created by its first import)")

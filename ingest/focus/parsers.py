@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from billing.errors import BillingError
+from billing.periods import month_of
 
 # Canonical FOCUS column -> accepted header spellings (normalised: stripped,
 # lowercased). FOCUS 1.0-1.3 names first, then the 1.0-preview and 0.5 names
@@ -1052,4 +1053,4 @@ def parse_period(text: str) -> str:
     ``2024-10-01T00:00:00+02:00`` is October, never converted to UTC first
     (that would be September 30).
     """
-    return datetime.fromisoformat(text).strftime("%Y-%m")
+    return month_of(datetime.fromisoformat(text))

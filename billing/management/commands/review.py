@@ -15,6 +15,7 @@ from billing import flags
 from billing.blockers import approvable, left_blocked, with_reason
 from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge
+from billing.periods import parse_period as validate_period
 from billing.services import (
     Actor,
     charges_fix_attribution_report,
@@ -22,7 +23,6 @@ from billing.services import (
     missing_rate_reason,
     missing_rates,
     normalise_slug,
-    validate_period,
 )
 from openchargeback.money import format_money, money_str
 
