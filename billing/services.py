@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -84,7 +85,39 @@ def audit(
         object_id = object_id or str(obj.pk)
         object_repr = object_repr or str(obj)[:300]
     log_audit(actor, action, object_type=object_type, object_id=object_id, count=1)
-    return AuditEvent.objects.create(
+    event = audit_event(
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=object_repr,
+        period=period,
+        before=before,
+        after=after,
+        reason=reason,
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event(
+    *,
+    actor: Actor,
+    action: str,
+    object_type: str,
+    object_id: str,
+    object_repr: str,
+    period: BillingPeriod | None = None,
+    period_id: int | None = None,
+    before: Any = None,
+    after: Any = None,
+    reason: str = "",
+    created_at: datetime | None = None,
+) -> AuditEvent:
+    """One audit row, not saved: what :func:`audit` saves, and what writers
+    that record many changes at once pass to ``AuditEvent.objects.bulk_create``
+    (with one :func:`log_audit` line for the lot)."""
+    event = AuditEvent(
         actor=actor.name,
         channel=actor.channel,
         user_id=actor.user_id,
@@ -96,6 +129,38 @@ def audit(
         before=before,
         after=after,
         reason=reason,
+    )
+    if period_id is not None:
+        event.period_id = period_id
+    if created_at is not None:
+        event.created_at = created_at
+    return event
+
+
+def charge_event(
+    *,
+    actor: Actor,
+    action: str,
+    charge_id: int,
+    period_id: int | None,
+    created_at: datetime,
+    before: Any = None,
+    after: Any = None,
+    reason: str = "",
+) -> AuditEvent:
+    """:func:`audit_event` for a change to one charge, named by its id (the
+    bulk writers do not load the charge)."""
+    return audit_event(
+        actor=actor,
+        action=action,
+        object_type="billing.charge",
+        object_id=str(charge_id),
+        object_repr=f"Charge {charge_id}",
+        period_id=period_id,
+        before=before,
+        after=after,
+        reason=reason,
+        created_at=created_at,
     )
 
 
@@ -119,7 +184,9 @@ def audit_change(
     )
 
 
-def audit_created(*, actor: Actor, action: str, records: list[tuple[Any, Any]]) -> None:
+def audit_created(
+    *, actor: Actor, action: str, records: list[tuple[Any, Any]], reason: str = ""
+) -> None:
     """Record one creation event per ``(object, after)`` pair, in one insert.
 
     The same rows :func:`audit` writes one at a time, for writers that create
@@ -130,15 +197,14 @@ def audit_created(*, actor: Actor, action: str, records: list[tuple[Any, Any]]) 
     log_audit(actor, action, object_type=records[0][0]._meta.label_lower, count=len(records))
     AuditEvent.objects.bulk_create(
         [
-            AuditEvent(
-                actor=actor.name,
-                channel=actor.channel,
-                user_id=actor.user_id,
+            audit_event(
+                actor=actor,
                 action=action,
                 object_type=obj._meta.label_lower,
                 object_id=str(obj.pk),
-                object_repr=str(obj)[:300],
+                object_repr=str(obj),
                 after=after,
+                reason=reason,
             )
             for obj, after in records
         ]
@@ -564,15 +630,11 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
                 review_note=note,
             )
             AuditEvent.objects.bulk_create(
-                AuditEvent(
+                charge_event(
                     created_at=now,
-                    actor=actor.name,
-                    channel=actor.channel,
-                    user_id=actor.user_id,
+                    actor=actor,
                     action=f"charge.{action}",
-                    object_type="billing.charge",
-                    object_id=str(pk),
-                    object_repr=f"Charge {pk}",
+                    charge_id=pk,
                     period_id=period_id,
                     before={"review_state": state},
                     after={"review_state": target, "billed_cost": str(billed)},
@@ -1046,15 +1108,11 @@ def charges_convert(*, charges: Any, actor: Actor, note: str = "") -> int:
                     continue
                 updated.append(charge)
                 events.append(
-                    AuditEvent(
+                    charge_event(
                         created_at=now,
-                        actor=actor.name,
-                        channel=actor.channel,
-                        user_id=actor.user_id,
+                        actor=actor,
                         action="charge.convert",
-                        object_type="billing.charge",
-                        object_id=str(charge.pk),
-                        object_repr=f"Charge {charge.pk}",
+                        charge_id=charge.pk,
                         period_id=charge.period_id,
                         before=before,
                         after=after,
