@@ -45,6 +45,7 @@ from billing.blockers import (
     rate_form_url,
     with_reason,
 )
+from billing.errors import BillingError
 from billing.models import (
     PI,
     AuditEvent,
@@ -62,7 +63,6 @@ from billing.models import (
 )
 from billing.services import (
     Actor,
-    BillingError,
     FixReport,
     charges_fix_attribution_report,
     charges_reapply_rules,

@@ -18,10 +18,10 @@ from django.utils import timezone
 from billing import flags
 from billing.fields import JSONTextField, MoneyField
 from billing.patterns import PatternError, compile_user_pattern
+from billing.periods import PERIOD_RE
 from billing.placeholders import template_problem
 from openchargeback.money import format_money
 
-PERIOD_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 period_validator = RegexValidator(PERIOD_RE, "Enter a month as YYYY-MM (e.g. 2025-01).")
 slug_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]*$", "Lowercase letters, digits, '_' and '-' only."

@@ -4,9 +4,9 @@ where noted; every change is recorded as an AuditEvent with its actor."""
 from __future__ import annotations
 
 import getpass
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,27 +26,14 @@ from billing.blockers import (
     left_blocked,
     period_blockers,
 )
-from billing.models import AuditEvent, BillingPeriod, Source, period_validator
+from billing.errors import BillingError
+from billing.models import AuditEvent, BillingPeriod, Source
 from billing.patterns import PatternError, compile_user_pattern
+from billing.periods import parse_period
 from openchargeback.logging import audit_log
 from openchargeback.money import to_nanos
 from openchargeback.spreadsheet import restore
 from openchargeback.text import count
-
-
-class BillingError(Exception):
-    """A user-caused problem (wrong period, locked data, bad value): one line.
-
-    ``str()`` is the line for the command line (it may name flags and
-    commands); ``web`` says the same for a browser user, who has buttons
-    instead of flags; ``blockers`` are the problems one by one, with the admin
-    page that fixes each.
-    """
-
-    def __init__(self, message: str, *, web: str = "", blockers: Any = ()) -> None:
-        super().__init__(message)
-        self.web = web or message
-        self.blockers = list(blockers)
 
 
 @dataclass(frozen=True)
@@ -98,7 +85,39 @@ def audit(
         object_id = object_id or str(obj.pk)
         object_repr = object_repr or str(obj)[:300]
     log_audit(actor, action, object_type=object_type, object_id=object_id, count=1)
-    return AuditEvent.objects.create(
+    event = audit_event(
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=object_repr,
+        period=period,
+        before=before,
+        after=after,
+        reason=reason,
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event(
+    *,
+    actor: Actor,
+    action: str,
+    object_type: str,
+    object_id: str,
+    object_repr: str,
+    period: BillingPeriod | None = None,
+    period_id: int | None = None,
+    before: Any = None,
+    after: Any = None,
+    reason: str = "",
+    created_at: datetime | None = None,
+) -> AuditEvent:
+    """One audit row, not saved: what :func:`audit` saves, and what writers
+    that record many changes at once pass to ``AuditEvent.objects.bulk_create``
+    (with one :func:`log_audit` line for the lot)."""
+    event = AuditEvent(
         actor=actor.name,
         channel=actor.channel,
         user_id=actor.user_id,
@@ -110,6 +129,38 @@ def audit(
         before=before,
         after=after,
         reason=reason,
+    )
+    if period_id is not None:
+        event.period_id = period_id
+    if created_at is not None:
+        event.created_at = created_at
+    return event
+
+
+def charge_event(
+    *,
+    actor: Actor,
+    action: str,
+    charge_id: int,
+    period_id: int | None,
+    created_at: datetime,
+    before: Any = None,
+    after: Any = None,
+    reason: str = "",
+) -> AuditEvent:
+    """:func:`audit_event` for a change to one charge, named by its id (the
+    bulk writers do not load the charge)."""
+    return audit_event(
+        actor=actor,
+        action=action,
+        object_type="billing.charge",
+        object_id=str(charge_id),
+        object_repr=f"Charge {charge_id}",
+        period_id=period_id,
+        before=before,
+        after=after,
+        reason=reason,
+        created_at=created_at,
     )
 
 
@@ -133,7 +184,9 @@ def audit_change(
     )
 
 
-def audit_created(*, actor: Actor, action: str, records: list[tuple[Any, Any]]) -> None:
+def audit_created(
+    *, actor: Actor, action: str, records: list[tuple[Any, Any]], reason: str = ""
+) -> None:
     """Record one creation event per ``(object, after)`` pair, in one insert.
 
     The same rows :func:`audit` writes one at a time, for writers that create
@@ -144,15 +197,14 @@ def audit_created(*, actor: Actor, action: str, records: list[tuple[Any, Any]]) 
     log_audit(actor, action, object_type=records[0][0]._meta.label_lower, count=len(records))
     AuditEvent.objects.bulk_create(
         [
-            AuditEvent(
-                actor=actor.name,
-                channel=actor.channel,
-                user_id=actor.user_id,
+            audit_event(
+                actor=actor,
                 action=action,
                 object_type=obj._meta.label_lower,
                 object_id=str(obj.pk),
-                object_repr=str(obj)[:300],
+                object_repr=str(obj),
                 after=after,
+                reason=reason,
             )
             for obj, after in records
         ]
@@ -172,16 +224,6 @@ def log_audit(actor: Actor, action: str, *, count: int, **fields: Any) -> None:
             **fields,
         },
     )
-
-
-def validate_period(value: str) -> str:
-    """'2025-01' -> '2025-01'; anything else raises BillingError."""
-    value = value.strip()
-    try:
-        period_validator(value)
-    except ValidationError:
-        raise BillingError(f"period {value!r} is not a month in the form YYYY-MM") from None
-    return value
 
 
 def normalise_slug(slug: str) -> str:
@@ -314,15 +356,6 @@ def detect_source(filename: str) -> Source | None:
     return best[1] if best else None
 
 
-_PERIOD_HINT = re.compile(r"(?<!\d)(20\d{2})[-_]?(0[1-9]|1[0-2])(?!\d)")
-
-
-def detect_period(filename: str) -> str | None:
-    """A month hinted in a file name: 2025-01, 2025_01 or 202501."""
-    match = _PERIOD_HINT.search(filename)
-    return f"{match.group(1)}-{match.group(2)}" if match else None
-
-
 # --- Billing periods: open -> closed -> finalized ------------------------------
 
 # Checks that must pass before a period can be finalized, registered by the
@@ -337,7 +370,7 @@ def register_finalize_check(name: str, check: FinalizeCheck) -> None:
 
 
 def _locked_period(period: str) -> BillingPeriod:
-    period = validate_period(period)
+    period = parse_period(period)
     obj = BillingPeriod.objects.select_for_update().filter(period=period).first()
     if obj is None:
         raise BillingError(f"period {period} does not exist (it is created by its first import)")
@@ -393,7 +426,7 @@ def _pending_summary(obj: BillingPeriod) -> tuple[int, Decimal]:
 def period_open(*, period: str, actor: Actor, note: str = "") -> BillingPeriod:
     """The BillingPeriod for a month, created open (noted and audited) on first
     sight: by its first import, or ahead of it. Safe to re-run."""
-    period = validate_period(period)
+    period = parse_period(period)
     obj, created = BillingPeriod.objects.get_or_create(period=period)
     if created:
         _append_note(obj, actor=actor, action="opened", text=note)
@@ -597,15 +630,11 @@ def charges_review(*, charges: Any, action: str, actor: Actor, note: str = "") -
                 review_note=note,
             )
             AuditEvent.objects.bulk_create(
-                AuditEvent(
+                charge_event(
                     created_at=now,
-                    actor=actor.name,
-                    channel=actor.channel,
-                    user_id=actor.user_id,
+                    actor=actor,
                     action=f"charge.{action}",
-                    object_type="billing.charge",
-                    object_id=str(pk),
-                    object_repr=f"Charge {pk}",
+                    charge_id=pk,
                     period_id=period_id,
                     before={"review_state": state},
                     after={"review_state": target, "billed_cost": str(billed)},
@@ -1079,15 +1108,11 @@ def charges_convert(*, charges: Any, actor: Actor, note: str = "") -> int:
                     continue
                 updated.append(charge)
                 events.append(
-                    AuditEvent(
+                    charge_event(
                         created_at=now,
-                        actor=actor.name,
-                        channel=actor.channel,
-                        user_id=actor.user_id,
+                        actor=actor,
                         action="charge.convert",
-                        object_type="billing.charge",
-                        object_id=str(charge.pk),
-                        object_repr=f"Charge {charge.pk}",
+                        charge_id=charge.pk,
                         period_id=charge.period_id,
                         before=before,
                         after=after,
@@ -1132,7 +1157,7 @@ def exchange_rate_check(
     note = None if note is None else note.strip()
     if note is not None and len(note) > 300:
         raise BillingError("the note is longer than 300 characters")
-    month = validate_period(period)
+    month = parse_period(period)
     obj = BillingPeriod.objects.filter(period=month).first()
     if obj is not None and not _same_as_recorded(obj, code, text, note):
         _refuse_rate_lock(obj, code)
@@ -1319,7 +1344,7 @@ def exchange_rates_import(  # noqa: C901 - one check per column and line, each n
         except CurrencyError as exc:
             raise BillingError(f"{where('currency')}: {exc}") from None
         try:
-            month = validate_period(cell("period"))
+            month = parse_period(cell("period"))
         except BillingError as exc:
             raise BillingError(f"{where('period')}: {exc}") from None
         try:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 
+from billing.errors import BillingError
 from billing.patterns import PatternError, UserPattern, compile_user_pattern
 from billing.placeholders import fill, template_problem
 from openchargeback.money import CENT, round_money
@@ -46,7 +47,7 @@ class Problem:
         return f"{self.text} ({self.cli})" if self.cli else self.text
 
 
-class JournalError(Exception):
+class JournalError(BillingError):
     """The export cannot be balanced or is not allowed; the message lists every problem."""
 
     def __init__(self, problems: Sequence[Problem | str]) -> None:

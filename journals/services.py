@@ -5,7 +5,6 @@ journals and statements is the project's (``openchargeback.ledger``)."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +19,10 @@ from django.utils import timezone
 
 from billing.basis import describe as describe_bases
 from billing.blockers import Blocker, charges_url, source_url
+from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge, Source
-from billing.services import Actor, BillingError, audit, validate_period
+from billing.periods import parse_period
+from billing.services import Actor, audit
 from journals import layouts, writers
 from journals.builders import (
     FORMATS,
@@ -36,7 +37,7 @@ from journals.builders import (
     shares,
 )
 from journals.models import JournalExport, JournalSettings, JournalTemplate
-from openchargeback.files import atomic_path
+from openchargeback.files import write_atomically
 from openchargeback.money import to_nanos
 from openchargeback.text import count
 
@@ -173,7 +174,7 @@ def layout_for(format: str) -> Layout:
 
 
 def _period(period: str, *, include_pending: bool) -> BillingPeriod:
-    period = validate_period(period)
+    period = parse_period(period)
     obj = BillingPeriod.objects.filter(period=period).first()
     if obj is None:
         raise BillingError(f"period {period} does not exist (it is created by its first import)")
@@ -269,7 +270,7 @@ def export_journal(
         lines = render(prepared, spool, xlsx=xlsx)
         sha256 = _sha256(spool)
         if output is not None:
-            write_atomically(output, spool)
+            _write_output(output, spool)
         return _record(prepared, spool, lines=lines, sha256=sha256, xlsx=xlsx, actor=actor)
 
 
@@ -315,9 +316,7 @@ def _record(
         relative = storage.get_available_name(export.file.field.generate_filename(export, name))
         target = Path(storage.path(relative))
         try:
-            with atomic_path(target) as temporary, open(temporary, "wb") as fh:
-                spool.seek(0)
-                shutil.copyfileobj(spool, fh, 1 << 20)
+            write_atomically(target, spool)
         except OSError as exc:  # a full disk: nothing kept, nothing recorded
             raise BillingError(
                 f"could not store the journal file {relative}: {exc.strerror or exc}; "
@@ -340,17 +339,16 @@ def _record(
     return export
 
 
-def write_atomically(path: Path, source: BinaryIO) -> None:
-    """Copy `source` to a temporary file beside `path`, fsync, rename: never a half file."""
+def _write_output(path: Path, source: BinaryIO) -> None:
+    """Copy `source` to `--output` (atomically: never a half file); a user error
+    if the path cannot be written."""
     path = Path(path)
     if path.is_dir():
         raise BillingError(f"--output {path} is a directory; name the file")
     if not path.parent.exists():
         raise BillingError(f"--output {path}: folder {path.parent} does not exist")
     try:
-        with atomic_path(path) as temporary, open(temporary, "wb") as fh:
-            source.seek(0)
-            shutil.copyfileobj(source, fh, 1 << 20)
+        write_atomically(path, source)
     except OSError as exc:
         raise BillingError(f"--output {path}: {exc.strerror or exc}") from None
 

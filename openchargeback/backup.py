@@ -28,6 +28,7 @@ from django.db import connection, connections
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 
+from billing.errors import BillingError
 from openchargeback.files import atomic_path, fsync_dir
 
 FORMAT = 1
@@ -35,8 +36,9 @@ SQLITE_NAME = "database.sqlite3"
 PG_NAME = "database.pgdump"
 
 
-class BackupError(Exception):
-    """Something the person running the command can fix (shown as one line)."""
+class BackupError(BillingError):
+    """Something the person running the command can fix (shown as one line); a
+    BillingError, so every user error is caught the same way."""
 
 
 @dataclass

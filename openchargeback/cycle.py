@@ -19,6 +19,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.urls import reverse
 
 from billing.models import BillingPeriod, Charge, ChargeSummary, InstitutionSettings
+from billing.periods import previous_month
 from billing.ratecard import rate_card_sources
 from ingest.models import Import
 from journals.models import JournalExport
@@ -157,11 +158,6 @@ class SourceCheck:
     expected: list[str]  # display names
     delivered: list[str]  # display names, expected or not
     missing: list[str]  # expected and not delivered
-
-
-def previous_month(period: str) -> str:
-    year, month = (int(part) for part in period.split("-"))
-    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
 
 
 def source_check(period: BillingPeriod) -> SourceCheck:

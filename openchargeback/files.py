@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -45,9 +47,16 @@ def atomic_path(target: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def write_atomically(target: Path, content: bytes) -> None:
+def write_atomically(target: Path, content: bytes | BinaryIO) -> None:
+    """Write `content` (bytes, or a binary file read from its start) to `target`
+    through :func:`atomic_path`: all of it or, on any error, nothing."""
     with atomic_path(target) as temporary:
-        temporary.write_bytes(content)
+        if isinstance(content, bytes):
+            temporary.write_bytes(content)
+            return
+        with open(temporary, "wb") as fh:
+            content.seek(0)
+            shutil.copyfileobj(content, fh, 1 << 20)
 
 
 def _unlink_if_stale(path: Path, cutoff: float) -> bool:

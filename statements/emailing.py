@@ -35,9 +35,11 @@ from django.db.models import F, Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing.errors import BillingError
 from billing.models import EMAIL_SUBJECT_FIELDS, BillingPeriod, InstitutionSettings
+from billing.periods import parse_period
 from billing.placeholders import TemplateError, fill
-from billing.services import Actor, BillingError, _locked_period, audit, validate_period
+from billing.services import Actor, _locked_period, audit
 from statements.models import EmailLog, EmailStatement, Statement, StatementCharge
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,7 @@ def emails_queue(
 ) -> QueueResult:
     """One pending email per PI with their current statements not emailed yet
     (only these PIs' or these statements, when given)."""
-    period = validate_period(period)
+    period = parse_period(period)
     with transaction.atomic():
         obj = _sendable_period(period)
         current = Statement.objects.filter(period=obj, superseded_at=None)
@@ -486,7 +488,7 @@ def send_due(*, period: str | None = None) -> list[SendOutcome]:
     """Send every email that is due now (cron: `openchargeback emails retry`)."""
     emails = due()
     if period:
-        emails = emails.filter(period__period=validate_period(period))
+        emails = emails.filter(period__period=parse_period(period))
     ids = list(emails.order_by("id").values_list("id", flat=True))
     return [send_email(email_id) for email_id in ids]
 

@@ -29,9 +29,11 @@ from django.utils import timezone
 
 from billing.basis import category_label, difference_kind
 from billing.blockers import Blocker
+from billing.errors import BillingError
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project, Source
+from billing.periods import parse_period
 from billing.ratecard import rate_card_sources
-from billing.services import Actor, BillingError, _locked_period, audit, validate_period
+from billing.services import Actor, _locked_period, audit
 from openchargeback.csvfile import CsvWriter
 from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.text import count
@@ -333,7 +335,7 @@ def statements_generate(
     With `send`, every PI with a current statement not emailed yet gets one
     email (after rendering): inline with `sync`, else one job per PI.
     """
-    period = validate_period(period)
+    period = parse_period(period)
     if dry_run:
         obj = BillingPeriod.objects.filter(period=period).first()
         if obj is None:

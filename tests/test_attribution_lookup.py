@@ -10,9 +10,10 @@ import pytest
 from django.contrib.admin import helpers
 from django.core.management import CommandError, call_command
 
+from billing.errors import BillingError
 from billing.models import PI, AuditEvent, Charge, Source
 from billing.roles import REVIEWER
-from billing.services import Actor, BillingError, charges_fix_attribution_report
+from billing.services import Actor, charges_fix_attribution_report
 from ingest.focus.services import import_file
 from tests.conftest import focus_row, role_client
 

@@ -14,11 +14,11 @@ from django.utils.html import escape
 
 from billing import flags
 from billing.blockers import blocked_reasons, left_blocked, period_blockers
+from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge, FundOrgPattern, Source
 from billing.roles import BILLING_ADMIN
 from billing.services import (
     Actor,
-    BillingError,
     charges_reapply_rules,
     charges_review,
     exchange_rate_set,

@@ -20,11 +20,11 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client
 
 from billing.currencies import CurrencyError, convert, describe, parse_currency, parse_rate
+from billing.errors import BillingError
 from billing.models import AuditEvent, BillingPeriod, Charge, ExchangeRate, FlagRule, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import (
     Actor,
-    BillingError,
     charges_reapply_rules,
     charges_review,
     exchange_rate_set,

@@ -653,11 +653,12 @@ def test_flag_bits_are_stable() -> None:
 def test_source_and_period_are_detected_from_file_names(
     defaults: None, name: str, source: str | None, period: str | None
 ) -> None:
-    from billing.services import detect_period, detect_source
+    from billing.periods import period_in_name
+    from billing.services import detect_source
 
     found = detect_source(name)
     assert (found.slug if found else None) == source
-    assert detect_period(name) == period
+    assert period_in_name(name) == period
 
 
 def test_new_pis_and_projects_are_created_once_each_with_an_audit_event(

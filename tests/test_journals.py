@@ -21,10 +21,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
+from billing.errors import BillingError
 from billing.models import AuditEvent, Charge, Project, Source
 from billing.services import (
     Actor,
-    BillingError,
     charges_review,
     finalize_blockers,
     period_close,

@@ -12,10 +12,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing import flags
+from billing.errors import BillingError
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.services import (
     Actor,
-    BillingError,
     charges_review,
     finalize_blockers,
     period_close,

@@ -24,8 +24,9 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django_q.models import Schedule
 
+from billing.errors import BillingError
 from billing.models import AuditEvent, Charge, InstitutionSettings, Source
-from billing.services import Actor, BillingError, charges_review, period_close, period_reopen
+from billing.services import Actor, charges_review, period_close, period_reopen
 from ingest.focus.services import import_file
 from statements import emailing, tasks
 from statements.models import EmailLog, EmailStatement, Statement

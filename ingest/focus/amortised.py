@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from billing.models import AuditEvent, Charge, Project, Source
 from billing.rules import RuleSet, attribution_flags
-from billing.services import Actor, log_audit
+from billing.services import Actor, charge_event, log_audit
 from ingest.focus import basis as cost_basis
 from ingest.focus.attribution import Who
 from ingest.focus.bulk import BATCH
@@ -150,15 +150,11 @@ class CostBasis:
             kind = cost_basis.commitment_kind(category, commitment_id, status)
             by_kind.setdefault(kind, []).append(pk)
             events.append(
-                AuditEvent(
+                charge_event(
                     created_at=now,
-                    actor=actor.name,
-                    channel=actor.channel,
-                    user_id=actor.user_id,
+                    actor=actor,
                     action="charge.exclude_commitment",
-                    object_type="billing.charge",
-                    object_id=str(pk),
-                    object_repr=f"Charge {pk}",
+                    charge_id=pk,
                     period_id=period_id,
                     after={"review_state": "rejected", "billed_cost": str(billed)},
                     reason=cost_basis.EXCLUDE_NOTES.get(kind, ""),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing.models import PI, Project
+from billing.owners import pis_create, projects_create
 from billing.rules import (
     EMAIL_RE,
     Attribution,
@@ -25,7 +26,7 @@ from billing.rules import (
     map_tags,
     unmapped_account,
 )
-from billing.services import Actor, audit, audit_created
+from billing.services import Actor, audit
 from ingest.focus.cloud_accounts import (
     CloudMappings,
     CloudOwner,
@@ -199,35 +200,16 @@ class Attributor:
                 else:
                     new_projects.setdefault(code, "")
         if new_pis:
-            created = PI.objects.bulk_create([PI(email=email) for email in new_pis])
-            for pi in created:
+            for pi in pis_create(emails=new_pis, actor=self.actor):
                 self.pis[pi.email] = pi.pk
                 self.pi_email_by_id[pi.pk] = pi.email
-            audit_created(
-                actor=self.actor,
-                action="pi.create",
-                records=[(pi, {"email": pi.email}) for pi in created],
-            )
         if new_projects:
-            projects = Project.objects.bulk_create(
-                [
-                    Project(project_id=code, pi_id=self.pis[email] if email else None)
-                    for code, email in new_projects.items()
-                ]
-            )
-            for project in projects:
+            owners = {
+                code: (self.pis[email] if email else None, email)
+                for code, email in new_projects.items()
+            }
+            for project in projects_create(owners=owners, actor=self.actor):
                 self.projects[project.project_id] = (project.pk, project.pi_id)
-            audit_created(
-                actor=self.actor,
-                action="project.create",
-                records=[
-                    (
-                        project,
-                        {"project_id": project.project_id, "pi": new_projects[project.project_id]},
-                    )
-                    for project in projects
-                ],
-            )
 
     def _pi(self, email: str) -> int | None:
         if not email or not EMAIL_RE.match(email):
@@ -237,8 +219,7 @@ class Attributor:
             if self.dry_run:
                 pi_id = self.next_fake_id()
             else:
-                pi = PI.objects.create(email=email)
-                audit(actor=self.actor, action="pi.create", obj=pi, after={"email": email})
+                [pi] = pis_create(emails=[email], actor=self.actor)
                 pi_id = pi.pk
             self.pis[email] = pi_id
             self.pi_email_by_id[pi_id] = email
@@ -254,13 +235,8 @@ class Attributor:
             if self.dry_run:
                 proj_id = self.next_fake_id()
             else:
-                project = Project.objects.create(project_id=code, pi_id=pi_id)
-                audit(
-                    actor=self.actor,
-                    action="project.create",
-                    obj=project,
-                    after={"project_id": code, "pi": self.pi_email_by_id.get(pi_id or 0, "")},
-                )
+                owner = (pi_id, self.pi_email_by_id.get(pi_id or 0, ""))
+                [project] = projects_create(owners={code: owner}, actor=self.actor)
                 proj_id = project.pk
             self.projects[code] = (proj_id, pi_id)
             return proj_id, None

@@ -54,7 +54,7 @@ EXCLUDE_NOTES = {
 
 # The file names the Slurm and storage converters import their FOCUS rows under
 # (ingest.usage.converters.conversion_import): the mark of a rate-card source.
-_CONVERSION_NAME = re.compile(r"^(slurm|storage)-usage-\d{4}-\d{2}\.csv$")
+_CONVERSION_NAME = re.compile(r"^(slurm|storage)-usage-[0-9]{4}-[0-9]{2}\.csv$")
 
 
 def commitment_kind(category: str, commitment_id: str, status: str) -> str:

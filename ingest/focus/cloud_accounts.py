@@ -31,10 +31,12 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, Max, Q, Sum
 
+from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge, Source
+from billing.periods import month_start, parse_period
 from billing.rules import UNMAPPED_ACCOUNT_TAG, map_tags
 from billing.selectors import load_ruleset
-from billing.services import Actor, BillingError, charges_fix_attribution_report, validate_period
+from billing.services import Actor, charges_fix_attribution_report
 from ingest.models import AccountMapping
 from openchargeback.text import count
 
@@ -189,7 +191,7 @@ def charge_day(charge_period_start: Any, period: str) -> date:
         return charge_period_start
     if isinstance(charge_period_start, str) and len(charge_period_start) >= 10:
         return date.fromisoformat(charge_period_start[:10])
-    return date(int(period[:4]), int(period[5:7]), 1)
+    return month_start(period)
 
 
 def unmapped_label(sub_account_id: str, sub_account_name: str = "") -> str:
@@ -240,7 +242,7 @@ class _Rollback(Exception):
 def _open_periods(period: str | None) -> list[int]:
     periods = BillingPeriod.objects.all()
     if period:
-        period = validate_period(period)
+        period = parse_period(period)
         obj = periods.filter(period=period).first()
         if obj is None:
             raise BillingError(f"period {period} does not exist")

@@ -29,6 +29,9 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from billing.errors import BillingError
+from billing.periods import month_of
+
 # Canonical FOCUS column -> accepted header spellings (normalised: stripped,
 # lowercased). FOCUS 1.0-1.3 names first, then the 1.0-preview and 0.5 names
 # some exporters still write; when a file has both, the current name wins and
@@ -115,14 +118,13 @@ PARQUET_MAGIC = b"PAR1"
 _NULLS = frozenset({"", "NULL", "null", "Null", "NaT", "None"})
 
 
-class IngestError(Exception):
+class IngestError(BillingError):
     """A user-caused problem with a file; the message is one line.
 
     ``web`` says the same for a browser user (buttons, not commands)."""
 
     def __init__(self, message: str, *, web: str = "") -> None:
-        super().__init__(message)
-        self.web = web or message
+        super().__init__(message, web=web)
 
 
 @dataclass(frozen=True)
@@ -1051,4 +1053,4 @@ def parse_period(text: str) -> str:
     ``2024-10-01T00:00:00+02:00`` is October, never converted to UTC first
     (that would be September 30).
     """
-    return datetime.fromisoformat(text).strftime("%Y-%m")
+    return month_of(datetime.fromisoformat(text))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from billing.errors import BillingError
 from billing.models import Source
-from billing.services import BillingError
 from ingest.focus.limits import ingest_limits
 from ingest.focus.parsers import Chunk, FocusReader, IngestError, is_null, open_focus
 

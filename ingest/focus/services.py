@@ -22,7 +22,8 @@ from django.db.models import Max
 
 from billing import summaries
 from billing.models import Charge, Source
-from billing.services import Actor, audit, charges_convert, validate_period
+from billing.periods import parse_period
+from billing.services import Actor, audit, charges_convert
 from ingest.focus.attribution import Attributor
 from ingest.focus.bulk import bulk_load, insert_trigger_suspended
 from ingest.focus.importer import FileImporter
@@ -99,7 +100,7 @@ def import_delivery(
     if not files:
         raise IngestError("no file to import")
     if expected_period:
-        expected_period = validate_period(expected_period)
+        expected_period = parse_period(expected_period)
     readers: list[FocusReader] = []
     for item in files:
         reader = open_focus(

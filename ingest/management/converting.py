@@ -9,7 +9,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.services import Actor, BillingError, source_for_slug, validate_period
+from billing.errors import BillingError
+from billing.periods import parse_period
+from billing.services import Actor, source_for_slug
 from ingest.focus.parsers import IngestError
 from ingest.management.commands.ingest import import_summary
 from ingest.usage.converters import Conversion, conversion_import
@@ -62,7 +64,7 @@ class ConverterCommand(BaseCommand):
         if options["dry_run"] and not ingest:
             raise CommandError("--dry-run goes with --ingest")
         try:
-            period = validate_period(options["period"])
+            period = parse_period(options["period"])
             source = source_for_slug(options["source"]) if ingest else None
             conversion = self.convert(period, options)
             report: dict[str, Any] = {"conversion": conversion.as_dict()}

@@ -32,8 +32,10 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from billing.errors import BillingError
 from billing.models import Source
-from billing.services import Actor, BillingError, detect_period
+from billing.periods import period_in_name
+from billing.services import Actor
 from ingest.focus.parsers import IngestError
 from ingest.focus.services import DeliveryFile, import_delivery
 
@@ -128,7 +130,7 @@ def process_inbox(*, actor: Actor) -> list[InboxOutcome]:
         for path in _waiting(source_dir, settle):
             claimed = _claim(path)
             if claimed is not None:
-                groups.setdefault(detect_period(claimed.name) or "", []).append(claimed)
+                groups.setdefault(period_in_name(claimed.name) or "", []).append(claimed)
         for period, claimed_files in groups.items():
             outcomes += _import_delivery(claimed_files, period, source_dir, source, actor)
     return outcomes

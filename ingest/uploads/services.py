@@ -21,8 +21,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.errors import BillingError
 from billing.models import Source
-from billing.services import Actor, BillingError, detect_period, detect_source, validate_period
+from billing.periods import parse_period, period_in_name
+from billing.services import Actor, detect_source
 from ingest.focus.parsers import IngestError
 from ingest.focus.services import DeliveryFile, import_delivery, import_file
 from ingest.models import Upload
@@ -111,7 +113,7 @@ def upload_stage(
     """Record a staged file with the source and period detected from its name
     (or those chosen for the whole batch)."""
     detected_source = detect_source(file_name)
-    detected_period = detect_period(file_name) or ""
+    detected_period = period_in_name(file_name) or ""
     chosen = source or detected_source
     upload = Upload.objects.create(
         batch=batch,
@@ -150,7 +152,7 @@ def upload_preview(
     if source is not None and not source.enabled:
         raise BillingError(f"{name}: source {source.slug!r} is disabled; enable it first")
     try:
-        period = validate_period(period) if period.strip() else ""
+        period = parse_period(period) if period.strip() else ""
     except BillingError as exc:
         raise BillingError(f"{name}: {exc}") from None
     with transaction.atomic():

@@ -28,8 +28,10 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from billing import flags
 from billing.adminkit import actor_for
+from billing.errors import BillingError
 from billing.models import InstitutionSettings, Source
-from billing.services import Actor, BillingError, validate_period, web_text
+from billing.periods import parse_period
+from billing.services import Actor, web_text
 from ingest.models import Upload
 from ingest.uploads import services as uploads
 from ingest.uploads import staging
@@ -49,7 +51,7 @@ class PeriodField(forms.CharField):
         if not text:
             return ""
         try:
-            return validate_period(text)
+            return parse_period(text)
         except BillingError as exc:
             raise forms.ValidationError(web_text(exc)) from None
 

@@ -28,8 +28,8 @@ from django.utils.formats import date_format
 from django.utils.http import urlencode
 
 from billing.adminkit import actor_for
+from billing.errors import BillingError
 from billing.models import BillingPeriod, InstitutionSettings, Source
-from billing.services import BillingError
 from ingest.focus.cloud_accounts import account_mappings_apply, unmapped_sub_accounts
 from ingest.models import AccountMapping, Rate
 from ingest.usage.mapping_files import account_mapping_export, account_mapping_import

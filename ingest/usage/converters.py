@@ -30,7 +30,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +39,7 @@ from typing import Any
 from django.conf import settings
 
 from billing.models import InstitutionSettings, Source, TagMapping
+from billing.periods import month_bounds
 from billing.rules import UNMAPPED_ACCOUNT_TAG
 from billing.services import Actor
 from ingest.focus.basis import conversion_name
@@ -295,8 +296,7 @@ def _focus_rows(conversion: Conversion) -> Iterator[list[str]]:
     keys = _tag_keys()
     period = conversion.period
     period_start = f"{period}-01T00:00:00Z"
-    first = date.fromisoformat(f"{period}-01")
-    following = (first + timedelta(days=32)).replace(day=1)
+    _first, following = month_bounds(period)
     period_end = f"{following.isoformat()}T00:00:00Z"
     label = _KIND_LABEL[conversion.kind]
     for row in conversion.rows:

@@ -18,9 +18,11 @@ from typing import Any
 from django.db import transaction
 from django.db.models.functions import Lower
 
+from billing.errors import BillingError
 from billing.models import PI, Project, Source
+from billing.owners import pis_create, projects_create
 from billing.rules import EMAIL_RE
-from billing.services import Actor, BillingError, audit, audit_change
+from billing.services import Actor, audit, audit_change
 from ingest.models import AccountMapping
 from ingest.usage.mappings import (
     CLOUD_COLUMNS,
@@ -502,27 +504,15 @@ def _create_owners(
     give an unowned project its PI (each audited); ``pis`` and ``projects``
     gain them."""
     reason = f"account mapping import {display}"
-    for email in sorted(emails - set(pis)):
-        pis[email] = PI.objects.create(email=email)
-        audit(
-            actor=actor,
-            action="pi.create",
-            obj=pis[email],
-            after={"email": email},
-            reason=reason,
-        )
+    for pi in pis_create(emails=sorted(emails - set(pis)), actor=actor, reason=reason):
+        pis[pi.email] = pi
     for w in wanted:
         project = projects.get(w.project_id)
         if project is None:
-            project = Project.objects.create(project_id=w.project_id, pi=pis[w.pi_email])
+            owner = {w.project_id: (pis[w.pi_email].pk, w.pi_email)}
+            [project] = projects_create(owners=owner, actor=actor, reason=reason)
+            project.pi = pis[w.pi_email]
             projects[w.project_id] = project
-            audit(
-                actor=actor,
-                action="project.create",
-                obj=project,
-                after={"project_id": w.project_id, "pi": w.pi_email},
-                reason=reason,
-            )
         elif project.pi is None:
             project.pi = pis[w.pi_email]
             project.save(update_fields=["pi"])

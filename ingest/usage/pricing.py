@@ -30,8 +30,6 @@ once, to integer nano-units, half to even (the storage quantum of
 
 from __future__ import annotations
 
-import calendar
-import re
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -40,6 +38,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
+from billing.errors import BillingError
+from billing.periods import month_bounds
 from ingest.usage.records import Resource, Usage
 from openchargeback.money import NANOS_PER_UNIT, from_nanos
 
@@ -58,10 +58,9 @@ UNIT: dict[str, str] = {"cpu": "CPU-hour", "gpu": "GPU-hour", "storage": "TB-mon
 SERVICE_NOUN: dict[str, str] = {"cpu": "partition", "gpu": "partition", "storage": "storage tier"}
 
 _MAX_NANOS = 2**63 - 1  # what one MoneyField value holds
-_PERIOD_RE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
-class PricingError(ValueError):
+class PricingError(BillingError, ValueError):
     """Usage that cannot be priced (no rate in force, a day outside the period): one line."""
 
 
@@ -178,11 +177,8 @@ def nanos(value: Fraction) -> int:
 
 def month_days(period: str) -> tuple[date, int]:
     """'2025-03' -> (date(2025, 3, 1), 31)."""
-    match = _PERIOD_RE.fullmatch(period.strip())
-    if match is None:
-        raise PricingError(f"period {period!r} is not a month in the form YYYY-MM")
-    year, month = int(match.group(1)), int(match.group(2))
-    return date(year, month, 1), calendar.monthrange(year, month)[1]
+    first, following = month_bounds(period, error=PricingError)
+    return first, (following - first).days
 
 
 def missing_rate_message(usage: Usage) -> str:

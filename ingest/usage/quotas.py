@@ -67,7 +67,6 @@ Errors
 
 from __future__ import annotations
 
-import calendar
 import csv
 import gzip
 import io
@@ -83,6 +82,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from billing.periods import days_in_month, month_of, month_start
 from ingest.focus.parsers import GZIP_MAGIC, IngestError
 from ingest.usage.records import BYTES_PER_TB, Usage
 
@@ -119,7 +119,6 @@ _SPELLED = {
 
 _SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]*)", re.IGNORECASE)
 _DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[T ].*)?")
-_PERIOD_RE = re.compile(r"([0-9]{4})-([0-9]{2})")
 _NOT_BYTES = "not a whole number of bytes"
 
 
@@ -263,10 +262,7 @@ def parse_quotas(
 
 
 def _period_month(period: str) -> date:
-    match = _PERIOD_RE.fullmatch(period.strip())
-    if match is None or int(match.group(1)) < 1 or not 1 <= int(match.group(2)) <= 12:
-        raise IngestError(f"period {period!r} is not a month in the form YYYY-MM")
-    return date(int(match.group(1)), int(match.group(2)), 1)
+    return month_start(period, error=IngestError)
 
 
 def _normal(key: str) -> str:
@@ -558,7 +554,7 @@ def _check(rows: Sequence[_Row], errors: _Errors) -> bool:
 def _bill(
     rows: Sequence[_Row], count: int, dated: bool, month: date
 ) -> tuple[list[Usage], QuotaSummary]:
-    days = calendar.monthrange(month.year, month.month)[1]
+    days = days_in_month(month_of(month))
     last = month + timedelta(days=days - 1)
     snapshots: dict[str, list[_Row]] = defaultdict(list)
     for row in rows:
@@ -601,7 +597,7 @@ def _bill(
                 largest = (quota, in_force.size)
     usages.sort(key=lambda u: (u.account, u.service, u.day))
     summary = QuotaSummary(
-        period=f"{month.year:04d}-{month.month:02d}",
+        period=month_of(month),
         days=days,
         rows=count,
         quotas=len(snapshots),

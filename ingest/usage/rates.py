@@ -12,8 +12,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import BooleanField, Case, OuterRef, Q, QuerySet, Subquery, Value, When
 
+from billing.errors import BillingError
 from billing.models import BillingPeriod
-from billing.services import Actor, BillingError, audit, audit_change
+from billing.periods import month_bounds, month_of
+from billing.services import Actor, audit, audit_change
 from ingest.models import Rate
 from ingest.usage.pricing import RateBook, RateTerms
 from openchargeback.money import from_nanos, money_str, to_nanos
@@ -47,14 +49,9 @@ RATE_FIELDS = (
 FinalizedMonth = tuple[str, date, date]  # "YYYY-MM", first day, last day
 
 
-def _month(day: date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
-
-
 def _month_bounds(period: str) -> tuple[date, date]:
-    year, month = int(period[:4]), int(period[5:7])
-    first = date(year, month, 1)
-    following = date(year + month // 12, month % 12 + 1, 1)
+    """The first and last day of ``period``."""
+    first, following = month_bounds(period)
     return first, following - timedelta(days=1)
 
 
@@ -72,9 +69,9 @@ def _finalized_in(start: date, end: date | None, *, lock: bool) -> list[str]:
     """Finalized months with a day in [start, end). With ``lock``, the periods
     of that window are locked until the transaction ends, so none of them can
     be finalized while a rate covering it is written."""
-    periods = BillingPeriod.objects.filter(period__gte=_month(start))
+    periods = BillingPeriod.objects.filter(period__gte=month_of(start))
     if end is not None:
-        periods = periods.filter(period__lte=_month(end - timedelta(days=1)))
+        periods = periods.filter(period__lte=month_of(end - timedelta(days=1)))
     if lock:
         periods = periods.select_for_update()
     rows = list(periods.order_by("period").values_list("period", "status"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from billing import periods
 from ingest.focus.parsers import IngestError
 
 SECONDS_PER_DAY = 86_400
@@ -25,15 +26,9 @@ DURATION_TAILS = MIN_SEC | {key[1:]: value for key, value in MIN_SEC.items()}
 
 
 def month_bounds(period: str) -> tuple[date, date]:
-    """First day of ``period`` and of the month after it."""
-    text = period.strip()
-    year, dash, month = text.partition("-")
-    if not (dash and len(year) == 4 and len(month) == 2 and digits(year) and digits(month)):
-        raise IngestError(f"period {period!r} is not a month in the form YYYY-MM")
-    y, m = int(year), int(month)
-    if not 1 <= m <= 12 or y < 1:
-        raise IngestError(f"period {period!r} is not a month in the form YYYY-MM")
-    return date(y, m, 1), (date(y + 1, 1, 1) if m == 12 else date(y, m + 1, 1))
+    """First day of ``period`` and of the month after it (an IngestError if
+    ``period`` is not a month: :mod:`billing.periods`)."""
+    return periods.month_bounds(period, error=IngestError)
 
 
 def digits(text: str) -> bool:

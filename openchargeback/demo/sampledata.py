@@ -40,13 +40,14 @@ from __future__ import annotations
 import io
 import json
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from billing.errors import BillingError
+from billing.periods import year_month
 from openchargeback.csvfile import LF, CsvWriter
 
 SOURCES: tuple[str, ...] = ("aws", "azure", "gcp", "hpc", "storage", "it_storage", "openai")
@@ -131,16 +132,18 @@ _PLAN: dict[str, tuple[int, tuple[str, ...]]] = {
 }
 SCENARIOS: tuple[str, ...] = tuple(_PLAN)
 
-_MONTH_RE = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 _FIELDS = ("pi_email", "project_id", "fund_org")
 
 
 def parse_month(text: str) -> tuple[int, int]:
     """``"2026-09"`` -> ``(2026, 9)``; :class:`ValueError` for anything else."""
-    match = _MONTH_RE.fullmatch(text.strip())
-    if not match or not 1970 <= int(match[1]) <= 9998:
+    try:
+        year, month = year_month(text)
+    except BillingError:
+        year = month = 0
+    if not 1970 <= year <= 9998:  # sample months start with the Unix epoch and have a next
         raise ValueError(f"{text!r} is not a month in YYYY-MM form (e.g. 2026-09)")
-    return int(match[1]), int(match[2])
+    return year, month
 
 
 # --- The invented institution ----------------------------------------------------

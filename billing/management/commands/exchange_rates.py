@@ -14,15 +14,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from billing.errors import BillingError
 from billing.models import ExchangeRate
-from billing.services import (
-    Actor,
-    BillingError,
-    exchange_rate_set,
-    exchange_rates_import,
-    home_currency,
-    validate_period,
-)
+from billing.periods import parse_period as validate_period
+from billing.services import Actor, exchange_rate_set, exchange_rates_import, home_currency
 from openchargeback.csvfile import CsvWriter
 from openchargeback.text import count
 

@@ -9,17 +9,17 @@ from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from billing.errors import BillingError
 from billing.models import BillingPeriod
+from billing.periods import parse_period as validate_period
 from billing.selectors import period_summaries
 from billing.services import (
     Actor,
-    BillingError,
     finalize_blockers,
     period_close,
     period_finalize,
     period_open,
     period_reopen,
-    validate_period,
 )
 from openchargeback.money import format_money, money_str
 from openchargeback.text import count

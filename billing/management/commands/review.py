@@ -13,16 +13,16 @@ from django.db.models.functions import Abs
 
 from billing import flags
 from billing.blockers import approvable, left_blocked, with_reason
+from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge
+from billing.periods import parse_period as validate_period
 from billing.services import (
     Actor,
-    BillingError,
     charges_fix_attribution_report,
     charges_review,
     missing_rate_reason,
     missing_rates,
     normalise_slug,
-    validate_period,
 )
 from openchargeback.money import format_money, money_str
 

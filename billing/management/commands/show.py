@@ -8,9 +8,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from billing.errors import BillingError
 from billing.models import PI, BillingPeriod
+from billing.periods import parse_period as validate_period
 from billing.selectors import pi_period_lines
-from billing.services import BillingError, validate_period
 from openchargeback.money import format_money, money_str
 
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from billing.errors import BillingError
 from billing.models import Project, Source
-from billing.services import Actor, BillingError, source_add, source_set
+from billing.services import Actor, source_add, source_set
 
 
 class Command(BaseCommand):

@@ -13,7 +13,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.services import Actor, BillingError, source_for_slug
+from billing.errors import BillingError
+from billing.services import Actor, source_for_slug
 from ingest.focus.cloud_accounts import account_mappings_apply
 from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
 from ingest.usage.mappings import CLOUD_COLUMNS, MAPPING_COLUMNS

@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.services import Actor, BillingError
+from billing.errors import BillingError
+from billing.services import Actor
 from journals.services import export_journal
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.services import BillingError
+from billing.errors import BillingError
 from openchargeback.ledger import check_ledger
 
 

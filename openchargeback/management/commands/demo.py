@@ -19,11 +19,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from billing.blockers import blocked
+from billing.errors import BillingError
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.patterns import compile_user_pattern
 from billing.services import (
     Actor,
-    BillingError,
     audit,
     charges_fix_attribution,
     charges_review,

@@ -11,7 +11,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.services import Actor, BillingError, validate_period
+from billing.errors import BillingError
+from billing.periods import parse_period as validate_period
+from billing.services import Actor
 from statements import emailing
 from statements.models import EmailLog, Statement
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.services import Actor, BillingError
+from billing.errors import BillingError
+from billing.services import Actor
 from openchargeback.money import format_money, money_str
 from statements.building import StatementData
 from statements.models import Statement

@@ -8,8 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge
-from billing.services import Actor, BillingError
+from billing.services import Actor
 from statements.services import statements_generate
 
 
