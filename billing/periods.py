@@ -1,6 +1,6 @@
 """Billing months as text, ``YYYY-MM``: what is accepted (one definition, one
 message), a month's bounds, the month of a date, the month a file name hints
-at, the months between two. Pure: no ORM, no I/O.
+at, the months either side. Pure: no ORM, no I/O.
 
 Accepted: four ASCII digits, a dash, two digits 01-12, surrounding blanks
 ignored, years 1900-9999 (the range ``BillingPeriod.period`` stores).
@@ -82,17 +82,6 @@ def next_month(period: str) -> str:
 def previous_month(period: str) -> str:
     year, month = year_month(period)
     return f"{year - 1:04d}-12" if month == 1 else f"{year:04d}-{month - 1:02d}"
-
-
-def months_between(first: str, last: str) -> list[str]:
-    """Every month from ``first`` to ``last``, both included (empty if ``last``
-    is earlier)."""
-    months: list[str] = []
-    current, last = parse_period(first), parse_period(last)
-    while current <= last:
-        months.append(current)
-        current = next_month(current)
-    return months
 
 
 def period_in_name(filename: str) -> str | None:
