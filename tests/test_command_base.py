@@ -1,0 +1,175 @@
+"""The command base (billing.commands.BillingCommand): the shared options each
+command opts in to, user errors as one line, and dry runs that write nothing."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command, load_command_class
+from django.core.management.base import CommandParser
+from django.db import transaction
+
+from billing.commands import DRY_RUN_NOTICE, BillingCommand
+from billing.models import AuditEvent, BillingPeriod
+from billing.services import Actor, BillingError, period_close, period_open
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: Any, **options: Any) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO(), **options)
+    return out.getvalue()
+
+
+class Sample(BillingCommand):
+    """A command changing a period: --user, --json and a rolled-back --dry-run."""
+
+    takes_user = True
+    takes_json = True
+    takes_dry_run = True
+    dry_run_rolls_back = True
+    user_default = "sampler"
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("period")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        period = period_open(period=options["period"], actor=self.actor(options))
+        transaction.on_commit(lambda: self.stdout.write("committed"))
+        if options["json"]:
+            self.stdout.write(json.dumps({"period": period.period}))
+        else:
+            self.stdout.write(f"Opened {period.period} as {options['user']}.")
+
+
+class Actions(BillingCommand):
+    """Options offered to some actions only."""
+
+    takes_user = ("change",)
+    takes_json = ("list", "change")
+    json_help = {"list": "Print a JSON array.", "change": "Print one JSON object."}
+    takes_dry_run = ("change",)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("list")
+        sub.add_parser("change")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        raise ValueError("a bug")
+
+
+def test_a_command_gets_only_the_options_it_takes() -> None:
+    parser = Sample().create_parser("openchargeback", "sample")
+    options = vars(parser.parse_args(["2030-01"]))
+    assert options["user"] == "sampler"  # the command's default actor
+    assert options["json"] is False
+    assert options["dry_run"] is False
+    plain = type("Plain", (BillingCommand,), {})().create_parser("openchargeback", "plain")
+    assert not {"user", "json", "dry_run"} & set(vars(plain.parse_args([])))
+
+
+def test_actions_get_the_options_named_for_them() -> None:
+    parser = Actions().create_parser("openchargeback", "actions")
+    listing = vars(parser.parse_args(["list", "--json"]))
+    assert listing["json"] is True
+    assert "user" not in listing
+    assert "dry_run" not in listing
+    change = vars(parser.parse_args(["change", "--user", "ann", "--dry-run"]))
+    assert change["user"] == "ann"
+    assert change["dry_run"] is True
+    with pytest.raises(CommandError):
+        parser.parse_args(["list", "--dry-run"])
+
+
+def test_a_user_error_is_one_line_and_a_bug_keeps_its_traceback() -> None:
+    one_line = r"^period '2030-1' is not a month in the form YYYY-MM$"
+    with pytest.raises(CommandError, match=one_line) as raised:
+        call_command(Sample(), "2030-1", stdout=io.StringIO())
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
+    with pytest.raises(ValueError, match="a bug"):
+        call_command(Actions(), "change", stdout=io.StringIO())
+
+
+def test_user_errors_can_name_more_types() -> None:
+    class Fails(BillingCommand):
+        user_errors = (BillingError, KeyError)
+
+        def handle(self, *args: Any, **options: Any) -> None:
+            raise KeyError("missing")
+
+    with pytest.raises(CommandError, match="missing"):
+        call_command(Fails(), stdout=io.StringIO())
+
+
+def test_the_default_actor_is_recorded() -> None:
+    out = run(Sample(), "2030-01")
+    assert "Opened 2030-01 as sampler." in out
+    assert AuditEvent.objects.get(action="period.create").actor == "sampler"
+
+
+def test_a_rolled_back_dry_run_writes_nothing_and_says_so() -> None:
+    out = run(Sample(), "2030-01", "--dry-run", "--user", "ann")
+    assert out.splitlines() == ["Opened 2030-01 as ann.", DRY_RUN_NOTICE]
+    assert not BillingPeriod.objects.exists()
+    assert not AuditEvent.objects.exists()
+    # nothing queued on commit survives either (the callback would print "committed")
+    assert "committed" not in out
+
+
+def test_a_rolled_back_dry_run_keeps_its_json_clean() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(Sample(), "2030-01", "--dry-run", "--json", stdout=out, stderr=err)
+    assert json.loads(out.getvalue()) == {"period": "2030-01"}
+    assert DRY_RUN_NOTICE in err.getvalue()
+    assert not BillingPeriod.objects.exists()
+
+
+def test_the_dry_run_options_are_in_the_help() -> None:
+    command = load_command_class("billing", "periods")
+    parser = command.create_parser("openchargeback", "periods")
+    text = io.StringIO()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    sub.choices["close"].print_help(text)
+    assert "--dry-run" in text.getvalue()
+    assert "--user" in text.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("action", "before", "extra", "after"),
+    [
+        ("open", None, [], None),
+        ("close", "open", [], "open"),
+        ("reopen", "closed", ["--reason", "late credit"], "closed"),
+        ("finalize", "closed", [], "closed"),
+    ],
+)
+def test_periods_dry_run_changes_nothing(
+    action: str, before: str | None, extra: list[str], after: str | None, actor: Actor
+) -> None:
+    if before:
+        period_open(period="2030-01", actor=actor)
+        if before == "closed":
+            period_close(period="2030-01", actor=actor)
+    events = AuditEvent.objects.count()
+    # finalize asks nobody under --dry-run (standard input is no terminal here)
+    out = run("periods", action, "2030-01", "--dry-run", *extra)
+    assert out.splitlines()[-1] == DRY_RUN_NOTICE
+    assert "Period 2030-01 is " in out
+    period = BillingPeriod.objects.filter(period="2030-01").first()
+    assert (period.status if period else None) == after
+    assert AuditEvent.objects.count() == events
+
+
+def test_periods_dry_run_still_refuses_what_would_be_refused(actor: Actor) -> None:
+    period_open(period="2030-01", actor=actor)
+    period_close(period="2030-01", actor=actor)
+    with pytest.raises(CommandError, match="reason"):
+        run("periods", "reopen", "2030-01", "--dry-run")
+    assert BillingPeriod.objects.get(period="2030-01").status == "closed"
