@@ -33,7 +33,7 @@ class BillingCommand(BaseCommand):
       :meth:`actor` turns it into an :class:`Actor`.
     - ``takes_json``: ``--json``, machine output.
     - ``takes_dry_run``: ``--dry-run`` (state-changing commands only). With
-      ``dry_run_rolls_back`` the command runs as usual in a transaction that is
+      ``dry_run_rolls_back`` (True, or the actions named) the command runs as usual in a transaction that is
       rolled back, and a last line says so; otherwise the command passes
       ``options["dry_run"]`` to its service's own dry run (what commands that
       send email, write files or queue jobs must do: a rollback undoes none of that).
@@ -46,7 +46,7 @@ class BillingCommand(BaseCommand):
     takes_user: ClassVar[Offer] = False
     takes_json: ClassVar[Offer] = False
     takes_dry_run: ClassVar[Offer] = False
-    dry_run_rolls_back: ClassVar[bool] = False
+    dry_run_rolls_back: ClassVar[Offer] = False
     user_default: ClassVar[str | None] = None
     user_help: ClassVar[HelpText] = "Acting user for the audit trail (default: OS user)."
     json_help: ClassVar[HelpText] = "Print one JSON object."
@@ -70,7 +70,7 @@ class BillingCommand(BaseCommand):
 
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
-            if not (options.get("dry_run") and self.dry_run_rolls_back):
+            if not (options.get("dry_run") and self._rolls_back(options.get("action"))):
                 return super().execute(*args, **options)
             with transaction.atomic():
                 # Savepoint or transaction: either way nothing stays, and jobs
@@ -82,6 +82,10 @@ class BillingCommand(BaseCommand):
         notice = self.stderr if options.get("json") else self.stdout
         notice.write(DRY_RUN_NOTICE)
         return output
+
+    def _rolls_back(self, action: str | None) -> bool:
+        rolls_back = self.dry_run_rolls_back
+        return rolls_back if isinstance(rolls_back, bool) else action in rolls_back
 
     def actor(self, options: Mapping[str, Any]) -> Actor:
         """The acting user of ``--user`` (or the OS user), as the audit trail records it."""

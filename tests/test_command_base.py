@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +16,10 @@ from django.core.management.base import CommandParser
 from django.db import transaction
 
 from billing.commands import DRY_RUN_NOTICE, BillingCommand
-from billing.models import AuditEvent, BillingPeriod
-from billing.services import Actor, BillingError, period_close, period_open
+from billing.models import AuditEvent, BillingPeriod, Charge, ExchangeRate, Source
+from billing.services import Actor, BillingError, charges_review, period_close, period_open
+from ingest.focus.services import import_file
+from tests.conftest import focus_row
 
 pytestmark = pytest.mark.django_db
 
@@ -173,3 +177,64 @@ def test_periods_dry_run_still_refuses_what_would_be_refused(actor: Actor) -> No
     with pytest.raises(CommandError, match="reason"):
         run("periods", "reopen", "2030-01", "--dry-run")
     assert BillingPeriod.objects.get(period="2030-01").status == "closed"
+
+
+@pytest.fixture
+def pending(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> str:
+    """An open 2025-01 with two charges pending review."""
+    rows = [focus_row(resource="vm-1", billed="10.00"), focus_row(resource="vm-2", billed="2.50")]
+    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    charges_review(
+        charges=Charge.objects.exclude(review_state="pending"), action="reset", actor=actor
+    )
+    assert Charge.objects.filter(review_state="pending").count() == 2
+    return "2025-01"
+
+
+def _state() -> tuple[list[tuple[int, str, str]], int]:
+    charges = list(Charge.objects.order_by("pk").values_list("pk", "review_state", "review_note"))
+    return charges, AuditEvent.objects.count()
+
+
+@pytest.mark.parametrize(
+    ("action", "extra", "said"),
+    [
+        ("approve", [], "Approve: 2 charges changed."),
+        ("reject", ["--note", "not ours"], "Reject: 2 charges changed."),
+    ],
+)
+def test_review_dry_run_changes_nothing(
+    pending: str, action: str, extra: list[str], said: str
+) -> None:
+    before = _state()
+    out = run("review", action, "--period", pending, "--dry-run", *extra)
+    assert out.splitlines() == [said, DRY_RUN_NOTICE]
+    assert _state() == before
+
+
+def test_review_reset_dry_run_changes_nothing(pending: str, actor: Actor) -> None:
+    charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
+    before = _state()
+    out = run("review", "reset", "--period", pending, "--dry-run")
+    assert out.splitlines() == ["Reset: 2 charges changed.", DRY_RUN_NOTICE]
+    assert _state() == before
+
+
+def test_sources_add_and_set_dry_run_change_nothing(defaults: None) -> None:
+    sources = list(Source.objects.order_by("pk").values())
+    events = AuditEvent.objects.count()
+    out = run("sources", "add", "lab", "--name", "Lab", "--dry-run")
+    assert out.splitlines() == ["Added source lab (Lab).", DRY_RUN_NOTICE]
+    out = run("sources", "set", "aws", "--credit-fund-org", "RCI-CLOUD", "--dry-run")
+    assert out.startswith("Source aws: credit fund/org RCI-CLOUD,")
+    assert out.splitlines()[-1] == DRY_RUN_NOTICE
+    assert list(Source.objects.order_by("pk").values()) == sources
+    assert AuditEvent.objects.count() == events
+
+
+def test_exchange_rate_set_dry_run_records_nothing(pending: str) -> None:
+    out = run("exchange_rates", "set", "EUR", "--period", pending, "--rate", "1.0850", "--dry-run")
+    assert out.startswith(f"EUR {pending}: 1.0850 USD per EUR (recorded);")
+    assert out.splitlines()[-1] == DRY_RUN_NOTICE
+    assert not ExchangeRate.objects.exists()
+    assert not AuditEvent.objects.filter(action__startswith="exchange").exists()
