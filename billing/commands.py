@@ -33,10 +33,11 @@ class BillingCommand(BaseCommand):
       :meth:`actor` turns it into an :class:`Actor`.
     - ``takes_json``: ``--json``, machine output.
     - ``takes_dry_run``: ``--dry-run`` (state-changing commands only). With
-      ``dry_run_rolls_back`` (True, or the actions named) the command runs as usual in a transaction that is
-      rolled back, and a last line says so; otherwise the command passes
-      ``options["dry_run"]`` to its service's own dry run (what commands that
-      send email, write files or queue jobs must do: a rollback undoes none of that).
+      ``dry_run_rolls_back`` (True, or the actions named) the command runs as
+      usual in a transaction that is rolled back, and a last line says so;
+      otherwise the command passes ``options["dry_run"]`` to its service's own
+      dry run (what commands that send email, write files or queue jobs must
+      do: a rollback undoes none of that).
 
     Errors of ``user_errors`` (a user's mistake) become a ``CommandError`` with
     the same one-line message, so the CLI prints one line and exits 1; any other
