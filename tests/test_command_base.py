@@ -238,3 +238,26 @@ def test_exchange_rate_set_dry_run_records_nothing(pending: str) -> None:
     assert out.splitlines()[-1] == DRY_RUN_NOTICE
     assert not ExchangeRate.objects.exists()
     assert not AuditEvent.objects.filter(action__startswith="exchange").exists()
+
+
+def test_send_ready_dry_run_generates_and_sends_nothing(
+    month: str, settings: Any, mailoutbox: list[Any]
+) -> None:
+    from django_q.models import OrmQ
+
+    from statements.models import EmailLog, Statement
+
+    events = AuditEvent.objects.count()
+    out = run("send_ready", "--sync", "--dry-run")
+    assert out.splitlines() == [
+        f"{month}: would generate 3 statements and email every PI not emailed yet.",
+        "Dry run: nothing generated, written or sent.",
+    ]
+    assert not Statement.objects.exists()
+    assert not EmailLog.objects.exists()
+    assert not mailoutbox
+    assert not OrmQ.objects.exists()
+    assert AuditEvent.objects.count() == events
+    assert not list(Path(settings.MEDIA_ROOT).rglob("*.pdf"))
+    report = json.loads(run("send_ready", "--dry-run", "--json"))
+    assert report == [{"period": month, "would_generate": 3}]

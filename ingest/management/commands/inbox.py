@@ -5,24 +5,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError
 
-from billing.services import Actor
+from billing.commands import BillingCommand
 from ingest.uploads.inbox import inbox_root, process_inbox
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Import every FOCUS file waiting in OPENCHARGEBACK_INBOX_DIR/<source>/, then move it "
         "to done/ or failed/ (with the reason). Exit 1 if any file failed."
     )
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--json", action="store_true", help="Print a JSON array.")
-        parser.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
+    takes_json = True
+    json_help = "Print a JSON array."
+    takes_user = True
 
     def handle(self, *args: Any, **options: Any) -> None:
-        outcomes = process_inbox(actor=Actor.from_cli(options["user"]))
+        outcomes = process_inbox(actor=self.actor(options))
         if options["json"]:
             self.stdout.write(json.dumps([o.as_dict() for o in outcomes]))
         elif not outcomes:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
-from billing.services import Actor
+from billing.commands import BillingCommand
 from ingest.uploads.services import uploads_purge
 from openchargeback.files import sweep_temporaries
 from openchargeback.text import count
@@ -19,7 +19,7 @@ from openchargeback.text import count
 _DAY = timedelta(days=1)
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Discard uploads (files dropped on the import page) that were neither imported nor "
         "discarded and have not changed for --days days; their staged copies are deleted. "
@@ -27,13 +27,15 @@ class Command(BaseCommand):
         "for a day)."
     )
 
+    takes_user = True
+    user_help = "Acting user for the log (default: OS user)."
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=int, default=30, help="Age in days (default 30).")
-        parser.add_argument("--user", help="Acting user for the log (default: OS user).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         purged = uploads_purge(
-            older_than=timedelta(days=options["days"]), actor=Actor.from_cli(options["user"])
+            older_than=timedelta(days=options["days"]), actor=self.actor(options)
         )
         swept = sweep_temporaries(Path(settings.MEDIA_ROOT), older_than=_DAY.total_seconds())
         self.stdout.write(

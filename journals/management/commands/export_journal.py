@@ -6,17 +6,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from billing.services import Actor, BillingError
+from billing.commands import BillingCommand
 from journals.services import export_journal
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Export a closed period's general-ledger journal as CSV or XLSX "
         "(also: openchargeback export-journal)."
     )
+
+    takes_json = True
+    takes_user = True
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--period", "-p", required=True, help="YYYY-MM")
@@ -33,21 +36,16 @@ class Command(BaseCommand):
             action="store_true",
             help="Include charges pending review (recorded on the export).",
         )
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
-        parser.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            export = export_journal(
-                period=options["period"],
-                format=options["format"],
-                actor=Actor.from_cli(options["user"]),
-                xlsx=options["xlsx"],
-                include_pending=options["include_pending"],
-                output=options["output"],
-            )
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        export = export_journal(
+            period=options["period"],
+            format=options["format"],
+            actor=self.actor(options),
+            xlsx=options["xlsx"],
+            include_pending=options["include_pending"],
+            output=options["output"],
+        )
         data = export.as_dict()
         if options["output"]:
             data["file"] = str(options["output"])

@@ -9,15 +9,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from billing.services import Actor, BillingError, validate_period
+from billing.commands import BillingCommand
+from billing.services import BillingError, validate_period
 from statements import emailing
 from statements.models import EmailLog, Statement
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = "Statement emails: list, send, retry, resend, resolve."
+    takes_json = ("list", "send", "retry", "resend")
+    json_help = {
+        "list": "Print a JSON array.",
+        **dict.fromkeys(("send", "retry", "resend"), "Print one JSON object."),
+    }
+    takes_user = ("send", "resend", "resolve")
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -28,20 +35,16 @@ class Command(BaseCommand):
             choices=[*EmailLog.Status.values, "stuck"],
             help="Only emails in this state (stuck: claimed too long ago).",
         )
-        listing.add_argument("--json", action="store_true", help="Print a JSON array.")
 
         send = sub.add_parser(
             "send", help="Email each PI their current statements not sent yet, now."
         )
         send.add_argument("--period", "-p", required=True, help="YYYY-MM")
-        send.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
-        send.add_argument("--json", action="store_true", help="Print one JSON object.")
 
         retry = sub.add_parser(
             "retry", help="Send every email that is due: new ones and failures whose wait is over."
         )
         retry.add_argument("--period", "-p", help="Only this period (YYYY-MM).")
-        retry.add_argument("--json", action="store_true", help="Print one JSON object.")
 
         resend = sub.add_parser(
             "resend", help="Send a PI a second copy of statements already emailed."
@@ -50,8 +53,6 @@ class Command(BaseCommand):
         resend.add_argument("--pi", required=True, help="The PI's email address.")
         resend.add_argument("--project", help="Only this project's statement (project id).")
         resend.add_argument("--reason", default="", help="Why (required; recorded).")
-        resend.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
-        resend.add_argument("--json", action="store_true", help="Print one JSON object.")
 
         resolve = sub.add_parser(
             "resolve", help="Decide a stuck email: it was sent, or send it again."
@@ -59,13 +60,9 @@ class Command(BaseCommand):
         resolve.add_argument("id", type=int, help="Email id (see `emails list`).")
         resolve.add_argument("--as", dest="outcome", required=True, choices=["sent", "retry"])
         resolve.add_argument("--note", default="", help="How you know (required; recorded).")
-        resolve.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            getattr(self, f"_{options['action']}")(options)
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        getattr(self, f"_{options['action']}")(options)
 
     def _list(self, options: dict[str, Any]) -> None:
         emails = EmailLog.objects.filter(period__period=validate_period(options["period"]))
@@ -102,9 +99,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(rows):,} emails")
 
     def _send(self, options: dict[str, Any]) -> None:
-        queued = emailing.emails_queue(
-            period=options["period"], actor=Actor.from_cli(options["user"])
-        )
+        queued = emailing.emails_queue(period=options["period"], actor=self.actor(options))
         outcomes = [emailing.send_email(e.pk) for e in queued.emails]
         self._outcomes(outcomes, options, not_ready=queued.not_ready)
 
@@ -125,7 +120,7 @@ class Command(BaseCommand):
                 + (f" and project {options['project']}" if options["project"] else "")
             )
         emails = emailing.emails_resend(
-            statements=statements, actor=Actor.from_cli(options["user"]), reason=options["reason"]
+            statements=statements, actor=self.actor(options), reason=options["reason"]
         )
         self._outcomes([emailing.send_email(e.pk) for e in emails], options, not_ready=[])
 
@@ -135,7 +130,7 @@ class Command(BaseCommand):
             raise BillingError(f"no email with id {options['id']}")
         email = emailing.emails_resolve(
             email=email,
-            actor=Actor.from_cli(options["user"]),
+            actor=self.actor(options),
             outcome=options["outcome"],
             note=options["note"],
         )
