@@ -261,3 +261,12 @@ def test_send_ready_dry_run_generates_and_sends_nothing(
     assert not list(Path(settings.MEDIA_ROOT).rglob("*.pdf"))
     report = json.loads(run("send_ready", "--dry-run", "--json"))
     assert report == [{"period": month, "would_generate": 3}]
+
+
+def test_setup_schedules_dry_run_writes_no_schedule() -> None:
+    from django_q.models import Schedule
+
+    out = run("setup_schedules", "--dry-run")
+    assert out.splitlines()[-1] == DRY_RUN_NOTICE
+    assert any(line.startswith("created: ") for line in out.splitlines())
+    assert not Schedule.objects.exists()

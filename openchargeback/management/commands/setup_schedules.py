@@ -1,4 +1,5 @@
-"""Register the month-end automation as django-q2 schedules (idempotent)."""
+"""Register the month-end automation as django-q2 schedules (idempotent);
+``--dry-run`` makes the changes and rolls them back."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ class Command(BillingCommand):
     )
 
     takes_json = True
+    takes_dry_run = True
+    dry_run_help = "Report what would be created, updated or removed; write nothing."
+    dry_run_rolls_back = True
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = setup_schedules()
