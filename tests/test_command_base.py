@@ -270,3 +270,52 @@ def test_setup_schedules_dry_run_writes_no_schedule() -> None:
     assert out.splitlines()[-1] == DRY_RUN_NOTICE
     assert any(line.startswith("created: ") for line in out.splitlines())
     assert not Schedule.objects.exists()
+
+
+def test_purge_uploads_dry_run_discards_and_removes_nothing(defaults: None, settings: Any) -> None:
+    import os
+    import time
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ingest.models import Upload
+    from ingest.uploads.services import staged_path, upload_stage
+
+    media = Path(settings.MEDIA_ROOT)
+    stored = Path("uploads") / f"{uuid.uuid4().hex}.csv"
+    (media / stored).parent.mkdir(parents=True, exist_ok=True)
+    (media / stored).write_text("x")
+    upload = upload_stage(
+        batch=uuid.uuid4(),
+        file_name="old.csv",
+        stored_file=str(stored),
+        size=1,
+        source=None,
+        period="",
+        actor=Actor("ops", "cli"),
+    )
+    Upload.objects.filter(pk=upload.pk).update(updated_at=timezone.now() - timedelta(days=31))
+    stale = media / "journals/2025-01/.journal-2025-01-gl.csv.k2j4h1.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 90_000,) * 2)
+    events = AuditEvent.objects.count()
+
+    out = run("purge_uploads", "--dry-run")
+
+    assert out.strip() == (
+        "Dry run, nothing changed: would discard 1 upload older than 30 days; "
+        "would remove 1 temporary file left by interrupted writes."
+    )
+    upload.refresh_from_db()
+    assert upload.status != "discarded"
+    path = staged_path(upload)
+    assert path is not None
+    assert path.exists()
+    assert stale.exists()
+    assert AuditEvent.objects.count() == events
+    # and without --dry-run the same run does it
+    assert "Discarded 1 upload" in run("purge_uploads")
+    assert not stale.exists()
