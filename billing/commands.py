@@ -8,7 +8,8 @@ can build on it. It changes nothing itself.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -83,6 +84,15 @@ class BillingCommand(BaseCommand):
         notice = self.stderr if options.get("json") else self.stdout
         notice.write(DRY_RUN_NOTICE)
         return output
+
+    @contextmanager
+    def rolled_back(self) -> Iterator[None]:
+        """A block whose database changes are undone, jobs queued on commit with
+        them: for a dry run that must stop before a step a rollback cannot undo
+        (sending email), which the command then skips."""
+        with transaction.atomic():
+            yield
+            transaction.set_rollback(True)
 
     def _rolls_back(self, action: str | None) -> bool:
         rolls_back = self.dry_run_rolls_back

@@ -7,6 +7,7 @@ import argparse
 import io
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from django.core.management import CommandError, call_command, load_command_class
 from django.core.management.base import CommandParser
 from django.db import transaction
+from django.utils import timezone
 
 from billing.commands import DRY_RUN_NOTICE, BillingCommand
 from billing.models import AuditEvent, BillingPeriod, Charge, ExchangeRate, Source
@@ -319,3 +321,54 @@ def test_purge_uploads_dry_run_discards_and_removes_nothing(defaults: None, sett
     # and without --dry-run the same run does it
     assert "Discarded 1 upload" in run("purge_uploads")
     assert not stale.exists()
+
+
+def test_emails_dry_runs_record_and_send_nothing(
+    month: str, actor: Actor, mailoutbox: list[Any]
+) -> None:
+    from django_q.models import OrmQ
+
+    from statements.models import EmailLog
+    from statements.services import statements_generate
+
+    statements_generate(period=month, actor=actor, sync=True)
+    events = AuditEvent.objects.count()
+
+    out = run("emails", "send", "--period", month, "--dry-run")
+    assert out.splitlines() == [
+        "Dry run, nothing recorded or sent: would send 2 emails",
+        "  to ada@example.edu",
+        "  to bob@example.edu",
+    ]
+    report = json.loads(run("emails", "send", "--period", month, "--dry-run", "--json"))
+    assert report["would_send"] == ["ada@example.edu", "bob@example.edu"]
+    assert not EmailLog.objects.exists()
+    assert not mailoutbox
+    assert not OrmQ.objects.exists()
+    assert AuditEvent.objects.count() == events
+
+    run("emails", "send", "--period", month)  # now for real
+    assert len(mailoutbox) == 2
+    sent = EmailLog.objects.count()
+    events = AuditEvent.objects.count()
+    out = run(
+        "emails", "resend", "--period", month, "--pi", "ada@example.edu",
+        "--reason", "lost it", "--dry-run",
+    )  # fmt: skip
+    assert out.splitlines() == [
+        "Dry run, nothing recorded or sent: would send 1 emails",
+        "  to ada@example.edu",
+    ]
+    assert "would send 0 emails" in run("emails", "retry", "--dry-run")
+    email = EmailLog.objects.order_by("pk").first()
+    assert email is not None
+    # a worker died while sending it: stuck, for somebody to resolve
+    long_ago = timezone.now() - timedelta(days=1)
+    EmailLog.objects.filter(pk=email.pk).update(status="sending", claimed_at=long_ago)
+    events = AuditEvent.objects.count()
+    out = run("emails", "resolve", str(email.pk), "--as", "retry", "--note", "x", "--dry-run")
+    assert out.startswith(f"Dry run, nothing recorded or sent: email {email.pk} to ")
+    assert EmailLog.objects.count() == sent
+    assert EmailLog.objects.get(pk=email.pk).status == "sending"
+    assert len(mailoutbox) == 2
+    assert AuditEvent.objects.count() == events

@@ -1,7 +1,8 @@
 """Statement emails: list, send, retry, resend, resolve.
 
 Every change goes through statements.emailing (the same claim-before-send
-rules and audit trail as the admin).
+rules and audit trail as the admin). ``--dry-run`` says which emails would go
+out and sends nothing: the emails are queued and rolled back, never sent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class Command(BillingCommand):
         **dict.fromkeys(("send", "retry", "resend"), "Print one JSON object."),
     }
     takes_user = ("send", "resend", "resolve")
+    takes_dry_run = ("send", "retry", "resend", "resolve")
+    dry_run_help = "Report which emails would go out; record and send nothing."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -99,11 +102,22 @@ class Command(BillingCommand):
         self.stdout.write(f"{len(rows):,} emails")
 
     def _send(self, options: dict[str, Any]) -> None:
+        if options["dry_run"]:
+            with self.rolled_back():
+                queued = emailing.emails_queue(period=options["period"], actor=self.actor(options))
+                self._would_send(queued.emails, options, not_ready=queued.not_ready)
+            return
         queued = emailing.emails_queue(period=options["period"], actor=self.actor(options))
         outcomes = [emailing.send_email(e.pk) for e in queued.emails]
         self._outcomes(outcomes, options, not_ready=queued.not_ready)
 
     def _retry(self, options: dict[str, Any]) -> None:
+        if options["dry_run"]:
+            emails = emailing.due()
+            if options["period"]:
+                emails = emails.filter(period__period=validate_period(options["period"]))
+            self._would_send(list(emails.order_by("id")), options, not_ready=[])
+            return
         self._outcomes(emailing.send_due(period=options["period"]), options, not_ready=[])
 
     def _resend(self, options: dict[str, Any]) -> None:
@@ -119,6 +133,13 @@ class Command(BillingCommand):
                 f"no current statement of {options['period']} for {options['pi']}"
                 + (f" and project {options['project']}" if options["project"] else "")
             )
+        if options["dry_run"]:
+            with self.rolled_back():
+                emails = emailing.emails_resend(
+                    statements=statements, actor=self.actor(options), reason=options["reason"]
+                )
+                self._would_send(emails, options, not_ready=[])
+            return
         emails = emailing.emails_resend(
             statements=statements, actor=self.actor(options), reason=options["reason"]
         )
@@ -128,6 +149,19 @@ class Command(BillingCommand):
         email = EmailLog.objects.filter(pk=options["id"]).first()
         if email is None:
             raise BillingError(f"no email with id {options['id']}")
+        if options["dry_run"]:
+            with self.rolled_back():
+                emailing.emails_resolve(
+                    email=email,
+                    actor=self.actor(options),
+                    outcome=options["outcome"],
+                    note=options["note"],
+                )
+            what = "send it again" if options["outcome"] == "retry" else "record it as sent"
+            self.stdout.write(
+                f"Dry run, nothing recorded or sent: email {email.pk} to {email.to}: would {what}"
+            )
+            return
         email = emailing.emails_resolve(
             email=email,
             actor=self.actor(options),
@@ -139,6 +173,28 @@ class Command(BillingCommand):
             self.stdout.write(f"email {email.pk} to {email.to}: {outcome.status} {outcome.error}")
         else:
             self.stdout.write(f"email {email.pk} to {email.to} recorded as sent")
+
+    def _would_send(
+        self, emails: list[EmailLog], options: dict[str, Any], *, not_ready: list[str]
+    ) -> None:
+        """What a dry run reports: the emails that would go out (none did)."""
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "dry_run": True,
+                        "would_send": [e.to for e in emails],
+                        "not_ready": not_ready,
+                    },
+                    indent=2,
+                )
+            )
+            return
+        self.stdout.write(f"Dry run, nothing recorded or sent: would send {len(emails):,} emails")
+        for e in emails:
+            self.stdout.write(f"  to {e.to}")
+        if not_ready:
+            self.stdout.write(f"not emailed, no PDF yet: {', '.join(not_ready)}")
 
     def _outcomes(
         self, outcomes: list[emailing.SendOutcome], options: dict[str, Any], *, not_ready: list[str]
