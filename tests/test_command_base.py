@@ -19,7 +19,14 @@ from django.utils import timezone
 
 from billing.commands import DRY_RUN_NOTICE, BillingCommand
 from billing.models import AuditEvent, BillingPeriod, Charge, ExchangeRate, Source
-from billing.services import Actor, BillingError, charges_review, period_close, period_open
+from billing.services import (
+    Actor,
+    BillingError,
+    charges_review,
+    period_close,
+    period_open,
+    source_set,
+)
 from ingest.focus.services import import_file
 from tests.conftest import focus_row
 
@@ -372,3 +379,34 @@ def test_emails_dry_runs_record_and_send_nothing(
     assert EmailLog.objects.get(pk=email.pk).status == "sending"
     assert len(mailoutbox) == 2
     assert AuditEvent.objects.count() == events
+
+
+def test_export_journal_dry_run_writes_and_records_nothing(
+    month: str, actor: Actor, settings: Any, tmp_path: Path
+) -> None:
+    from journals.models import JournalExport, JournalSettings
+    from statements.services import statements_generate
+
+    for slug in ("aws", "azure", "gcp", "hpc"):
+        source_set(slug=slug, actor=actor, credit_fund_org=f"RCI-{slug.upper()}")
+    journal = JournalSettings.load()
+    journal.default_account = "740000"
+    journal.save()
+    statements_generate(period=month, actor=actor, sync=True)
+    events = AuditEvent.objects.count()
+    target = tmp_path / "out" / "gl.csv"
+
+    out = run("export_journal", "--period", month, "-o", str(target), "--dry-run")
+
+    assert out.strip().startswith(f"Dry run, nothing written: {month} gl: 2 lines, debits ")
+    assert out.strip().endswith(f"would be exported and copied to {target}")
+    data = json.loads(run("export_journal", "--period", month, "--dry-run", "--json"))
+    assert data["dry_run"] is True
+    assert data["debit_total"] == data["credit_total"]
+    assert not JournalExport.objects.exists()
+    assert AuditEvent.objects.count() == events
+    assert not target.exists()
+    assert not list(Path(settings.MEDIA_ROOT).rglob("journal-*"))
+    # the same export for real has the totals the dry run reported
+    real = json.loads(run("export_journal", "--period", month, "--json"))
+    assert (real["lines"], real["debit_total"]) == (data["lines"], data["debit_total"])

@@ -20,6 +20,8 @@ class Command(BillingCommand):
 
     takes_json = True
     takes_user = True
+    takes_dry_run = True
+    dry_run_help = "Build the journal and report its totals; write and record nothing."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--period", "-p", required=True, help="YYYY-MM")
@@ -45,8 +47,12 @@ class Command(BillingCommand):
             xlsx=options["xlsx"],
             include_pending=options["include_pending"],
             output=options["output"],
+            dry_run=options["dry_run"],
         )
         data = export.as_dict()
+        if options["dry_run"]:
+            self._dry_run(data, options)
+            return
         if options["output"]:
             data["file"] = str(options["output"])
         data["stored"] = export.file.path
@@ -57,4 +63,16 @@ class Command(BillingCommand):
             f"{data['period']} {data['format']}: {data['lines']:,} lines, "
             f"debits {data['debit_total']}, credits {data['credit_total']}, "
             f"{data['charges']:,} charges ({data['cost_basis'] or 'billed cost'}) -> {data['file']}"
+        )
+
+    def _dry_run(self, data: dict[str, Any], options: dict[str, Any]) -> None:
+        if options["json"]:
+            self.stdout.write(json.dumps({**data, "dry_run": True}, indent=2))
+            return
+        self.stdout.write(
+            f"Dry run, nothing written: {data['period']} {data['format']}: "
+            f"{data['lines']:,} lines, debits {data['debit_total']}, credits "
+            f"{data['credit_total']}, {data['charges']:,} charges "
+            f"({data['cost_basis'] or 'billed cost'}) would be exported"
+            + (f" and copied to {options['output']}" if options["output"] else "")
         )
