@@ -410,3 +410,36 @@ def test_export_journal_dry_run_writes_and_records_nothing(
     # the same export for real has the totals the dry run reported
     real = json.loads(run("export_journal", "--period", month, "--json"))
     assert (real["lines"], real["debit_total"]) == (data["lines"], data["debit_total"])
+
+
+def test_inbox_dry_run_imports_and_moves_nothing(
+    defaults: None, settings: Any, tmp_path: Path
+) -> None:
+    from ingest.models import Import
+    from tests.conftest import write_focus
+
+    inbox = tmp_path / "inbox"
+    settings.OPENCHARGEBACK_INBOX_DIR = inbox
+    settings.OPENCHARGEBACK_INBOX_SETTLE_SECONDS = 0
+    (inbox / "aws").mkdir(parents=True)
+    (inbox / "nosuch").mkdir()
+    good = write_focus(inbox / "aws" / "aws_2025-01.csv", [focus_row(billed="3.00")])
+    bad = write_focus(inbox / "nosuch" / "x_2025-01.csv", [focus_row()])
+    before = sorted(p.relative_to(inbox) for p in inbox.rglob("*"))
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match=r"^1 inbox file would fail \(nosuch/x_2025-01.csv\)"):
+        call_command("inbox", "--dry-run", stdout=out)
+
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith(
+        "aws/aws_2025-01.csv: would be imported. 1 charges into 2025-01, billed 3.00;"
+    )
+    assert lines[1].startswith("nosuch/x_2025-01.csv: would fail. no source named 'nosuch'")
+    assert lines[2] == "Dry run: nothing imported, moved or written."
+    assert sorted(p.relative_to(inbox) for p in inbox.rglob("*")) == before
+    assert good.exists()
+    assert bad.exists()
+    assert not Import.objects.exists()
+    assert not Charge.objects.exists()
+    assert not AuditEvent.objects.filter(action__startswith="import").exists()
