@@ -8,6 +8,7 @@ import hashlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -263,12 +264,19 @@ def export_journal(
     xlsx: bool = False,
     include_pending: bool = False,
     output: Path | None = None,
+    dry_run: bool = False,
 ) -> JournalExport:
-    """Build, write and record one journal file; copy it to `output` if given."""
+    """Build, write and record one journal file; copy it to `output` if given.
+    With `dry_run` the file is built (same checks) and neither written nor
+    recorded: the export returned is not saved and has no file."""
     prepared = prepare(period=period, format=format, include_pending=include_pending)
     with tempfile.TemporaryFile() as spool:
         lines = render(prepared, spool, xlsx=xlsx)
         sha256 = _sha256(spool)
+        if dry_run:
+            return _unsaved(
+                prepared, lines=lines, sha256=sha256, xlsx=xlsx, actor=actor, now=timezone.now()
+            )
         if output is not None:
             _write_output(output, spool)
         return _record(prepared, spool, lines=lines, sha256=sha256, xlsx=xlsx, actor=actor)
@@ -282,36 +290,40 @@ def _sha256(fh: BinaryIO) -> str:
     return digest.hexdigest()
 
 
+def _unsaved(
+    prepared: Prepared, *, lines: int, sha256: str, xlsx: bool, actor: Actor, now: datetime
+) -> JournalExport:
+    """The export's record, not saved yet and without its file."""
+    journal = prepared.journal
+    return JournalExport(
+        period=prepared.period,
+        format=prepared.layout.format,
+        template=prepared.layout.template,
+        xlsx=xlsx,
+        sha256=sha256,
+        debit_total=journal.debit_total,
+        credit_total=journal.credit_total,
+        exact_total=journal.exact_total,
+        lines=lines,
+        charge_count=journal.charge_count,
+        include_pending=prepared.include_pending,
+        data_hash=prepared.data_hash,
+        created_at=now,
+        created_by=actor.name,
+        cost_basis=prepared.cost_basis[:300],
+    )
+
+
 def _record(
     prepared: Prepared, spool: BinaryIO, *, lines: int, sha256: str, xlsx: bool, actor: Actor
 ) -> JournalExport:
-    journal, format, include_pending = (
-        prepared.journal,
-        prepared.layout.format,
-        prepared.include_pending,
-    )
+    format, include_pending = prepared.layout.format, prepared.include_pending
     now = timezone.now()
     suffix = "xlsx" if xlsx else "csv"
     label = prepared.period.period
     name = f"{label}/journal-{label}-{format}-{now:%Y%m%dT%H%M%S}.{suffix}"
     with transaction.atomic():
-        export = JournalExport(
-            period=prepared.period,
-            format=format,
-            template=prepared.layout.template,
-            xlsx=xlsx,
-            sha256=sha256,
-            debit_total=journal.debit_total,
-            credit_total=journal.credit_total,
-            exact_total=journal.exact_total,
-            lines=lines,
-            charge_count=journal.charge_count,
-            include_pending=include_pending,
-            data_hash=prepared.data_hash,
-            created_at=now,
-            created_by=actor.name,
-            cost_basis=prepared.cost_basis[:300],
-        )
+        export = _unsaved(prepared, lines=lines, sha256=sha256, xlsx=xlsx, actor=actor, now=now)
         storage = export.file.storage
         relative = storage.get_available_name(export.file.field.generate_filename(export, name))
         target = Path(storage.path(relative))

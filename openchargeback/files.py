@@ -59,6 +59,14 @@ def write_atomically(target: Path, content: bytes | BinaryIO) -> None:
             shutil.copyfileobj(content, fh, 1 << 20)
 
 
+def _is_stale(path: Path, cutoff: float) -> bool:
+    """A plain file last written before `cutoff` (what _unlink_if_stale removes)."""
+    try:
+        return not path.is_symlink() and path.is_file() and path.stat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False
+
+
 def _unlink_if_stale(path: Path, cutoff: float) -> bool:
     """Remove `path` if it is a plain file last written before `cutoff`; a file
     finished or removed meanwhile (by its writer, or a concurrent cleanup) is
@@ -99,15 +107,18 @@ def remove_stale_temporaries(target: Path, *, older_than: float) -> int:
 _TEMPORARY = re.compile(r"\..+\.tmp|\.incoming-.+|\.focus-.+\.csv")
 
 
-def sweep_temporaries(root: Path, *, older_than: float) -> list[Path]:
+def sweep_temporaries(root: Path, *, older_than: float, dry_run: bool = False) -> list[Path]:
     """Remove, under `root`, the temporaries interrupted writers left (a process
     killed outright never removes its own) once nobody has written to them for
-    `older_than` seconds; returns the paths removed. Every other file is left."""
+    `older_than` seconds; returns the paths removed (with `dry_run`, those that
+    would be, and removes nothing). Every other file is left."""
     cutoff = time.time() - older_than
     removed: list[Path] = []
     for folder, _dirs, names in os.walk(root):
         for name in names:
             path = Path(folder) / name
-            if _TEMPORARY.fullmatch(name) and _unlink_if_stale(path, cutoff):
+            if not _TEMPORARY.fullmatch(name):
+                continue
+            if _is_stale(path, cutoff) if dry_run else _unlink_if_stale(path, cutoff):
                 removed.append(path)
     return removed

@@ -7,19 +7,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from billing.commands import BillingCommand
 from billing.errors import BillingError
 from billing.periods import parse_period
-from billing.services import Actor, source_for_slug
+from billing.services import source_for_slug
 from ingest.focus.parsers import IngestError
 from ingest.management.commands.ingest import import_summary
 from ingest.usage.converters import Conversion, conversion_import
 from openchargeback.money import format_money, money_str
 
 
-class ConverterCommand(BaseCommand):
+class ConverterCommand(BillingCommand):
     """Subclasses add their input options and implement :meth:`convert`."""
+
+    takes_dry_run = True
+    dry_run_help = "With --ingest: report what the import would do; write nothing."
+    takes_json = True
+    takes_user = True
+    user_errors = (IngestError, BillingError)
 
     default_source = ""
 
@@ -44,13 +51,6 @@ class ConverterCommand(BaseCommand):
             default=self.default_source,
             help=f"Source slug for --ingest (default: {self.default_source}).",
         )
-        parser.add_argument(
-            "--dry-run",
-            action="store_true",
-            help="With --ingest: report what the import would do; write nothing.",
-        )
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
-        parser.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
 
     def convert(self, period: str, options: dict[str, Any]) -> Conversion:
         raise NotImplementedError
@@ -63,30 +63,27 @@ class ConverterCommand(BaseCommand):
             raise CommandError("--what-if writes nothing; use it without --output and --ingest")
         if options["dry_run"] and not ingest:
             raise CommandError("--dry-run goes with --ingest")
-        try:
-            period = parse_period(options["period"])
-            source = source_for_slug(options["source"]) if ingest else None
-            conversion = self.convert(period, options)
-            report: dict[str, Any] = {"conversion": conversion.as_dict()}
-            if output:
-                conversion.write(Path(output))
-                report["output"] = output
-            if ingest and not conversion.rows:
-                raise IngestError(
-                    f"{conversion.input_name}: no billable usage in {period} "
-                    f"({self.describe(conversion)}); nothing was imported"
-                )
-            if ingest:
-                assert source is not None
-                result = conversion_import(
-                    conversion=conversion,
-                    source=source,
-                    actor=Actor.from_cli(options["user"]),
-                    dry_run=options["dry_run"],
-                )
-                report["import"] = result.as_dict()
-        except (IngestError, BillingError) as exc:
-            raise CommandError(str(exc)) from None
+        period = parse_period(options["period"])
+        source = source_for_slug(options["source"]) if ingest else None
+        conversion = self.convert(period, options)
+        report: dict[str, Any] = {"conversion": conversion.as_dict()}
+        if output:
+            conversion.write(Path(output))
+            report["output"] = output
+        if ingest and not conversion.rows:
+            raise IngestError(
+                f"{conversion.input_name}: no billable usage in {period} "
+                f"({self.describe(conversion)}); nothing was imported"
+            )
+        if ingest:
+            assert source is not None
+            result = conversion_import(
+                conversion=conversion,
+                source=source,
+                actor=self.actor(options),
+                dry_run=options["dry_run"],
+            )
+            report["import"] = result.as_dict()
         if options["json"]:
             self.stdout.write(json.dumps(report))
             return

@@ -38,6 +38,7 @@ from billing.periods import period_in_name
 from billing.services import Actor
 from ingest.focus.parsers import IngestError
 from ingest.focus.services import DeliveryFile, import_delivery
+from openchargeback.money import money_str
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 PROCESSING, DONE, FAILED = ".processing", "done", "failed"
@@ -48,7 +49,7 @@ STALE_CLAIM_SECONDS = 3600
 class InboxOutcome:
     source: str
     file: str
-    status: str  # imported | already_imported | failed
+    status: str  # imported | already_imported | failed | dry_run
     moved_to: str
     message: str = ""
     import_id: int | None = None
@@ -114,8 +115,10 @@ def _finish(claimed: Path, source_dir: Path, folder: str, note: str | None) -> P
     return target
 
 
-def process_inbox(*, actor: Actor) -> list[InboxOutcome]:
-    """Import every file waiting in the inbox; one outcome per file."""
+def process_inbox(*, actor: Actor, dry_run: bool = False) -> list[InboxOutcome]:
+    """Import every file waiting in the inbox; one outcome per file. With
+    `dry_run`, each delivery is checked by the importer's dry run and no file
+    is claimed, moved or written (`moved_to` is empty)."""
     root = inbox_root()
     if not root.is_dir():
         return []
@@ -128,16 +131,24 @@ def process_inbox(*, actor: Actor) -> list[InboxOutcome]:
         # Files with the same month in their names are one delivery.
         groups: dict[str, list[Path]] = {}
         for path in _waiting(source_dir, settle):
-            claimed = _claim(path)
+            claimed = path if dry_run else _claim(path)
             if claimed is not None:
                 groups.setdefault(period_in_name(claimed.name) or "", []).append(claimed)
         for period, claimed_files in groups.items():
-            outcomes += _import_delivery(claimed_files, period, source_dir, source, actor)
+            outcomes += _import_delivery(
+                claimed_files, period, source_dir, source, actor, dry_run=dry_run
+            )
     return outcomes
 
 
 def _import_delivery(
-    claimed: list[Path], period: str, source_dir: Path, source: Source | None, actor: Actor
+    claimed: list[Path],
+    period: str,
+    source_dir: Path,
+    source: Source | None,
+    actor: Actor,
+    *,
+    dry_run: bool = False,
 ) -> list[InboxOutcome]:
     try:
         if source is None:
@@ -152,10 +163,14 @@ def _import_delivery(
             source=source,
             actor=actor,
             expected_period=period or None,
+            dry_run=dry_run,
         )
     except (IngestError, BillingError) as exc:
         outcomes = []
         for path in claimed:
+            if dry_run:
+                outcomes.append(InboxOutcome(source_dir.name, path.name, "failed", "", str(exc)))
+                continue
             target = _finish(path, source_dir, FAILED, str(exc))
             outcomes.append(
                 InboxOutcome(source_dir.name, path.name, "failed", str(target), str(exc))
@@ -163,6 +178,16 @@ def _import_delivery(
         return outcomes
     outcomes = []
     for path, result in zip(claimed, delivery.files, strict=True):
+        if dry_run:
+            would = (
+                f"{result.charges_created:,} charges into {', '.join(result.periods) or '-'}, "
+                f"billed {money_str(result.billed_total)}; "
+                f"{result.duplicates_skipped:,} duplicates skipped"
+            )
+            outcomes.append(
+                InboxOutcome(source_dir.name, path.name, result.status, "", result.message or would)
+            )
+            continue
         note = json.dumps(result.as_dict(), indent=2)
         target = _finish(path, source_dir, DONE, None)
         target.with_name(target.name + ".result.json").write_text(note + "\n", encoding="utf-8")

@@ -538,9 +538,10 @@ def _delete_staged(path: Path | None) -> None:
         ProgressFile(path, "").remove()
 
 
-def uploads_purge(*, older_than: timedelta, actor: Actor) -> list[Upload]:
+def uploads_purge(*, older_than: timedelta, actor: Actor, dry_run: bool = False) -> list[Upload]:
     """Discard the uploads nobody imported or discarded, untouched for `older_than`
-    (their staged copies are deleted); uploads being worked on are left alone."""
+    (their staged copies are deleted); uploads being worked on are left alone.
+    With `dry_run`, the uploads that would be discarded; nothing changes."""
     before = timezone.now() - older_than
     waiting = Upload.objects.exclude(status__in=[S.IMPORTED, S.DISCARDED]).filter(
         updated_at__lt=before
@@ -548,5 +549,5 @@ def uploads_purge(*, older_than: timedelta, actor: Actor) -> list[Upload]:
     purged = []
     for upload in waiting:
         if is_editable(upload):
-            purged.append(upload_discard(upload=upload, actor=actor))
+            purged.append(upload if dry_run else upload_discard(upload=upload, actor=actor))
     return purged

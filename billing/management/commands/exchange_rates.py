@@ -3,7 +3,7 @@
 `set` and `import` record rates through billing.services (audited) and
 convert the month's charges in that currency; re-running with the same rates
 changes nothing. `import` is all or nothing: one bad row and nothing is
-recorded."""
+recorded. ``set --dry-run`` records the rate and rolls it back."""
 
 from __future__ import annotations
 
@@ -12,20 +12,30 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
+from billing.commands import BillingCommand
 from billing.errors import BillingError
 from billing.models import ExchangeRate
-from billing.periods import parse_period as validate_period
-from billing.services import Actor, exchange_rate_set, exchange_rates_import, home_currency
+from billing.periods import parse_period
+from billing.services import exchange_rate_set, exchange_rates_import, home_currency
 from openchargeback.csvfile import CsvWriter
 from openchargeback.text import count
 
 EXPORT_COLUMNS = ("currency", "period", "rate", "note", "updated_by", "updated_at")
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = "Exchange rates of foreign billing currencies per month: set, list, import, export."
+    takes_json = ("set", "list", "import")
+    json_help = {"set": "Print JSON.", "list": "Print a JSON array.", "import": "Print JSON."}
+    takes_user = ("set", "import")
+    takes_dry_run = ("set", "import")
+    dry_run_help = {
+        "set": "Record the rate and roll it back: report, write nothing.",
+        "import": "Check the file and report; write nothing.",
+    }
+    dry_run_rolls_back = ("set",)  # import has its own dry run
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -42,32 +52,21 @@ class Command(BaseCommand):
         setting.add_argument(
             "--note", help="Where the rate comes from (default: keep the recorded note)."
         )
-        setting.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
-        setting.add_argument("--json", action="store_true", help="Print JSON.")
 
         listing = sub.add_parser("list", help="List the recorded rates.")
         listing.add_argument("--period", help="Only this month (YYYY-MM).")
-        listing.add_argument("--json", action="store_true", help="Print a JSON array.")
 
         importing = sub.add_parser(
             "import", help="Record the rates of a CSV file (currency,period,rate[,note])."
         )
         importing.add_argument("file", help="CSV file; `export` writes one.")
-        importing.add_argument(
-            "--dry-run", action="store_true", help="Check the file and report; write nothing."
-        )
-        importing.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
-        importing.add_argument("--json", action="store_true", help="Print JSON.")
 
         exporting = sub.add_parser("export", help="Write the rates as CSV (re-importable).")
         exporting.add_argument("--period", help="Only this month (YYYY-MM).")
         exporting.add_argument("--output", help="File to write (default: standard output).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            getattr(self, f"_{options['action']}")(options)
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        getattr(self, f"_{options['action']}")(options)
 
     def _set(self, options: dict[str, Any]) -> None:
         change = exchange_rate_set(
@@ -75,7 +74,7 @@ class Command(BaseCommand):
             period=options["period"],
             rate=options["rate"],
             note=options["note"],
-            actor=Actor.from_cli(options["user"]),
+            actor=self.actor(options),
         )
         rate = change.rate
         if options["json"]:
@@ -99,7 +98,7 @@ class Command(BaseCommand):
     def _rates(self, options: dict[str, Any]) -> Any:
         rates = ExchangeRate.objects.select_related("period").order_by("period__period", "currency")
         if options.get("period"):
-            rates = rates.filter(period__period=validate_period(options["period"]))
+            rates = rates.filter(period__period=parse_period(options["period"]))
         return rates
 
     def _list(self, options: dict[str, Any]) -> None:
@@ -124,7 +123,7 @@ class Command(BaseCommand):
         result = exchange_rates_import(
             text=text,
             file_name=path.name,
-            actor=Actor.from_cli(options["user"]),
+            actor=self.actor(options),
             dry_run=options["dry_run"],
         )
         if options["json"]:

@@ -1,5 +1,6 @@
 """Billing periods: list, open, close, reopen, finalize. Every change goes
-through billing.services (same guards and audit trail as the admin)."""
+through billing.services (same guards and audit trail as the admin);
+``--dry-run`` makes the change and rolls it back."""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ import json
 import sys
 from typing import IO, Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from billing.errors import BillingError
+from billing.commands import BillingCommand
 from billing.models import BillingPeriod
-from billing.periods import parse_period as validate_period
+from billing.periods import parse_period
 from billing.selectors import period_summaries
 from billing.services import (
-    Actor,
     finalize_blockers,
     period_close,
     period_finalize,
@@ -24,15 +24,23 @@ from billing.services import (
 from openchargeback.money import format_money, money_str
 from openchargeback.text import count
 
+CHANGES = ("open", "close", "reopen", "finalize")
 
-class Command(BaseCommand):
+
+class Command(BillingCommand):
     help = "Billing periods: list, open, close, reopen, finalize."
+    takes_json = ("list", *CHANGES)
+    json_help = {"list": "Print a JSON array."}
+    json_help.update(dict.fromkeys(CHANGES, "Print the period as JSON."))
+    takes_user = CHANGES
+    takes_dry_run = CHANGES
+    dry_run_help = "Make the change and roll it back: report, write nothing (no confirmation)."
+    dry_run_rolls_back = True
     stealth_options = ("stdin",)  # tests (and callers) may answer the finalize prompt
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-        listing = sub.add_parser("list", help="List periods with counts and totals.")
-        listing.add_argument("--json", action="store_true", help="Print a JSON array.")
+        sub.add_parser("list", help="List periods with counts and totals.")
         for name, text in (
             ("open", "Create an open period before its first import."),
             ("close", "Close an open period (no charges may be pending review)."),
@@ -41,8 +49,6 @@ class Command(BaseCommand):
         ):
             cmd = sub.add_parser(name, help=text)
             cmd.add_argument("period", metavar="YYYY-MM")
-            cmd.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
-            cmd.add_argument("--json", action="store_true", help="Print the period as JSON.")
             if name == "reopen":
                 cmd.add_argument("--reason", default="", help="Why (required; recorded).")
             else:
@@ -67,26 +73,23 @@ class Command(BaseCommand):
         if action == "list":
             self._list(as_json=options["json"])
             return
-        actor = Actor.from_cli(options["user"])
+        actor = self.actor(options)
         period = options["period"]
-        try:
-            if action == "open":
-                obj = period_open(period=period, actor=actor, note=options["note"])
-            elif action == "close":
-                obj = period_close(
-                    period=period,
-                    actor=actor,
-                    note=options["note"],
-                    allow_pending=options["allow_pending"],
-                )
-            elif action == "reopen":
-                obj = period_reopen(period=period, actor=actor, reason=options["reason"])
-            else:
-                if not options["yes"]:
-                    self._confirm_finalize(period, options.get("stdin") or sys.stdin)
-                obj = period_finalize(period=period, actor=actor, note=options["note"])
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        if action == "open":
+            obj = period_open(period=period, actor=actor, note=options["note"])
+        elif action == "close":
+            obj = period_close(
+                period=period,
+                actor=actor,
+                note=options["note"],
+                allow_pending=options["allow_pending"],
+            )
+        elif action == "reopen":
+            obj = period_reopen(period=period, actor=actor, reason=options["reason"])
+        else:
+            if not (options["yes"] or options["dry_run"]):
+                self._confirm_finalize(period, options.get("stdin") or sys.stdin)
+            obj = period_finalize(period=period, actor=actor, note=options["note"])
         if options["json"]:
             self.stdout.write(json.dumps({"period": obj.period, "status": obj.status}))
         else:
@@ -95,7 +98,7 @@ class Command(BaseCommand):
     def _confirm_finalize(self, period: str, stdin: IO[str]) -> None:
         """Ask for the period again before locking it for ever. Nothing is asked
         when finalizing would be refused anyway (period_finalize says why)."""
-        period = validate_period(period)
+        period = parse_period(period)
         obj = BillingPeriod.objects.filter(period=period).first()
         if obj is None or obj.status != BillingPeriod.Status.CLOSED or finalize_blockers(obj):
             return

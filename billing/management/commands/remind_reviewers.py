@@ -7,24 +7,23 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError
 from django.db.models import Sum
 from django.urls import reverse
 
+from billing.commands import BillingCommand
 from billing.models import BillingPeriod, Charge, ChargeSummary, InstitutionSettings
 from openchargeback.text import count
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Send one reminder to every active user who may review charges (with an email "
         "address) when charges are pending review in open periods; nothing when none are."
     )
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--dry-run", action="store_true", help="Print the reminder; send nothing."
-        )
+    takes_dry_run = True
+    dry_run_help = "Print the reminder; send nothing."
 
     def handle(self, *args: Any, **options: Any) -> None:
         pending = (

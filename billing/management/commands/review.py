@@ -1,23 +1,24 @@
 """Review flagged charges: list, approve, reject, reset, fix attribution.
 Changes go through billing.services (charges_review, and for `fix` the same
-attribution fix as the admin action), audited per charge; re-running is safe."""
+attribution fix as the admin action), audited per charge; re-running is safe.
+``--dry-run`` reports and writes nothing (approve, reject and reset roll back)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 from django.db.models import QuerySet
 from django.db.models.functions import Abs
 
 from billing import flags
 from billing.blockers import approvable, left_blocked, with_reason
+from billing.commands import BillingCommand
 from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge
-from billing.periods import parse_period as validate_period
+from billing.periods import parse_period
 from billing.services import (
-    Actor,
     charges_fix_attribution_report,
     charges_review,
     missing_rate_reason,
@@ -26,9 +27,18 @@ from billing.services import (
 )
 from openchargeback.money import format_money, money_str
 
+CHANGES = ("approve", "reject", "reset", "fix")
 
-class Command(BaseCommand):
+
+class Command(BillingCommand):
     help = "Review charges: list, approve, reject, reset, fix attribution."
+    takes_json = ("list", *CHANGES)
+    json_help = "Print JSON."
+    takes_user = CHANGES
+    user_help = "Acting user (default: OS user)."
+    takes_dry_run = CHANGES
+    dry_run_help = "Report the changes; write nothing."
+    dry_run_rolls_back = ("approve", "reject", "reset")  # fix has its own dry run
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -55,7 +65,6 @@ class Command(BaseCommand):
                 "reason, those that cannot be approved as they are).",
             )
             cmd.add_argument("--source", help="Only charges of this source.")
-            cmd.add_argument("--json", action="store_true", help="Print JSON.")
             if name == "list":
                 cmd.add_argument(
                     "--state",
@@ -66,7 +75,6 @@ class Command(BaseCommand):
                 cmd.add_argument("--limit", type=int, default=50, help="Rows to print (0: all).")
             else:
                 cmd.add_argument("--note", default="", help="Why; stored on each charge.")
-                cmd.add_argument("--user", help="Acting user (default: OS user).")
             if name == "fix":
                 cmd.add_argument(
                     "--sub-account",
@@ -103,33 +111,27 @@ class Command(BaseCommand):
                     metavar="F",
                     help="The fund/org to charge ('' clears it).",
                 )
-                cmd.add_argument(
-                    "--dry-run", action="store_true", help="Report the changes; write nothing."
-                )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            charges = self._select(options)
-            if options["action"] == "list":
-                self._list(charges, options)
-                return
-            if options["action"] == "fix":
-                self._fix(charges, options)
-                return
-            # Charges whose attribution is wrong, and charges in another currency
-            # without a rate, stay pending (and are named).
-            stuck = missing = None
-            if options["action"] == "approve":
-                stuck = left_blocked(charges)
-                missing = missing_rates(approvable(charges))
-            changed = charges_review(
-                charges=charges,
-                action=options["action"],
-                actor=Actor.from_cli(options.get("user")),
-                note=options["note"],
-            )
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        charges = self._select(options)
+        if options["action"] == "list":
+            self._list(charges, options)
+            return
+        if options["action"] == "fix":
+            self._fix(charges, options)
+            return
+        # Charges whose attribution is wrong, and charges in another currency
+        # without a rate, stay pending (and are named).
+        stuck = missing = None
+        if options["action"] == "approve":
+            stuck = left_blocked(charges)
+            missing = missing_rates(approvable(charges))
+        changed = charges_review(
+            charges=charges,
+            action=options["action"],
+            actor=self.actor(options),
+            note=options["note"],
+        )
         left = sum(m.charges for m in missing or [])
         if options["json"]:
             payload: dict[str, Any] = {"action": options["action"], "changed": changed}
@@ -164,7 +166,7 @@ class Command(BaseCommand):
             if missing:
                 raise BillingError(f"no charge with id {', '.join(map(str, sorted(missing)))}")
         if options["period"]:
-            period = validate_period(options["period"])
+            period = parse_period(options["period"])
             if not BillingPeriod.objects.filter(period=period).exists():
                 raise BillingError(f"period {period} does not exist")
             charges = charges.filter(period__period=period)
@@ -186,7 +188,7 @@ class Command(BaseCommand):
             raise BillingError("no charges match; nothing to fix")
         report = charges_fix_attribution_report(
             charges=charges,
-            actor=Actor.from_cli(options.get("user")),
+            actor=self.actor(options),
             pi_email=options["pi"],
             project_id=options["project"],
             fund_org=options["fund_org"],

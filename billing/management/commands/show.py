@@ -6,29 +6,26 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from billing.errors import BillingError
+from billing.commands import BillingCommand
 from billing.models import PI, BillingPeriod
-from billing.periods import parse_period as validate_period
+from billing.periods import parse_period
 from billing.selectors import pi_period_lines
 from openchargeback.money import format_money, money_str
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = "Show a PI's charges in a period (rejected charges left out)."
+    takes_json = True
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("pi_email", metavar="PI_EMAIL")
         parser.add_argument("--period", "-p", required=True, help="YYYY-MM")
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         email = options["pi_email"].strip().lower()
-        try:
-            period = validate_period(options["period"])
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        period = parse_period(options["period"])
         pi = PI.objects.filter(email=email).first()
         if pi is None:
             raise CommandError(f"no PI with email {email}")

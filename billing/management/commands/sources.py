@@ -1,25 +1,36 @@
 """List or add charge sources (aws, azure, hpc, ...). `add` refuses duplicates,
-so re-running it is safe (it fails without changing anything)."""
+so re-running it is safe (it fails without changing anything). ``--dry-run``
+makes the change and rolls it back."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
+from billing.commands import BillingCommand
 from billing.errors import BillingError
 from billing.models import Project, Source
-from billing.services import Actor, source_add, source_set
+from billing.services import source_add, source_set
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = "Charge sources: list, add."
+    takes_json = ("list", "add", "set")
+    json_help = {
+        "list": "Print a JSON array.",
+        "add": "Print the new source as JSON.",
+        "set": "Print the source as JSON.",
+    }
+    takes_user = ("add", "set")
+    takes_dry_run = ("add", "set")
+    dry_run_help = "Make the change and roll it back: report, write nothing."
+    dry_run_rolls_back = True
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-        listing = sub.add_parser("list", help="List sources.")
-        listing.add_argument("--json", action="store_true", help="Print a JSON array.")
+        sub.add_parser("list", help="List sources.")
         add = sub.add_parser("add", help="Add a source.")
         add.add_argument("slug", help="Lowercase identifier, e.g. 'oci'.")
         add.add_argument("--name", default="", help="Display name.")
@@ -28,8 +39,6 @@ class Command(BaseCommand):
         )
         add.add_argument("--credit-fund-org", default="", help="Fund/org credited in journals.")
         add.add_argument("--account-code", default="", help="GL account code.")
-        add.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
-        add.add_argument("--json", action="store_true", help="Print the new source as JSON.")
 
         change = sub.add_parser(
             "set", help="Change a source: name, filename pattern, journal accounting, cost basis."
@@ -64,27 +73,22 @@ class Command(BaseCommand):
             metavar="FUND_ORG",
             help="Fund/org of commitment charges (blank: the commitment project's default).",
         )
-        change.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
-        change.add_argument("--json", action="store_true", help="Print the source as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "list":
             self._list(as_json=options["json"])
             return
         if options["action"] == "set":
-            try:
-                source = source_set(
-                    slug=options["slug"],
-                    actor=Actor.from_cli(options["user"]),
-                    name=options["name"],
-                    filename_pattern=options["pattern"],
-                    credit_fund_org=options["credit_fund_org"],
-                    account_code=options["account_code"],
-                    provider_names=options["provider_names"],
-                    **_basis_changes(options),
-                )
-            except BillingError as exc:
-                raise CommandError(str(exc)) from None
+            source = source_set(
+                slug=options["slug"],
+                actor=self.actor(options),
+                name=options["name"],
+                filename_pattern=options["pattern"],
+                credit_fund_org=options["credit_fund_org"],
+                account_code=options["account_code"],
+                provider_names=options["provider_names"],
+                **_basis_changes(options),
+            )
             if options["json"]:
                 self.stdout.write(json.dumps(_as_dict(source)))
             else:
@@ -94,17 +98,14 @@ class Command(BaseCommand):
                     f"providers {source.provider_names or '-'}, {_basis_text(source)}."
                 )
             return
-        try:
-            source = source_add(
-                slug=options["slug"],
-                name=options["name"],
-                filename_pattern=options["pattern"],
-                credit_fund_org=options["credit_fund_org"],
-                account_code=options["account_code"],
-                actor=Actor.from_cli(options["user"]),
-            )
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        source = source_add(
+            slug=options["slug"],
+            name=options["name"],
+            filename_pattern=options["pattern"],
+            credit_fund_org=options["credit_fund_org"],
+            account_code=options["account_code"],
+            actor=self.actor(options),
+        )
         if options["json"]:
             self.stdout.write(json.dumps(_as_dict(source)))
         else:

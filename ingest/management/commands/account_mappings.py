@@ -11,20 +11,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from billing.errors import BillingError
-from billing.services import Actor, source_for_slug
+from billing.commands import BillingCommand
+from billing.services import source_for_slug
 from ingest.focus.cloud_accounts import account_mappings_apply
 from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
 from ingest.usage.mappings import CLOUD_COLUMNS, MAPPING_COLUMNS
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Account mappings (Slurm accounts, storage quotas, cloud accounts -> projects): "
         "import, export, apply."
     )
+
+    takes_dry_run = ("import", "apply")
+    dry_run_help = {"import": "Check and report; write nothing.", "apply": "Report; write nothing."}
+    takes_json = ("import", "apply")
+    takes_user = ("import", "apply")
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -35,9 +40,6 @@ class Command(BaseCommand):
             f"(cloud mappings add {','.join(CLOUD_COLUMNS)}).",
         )
         imp.add_argument("file", metavar="FILE", help="The CSV file.")
-        imp.add_argument("--dry-run", action="store_true", help="Check and report; write nothing.")
-        imp.add_argument("--json", action="store_true", help="Print one JSON object.")
-        imp.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
         exp = sub.add_parser("export", help=f"Write every mapping as CSV ({columns}).")
         exp.add_argument(
             "--output", "-o", metavar="FILE", help="Write to FILE (default: standard output)."
@@ -49,9 +51,6 @@ class Command(BaseCommand):
         )
         app.add_argument("--period", help="Only this open period (YYYY-MM).")
         app.add_argument("--source", help="Only this source.")
-        app.add_argument("--dry-run", action="store_true", help="Report; write nothing.")
-        app.add_argument("--json", action="store_true", help="Print one JSON object.")
-        app.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "export":
@@ -60,30 +59,22 @@ class Command(BaseCommand):
         if options["action"] == "apply":
             self._apply(options)
             return
-        try:
-            result = account_mapping_import(
-                path=Path(options["file"]),
-                actor=Actor.from_cli(options["user"]),
-                dry_run=options["dry_run"],
-            )
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        result = account_mapping_import(
+            path=Path(options["file"]), actor=self.actor(options), dry_run=options["dry_run"]
+        )
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict()))
         else:
             self.stdout.write(result.summary())
 
     def _apply(self, options: dict[str, Any]) -> None:
-        try:
-            source = source_for_slug(options["source"]) if options["source"] else None
-            result = account_mappings_apply(
-                actor=Actor.from_cli(options["user"]),
-                period=options["period"],
-                source=source,
-                dry_run=options["dry_run"],
-            )
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        source = source_for_slug(options["source"]) if options["source"] else None
+        result = account_mappings_apply(
+            actor=self.actor(options),
+            period=options["period"],
+            source=source,
+            dry_run=options["dry_run"],
+        )
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict()))
         else:

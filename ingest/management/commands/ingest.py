@@ -14,12 +14,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
+from billing.commands import BillingCommand
 from billing.errors import BillingError
 from billing.models import Source
-from billing.periods import parse_period as validate_period
+from billing.periods import parse_period
 from billing.periods import period_in_name as detect_period
 from billing.services import Actor, detect_source, source_for_slug
 from ingest.focus.basis import label as basis_label
@@ -60,8 +61,13 @@ class Progress:
             sys.stderr.flush()
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = "Import FOCUS billing files (CSV, CSV.gz or Parquet) into a source."
+    takes_dry_run = True
+    dry_run_help = "Parse and report; write nothing."
+    takes_json = True
+    takes_user = True
+    user_errors = (IngestError, BillingError)
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("files", nargs="+", metavar="FILE", help="FOCUS files to import.")
@@ -77,9 +83,6 @@ class Command(BaseCommand):
             "period_mismatch (and stored in their own month).",
         )
         parser.add_argument(
-            "--dry-run", action="store_true", help="Parse and report; write nothing."
-        )
-        parser.add_argument(
             "--replace",
             action="store_true",
             help="Make the source's charges for the files' periods exactly the rows of the "
@@ -92,23 +95,18 @@ class Command(BaseCommand):
             help="Split a multi-provider FOCUS file by ProviderName into the sources that "
             "claim each provider (`sources set SLUG --provider-names ...`).",
         )
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
-        parser.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        actor = Actor.from_cli(options["user"])
+        actor = self.actor(options)
         names: list[str] = options["files"]
-        try:
-            if options["period"]:
-                options["period"] = validate_period(options["period"])
-            if options["route_by_provider"]:
-                if options["source"]:
-                    raise BillingError("--route-by-provider chooses the sources; drop --source")
-                plan = self._routed(names)
-            else:
-                plan = self._deliveries(names, options)
-        except (IngestError, BillingError) as exc:
-            raise CommandError(str(exc)) from None
+        if options["period"]:
+            options["period"] = parse_period(options["period"])
+        if options["route_by_provider"]:
+            if options["source"]:
+                raise BillingError("--route-by-provider chooses the sources; drop --source")
+            plan = self._routed(names)
+        else:
+            plan = self._deliveries(names, options)
         # A file routed by provider is imported into all its sources or none.
         with transaction.atomic() if options["route_by_provider"] else nullcontext():
             deliveries = self._import(plan, options, actor, many=len(names) > 1 or len(plan) > 1)

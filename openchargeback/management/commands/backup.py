@@ -6,17 +6,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from billing.commands import BillingCommand
 from openchargeback.backup import BackupError, backup
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Write a backup (database + statement PDFs, journals and import files) to one "
         ".tar.gz; SQLite is copied with its online backup API, PostgreSQL with pg_dump."
     )
+
+    takes_json = True
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -26,7 +29,6 @@ class Command(BaseCommand):
             help="Archive to write, or a folder for openchargeback-YYYYmmddTHHMMSS.tar.gz "
             "(default: the current folder).",
         )
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         output: Path = options["output"] or Path.cwd()

@@ -5,27 +5,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from billing.errors import BillingError
+from billing.commands import BillingCommand
 from openchargeback.ledger import check_ledger
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Check a period: Σ journal debits = Σ credits = Σ statement totals, and every "
         "approved charge on exactly one current statement. Exit 1 with the differences."
     )
 
+    takes_json = True
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--period", "-p", required=True, help="YYYY-MM")
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            result = check_ledger(period=options["period"])
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        result = check_ledger(period=options["period"])
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
         else:

@@ -15,10 +15,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 from django.db import transaction
 
 from billing.blockers import blocked
+from billing.commands import BillingCommand
 from billing.errors import BillingError
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.patterns import compile_user_pattern
@@ -69,17 +70,21 @@ DEFAULT_MONTHS = ["2026-08", "2026-09", "2026-10"]
 DEMO_EUR_RATE, DEMO_EUR_NOTE = "1.0850", "demo: USD per EUR, month-end reference rate"
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Generate sample data (FOCUS files, Slurm and storage usage), import and convert "
         "it, run the first month-end and create a demo admin user."
     )
 
+    takes_user = True
+    user_default = "demo"
+    user_help = "Actor recorded in the audit trail."
+    user_errors = (IngestError, BillingError)
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--output", type=Path, help="Where the sample files go (default: sample_data/)."
         )
-        parser.add_argument("--user", default="demo", help="Actor recorded in the audit trail.")
         parser.add_argument(
             "--no-admin-user",
             action="store_true",
@@ -93,46 +98,43 @@ class Command(BaseCommand):
         created = converted_rows = 0
         listed = billed = Decimal(0)
         unmapped: set[str] = set()
-        try:
-            rates = self._rate_card(actor)
-            self._commitments(actor)
-            # Slurm accounts and quotas; then the untagged cloud projects' sub-accounts,
-            # before the cloud imports, so their rows arrive attributed.
-            mappings = sum(
-                account_mapping_import(path=output / name, actor=actor, display_name=name).created
-                for name in (MAPPINGS_FILE, CLOUD_MAPPINGS_FILE)
-            )
-            for month in DEFAULT_MONTHS:
-                for slug in FOCUS_SOURCES:
-                    # A month in part files (AWS) is one delivery: one command, one
-                    # transaction, identical rows counted across the parts.
-                    delivery = import_delivery(
-                        files=[
-                            DeliveryFile(path=output / name, display_name=name)
-                            for name in sample_file_names(slug, month)
-                        ],
-                        source=source_for_slug(slug),
-                        actor=actor,
-                        expected_period=month,
-                    )
-                    created += delivery.charges_created
-                for slug in CONVERTED_SOURCES:
-                    conversion = self._convert(slug, output / sample_file_name(slug, month), month)
-                    converted_rows += len(conversion.rows)
-                    listed += conversion.list_cost
-                    billed += conversion.billed_cost
-                    unmapped.update(conversion.unmapped)
-                    closed = BillingPeriod.objects.filter(period=month).exclude(
-                        status=BillingPeriod.Status.OPEN
-                    )
-                    if closed.exists():
-                        continue  # imported before the month was closed; kept as it is
-                    result = conversion_import(
-                        conversion=conversion, source=source_for_slug(slug), actor=actor
-                    )
-                    created += result.charges_created
-        except (IngestError, BillingError) as exc:
-            raise CommandError(str(exc)) from None
+        rates = self._rate_card(actor)
+        self._commitments(actor)
+        # Slurm accounts and quotas; then the untagged cloud projects' sub-accounts,
+        # before the cloud imports, so their rows arrive attributed.
+        mappings = sum(
+            account_mapping_import(path=output / name, actor=actor, display_name=name).created
+            for name in (MAPPINGS_FILE, CLOUD_MAPPINGS_FILE)
+        )
+        for month in DEFAULT_MONTHS:
+            for slug in FOCUS_SOURCES:
+                # A month in part files (AWS) is one delivery: one command, one
+                # transaction, identical rows counted across the parts.
+                delivery = import_delivery(
+                    files=[
+                        DeliveryFile(path=output / name, display_name=name)
+                        for name in sample_file_names(slug, month)
+                    ],
+                    source=source_for_slug(slug),
+                    actor=actor,
+                    expected_period=month,
+                )
+                created += delivery.charges_created
+            for slug in CONVERTED_SOURCES:
+                conversion = self._convert(slug, output / sample_file_name(slug, month), month)
+                converted_rows += len(conversion.rows)
+                listed += conversion.list_cost
+                billed += conversion.billed_cost
+                unmapped.update(conversion.unmapped)
+                closed = BillingPeriod.objects.filter(period=month).exclude(
+                    status=BillingPeriod.Status.OPEN
+                )
+                if closed.exists():
+                    continue  # imported before the month was closed; kept as it is
+                result = conversion_import(
+                    conversion=conversion, source=source_for_slug(slug), actor=actor
+                )
+                created += result.charges_created
         self._name_people()
         self.stdout.write(
             f"Demo data: {len(paths)} files for {', '.join(DEFAULT_MONTHS)} (FOCUS from "
@@ -142,10 +144,7 @@ class Command(BaseCommand):
             f"{', '.join(sorted(unmapped)) or 'none'}); {created:,} new charges; "
             f"{rates} rates and {mappings} account mappings added."
         )
-        try:
-            self._month_end(DEFAULT_MONTHS[0], actor)
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        self._month_end(DEFAULT_MONTHS[0], actor)
         if not options["no_admin_user"]:
             self._admin_user()
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
+from billing.commands import BillingCommand
 from openchargeback.envdoc import env_example, render
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = "Print docs/environment.md: every setting of .env.example with its description."
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from billing.commands import BillingCommand
 from openchargeback.demo.sampledata import FOCUS_SOURCES, generate_sample_files, parse_month
 
 DEFAULT_MONTHS = "2026-08,2026-09,2026-10"
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Generate realistic sample inputs per source per month: FOCUS CSV files for "
         f"{', '.join(FOCUS_SOURCES)} (aws as two part files; including rows that trip every "

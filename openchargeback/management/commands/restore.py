@@ -6,22 +6,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from billing.commands import BillingCommand
 from openchargeback.backup import BackupError, restore
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Restore a backup archive into this site's database (DATABASE_URL) and MEDIA_ROOT. "
         "Stop the web server and the workers first. Refuses a database with billing data "
         "or a non-empty MEDIA_ROOT unless --force."
     )
 
+    takes_json = True
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("archive", type=Path, help="A .tar.gz written by `backup`.")
         parser.add_argument("--force", action="store_true", help="Replace existing data and files.")
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

@@ -5,21 +5,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from billing.errors import BillingError
-from billing.services import Actor
+from billing.commands import BillingCommand
 from openchargeback.money import format_money, money_str
 from statements.building import StatementData
 from statements.models import Statement
 from statements.services import GenerateResult, statements_generate
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "Generate statements for a closed period: a new version for every PI project whose "
         "charges changed, nothing for the others."
     )
+
+    takes_dry_run = True
+    dry_run_help = "Report what would be generated; write nothing."
+    takes_json = True
+    takes_user = True
+    user_help = "Who is acting (default: the OS user)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--period", "-p", required=True, help="YYYY-MM")
@@ -27,9 +32,6 @@ class Command(BaseCommand):
             "--sync",
             action="store_true",
             help="Render the PDFs now, in this process (cron, tests); default: queue jobs.",
-        )
-        parser.add_argument(
-            "--dry-run", action="store_true", help="Report what would be generated; write nothing."
         )
         parser.add_argument(
             "--allow-pending",
@@ -41,21 +43,16 @@ class Command(BaseCommand):
             action="store_true",
             help="Then email each PI their statements not sent yet (one email per PI).",
         )
-        parser.add_argument("--json", action="store_true", help="Print one JSON object.")
-        parser.add_argument("--user", help="Who is acting (default: the OS user).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            result = statements_generate(
-                period=options["period"],
-                actor=Actor.from_cli(options["user"]),
-                allow_pending=options["allow_pending"],
-                dry_run=options["dry_run"],
-                sync=options["sync"],
-                send=options["send"],
-            )
-        except BillingError as exc:
-            raise CommandError(str(exc)) from None
+        result = statements_generate(
+            period=options["period"],
+            actor=self.actor(options),
+            allow_pending=options["allow_pending"],
+            dry_run=options["dry_run"],
+            sync=options["sync"],
+            send=options["send"],
+        )
         if options["json"]:
             self.stdout.write(json.dumps(_as_json(result), indent=2))
         else:

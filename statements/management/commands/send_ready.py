@@ -1,20 +1,21 @@
 """Generate and send the statements of closed months that nothing blocks; for
-sites that send as soon as review is done (OPENCHARGEBACK_AUTO_SEND)."""
+sites that send as soon as review is done (OPENCHARGEBACK_AUTO_SEND).
+``--dry-run`` plans each period's statements; nothing is written, rendered or sent."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from billing.commands import BillingCommand
 from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge
-from billing.services import Actor
 from statements.services import statements_generate
 
 
-class Command(BaseCommand):
+class Command(BillingCommand):
     help = (
         "For every closed (not finalized) period with nothing pending review: generate the "
         "statements whose charges changed and email every PI not emailed yet. Safe to re-run: "
@@ -22,15 +23,19 @@ class Command(BaseCommand):
         "listed and skipped."
     )
 
+    takes_json = True
+    json_help = "Print a JSON array."
+    takes_user = True
+    takes_dry_run = True
+    dry_run_help = "Report what would be generated; write, render and send nothing."
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--sync", action="store_true", help="Render and send here, not in the workers."
         )
-        parser.add_argument("--json", action="store_true", help="Print a JSON array.")
-        parser.add_argument("--user", help="Acting user for the audit trail (default: OS user).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        actor = Actor.from_cli(options["user"])
+        actor = self.actor(options)
         report: list[dict[str, Any]] = []
         closed = BillingPeriod.objects.filter(status=BillingPeriod.Status.CLOSED).order_by("period")
         for period in closed:
@@ -39,10 +44,17 @@ class Command(BaseCommand):
                 continue
             try:
                 result = statements_generate(
-                    period=period.period, actor=actor, sync=options["sync"], send=True
+                    period=period.period,
+                    actor=actor,
+                    sync=options["sync"],
+                    send=True,
+                    dry_run=options["dry_run"],
                 )
             except BillingError as exc:
                 report.append({"period": period.period, "skipped": str(exc)})
+                continue
+            if options["dry_run"]:
+                report.append({"period": period.period, "would_generate": len(result.would_create)})
                 continue
             report.append(
                 {
@@ -61,6 +73,11 @@ class Command(BaseCommand):
         for line in report:
             if "skipped" in line:
                 self.stdout.write(f"{line['period']}: skipped, {line['skipped']}.")
+            elif "would_generate" in line:
+                self.stdout.write(
+                    f"{line['period']}: would generate {line['would_generate']} statements "
+                    "and email every PI not emailed yet."
+                )
             else:
                 self.stdout.write(
                     f"{line['period']}: {line['generated']} statements generated, "
@@ -68,3 +85,5 @@ class Command(BaseCommand):
                     + (f" (jobs: {line['job_group']})" if line["job_group"] else "")
                     + "."
                 )
+        if options["dry_run"]:
+            self.stdout.write("Dry run: nothing generated, written or sent.")
