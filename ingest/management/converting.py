@@ -10,7 +10,6 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from billing.commands import BillingCommand
-from billing.errors import BillingError
 from billing.periods import parse_period
 from billing.services import source_for_slug
 from ingest.focus.parsers import IngestError
@@ -26,7 +25,6 @@ class ConverterCommand(BillingCommand):
     dry_run_help = "With --ingest: report what the import would do; write nothing."
     takes_json = True
     takes_user = True
-    user_errors = (IngestError, BillingError)
 
     default_source = ""
 

@@ -67,7 +67,6 @@ class Command(BillingCommand):
     dry_run_help = "Parse and report; write nothing."
     takes_json = True
     takes_user = True
-    user_errors = (IngestError, BillingError)
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("files", nargs="+", metavar="FILE", help="FOCUS files to import.")

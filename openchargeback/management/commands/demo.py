@@ -20,7 +20,6 @@ from django.db import transaction
 
 from billing.blockers import blocked
 from billing.commands import BillingCommand
-from billing.errors import BillingError
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.patterns import compile_user_pattern
 from billing.services import (
@@ -33,7 +32,7 @@ from billing.services import (
     source_for_slug,
     source_set,
 )
-from ingest.focus.services import DeliveryFile, IngestError, import_delivery
+from ingest.focus.services import DeliveryFile, import_delivery
 from ingest.models import Rate
 from ingest.usage.converters import (
     Conversion,
@@ -79,7 +78,6 @@ class Command(BillingCommand):
     takes_user = True
     user_default = "demo"
     user_help = "Actor recorded in the audit trail."
-    user_errors = (IngestError, BillingError)
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
