@@ -41,113 +41,164 @@ def _quote(value: str) -> str:
     return f"“{value}”"
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What the sentences about one charge draw on, worked out once per charge."""
+
+    facts: ChargeFacts
+    details: dict[str, Any]  # reason -> what the rules recorded about it
+    tagged: dict[str, str]  # field -> the value its tags give
+    keys: dict[str, str]  # field -> the tag keys looked for ("none" when none)
+    patterns: list[str]  # the fund/org patterns, as written
+    currency: str  # the home currency
+
+    @classmethod
+    def of(cls, facts: ChargeFacts, ruleset: RuleSet) -> _Context:
+        tags = facts.tags if isinstance(facts.tags, dict) else {}
+        return cls(
+            facts=facts,
+            details=dict(facts.details or {}),
+            tagged=map_tags(json.dumps(tags), ruleset).values if tags else {},
+            keys={f: ", ".join(ruleset.mapping.get(f, ())) or "none" for f in ruleset.mapping},
+            patterns=[p.pattern for p in ruleset.fund_org_patterns],
+            currency=ruleset.currency,
+        )
+
+
+# What is wrong (naming the value at fault) and what fixes it.
+_Words = tuple[str, str]
+
+
+def _missing_pi(c: _Context) -> _Words:
+    return (
+        "No PI: the tags name no PI email "
+        f"(tag keys looked for: {c.keys.get('pi_email', 'none')}).",
+        "Fix attribution: pick the PI who pays for this resource.",
+    )
+
+
+def _invalid_pi_email(c: _Context) -> _Words:
+    """The tag's value first, else the PI in the registry."""
+    raw = c.tagged.get("pi_email") or c.facts.pi_email
+    return (
+        f"PI email {_quote(raw)} is not an address." if raw else "The PI email is not an address.",
+        "Fix attribution: pick the PI from the registry (or correct the tag at source).",
+    )
+
+
+def _missing_project(c: _Context) -> _Words:
+    return (
+        "No project: the tags name no project "
+        f"(tag keys looked for: {c.keys.get('project_id', 'none')}).",
+        "Fix attribution: pick the project this usage belongs to.",
+    )
+
+
+def _project_pi_mismatch(c: _Context) -> _Words:
+    """The project's owner in the registry first, else the one recorded at import."""
+    recorded = c.details.get("project_pi_mismatch") or {}
+    owner = c.facts.project_owner_email or str(recorded.get("project_pi", ""))
+    return (
+        f"Project {_quote(c.facts.project_id)} belongs to PI {owner}, but the charge names "
+        f"PI {c.facts.pi_email}.",
+        "Fix attribution: pick the right PI or the right project.",
+    )
+
+
+def _missing_fund_org(_c: _Context) -> _Words:
+    return (
+        "No fund/org: the tags name none and the project has no default fund/org.",
+        "Fix attribution: enter the fund/org to charge.",
+    )
+
+
+def _invalid_fund_org(c: _Context) -> _Words:
+    rule = " or ".join(_quote(p) for p in c.patterns) or "the fund/org patterns"
+    return (
+        f"Fund/org {_quote(c.facts.fund_org)} does not match the pattern {rule}.",
+        "Fix attribution: enter a fund/org that matches (or correct the pattern in "
+        "Settings if the fund/org is right).",
+    )
+
+
+def _unmapped_account(c: _Context) -> _Words:
+    account = str(c.details.get("unmapped_account", "")) or "this account"
+    return (
+        f"{account} has no account mapping, so nobody is billed for it.",
+        "Add an account mapping for it, or fix attribution of this charge.",
+    )
+
+
+def _invalid_tags(c: _Context) -> _Words:
+    """The unreadable text, cut to what a sentence can show."""
+    raw = str(c.details.get("invalid_tags", ""))
+    return (
+        f"The tags are not a JSON object: {_quote(raw[:120])}."
+        if raw
+        else "The tags are not a JSON object.",
+        "Fix attribution: set the PI, project and fund/org by hand.",
+    )
+
+
+def _pattern_match(c: _Context) -> _Words:
+    names = ", ".join(str(n) for n in c.details.get("pattern_match", [])) or "a review pattern"
+    return (
+        f"The service or resource matches the review pattern {names}.",
+        "Check the charge: approve it if it is right, reject it if not.",
+    )
+
+
+def _period_mismatch(c: _Context) -> _Words:
+    info = c.details.get("period_mismatch") or {}
+    return (
+        f"The line is for {info.get('found', c.facts.period)}, but the file was imported "
+        f"for {info.get('expected', 'another month')}.",
+        "Approve it if the late line belongs here, reject it otherwise.",
+    )
+
+
+def _currency_mismatch(c: _Context) -> _Words:
+    code = str(c.details.get("currency_mismatch", c.facts.currency))
+    return (
+        f"Billed in {code}, not in {c.currency}.",
+        f"Record the {code} exchange rate for the month; the charge is then converted.",
+    )
+
+
+def _large_charge(c: _Context) -> _Words:
+    limit = f" (the threshold is {c.facts.large_limit})" if c.facts.large_limit else ""
+    return (
+        f"The billed amount {c.facts.billed} is large{limit}.",
+        "Check it with the PI or the source: approve if it is right.",
+    )
+
+
+# reason -> its sentences; a reason not listed gets its label and "Check the charge."
+_EXPLAIN: dict[str, Callable[[_Context], _Words]] = {
+    "missing_pi": _missing_pi,
+    "invalid_pi_email": _invalid_pi_email,
+    "missing_project": _missing_project,
+    "project_pi_mismatch": _project_pi_mismatch,
+    "missing_fund_org": _missing_fund_org,
+    "invalid_fund_org": _invalid_fund_org,
+    "unmapped_account": _unmapped_account,
+    "invalid_tags": _invalid_tags,
+    "pattern_match": _pattern_match,
+    "period_mismatch": _period_mismatch,
+    "currency_mismatch": _currency_mismatch,
+    "large_charge": _large_charge,
+}
+
+
 def explain_flags(facts: ChargeFacts, ruleset: RuleSet) -> list[Explanation]:
     """One sentence per flag reason of a charge, with the value at fault and the fix."""
-    details = dict(facts.details or {})
-    tags = facts.tags if isinstance(facts.tags, dict) else {}
-    tagged = map_tags(json.dumps(tags), ruleset).values if tags else {}
-    patterns = [p.pattern for p in ruleset.fund_org_patterns]
-    keys = {field: ", ".join(ruleset.mapping.get(field, ())) or "none" for field in ruleset.mapping}
+    context = _Context.of(facts, ruleset)
     out: list[Explanation] = []
-
-    def add(reason: str, text: str, fix: str) -> None:
-        out.append(Explanation(reason, flags.LABEL.get(reason, reason), text, fix))
-
     for reason in facts.reasons:
-        if reason == "missing_pi":
-            add(
-                reason,
-                "No PI: the tags name no PI email "
-                f"(tag keys looked for: {keys.get('pi_email', 'none')}).",
-                "Fix attribution: pick the PI who pays for this resource.",
-            )
-        elif reason == "invalid_pi_email":
-            raw = tagged.get("pi_email") or facts.pi_email
-            add(
-                reason,
-                f"PI email {_quote(raw)} is not an address."
-                if raw
-                else "The PI email is not an address.",
-                "Fix attribution: pick the PI from the registry (or correct the tag at source).",
-            )
-        elif reason == "missing_project":
-            add(
-                reason,
-                "No project: the tags name no project "
-                f"(tag keys looked for: {keys.get('project_id', 'none')}).",
-                "Fix attribution: pick the project this usage belongs to.",
-            )
-        elif reason == "project_pi_mismatch":
-            owner = facts.project_owner_email or str(
-                (details.get(reason) or {}).get("project_pi", "")
-            )
-            add(
-                reason,
-                f"Project {_quote(facts.project_id)} belongs to PI {owner}, but the charge names "
-                f"PI {facts.pi_email}.",
-                "Fix attribution: pick the right PI or the right project.",
-            )
-        elif reason == "missing_fund_org":
-            add(
-                reason,
-                "No fund/org: the tags name none and the project has no default fund/org.",
-                "Fix attribution: enter the fund/org to charge.",
-            )
-        elif reason == "invalid_fund_org":
-            rule = " or ".join(_quote(p) for p in patterns) or "the fund/org patterns"
-            add(
-                reason,
-                f"Fund/org {_quote(facts.fund_org)} does not match the pattern {rule}.",
-                "Fix attribution: enter a fund/org that matches (or correct the pattern in "
-                "Settings if the fund/org is right).",
-            )
-        elif reason == "unmapped_account":
-            account = str(details.get(reason, "")) or "this account"
-            add(
-                reason,
-                f"{account} has no account mapping, so nobody is billed for it.",
-                "Add an account mapping for it, or fix attribution of this charge.",
-            )
-        elif reason == "invalid_tags":
-            raw = str(details.get(reason, ""))
-            add(
-                reason,
-                f"The tags are not a JSON object: {_quote(raw[:120])}."
-                if raw
-                else "The tags are not a JSON object.",
-                "Fix attribution: set the PI, project and fund/org by hand.",
-            )
-        elif reason == "pattern_match":
-            names = ", ".join(str(n) for n in details.get(reason, [])) or "a review pattern"
-            add(
-                reason,
-                f"The service or resource matches the review pattern {names}.",
-                "Check the charge: approve it if it is right, reject it if not.",
-            )
-        elif reason == "period_mismatch":
-            info = details.get(reason) or {}
-            add(
-                reason,
-                f"The line is for {info.get('found', facts.period)}, but the file was imported "
-                f"for {info.get('expected', 'another month')}.",
-                "Approve it if the late line belongs here, reject it otherwise.",
-            )
-        elif reason == "currency_mismatch":
-            code = str(details.get(reason, facts.currency))
-            add(
-                reason,
-                f"Billed in {code}, not in {ruleset.currency}.",
-                f"Record the {code} exchange rate for the month; the charge is then converted.",
-            )
-        elif reason == "large_charge":
-            limit = f" (the threshold is {facts.large_limit})" if facts.large_limit else ""
-            add(
-                reason,
-                f"The billed amount {facts.billed} is large{limit}.",
-                "Check it with the PI or the source: approve if it is right.",
-            )
-        else:
-            add(reason, flags.LABEL.get(reason, reason) + ".", "Check the charge.")
+        label = flags.LABEL.get(reason, reason)
+        explain = _EXPLAIN.get(reason)
+        text, fix = explain(context) if explain else (label + ".", "Check the charge.")
+        out.append(Explanation(reason, label, text, fix))
     return out
 
 

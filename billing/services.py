@@ -700,76 +700,170 @@ def _refuse_too_long(what: str, value: str, limit: int | None) -> None:
         raise BillingError(f"{what} is {len(value)} characters long; at most {limit} fit")
 
 
-def _apply_flags(  # noqa: C901 - one pass per charge: each fix field, its guard and its audit diff
+def _fix_pi(fix: dict[str, Any], *, actor: Actor) -> Any:
+    """The PI a fix names (None when it names none): from the registry, or
+    created (and audited) only when the fix says so, with a name."""
+    from billing.models import PI
+    from billing.rules import EMAIL_RE
+
+    if "pi_email" not in fix:
+        return None
+    email = fix["pi_email"].strip().lower()
+    if not EMAIL_RE.match(email):
+        raise BillingError(f"{email!r} is not an email address")
+    pi = PI.objects.filter(email=email).first()
+    if pi is not None:
+        return pi
+    if not fix.get("create_pi"):
+        raise BillingError(
+            f"no PI with email {email!r}; pick an existing PI, or create a new one "
+            "(with a name) on purpose"
+        )
+    name = fix.get("pi_name", "").strip()
+    if not name:
+        raise BillingError(f"a new PI ({email}) needs a name")
+    _refuse_too_long("the new PI's name", name, PI._meta.get_field("name").max_length)
+    pi = PI.objects.create(email=email, name=name)
+    audit(actor=actor, action="pi.create", obj=pi, after={"email": email, "name": name})
+    return pi
+
+
+def _fix_project(fix: dict[str, Any], *, pi: Any, actor: Actor) -> Any:
+    """The project a fix names (None when it names none): from the registry, or
+    created (owned by the fix's PI, and audited) only when the fix says so."""
+    from billing.models import Project
+
+    if "project_id" not in fix:
+        return None
+    code = fix["project_id"].strip()
+    if not code:
+        raise BillingError("the project id is empty")
+    project = Project.objects.filter(project_id=code).first()
+    if project is not None:
+        return project
+    if not fix.get("create_project"):
+        raise BillingError(
+            f"no project {code!r}; pick an existing project, or create a new one on purpose"
+        )
+    title = fix.get("project_title", "").strip()
+    _refuse_too_long("the project id", code, Project._meta.get_field("project_id").max_length)
+    _refuse_too_long("the new project's title", title, Project._meta.get_field("title").max_length)
+    project = Project.objects.create(project_id=code, title=title, pi=pi)
+    audit(
+        actor=actor,
+        action="project.create",
+        obj=project,
+        after={"project_id": code, "title": title, "pi": pi.email if pi else ""},
+    )
+    return project
+
+
+def _audited_state(charge: Any) -> dict[str, Any]:
+    """The fields of a charge a fix or a re-evaluation audits, before and after."""
+    from billing import flags as flag_bits
+
+    return {
+        "pi": charge.pi.email if charge.pi else "",
+        "project": charge.project.project_id if charge.project else "",
+        "fund_org": charge.fund_org,
+        "flags": flag_bits.from_mask(charge.flags),
+        "review_state": charge.review_state,
+    }
+
+
+def _review_after(
+    charge: Any, mask: int, *, ruleset: Any, actor: Actor, note: str, now: Any
+) -> bool:
+    """Move a charge's review state after its flags became ``mask``.
+
+    A pending charge with no flag left (and no missing exchange rate) is
+    approved; an approved one whose attribution is now wrong goes back to the
+    queue. True when the charge was approved here.
+    """
+    from billing import flags as flag_bits
+    from billing.models import Charge
+
+    state = charge.review_state
+    if (
+        state == Charge.ReviewState.PENDING
+        and mask == 0
+        and not _needs_rate(charge, ruleset.currency)
+    ):
+        charge.review_state = Charge.ReviewState.APPROVED
+        charge.reviewed_by, charge.reviewed_at = actor.name, now
+        charge.review_note = note or "no flag left after re-evaluation"
+        return True
+    if state == Charge.ReviewState.APPROVED and mask & flag_bits.BLOCKING_MASK:
+        # Approved, but who pays is wrong now: back to the queue.
+        charge.review_state = Charge.ReviewState.PENDING
+        charge.reviewed_by, charge.reviewed_at = actor.name, now
+        charge.review_note = note or "attribution problem found on re-evaluation"
+    return False
+
+
+_FIX_FIELDS = [
+    "pi",
+    "project",
+    "fund_org",
+    "flags",
+    "flag_details",
+    "review_state",
+    "reviewed_by",
+    "reviewed_at",
+    "review_note",
+]
+
+
+@dataclass
+class _FixTally:
+    """What the charges of one fix or re-evaluation changed, counted as they go."""
+
+    changed: int = 0
+    cleared: int = 0
+    approved: int = 0
+    cleared_by: dict[str, int] = field(default_factory=dict)
+    added_by: dict[str, int] = field(default_factory=dict)
+
+    def count(self, gone: list[str], new: list[str], *, approved: bool) -> None:
+        self.changed += 1
+        self.cleared += len(gone)
+        for reason in gone:
+            self.cleared_by[reason] = self.cleared_by.get(reason, 0) + 1
+        for reason in new:
+            self.added_by[reason] = self.added_by.get(reason, 0) + 1
+        self.approved += approved
+
+    def report(self) -> FixReport:
+        return FixReport(
+            changed=self.changed,
+            flags_cleared=self.cleared,
+            approved=self.approved,
+            cleared=self.cleared_by,
+            added=self.added_by,
+        )
+
+
+def _apply_flags(
     charges: Any, *, actor: Actor, action: str, note: str, fix: dict[str, Any]
 ) -> FixReport:
+    """Apply ``fix`` (PI, project, fund/org; may be empty) to charges, re-evaluate
+    their flags and review state, save and audit each charge that changed."""
     from billing import flags as flag_bits
-    from billing.models import PI, Charge, Project
     from billing.selectors import load_ruleset
 
     ruleset = load_ruleset()
     _refuse_locked(charges)
-    pi = project = None
-    if "pi_email" in fix:
-        email = fix["pi_email"].strip().lower()
-        from billing.rules import EMAIL_RE
-
-        if not EMAIL_RE.match(email):
-            raise BillingError(f"{email!r} is not an email address")
-        pi = PI.objects.filter(email=email).first()
-        if pi is None:
-            if not fix.get("create_pi"):
-                raise BillingError(
-                    f"no PI with email {email!r}; pick an existing PI, or create a new one "
-                    "(with a name) on purpose"
-                )
-            name = fix.get("pi_name", "").strip()
-            if not name:
-                raise BillingError(f"a new PI ({email}) needs a name")
-            _refuse_too_long("the new PI's name", name, PI._meta.get_field("name").max_length)
-            pi = PI.objects.create(email=email, name=name)
-            audit(actor=actor, action="pi.create", obj=pi, after={"email": email, "name": name})
-    if "project_id" in fix:
-        code = fix["project_id"].strip()
-        if not code:
-            raise BillingError("the project id is empty")
-        project = Project.objects.filter(project_id=code).first()
-        if project is None:
-            if not fix.get("create_project"):
-                raise BillingError(
-                    f"no project {code!r}; pick an existing project, or create a new one on purpose"
-                )
-            title = fix.get("project_title", "").strip()
-            _refuse_too_long(
-                "the project id", code, Project._meta.get_field("project_id").max_length
-            )
-            _refuse_too_long(
-                "the new project's title", title, Project._meta.get_field("title").max_length
-            )
-            project = Project.objects.create(project_id=code, title=title, pi=pi)
-            audit(
-                actor=actor,
-                action="project.create",
-                obj=project,
-                after={"project_id": code, "title": title, "pi": pi.email if pi else ""},
-            )
+    pi = _fix_pi(fix, actor=actor)
+    project = _fix_project(fix, pi=pi, actor=actor)
     attribution = {key for key in fix if key in ("pi_email", "project_id", "fund_org")}
     now = timezone.now()
-    changed = cleared = approved = 0
-    cleared_by: dict[str, int] = {}
-    added_by: dict[str, int] = {}
+    tally = _FixTally()
     events = []
     pairs = list(charges.values_list("pk", "period_id"))
     with summaries.tracking([pk for pk, _ in pairs], {period for _, period in pairs}):
         qs = charges.select_related("pi", "project__pi", "period", "import_record")
         for charge in qs.iterator(chunk_size=2000):
-            before = {
-                "pi": charge.pi.email if charge.pi else "",
-                "project": charge.project.project_id if charge.project else "",
-                "fund_org": charge.fund_org,
-                "flags": flag_bits.from_mask(charge.flags),
-                "review_state": charge.review_state,
-            }
+            before = _audited_state(charge)
             if pi is not None:
                 charge.pi = pi
             if project is not None:
@@ -781,47 +875,12 @@ def _apply_flags(  # noqa: C901 - one pass per charge: each fix field, its guard
             mask, details = _reevaluate(charge, ruleset, tags_invalid=tags_invalid)
             gone = flag_bits.from_mask(charge.flags & ~mask)
             new = flag_bits.from_mask(mask & ~charge.flags)
-            removed = len(gone)
             charge.flags, charge.flag_details = mask, details
-            now_approved = (
-                charge.review_state == Charge.ReviewState.PENDING
-                and mask == 0
-                and not _needs_rate(charge, ruleset.currency)
-            )
-            if now_approved:
-                charge.review_state = Charge.ReviewState.APPROVED
-                charge.reviewed_by, charge.reviewed_at = actor.name, now
-                charge.review_note = note or "no flag left after re-evaluation"
-            elif (
-                charge.review_state == Charge.ReviewState.APPROVED
-                and mask & flag_bits.BLOCKING_MASK
-            ):
-                # Approved, but who pays is wrong now: back to the queue.
-                charge.review_state = Charge.ReviewState.PENDING
-                charge.reviewed_by, charge.reviewed_at = actor.name, now
-                charge.review_note = note or "attribution problem found on re-evaluation"
-            after = {
-                "pi": charge.pi.email if charge.pi else "",
-                "project": charge.project.project_id if charge.project else "",
-                "fund_org": charge.fund_org,
-                "flags": flag_bits.from_mask(charge.flags),
-                "review_state": charge.review_state,
-            }
+            approved = _review_after(charge, mask, ruleset=ruleset, actor=actor, note=note, now=now)
+            after = _audited_state(charge)
             if after == before:
                 continue
-            charge.save(
-                update_fields=[
-                    "pi",
-                    "project",
-                    "fund_org",
-                    "flags",
-                    "flag_details",
-                    "review_state",
-                    "reviewed_by",
-                    "reviewed_at",
-                    "review_note",
-                ]
-            )
+            charge.save(update_fields=_FIX_FIELDS)
             events.append(
                 AuditEvent(
                     created_at=now,
@@ -838,25 +897,13 @@ def _apply_flags(  # noqa: C901 - one pass per charge: each fix field, its guard
                     reason=note,
                 )
             )
-            changed += 1
-            cleared += removed
-            for reason in gone:
-                cleared_by[reason] = cleared_by.get(reason, 0) + 1
-            for reason in new:
-                added_by[reason] = added_by.get(reason, 0) + 1
-            approved += now_approved
+            tally.count(gone, new, approved=approved)
             if len(events) >= 2000:
                 AuditEvent.objects.bulk_create(events)
                 events = []
         AuditEvent.objects.bulk_create(events)
-    log_audit(actor, f"charge.{action}", count=changed)
-    return FixReport(
-        changed=changed,
-        flags_cleared=cleared,
-        approved=approved,
-        cleared=cleared_by,
-        added=added_by,
-    )
+    log_audit(actor, f"charge.{action}", count=tally.changed)
+    return tally.report()
 
 
 class _DryRun(Exception):
