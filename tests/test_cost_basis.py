@@ -20,6 +20,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from billing.basis import label as basis_label
 from billing.errors import BillingError
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
 from billing.services import Actor, charges_review, period_close, source_set
@@ -203,8 +204,8 @@ def test_amortised_bills_effective_cost_and_keeps_the_invoiced_amount() -> None:
     assert basis.amortised(
         category="Usage", list_nanos=3 * 10**9, billed_nanos=2 * 10**9, effective_nanos=2 * 10**9
     ) == (3 * 10**9, 2 * 10**9, None)
-    assert basis.label("billed") == "billed cost"
-    assert basis.label("amortised") == "amortised cost (EffectiveCost)"
+    assert basis_label("billed") == "billed cost"
+    assert basis_label("amortised") == "amortised cost (EffectiveCost)"
 
 
 # --- the spec's examples under both bases ------------------------------------------------

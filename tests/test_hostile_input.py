@@ -418,7 +418,6 @@ def _previewed_upload(path: Path, actor: Actor) -> Upload:
         period="",
         actor=actor,
     )
-    django_settings.OPENCHARGEBACK_UPLOAD_SYNC_BYTES = 0  # always the worker's way
     upload = uploads.upload_preview(
         upload=upload, source=Source.objects.get(slug="aws"), period="", actor=actor
     )

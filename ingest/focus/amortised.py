@@ -15,6 +15,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from billing.basis import AMORTISED, BILLED, CENTRAL, EXCLUDE
 from billing.models import AuditEvent, Charge, Project, Source
 from billing.rules import RuleSet, attribution_flags
 from billing.services import Actor, charge_event, log_audit
@@ -33,7 +34,7 @@ from ingest.focus.rows import (
 from ingest.models import Import
 
 # The basis columns of a row under the billed basis (ingest.focus.bulk.BASIS_COLUMNS).
-BILLED_TAIL: tuple[str, int | None] = (cost_basis.BILLED, None)
+BILLED_TAIL: tuple[str, int | None] = (BILLED, None)
 
 
 class CostBasis:
@@ -68,10 +69,10 @@ class CostBasis:
                 "commitment_fund_org",
             ]
         )
-        if source.cost_basis != cost_basis.AMORTISED:
+        if source.cost_basis != AMORTISED:
             return None
-        if source.commitment_handling != cost_basis.CENTRAL:
-            return cls(handling=cost_basis.EXCLUDE, central=None, ruleset=ruleset)
+        if source.commitment_handling != CENTRAL:
+            return cls(handling=EXCLUDE, central=None, ruleset=ruleset)
         project = None
         if source.commitment_project_id is not None:
             project = (
@@ -96,7 +97,7 @@ class CostBasis:
             project.project_id,
             project.pi.email if project.pi else "",
         )
-        return cls(handling=cost_basis.CENTRAL, central=central, ruleset=ruleset)
+        return cls(handling=CENTRAL, central=central, ruleset=ruleset)
 
     def apply(
         self, base: tuple[Any, ...], who: Who
@@ -112,7 +113,7 @@ class CostBasis:
             row = list(base)
             row[B_LIST], row[B_BILLED] = listed, billed
             base = tuple(row)
-        tail = (cost_basis.AMORTISED, invoiced)
+        tail = (AMORTISED, invoiced)
         kind = cost_basis.commitment_kind(
             base[B_CATEGORY], base[B_COMMITMENT_ID], base[B_COMMITMENT_STATUS]
         )
@@ -128,7 +129,7 @@ class CostBasis:
 
     def record_excluded(self, record: Import, actor: Actor) -> None:
         """Note why on the charges this import excluded, and audit each one."""
-        if not any(key.startswith(cost_basis.EXCLUDE) for key in self.counts):
+        if not any(key.startswith(EXCLUDE) for key in self.counts):
             return
         excluded = Charge.objects.filter(
             import_record=record, review_state=Charge.ReviewState.REJECTED

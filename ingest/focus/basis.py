@@ -1,7 +1,7 @@
 """What the import does under a source's cost basis. Pure: no ORM, no I/O.
 
 The basis itself and the words for it are billing's (:mod:`billing.basis`,
-re-exported here for the import's modules): a source bills either the FOCUS
+imported from there by every module): a source bills either the FOCUS
 ``BilledCost`` (``billed``) or the ``EffectiveCost`` (``amortised``).
 
 Under the amortised basis two kinds of rows are not the purchaser's to pay
@@ -24,13 +24,7 @@ from __future__ import annotations
 
 import re
 
-from billing.basis import AMORTISED, BILLED, CENTRAL, EXCLUDE, label
-
 __all__ = [
-    "AMORTISED",
-    "BILLED",
-    "CENTRAL",
-    "EXCLUDE",
     "EXCLUDE_NOTES",
     "PURCHASE",
     "UNUSED",
@@ -38,7 +32,6 @@ __all__ = [
     "commitment_kind",
     "conversion_name",
     "is_conversion",
-    "label",
 ]
 
 PURCHASE = "purchase"

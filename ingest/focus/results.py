@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ingest.focus import basis as cost_basis
+from billing.basis import BILLED
 from openchargeback.money import money_str
 
 
@@ -39,7 +39,7 @@ class ImportResult:
     # Origin rows of FOCUS 1.3 split allocations, not billed (their allocated rows are).
     allocation_origins: int = 0
     delivery: str = ""  # the UUID shared by the imports of its delivery
-    cost_basis: str = cost_basis.BILLED
+    cost_basis: str = BILLED
     # Under the amortised basis: commitment rows sent to the central project or excluded.
     commitment: dict[str, int] = field(default_factory=dict)
     commitment_project: str = ""
