@@ -8,7 +8,7 @@ What it measures
    (not timed). Every charge is approved, untagged ones are given a PI the
    way a reviewer would, the period is closed, the source gets a credit
    fund/org and account, and statements are generated (not timed).
-2. Times, in this process: ``export_journal`` as ``gl`` CSV, ``gl`` XLSX,
+2. Times, in this process: ``journal_export`` as ``gl`` CSV, ``gl`` XLSX,
    ``banner`` CSV (a layout rendered with Django templates), ``summary``
    CSV and ``detail`` CSV (one row per charge), then ``check_ledger``.
    Prints seconds, lines and the growth of this process's peak RSS.
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
     from billing.models import PI, Charge, Project
     from billing.services import Actor, period_close, source_set
     from journals.models import JournalSettings
-    from journals.services import export_journal
+    from journals.services import journal_export
     from openchargeback.ledger import check_ledger
     from statements.models import Statement
     from statements.services import statements_generate
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
     ):
         before = peak_mib()
         started = time.perf_counter()
-        export = export_journal(period=period, format=format, xlsx=xlsx, actor=actor)
+        export = journal_export(period=period, format=format, xlsx=xlsx, actor=actor)
         seconds = time.perf_counter() - started
         kind = "XLSX" if xlsx else "CSV"
         print(

@@ -23,7 +23,8 @@ from billing.services import web_text
 from journals import layouts
 from journals.builders import FORMATS
 from journals.models import JournalExport, JournalSettings, JournalTemplate
-from journals.services import export_journal, prepare
+from journals.selectors import enabled_templates, prepare
+from journals.services import journal_export
 
 PREVIEW_ROWS = 20
 
@@ -34,7 +35,7 @@ def format_choices() -> list[tuple[str, str]]:
         ("summary", "Summary: PI x project x fund/org"),
         ("detail", "Detail: every charge, with rounding rows"),
     ]
-    custom = [(t.slug, f"{t.name} (layout)") for t in JournalTemplate.objects.filter(enabled=True)]
+    custom = [(t.slug, f"{t.name} (layout)") for t in enabled_templates()]
     return builtin + custom
 
 
@@ -170,7 +171,7 @@ class JournalExportAdmin(ReadOnlyAdmin):
                 if request.method == "POST" and "export" in request.POST:
                     if not may_export:
                         raise PermissionDenied
-                    export = export_journal(
+                    export = journal_export(
                         actor=actor_for(request),
                         xlsx=data["xlsx"],
                         **options,

@@ -9,7 +9,7 @@ class JournalsConfig(AppConfig):
         from billing.blockers import register_data_check, register_split_pattern
         from billing.services import register_finalize_check
         from journals import checks  # noqa: F401  (registers the system checks)
-        from journals.services import journal_blockers, missing_journal_export, split_pattern
+        from journals.selectors import journal_blockers, missing_journal_export, split_pattern
 
         register_finalize_check("journals", missing_journal_export)
         register_data_check("journals", journal_blockers)

@@ -23,7 +23,7 @@ from billing.periods import previous_month
 from billing.ratecard import rate_card_sources
 from ingest.models import Import
 from journals.models import JournalExport
-from journals.services import current_data_hash
+from journals.selectors import current_data_hash
 from statements.models import EmailLog, EmailStatement, Statement
 
 APPROVED = Charge.ReviewState.APPROVED

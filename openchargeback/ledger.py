@@ -16,10 +16,10 @@ from typing import Any
 from django.db.models import Sum
 
 from billing.models import Charge
-from journals.services import prepare
+from journals.selectors import prepare
 from openchargeback.money import CENT
 from statements.models import Statement, StatementCharge
-from statements.services import plan
+from statements.selectors import plan
 
 APPROVED = Charge.ReviewState.APPROVED
 

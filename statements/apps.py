@@ -8,6 +8,6 @@ class StatementsConfig(AppConfig):
     def ready(self) -> None:
         from billing.services import register_finalize_check
         from statements import checks  # noqa: F401 - registers the system checks
-        from statements.services import missing_statements
+        from statements.selectors import missing_statements
 
         register_finalize_check("statements", missing_statements)

@@ -6,7 +6,7 @@ The life of an email (an ``EmailLog`` row):
    PI carrying every current, rendered statement of that PI not yet emailed.
    A statement version can be in only one such email (a unique constraint),
    so queueing twice — two operators, a re-run cron job — sends nothing twice.
-2. ``send_email`` *claims* the row (``pending``/due ``failed`` → ``sending``,
+2. ``email_send`` *claims* the row (``pending``/due ``failed`` → ``sending``,
    one conditional UPDATE, committed) before it talks to the mail server, then
    records ``sent`` or ``failed`` with the error and the time of the next try
    (backoff). A task delivered twice finds nothing to claim.
@@ -16,6 +16,9 @@ The life of an email (an ``EmailLog`` row):
    stuck, and an operator resolves it (``emails_resolve``).
 4. ``emails_resend`` is the operator's explicit second copy, audited with a
    reason.
+
+What queueing or resending would do, and which emails are due or stuck, are
+reads: ``statements.selectors``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -41,6 +44,7 @@ from billing.periods import parse_period
 from billing.placeholders import TemplateError, fill
 from billing.services import Actor, _locked_period, audit
 from statements.models import EmailLog, EmailStatement, Statement, StatementCharge
+from statements.selectors import due, resend_plan, statements_by_pi, unsent_statements
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +55,6 @@ def retry_delay(attempts: int) -> timedelta:
     """Wait before attempt `attempts + 1`: base, 3x, 9x, ... capped at 12 hours."""
     base = settings.OPENCHARGEBACK_EMAIL_RETRY_SECONDS
     return timedelta(seconds=min(base * 3 ** max(attempts - 1, 0), 12 * 3600))
-
-
-def stuck_before(now: datetime | None = None) -> datetime:
-    now = now or timezone.now()
-    return now - timedelta(seconds=settings.OPENCHARGEBACK_EMAIL_STUCK_SECONDS)
-
-
-def stuck(queryset: QuerySet[EmailLog] | None = None) -> QuerySet[EmailLog]:
-    """Emails claimed so long ago that their worker must have died."""
-    queryset = EmailLog.objects.all() if queryset is None else queryset
-    return queryset.filter(status=Status.SENDING, claimed_at__lt=stuck_before())
-
-
-def due(now: datetime | None = None) -> QuerySet[EmailLog]:
-    """Emails a sender may claim now: new ones and failures whose wait is over."""
-    now = now or timezone.now()
-    return EmailLog.objects.filter(
-        Q(status=Status.PENDING) | Q(status=Status.FAILED, next_attempt_at__lte=now)
-    )
 
 
 # --- Queueing ------------------------------------------------------------------
@@ -118,7 +103,7 @@ def emails_queue(
                 .values_list("number", flat=True)
             ),
         )
-        for statements in _by_pi(_unsent(current)).values():
+        for statements in statements_by_pi(unsent_statements(current)).values():
             email = _new_email(obj, statements, actor=actor, resend=False)
             result.emails.append(email)
             result.statements += len(statements)
@@ -134,114 +119,6 @@ def emails_queue(
     return result
 
 
-def _unsent(current: QuerySet[Statement]) -> QuerySet[Statement]:
-    """Among current statements, those rendered and in no email yet (copies aside)."""
-    return (
-        current.filter(status=Statement.Status.READY)
-        .exclude(deliveries__resend=False)
-        .select_related("pi", "project")
-        .order_by("pi__email", "number")
-    )
-
-
-def _by_pi(statements: QuerySet[Statement]) -> dict[int, list[Statement]]:
-    """One email's worth per PI, in the order of `statements`."""
-    by_pi: dict[int, list[Statement]] = defaultdict(list)
-    for statement in statements:
-        by_pi[statement.pi_id].append(statement)
-    return by_pi
-
-
-@dataclass
-class PlannedEmail:
-    """One email `emails_queue` would record: a PI and their statements."""
-
-    period: BillingPeriod
-    statements: list[Statement]
-    to: str = ""  # the address, when already recorded (else the PI's)
-
-    @property
-    def pi(self) -> Any:
-        return self.statements[0].pi
-
-    @property
-    def address(self) -> str:
-        return self.to or self.pi.email
-
-    @property
-    def total(self) -> Decimal:
-        return sum((s.billed_total for s in self.statements), Decimal(0))
-
-
-@dataclass
-class SendPlan:
-    """What sending `statements` would do, before anything is written."""
-
-    emails: list[PlannedEmail] = field(default_factory=list)
-    skipped: list[tuple[Statement, str]] = field(default_factory=list)  # (statement, why)
-
-    @property
-    def total(self) -> Decimal:
-        return sum((e.total for e in self.emails), Decimal(0))
-
-    @property
-    def statements(self) -> int:
-        return sum(len(e.statements) for e in self.emails)
-
-    @property
-    def periods(self) -> list[str]:
-        return sorted({e.period.period for e in self.emails})
-
-    def fingerprint(self) -> str:
-        """Which statement goes to which address: changes if anything would be sent differently."""
-        import hashlib
-
-        text = ";".join(
-            f"{e.address}:{','.join(str(s.pk) for s in e.statements)}" for e in self.emails
-        )
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def emails_plan(*, statements: QuerySet[Statement]) -> SendPlan:
-    """The emails `emails_queue` would record for `statements` (per period,
-    statement_ids), and the statements it would leave out and why. Reads only."""
-    plan = SendPlan()
-    chosen = statements.select_related("period", "pi", "project", "superseded_by")
-    emailed = {
-        row["statement_id"]: Status(row["email__status"]).label.lower()
-        for row in EmailStatement.objects.filter(
-            statement__in=chosen.values("pk"), resend=False
-        ).values("statement_id", "email__status")
-    }
-    unsent_ids: set[int] = set()
-    periods = BillingPeriod.objects.filter(pk__in=chosen.values("period_id")).order_by("period")
-    for period in periods:
-        current = chosen.filter(period=period, superseded_at=None)
-        if period.status == BillingPeriod.Status.OPEN:
-            continue  # each is listed below: the period is open
-        unsent = _unsent(current)
-        unsent_ids.update(s.pk for s in unsent)
-        plan.emails += [PlannedEmail(period, group) for group in _by_pi(unsent).values()]
-    for s in chosen.order_by("period__period", "number"):
-        if s.pk in unsent_ids:
-            continue
-        if s.period.status == BillingPeriod.Status.OPEN:
-            why = f"period {s.period.period} is open: statements are sent after it is closed"
-        elif s.superseded_at is not None:
-            why = (
-                f"superseded by {s.superseded_by.number}"
-                if s.superseded_by
-                else "withdrawn: nothing left to bill"
-            )
-        elif s.status != Statement.Status.READY:
-            why = "rendering failed" if s.status == Statement.Status.FAILED else "no PDF yet"
-        else:  # current and rendered, so already in an email
-            state = emailed.get(s.pk, "pending")
-            why = "already emailed" if state == "sent" else f"already in an email ({state})"
-        plan.skipped.append((s, why))
-    return plan
-
-
 def _new_email(
     period: BillingPeriod, statements: list[Statement], *, actor: Actor, resend: bool
 ) -> EmailLog:
@@ -253,35 +130,6 @@ def _new_email(
         EmailStatement(email=email, statement=s, resend=resend) for s in statements
     )
     return email
-
-
-def resend_plan(statements: QuerySet[Statement]) -> tuple[list[PlannedEmail], list[str]]:
-    """The copies `emails_resend` would send (one per period and PI), and
-    what stops it (every problem, one line each). Reads only."""
-    chosen = list(
-        statements.select_related("pi", "period", "project").order_by(
-            "period__period", "pi__email", "number"
-        )
-    )
-    problems = [
-        f"{s.number} is superseded by a newer version"
-        for s in chosen
-        if s.superseded_at is not None
-    ] + [f"{s.number} has no PDF" for s in chosen if s.status != Statement.Status.READY]
-    emailed = set(
-        EmailStatement.objects.filter(
-            statement__in=[s.pk for s in chosen], resend=False
-        ).values_list("statement_id", flat=True)
-    )
-    problems += [
-        f"{s.number} was never emailed: send it rather than resend it"
-        for s in chosen
-        if s.pk not in emailed
-    ]
-    groups: dict[tuple[int, int], list[Statement]] = defaultdict(list)
-    for s in chosen:
-        groups[(s.period_id, s.pi_id)].append(s)
-    return [PlannedEmail(group[0].period, group) for group in groups.values()], problems
 
 
 def emails_resend(*, statements: QuerySet[Statement], actor: Actor, reason: str) -> list[EmailLog]:
@@ -451,7 +299,7 @@ class SendOutcome:
     next_attempt_at: datetime | None = None
 
 
-def send_email(email_id: int) -> SendOutcome:
+def email_send(email_id: int) -> SendOutcome:
     """Send one email if it is due; safe to call any number of times, concurrently."""
     now = timezone.now()
     if not _claim(email_id, now):
@@ -484,13 +332,13 @@ def send_email(email_id: int) -> SendOutcome:
     return SendOutcome(email_id, "sent")
 
 
-def send_due(*, period: str | None = None) -> list[SendOutcome]:
+def emails_send_due(*, period: str | None = None) -> list[SendOutcome]:
     """Send every email that is due now (cron: `openchargeback emails retry`)."""
     emails = due()
     if period:
         emails = emails.filter(period__period=parse_period(period))
     ids = list(emails.order_by("id").values_list("id", flat=True))
-    return [send_email(email_id) for email_id in ids]
+    return [email_send(email_id) for email_id in ids]
 
 
 def inline_limit() -> int:
@@ -513,9 +361,9 @@ def emails_dispatch(*, email_ids: list[int], group: str) -> Dispatch:
 
     The jobs are queued once the emails' rows are committed (a worker must
     find them); sent here only outside a transaction (the claim commits).
-    Safe to repeat: every send claims its row first (``send_email``)."""
+    Safe to repeat: every send claims its row first (``email_send``)."""
     if len(email_ids) <= inline_limit():
-        return Dispatch(outcomes=[send_email(i) for i in email_ids])
+        return Dispatch(outcomes=[email_send(i) for i in email_ids])
     from django_q.tasks import async_task
 
     ids = list(email_ids)

@@ -1,6 +1,8 @@
-"""A statement as a PDF (reportlab platypus; no HTML engine).
+"""A statement as a PDF (reportlab platypus; no HTML engine): what goes where
+on the page. What it is drawn with (styles, cells, amounts, the footer) is
+:mod:`statements.drawing`.
 
-Every dynamic string goes through :func:`text` (escaped for reportlab's
+Every dynamic string goes through :func:`~statements.drawing.text` (escaped for reportlab's
 paragraph markup, each run of characters in a font that has them: see
 :mod:`statements.fonts`), so a project called ``<b>x`` or ``<img src=...>``
 is printed as those characters and never read as markup or a file, and a PI
@@ -15,8 +17,7 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 from reportlab import rl_config
 from reportlab.lib import colors
@@ -24,9 +25,7 @@ from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import LETTER
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import inch
-from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
-    Flowable,
     KeepTogether,
     Paragraph,
     SimpleDocTemplate,
@@ -48,191 +47,38 @@ from statements.building import (
     Revision,
     StatementData,
 )
-
-INK = colors.HexColor("#1f2933")
-MUTED = colors.HexColor("#52606d")
-RULE = colors.HexColor("#cbd2d9")
-BAND = colors.HexColor("#f0f4f8")
-HEAD = colors.HexColor("#243b53")
-GREEN = colors.HexColor("#0b6e4f")
-
-BASE = ParagraphStyle("base", fontName="Helvetica", fontSize=9, leading=11.5, textColor=INK)
-SMALL = ParagraphStyle("small", parent=BASE, fontSize=7.5, leading=9.5, textColor=MUTED)
-LABEL = ParagraphStyle("label", parent=SMALL, fontName="Helvetica-Bold", fontSize=7)
-TITLE = ParagraphStyle("title", parent=BASE, fontName="Helvetica-Bold", fontSize=17, leading=21)
-H2 = ParagraphStyle(
-    "h2", parent=BASE, fontName="Helvetica-Bold", fontSize=11.5, leading=14, spaceBefore=10
+from statements.drawing import (
+    BAND,
+    BASE,
+    BIG,
+    BIG_GREEN,
+    BIG_RIGHT,
+    CELL,
+    CELL_RIGHT,
+    GREEN,
+    H2,
+    INK,
+    LABEL,
+    MARGIN,
+    MID,
+    MID_GREEN,
+    MID_RIGHT,
+    MUTED,
+    RULE,
+    SMALL,
+    TITLE,
+    Line,
+    Money,
+    cell,
+    numbered_canvas,
+    striped_table,
+    text,
 )
-CELL = ParagraphStyle("cell", parent=BASE, fontSize=8.5, leading=10.5)
-CELL_RIGHT = ParagraphStyle("cell_right", parent=CELL, alignment=TA_RIGHT)
-BIG = ParagraphStyle("big", parent=BASE, fontName="Helvetica-Bold", fontSize=15, leading=19)
-BIG_RIGHT = ParagraphStyle("big_right", parent=BIG, alignment=TA_RIGHT)
-BIG_GREEN = ParagraphStyle("big_green", parent=BIG, textColor=GREEN)
-# A summary box with four or five amounts sets them smaller.
-MID = ParagraphStyle("mid", parent=BIG, fontSize=12, leading=15)
-MID_RIGHT = ParagraphStyle("mid_right", parent=MID, alignment=TA_RIGHT)
-MID_GREEN = ParagraphStyle("mid_green", parent=MID, textColor=GREEN)
-
-MARGIN = 0.7 * inch
 
 # Compressed page streams as binary, not ASCII85 text: 15% faster to write and
 # smaller. (reportlab reads this setting when a document is saved; this
 # process draws no other PDFs.)
 rl_config.useA85 = 0
-PADDING = 6  # a table cell's left and right padding (reportlab's default)
-
-
-def text(value: object, font: str = fonts.BASE) -> str:
-    """Anything as reportlab Paragraph markup: escaped (``&``, ``<``, ``>``,
-    quotes), each character in a font that has it. `font` is the paragraph's
-    own (Helvetica-Bold in a bold style)."""
-    return fonts.markup(value, font)
-
-
-class Line(NamedTuple):
-    """One line of a table cell, in one font."""
-
-    text: str
-    font: str = "Helvetica"
-    size: float = 8.5
-    color: Any = INK
-
-
-class _Lines(Flowable):
-    """Short lines drawn as they are: no markup is parsed and nothing wraps.
-
-    Most table cells are a short name or an amount; drawing them directly
-    is ten times cheaper than a Paragraph. :func:`cell` uses this only when
-    every line fits its column, so nothing can overlap.
-    """
-
-    LEADING = 1.24
-
-    def __init__(self, lines: list[Line], width: float, *, right: bool) -> None:
-        super().__init__()
-        self.lines, self.right, self.fixed_width = lines, right, width
-
-    def wrap(self, _avail_width: float, _avail_height: float) -> tuple[float, float]:
-        return self.fixed_width, sum(line.size * self.LEADING for line in self.lines)
-
-    def draw(self) -> None:
-        canvas = self.canv
-        y = sum(line.size * self.LEADING for line in self.lines)
-        for line in self.lines:
-            y -= line.size * self.LEADING
-            baseline = y + line.size * 0.26
-            canvas.setFillColor(line.color)
-            if self.right:
-                fonts.draw_right(
-                    canvas, self.fixed_width, baseline, line.text, line.font, line.size
-                )
-            else:
-                fonts.draw(canvas, 0, baseline, line.text, line.font, line.size)
-
-
-def cell(lines: list[Line], column: float, *, right: bool = False) -> Flowable:
-    """A table cell for `column` points: drawn directly when it fits, else wrapped.
-
-    Amounts never wrap: one too wide for its column is set smaller until it
-    fits. Text too wide becomes a Paragraph (escaped) that wraps.
-    """
-    avail = column - 2 * PADDING
-    widths = [fonts.width(line.text, line.font, line.size) for line in lines]
-    if all(w <= avail for w in widths):
-        return _Lines(lines, avail, right=right)
-    if right:
-        scale = max(min(avail / w for w in widths if w), 0.5)
-        return _Lines([line._replace(size=line.size * scale) for line in lines], avail, right=True)
-    markup = "<br/>".join(
-        f'<font name="{line.font}" size="{line.size}" color="#{line.color.hexval()[2:]}">'
-        f"{text(line.text, line.font)}</font>"
-        for line in lines
-    )
-    return Paragraph(markup, ParagraphStyle("wrapped", parent=CELL, leading=10.5))
-
-
-class _Money:
-    def __init__(self, data: StatementData) -> None:
-        inst = data.institution
-        self.kwargs: dict[str, Any] = {
-            "currency": inst.currency,
-            "thousands": inst.thousands_separator,
-            "decimal_point": inst.decimal_separator,
-        }
-
-    def __call__(self, amount: Decimal) -> str:
-        """For a Paragraph in a bold style (escaped)."""
-        return text(self.plain(amount), fonts.BASE_BOLD)
-
-    def plain(self, amount: Decimal) -> str:
-        return format_money(amount, **self.kwargs)
-
-    def contribution(self, amount: Decimal) -> str:
-        """The institution's contribution, shown as a reduction (never blank)."""
-        return text(self.plain_contribution(amount), fonts.BASE_BOLD)
-
-    def plain_contribution(self, amount: Decimal) -> str:
-        return self.plain(-amount if amount else Decimal(0))
-
-
-def _numbered_canvas(contact: str, generated: str, footer_right: str) -> type[Canvas]:
-    """A canvas that knows the page count, for "Page x of y" footers. On the left,
-    `contact` (cut short to leave room) and `generated`."""
-
-    class NumberedCanvas(Canvas):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._pages: list[dict[str, Any]] = []
-
-        def showPage(self) -> None:  # reportlab's API name
-            self._pages.append(dict(self.__dict__))
-            self._startPage()
-
-        def save(self) -> None:
-            total = len(self._pages)
-            for state in self._pages:
-                self.__dict__.update(state)
-                self._footer(total)
-                super().showPage()
-            super().save()
-
-        def _footer(self, total: int) -> None:
-            width, _height = self._pagesize
-            self.saveState()
-            self.setStrokeColor(RULE)
-            self.setLineWidth(0.5)
-            left, right = MARGIN + PADDING, width - MARGIN - PADDING  # the body's edges
-            self.line(left, 0.62 * inch, right, 0.62 * inch)
-            self.setFillColor(MUTED)
-            page = f"{footer_right}Page {self._pageNumber} of {total}"
-            fonts.draw_right(self, right, 0.45 * inch, page, fonts.BASE, 7.5)
-            used = fonts.width(page, fonts.BASE, 7.5) + fonts.width(generated, fonts.BASE, 7.5)
-            shown = fonts.fit(contact, fonts.BASE, 7.5, right - left - used - 12) + generated
-            fonts.draw(self, left, 0.45 * inch, shown, fonts.BASE, 7.5)
-            self.restoreState()
-
-    return NumberedCanvas
-
-
-def _table(rows: list[list[Any]], widths: list[float | None], *, total_row: bool) -> Table:
-    # A row taller than a page (a name thousands of characters long) splits.
-    table = Table(rows, colWidths=widths, repeatRows=1, splitInRow=1)
-    style = [
-        ("BACKGROUND", (0, 0), (-1, 0), HEAD),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("TOPPADDING", (0, 0), (-1, -1), 3),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 3),
-        ("LINEBELOW", (0, 1), (-1, -1), 0.25, RULE),
-    ]
-    for index in range(2, len(rows), 2):
-        style.append(("BACKGROUND", (0, index), (-1, index), BAND))
-    if total_row:
-        style += [
-            ("LINEABOVE", (0, -1), (-1, -1), 1, INK),
-            ("BACKGROUND", (0, -1), (-1, -1), colors.white),
-        ]
-    table.setStyle(TableStyle(style))
-    return table
 
 
 def _header(data: StatementData, number: str) -> list[Any]:
@@ -304,7 +150,7 @@ AMBER = colors.HexColor("#8d5a00")
 NOTICE = colors.HexColor("#fff7e6")
 
 
-def _revision_notice(revision: Revision, money: _Money) -> list[Any]:
+def _revision_notice(revision: Revision, money: Money) -> list[Any]:
     """A band under the header: which statement this one replaces, and the amounts."""
     replaces, amounts = revision.sentences(money.plain)
     box = Table(
@@ -327,7 +173,7 @@ def _revision_notice(revision: Revision, money: _Money) -> list[Any]:
     return [box, Spacer(1, 8)]
 
 
-def _summary(data: StatementData, money: _Money) -> Table:
+def _summary(data: StatementData, money: Money) -> Table:
     """List price, the provider discount and/or institutional subsidy (each with
     its share of list), credits if any, and the amount due."""
     kinds = data.differences
@@ -405,7 +251,7 @@ def _difference_header(data: StatementData) -> str:
     return "Discount" if kinds == {DISCOUNT} else "Subsidy"
 
 
-def _service_table(data: StatementData, money: _Money) -> Table:
+def _service_table(data: StatementData, money: Money) -> Table:
     cols = SERVICE_COLUMNS
     rows: list[list[Any]] = [
         _head(
@@ -469,10 +315,10 @@ def _service_table(data: StatementData, money: _Money) -> Table:
             ),
         ]
     )
-    return _table(rows, list(cols), total_row=True)
+    return striped_table(rows, list(cols), total_row=True)
 
 
-def _resource_table(data: StatementData, money: _Money) -> Table:
+def _resource_table(data: StatementData, money: Money) -> Table:
     cols = RESOURCE_COLUMNS
     rows: list[list[Any]] = [
         _head(
@@ -521,7 +367,7 @@ def _resource_table(data: StatementData, money: _Money) -> Table:
                 ),
             ]
         )
-    return _table(rows, list(cols), total_row=False)
+    return striped_table(rows, list(cols), total_row=False)
 
 
 def _resource_name(res: Resource) -> list[Line]:
@@ -534,7 +380,7 @@ def _resource_name(res: Resource) -> list[Line]:
 CREDIT_COLUMNS = _columns(3.2 * inch, 2.1 * inch, 0.6 * inch)
 
 
-def _credit_table(data: StatementData, money: _Money) -> Table:
+def _credit_table(data: StatementData, money: Money) -> Table:
     """Every credit on its own row (a long tail past CREDIT_LIMIT in one row of credits)."""
     cols = CREDIT_COLUMNS
     rows: list[list[Any]] = [_head(["Credit", "Service", "Items", "Amount"], cols, right_from=2)]
@@ -567,7 +413,7 @@ def _credit_table(data: StatementData, money: _Money) -> Table:
             *_amounts([money.plain(data.credit_total)], cols[3:], BOLD),
         ]
     )
-    return _table(rows, list(cols), total_row=True)
+    return striped_table(rows, list(cols), total_row=True)
 
 
 def basis_note(data: StatementData) -> str:
@@ -585,7 +431,7 @@ def render(
 ) -> bytes:
     """The statement PDF; identical bytes for identical arguments. A `revision`
     (the statement this version replaces) is named under the header."""
-    money = _Money(data)
+    money = Money(data)
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(
         buffer,
@@ -634,5 +480,5 @@ def render(
     question = f"Questions: {inst.contact_email}" if inst.contact_email else inst.name
     generated = f" · Generated {generated_at:%Y-%m-%d %H:%M} UTC"
     footer_right = f"Statement {number} · {data.period} · "
-    doc.build(story, canvasmaker=_numbered_canvas(question, generated, footer_right))
+    doc.build(story, canvasmaker=numbered_canvas(question, generated, footer_right))
     return buffer.getvalue()

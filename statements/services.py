@@ -1,4 +1,4 @@
-"""Generating statements: plan from the period's approved charges, version, render.
+"""Generating statements: from the plan (``statements.selectors.plan``), version, render.
 
 ``statements_generate`` decides, under the period's lock, which PI projects
 need a new statement version (their content hash changed), records those
@@ -17,264 +17,29 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, QuerySet, Sum
-from django.urls import reverse
+from django.db.models import Max
 from django.utils import timezone
 
-from billing.basis import category_label, difference_kind
-from billing.blockers import Blocker
 from billing.errors import BillingError
-from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project, Source
+from billing.models import BillingPeriod, Charge
 from billing.periods import parse_period
-from billing.ratecard import rate_card_sources
 from billing.services import Actor, _locked_period, audit
 from openchargeback.csvfile import CsvWriter
 from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.text import count
 from statements import emailing, pdf
-from statements.building import (
-    DETAIL_LIMIT,
-    ChargeDigest,
-    Conversion,
-    Institution,
-    StatementData,
-    build_credits,
-    build_lines,
-    build_resources,
-)
+from statements.building import StatementData
 from statements.models import Statement, StatementCharge
+from statements.selectors import Planned, institution, plan, statement_data
 
 log = logging.getLogger(__name__)
 
 APPROVED = Charge.ReviewState.APPROVED
-GroupKey = tuple[int, int | None]  # (pi_id, project_id)
-
-
-def institution() -> Institution:
-    s = InstitutionSettings.load()
-    return Institution(
-        name=s.name,
-        contact_email=s.contact_email,
-        contact_phone=s.contact_phone,
-        address=s.address,
-        currency=s.currency,
-        thousands_separator=s.thousands_separator,
-        decimal_separator=s.decimal_separator,
-    )
-
-
-def _statement_data(
-    charges: QuerySet[Charge], *, period: str, inst: Institution
-) -> dict[GroupKey, StatementData]:
-    """StatementData for every (PI, project) among `charges` (approved, attributed)."""
-    rate_card = rate_card_sources()
-    # (source, service, category) -> [charges, list, billed], per group; the
-    # ChargeCategory as written (any letter case) is merged by its label.
-    sums: dict[GroupKey, dict[tuple[str, str, str], list[Any]]] = defaultdict(dict)
-    for row in charges.values(
-        "pi_id", "project_id", "source__slug", "service_name", "charge_category"
-    ).annotate(n=Count("id"), lst=Sum("list_cost"), billed=Sum("billed_cost")):
-        key = (row["pi_id"], row["project_id"])
-        line = (row["source__slug"], row["service_name"], category_label(row["charge_category"]))
-        entry = sums[key].setdefault(line, [0, Decimal(0), Decimal(0)])
-        entry[0] += row["n"]
-        entry[1] += row["lst"]
-        entry[2] += row["billed"]
-    lines: dict[GroupKey, list[tuple[str, str, int, Decimal, Decimal, str, str]]] = {
-        key: [
-            (
-                source,
-                service,
-                n,
-                lst,
-                billed,
-                category,
-                difference_kind(rate_card=source in rate_card),
-            )
-            for (source, service, category), (n, lst, billed) in group.items()
-        ]
-        for key, group in sums.items()
-    }
-    resource_sums: dict[GroupKey, dict[tuple[str, str, str, str], list[Any]]] = defaultdict(dict)
-    for row in charges.values(
-        "pi_id", "project_id", "resource_id", "resource_name", "service_name", "charge_category"
-    ).annotate(n=Count("id"), lst=Sum("list_cost"), billed=Sum("billed_cost")):
-        item = (
-            row["resource_id"],
-            row["resource_name"],
-            row["service_name"],
-            category_label(row["charge_category"]),
-        )
-        entry = resource_sums[(row["pi_id"], row["project_id"])].setdefault(
-            item, [0, Decimal(0), Decimal(0)]
-        )
-        entry[0] += row["n"]
-        entry[1] += row["lst"]
-        entry[2] += row["billed"]
-    resources: dict[GroupKey, list[tuple[str, str, str, int, Decimal, Decimal, str]]] = {
-        key: [
-            (rid, rname, service, n, lst, billed, category)
-            for (rid, rname, service, category), (n, lst, billed) in group.items()
-        ]
-        for key, group in resource_sums.items()
-    }
-    bases: dict[GroupKey, set[tuple[str, str]]] = defaultdict(set)
-    for pi_id, project_id, slug, basis in charges.values_list(
-        "pi_id", "project_id", "source__slug", "cost_basis"
-    ).distinct():
-        bases[(pi_id, project_id)].add((slug, basis))
-    fund_orgs: dict[GroupKey, set[str]] = defaultdict(set)
-    for pi_id, project_id, fund_org in charges.values_list(
-        "pi_id", "project_id", "fund_org"
-    ).distinct():
-        if fund_org:
-            fund_orgs[(pi_id, project_id)].add(fund_org)
-    digests: dict[GroupKey, ChargeDigest] = defaultdict(ChargeDigest)
-    for charge_id, pi_id, project_id in charges.values_list("id", "pi_id", "project_id").iterator(
-        chunk_size=20_000
-    ):
-        digests[(pi_id, project_id)].add(charge_id)
-
-    conversions = _conversions(charges)
-    names = dict(
-        Source.objects.filter(
-            slug__in={line[0] for group in lines.values() for line in group}
-        ).values_list("slug", "name")
-    )
-    pis = PI.objects.in_bulk({key[0] for key in lines})
-    projects = Project.objects.in_bulk({key[1] for key in lines if key[1] is not None})
-    result = {}
-    for key, group_lines in lines.items():
-        pi, project = pis[key[0]], projects.get(key[1]) if key[1] else None
-        shown, remainder = build_resources(resources[key], DETAIL_LIMIT)
-        credits, more_credits = build_credits(resources[key])
-        digest = digests[key]
-        result[key] = StatementData(
-            period=period,
-            pi_email=pi.email,
-            pi_name=pi.name,
-            project_id=project.project_id if project else "",
-            project_title=project.title if project else "",
-            fund_orgs=tuple(sorted(fund_orgs[key])),
-            lines=build_lines(group_lines),
-            resources=shown,
-            remainder=remainder,
-            charge_ids_digest=digest.hexdigest(),
-            charge_count=len(digest),
-            institution=inst,
-            credits=credits,
-            more_credits=more_credits,
-            bases=tuple(sorted(bases[key])),
-            conversions=tuple(conversions.get(key, ())),
-            source_names=tuple(
-                sorted((slug, names.get(slug, slug)) for slug in {line[0] for line in group_lines})
-            ),
-        )
-    return result
-
-
-_CONVERSION_KEY = (
-    "pi_id",
-    "project_id",
-    "source__slug",
-    "service_name",
-    "billing_currency",
-    "exchange_rate",
-)
-
-
-def _conversions(charges: QuerySet[Charge]) -> dict[GroupKey, list[Conversion]]:
-    """Per PI project: the converted charges' original amounts per line, currency and rate."""
-    result: dict[GroupKey, list[Conversion]] = defaultdict(list)
-    rows = (
-        charges.exclude(exchange_rate="")
-        .values(*_CONVERSION_KEY)
-        .annotate(original=Sum("original_billed_cost"))
-        .order_by("source__slug", "service_name", "billing_currency", "exchange_rate")
-    )
-    for row in rows:
-        result[(row["pi_id"], row["project_id"])].append(
-            Conversion(
-                source=row["source__slug"],
-                service=row["service_name"],
-                currency=row["billing_currency"],
-                rate=row["exchange_rate"],
-                original_billed=row["original"] or Decimal(0),
-            )
-        )
-    return result
-
-
-@dataclass
-class Planned:
-    key: GroupKey
-    data: StatementData
-    current: Statement | None
-
-    @cached_property
-    def content_hash(self) -> str:
-        return self.data.content_hash()
-
-    @property
-    def changed(self) -> bool:
-        return (
-            self.current is None
-            or self.current.content_hash != self.content_hash
-            or self.current.status == Statement.Status.FAILED
-        )
-
-
-@dataclass
-class Plan:
-    period: BillingPeriod
-    statements: list[Planned]
-    withdrawn: list[Statement]  # current statements whose charges are all gone
-    pending: int
-    pending_billed: Decimal
-    # PI projects whose approved charges are all $0.00 list and billed: no statement.
-    empty: list[StatementData] = field(default_factory=list)
-
-
-def plan(period: BillingPeriod) -> Plan:
-    """What generating statements for `period` would do now (reads only)."""
-    charges = Charge.objects.filter(period=period)
-    unattributed = charges.filter(review_state=APPROVED, pi=None).count()
-    if unattributed:
-        raise BillingError(
-            f"{unattributed:,} approved charges of {period.period} have no PI and cannot go on "
-            "a statement: fix their attribution first (admin: Charges, filter “Missing PI”; "
-            f"or `openchargeback review list --period {period.period} --reason missing_pi`)"
-        )
-    pending = charges.filter(review_state=Charge.ReviewState.PENDING).aggregate(
-        n=Count("id"), billed=Sum("billed_cost")
-    )
-    data = _statement_data(
-        charges.filter(review_state=APPROVED), period=period.period, inst=institution()
-    )
-    empty = [data.pop(key) for key in [k for k, d in data.items() if d.is_empty]]
-    current = {
-        (s.pi_id, s.project_id): s
-        for s in Statement.objects.filter(period=period, superseded_at=None)
-    }
-    planned = [
-        Planned(key, data[key], current.get(key))
-        for key in sorted(data, key=lambda k: (data[k].pi_email, data[k].project_id))
-    ]
-    withdrawn = [s for key, s in current.items() if key not in data]
-    return Plan(
-        period=period,
-        statements=planned,
-        withdrawn=withdrawn,
-        pending=pending["n"],
-        pending_billed=pending["billed"] or Decimal(0),
-        empty=empty,
-    )
 
 
 @dataclass
@@ -403,12 +168,12 @@ def statements_generate(
                 transaction.on_commit(lambda: _enqueue(jobs, group, period, actor))
     if sync:
         for statement, data in rendered:
-            render_statement(statement.pk, data=data)
+            statement_render(statement.pk, data=data)
         if send:
             queued = emailing.emails_queue(period=period, actor=actor)
             result.emails_queued = len(queued.emails)
             result.not_ready = queued.not_ready
-            result.emails = [emailing.send_email(e.pk) for e in queued.emails]
+            result.emails = [emailing.email_send(e.pk) for e in queued.emails]
     # As stored now (PDF, status), with PI and project: one query, same order.
     stored = Statement.objects.select_related("pi", "project").in_bulk(
         [s.pk for s in result.created]
@@ -520,7 +285,7 @@ def _link_charges(period: BillingPeriod, statements: list[Statement]) -> None:
             )
 
 
-def render_statement(statement_id: int, *, data: StatementData | None = None) -> None:
+def statement_render(statement_id: int, *, data: StatementData | None = None) -> None:
     """Render and store a statement's PDF (and CSV of line items). Safe to run twice."""
     statement = Statement.objects.select_related("period").get(pk=statement_id)
     if statement.status == Statement.Status.READY and statement.pdf:
@@ -529,7 +294,7 @@ def render_statement(statement_id: int, *, data: StatementData | None = None) ->
         charges = Charge.objects.filter(
             pk__in=StatementCharge.objects.filter(statement=statement).values("charge_id")
         )
-        found = _statement_data(charges, period=statement.period.period, inst=institution())
+        found = statement_data(charges, period=statement.period.period, inst=institution())
         data = found[(statement.pi_id, statement.project_id)]
     try:
         content = pdf.render(
@@ -632,36 +397,3 @@ def line_items_csv(statement: Statement) -> bytes:
     for values in charges.iterator(chunk_size=5000):
         writer.writerow([_csv_cell(v) for v in values])
     return buffer.getvalue().encode("utf-8")
-
-
-def missing_statements(period: BillingPeriod) -> list[Blocker]:
-    """Finalize guard: every billable PI project has a current, rendered statement."""
-    try:
-        planned = plan(period)
-    except BillingError as exc:
-        return [Blocker(str(exc))]
-    problems = []
-    stale = [p for p in planned.statements if p.changed]
-    if stale:
-        problems.append(
-            Blocker(
-                f"{len(stale):,} PI projects have no current statement for their approved charges",
-                cli=f"openchargeback generate --period {period.period}",
-                url=reverse("admin:statements_statement_generate") + f"?period={period.period}",
-                link_text="generate the statements",
-            )
-        )
-    not_ready = Statement.objects.filter(period=period, superseded_at=None).exclude(
-        status=Statement.Status.READY
-    )
-    count = not_ready.count()
-    if count:
-        problems.append(
-            Blocker(
-                f"{count:,} current statements have no PDF yet (rendering or failed)",
-                url=reverse("admin:statements_statement_changelist")
-                + f"?period__id__exact={period.pk}&version=current",
-                link_text="the statements",
-            )
-        )
-    return problems

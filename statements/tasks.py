@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from billing.services import Actor
 from openchargeback.logging import logged_job
-from statements import emailing, services
+from statements import emailing, selectors, services
 
 
 @logged_job
 def render_statement(statement_id: int) -> None:
-    services.render_statement(statement_id)
+    services.statement_render(statement_id)
 
 
 @logged_job
@@ -18,13 +18,13 @@ def render_and_email(
 ) -> None:
     """One PI: render their new statements, then email everything of theirs not yet sent."""
     for statement_id in statement_ids:
-        services.render_statement(statement_id)
+        services.statement_render(statement_id)
     who = Actor(name=actor, channel="job", user_id=user_id)
     emailing.emails_queue(period=period, actor=who, pi_ids=[pi_id])
     # Every due email of this PI, not only the one just queued: a run of this
     # job that was killed after queueing left a pending email behind. The
-    # claim in send_email makes a second delivery of this job harmless.
-    due = emailing.due().filter(period__period=period, pi_id=pi_id, resend=False)
+    # claim in emailing.email_send makes a second delivery of this job harmless.
+    due = selectors.due().filter(period__period=period, pi_id=pi_id, resend=False)
     for email_id in due.values_list("pk", flat=True):
         send_email(email_id)
 
@@ -32,7 +32,7 @@ def render_and_email(
 @logged_job
 def send_email(email_id: int) -> None:
     """Send one email; a failure schedules its own retry after the backoff."""
-    outcome = emailing.send_email(email_id)
+    outcome = emailing.email_send(email_id)
     if outcome.status == "failed" and outcome.next_attempt_at is not None:
         from django_q.models import Schedule
         from django_q.tasks import schedule

@@ -468,11 +468,11 @@ def test_statement_pages_and_actions(month: str, actor: Actor, role: str) -> Non
 def test_journal_pages(month: str, actor: Actor, role: str) -> None:
     from billing.services import source_set
     from journals.models import JournalExport, JournalSettings
-    from journals.services import export_journal
+    from journals.services import journal_export
 
     source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
     statements_generate(period=month, actor=actor, sync=True)
-    first = export_journal(period=month, format="gl", actor=actor)
+    first = journal_export(period=month, format="gl", actor=actor)
     base = "/admin/journals/journalexport/"
     form = {"period": month, "format": "gl"}
     pages: list[Page] = [

@@ -63,7 +63,7 @@ def test_generate_previews_then_generates_and_sends(month: str) -> None:
 def test_generate_and_send_lists_the_statements_not_emailed_yet(month: str, actor: Actor) -> None:
     statements_generate(period=month, actor=actor, sync=True)
     ada_a, ada_b, bob = Statement.objects.order_by("number")
-    emailing.send_email(
+    emailing.email_send(
         emailing.emails_queue(period=month, actor=actor, statement_ids=[bob.pk]).emails[0].pk
     )
     client = role_client(BILLING_ADMIN)
@@ -152,7 +152,7 @@ def test_sending_shows_who_gets_what_and_the_total_before_anything_is_sent(
     period = BillingPeriod.objects.get(period=month)
     ada_a, ada_b, bob = Statement.objects.order_by("number")
     # bob's was emailed already: listed as left out, with why.
-    emailing.send_email(
+    emailing.email_send(
         emailing.emails_queue(period=month, actor=actor, statement_ids=[bob.pk]).emails[0].pk
     )
     mail.outbox.clear()
@@ -303,7 +303,7 @@ def test_filters_show_sent_unsent_failed_stuck_and_superseded(month: str, actor:
     queued = emailing.emails_queue(period=month, actor=actor).emails
     ada = next(e for e in queued if e.to == "ada@example.edu")
     bob = next(e for e in queued if e.to == "bob@example.edu")
-    emailing.send_email(ada.pk)
+    emailing.email_send(ada.pk)
     EmailLog.objects.filter(pk=bob.pk).update(
         status="sending", claimed_at=timezone.now() - timedelta(days=1)
     )
@@ -343,7 +343,7 @@ def test_failed_email_send_now(month: str, actor: Actor, settings: Any) -> None:
     statements_generate(period=month, actor=actor, sync=True)
     settings.EMAIL_BACKEND = "tests.test_statement_emails.BrokenBackend"
     emailing.emails_queue(period=month, actor=actor)
-    emailing.send_due()
+    emailing.emails_send_due()
     assert EmailLog.objects.filter(status="failed").count() == 2
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     client = role_client(BILLING_ADMIN)

@@ -28,7 +28,7 @@ from billing.services import (
 )
 from ingest.focus.services import import_file
 from journals.models import JournalSettings
-from journals.services import export_journal
+from journals.services import journal_export
 from statements.services import statements_generate
 from tests.conftest import focus_row, role_client
 
@@ -178,7 +178,7 @@ def test_once_closed_generate_export_and_finalize_are_never_refused_for_data(
     assert period_blockers(mixed) == []
     period_close(period="2025-01", actor=actor)
     statements_generate(period="2025-01", actor=actor, sync=True)
-    export = export_journal(period="2025-01", format="gl", actor=actor)
+    export = journal_export(period="2025-01", format="gl", actor=actor)
     assert export.debit_total == export.credit_total == Decimal("12014.40")
     period_finalize(period="2025-01", actor=actor)
     assert BillingPeriod.objects.get(pk=mixed.pk).status == "finalized"

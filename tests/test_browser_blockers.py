@@ -16,7 +16,7 @@ from billing.models import BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, sync_roles
 from billing.services import Actor, period_finalize, source_set
 from ingest.focus.services import import_file
-from journals.services import export_journal
+from journals.services import journal_export
 from statements.services import statements_generate
 from tests.browser import login, page, shots, stray_connections_closed
 from tests.conftest import focus_row, seed_with_accounting, write_focus
@@ -158,5 +158,5 @@ def test_each_blocker_is_caught_early_with_a_link_to_its_fix(
     # Closed: the later steps have nothing left to refuse for a data reason.
     setup = Actor("setup", "cli")
     statements_generate(period=PERIOD, actor=setup, sync=True)
-    export_journal(period=PERIOD, format="gl", actor=setup)
+    journal_export(period=PERIOD, format="gl", actor=setup)
     period_finalize(period=PERIOD, actor=setup)

@@ -387,7 +387,7 @@ def test_a_whole_month_in_the_browser(
 def finished_month(site: None, tmp_path: Path) -> BillingPeriod:
     """A month taken through the whole cycle by the services, as cron would."""
     from billing.services import charges_fix_attribution, charges_review, period_close
-    from journals.services import export_journal
+    from journals.services import journal_export
     from statements.services import statements_generate
 
     setup = Actor("setup", "cli")
@@ -408,7 +408,7 @@ def finished_month(site: None, tmp_path: Path) -> BillingPeriod:
     )
     period_close(period=PERIOD, actor=setup)
     statements_generate(period=PERIOD, actor=setup, sync=True, send=True)
-    export_journal(period=PERIOD, format="gl", xlsx=True, actor=setup)
+    journal_export(period=PERIOD, format="gl", xlsx=True, actor=setup)
     _rate_card(setup)
     return BillingPeriod.objects.get(period=PERIOD)
 

@@ -29,11 +29,12 @@ from ingest.focus.parsers import IngestError
 from ingest.focus.services import import_file
 from ingest.usage.ratecard import rate_card_sources
 from journals.models import JournalSettings
-from journals.services import export_journal
+from journals.services import journal_export
 from openchargeback.ledger import check_ledger
 from statements.building import DETAIL_LIMIT
 from statements.models import Statement
-from statements.services import missing_statements, plan, statements_generate
+from statements.selectors import missing_statements, plan
+from statements.services import statements_generate
 from tests.conftest import FOCUS_COLUMNS, focus_row, tags, write_focus
 
 pytestmark = pytest.mark.django_db
@@ -656,11 +657,11 @@ def test_amortised_statement_equals_the_journal_and_both_name_the_basis(
     assert totals == {"it-commitments": Decimal("0.25"), "proj-a": Decimal("2.25")}
     for statement in result.created:
         assert "Cost basis: amortised cost (EffectiveCost)." in _pdf_text(statement)
-    export = export_journal(period="2023-01", format="gl", actor=actor)
+    export = journal_export(period="2023-01", format="gl", actor=actor)
     assert export.cost_basis == "amortised cost (EffectiveCost)"
     assert export.debit_total == sum(totals.values()) == Decimal("2.50")
     assert check_ledger(period="2023-01").problems == []
-    detail = export_journal(period="2023-01", format="detail", actor=actor, xlsx=True)
+    detail = journal_export(period="2023-01", format="detail", actor=actor, xlsx=True)
     from openpyxl import load_workbook
 
     workbook = load_workbook(detail.file.path, read_only=True)

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from billing.services import Actor
-from journals.services import export_journal
+from journals.services import journal_export
 from statements.models import Statement
 from statements.services import statements_generate
 from tests.test_admin_matrix import _jobs
@@ -88,7 +88,7 @@ def test_every_page_has_the_policy_and_no_inline_code(
 ) -> None:
     _jobs()  # django-q2's records, so their pages have something to show
     statements_generate(period=month, actor=actor, sync=True)
-    export_journal(period=month, format="gl", actor=actor)
+    journal_export(period=month, format="gl", actor=actor)
     root = get_user_model().objects.create_superuser("root", "root@example.edu", "x")
     client.force_login(root)
     statement = Statement.objects.exclude(pdf="").order_by("pk").first()

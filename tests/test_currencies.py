@@ -35,7 +35,7 @@ from billing.services import (
     period_reopen,
 )
 from ingest.focus.services import import_file
-from journals.services import export_journal
+from journals.services import journal_export
 from statements.models import Statement
 from statements.services import statements_generate
 from tests.conftest import focus_row, role_client
@@ -335,7 +335,7 @@ def test_statement_and_journal_bill_the_converted_amount_to_the_cent(
     assert "incl. EUR 100.00 at 1.0850 USD/EUR" in shown
     assert "$158.50" in shown
 
-    detail = export_journal(period="2025-01", format="detail", actor=actor)
+    detail = journal_export(period="2025-01", format="detail", actor=actor)
     rows = list(csv.DictReader(io.StringIO(detail.file.read().decode())))
     eur_row = next(r for r in rows if r["original_currency"])
     assert (eur_row["original_currency"], eur_row["exchange_rate"]) == ("EUR", "1.0850")
@@ -344,14 +344,14 @@ def test_statement_and_journal_bill_the_converted_amount_to_the_cent(
     usd_row = next(r for r in rows if not r["original_currency"])
     assert (usd_row["original_amount"], usd_row["exchange_rate"]) == ("", "")
     assert sum(Decimal(r["amount"]) for r in rows) == statement.billed_total
-    gl = export_journal(period="2025-01", format="gl", actor=actor)
+    gl = journal_export(period="2025-01", format="gl", actor=actor)
     assert gl.debit_total == gl.credit_total == statement.billed_total
 
 
 def test_statements_without_conversions_hash_as_before(month: str) -> None:
     """Adding the conversions to the statement data re-issues no existing statement."""
     from statements.building import StatementData
-    from statements.services import plan
+    from statements.selectors import plan
 
     planned = plan(BillingPeriod.objects.get(period=month))
     data = planned.statements[0].data
@@ -382,7 +382,7 @@ def test_pricing_currency_and_virtual_currencies_are_never_added_to_money(
     month: str, actor: Actor
 ) -> None:
     """FOCUS 1.2 PricingCurrency* (credits, tokens) are stored as text; totals are unchanged."""
-    from statements.services import plan
+    from statements.selectors import plan
 
     period = BillingPeriod.objects.get(period=month)
     before = [(p.key, p.data.billed_total, p.data.list_total) for p in plan(period).statements]
@@ -398,7 +398,7 @@ def test_pricing_currency_and_virtual_currencies_are_never_added_to_money(
     assert after == before
     assert_in_step()
     from billing.services import source_set
-    from journals.services import prepare
+    from journals.selectors import prepare
 
     source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
     gl = prepare(period=month, format="summary").journal

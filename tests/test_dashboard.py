@@ -22,7 +22,7 @@ from billing.services import (
     source_set,
 )
 from ingest.focus.services import import_file
-from journals.services import export_journal
+from journals.services import journal_export
 from openchargeback.cycle import period_cycle
 from statements.models import Statement
 from statements.services import statements_generate
@@ -61,7 +61,7 @@ def test_the_cycle_walks_through_the_month(
     assert next_step("2025-01") == "send"
     statements_generate(period="2025-01", actor=actor, sync=True, send=True)
     assert next_step("2025-01") == "export"
-    export_journal(period="2025-01", format="gl", actor=actor)
+    journal_export(period="2025-01", format="gl", actor=actor)
     assert next_step("2025-01") == "finalize"
     period_finalize(period="2025-01", actor=actor)
     cycle = period_cycle(BillingPeriod.objects.get(period="2025-01"))
@@ -72,7 +72,7 @@ def test_the_cycle_walks_through_the_month(
 def test_a_reopened_and_changed_period_needs_its_statements_again(month: str, actor: Actor) -> None:
     source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
     statements_generate(period=month, actor=actor, sync=True, send=True)
-    export_journal(period=month, format="gl", actor=actor)
+    journal_export(period=month, format="gl", actor=actor)
     assert next_step(month) == "finalize"
     period_reopen(period=month, actor=actor, reason="late correction")
     charges_review(
@@ -145,7 +145,7 @@ def test_dashboard_queries_do_not_grow_with_data(
 def test_period_page_ties_the_month_together(month: str, actor: Actor) -> None:
     source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
     statements_generate(period=month, actor=actor, sync=True)
-    export = export_journal(period=month, format="gl", actor=actor)
+    export = journal_export(period=month, format="gl", actor=actor)
     period = BillingPeriod.objects.get(period=month)
     page = role_client(REVIEWER).get(f"/admin/billing/billingperiod/{period.pk}/change/")
     html = page.content.decode()

@@ -29,7 +29,7 @@ from ingest.focus.parsers import IngestError
 from ingest.focus.services import import_file
 from ingest.models import Import
 from journals.models import JournalExport
-from journals.services import export_journal
+from journals.services import journal_export
 from statements import tasks
 from statements.models import Statement
 from statements.services import statements_generate
@@ -186,11 +186,11 @@ def test_a_journal_on_a_full_disk_is_not_recorded(month: str, actor: Actor, disk
     before = disk.files()
     disk.fill()
     with pytest.raises(BillingError, match="No space left on device; nothing was recorded"):
-        export_journal(period=month, format="detail", xlsx=True, actor=actor)
+        journal_export(period=month, format="detail", xlsx=True, actor=actor)
     assert not JournalExport.objects.exists()
     assert disk.files() == before
     disk.free()
-    export = export_journal(period=month, format="detail", xlsx=True, actor=actor)
+    export = journal_export(period=month, format="detail", xlsx=True, actor=actor)
     assert hashlib.sha256(export.file.read()).hexdigest() == export.sha256
 
 

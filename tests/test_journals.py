@@ -35,7 +35,7 @@ from billing.services import (
 from ingest.focus.services import import_file
 from journals.builders import ChargeRow, JournalConfig, JournalError, SourceInfo, allocate, build
 from journals.models import JournalExport, JournalSettings, JournalTemplate
-from journals.services import export_journal
+from journals.services import journal_export
 from openchargeback.ledger import check_ledger
 from openchargeback.money import round_money
 from statements.models import Statement
@@ -234,7 +234,7 @@ def test_property_gl_balances_and_every_format_reconciles(rows: list[ChargeRow])
 
 
 def test_export_gl_csv_records_and_matches_the_statements(books: str, actor: Actor) -> None:
-    export = export_journal(period=books, format="gl", actor=actor)
+    export = journal_export(period=books, format="gl", actor=actor)
     rows = _rows(export.file.read())
     statements = sum(s.billed_total for s in Statement.objects.filter(superseded_at=None))
     debit = sum(Decimal(r["debit"]) for r in rows if r["debit"])
@@ -249,7 +249,7 @@ def test_export_gl_csv_records_and_matches_the_statements(books: str, actor: Act
 
 
 def test_detail_rows_add_up_to_the_statements_with_rounding_rows(books: str, actor: Actor) -> None:
-    export = export_journal(period=books, format="detail", actor=actor)
+    export = journal_export(period=books, format="detail", actor=actor)
     rows = _rows(export.file.read())
     total = sum(Decimal(r["amount"]) for r in rows)
     statements = sum(s.billed_total for s in Statement.objects.filter(superseded_at=None))
@@ -320,12 +320,12 @@ def test_formula_injection_is_neutralised_and_commas_do_not_break_columns(
     _accounting(actor)
     JournalSettings.objects.filter(pk=1).update(description_template="{source} {project_id}")
     Project.objects.filter(project_id="p-1").update(account_code="-1+2")
-    export = export_journal(period="2025-01", format="detail", actor=actor)
+    export = journal_export(period="2025-01", format="detail", actor=actor)
     rows = _rows(export.file.read())
     assert rows[0]["reference_1"] == "'" + evil
     assert rows[0]["account"] == "'-1+2"
     assert Decimal(rows[0]["amount"]) == Decimal("2.00")  # amounts are never touched
-    export = export_journal(period="2025-01", format="detail", actor=actor, xlsx=True)
+    export = journal_export(period="2025-01", format="detail", actor=actor, xlsx=True)
     sheet = load_workbook(io.BytesIO(export.file.read())).active
     assert sheet is not None
     values = [c.value for c in sheet[2]]
@@ -335,7 +335,7 @@ def test_formula_injection_is_neutralised_and_commas_do_not_break_columns(
 
 @pytest.mark.parametrize("slug", ["plain-gl", "banner", "workday", "peoplesoft"])
 def test_institution_layouts_balance(books: str, actor: Actor, slug: str) -> None:
-    export = export_journal(period=books, format=slug, actor=actor)
+    export = journal_export(period=books, format=slug, actor=actor)
     rows = _rows(export.file.read())
     assert rows
     assert export.template is not None
@@ -370,7 +370,7 @@ def test_a_template_sees_no_settings_and_loads_nothing(books: str, actor: Actor)
         columns="Secret | {{ settings.SECRET_KEY }}{{ request.META }}{{ user }}{{ perms }}\n"
         "Amount | {{ entry.amount }} | number",
     )
-    rows = _rows(export_journal(period=books, format="nosy", actor=actor).file.read())
+    rows = _rows(journal_export(period=books, format="nosy", actor=actor).file.read())
     assert {r["Secret"] for r in rows} == {""}
     for reach in (
         "{{ entry.__class__ }}",
@@ -395,7 +395,7 @@ def test_finalize_needs_an_export_of_the_current_data(books: str, actor: Actor) 
 
     period = BillingPeriod.objects.get(period=books)
     assert any("no journal export yet" in p for p in finalize_blockers(period))
-    export_journal(period=books, format="gl", actor=actor)
+    journal_export(period=books, format="gl", actor=actor)
     assert finalize_blockers(period) == []
     # the data changes: the old export no longer counts
     period_reopen(period=books, actor=actor, reason="fix")
@@ -403,7 +403,7 @@ def test_finalize_needs_an_export_of_the_current_data(books: str, actor: Actor) 
     period_close(period=books, actor=actor)
     statements_generate(period=books, actor=actor, sync=True)
     assert any("changed since the last journal export" in p for p in finalize_blockers(period))
-    export_journal(period=books, format="banner", actor=actor)
+    journal_export(period=books, format="banner", actor=actor)
     period_finalize(period=books, actor=actor)
     export = JournalExport.objects.first()
     assert export is not None
@@ -500,8 +500,8 @@ def test_property_exports_reconcile_with_statements_in_the_database(
         _accounting(actor)
         statements_generate(period="2025-01", actor=actor, sync=True)
         statement_total = sum(s.billed_total for s in Statement.objects.filter(superseded_at=None))
-        gl = export_journal(period="2025-01", format="gl", actor=actor)
-        detail = _rows(export_journal(period="2025-01", format="detail", actor=actor).file.read())
+        gl = journal_export(period="2025-01", format="gl", actor=actor)
+        detail = _rows(journal_export(period="2025-01", format="detail", actor=actor).file.read())
         assert gl.debit_total == gl.credit_total
         assert check_ledger(period="2025-01").charged_total == statement_total
         assert sum((Decimal(r["amount"]) for r in detail), Decimal(0)) == statement_total

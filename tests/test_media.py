@@ -21,7 +21,7 @@ from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor, source_set
 from ingest.models import Import
 from journals.models import JournalExport
-from journals.services import export_journal
+from journals.services import journal_export
 from statements.models import Statement
 from statements.services import statements_generate
 from tests.conftest import role_client
@@ -47,7 +47,7 @@ def files(month: str, actor: Actor) -> dict[str, tuple[str, str]]:
     source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
     statements_generate(period=month, actor=actor, sync=True)
     statement = Statement.objects.exclude(pdf="").order_by("pk").first()
-    journal = export_journal(period=month, format="gl", actor=actor)
+    journal = journal_export(period=month, format="gl", actor=actor)
     kept = Import.objects.order_by("pk").first()
     assert statement is not None
     assert kept is not None

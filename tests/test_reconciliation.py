@@ -13,7 +13,7 @@ from billing.models import BillingPeriod, Source
 from billing.roles import VIEWER
 from billing.services import Actor, period_close
 from ingest.focus.services import import_file
-from journals.services import export_journal
+from journals.services import journal_export
 from openchargeback.cycle import reconciliation
 from statements.services import statements_generate
 from tests.conftest import focus_row, role_client
@@ -63,7 +63,7 @@ def test_rounding_and_the_gl_gross_up_are_explained_to_the_cent(
     closed: BillingPeriod, actor: Actor
 ) -> None:
     statements_generate(period="2025-01", actor=actor, sync=True)
-    export = export_journal(period="2025-01", format="gl", actor=actor)
+    export = journal_export(period="2025-01", format="gl", actor=actor)
     result = reconciliation(closed)
     assert result.state == "reconciles"
     (_, approved, _), (label, due, rounding), (_, debits, journal) = _figures(closed)
@@ -91,7 +91,7 @@ def test_rounding_and_the_gl_gross_up_are_explained_to_the_cent(
 
 def test_a_stale_statement_or_export_is_named(closed: BillingPeriod, actor: Actor) -> None:
     statements_generate(period="2025-01", actor=actor, sync=True)
-    export_journal(period="2025-01", format="gl", actor=actor)
+    journal_export(period="2025-01", format="gl", actor=actor)
     from billing.services import period_reopen
 
     period_reopen(period="2025-01", actor=actor, reason="late credit")

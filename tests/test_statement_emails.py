@@ -28,7 +28,7 @@ from billing.errors import BillingError
 from billing.models import AuditEvent, Charge, InstitutionSettings, Source
 from billing.services import Actor, charges_review, period_close, period_reopen
 from ingest.focus.services import import_file
-from statements import emailing, tasks
+from statements import emailing, selectors, tasks
 from statements.models import EmailLog, EmailStatement, Statement
 from statements.services import statements_generate
 from tests.conftest import focus_row
@@ -204,8 +204,8 @@ def test_a_task_run_twice_sends_once(month: str, actor: Actor) -> None:
     assert len(queued.emails) == 2
     assert again.emails == []
     first = queued.emails[0].pk
-    assert emailing.send_email(first).status == "sent"
-    assert emailing.send_email(first).status == "skipped"
+    assert emailing.email_send(first).status == "sent"
+    assert emailing.email_send(first).status == "skipped"
     tasks.send_email(first)
     assert len(mail.outbox) == 1
 
@@ -233,7 +233,7 @@ def test_failures_are_retried_with_backoff_then_left_to_an_operator(
     assert timedelta(seconds=299) < log.next_attempt_at - before < timedelta(seconds=320)
 
     # not due yet: nothing is attempted
-    assert emailing.send_due() == []
+    assert emailing.emails_send_due() == []
 
     def make_due() -> None:
         EmailLog.objects.filter(status="failed").update(
@@ -241,19 +241,19 @@ def test_failures_are_retried_with_backoff_then_left_to_an_operator(
         )
 
     make_due()
-    assert [o.status for o in emailing.send_due()] == ["failed", "failed"]
+    assert [o.status for o in emailing.emails_send_due()] == ["failed", "failed"]
     log.refresh_from_db()
     assert log.attempts == 2
     assert log.next_attempt_at - timezone.now() > timedelta(seconds=850)  # 3x the first wait
     make_due()
-    emailing.send_due()
+    emailing.emails_send_due()
     log.refresh_from_db()
     assert (log.attempts, log.next_attempt_at) == (3, None)  # gave up: an operator decides
-    assert emailing.send_due() == []
+    assert emailing.emails_send_due() == []
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     emailing.emails_resolve(email=log, actor=actor, outcome="retry", note="server fixed")
-    assert [o.status for o in emailing.send_due()] == ["sent"]
+    assert [o.status for o in emailing.emails_send_due()] == ["sent"]
     assert [m.to for m in mail.outbox] == [["ada@example.edu"]]
 
 
@@ -277,9 +277,9 @@ def test_a_stuck_claim_is_shown_and_never_resent_automatically(month: str, actor
         status="sending", attempts=1, claimed_at=timezone.now() - timedelta(hours=1)
     )
     EmailLog.objects.filter(pk=queued[1].pk).update(status="sending", claimed_at=timezone.now())
-    assert list(emailing.stuck()) == [EmailLog.objects.get(pk=queued[0].pk)]
-    assert emailing.send_due() == []
-    assert emailing.send_email(queued[0].pk).status == "skipped"
+    assert list(selectors.stuck()) == [EmailLog.objects.get(pk=queued[0].pk)]
+    assert emailing.emails_send_due() == []
+    assert emailing.email_send(queued[0].pk).status == "skipped"
     assert mail.outbox == []
     with pytest.raises(BillingError, match="say how you know"):
         emailing.emails_resolve(email=queued[0], actor=actor, outcome="sent", note="")
@@ -309,7 +309,7 @@ def test_resend_is_explicit_audited_and_marked_as_a_copy(month: str, actor: Acto
     with pytest.raises(BillingError, match="needs a reason"):
         emailing.emails_resend(statements=ada, actor=actor, reason=" ")
     emails = emailing.emails_resend(statements=ada, actor=actor, reason="PI lost it")
-    assert [emailing.send_email(e.pk).status for e in emails] == ["sent"]
+    assert [emailing.email_send(e.pk).status for e in emails] == ["sent"]
     assert mail.outbox[0].subject.endswith("(copy)")
     assert "sent again" in mail.outbox[0].body
     assert AuditEvent.objects.get(action="statement.email.resend").reason == "PI lost it"
@@ -478,9 +478,9 @@ def test_smtp_down_then_back_each_pi_gets_exactly_one(
     assert EmailLog.objects.filter(status="failed", error__contains="refused").count() == 40
     start()
     EmailLog.objects.update(next_attempt_at=timezone.now())
-    outcomes = emailing.send_due()
+    outcomes = emailing.emails_send_due()
     assert Counter(o.status for o in outcomes) == {"sent": 40}
-    assert emailing.send_due() == []
+    assert emailing.emails_send_due() == []
     recipients = Counter(m["To"] for m in inbox.messages)
     assert len(recipients) == 40
     assert set(recipients.values()) == {1}

@@ -27,7 +27,8 @@ from billing.services import Actor, finalize_blockers, period_close
 from ingest.focus.services import import_file
 from statements import fonts, pdf
 from statements.models import Statement
-from statements.services import plan, statements_generate
+from statements.selectors import plan
+from statements.services import statements_generate
 from tests.conftest import FOCUS_COLUMNS, focus_row
 
 NAMES = {

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from billing.commands import BillingCommand
-from journals.services import export_journal
+from journals.services import journal_export
 
 
 class Command(BillingCommand):
@@ -40,7 +40,7 @@ class Command(BillingCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        export = export_journal(
+        export = journal_export(
             period=options["period"],
             format=options["format"],
             actor=self.actor(options),

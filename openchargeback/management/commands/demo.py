@@ -44,7 +44,8 @@ from ingest.usage.mapping_files import account_mapping_import
 from ingest.usage.rates import rate_create
 from ingest.usage.sacct import SacctOptions
 from journals.models import JournalExport, JournalSettings
-from journals.services import export_journal, missing_journal_export
+from journals.selectors import missing_journal_export
+from journals.services import journal_export
 from openchargeback.auth import DEMO_PASSWORD, DEMO_USERNAME
 from openchargeback.demo.sampledata import (
     AMORTISED_SOURCE,
@@ -271,7 +272,7 @@ class Command(BillingCommand):
         result = statements_generate(period=period, actor=actor, sync=True, send=True)
         journal = JournalExport.objects.filter(period=obj).first()
         if missing_journal_export(obj) or journal is None:
-            journal = export_journal(period=period, format="gl", actor=actor)
+            journal = journal_export(period=period, format="gl", actor=actor)
         ledger = check_ledger(period=period)
         self.stdout.write(
             f"Month-end {period}: period closed, {len(result.created):,} statements generated "

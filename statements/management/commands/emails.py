@@ -15,7 +15,7 @@ from django.core.management.base import CommandError, CommandParser
 from billing.commands import BillingCommand
 from billing.errors import BillingError
 from billing.periods import parse_period
-from statements import emailing
+from statements import emailing, selectors
 from statements.models import EmailLog, Statement
 
 
@@ -72,7 +72,7 @@ class Command(BillingCommand):
         emails = EmailLog.objects.filter(period__period=parse_period(options["period"]))
         status = options["status"]
         if status == "stuck":
-            emails = emailing.stuck(emails)
+            emails = selectors.stuck(emails)
         elif status:
             emails = emails.filter(status=status)
         rows: list[dict[str, Any]] = [
@@ -109,17 +109,17 @@ class Command(BillingCommand):
                 self._would_send(queued.emails, options, not_ready=queued.not_ready)
             return
         queued = emailing.emails_queue(period=options["period"], actor=self.actor(options))
-        outcomes = [emailing.send_email(e.pk) for e in queued.emails]
+        outcomes = [emailing.email_send(e.pk) for e in queued.emails]
         self._outcomes(outcomes, options, not_ready=queued.not_ready)
 
     def _retry(self, options: dict[str, Any]) -> None:
         if options["dry_run"]:
-            emails = emailing.due()
+            emails = selectors.due()
             if options["period"]:
                 emails = emails.filter(period__period=parse_period(options["period"]))
             self._would_send(list(emails.order_by("id")), options, not_ready=[])
             return
-        self._outcomes(emailing.send_due(period=options["period"]), options, not_ready=[])
+        self._outcomes(emailing.emails_send_due(period=options["period"]), options, not_ready=[])
 
     def _resend(self, options: dict[str, Any]) -> None:
         statements = Statement.objects.filter(
@@ -144,7 +144,7 @@ class Command(BillingCommand):
         emails = emailing.emails_resend(
             statements=statements, actor=self.actor(options), reason=options["reason"]
         )
-        self._outcomes([emailing.send_email(e.pk) for e in emails], options, not_ready=[])
+        self._outcomes([emailing.email_send(e.pk) for e in emails], options, not_ready=[])
 
     def _resolve(self, options: dict[str, Any]) -> None:
         email = EmailLog.objects.filter(pk=options["id"]).first()
@@ -170,7 +170,7 @@ class Command(BillingCommand):
             note=options["note"],
         )
         if options["outcome"] == "retry":
-            outcome = emailing.send_email(email.pk)
+            outcome = emailing.email_send(email.pk)
             self.stdout.write(f"email {email.pk} to {email.to}: {outcome.status} {outcome.error}")
         else:
             self.stdout.write(f"email {email.pk} to {email.to} recorded as sent")
