@@ -1,4 +1,8 @@
-"""django-q2 task entry points: small, id-based, safe to run twice."""
+"""django-q2 task entry points: small, id-based, safe to run twice.
+
+Queued and scheduled jobs name these functions by dotted path
+(``statements.tasks.render_statement``), so they keep their names whatever
+the services they call are named."""
 
 from __future__ import annotations
 
