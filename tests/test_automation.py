@@ -187,7 +187,8 @@ def test_old_uploads_never_imported_are_purged(defaults: None, settings: Any) ->
     from django.utils import timezone
 
     from ingest.models import Upload
-    from ingest.uploads.services import staged_path, upload_stage
+    from ingest.uploads.selectors import staged_path
+    from ingest.uploads.services import upload_stage
 
     media = Path(settings.MEDIA_ROOT)
     uploads = []

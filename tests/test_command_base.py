@@ -284,7 +284,8 @@ def test_purge_uploads_dry_run_discards_and_removes_nothing(defaults: None, sett
     from django.utils import timezone
 
     from ingest.models import Upload
-    from ingest.uploads.services import staged_path, upload_stage
+    from ingest.uploads.selectors import staged_path
+    from ingest.uploads.services import upload_stage
 
     media = Path(settings.MEDIA_ROOT)
     stored = Path("uploads") / f"{uuid.uuid4().hex}.csv"

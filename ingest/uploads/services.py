@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -24,77 +26,25 @@ from django.utils import timezone
 from billing.errors import BillingError
 from billing.models import Source
 from billing.periods import parse_period, period_in_name
-from billing.services import Actor, detect_source
+from billing.services import Actor, detect_source, web_text
 from ingest.focus.parsers import IngestError
 from ingest.focus.services import DeliveryFile, import_delivery, import_file
 from ingest.models import Upload
-from ingest.uploads.staging import Progress, ProgressFile, read_progress
+from ingest.uploads.selectors import (
+    ROUTE,
+    RUNNING,
+    delivery_groups,
+    is_editable,
+    is_routed,
+    staged_path,
+    stale_before,
+)
+from ingest.uploads.staging import ProgressFile
 from openchargeback.money import money_str
 
 logger = logging.getLogger(__name__)
 
 S = Upload.Status
-RUNNING = (S.PREVIEWING, S.IMPORTING)
-# Key of Upload.preview: the file is routed to sources by provider.
-ROUTE = "route_by_provider"
-# Seconds a job may wait in the queue before the page asks whether a worker runs.
-QUEUED_TOO_LONG = 60
-
-
-def is_routed(upload: Upload) -> bool:
-    return bool(upload.preview.get(ROUTE))
-
-
-def stale_before() -> datetime:
-    """A job that claimed a file before this was killed (django-q2's timeout)."""
-    return timezone.now() - timedelta(seconds=int(settings.Q_CLUSTER["timeout"]))
-
-
-def staged_path(upload: Upload) -> Path | None:
-    return Path(settings.MEDIA_ROOT) / upload.stored_file if upload.stored_file else None
-
-
-def is_running(upload: Upload) -> bool:
-    """A preview or import is queued or under way (and not stalled)."""
-    if upload.status not in RUNNING:
-        return False
-    return upload.job_started_at is None or upload.job_started_at >= stale_before()
-
-
-def is_stalled(upload: Upload) -> bool:
-    """Claimed by a job longer ago than any job may run: its worker died."""
-    return (
-        upload.status in RUNNING
-        and upload.job_started_at is not None
-        and upload.job_started_at < stale_before()
-    )
-
-
-def is_editable(upload: Upload) -> bool:
-    """May be previewed again or discarded: not imported, and no job working on it
-    (queued work may be replaced; a stalled job's file may be taken back)."""
-    if upload.status in (S.IMPORTED, S.DISCARDED):
-        return False
-    if upload.status in RUNNING and upload.job_started_at is not None:
-        return is_stalled(upload)
-    return True
-
-
-def progress_of(upload: Upload) -> Progress | None:
-    """How far the running job has read the file, or None (queued, done, or nothing reported)."""
-    path = staged_path(upload)
-    if path is None or not is_running(upload) or upload.job_started_at is None:
-        return None
-    return read_progress(path)
-
-
-def waiting_for_worker(upload: Upload) -> bool:
-    """Queued longer than a worker takes to pick a job up: is one running?"""
-    return (
-        upload.status in RUNNING
-        and upload.job_started_at is None
-        and upload.updated_at < timezone.now() - timedelta(seconds=QUEUED_TOO_LONG)
-    )
 
 
 # --- Staging -------------------------------------------------------------------------
@@ -205,18 +155,6 @@ def upload_run_import(upload_id: int, *, actor: Actor) -> None:
     claimed_at = _claim(upload_id, S.IMPORTING)
     if claimed_at is not None:
         _run(upload_id, step="import", claimed_at=claimed_at, actor=actor)
-
-
-def delivery_groups(uploads: list[Upload]) -> list[list[Upload]]:
-    """The files grouped as "import all" imports them: one delivery per source and
-    expected period, in upload order (files without a source stay alone)."""
-    groups: dict[tuple[int, str] | int, list[Upload]] = {}
-    for upload in uploads:
-        key: tuple[int, str] | int = (
-            (upload.source_id, upload.period) if upload.source_id is not None else -upload.pk
-        )
-        groups.setdefault(key, []).append(upload)
-    return list(groups.values())
 
 
 def upload_import_delivery(*, uploads: list[Upload], actor: Actor) -> list[Upload]:
@@ -551,3 +489,139 @@ def uploads_purge(*, older_than: timedelta, actor: Actor, dry_run: bool = False)
         if is_editable(upload):
             purged.append(upload if dry_run else upload_discard(upload=upload, actor=actor))
     return purged
+
+
+# --- A batch page's actions ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadChoice:
+    """A file's source and expected period as posted on the batch page; `error`
+    says why the posted values were refused (then the others are unset)."""
+
+    source: Source | None = None
+    period: str = ""
+    route: bool = False
+    error: str = ""
+
+    def differs(self, upload: Upload) -> bool:
+        """Whether this is not what the file was previewed with."""
+        if self.error:
+            return True
+        if self.route != is_routed(upload):
+            return True
+        if self.route:
+            return self.period != upload.period
+        return self.source != upload.source or self.period != upload.period
+
+
+@dataclass(frozen=True)
+class BatchNote:
+    level: Literal["info", "warning", "error"]
+    text: str
+
+
+@dataclass
+class BatchResult:
+    """What a batch action did, file by file, in the words the page shows."""
+
+    notes: list[BatchNote] = field(default_factory=list)
+
+    def add(self, level: Literal["info", "warning", "error"], text: str) -> None:
+        self.notes.append(BatchNote(level, text))
+
+
+def uploads_batch(
+    *,
+    uploads: list[Upload],
+    action: str,
+    target: str,
+    choices: Mapping[int, UploadChoice],
+    actor: Actor,
+) -> BatchResult:
+    """One action of the batch page on its files: preview, import or discard one
+    file (`target`, its id), import every previewed file ("import-all": the files
+    of one source and period as one delivery), discard every file that may be,
+    or preview again every file whose posted choice changed ("apply").
+
+    `choices` is each file's posted source and period. Nothing runs here: the
+    previews and imports are worker jobs, queued once this transaction commits
+    (upload_preview, upload_import, upload_import_delivery). A discarded file's
+    status is set on the caller's object too, so the page knows what is left."""
+    result = BatchResult()
+    by_id = {str(u.pk): u for u in uploads}
+    kind = action
+    if kind in ("preview", "import", "discard"):
+        if target not in by_id:
+            result.add("error", "That file is not part of this upload any more.")
+            return result
+        targets = [by_id[target]]
+    elif kind == "import-all":
+        targets = [u for u in uploads if u.status == S.PREVIEWED]
+        if not targets:
+            result.add("warning", "No previewed file is waiting to be imported.")
+    elif kind == "discard-all":
+        targets = [u for u in uploads if is_editable(u)]
+    elif kind == "apply":
+        # Enter pressed in a field: preview every file whose choice changed.
+        targets = [u for u in uploads if is_editable(u) and choices[u.pk].differs(u)]
+        if not targets:
+            result.add("info", "Nothing was changed.")
+        kind = "preview"
+    else:
+        result.add("error", "Unknown action.")
+        return result
+    ready: list[Upload] = []
+    for upload in targets:
+        choice = choices[upload.pk]
+        if kind == "preview":
+            if choice.error:
+                result.add("error", f"{upload.file_name}: {choice.error}")
+                continue
+            _batch_step(
+                result,
+                partial(
+                    upload_preview,
+                    upload=upload,
+                    source=choice.source,
+                    period=choice.period,
+                    actor=actor,
+                    route=choice.route,
+                ),
+            )
+        elif kind in ("import", "import-all"):
+            if choice.error:
+                result.add("error", f"{upload.file_name}: {choice.error}")
+            elif choice.differs(upload):
+                result.add(
+                    "error",
+                    f"{upload.file_name}: the source or period was changed; "
+                    "preview again before importing",
+                )
+            elif kind == "import-all":
+                ready.append(upload)
+            else:
+                _batch_step(result, partial(upload_import, upload=upload, actor=actor))
+        else:
+            try:
+                upload_discard(upload=upload, actor=actor)
+            except BillingError as exc:
+                result.add("error", web_text(exc))
+            else:
+                upload.status = S.DISCARDED
+                result.add("info", f"{upload.file_name}: discarded.")
+    # Import all: the files of one source and period are one delivery.
+    for group in delivery_groups(ready):
+        if len(group) == 1:
+            _batch_step(result, partial(upload_import, upload=group[0], actor=actor))
+        else:
+            _batch_step(result, partial(upload_import_delivery, uploads=group, actor=actor))
+    return result
+
+
+def _batch_step(result: BatchResult, step: Callable[[], object]) -> None:
+    """Queue one job; a refusal is the file's note, the batch goes on."""
+    try:
+        step()
+    except BillingError as exc:
+        result.add("error", web_text(exc))
