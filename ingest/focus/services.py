@@ -39,8 +39,8 @@ __all__ = [
     "DeliveryResult",
     "ImportResult",
     "IngestError",
-    "import_delivery",
-    "import_file",
+    "delivery_import",
+    "file_import",
 ]
 
 
@@ -48,7 +48,7 @@ class _NothingNew(Exception):
     """Raised inside the transaction to roll back an import that added nothing."""
 
 
-def import_file(
+def file_import(
     *,
     path: str | os.PathLike[str],
     source: Source,
@@ -66,7 +66,7 @@ def import_file(
     nothing. Attribution problems never reject: the charge is flagged with
     every reason that applies and waits in the review queue.
     """
-    delivery = import_delivery(
+    delivery = delivery_import(
         files=[DeliveryFile(path=path, display_name=display_name, progress=progress)],
         source=source,
         actor=actor,
@@ -77,7 +77,7 @@ def import_file(
     return delivery.files[0]
 
 
-def import_delivery(
+def delivery_import(
     *,
     files: Sequence[DeliveryFile],
     source: Source,

@@ -28,7 +28,7 @@ from billing.models import Source
 from billing.periods import parse_period, period_in_name
 from billing.services import Actor, detect_source, web_text
 from ingest.focus.parsers import IngestError
-from ingest.focus.services import DeliveryFile, import_delivery, import_file
+from ingest.focus.services import DeliveryFile, delivery_import, file_import
 from ingest.models import Upload
 from ingest.uploads.selectors import (
     ROUTE,
@@ -224,7 +224,7 @@ def _run_delivery(upload_ids: list[int], *, claimed_at: datetime, actor: Actor) 
             raise BillingError(
                 f"{files[0].file_name}: source {source.slug!r} is disabled; enable it first"
             )
-        delivery = import_delivery(
+        delivery = delivery_import(
             files=items,
             source=source,
             actor=actor,
@@ -360,7 +360,7 @@ def _run(upload_id: int, *, step: str, claimed_at: datetime, actor: Actor | None
             )
         else:
             assert upload.source is not None
-            result = import_file(
+            result = file_import(
                 path=path,
                 source=upload.source,
                 actor=who,
@@ -413,7 +413,7 @@ def _import_routed(
 
     def run() -> list[Any]:
         return [
-            import_delivery(
+            delivery_import(
                 files=[
                     DeliveryFile(
                         path=path,

@@ -158,7 +158,7 @@ QUIET_SECONDS = 30
 
 
 class ProgressFile:
-    """A ``progress(done, total)`` callback for ``import_file`` that keeps the
+    """A ``progress(done, total)`` callback for ``file_import`` that keeps the
     latest position in a small JSON file next to the staged upload.
 
     The reader reports at each chunk boundary: bytes of the file read so far
