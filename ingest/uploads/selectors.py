@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
+from billing.models import Source
 from ingest.models import Upload
 from ingest.uploads.staging import Progress, read_progress
 
@@ -92,6 +93,11 @@ def delivery_groups(uploads: list[Upload]) -> list[list[Upload]]:
         )
         groups.setdefault(key, []).append(upload)
     return list(groups.values())
+
+
+def enabled_sources() -> QuerySet[Source]:
+    """The sources a file may be imported into, as the pages list them."""
+    return Source.objects.filter(enabled=True).order_by("slug")
 
 
 def batch_uploads(batch: uuid.UUID) -> list[Upload] | None:

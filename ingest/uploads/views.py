@@ -63,15 +63,11 @@ class PeriodField(forms.CharField):
             raise forms.ValidationError(web_text(exc)) from None
 
 
-def _enabled_sources() -> Any:
-    return Source.objects.filter(enabled=True).order_by("slug")
-
-
 class UploadOptionsForm(forms.Form):
     """What applies to every file of an upload (each can still be changed afterwards)."""
 
     source = forms.ModelChoiceField(
-        queryset=_enabled_sources(),
+        queryset=selectors.enabled_sources(),
         to_field_name="slug",
         required=False,
         empty_label="Detect from each file name",
@@ -92,7 +88,10 @@ class UploadChoiceForm(forms.Form):
     """One staged file's source and expected period (prefixed with the upload id)."""
 
     source = forms.ModelChoiceField(
-        queryset=_enabled_sources(), to_field_name="slug", required=False, empty_label="(choose)"
+        queryset=selectors.enabled_sources(),
+        to_field_name="slug",
+        required=False,
+        empty_label="(choose)",
     )
     period = PeriodField(
         required=False,
