@@ -549,28 +549,10 @@ def uploads_batch(
     (upload_preview, upload_import, upload_import_delivery). A discarded file's
     status is set on the caller's object too, so the page knows what is left."""
     result = BatchResult()
-    by_id = {str(u.pk): u for u in uploads}
-    kind = action
-    if kind in ("preview", "import", "discard"):
-        if target not in by_id:
-            result.add("error", "That file is not part of this upload any more.")
-            return result
-        targets = [by_id[target]]
-    elif kind == "import-all":
-        targets = [u for u in uploads if u.status == S.PREVIEWED]
-        if not targets:
-            result.add("warning", "No previewed file is waiting to be imported.")
-    elif kind == "discard-all":
-        targets = [u for u in uploads if is_editable(u)]
-    elif kind == "apply":
-        # Enter pressed in a field: preview every file whose choice changed.
-        targets = [u for u in uploads if is_editable(u) and choices[u.pk].differs(u)]
-        if not targets:
-            result.add("info", "Nothing was changed.")
-        kind = "preview"
-    else:
-        result.add("error", "Unknown action.")
+    chosen = _batch_targets(uploads, action, target, choices, result)
+    if chosen is None:
         return result
+    kind, targets = chosen
     ready: list[Upload] = []
     for upload in targets:
         choice = choices[upload.pk]
@@ -617,6 +599,38 @@ def uploads_batch(
         else:
             _batch_step(result, partial(upload_import_delivery, uploads=group, actor=actor))
     return result
+
+
+def _batch_targets(
+    uploads: list[Upload],
+    action: str,
+    target: str,
+    choices: Mapping[int, UploadChoice],
+    result: BatchResult,
+) -> tuple[str, list[Upload]] | None:
+    """The step an action takes and the files it takes it on; None for an action
+    that names no file of the batch (the reason is noted)."""
+    if action in ("preview", "import", "discard"):
+        by_id = {str(u.pk): u for u in uploads}
+        if target not in by_id:
+            result.add("error", "That file is not part of this upload any more.")
+            return None
+        return action, [by_id[target]]
+    if action == "import-all":
+        targets = [u for u in uploads if u.status == S.PREVIEWED]
+        if not targets:
+            result.add("warning", "No previewed file is waiting to be imported.")
+        return action, targets
+    if action == "discard-all":
+        return action, [u for u in uploads if is_editable(u)]
+    if action == "apply":
+        # Enter pressed in a field: preview every file whose choice changed.
+        targets = [u for u in uploads if is_editable(u) and choices[u.pk].differs(u)]
+        if not targets:
+            result.add("info", "Nothing was changed.")
+        return "preview", targets
+    result.add("error", "Unknown action.")
+    return None
 
 
 def _batch_step(result: BatchResult, step: Callable[[], object]) -> None:
