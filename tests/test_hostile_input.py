@@ -33,6 +33,7 @@ from billing.services import Actor
 from ingest.focus.parsers import IngestError
 from ingest.focus.services import file_import
 from ingest.models import Import, Upload
+from ingest.uploads import jobs
 from ingest.uploads import services as uploads
 from ingest.uploads.staging import UPLOAD_DIR
 from tests.conftest import FOCUS_COLUMNS, focus_row, fresh_database_url
@@ -422,7 +423,7 @@ def _previewed_upload(path: Path, actor: Actor) -> Upload:
         upload=upload, source=Source.objects.get(slug="aws"), period="", actor=actor
     )
     if upload.status == Upload.Status.PREVIEWING:
-        uploads.upload_run_preview(upload.pk)
+        jobs.upload_run_preview(upload.pk)
     upload.refresh_from_db()
     return upload
 

@@ -243,3 +243,10 @@ def read_progress(staged: Path) -> Progress | None:
     if total <= 0:
         return None
     return Progress(done=done, total=total, unit=unit, age=max(0.0, time.time() - at))
+
+
+def delete_staged(path: Path | None) -> None:
+    """Remove a staged file and its progress file (the import keeps its own copy)."""
+    if path is not None:
+        path.unlink(missing_ok=True)
+        ProgressFile(path, "").remove()
