@@ -1,8 +1,9 @@
 """The admin's import pages, as a mixin of the Import admin (ingest/admin.py):
 the drop zone that stages several files, the batch page that previews,
 changes, imports or discards each file, and the status the batch page polls.
-The work itself is ingest.uploads.services; these views parse the request,
-call it and report."""
+The work itself is ingest.uploads.services (uploads_batch decides what a
+button of the batch page does) and what the pages show is read through
+ingest.uploads.selectors; these views parse the request, call them and report."""
 
 from __future__ import annotations
 
