@@ -25,7 +25,7 @@ from billing.errors import BillingError
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
 from billing.services import Actor, charges_review, period_close, source_set
 from ingest.focus import basis
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.focus.services import file_import
 from ingest.usage.ratecard import rate_card_sources
 from journals.models import JournalSettings

@@ -25,7 +25,7 @@ import pytest
 from billing.errors import BillingError
 from billing.models import Charge, Source
 from billing.services import Actor, source_set
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.focus.services import file_import
 from ingest.models import Import
 from journals.models import JournalExport

@@ -25,7 +25,8 @@ from django.db.models import Field
 from billing import flags
 from billing.models import Charge, Source
 from billing.services import Actor
-from ingest.focus.parsers import IngestError, open_focus
+from ingest.focus.errors import IngestError
+from ingest.focus.parsers import open_focus
 from ingest.focus.rows import TEXT_FIELDS, TEXT_LIMITS, RowPreparer, legacy_fingerprints
 from ingest.focus.services import file_import
 from ingest.models import Import

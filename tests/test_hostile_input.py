@@ -30,7 +30,7 @@ from django.conf import settings as django_settings
 from billing import flags
 from billing.models import Charge, Source
 from billing.services import Actor
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.focus.services import file_import
 from ingest.models import Import, Upload
 from ingest.uploads import jobs

@@ -38,9 +38,14 @@ from ingest.focus.csv_records import Records, fallback_lines, parser_message
 from ingest.focus.errors import IngestError
 from ingest.focus.limits import Limits
 from ingest.focus.parquet_text import arrow_text, is_text, parquet_header, text_columns, text_length
-from ingest.focus.streams import CompressTee, CountingReader, LimitExceeded, open_binary
+from ingest.focus.streams import (
+    GZIP_MAGIC,
+    CompressTee,
+    CountingReader,
+    LimitExceeded,
+    open_binary,
+)
 
-GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 
 

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from ingest.focus.limits import Limits
 
+GZIP_MAGIC = b"\x1f\x8b"
 # A .csv.gz is measured against ``max_ratio`` once this much is decompressed.
 _RATIO_AFTER = 1024 * 1024
 

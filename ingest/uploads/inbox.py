@@ -36,7 +36,7 @@ from billing.errors import BillingError
 from billing.models import Source
 from billing.periods import period_in_name
 from billing.services import Actor
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.focus.services import DeliveryFile, delivery_import
 from openchargeback.money import money_str
 

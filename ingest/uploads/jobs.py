@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from billing.errors import BillingError
 from billing.services import Actor
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.focus.services import DeliveryFile, delivery_import, file_import
 from ingest.models import Upload
 from ingest.uploads.selectors import ROUTE, is_routed, staged_path, stale_before

@@ -43,7 +43,7 @@ from billing.periods import month_bounds
 from billing.rules import UNMAPPED_ACCOUNT_TAG
 from billing.services import Actor
 from ingest.focus.basis import conversion_name
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.focus.services import ImportResult, file_import
 from ingest.usage.mappings import owners
 from ingest.usage.pricing import PricedRow, PricingError, price
