@@ -5,10 +5,8 @@ account mapping pages."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -19,16 +17,9 @@ from django.utils.html import format_html
 from billing.adminkit import ReadOnlyAdmin
 from billing.models import InstitutionSettings
 from ingest.models import Import
+from ingest.selectors import kept_copy, kept_name
 from ingest.uploads.views import UploadViews, charges_url
 from ingest.usage import admin as usage_admin  # noqa: F401 - registers the rate and mapping pages
-
-
-def _original_name(record: Import) -> str:
-    """The name the kept copy downloads under: the file's own name, with the
-    compression the copy was kept in (a plain CSV is kept zstd-compressed)."""
-    kept = record.stored_file
-    name = record.file_name
-    return name + ".zst" if kept.endswith(".zst") and not name.endswith(".zst") else name
 
 
 @admin.register(Import)
@@ -67,7 +58,7 @@ class ImportAdmin(UploadViews, ReadOnlyAdmin):
         if not obj.stored_file:
             return "-"
         url = reverse("admin:ingest_import_original", args=[obj.pk])
-        return format_html('<a href="{}">Download {}</a>', url, _original_name(obj))
+        return format_html('<a href="{}">Download {}</a>', url, kept_name(obj))
 
     # -- URLs (the import pages: ingest.uploads.views) -----------------------------
     def get_urls(self) -> list[URLPattern]:
@@ -87,15 +78,14 @@ class ImportAdmin(UploadViews, ReadOnlyAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         record = get_object_or_404(Import, pk=object_id)
-        media = Path(settings.MEDIA_ROOT).resolve()
-        kept = (media / record.stored_file).resolve() if record.stored_file else None
-        if kept is None or not kept.is_relative_to(media) or not kept.is_file():
+        kept = kept_copy(record)
+        if kept is None:
             raise Http404("The kept copy of this import's file is not there.")
         return FileResponse(
             kept.open("rb"),
             content_type="application/octet-stream",
             as_attachment=True,
-            filename=_original_name(record),
+            filename=kept_name(record),
         )
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:

@@ -4,22 +4,22 @@
 from __future__ import annotations
 
 from billing.services import Actor
-from ingest.uploads import services as uploads
+from ingest.uploads import jobs
 from openchargeback.logging import logged_job
 
 
 @logged_job
 def preview_upload(upload_id: int) -> None:
-    uploads.upload_run_preview(upload_id)
+    jobs.upload_run_preview(upload_id)
 
 
 @logged_job
 def import_upload(upload_id: int, actor: str, user_id: int | None = None) -> None:
-    uploads.upload_run_import(upload_id, actor=Actor(name=actor, channel="job", user_id=user_id))
+    jobs.upload_run_import(upload_id, actor=Actor(name=actor, channel="job", user_id=user_id))
 
 
 @logged_job
 def import_upload_delivery(upload_ids: list[int], actor: str, user_id: int | None = None) -> None:
-    uploads.upload_run_import_delivery(
+    jobs.upload_run_import_delivery(
         upload_ids, actor=Actor(name=actor, channel="job", user_id=user_id)
     )

@@ -19,7 +19,7 @@ from django.test import Client
 from billing.models import Charge, InstitutionSettings, Source
 from billing.seed import seed_defaults
 from billing.services import Actor, charges_review, period_close
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 
 FOCUS_COLUMNS = [
     "BillingPeriodStart",
@@ -215,7 +215,7 @@ def month(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> str:
         focus_row(resource="bob-vm", pi="bob@example.edu", billed="3.333", project="proj-c"),
         focus_row(resource="orphan", pi="", project="", billed="5.00"),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     charges_review(
         charges=Charge.objects.filter(resource_id="orphan"), action="reject", actor=actor, note="x"
     )

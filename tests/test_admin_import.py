@@ -27,6 +27,7 @@ from billing.models import AuditEvent, BillingPeriod, Charge, InstitutionSetting
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor
 from ingest.models import Import, Upload
+from ingest.uploads import selectors
 from ingest.uploads import services as uploads
 from ingest.uploads.staging import ProgressFile, size_text
 from tests.conftest import focus_row, role_client
@@ -586,7 +587,7 @@ def test_the_page_says_when_a_job_is_slow_stalled_or_never_taken(
     # Claimed, half-way, then quiet for two minutes: the progress says so.
     now = timezone.now()
     Upload.objects.filter(pk=upload.pk).update(job_started_at=now, updated_at=now)
-    path = uploads.staged_path(upload)
+    path = selectors.staged_path(upload)
     assert path is not None
     progress = ProgressFile(path, "preview")
     progress.write(500, 1000)

@@ -46,7 +46,7 @@ from billing.models import (
 )
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor, exchange_rate_set
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from ingest.usage.mappings import account_mapping_create
 from ingest.usage.rates import rate_create
 from statements.models import EmailLog, Statement
@@ -125,7 +125,7 @@ def world(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> None
         focus_row(resource="big", billed="12000.00"),  # large: a look, then approvable
         focus_row(resource="fine", billed="2.00"),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     PatternRule.objects.get_or_create(name="test", defaults={"pattern": "^test-"})
     FundOrgPattern.objects.get_or_create(pattern=r"[A-Z]+-[A-Z]+-\d{4}")
     rate_create(

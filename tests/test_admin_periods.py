@@ -10,7 +10,7 @@ import pytest
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor, charges_review
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def period(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> BillingPeriod:
     rows = [focus_row(resource="a"), focus_row(resource="b", pi="")]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     return BillingPeriod.objects.get(period="2025-01")
 
 

@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from billing.models import PI, AuditEvent, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.services import Actor
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ URL = "/admin/billing/charge/"
 def queue(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> list[int]:
     rows = [focus_row(resource=f"odd-{i}", billed=f"{i}.00", pi="") for i in range(1, 4)]
     rows.append(focus_row(resource="fine", billed="9.00"))
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     return list(
         Charge.objects.filter(review_state="pending").order_by("pk").values_list("pk", flat=True)
     )
@@ -37,7 +37,7 @@ def checkable(queue: list[int], focus_file: Callable[..., Path], actor: Actor) -
     """Two large charges: flagged for a look, but who pays is right (approvable)."""
     rows = [focus_row(resource=f"big-{i}", billed=f"1200{i}.00") for i in range(1, 3)]
     path = focus_file(rows, name="aws_2025-01-large.csv")
-    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     big = Charge.objects.filter(resource_id__startswith="big-").order_by("pk")
     assert all(c.flag_reasons == ["large_charge"] for c in big)
     return list(big.values_list("pk", flat=True))

@@ -12,7 +12,7 @@ from django.test import Client
 from billing.models import Charge, FundOrgPattern, PatternRule, Source
 from billing.roles import BILLING_ADMIN, VIEWER
 from billing.services import Actor
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ def charges(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> No
         ),
         focus_row(resource="bucket-x", service="Amazon S3", billed="4.50", fund_org="bogus"),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
 
 
 def _listed(client: Client, query: str) -> set[str]:

@@ -11,7 +11,7 @@ from django.test import Client
 
 from billing.models import Source
 from billing.services import Actor
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.conftest import focus_row
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ PAGES = [
 @pytest.fixture
 def with_charges(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> None:
     rows = [focus_row(resource=f"r-{i}") for i in range(3)] + [focus_row(resource="x", pi="")]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
 
 
 @pytest.mark.parametrize("url", PAGES)

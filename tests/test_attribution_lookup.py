@@ -14,7 +14,7 @@ from billing.errors import BillingError
 from billing.models import PI, AuditEvent, Charge, Source
 from billing.roles import REVIEWER
 from billing.services import Actor, charges_fix_attribution_report
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 def orphans(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> list[int]:
     rows = [focus_row(resource=f"odd-{i}", billed="2.00", pi="") for i in range(2)]
     rows.append(focus_row(resource="fine"))
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     return list(Charge.objects.filter(resource_id__startswith="odd").values_list("pk", flat=True))
 
 

@@ -18,7 +18,7 @@ from billing.models import Charge, Source
 from billing.roles import REVIEWER, VIEWER
 from billing.services import Actor
 from ingest.models import Import
-from ingest.uploads.inbox import process_inbox
+from ingest.uploads.inbox import inbox_process
 from openchargeback import schedules
 from statements.models import EmailLog, Statement
 from tests.conftest import focus_row, user_in, write_focus
@@ -75,7 +75,7 @@ def test_inbox_imports_and_files_each_file(inbox: Path) -> None:
 
     # The same file again: nothing new, filed under done/ with a new name.
     _drop(inbox / "aws", "aws_2025-01.csv", [focus_row(resource="vm", billed="3.00")])
-    outcomes = process_inbox(actor=Actor("cron", "cli"))
+    outcomes = inbox_process(actor=Actor("cron", "cli"))
     assert [(o.status, Path(o.moved_to).parent.name) for o in outcomes] == [
         ("already_imported", "done")
     ]
@@ -86,7 +86,7 @@ def test_inbox_imports_and_files_each_file(inbox: Path) -> None:
 def test_inbox_leaves_files_still_being_written(inbox: Path, settings: Any) -> None:
     settings.OPENCHARGEBACK_INBOX_SETTLE_SECONDS = 3600
     _drop(inbox / "aws", "aws_2025-01.csv", [focus_row()])
-    assert process_inbox(actor=Actor("cron", "cli")) == []
+    assert inbox_process(actor=Actor("cron", "cli")) == []
     assert (inbox / "aws" / "aws_2025-01.csv").exists()
 
 
@@ -95,7 +95,7 @@ def test_a_stale_claim_is_taken_up_again(inbox: Path) -> None:
     claimed = _drop(inbox / "aws" / ".processing", "aws_2025-01.csv", [focus_row()])
     old = time.time() - 7200
     os.utime(claimed, (old, old))
-    [outcome] = process_inbox(actor=Actor("cron", "cli"))
+    [outcome] = inbox_process(actor=Actor("cron", "cli"))
     assert outcome.status == "imported"
     assert (inbox / "aws" / "done" / "aws_2025-01.csv").is_file()
 
@@ -103,7 +103,7 @@ def test_a_stale_claim_is_taken_up_again(inbox: Path) -> None:
 def test_reviewers_are_reminded_only_when_charges_wait(
     inbox: Path, settings: Any, focus_file: Any, actor: Actor
 ) -> None:
-    from ingest.focus.services import import_file
+    from ingest.focus.services import file_import
 
     settings.OPENCHARGEBACK_SITE_URL = "https://billing.example.edu/"
     reviewer = user_in(REVIEWER)
@@ -116,7 +116,7 @@ def test_reviewers_are_reminded_only_when_charges_wait(
     assert mail.outbox == []
 
     rows = [focus_row(resource="orphan", pi="", project="", billed="5.00"), focus_row()]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     assert "Reminder sent to 1 reviewer" in _run("remind_reviewers")
     [message] = mail.outbox
     assert message.to == ["rita@example.edu"]
@@ -187,7 +187,8 @@ def test_old_uploads_never_imported_are_purged(defaults: None, settings: Any) ->
     from django.utils import timezone
 
     from ingest.models import Upload
-    from ingest.uploads.services import staged_path, upload_stage
+    from ingest.uploads.selectors import staged_path
+    from ingest.uploads.services import upload_stage
 
     media = Path(settings.MEDIA_ROOT)
     uploads = []

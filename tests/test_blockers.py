@@ -26,7 +26,7 @@ from billing.services import (
     period_finalize,
     source_set,
 )
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from journals.models import JournalSettings
 from journals.services import journal_export
 from statements.services import statements_generate
@@ -61,7 +61,7 @@ def mixed(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> Bill
         focus_row(resource="eur", billed="4.00", currency="EUR"),
         focus_row(resource="big", billed="12000.00"),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     return BillingPeriod.objects.get(period="2025-01")
 
 
@@ -218,7 +218,7 @@ def test_one_fund_org_rule_refuses_a_review_pattern_that_lets_through_what_canno
     defaults: None, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
     rows = [focus_row(resource="geo", fund_org="nsf_geo_2025")]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     assert Charge.objects.get().flag_reasons == ["invalid_fund_org"]
     widened = FundOrgPattern(pattern=r"[a-z_0-9]+", description="lower case")
     with pytest.raises(ValidationError) as caught:

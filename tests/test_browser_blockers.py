@@ -15,7 +15,7 @@ from django.apps import apps
 from billing.models import BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, sync_roles
 from billing.services import Actor, period_finalize, source_set
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from journals.services import journal_export
 from statements.services import statements_generate
 from tests.browser import login, page, shots, stray_connections_closed
@@ -50,7 +50,7 @@ def _month(tmp_path: Path, kind: str) -> Charge | None:
     if row is not None:
         rows.append(focus_row(billed="4.00", **row))  # type: ignore[arg-type]
     path = write_focus(tmp_path / f"aws_{PERIOD}.csv", rows)
-    import_file(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))
+    file_import(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))
     if row is None:
         source_set(slug="aws", actor=Actor("setup", "cli"), credit_fund_org="")
         return None

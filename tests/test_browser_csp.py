@@ -18,7 +18,7 @@ from django.utils import timezone
 from billing.models import BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER
 from billing.services import Actor
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from ingest.models import Upload
 from ingest.uploads.services import upload_stage
 from statements.models import Statement
@@ -94,7 +94,7 @@ def two_months(finished_month: BillingPeriod, tmp_path: Path) -> BillingPeriod:
         focus_row(period=NEXT_MONTH, resource="vm-9", billed="5.00"),
         focus_row(period=NEXT_MONTH, resource="lost", pi="", project="", billed="2.00"),
     ]
-    import_file(
+    file_import(
         path=write_focus(tmp_path / "aws_2025-04.csv", rows),
         source=Source.objects.get(slug="aws"),
         actor=Actor("setup", "cli"),

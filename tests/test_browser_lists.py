@@ -19,7 +19,7 @@ from billing.models import PI, AuditEvent, Charge, InstitutionSettings, Project,
 from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
 from billing.seed import seed_defaults
 from billing.services import Actor, charges_review
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.browser import axe_problems, login, page, shots, stray_connections_closed
 from tests.conftest import focus_row, write_focus
 
@@ -80,7 +80,7 @@ def month(live_db: None, tmp_path: Path) -> None:
     ]
     path = write_focus(tmp_path / "aws-2025-01.csv", rows)
     actor = Actor("setup", "cli")
-    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     charges_review(
         charges=Charge.objects.filter(resource_id="vm-0"),
         action="approve",
@@ -289,10 +289,10 @@ def test_dashboard_month_switcher_in_the_browser(
     (plain links) goes to the other, whose Import step names the missing source."""
     actor = Actor("setup", "cli")
     path = write_focus(tmp_path / "gcp-2025-01.csv", [focus_row(resource="gcp-1")])
-    import_file(path=path, source=Source.objects.get(slug="gcp"), actor=actor)
+    file_import(path=path, source=Source.objects.get(slug="gcp"), actor=actor)
     rows = [focus_row(period="2025-02", resource="feb-1"), focus_row(period="2025-02", pi="")]
     path = write_focus(tmp_path / "aws-2025-02.csv", rows)
-    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
 
     base = live_server.url
     page.set_viewport_size({"width": 1400, "height": 900})

@@ -26,7 +26,7 @@ from django.db.models import Sum
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, sync_roles
 from billing.services import Actor, source_set
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from journals.models import JournalExport
 from statements.models import Statement
 from tests.browser import (
@@ -393,7 +393,7 @@ def finished_month(site: None, tmp_path: Path) -> BillingPeriod:
     setup = Actor("setup", "cli")
     for path in _files(tmp_path):
         slug = path.name.split("_")[0].split("-")[0]
-        import_file(path=path, source=Source.objects.get(slug=slug), actor=setup)
+        file_import(path=path, source=Source.objects.get(slug=slug), actor=setup)
     charges_fix_attribution(
         charges=Charge.objects.filter(resource_id="orphan"),
         actor=setup,

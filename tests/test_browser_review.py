@@ -18,7 +18,7 @@ import pytest
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
 from billing.services import Actor
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.browser import (
     background,
     confirmation_shots,
@@ -46,7 +46,7 @@ def month(live_db: None, tmp_path: Path) -> None:
         focus_row(resource=f"mkt-{i}", billed="30.00", service="AWS Marketplace") for i in (1, 2)
     ]
     path = write_focus(tmp_path / "aws-2025-01.csv", rows)
-    import_file(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))
+    file_import(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))
 
 
 def test_reviewer_filters_approves_with_a_note_and_sees_the_audit(

@@ -19,6 +19,7 @@ from billing.models import Source
 from billing.roles import BILLING_ADMIN, sync_roles
 from billing.services import Actor
 from ingest.models import Upload
+from ingest.uploads import jobs, selectors
 from ingest.uploads import services as uploads
 from ingest.uploads.staging import ProgressFile, upload_root
 from tests.browser import axe_problems, login, page, shots, stray_connections_closed
@@ -67,7 +68,7 @@ def test_the_upload_batch_page_follows_its_workers(
     Upload.objects.filter(pk=queued.pk).update(
         source=azure, period="2025-03", status=S.PREVIEWING, job_started_at=None, updated_at=now
     )
-    path = uploads.staged_path(running)
+    path = selectors.staged_path(running)
     assert path is not None
     progress = ProgressFile(path, "preview")
     size = running.file_size
@@ -110,7 +111,7 @@ def test_the_upload_batch_page_follows_its_workers(
     # itself and shows what importing would do.
     Upload.objects.filter(pk=running.pk).update(job_started_at=None)
     for upload in (running, queued):
-        uploads.upload_run_preview(upload.pk)
+        jobs.upload_run_preview(upload.pk)
     assert set(Upload.objects.values_list("status", flat=True)) == {S.PREVIEWED}
     page.wait_for_selector("table.ocb-preview", timeout=10_000)
     assert page.locator("table.ocb-preview").count() == 2

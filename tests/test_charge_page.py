@@ -13,7 +13,7 @@ from billing.patterns import compile_user_pattern
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.rules import RuleSet
 from billing.services import Actor
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 
 URL = "/admin/billing/charge/{}/change/"
@@ -82,7 +82,7 @@ def flagged(db: None, defaults: None, focus_file: Callable[..., Path], actor: Ac
         focus_row(resource="fine", billed="9.00"),
         focus_row(resource="big", billed="12000.00"),  # large, but who pays is right
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     return Charge.objects.get(resource_id="bad-email")
 
 
@@ -182,7 +182,7 @@ def test_charge_missing_everything_is_no_500(
     defaults: None, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
     rows = [focus_row(resource="nothing", tag_text="[not json", service="")]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     charge = Charge.objects.get(resource_id="nothing")
     assert charge.pi is None
     assert charge.project is None

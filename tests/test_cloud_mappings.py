@@ -27,7 +27,7 @@ from ingest.focus.cloud_accounts import (
     merge_owner,
     unmapped_sub_accounts,
 )
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from ingest.models import AccountMapping
 from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
 from ingest.usage.mappings import account_mapping_create
@@ -89,7 +89,7 @@ def map_sub(
 
 
 def ingest(focus_file: Callable[..., Path], rows: list[dict[str, str]], **options: Any) -> Any:
-    return import_file(path=focus_file(rows, columns=COLUMNS), source=aws(), actor=ACTOR, **options)
+    return file_import(path=focus_file(rows, columns=COLUMNS), source=aws(), actor=ACTOR, **options)
 
 
 def reasons(charge: Charge) -> set[str]:

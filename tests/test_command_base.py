@@ -21,7 +21,7 @@ from billing.commands import DRY_RUN_NOTICE, BillingCommand
 from billing.errors import BillingError
 from billing.models import AuditEvent, BillingPeriod, Charge, ExchangeRate, Source
 from billing.services import Actor, charges_review, period_close, period_open, source_set
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.conftest import focus_row
 
 pytestmark = pytest.mark.django_db
@@ -186,7 +186,7 @@ def test_periods_dry_run_still_refuses_what_would_be_refused(actor: Actor) -> No
 def pending(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> str:
     """An open 2025-01 with two charges pending review."""
     rows = [focus_row(resource="vm-1", billed="10.00"), focus_row(resource="vm-2", billed="2.50")]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     charges_review(
         charges=Charge.objects.exclude(review_state="pending"), action="reset", actor=actor
     )
@@ -284,7 +284,8 @@ def test_purge_uploads_dry_run_discards_and_removes_nothing(defaults: None, sett
     from django.utils import timezone
 
     from ingest.models import Upload
-    from ingest.uploads.services import staged_path, upload_stage
+    from ingest.uploads.selectors import staged_path
+    from ingest.uploads.services import upload_stage
 
     media = Path(settings.MEDIA_ROOT)
     stored = Path("uploads") / f"{uuid.uuid4().hex}.csv"

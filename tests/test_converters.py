@@ -19,7 +19,7 @@ from django.db.models import Sum
 
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.services import Actor, charges_review, period_close
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from ingest.models import Import
 from ingest.usage.mappings import account_mapping_create
 from ingest.usage.rates import rate_create
@@ -405,7 +405,7 @@ def test_hpc_and_storage_appear_on_the_same_statement_as_cloud_charges(
         [focus_row(period="2025-03", billed="10.00", project="chem-101", fund_org="NSF-CHE-2025")],
     )
     actor = Actor(name="tester", channel="cli")
-    import_file(path=cloud, source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=cloud, source=Source.objects.get(slug="aws"), actor=actor)
     run("slurm_usage", "--period", "2025-03", "--sacct-file", str(path), "--ingest")
     run("storage_usage", "--period", "2025-03", "--quotas", str(quotas), "--ingest")
     period_close(period="2025-03", actor=actor)

@@ -25,8 +25,8 @@ from billing.errors import BillingError
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
 from billing.services import Actor, charges_review, period_close, source_set
 from ingest.focus import basis
-from ingest.focus.parsers import IngestError
-from ingest.focus.services import import_file
+from ingest.focus.errors import IngestError
+from ingest.focus.services import file_import
 from ingest.usage.ratecard import rate_card_sources
 from journals.models import JournalSettings
 from journals.services import journal_export
@@ -215,7 +215,7 @@ def test_amortised_bills_effective_cost_and_keeps_the_invoiced_amount() -> None:
 def test_billed_basis_bills_the_purchase_to_the_purchaser_in_january(
     defaults: None, aws: Source, actor: Actor, tmp_path: Path
 ) -> None:
-    result = import_file(path=january(tmp_path), source=aws, actor=actor)
+    result = file_import(path=january(tmp_path), source=aws, actor=actor)
     assert result.cost_basis == "billed"
     assert by_project("2023-01") == {
         "cloud-team": Decimal("8760.00"),
@@ -234,7 +234,7 @@ def test_amortised_basis_bills_usage_its_effective_cost_and_commitment_centrally
     central: Project, aws: Source, actor: Actor, tmp_path: Path
 ) -> None:
     amortise(aws, actor, commitment_project_id=central.pk)
-    result = import_file(path=january(tmp_path), source=aws, actor=actor)
+    result = file_import(path=january(tmp_path), source=aws, actor=actor)
     assert result.cost_basis == "amortised"
     assert result.commitment == {"central purchase": 1, "central unused": 1}
     assert by_project("2023-01") == {
@@ -256,7 +256,7 @@ def test_amortised_basis_bills_usage_its_effective_cost_and_commitment_centrally
     on_demand = Charge.objects.get(resource_id="i-0def")
     assert on_demand.invoiced_cost is None
 
-    import_file(path=february(tmp_path), source=aws, actor=actor)
+    file_import(path=february(tmp_path), source=aws, actor=actor)
     assert by_project("2023-02") == {"it-commitments": Decimal("1.00"), "proj-a": Decimal("1.00")}
 
 
@@ -264,7 +264,7 @@ def test_amortised_central_fund_org_overrides_the_project_default(
     central: Project, aws: Source, actor: Actor, tmp_path: Path
 ) -> None:
     amortise(aws, actor, commitment_project_id=central.pk, commitment_fund_org="IT-1234")
-    import_file(path=january(tmp_path), source=aws, actor=actor)
+    file_import(path=january(tmp_path), source=aws, actor=actor)
     assert set(Charge.objects.filter(project=central).values_list("fund_org", flat=True)) == {
         "IT-1234"
     }
@@ -274,7 +274,7 @@ def test_amortised_exclude_rejects_commitment_charges_with_a_note_and_audit(
     defaults: None, aws: Source, actor: Actor, tmp_path: Path
 ) -> None:
     amortise(aws, actor, commitment_handling="exclude")
-    result = import_file(path=january(tmp_path), source=aws, actor=actor)
+    result = file_import(path=january(tmp_path), source=aws, actor=actor)
     assert result.commitment == {"exclude purchase": 1, "exclude unused": 1}
     assert result.billed_total == Decimal("2.25")  # the excluded 0.25 is in no total
     rejected = Charge.objects.filter(review_state="rejected")
@@ -294,9 +294,9 @@ def test_amortised_dry_run_reports_the_same_and_writes_nothing(
     central: Project, aws: Source, actor: Actor, tmp_path: Path
 ) -> None:
     amortise(aws, actor, commitment_project_id=central.pk)
-    dry = import_file(path=january(tmp_path), source=aws, actor=actor, dry_run=True)
+    dry = file_import(path=january(tmp_path), source=aws, actor=actor, dry_run=True)
     assert Charge.objects.count() == 0
-    real = import_file(path=january(tmp_path), source=aws, actor=actor)
+    real = file_import(path=january(tmp_path), source=aws, actor=actor)
     assert (dry.billed_total, dry.commitment, dry.cost_basis) == (
         real.billed_total,
         real.commitment,
@@ -310,8 +310,8 @@ def test_reimporting_an_amortised_file_changes_nothing(
 ) -> None:
     amortise(aws, actor, commitment_project_id=central.pk)
     path = january(tmp_path)
-    import_file(path=path, source=aws, actor=actor)
-    again = import_file(path=path, source=aws, actor=actor, replace=True)
+    file_import(path=path, source=aws, actor=actor)
+    again = file_import(path=path, source=aws, actor=actor, replace=True)
     assert again.status == "already_imported"
     assert by_project("2023-01")["it-commitments"] == Decimal("0.25")
 
@@ -338,7 +338,7 @@ def test_import_refuses_an_amortised_source_missing_its_project(
     Source.objects.filter(pk=aws.pk).update(cost_basis="amortised")
     aws.refresh_from_db()
     with pytest.raises(IngestError) as exc:
-        import_file(path=january(tmp_path), source=aws, actor=actor)
+        file_import(path=january(tmp_path), source=aws, actor=actor)
     message = str(exc.value)
     assert message.startswith("aws_2023-01.csv: source aws bills the amortised cost")
     assert "nothing was imported" in message
@@ -395,7 +395,7 @@ def test_rejected_commitment_can_be_reset_like_any_charge(
     defaults: None, aws: Source, actor: Actor, tmp_path: Path
 ) -> None:
     amortise(aws, actor, commitment_handling="exclude")
-    import_file(path=january(tmp_path), source=aws, actor=actor)
+    file_import(path=january(tmp_path), source=aws, actor=actor)
     changed = charges_review(
         charges=Charge.objects.filter(review_state="rejected"), action="reset", actor=actor
     )
@@ -436,7 +436,7 @@ def _import(rows: list[dict[str, str]], tmp_path: Path, actor: Actor, **kwargs: 
     path = write_focus(
         tmp_path / f"{slug}-{len(rows)}-{uuid.uuid4().hex}.csv", rows, CATEGORY_COLUMNS
     )
-    import_file(path=path, source=Source.objects.get(slug=slug), actor=actor, **kwargs)
+    file_import(path=path, source=Source.objects.get(slug=slug), actor=actor, **kwargs)
 
 
 def test_credits_are_itemised_never_folded_into_other_resources(
@@ -600,7 +600,7 @@ def test_rate_card_sources_show_a_subsidy_and_cloud_sources_a_provider_discount(
         )
     ]
     path = write_focus(tmp_path / "converted.csv", hpc, CATEGORY_COLUMNS)
-    import_file(
+    file_import(
         path=path,
         source=Source.objects.get(slug="hpc"),
         actor=actor,
@@ -651,7 +651,7 @@ def test_amortised_statement_equals_the_journal_and_both_name_the_basis(
     settings = JournalSettings.load()
     settings.default_account = "740000"
     settings.save()
-    import_file(path=january(tmp_path), source=aws, actor=actor)
+    file_import(path=january(tmp_path), source=aws, actor=actor)
     result = _close_and_generate(actor, "2023-01")
     totals = {s.project.project_id: s.billed_total for s in result.created}
     assert totals == {"it-commitments": Decimal("0.25"), "proj-a": Decimal("2.25")}

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from billing.models import PI, ExchangeRate, Project, Source
 from billing.services import Actor, charges_review, exchange_rate_set, period_close
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from ingest.models import AccountMapping
 from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
 from ingest.usage.mappings import account_mapping_create
@@ -150,7 +150,7 @@ def test_line_items_csv_with_hostile_resource_names(
 
     rows = [focus_row(resource=f"r-{n}", billed="-1.25") for n in range(len(HOSTILE))]
     rows.append(focus_row(resource="r-pos", billed="10.00"))
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     for n, value in enumerate(HOSTILE):
         Charge.objects.filter(resource_id=f"r-{n}").update(resource_name=value)
     charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
@@ -215,7 +215,7 @@ def test_exchange_rate_export_imports_back_exactly(
     defaults: None, focus_file: Callable[..., Path], actor: Actor, tmp_path: Path
 ) -> None:
     row = focus_row(resource="vm-eu", billed="100.00", currency="EUR")
-    import_file(path=focus_file([row]), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file([row]), source=Source.objects.get(slug="aws"), actor=actor)
     notes = {"EUR": "a\rb", "GBP": CALC, "JPY": 'quote"d\r\n@x'}
     for code, note in notes.items():
         exchange_rate_set(currency=code, period="2025-01", rate="1.5", note=note, actor=actor)

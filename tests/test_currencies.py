@@ -34,7 +34,7 @@ from billing.services import (
     period_finalize,
     period_reopen,
 )
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from journals.services import journal_export
 from statements.models import Statement
 from statements.services import statements_generate
@@ -106,7 +106,7 @@ def eur_month(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> 
         focus_row(resource="vm-us", billed="50.00"),
     ]
     source = Source.objects.get(slug="aws")
-    import_file(path=focus_file(rows), source=source, actor=actor)
+    file_import(path=focus_file(rows), source=source, actor=actor)
     return source
 
 
@@ -151,7 +151,7 @@ def test_review_approve_command_refuses_then_leaves_only_those_pending(
         call_command("review", "approve", "--id", str(_eur().pk), "--user", "rita")
     # a pending USD charge beside it (a large one): approved; the EUR one is left and counted
     rows = [focus_row(resource="big", billed="20000.00")]
-    import_file(path=focus_file(rows, name="aws_more.csv"), source=eur_month, actor=actor)
+    file_import(path=focus_file(rows, name="aws_more.csv"), source=eur_month, actor=actor)
     call_command("review", "approve", "--period", "2025-01", "--user", "rita")
     out = capsys.readouterr().out
     assert out.startswith("Approve: 1 charges changed. Left pending: 1 charge in another")
@@ -168,7 +168,7 @@ def test_reapplying_rules_keeps_it_pending_while_there_is_no_rate(
     """Even with the currency_mismatch rule off, a charge with no rate is never billable."""
     FlagRule.objects.filter(reason="currency_mismatch").update(enabled=False)
     rows = [focus_row(resource="vm-eu", billed="100.00", currency="EUR")]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     eur = _eur()
     assert (eur.flags, eur.review_state) == (0, "pending")
     charges_reapply_rules(charges=Charge.objects.all(), actor=actor)
@@ -219,7 +219,7 @@ def test_a_rate_recorded_before_the_import_converts_at_import(
 ) -> None:
     exchange_rate_set(currency="EUR", period="2025-01", rate="1.0850", actor=actor)
     rows = [focus_row(resource="vm-eu", billed="100.00", currency="EUR")]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     eur = _eur()
     assert (eur.billed_cost, eur.original_billed_cost, eur.exchange_rate) == (
         Decimal("108.50"),
@@ -598,7 +598,7 @@ def test_admin_approve_action_leaves_foreign_charges_without_a_rate(
     eur_month: Source, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
     rows = [focus_row(resource="big", billed="20000.00")]
-    import_file(path=focus_file(rows, name="aws_more.csv"), source=eur_month, actor=actor)
+    file_import(path=focus_file(rows, name="aws_more.csv"), source=eur_month, actor=actor)
     client: Client = role_client(REVIEWER)
     pending = list(Charge.objects.filter(review_state="pending").values_list("pk", flat=True))
     assert len(pending) == 2

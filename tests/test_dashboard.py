@@ -21,7 +21,7 @@ from billing.services import (
     period_reopen,
     source_set,
 )
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from journals.services import journal_export
 from openchargeback.cycle import period_cycle
 from statements.models import Statement
@@ -40,7 +40,7 @@ def test_the_cycle_walks_through_the_month(
 ) -> None:
     aws = Source.objects.get(slug="aws")
     source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
-    import_file(
+    file_import(
         path=focus_file(
             [
                 focus_row(resource="vm", billed="10.005", list_cost="12.00"),
@@ -213,7 +213,7 @@ def test_viewers_get_no_buttons_that_change_anything(month: str, path: str) -> N
 def _import(focus_file: Callable[..., Path], actor: Actor, slug: str, period: str, n: int) -> None:
     rows = [focus_row(period=period, resource=f"{slug}-{i}", billed="2.00") for i in range(n)]
     rows.append(focus_row(period=period, resource=f"{slug}-orphan", pi="", project=""))
-    import_file(
+    file_import(
         path=focus_file(rows, name=f"{slug}_{period}.csv"),
         source=Source.objects.get(slug=slug),
         actor=actor,

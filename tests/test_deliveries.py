@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.services import Actor, charges_review
 from ingest.focus import importer
-from ingest.focus.services import DeliveryFile, import_delivery, import_file
+from ingest.focus.services import DeliveryFile, delivery_import, file_import
 from ingest.models import Import
 from tests.conftest import FOCUS_COLUMNS, focus_row, write_focus
 
@@ -202,7 +202,7 @@ def test_replace_with_part_files_makes_the_month_their_union(
     defaults: None, parts: Any, actor: Actor, focus_file: Any
 ) -> None:
     aws = Source.objects.get(slug="aws")
-    first = import_file(
+    first = file_import(
         path=focus_file([row("vm-1"), row("vm-2", "3.00"), row("old", "9.00"), row("vm-3")]),
         source=aws,
         actor=actor,
@@ -283,7 +283,7 @@ def test_dry_run_of_a_delivery_is_exact(
     defaults: None, parts: Any, actor: Actor, focus_file: Any
 ) -> None:
     aws = Source.objects.get(slug="aws")
-    import_file(path=focus_file([row("vm-1"), row("gone", "4.00")]), source=aws, actor=actor)
+    file_import(path=focus_file([row("vm-1"), row("gone", "4.00")]), source=aws, actor=actor)
     p1, p2 = parts(
         [row("vm-1"), row("vm-1"), row("x", pi="")],
         [row("vm-1"), row("y", "2.50", project="proj-new", pi="new@example.edu")],
@@ -292,9 +292,9 @@ def test_dry_run_of_a_delivery_is_exact(
         files = [DeliveryFile(path=p) for p in (p1, p2)]
         kwargs: dict[str, Any] = {"files": files, "source": aws, "actor": actor, "replace": replace}
         before = state()
-        dry = import_delivery(**kwargs, dry_run=True)
+        dry = delivery_import(**kwargs, dry_run=True)
         assert state() == before  # a dry run writes nothing
-        real = import_delivery(**kwargs)
+        real = delivery_import(**kwargs)
         keys = ("charges_created", "duplicates_skipped", "charges_removed", "billed_total")
         for key in (*keys, "flagged", "flags", "periods", "new_periods", "rows_read"):
             assert [getattr(r, key) for r in dry.files] == [getattr(r, key) for r in real.files]
@@ -312,11 +312,11 @@ def test_replace_dry_run_counts_the_removed_charges(
     defaults: None, parts: Any, actor: Actor, focus_file: Any
 ) -> None:
     aws = Source.objects.get(slug="aws")
-    import_file(path=focus_file([row("vm-1"), row("gone", "4.00")]), source=aws, actor=actor)
+    file_import(path=focus_file([row("vm-1"), row("gone", "4.00")]), source=aws, actor=actor)
     p1, p2 = parts([row("vm-1")], [row("vm-2")])
     files = [DeliveryFile(path=p) for p in (p1, p2)]
-    dry = import_delivery(files=files, source=aws, actor=actor, replace=True, dry_run=True)
-    real = import_delivery(files=files, source=aws, actor=actor, replace=True)
+    dry = delivery_import(files=files, source=aws, actor=actor, replace=True, dry_run=True)
+    real = delivery_import(files=files, source=aws, actor=actor, replace=True)
     assert (dry.charges_created, dry.charges_removed) == (real.charges_created, 1) == (1, 1)
     assert dry.duplicates_skipped == real.duplicates_skipped == 1
 
@@ -564,7 +564,7 @@ def _upload_bytes(path: Path) -> Any:
 def test_inbox_imports_a_months_part_files_as_one_delivery(
     defaults: None, settings: Any, tmp_path: Path
 ) -> None:
-    from ingest.uploads.inbox import process_inbox
+    from ingest.uploads.inbox import inbox_process
 
     settings.OPENCHARGEBACK_INBOX_DIR = tmp_path / "inbox"
     settings.OPENCHARGEBACK_INBOX_SETTLE_SECONDS = 0
@@ -576,7 +576,7 @@ def test_inbox_imports_a_months_part_files_as_one_delivery(
     bad["BilledCost"] = "lots"
     write_focus(folder / "aws_2025-02_part1.csv", [row("vm-1", period="2025-02")])
     write_focus(folder / "aws_2025-02_part2.csv", [bad])
-    outcomes = process_inbox(actor=Actor("cron", "cli"))
+    outcomes = inbox_process(actor=Actor("cron", "cli"))
     assert sorted((o.file, o.status) for o in outcomes) == [
         ("aws_2025-01_part1.csv", "imported"),
         ("aws_2025-01_part2.csv", "imported"),

@@ -25,8 +25,8 @@ import pytest
 from billing.errors import BillingError
 from billing.models import Charge, Source
 from billing.services import Actor, source_set
-from ingest.focus.parsers import IngestError
-from ingest.focus.services import import_file
+from ingest.focus.errors import IngestError
+from ingest.focus.services import file_import
 from ingest.models import Import
 from journals.models import JournalExport
 from journals.services import journal_export
@@ -204,12 +204,12 @@ def test_an_import_on_a_full_disk_leaves_nothing(
     with pytest.raises(
         IngestError, match=r"could not keep a copy of the file: .*No space left on device"
     ):
-        import_file(path=path, source=aws, actor=actor)
+        file_import(path=path, source=aws, actor=actor)
     assert not Import.objects.exists()
     assert not Charge.objects.exists()
     assert disk.files() == []
     disk.free()
-    result = import_file(path=path, source=aws, actor=actor)
+    result = file_import(path=path, source=aws, actor=actor)
     assert result.charges_created == 2000
     assert disk.files() == [Import.objects.get().stored_file]
 

@@ -25,9 +25,10 @@ from django.db.models import Field
 from billing import flags
 from billing.models import Charge, Source
 from billing.services import Actor
-from ingest.focus.parsers import IngestError, open_focus
+from ingest.focus.errors import IngestError
+from ingest.focus.parsers import open_focus
 from ingest.focus.rows import TEXT_FIELDS, TEXT_LIMITS, RowPreparer, legacy_fingerprints
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from ingest.models import Import
 
 PI_TAGS = json.dumps({"pi_email": "ada@example.edu", "project_id": "proj-a", "fund_org": "F-1"})
@@ -69,7 +70,7 @@ def write_csv(path: Path, rows: Sequence[dict[str, str]], *, gz: bool = False) -
 
 
 def load(path: Path, source: Source, actor: Actor, **kwargs: Any) -> Any:
-    return import_file(path=path, source=source, actor=actor, **kwargs)
+    return file_import(path=path, source=source, actor=actor, **kwargs)
 
 
 # --- 1. whole-row identity ------------------------------------------------------------

@@ -30,9 +30,10 @@ from django.conf import settings as django_settings
 from billing import flags
 from billing.models import Charge, Source
 from billing.services import Actor
-from ingest.focus.parsers import IngestError
-from ingest.focus.services import import_file
+from ingest.focus.errors import IngestError
+from ingest.focus.services import file_import
 from ingest.models import Import, Upload
+from ingest.uploads import jobs
 from ingest.uploads import services as uploads
 from ingest.uploads.staging import UPLOAD_DIR
 from tests.conftest import FOCUS_COLUMNS, focus_row, fresh_database_url
@@ -422,7 +423,7 @@ def _previewed_upload(path: Path, actor: Actor) -> Upload:
         upload=upload, source=Source.objects.get(slug="aws"), period="", actor=actor
     )
     if upload.status == Upload.Status.PREVIEWING:
-        uploads.upload_run_preview(upload.pk)
+        jobs.upload_run_preview(upload.pk)
     upload.refresh_from_db()
     return upload
 
@@ -451,7 +452,7 @@ def test_tags_too_deep_or_too_large_flag_their_row_not_the_file(
     tmp_path: Path, defaults: None, actor: Actor
 ) -> None:
     path = nested_tags(tmp_path)
-    result = import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    result = file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     assert result.charges_created == 4
     bit = flags.BIT["invalid_tags"]
     by_line = {c.line_number: c for c in Charge.objects.all()}
@@ -476,7 +477,7 @@ def test_lines_are_counted_across_blank_lines_and_quoted_newlines(
     path = tmp_path / "aws_2025-01.csv"
     path.write_text("\n".join([lines[0], lines[1], "", "  ", lines[2], "", lines[3]]) + "\n")
     with pytest.raises(IngestError) as refused:
-        import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+        file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     # header 1, a record on lines 2-3, blank 4 and 5, then 6, blank 7, the bad row on 8
     assert str(refused.value).startswith("aws_2025-01.csv, line 8, column 7 (BilledCost)")
 
@@ -489,6 +490,6 @@ def test_a_stray_quote_in_an_unquoted_field_still_imports(
     lines[1] = replace_field(lines[1], RESOURCE_NAME, '12" pipe')
     path = tmp_path / "aws_2025-01.csv"
     path.write_text(join_lines(lines))
-    result = import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    result = file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     assert result.charges_created == 2
     assert Charge.objects.get(line_number=2).resource_name == '12" pipe'

@@ -20,7 +20,7 @@ from django.db.models import Sum
 from billing import flags
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, PatternRule, Project, Source
 from billing.services import Actor
-from ingest.focus.services import IngestError, import_file
+from ingest.focus.services import IngestError, file_import
 from ingest.models import Import
 from tests.conftest import focus_row, tags
 
@@ -196,7 +196,7 @@ def test_provider_export_lands_every_row_exactly(
     defaults: None, tmp_path: Path, actor: Actor
 ) -> None:
     path, rows = _provider_file(tmp_path / "azure_focus_2024-09.csv")
-    result = import_file(path=path, source=Source.objects.get(slug="azure"), actor=actor)
+    result = file_import(path=path, source=Source.objects.get(slug="azure"), actor=actor)
 
     assert result.status == "imported"
     assert result.charges_created == len(rows) == Charge.objects.count()
@@ -216,7 +216,7 @@ def test_digits_beyond_a_nano_unit_are_rounded_half_even_and_reported(
         focus_row(resource="b", billed="0.0000000025"),  # exactly half: to even (2)
         focus_row(resource="c", billed="0.0000000035"),  # exactly half: to even (4)
     ]
-    result = import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    result = file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     assert result.values_rounded == 3 * 4  # four cost columns per row
     assert Charge.objects.get(resource_id="a").billed_cost == Decimal("0.00036384")
     assert Charge.objects.get(resource_id="b").billed_cost == Decimal("0.000000002")
@@ -228,7 +228,7 @@ def test_provider_export_values_and_attribution(
     defaults: None, tmp_path: Path, actor: Actor
 ) -> None:
     path, _rows = _provider_file(tmp_path / "azure_focus_2024-09.csv")
-    import_file(path=path, source=Source.objects.get(slug="azure"), actor=actor)
+    file_import(path=path, source=Source.objects.get(slug="azure"), actor=actor)
 
     first = Charge.objects.get(line_number=2)
     assert first.billed_cost == Decimal("0.0000008")
@@ -276,10 +276,10 @@ def test_provider_export_values_and_attribution(
 def test_reimport_same_file_changes_nothing(defaults: None, tmp_path: Path, actor: Actor) -> None:
     path, rows = _provider_file(tmp_path / "azure_2024-09.csv")
     azure = Source.objects.get(slug="azure")
-    import_file(path=path, source=azure, actor=actor)
+    file_import(path=path, source=azure, actor=actor)
     audit_count = AuditEvent.objects.count()
 
-    again = import_file(path=path, source=azure, actor=actor)
+    again = file_import(path=path, source=azure, actor=actor)
 
     assert again.status == "already_imported"
     assert again.charges_created == 0
@@ -293,12 +293,12 @@ def test_same_rows_gzipped_under_another_name_add_nothing(
 ) -> None:
     path, rows = _provider_file(tmp_path / "azure_2024-09.csv")
     azure = Source.objects.get(slug="azure")
-    import_file(path=path, source=azure, actor=actor)
+    file_import(path=path, source=azure, actor=actor)
     other = tmp_path / "export-copy.csv.gz"
     with open(path, "rb") as src, gzip.open(other, "wb") as dst:
         shutil.copyfileobj(src, dst)
 
-    again = import_file(path=other, source=azure, actor=actor)
+    again = file_import(path=other, source=azure, actor=actor)
 
     assert again.status == "already_imported"
     assert again.duplicates_skipped == len(rows)
@@ -314,7 +314,7 @@ def test_parquet_with_the_same_rows_is_recognised(
     path = tmp_path / "aws_2025-01.parquet"
     pq.write_table(table, path)
 
-    result = import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    result = file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
 
     assert result.charges_created == 5
     assert result.billed_total == Decimal("11.25")
@@ -326,10 +326,10 @@ def test_overlapping_month_to_date_export_adds_only_new_rows(
 ) -> None:
     aws = Source.objects.get(slug="aws")
     first_days = [focus_row(day=d, resource=f"r-{d}") for d in range(1, 11)]
-    import_file(path=focus_file(first_days, name="mtd-10.csv"), source=aws, actor=actor)
+    file_import(path=focus_file(first_days, name="mtd-10.csv"), source=aws, actor=actor)
 
     later = [focus_row(day=d, resource=f"r-{d}") for d in range(1, 16)]
-    result = import_file(path=focus_file(later, name="mtd-15.csv"), source=aws, actor=actor)
+    result = file_import(path=focus_file(later, name="mtd-15.csv"), source=aws, actor=actor)
 
     assert result.charges_created == 5
     assert result.duplicates_skipped == 10
@@ -343,10 +343,10 @@ def test_identical_line_items_in_one_file_are_all_kept_and_reimport_keeps_count(
     same = focus_row(resource="", billed="2.00")  # no resource id at all
     path = focus_file([same, same, same], name="dupes.csv")
 
-    assert import_file(path=path, source=aws, actor=actor).charges_created == 3
+    assert file_import(path=path, source=aws, actor=actor).charges_created == 3
     # The same three rows in a new export next to a fourth identical one.
     bigger = focus_file([same, same, same, same], name="dupes-2.csv")
-    result = import_file(path=bigger, source=aws, actor=actor)
+    result = file_import(path=bigger, source=aws, actor=actor)
 
     assert result.charges_created == 1
     assert Charge.objects.count() == 4
@@ -357,8 +357,8 @@ def test_same_rows_for_another_source_are_separate_charges(
     defaults: None, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
     path = focus_file([focus_row()], name="x.csv")
-    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
-    result = import_file(path=path, source=Source.objects.get(slug="gcp"), actor=actor)
+    file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    result = file_import(path=path, source=Source.objects.get(slug="gcp"), actor=actor)
     assert result.charges_created == 1
     assert Charge.objects.count() == 2
 
@@ -368,19 +368,19 @@ def test_review_decisions_survive_reimport_and_replace(
 ) -> None:
     aws = Source.objects.get(slug="aws")
     rows = [focus_row(resource=f"r-{i}", pi="") for i in range(3)]
-    import_file(path=focus_file(rows, name="a.csv"), source=aws, actor=actor)
+    file_import(path=focus_file(rows, name="a.csv"), source=aws, actor=actor)
     Charge.objects.filter(resource_id="r-0").update(
         review_state=Charge.ReviewState.APPROVED, reviewed_by="rev"
     )
 
-    import_file(
+    file_import(
         path=focus_file([*rows, focus_row(resource="r-9", pi="")], name="b.csv"),
         source=aws,
         actor=actor,
     )
     assert Charge.objects.get(resource_id="r-0").review_state == Charge.ReviewState.APPROVED
 
-    replaced = import_file(
+    replaced = file_import(
         path=focus_file([rows[0], rows[2]], name="c.csv"), source=aws, actor=actor, replace=True
     )
 
@@ -398,16 +398,16 @@ def test_replace_leaves_other_periods_and_sources_alone(
     defaults: None, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
     aws, gcp = Source.objects.get(slug="aws"), Source.objects.get(slug="gcp")
-    import_file(
+    file_import(
         path=focus_file([focus_row(period="2025-01"), focus_row(period="2025-02")], name="two.csv"),
         source=aws,
         actor=actor,
     )
-    import_file(
+    file_import(
         path=focus_file([focus_row(period="2025-01")], name="g.csv"), source=gcp, actor=actor
     )
 
-    import_file(
+    file_import(
         path=focus_file([focus_row(period="2025-01", resource="new")], name="r.csv"),
         source=aws,
         actor=actor,
@@ -433,17 +433,17 @@ def test_dry_run_reports_exactly_and_writes_nothing(
     aws = Source.objects.get(slug="aws")
     before = (AuditEvent.objects.count(), PI.objects.count(), BillingPeriod.objects.count())
 
-    dry = import_file(path=path, source=aws, actor=actor, dry_run=True, expected_period="2025-01")
+    dry = file_import(path=path, source=aws, actor=actor, dry_run=True, expected_period="2025-01")
 
     assert (AuditEvent.objects.count(), PI.objects.count(), BillingPeriod.objects.count()) == before
     assert Charge.objects.count() == 0
     assert Import.objects.count() == 0
-    real = import_file(path=path, source=aws, actor=actor, expected_period="2025-01")
+    real = file_import(path=path, source=aws, actor=actor, expected_period="2025-01")
     assert dry.status == "dry_run"
     for key in ("charges_created", "flagged", "flags", "billed_total", "periods"):
         assert getattr(dry, key) == getattr(real, key), key
     assert dry.new_periods == ["2025-01"]
-    again = import_file(path=path, source=aws, actor=actor, dry_run=True)
+    again = file_import(path=path, source=aws, actor=actor, dry_run=True)
     assert again.charges_created == 0
     assert again.duplicates_skipped == 5
 
@@ -465,7 +465,7 @@ def test_every_flag_reason_is_stored(
             period="2024-12",
         ),
     ]
-    import_file(
+    file_import(
         path=focus_file(rows),
         source=Source.objects.get(slug="hpc"),
         actor=actor,
@@ -495,7 +495,7 @@ def test_disabled_flag_rule_is_not_applied(
     from billing.models import FlagRule
 
     FlagRule.objects.filter(reason="missing_fund_org").update(enabled=False)
-    import_file(
+    file_import(
         path=focus_file([focus_row(fund_org="")]),
         source=Source.objects.get(slug="aws"),
         actor=actor,
@@ -509,7 +509,7 @@ def test_closed_period_refuses_file_and_open_one_accepts(
     BillingPeriod.objects.create(period="2025-01", status=BillingPeriod.Status.CLOSED)
     path = focus_file([focus_row(period="2025-02"), focus_row(period="2025-01")])
     with pytest.raises(IngestError, match=r"period 2025-01 is closed.*periods reopen 2025-01"):
-        import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+        file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     assert Charge.objects.count() == 0
     assert not BillingPeriod.objects.filter(period="2025-02").exists()
 
@@ -517,7 +517,7 @@ def test_closed_period_refuses_file_and_open_one_accepts(
 def test_import_is_audited_with_the_acting_user(
     defaults: None, focus_file: Callable[..., Path]
 ) -> None:
-    result = import_file(
+    result = file_import(
         path=focus_file([focus_row()]),
         source=Source.objects.get(slug="aws"),
         actor=Actor(name="mallory", channel="cli"),
@@ -536,7 +536,7 @@ def test_original_file_is_kept_compressed(
     defaults: None, focus_file: Callable[..., Path], actor: Actor, settings: object
 ) -> None:
     path = focus_file([focus_row()])
-    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     record = Import.objects.get()
     assert record.stored_file.endswith(".csv.zst")
     stored = Path(settings.MEDIA_ROOT) / record.stored_file  # type: ignore[attr-defined]
@@ -551,7 +551,7 @@ def test_gzipped_file_is_kept_as_it_is(
     plain = focus_file([focus_row()])
     packed = plain.with_suffix(".csv.gz")
     packed.write_bytes(gzip.compress(plain.read_bytes()))
-    import_file(path=packed, source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=packed, source=Source.objects.get(slug="aws"), actor=actor)
     record = Import.objects.get()
     stored = Path(settings.MEDIA_ROOT) / record.stored_file  # type: ignore[attr-defined]
     assert stored.read_bytes() == packed.read_bytes()
@@ -602,7 +602,7 @@ def test_periods_list_json_excludes_rejected(
         focus_row(resource="b", billed="2.25"),
         focus_row(resource="c", billed="4.00", pi=""),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     Charge.objects.filter(resource_id="b").update(review_state=Charge.ReviewState.REJECTED)
 
     call_command("periods", "list", "--json")
@@ -673,7 +673,7 @@ def test_new_pis_and_projects_are_created_once_each_with_an_audit_event(
         focus_row(resource="bob-second", pi="bob@example.edu", project="bob-2"),
         focus_row(resource="bad-email", pi="not-an-email", project="orphan"),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
 
     assert sorted(PI.objects.values_list("email", flat=True)) == [
         "bob@example.edu",

@@ -22,7 +22,7 @@ import pytest
 
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
 from billing.services import Actor
-from ingest.focus.services import ImportResult, IngestError, import_file
+from ingest.focus.services import ImportResult, IngestError, file_import
 from ingest.models import Import
 from tests.conftest import FOCUS_COLUMNS, focus_row, write_focus
 from tests.ingest_helpers import (
@@ -79,7 +79,7 @@ def reject(aws: Source, actor: Actor, settings: Any) -> Reject:
         before = _db_state()
         periods_before = dict(BillingPeriod.objects.values_list("period", "status"))
         with pytest.raises(IngestError) as excinfo:
-            import_file(path=path, source=kwargs.pop("source", aws), actor=actor, **kwargs)
+            file_import(path=path, source=kwargs.pop("source", aws), actor=actor, **kwargs)
         message = str(excinfo.value)
         assert message, "empty error message"
         assert "\n" not in message, f"not one line: {message!r}"
@@ -99,7 +99,7 @@ def accept(aws: Source, actor: Actor, settings: Any) -> Accept:
     """accept(path, **kwargs): import must succeed and keep one stored copy."""
 
     def run(path: Path, **kwargs: Any) -> ImportResult:
-        result = import_file(path=path, source=kwargs.pop("source", aws), actor=actor, **kwargs)
+        result = file_import(path=path, source=kwargs.pop("source", aws), actor=actor, **kwargs)
         assert result.status == "imported", result.message
         assert result.import_id is not None
         assert Import.objects.filter(pk=result.import_id).exists()
@@ -511,10 +511,10 @@ def test_bom_on_a_data_line_does_not_change_the_fingerprint(
     """A file joined from two exports (BOM mid-file) duplicates the plain file's rows."""
     lines = _good_lines(3)
     plain = _write(tmp_path, "aws_a.csv", join_lines(lines))
-    import_file(path=plain, source=aws, actor=actor)
+    file_import(path=plain, source=aws, actor=actor)
     lines[1] = "\ufeff" + lines[1]
     joined = _write(tmp_path, "aws_b.csv", join_lines(lines))
-    result = import_file(path=joined, source=aws, actor=actor)
+    result = file_import(path=joined, source=aws, actor=actor)
     assert result.status == "already_imported"
     assert Charge.objects.count() == 3
 

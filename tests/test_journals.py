@@ -32,7 +32,7 @@ from billing.services import (
     period_reopen,
     source_set,
 )
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from journals.builders import ChargeRow, JournalConfig, JournalError, SourceInfo, allocate, build
 from journals.models import JournalExport, JournalSettings, JournalTemplate
 from journals.services import journal_export
@@ -294,7 +294,7 @@ def test_command_json_refusals_and_output(
         _run("export_journal", "--period", books, "-o", str(tmp_path / "no" / "x.csv"))
     # pending charges: refused unless asked for, and then recorded
     period_reopen(period=books, actor=actor, reason="late")
-    import_file(
+    file_import(
         path=focus_file(
             [focus_row(resource="late", pi="", billed="1.00")], name="aws_l_2025-01.csv"
         ),
@@ -314,7 +314,7 @@ def test_formula_injection_is_neutralised_and_commas_do_not_break_columns(
     evil = '=HYPERLINK("http://x","y"), "quoted"'
     row = focus_row(project="p-1", billed="2.00", fund_org="NSF-BIO")
     row["Tags"] = tags(pi_email="ada@example.edu", project_id="p-1", fund_org="NSF-BIO")
-    import_file(path=focus_file([row]), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file([row]), source=Source.objects.get(slug="aws"), actor=actor)
     Charge.objects.update(reference_1=evil, review_state="approved")
     period_close(period="2025-01", actor=actor)
     _accounting(actor)
@@ -570,7 +570,7 @@ def test_statement_line_items_csv_is_safe_too(
         for n in range(building.DETAIL_LIMIT + 1)
     ]
     rows[0]["ResourceName"] = "=HYPERLINK(1)"
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     Charge.objects.update(review_state="approved")
     period_close(period="2025-01", actor=actor)
     statement = statements_generate(period="2025-01", actor=actor, sync=True).created[0]

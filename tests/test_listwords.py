@@ -9,7 +9,7 @@ from billing.listwords import action_words, audit_sentence, object_type_words
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import REVIEWER, VIEWER
 from billing.services import Actor, charges_review, period_close
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 
 
@@ -50,7 +50,7 @@ def test_queue_and_audit_log_render_words(
         focus_row(resource="vm", billed="12.50"),
         focus_row(resource="orphan", pi="yuki@", project="", fund_org="", billed="3.00"),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     orphan = Charge.objects.get(resource_id="orphan")
     charges_review(
         charges=Charge.objects.filter(pk=orphan.pk),

@@ -12,7 +12,7 @@ from django.db import DatabaseError, connection, transaction
 
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.services import Actor, charges_review, period_close, period_finalize
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.conftest import focus_row
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +27,7 @@ def refused(match: str) -> Iterator[None]:
 @pytest.fixture
 def finalized(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> BillingPeriod:
     rows = [focus_row(resource="a", billed="5.00"), focus_row(resource="b", billed="6.00")]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     charges_review(charges=Charge.objects.all(), action="reject", actor=actor, note="test data")
     period_close(period="2025-01", actor=actor)
     return period_finalize(period="2025-01", actor=actor)
@@ -94,7 +94,7 @@ def test_notes_of_a_finalized_period_can_still_be_appended(finalized: BillingPer
 def test_open_period_charges_can_still_change(
     defaults: None, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
-    import_file(path=focus_file([focus_row()]), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file([focus_row()]), source=Source.objects.get(slug="aws"), actor=actor)
     assert Charge.objects.update(review_note="checked") == 1
 
 
@@ -122,7 +122,7 @@ def test_ingest_leaves_the_insert_trigger_in_place(
 ) -> None:
     before = _sqlite_triggers()
     assert "charge_finalized_insert" in before
-    import_file(path=focus_file([focus_row()]), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file([focus_row()]), source=Source.objects.get(slug="aws"), actor=actor)
     assert _sqlite_triggers() == before
 
 
@@ -135,5 +135,5 @@ def test_failed_ingest_leaves_the_insert_trigger_in_place(
     before = _sqlite_triggers()
     bad = [focus_row(), focus_row(resource="x", billed="abc")]
     with pytest.raises(IngestError):
-        import_file(path=focus_file(bad), source=Source.objects.get(slug="aws"), actor=actor)
+        file_import(path=focus_file(bad), source=Source.objects.get(slug="aws"), actor=actor)
     assert _sqlite_triggers() == before

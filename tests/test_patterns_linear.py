@@ -27,7 +27,7 @@ from billing.patterns import (
 from billing.roles import BILLING_ADMIN, VIEWER, sync_roles
 from billing.rules import PatternSpec, RuleSet, attribution_flags, line_flags
 from billing.services import Actor, detect_source
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from journals.builders import JournalConfig, split_fund_org
 from journals.models import JournalSettings
 from tests.browser import login, page, stray_connections_closed
@@ -237,7 +237,7 @@ def charges(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> No
         focus_row(resource="gpu-1", fund_org="NIH-GEN-2023"),
         focus_row(resource="bucket-x", service="Amazon S3", billed="4.50", fund_org="bogus"),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
 
 
 @pytest.mark.django_db
@@ -364,7 +364,7 @@ def test_an_import_with_a_hostile_rule_saved_completes(
     ]
     path = focus_file(rows)
     result, seconds = _timed(
-        lambda: import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+        lambda: file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     )
     assert seconds < 30  # an import's own work; the patterns take milliseconds
     assert result.charges_created == 3
@@ -423,7 +423,7 @@ def test_the_test_button_opens_a_bounded_get_preview_in_a_new_tab(
     sync_roles()  # the roles are data: a transactional test starts from an empty database
     rows = [focus_row(resource="gpu-1"), focus_row(resource="vm-1", day=2)]
     path = write_focus(tmp_path / "aws-2025-01.csv", rows)
-    import_file(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))
+    file_import(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))
     login(page, live_server.url, BILLING_ADMIN)
     page.goto(f"{live_server.url}/admin/billing/patternrule/add/")
     page.fill("#id_name", "GPUs")

@@ -17,7 +17,7 @@ from billing.periods import (
     period_in_name,
     previous_month,
 )
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 
 
 @pytest.mark.parametrize("text", ["2025-01", " 2025-12 ", "1900-01", "9999-12"])

@@ -23,7 +23,7 @@ from billing.services import (
     period_open,
     period_reopen,
 )
-from ingest.focus.services import IngestError, import_file
+from ingest.focus.services import IngestError, file_import
 from tests.conftest import focus_row
 from tests.factories import make_charge, make_import, make_pi, make_project, make_source
 
@@ -110,7 +110,7 @@ def test_ingest_into_a_closed_period_is_refused(
 ) -> None:
     period_close(period="2025-01", actor=actor, allow_pending=True)
     with pytest.raises(IngestError, match="closed"):
-        import_file(
+        file_import(
             path=focus_file([focus_row(resource="late")], name="late.csv"),
             source=Source.objects.get(slug="aws"),
             actor=actor,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.usage.quotas import QuotaSummary, parse_size, read_quotas
 from ingest.usage.records import Usage
 

@@ -12,7 +12,7 @@ import pytest
 from billing.models import BillingPeriod, Source
 from billing.roles import VIEWER
 from billing.services import Actor, period_close
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from journals.services import journal_export
 from openchargeback.cycle import reconciliation
 from statements.services import statements_generate
@@ -38,7 +38,7 @@ def closed(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> Bil
             fund_org="NSF-CHE-2025",
         ),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     period_close(period="2025-01", actor=actor)
     return BillingPeriod.objects.get(period="2025-01")
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.usage.records import Usage
 from ingest.usage.sacct import (
     DEFAULT_BILLABLE_STATES,

@@ -27,7 +27,7 @@ from django_q.models import Schedule
 from billing.errors import BillingError
 from billing.models import AuditEvent, Charge, InstitutionSettings, Source
 from billing.services import Actor, charges_review, period_close, period_reopen
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from statements import emailing, selectors, tasks
 from statements.models import EmailLog, EmailStatement, Statement
 from statements.services import statements_generate
@@ -97,7 +97,7 @@ def test_sending_again_sends_nothing_and_new_versions_are_sent_once(
     # bob's data changes: only bob gets the new version; the sent flag stays with v1
     period_reopen(period=month, actor=actor, reason="late usage")
     row = focus_row(resource="bob-late", pi="bob@example.edu", project="proj-c", billed="1.00")
-    import_file(
+    file_import(
         path=focus_file([row], name="aws_late_2025-01.csv"),
         source=Source.objects.get(slug="aws"),
         actor=actor,
@@ -161,7 +161,7 @@ def test_an_email_total_names_every_statement_it_covers(
         focus_row(resource="ada-late", project="proj-b", billed="19.25"),
         focus_row(resource="ada-new", project="proj-d", billed="7.10", list_cost="10.00"),
     ]
-    import_file(
+    file_import(
         path=focus_file(rows, name="aws_late_2025-01.csv"),
         source=Source.objects.get(slug="aws"),
         actor=actor,
@@ -335,7 +335,7 @@ def test_names_are_escaped_in_the_html_body(
     from billing.models import PI
 
     row = focus_row(pi="eve@example.edu", project="<b>x</b>", billed="2.00")
-    import_file(path=focus_file([row]), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file([row]), source=Source.objects.get(slug="aws"), actor=actor)
     PI.objects.filter(email="eve@example.edu").update(name="<script>alert(1)</script>")
     charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
     period_close(period="2025-01", actor=actor)
@@ -440,7 +440,7 @@ def forty_pis(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> 
         )
         for k in range(1, 101)  # k = 0 would be a $0.00 project: no statement
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
     period_close(period="2025-01", actor=actor)
     return "2025-01"

@@ -24,7 +24,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from billing.models import BillingPeriod, Charge, InstitutionSettings, Project, Source
 from billing.services import Actor, finalize_blockers, period_close
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from statements import fonts, pdf
 from statements.models import Statement
 from statements.selectors import plan
@@ -61,7 +61,7 @@ def _statement(
     rows = [row, focus_row(resource="vm-2", service="Compute", project="p-1", billed="5.00")]
     rows[1]["ChargeCategory"] = "Usage"
     path = focus_file(rows, columns=[*FOCUS_COLUMNS, "ChargeCategory"])
-    import_file(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
     Charge.objects.update(review_state="approved")
     period_close(period="2025-01", actor=actor)
     inst = InstitutionSettings.load()

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from billing.errors import BillingError
 from billing.models import Charge, Source
 from billing.services import Actor, charges_review, finalize_blockers, period_close, period_reopen
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from openchargeback.money import round_money
 from statements import drawing, pdf
 from statements.models import Statement, StatementCharge
@@ -47,7 +47,7 @@ def test_generate_refuses_open_periods_and_pending_charges(
     defaults: None, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
     rows = [focus_row(resource="ok"), focus_row(resource="odd", pi="")]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     with pytest.raises(BillingError, match="is open: close it first"):
         statements_generate(period="2025-01", actor=actor, sync=True)
     period_close(period="2025-01", actor=actor, allow_pending=True)
@@ -141,7 +141,7 @@ def test_markup_in_names_is_printed_as_text(
         focus_row(resource=hostile, service=hostile, project="p-1", billed="1.00"),
         focus_row(resource=long, service="S", project="p-1", billed="2.00"),
     ]
-    import_file(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
     Charge.objects.update(review_state="approved")
     period_close(period="2025-01", actor=actor)
     project = Charge.objects.first().project  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ from billing.services import (
     charges_reapply_rules,
     charges_review,
 )
-from ingest.focus.services import import_file
+from ingest.focus.services import file_import
 from tests.conftest import focus_row
 
 KEY = ("period_id", "source_id", "pi_id", "project_id", "fund_org", "review_state")
@@ -55,7 +55,7 @@ def two_months(defaults: None, focus_file: Callable[..., Path], actor: Actor) ->
         focus_row(resource="orphan", pi="", project="", billed="5.00"),
         focus_row(resource="feb", period="2025-02", billed="7.77", pi="bob@example.edu"),
     ]
-    import_file(path=focus_file(rows), source=aws, actor=actor)
+    file_import(path=focus_file(rows), source=aws, actor=actor)
     return aws
 
 
@@ -100,11 +100,11 @@ def test_replace_and_reimport_keep_summaries_in_step(
     two_months: Source, focus_file: Callable[..., Path], actor: Actor
 ) -> None:
     rows = [focus_row(resource="vm-1", billed="10.005", list_cost="12.004")]
-    import_file(path=focus_file(rows, name="jan.csv"), source=two_months, actor=actor, replace=True)
+    file_import(path=focus_file(rows, name="jan.csv"), source=two_months, actor=actor, replace=True)
     assert_in_step()
     assert Charge.objects.filter(period__period="2025-01").count() == 1
     # nothing new: the transaction rolls back, summaries untouched and still right
-    import_file(path=focus_file(rows, name="again.csv"), source=two_months, actor=actor)
+    file_import(path=focus_file(rows, name="again.csv"), source=two_months, actor=actor)
     assert_in_step()
 
 
@@ -115,7 +115,7 @@ def test_a_failed_import_leaves_summaries_alone(
     BillingPeriod.objects.filter(period="2025-02").update(status="closed")
     rows = [focus_row(resource="late", period="2025-02", billed="1.00")]
     with pytest.raises(Exception, match="closed"):
-        import_file(path=focus_file(rows, name="late.csv"), source=two_months, actor=actor)
+        file_import(path=focus_file(rows, name="late.csv"), source=two_months, actor=actor)
     assert summarised() == before
 
 
@@ -139,7 +139,7 @@ def test_currency_conversion_keeps_summaries_in_step(
         focus_row(resource="uk", billed="10.00", currency="GBP"),
         focus_row(resource="us", billed="5.00"),
     ]
-    import_file(path=focus_file(rows), source=aws, actor=actor)
+    file_import(path=focus_file(rows), source=aws, actor=actor)
     assert_in_step()
     exchange_rate_set(currency="EUR", period="2025-01", rate="1.0850", actor=actor)
     assert_in_step()

@@ -22,7 +22,7 @@ from billing.services import Actor, charge_event, log_audit
 from ingest.focus import basis as cost_basis
 from ingest.focus.attribution import Who
 from ingest.focus.bulk import BATCH
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.focus.rows import (
     B_BILLED,
     B_CATEGORY,

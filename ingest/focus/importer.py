@@ -36,8 +36,9 @@ from ingest.focus.bulk import (
     existing_charges,
 )
 from ingest.focus.cloud_accounts import cloud_mappings
+from ingest.focus.errors import IngestError
 from ingest.focus.kept import keep
-from ingest.focus.parsers import FocusReader, IngestError
+from ingest.focus.parsers import FocusReader
 from ingest.focus.results import ImportResult
 from ingest.focus.rows import (
     B_BILLED,

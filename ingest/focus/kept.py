@@ -13,7 +13,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from ingest.focus.parsers import FocusReader, IngestError
+from ingest.focus.errors import IngestError
+from ingest.focus.parsers import FocusReader
 from openchargeback.files import fsync_dir
 
 

@@ -19,8 +19,9 @@ from django.conf import settings
 
 from billing.errors import BillingError
 from billing.models import Source
+from ingest.focus.errors import IngestError
 from ingest.focus.limits import ingest_limits
-from ingest.focus.parsers import Chunk, FocusReader, IngestError, is_null, open_focus
+from ingest.focus.parsers import Chunk, FocusReader, is_null, open_focus
 
 __all__ = ["provider_claims", "providers_in_file", "route_by_provider", "routed_reader"]
 

@@ -26,10 +26,11 @@ from billing.periods import parse_period
 from billing.services import Actor, audit, charges_convert
 from ingest.focus.attribution import Attributor
 from ingest.focus.bulk import bulk_load, insert_trigger_suspended
+from ingest.focus.errors import IngestError
 from ingest.focus.importer import FileImporter
 from ingest.focus.kept import Copier, sha256_of
 from ingest.focus.limits import ingest_limits
-from ingest.focus.parsers import FocusReader, IngestError, open_focus
+from ingest.focus.parsers import FocusReader, open_focus
 from ingest.focus.results import DeliveryFile, DeliveryResult, ImportResult
 from ingest.focus.rows import Occurrences
 from ingest.models import Import
@@ -39,8 +40,8 @@ __all__ = [
     "DeliveryResult",
     "ImportResult",
     "IngestError",
-    "import_delivery",
-    "import_file",
+    "delivery_import",
+    "file_import",
 ]
 
 
@@ -48,7 +49,7 @@ class _NothingNew(Exception):
     """Raised inside the transaction to roll back an import that added nothing."""
 
 
-def import_file(
+def file_import(
     *,
     path: str | os.PathLike[str],
     source: Source,
@@ -66,7 +67,7 @@ def import_file(
     nothing. Attribution problems never reject: the charge is flagged with
     every reason that applies and waits in the review queue.
     """
-    delivery = import_delivery(
+    delivery = delivery_import(
         files=[DeliveryFile(path=path, display_name=display_name, progress=progress)],
         source=source,
         actor=actor,
@@ -77,7 +78,7 @@ def import_file(
     return delivery.files[0]
 
 
-def import_delivery(
+def delivery_import(
     *,
     files: Sequence[DeliveryFile],
     source: Source,

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError, CommandParser
 from billing.commands import BillingCommand
 from billing.periods import parse_period
 from billing.services import source_for_slug
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.management.commands.ingest import import_summary
 from ingest.usage.converters import Conversion, conversion_import
 from openchargeback.money import format_money, money_str

@@ -36,8 +36,8 @@ from billing.errors import BillingError
 from billing.models import Source
 from billing.periods import period_in_name
 from billing.services import Actor
-from ingest.focus.parsers import IngestError
-from ingest.focus.services import DeliveryFile, import_delivery
+from ingest.focus.errors import IngestError
+from ingest.focus.services import DeliveryFile, delivery_import
 from openchargeback.money import money_str
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -115,7 +115,7 @@ def _finish(claimed: Path, source_dir: Path, folder: str, note: str | None) -> P
     return target
 
 
-def process_inbox(*, actor: Actor, dry_run: bool = False) -> list[InboxOutcome]:
+def inbox_process(*, actor: Actor, dry_run: bool = False) -> list[InboxOutcome]:
     """Import every file waiting in the inbox; one outcome per file. With
     `dry_run`, each delivery is checked by the importer's dry run and no file
     is claimed, moved or written (`moved_to` is empty)."""
@@ -158,7 +158,7 @@ def _import_delivery(
             )
         if not source.enabled:
             raise BillingError(f"source {source.slug!r} is disabled")
-        delivery = import_delivery(
+        delivery = delivery_import(
             files=[DeliveryFile(path=path, display_name=path.name) for path in claimed],
             source=source,
             actor=actor,

@@ -4,97 +4,41 @@ the web request (a file's shape, not its size, decides how long it takes
 and how much memory it needs); the batch page follows their progress.
 Previewed files of one source and period imported together ("import
 all") are one delivery: one transaction, rows repeated across the files kept.
-Safe to re-run: a job only acts on a file it claims, and importing is
-idempotent (a second import of the same file adds nothing)."""
+Safe to re-run: a job only acts on a file it claims (ingest.uploads.jobs, the
+worker's side), and importing is idempotent (a second import of the same
+file adds nothing)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any, Literal
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from billing.errors import BillingError
 from billing.models import Source
 from billing.periods import parse_period, period_in_name
-from billing.services import Actor, detect_source
-from ingest.focus.parsers import IngestError
-from ingest.focus.services import DeliveryFile, import_delivery, import_file
+from billing.services import Actor, detect_source, web_text
 from ingest.models import Upload
-from ingest.uploads.staging import Progress, ProgressFile, read_progress
-from openchargeback.money import money_str
+from ingest.uploads.selectors import (
+    ROUTE,
+    RUNNING,
+    delivery_groups,
+    is_editable,
+    is_routed,
+    staged_path,
+)
+from ingest.uploads.staging import delete_staged
 
 logger = logging.getLogger(__name__)
 
 S = Upload.Status
-RUNNING = (S.PREVIEWING, S.IMPORTING)
-# Key of Upload.preview: the file is routed to sources by provider.
-ROUTE = "route_by_provider"
-# Seconds a job may wait in the queue before the page asks whether a worker runs.
-QUEUED_TOO_LONG = 60
-
-
-def is_routed(upload: Upload) -> bool:
-    return bool(upload.preview.get(ROUTE))
-
-
-def stale_before() -> datetime:
-    """A job that claimed a file before this was killed (django-q2's timeout)."""
-    return timezone.now() - timedelta(seconds=int(settings.Q_CLUSTER["timeout"]))
-
-
-def staged_path(upload: Upload) -> Path | None:
-    return Path(settings.MEDIA_ROOT) / upload.stored_file if upload.stored_file else None
-
-
-def is_running(upload: Upload) -> bool:
-    """A preview or import is queued or under way (and not stalled)."""
-    if upload.status not in RUNNING:
-        return False
-    return upload.job_started_at is None or upload.job_started_at >= stale_before()
-
-
-def is_stalled(upload: Upload) -> bool:
-    """Claimed by a job longer ago than any job may run: its worker died."""
-    return (
-        upload.status in RUNNING
-        and upload.job_started_at is not None
-        and upload.job_started_at < stale_before()
-    )
-
-
-def is_editable(upload: Upload) -> bool:
-    """May be previewed again or discarded: not imported, and no job working on it
-    (queued work may be replaced; a stalled job's file may be taken back)."""
-    if upload.status in (S.IMPORTED, S.DISCARDED):
-        return False
-    if upload.status in RUNNING and upload.job_started_at is not None:
-        return is_stalled(upload)
-    return True
-
-
-def progress_of(upload: Upload) -> Progress | None:
-    """How far the running job has read the file, or None (queued, done, or nothing reported)."""
-    path = staged_path(upload)
-    if path is None or not is_running(upload) or upload.job_started_at is None:
-        return None
-    return read_progress(path)
-
-
-def waiting_for_worker(upload: Upload) -> bool:
-    """Queued longer than a worker takes to pick a job up: is one running?"""
-    return (
-        upload.status in RUNNING
-        and upload.job_started_at is None
-        and upload.updated_at < timezone.now() - timedelta(seconds=QUEUED_TOO_LONG)
-    )
 
 
 # --- Staging -------------------------------------------------------------------------
@@ -173,13 +117,6 @@ def upload_preview(
     return locked
 
 
-def upload_run_preview(upload_id: int) -> None:
-    """The worker's side of a preview: claim the file, run the dry run."""
-    claimed_at = _claim(upload_id, S.PREVIEWING)
-    if claimed_at is not None:
-        _run(upload_id, step="preview", claimed_at=claimed_at, actor=None)
-
-
 # --- Import ------------------------------------------------------------------------------
 
 
@@ -198,25 +135,6 @@ def upload_import(*, upload: Upload, actor: Actor) -> Upload:
     logger.info("upload import queued", extra={"upload_id": upload.pk, "actor": actor.name})
     upload.refresh_from_db()
     return upload
-
-
-def upload_run_import(upload_id: int, *, actor: Actor) -> None:
-    """The worker's side of an import: claim the file, import it."""
-    claimed_at = _claim(upload_id, S.IMPORTING)
-    if claimed_at is not None:
-        _run(upload_id, step="import", claimed_at=claimed_at, actor=actor)
-
-
-def delivery_groups(uploads: list[Upload]) -> list[list[Upload]]:
-    """The files grouped as "import all" imports them: one delivery per source and
-    expected period, in upload order (files without a source stay alone)."""
-    groups: dict[tuple[int, str] | int, list[Upload]] = {}
-    for upload in uploads:
-        key: tuple[int, str] | int = (
-            (upload.source_id, upload.period) if upload.source_id is not None else -upload.pk
-        )
-        groups.setdefault(key, []).append(upload)
-    return list(groups.values())
 
 
 def upload_import_delivery(*, uploads: list[Upload], actor: Actor) -> list[Upload]:
@@ -248,84 +166,6 @@ def upload_import_delivery(*, uploads: list[Upload], actor: Actor) -> list[Uploa
     return [found[pk] for pk in ids]
 
 
-def upload_run_import_delivery(upload_ids: list[int], *, actor: Actor) -> None:
-    """The worker's side of a delivery's import: claim every file, import them."""
-    now = timezone.now()
-    with transaction.atomic():
-        claimable = (
-            Upload.objects.select_for_update()
-            .filter(pk__in=upload_ids, status=S.IMPORTING)
-            .filter(Q(job_started_at=None) | Q(job_started_at__lt=stale_before()))
-        )
-        if len(list(claimable)) != len(upload_ids):
-            return  # another job has (some of) them, or they moved on
-        Upload.objects.filter(pk__in=upload_ids).update(job_started_at=now, updated_at=now)
-    _run_delivery(upload_ids, claimed_at=now, actor=actor)
-
-
-def _run_delivery(upload_ids: list[int], *, claimed_at: datetime, actor: Actor) -> None:
-    """Import claimed files as one delivery and record each file's outcome."""
-    files = list(Upload.objects.select_related("source").filter(pk__in=upload_ids).order_by("pk"))
-    progress: list[ProgressFile] = []
-    updates: dict[int, dict[str, Any]] = {}
-    try:
-        items = []
-        for upload in files:
-            path = staged_path(upload)
-            if path is None or not path.is_file():
-                raise IngestError(f"{upload.file_name}: the uploaded file is gone; upload it again")
-            progress.append(ProgressFile(path, "import"))
-            progress[-1].write(0, 1)
-            items.append(
-                DeliveryFile(path=path, display_name=upload.file_name, progress=progress[-1])
-            )
-        source = files[0].source
-        if source is None:
-            raise BillingError(f"{files[0].file_name}: choose a source")
-        if not source.enabled:
-            raise BillingError(
-                f"{files[0].file_name}: source {source.slug!r} is disabled; enable it first"
-            )
-        delivery = import_delivery(
-            files=items,
-            source=source,
-            actor=actor,
-            expected_period=files[0].period or None,
-        )
-    except (IngestError, BillingError) as exc:
-        updates = {u.pk: {"status": S.FAILED, "error": str(exc)} for u in files}
-    except Exception as exc:
-        logger.exception("upload delivery import failed", extra={"upload_ids": upload_ids})
-        error = (
-            f"{files[0].file_name}: the import failed unexpectedly "
-            f"({type(exc).__name__}: {exc}); see the server log"
-        )
-        updates = {u.pk: {"status": S.FAILED, "error": error} for u in files}
-    else:
-        summary = delivery.as_dict()
-        for upload, result in zip(files, delivery.files, strict=True):
-            updates[upload.pk] = {
-                "status": S.IMPORTED,
-                "result": {
-                    **result.as_dict(),
-                    "expected_period": upload.period,
-                    "delivery_summary": summary,
-                },
-                "import_record_id": result.import_id,
-                "stored_file": "",
-            }
-    finally:
-        for item in progress:
-            item.remove()
-    for upload in files:
-        update = {**updates[upload.pk], "updated_at": timezone.now()}
-        written = Upload.objects.filter(
-            pk=upload.pk, status=S.IMPORTING, job_started_at=claimed_at
-        ).update(**update)
-        if written and update["status"] == S.IMPORTED:
-            _delete_staged(staged_path(upload))
-
-
 def _not_importable(upload: Upload) -> str:
     name = upload.file_name
     if upload.status == S.IMPORTED:
@@ -352,7 +192,7 @@ def upload_discard(*, upload: Upload, actor: Actor) -> Upload:
         path = staged_path(locked)
         locked.stored_file = ""
         locked.save()
-    _delete_staged(path)
+    delete_staged(path)
     logger.info("upload discarded", extra={"upload_id": locked.pk, "actor": actor.name})
     return locked
 
@@ -371,171 +211,13 @@ def _check_editable(upload: Upload) -> None:
         raise BillingError(f"{name}: the {step} is running; wait for it to finish")
 
 
-# --- Running a step -----------------------------------------------------------------------
+# --- Queueing -----------------------------------------------------------------------------
 
 
 def _enqueue(task: str, *args: Any) -> None:
     from django_q.tasks import async_task
 
     async_task(f"ingest.tasks.{task}", *args, group="ingest-uploads")
-
-
-def _claim(upload_id: int, status: str) -> datetime | None:
-    """Take a queued (or stalled) file for this worker; None if another has it or it moved on."""
-    now = timezone.now()
-    claimed = (
-        Upload.objects.filter(pk=upload_id, status=status)
-        .filter(Q(job_started_at=None) | Q(job_started_at__lt=stale_before()))
-        .update(job_started_at=now, updated_at=now)
-    )
-    return now if claimed else None
-
-
-def _run(upload_id: int, *, step: str, claimed_at: datetime, actor: Actor | None) -> None:
-    """Preview or import a claimed file and record the outcome.
-
-    The outcome is written only if the file is still in the claimed state
-    (nobody discarded it or asked for another preview meanwhile). Every
-    failure ends as status "failed" with its reason.
-    """
-    upload = Upload.objects.select_related("source").get(pk=upload_id)
-    path = staged_path(upload)
-    running = S.PREVIEWING if step == "preview" else S.IMPORTING
-    progress = ProgressFile(path, step) if path is not None else None
-    update: dict[str, Any]
-    try:
-        if path is None or not path.is_file():
-            raise IngestError(f"{upload.file_name}: the uploaded file is gone; upload it again")
-        routed = is_routed(upload)
-        if upload.source is None and not routed:
-            raise BillingError(f"{upload.file_name}: choose a source")
-        if upload.source is not None and not upload.source.enabled:
-            raise BillingError(
-                f"{upload.file_name}: source {upload.source.slug!r} is disabled; enable it first"
-            )
-        assert progress is not None
-        progress.write(0, 1)
-        who = actor or Actor(name=upload.actor, channel="job", user_id=upload.user_id)
-        if routed:
-            data, import_id = _import_routed(
-                upload, path, actor=who, dry_run=step == "preview", progress=progress
-            )
-        else:
-            assert upload.source is not None
-            result = import_file(
-                path=path,
-                source=upload.source,
-                actor=who,
-                expected_period=upload.period or None,
-                dry_run=step == "preview",
-                display_name=upload.file_name,
-                progress=progress,
-            )
-            data, import_id = result.as_dict(), result.import_id
-    except (IngestError, BillingError) as exc:
-        update = {"status": S.FAILED, "error": str(exc)}
-    except Exception as exc:
-        logger.exception("upload %s failed", step, extra={"upload_id": upload_id})
-        update = {
-            "status": S.FAILED,
-            "error": f"{upload.file_name}: the {step} failed unexpectedly "
-            f"({type(exc).__name__}: {exc}); see the server log",
-        }
-    else:
-        data = {**data, "expected_period": upload.period}
-        if step == "preview":
-            update = {"status": S.PREVIEWED, "preview": data}
-        else:
-            update = {
-                "status": S.IMPORTED,
-                "result": data,
-                "import_record_id": import_id,
-                "stored_file": "",
-            }
-    finally:
-        if progress is not None:
-            progress.remove()
-    update["updated_at"] = timezone.now()
-    written = Upload.objects.filter(pk=upload_id, status=running, job_started_at=claimed_at).update(
-        **update
-    )
-    if written and update["status"] == S.IMPORTED:
-        # The import keeps its own copy of the file.
-        _delete_staged(path)
-
-
-def _import_routed(
-    upload: Upload, path: Path, *, actor: Actor, dry_run: bool, progress: ProgressFile
-) -> tuple[dict[str, Any], int | None]:
-    """A multi-provider file imported (or previewed) into the sources claiming
-    its providers, all or none: the combined result and the first import id."""
-    from ingest.focus.routing import route_by_provider
-
-    routes = route_by_provider(path=path, display_name=upload.file_name)
-
-    def run() -> list[Any]:
-        return [
-            import_delivery(
-                files=[
-                    DeliveryFile(
-                        path=path,
-                        display_name=upload.file_name,
-                        progress=progress,
-                        providers=providers,
-                    )
-                ],
-                source=source,
-                actor=actor,
-                expected_period=upload.period or None,
-                dry_run=dry_run,
-            )
-            for source, providers in routes
-        ]
-
-    if dry_run:
-        deliveries = run()  # writes nothing: no transaction (SQLite's write lock)
-    else:
-        with transaction.atomic():
-            deliveries = run()
-    results = [r for d in deliveries for r in d.files]
-    flags: dict[str, int] = {}
-    for r in results:
-        for reason, count in r.flags.items():
-            flags[reason] = flags.get(reason, 0) + count
-    statuses = {d.status for d in deliveries}
-    status = "dry_run" if dry_run else "imported" if "imported" in statuses else "already_imported"
-    slugs = ", ".join(d.source for d in deliveries)
-    data: dict[str, Any] = {
-        ROUTE: True,
-        "status": status,
-        "file": upload.file_name,
-        "source": slugs,
-        "import_id": next((r.import_id for r in results if r.import_id), None),
-        "rows_read": sum(r.rows_read for r in results),
-        "charges_created": sum(r.charges_created for r in results),
-        "duplicates_skipped": sum(r.duplicates_skipped for r in results),
-        "charges_removed": 0,
-        "flagged": sum(r.flagged for r in results),
-        "flags": dict(sorted(flags.items())),
-        "billed_total": money_str(sum((d.billed_total for d in deliveries), Decimal(0))),
-        "periods": sorted({p for r in results for p in r.periods}),
-        "new_periods": sorted({p for r in results for p in r.new_periods}),
-        "values_rounded": sum(r.values_rounded for r in results),
-        "skipped_patterns": sorted({s for r in results for s in r.skipped_patterns}),
-        "message": (
-            f"{upload.file_name}: every row is already imported for {slugs}; nothing changed"
-            if status == "already_imported"
-            else ""
-        ),
-        "routed": [d.as_dict() for d in deliveries],
-    }
-    return data, data["import_id"]
-
-
-def _delete_staged(path: Path | None) -> None:
-    if path is not None:
-        path.unlink(missing_ok=True)
-        ProgressFile(path, "").remove()
 
 
 def uploads_purge(*, older_than: timedelta, actor: Actor, dry_run: bool = False) -> list[Upload]:
@@ -551,3 +233,153 @@ def uploads_purge(*, older_than: timedelta, actor: Actor, dry_run: bool = False)
         if is_editable(upload):
             purged.append(upload if dry_run else upload_discard(upload=upload, actor=actor))
     return purged
+
+
+# --- A batch page's actions ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadChoice:
+    """A file's source and expected period as posted on the batch page; `error`
+    says why the posted values were refused (then the others are unset)."""
+
+    source: Source | None = None
+    period: str = ""
+    route: bool = False
+    error: str = ""
+
+    def differs(self, upload: Upload) -> bool:
+        """Whether this is not what the file was previewed with."""
+        if self.error:
+            return True
+        if self.route != is_routed(upload):
+            return True
+        if self.route:
+            return self.period != upload.period
+        return self.source != upload.source or self.period != upload.period
+
+
+@dataclass(frozen=True)
+class BatchNote:
+    level: Literal["info", "warning", "error"]
+    text: str
+
+
+@dataclass
+class BatchResult:
+    """What a batch action did, file by file, in the words the page shows."""
+
+    notes: list[BatchNote] = field(default_factory=list)
+
+    def add(self, level: Literal["info", "warning", "error"], text: str) -> None:
+        self.notes.append(BatchNote(level, text))
+
+
+def uploads_batch(
+    *,
+    uploads: list[Upload],
+    action: str,
+    target: str,
+    choices: Mapping[int, UploadChoice],
+    actor: Actor,
+) -> BatchResult:
+    """One action of the batch page on its files: preview, import or discard one
+    file (`target`, its id), import every previewed file ("import-all": the files
+    of one source and period as one delivery), discard every file that may be,
+    or preview again every file whose posted choice changed ("apply").
+
+    `choices` is each file's posted source and period. Nothing runs here: the
+    previews and imports are worker jobs, queued once this transaction commits
+    (upload_preview, upload_import, upload_import_delivery). A discarded file's
+    status is set on the caller's object too, so the page knows what is left."""
+    result = BatchResult()
+    chosen = _batch_targets(uploads, action, target, choices, result)
+    if chosen is None:
+        return result
+    kind, targets = chosen
+    ready: list[Upload] = []
+    for upload in targets:
+        choice = choices[upload.pk]
+        if kind == "preview":
+            if choice.error:
+                result.add("error", f"{upload.file_name}: {choice.error}")
+                continue
+            _batch_step(
+                result,
+                partial(
+                    upload_preview,
+                    upload=upload,
+                    source=choice.source,
+                    period=choice.period,
+                    actor=actor,
+                    route=choice.route,
+                ),
+            )
+        elif kind in ("import", "import-all"):
+            if choice.error:
+                result.add("error", f"{upload.file_name}: {choice.error}")
+            elif choice.differs(upload):
+                result.add(
+                    "error",
+                    f"{upload.file_name}: the source or period was changed; "
+                    "preview again before importing",
+                )
+            elif kind == "import-all":
+                ready.append(upload)
+            else:
+                _batch_step(result, partial(upload_import, upload=upload, actor=actor))
+        else:
+            try:
+                upload_discard(upload=upload, actor=actor)
+            except BillingError as exc:
+                result.add("error", web_text(exc))
+            else:
+                upload.status = S.DISCARDED
+                result.add("info", f"{upload.file_name}: discarded.")
+    # Import all: the files of one source and period are one delivery.
+    for group in delivery_groups(ready):
+        if len(group) == 1:
+            _batch_step(result, partial(upload_import, upload=group[0], actor=actor))
+        else:
+            _batch_step(result, partial(upload_import_delivery, uploads=group, actor=actor))
+    return result
+
+
+def _batch_targets(
+    uploads: list[Upload],
+    action: str,
+    target: str,
+    choices: Mapping[int, UploadChoice],
+    result: BatchResult,
+) -> tuple[str, list[Upload]] | None:
+    """The step an action takes and the files it takes it on; None for an action
+    that names no file of the batch (the reason is noted)."""
+    if action in ("preview", "import", "discard"):
+        by_id = {str(u.pk): u for u in uploads}
+        if target not in by_id:
+            result.add("error", "That file is not part of this upload any more.")
+            return None
+        return action, [by_id[target]]
+    if action == "import-all":
+        targets = [u for u in uploads if u.status == S.PREVIEWED]
+        if not targets:
+            result.add("warning", "No previewed file is waiting to be imported.")
+        return action, targets
+    if action == "discard-all":
+        return action, [u for u in uploads if is_editable(u)]
+    if action == "apply":
+        # Enter pressed in a field: preview every file whose choice changed.
+        targets = [u for u in uploads if is_editable(u) and choices[u.pk].differs(u)]
+        if not targets:
+            result.add("info", "Nothing was changed.")
+        return "preview", targets
+    result.add("error", "Unknown action.")
+    return None
+
+
+def _batch_step(result: BatchResult, step: Callable[[], object]) -> None:
+    """Queue one job; a refusal is the file's note, the batch goes on."""
+    try:
+        step()
+    except BillingError as exc:
+        result.add("error", web_text(exc))

@@ -158,7 +158,7 @@ QUIET_SECONDS = 30
 
 
 class ProgressFile:
-    """A ``progress(done, total)`` callback for ``import_file`` that keeps the
+    """A ``progress(done, total)`` callback for ``file_import`` that keeps the
     latest position in a small JSON file next to the staged upload.
 
     The reader reports at each chunk boundary: bytes of the file read so far
@@ -243,3 +243,10 @@ def read_progress(staged: Path) -> Progress | None:
     if total <= 0:
         return None
     return Progress(done=done, total=total, unit=unit, age=max(0.0, time.time() - at))
+
+
+def delete_staged(path: Path | None) -> None:
+    """Remove a staged file and its progress file (the import keeps its own copy)."""
+    if path is not None:
+        path.unlink(missing_ok=True)
+        ProgressFile(path, "").remove()

@@ -1,8 +1,9 @@
 """The admin's import pages, as a mixin of the Import admin (ingest/admin.py):
 the drop zone that stages several files, the batch page that previews,
 changes, imports or discards each file, and the status the batch page polls.
-The work itself is ingest.uploads.services; these views parse the request,
-call it and report."""
+The work itself is ingest.uploads.services (uploads_batch decides what a
+button of the batch page does) and what the pages show is read through
+ingest.uploads.selectors; these views parse the request, call them and report."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Min, Q
 from django.http import (
     Http404,
     HttpRequest,
@@ -33,8 +33,8 @@ from billing.models import InstitutionSettings, Source
 from billing.periods import parse_period
 from billing.services import Actor, web_text
 from ingest.models import Upload
+from ingest.uploads import selectors, staging
 from ingest.uploads import services as uploads
-from ingest.uploads import staging
 
 S = Upload.Status
 
@@ -43,6 +43,14 @@ def charges_url(import_id: int, *, pending: bool = False) -> str:
     """The review queue filtered to one import's charges (those waiting for review)."""
     url = reverse("admin:billing_charge_changelist") + f"?import_record__id__exact={import_id}"
     return url + "&review_state__exact=pending" if pending else url
+
+
+def _errors(form: forms.Form) -> str:
+    return "; ".join(str(e) for errs in form.errors.values() for e in errs)
+
+
+# The batch page's notes as the admin's messages.
+LEVELS = {"info": messages.INFO, "warning": messages.WARNING, "error": messages.ERROR}
 
 
 class PeriodField(forms.CharField):
@@ -56,15 +64,11 @@ class PeriodField(forms.CharField):
             raise forms.ValidationError(web_text(exc)) from None
 
 
-def _enabled_sources() -> Any:
-    return Source.objects.filter(enabled=True).order_by("slug")
-
-
 class UploadOptionsForm(forms.Form):
     """What applies to every file of an upload (each can still be changed afterwards)."""
 
     source = forms.ModelChoiceField(
-        queryset=_enabled_sources(),
+        queryset=selectors.enabled_sources(),
         to_field_name="slug",
         required=False,
         empty_label="Detect from each file name",
@@ -85,7 +89,10 @@ class UploadChoiceForm(forms.Form):
     """One staged file's source and expected period (prefixed with the upload id)."""
 
     source = forms.ModelChoiceField(
-        queryset=_enabled_sources(), to_field_name="slug", required=False, empty_label="(choose)"
+        queryset=selectors.enabled_sources(),
+        to_field_name="slug",
+        required=False,
+        empty_label="(choose)",
     )
     period = PeriodField(
         required=False,
@@ -104,33 +111,31 @@ class UploadChoiceForm(forms.Form):
         initial = {
             "source": upload.source,
             "period": upload.period,
-            "route": uploads.is_routed(upload),
+            "route": selectors.is_routed(upload),
         }
         super().__init__(data, prefix=f"u{upload.pk}", initial=initial)
         help_id = f"u{upload.pk}-detected"
         for field in self.fields.values():
             field.widget.attrs["aria-describedby"] = help_id
 
-    def differs(self, upload: Upload) -> bool:
-        """Whether the posted choice is not what the file was previewed with."""
+    def choice(self) -> uploads.UploadChoice:
+        """The posted source and period (or why they were refused)."""
         if not self.is_valid():
-            return True
+            return uploads.UploadChoice(error=_errors(self))
         data = self.cleaned_data
-        if data["route"] != uploads.is_routed(upload):
-            return True
-        if data["route"]:
-            return bool(data["period"] != upload.period)
-        return bool(data["source"] != upload.source or data["period"] != upload.period)
+        return uploads.UploadChoice(
+            source=data["source"], period=data["period"], route=data["route"]
+        )
 
 
 def state_label(upload: Upload) -> str:
     """What a file's status line says (the page and its status poll agree)."""
     status = upload.status
-    if status in uploads.RUNNING:
+    if status in selectors.RUNNING:
         step = "Preview" if status == S.PREVIEWING else "Import"
-        if uploads.is_stalled(upload):
+        if selectors.is_stalled(upload):
             return f"{step} stalled (its worker stopped): preview again"
-        if uploads.waiting_for_worker(upload):
+        if selectors.waiting_for_worker(upload):
             return (
                 f"{step} queued: no worker has taken it yet (is openchargeback qcluster running?)"
             )
@@ -147,10 +152,6 @@ def state_label(upload: Upload) -> str:
         S.DISCARDED: "Discarded",
     }
     return labels.get(status, status)
-
-
-def _errors(form: forms.Form) -> str:
-    return "; ".join(str(e) for errs in form.errors.values() for e in errs)
 
 
 class UploadViews(admin.ModelAdmin):
@@ -262,24 +263,13 @@ class UploadViews(admin.ModelAdmin):
         errors: list[str] | None = None,
         status: int = 200,
     ) -> TemplateResponse:
-        waiting = (
-            Upload.objects.exclude(status__in=[S.IMPORTED, S.DISCARDED])
-            .values("batch")
-            .annotate(
-                files=Count("pk"),
-                failed=Count("pk", filter=Q(status=S.FAILED)),
-                first=Min("created_at"),
-                last=Max("updated_at"),
-            )
-            .order_by("-first")[:20]
-        )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Upload FOCUS files",
             "form": form,
             "errors": errors or [],
-            "waiting": waiting,
+            "waiting": selectors.waiting_batches(),
             "max_file": staging.max_file_bytes(),
             "max_request": staging.max_request_bytes(),
             "max_file_text": staging.size_text(staging.max_file_bytes()),
@@ -291,14 +281,10 @@ class UploadViews(admin.ModelAdmin):
     def _batch(self, request: HttpRequest, batch: uuid.UUID) -> list[Upload]:
         if not self.has_import_permission(request):
             raise PermissionDenied
-        found = list(
-            Upload.objects.filter(batch=batch)
-            .select_related("source", "detected_source", "import_record")
-            .order_by("pk")
-        )
-        if not found:
+        found = selectors.batch_uploads(batch)
+        if found is None:
             raise Http404("No such upload.")
-        return [u for u in found if u.status != S.DISCARDED]
+        return found
 
     def batch_view(self, request: HttpRequest, batch: uuid.UUID) -> HttpResponse:
         files = self._batch(request, batch)
@@ -317,7 +303,7 @@ class UploadViews(admin.ModelAdmin):
         waiting = [u for u in files if u.status == S.PREVIEWED]
         together = {
             u.pk: [other.file_name for other in group if other.pk != u.pk]
-            for group in uploads.delivery_groups(waiting)
+            for group in selectors.delivery_groups(waiting)
             if len(group) > 1
             for u in group
         }
@@ -341,12 +327,12 @@ class UploadViews(admin.ModelAdmin):
         files = self._batch(request, batch)
         states = []
         for u in files:
-            progress = uploads.progress_of(u)
+            progress = selectors.progress_of(u)
             states.append(
                 {
                     "id": u.pk,
                     "status": u.status,
-                    "running": uploads.is_running(u),
+                    "running": selectors.is_running(u),
                     "label": state_label(u),
                     "percent": progress.percent if progress else None,
                     "progress": progress.text if progress else "",
@@ -356,70 +342,12 @@ class UploadViews(admin.ModelAdmin):
 
     def _batch_action(self, request: HttpRequest, files: list[Upload]) -> None:
         kind, _, ident = request.POST.get("action", "").partition(":")
-        by_id = {str(u.pk): u for u in files}
-        actor = actor_for(request)
-        if kind in ("preview", "import", "discard"):
-            if ident not in by_id:
-                messages.error(request, "That file is not part of this upload any more.")
-                return
-            targets = [by_id[ident]]
-        elif kind == "import-all":
-            targets = [u for u in files if u.status == S.PREVIEWED]
-            if not targets:
-                messages.warning(request, "No previewed file is waiting to be imported.")
-        elif kind == "discard-all":
-            targets = [u for u in files if uploads.is_editable(u)]
-        elif kind == "apply":
-            # Enter pressed in a field: preview every file whose choice changed.
-            targets = [
-                u
-                for u in files
-                if uploads.is_editable(u) and UploadChoiceForm(request.POST, upload=u).differs(u)
-            ]
-            if not targets:
-                messages.info(request, "Nothing was changed.")
-            kind = "preview"
-        else:
-            messages.error(request, "Unknown action.")
-            return
-        ready: list[Upload] = []
-        for upload in targets:
-            form = UploadChoiceForm(request.POST, upload=upload)
-            if kind == "preview":
-                if not form.is_valid():
-                    messages.error(request, f"{upload.file_name}: {_errors(form)}")
-                    continue
-                data = form.cleaned_data
-                self._preview(
-                    request, upload, data["source"], data["period"], actor, route=data["route"]
-                )
-            elif kind in ("import", "import-all"):
-                if not form.is_valid():
-                    messages.error(request, f"{upload.file_name}: {_errors(form)}")
-                elif form.differs(upload):
-                    messages.error(
-                        request,
-                        f"{upload.file_name}: the source or period was changed; "
-                        "preview again before importing",
-                    )
-                elif kind == "import-all":
-                    ready.append(upload)
-                else:
-                    self._import(request, upload, actor)
-            else:
-                try:
-                    uploads.upload_discard(upload=upload, actor=actor)
-                except BillingError as exc:
-                    messages.error(request, web_text(exc))
-                else:
-                    upload.status = S.DISCARDED
-                    messages.info(request, f"{upload.file_name}: discarded.")
-        # Import all: the files of one source and period are one delivery.
-        for group in uploads.delivery_groups(ready):
-            if len(group) == 1:
-                self._import(request, group[0], actor)
-            else:
-                self._import_delivery(request, group, actor)
+        choices = {u.pk: UploadChoiceForm(request.POST, upload=u).choice() for u in files}
+        result = uploads.uploads_batch(
+            uploads=files, action=kind, target=ident, choices=choices, actor=actor_for(request)
+        )
+        for note in result.notes:
+            messages.add_message(request, LEVELS[note.level], note.text)
 
     def _preview(
         self,
@@ -439,23 +367,11 @@ class UploadViews(admin.ModelAdmin):
         except BillingError as exc:
             messages.error(request, web_text(exc))
 
-    def _import(self, request: HttpRequest, upload: Upload, actor: Actor) -> None:
-        try:
-            uploads.upload_import(upload=upload, actor=actor)
-        except BillingError as exc:
-            messages.error(request, web_text(exc))
-
-    def _import_delivery(self, request: HttpRequest, group: list[Upload], actor: Actor) -> None:
-        try:
-            uploads.upload_import_delivery(uploads=group, actor=actor)
-        except BillingError as exc:
-            messages.error(request, web_text(exc))
-
     def _row(self, upload: Upload) -> dict[str, Any]:
         """One file as the batch page shows it."""
         money = InstitutionSettings.cached().format_money
-        running = uploads.is_running(upload)
-        progress = uploads.progress_of(upload)
+        running = selectors.is_running(upload)
+        progress = selectors.progress_of(upload)
         row: dict[str, Any] = {
             "upload": upload,
             "form": UploadChoiceForm(upload=upload),
@@ -465,9 +381,9 @@ class UploadViews(admin.ModelAdmin):
             "queued": running and upload.job_started_at is None,
             "percent": progress.percent if progress else None,
             "progress": progress.text if progress else "",
-            "may_preview": uploads.is_editable(upload),
+            "may_preview": selectors.is_editable(upload),
             "may_import": upload.status == S.PREVIEWED,
-            "may_discard": uploads.is_editable(upload),
+            "may_discard": selectors.is_editable(upload),
         }
         preview = upload.preview
         if preview:

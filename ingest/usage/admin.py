@@ -29,7 +29,7 @@ from django.utils.http import urlencode
 
 from billing.adminkit import actor_for
 from billing.errors import BillingError
-from billing.models import BillingPeriod, InstitutionSettings, Source
+from billing.models import InstitutionSettings
 from ingest.focus.cloud_accounts import account_mappings_apply, unmapped_sub_accounts
 from ingest.models import AccountMapping, Rate
 from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
@@ -48,6 +48,13 @@ from ingest.usage.rates import (
     rate_lock,
     rate_update,
     rates_with_windows,
+)
+from ingest.usage.selectors import (
+    cloud_mapping_sources,
+    open_periods,
+    rates_in_force,
+    rates_starting_after,
+    rates_superseded,
 )
 from openchargeback.money import format_money, money_str
 
@@ -111,13 +118,11 @@ class InForceFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Rate]) -> QuerySet[Rate]:
         today = timezone.localdate()
         if self.value() == "now":
-            return queryset.filter(
-                Q(effective_from__lte=today) & (Q(next_from__isnull=True) | Q(next_from__gt=today))
-            )
+            return rates_in_force(queryset, today)
         if self.value() == "future":
-            return queryset.filter(effective_from__gt=today)
+            return rates_starting_after(queryset, today)
         if self.value() == "past":
-            return queryset.filter(Q(next_from__lte=today))
+            return rates_superseded(queryset, today)
         return queryset
 
 
@@ -314,16 +319,12 @@ class AccountMappingForm(forms.ModelForm):
 
 class ApplyForm(forms.Form):
     source = forms.ModelChoiceField(
-        queryset=Source.objects.filter(
-            pk__in=AccountMapping.objects.filter(
-                kind__in=AccountMapping.CLOUD_KINDS, active=True
-            ).values("source_id")
-        ),
+        queryset=cloud_mapping_sources(),
         required=False,
         empty_label="Every source with cloud mappings",
     )
     period = forms.ModelChoiceField(
-        queryset=BillingPeriod.objects.filter(status=BillingPeriod.Status.OPEN),
+        queryset=open_periods(),
         required=False,
         to_field_name="period",
         empty_label="Every open period",
@@ -389,9 +390,7 @@ class AccountMappingAdmin(admin.ModelAdmin):
         permissions=["apply"],
     )
     def apply_to_pending(self, request: HttpRequest, queryset: QuerySet[AccountMapping]) -> None:
-        sources = Source.objects.filter(
-            pk__in=queryset.filter(kind__in=AccountMapping.CLOUD_KINDS).values("source_id")
-        )
+        sources = cloud_mapping_sources(queryset)
         if not sources:
             messages.warning(request, "None of the selected mappings is a cloud mapping.")
             return

@@ -43,8 +43,8 @@ from billing.periods import month_bounds
 from billing.rules import UNMAPPED_ACCOUNT_TAG
 from billing.services import Actor
 from ingest.focus.basis import conversion_name
-from ingest.focus.parsers import IngestError
-from ingest.focus.services import ImportResult, import_file
+from ingest.focus.errors import IngestError
+from ingest.focus.services import ImportResult, file_import
 from ingest.usage.mappings import owners
 from ingest.usage.pricing import PricedRow, PricingError, price
 from ingest.usage.quotas import QuotaSummary, read_quotas
@@ -267,7 +267,7 @@ def conversion_import(
             "nothing was imported"
         ) from exc
     try:
-        return import_file(
+        return file_import(
             path=name,
             source=source,
             actor=actor,

@@ -28,7 +28,7 @@ from ingest.usage.mappings import (
     CLOUD_COLUMNS,
     KIND_WORDS,
     MAPPING_COLUMNS,
-    clean_mapping,
+    account_mapping_clean,
     day_text,
     mapping_values,
     overlaps,
@@ -550,7 +550,7 @@ def _apply_line(
                 effective_to=w.end,
                 created_by=actor.name,
             )
-            clean_mapping(created)
+            account_mapping_clean(created)
             created.save()
             audit(
                 actor=actor,
@@ -572,7 +572,7 @@ def _apply_line(
         mapping.name, mapping.fund_org = w.name, w.fund_org
         mapping.project = projects[w.project_id]
         mapping.effective_to = w.end
-        clean_mapping(mapping)
+        account_mapping_clean(mapping)
         mapping.save()
         after = mapping_values(mapping)
         audit_change(

@@ -133,7 +133,7 @@ def account_mapping_check(mapping: AccountMapping) -> None:
             )
 
 
-def clean_mapping(mapping: AccountMapping) -> None:
+def account_mapping_clean(mapping: AccountMapping) -> None:
     mapping.name = (mapping.name or "").strip()
     mapping.fund_org = (mapping.fund_org or "").strip()
     try:
@@ -178,7 +178,7 @@ def account_mapping_create(
         active=active,
         created_by=actor.name,
     )
-    clean_mapping(mapping)
+    account_mapping_clean(mapping)
     mapping.save()
     audit(actor=actor, action="accountmapping.create", obj=mapping, after=mapping_values(mapping))
     return mapping
@@ -204,7 +204,7 @@ def account_mapping_update(
     before = mapping_values(fresh)
     for name, value in changes.items():
         setattr(fresh, name, value)
-    clean_mapping(fresh)
+    account_mapping_clean(fresh)
     after = mapping_values(fresh)
     if after == before:
         return fresh

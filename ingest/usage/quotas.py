@@ -58,7 +58,7 @@ Semantics
     gives 31 records that sum to exactly ``Fraction(25, 2)`` TB-months.
 
 Errors
-    Problems a user can cause raise :class:`~ingest.focus.parsers.IngestError`
+    Problems a user can cause raise :class:`~ingest.focus.errors.IngestError`
     with one line naming the file, the CSV line (or the JSON item, counted
     from 1 within the list: ``item 3``) and the column or key. Row problems
     are collected and the first five shown, then ``(and N more)``; nothing
@@ -83,7 +83,8 @@ from pathlib import Path
 from typing import Any
 
 from billing.periods import days_in_month, month_of, month_start
-from ingest.focus.parsers import GZIP_MAGIC, IngestError
+from ingest.focus.errors import IngestError
+from ingest.focus.streams import GZIP_MAGIC
 from ingest.usage.records import BYTES_PER_TB, Usage
 
 # A quota report is a few thousand rows; this guards against gzip bombs.
@@ -212,7 +213,7 @@ def read_quotas(
     """Read a quota report; bill ``period`` ("YYYY-MM") in TB-months.
 
     ``name`` is the file name shown in messages. Raises
-    :class:`~ingest.focus.parsers.IngestError` for anything wrong with the file.
+    :class:`~ingest.focus.errors.IngestError` for anything wrong with the file.
     """
     try:
         with open(path, "rb") as fh:

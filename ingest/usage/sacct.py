@@ -7,7 +7,7 @@ billing month, plus a :class:`SacctSummary` that accounts for every line.
 No ORM and no I/O beyond iterating over the given lines; pricing, account
 mapping and FOCUS writing happen later, from the records.
 
-Problems a user can cause raise :class:`~ingest.focus.parsers.IngestError` with
+Problems a user can cause raise :class:`~ingest.focus.errors.IngestError` with
 one line naming the file, the line and the field; up to five are shown,
 and nothing is returned when there is any.
 
@@ -59,7 +59,7 @@ from datetime import date, datetime, timedelta
 from fractions import Fraction
 from types import MappingProxyType
 
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.usage.records import SECONDS_PER_HOUR, Resource, Usage
 from ingest.usage.sacct_values import (
     BAD,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from billing import periods
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 
 SECONDS_PER_DAY = 86_400
 # Start/End values sacct prints for a time it does not have.

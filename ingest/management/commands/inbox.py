@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from billing.commands import BillingCommand
-from ingest.uploads.inbox import inbox_root, process_inbox
+from ingest.uploads.inbox import inbox_process, inbox_root
 
 
 class Command(BillingCommand):
@@ -26,7 +26,7 @@ class Command(BillingCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         dry_run = options["dry_run"]
-        outcomes = process_inbox(actor=self.actor(options), dry_run=dry_run)
+        outcomes = inbox_process(actor=self.actor(options), dry_run=dry_run)
         if options["json"]:
             self.stdout.write(json.dumps([o.as_dict() for o in outcomes]))
         elif not outcomes:

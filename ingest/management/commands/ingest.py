@@ -29,7 +29,7 @@ from ingest.focus.services import (
     DeliveryResult,
     ImportResult,
     IngestError,
-    import_delivery,
+    delivery_import,
 )
 from openchargeback.money import format_money, money_str
 
@@ -126,7 +126,7 @@ class Command(BillingCommand):
             for item, bar in zip(items, bars, strict=True):
                 item.progress = bar
             try:
-                delivery = import_delivery(
+                delivery = delivery_import(
                     files=items,
                     source=source,
                     actor=actor,

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandParser
 
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.management.converting import ConverterCommand
 from ingest.usage.converters import Conversion, quantity_text, slurm_conversion
 from ingest.usage.sacct import SACCT_ENV, SacctOptions, SacctSummary, sacct_command

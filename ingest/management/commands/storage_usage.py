@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandParser
 
-from ingest.focus.parsers import IngestError
+from ingest.focus.errors import IngestError
 from ingest.management.converting import ConverterCommand
 from ingest.usage.converters import Conversion, quantity_text, storage_conversion
 from ingest.usage.quotas import QuotaSummary

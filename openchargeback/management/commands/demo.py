@@ -32,7 +32,7 @@ from billing.services import (
     source_for_slug,
     source_set,
 )
-from ingest.focus.services import DeliveryFile, import_delivery
+from ingest.focus.services import DeliveryFile, delivery_import
 from ingest.models import Rate
 from ingest.usage.converters import (
     Conversion,
@@ -109,7 +109,7 @@ class Command(BillingCommand):
             for slug in FOCUS_SOURCES:
                 # A month in part files (AWS) is one delivery: one command, one
                 # transaction, identical rows counted across the parts.
-                delivery = import_delivery(
+                delivery = delivery_import(
                     files=[
                         DeliveryFile(path=output / name, display_name=name)
                         for name in sample_file_names(slug, month)
