@@ -37,6 +37,7 @@ from billing.adminkit import (
     changelist_url,
     money_column,
 )
+from billing.audit import Actor
 from billing.blockers import (
     ApprovalPlan,
     approval_plan,
@@ -45,7 +46,8 @@ from billing.blockers import (
     rate_form_url,
     with_reason,
 )
-from billing.errors import BillingError
+from billing.errors import BillingError, web_text
+from billing.exchange import exchange_rate_check, exchange_rate_set, home_currency, rates_which
 from billing.models import (
     PI,
     AuditEvent,
@@ -61,23 +63,19 @@ from billing.models import (
     Source,
     TagMapping,
 )
-from billing.services import (
-    Actor,
+from billing.review import (
     FixReport,
     charges_fix_attribution_report,
     charges_reapply_rules,
     charges_review,
-    exchange_rate_check,
-    exchange_rate_set,
+)
+from billing.services import (
     finalize_blocker_list,
-    home_currency,
     period_close,
     period_finalize,
     period_reopen,
-    rates_which,
     source_add,
     source_set,
-    web_text,
 )
 from openchargeback import charts
 from openchargeback.text import count
@@ -1255,7 +1253,7 @@ class ExchangeRateForm(forms.ModelForm):
 
 @admin.register(ExchangeRate)
 class ExchangeRateAdmin(admin.ModelAdmin):
-    """Exchange rates: recorded and changed through billing.services (audited,
+    """Exchange rates: recorded and changed through billing.exchange (audited,
     charges converted), never deleted; locked once the month is finalized."""
 
     form = ExchangeRateForm

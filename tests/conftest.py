@@ -16,9 +16,11 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from billing.audit import Actor
 from billing.models import Charge, InstitutionSettings, Source
+from billing.review import charges_review
 from billing.seed import seed_defaults
-from billing.services import Actor, charges_review, period_close
+from billing.services import period_close
 from ingest.focus.services import import_file
 
 FOCUS_COLUMNS = [

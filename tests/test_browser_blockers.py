@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from django.apps import apps
 
+from billing.audit import Actor
 from billing.models import BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, sync_roles
-from billing.services import Actor, period_finalize, source_set
+from billing.services import period_finalize, source_set
 from ingest.focus.services import import_file
 from journals.services import export_journal
 from statements.services import statements_generate

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from billing.audit import Actor
 from billing.models import PI, AuditEvent, Charge, InstitutionSettings, Project, Source
+from billing.review import charges_review
 from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
 from billing.seed import seed_defaults
-from billing.services import Actor, charges_review
 from ingest.focus.services import import_file
 from tests.browser import axe_problems, login, page, shots, stray_connections_closed
 from tests.conftest import focus_row, write_focus

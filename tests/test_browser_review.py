@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from billing.audit import Actor
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
-from billing.services import Actor
 from ingest.focus.services import import_file
 from tests.browser import (
     background,
@@ -180,7 +180,8 @@ def test_custom_pages_follow_the_dark_theme(
 
 def _reviewed_and_closed() -> Actor:
     """The month after review: the orphans rejected, the rest approved, closed."""
-    from billing.services import charges_review, period_close
+    from billing.review import charges_review
+    from billing.services import period_close
 
     setup = Actor("setup", "cli")
     charges_review(

@@ -15,9 +15,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from billing.audit import Actor
 from billing.models import Source
 from billing.roles import BILLING_ADMIN, sync_roles
-from billing.services import Actor
 from ingest.models import Upload
 from ingest.uploads import services as uploads
 from ingest.uploads.staging import ProgressFile, upload_root

@@ -15,6 +15,7 @@ import pytest
 from django.core.management import call_command
 
 from billing import patterns, selectors
+from billing.audit import Actor
 from billing.blockers import period_blockers
 from billing.models import BillingPeriod, Charge, FundOrgPattern, PatternRule, Source
 from billing.patterns import (
@@ -26,7 +27,7 @@ from billing.patterns import (
 )
 from billing.roles import BILLING_ADMIN, VIEWER, sync_roles
 from billing.rules import PatternSpec, RuleSet, attribution_flags, line_flags
-from billing.services import Actor, detect_source
+from billing.selectors import detect_source
 from ingest.focus.services import import_file
 from journals.builders import JournalConfig, split_fund_org
 from journals.models import JournalSettings

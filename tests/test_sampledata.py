@@ -23,9 +23,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing import flags
+from billing.audit import Actor
 from billing.patterns import compile_user_pattern
 from billing.rules import EMAIL_RE, PatternSpec, RuleSet, evaluate, map_tags
-from billing.services import Actor
 from ingest.focus.parsers import parse_timestamp
 from ingest.usage.converters import slurm_conversion, storage_conversion
 from ingest.usage.mapping_files import account_mapping_import

@@ -21,10 +21,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import Source
 from billing.periods import parse_period, period_in_name
-from billing.services import Actor, detect_source
+from billing.selectors import detect_source
 from ingest.focus.parsers import IngestError
 from ingest.focus.services import DeliveryFile, import_delivery, import_file
 from ingest.models import Upload

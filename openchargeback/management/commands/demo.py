@@ -18,20 +18,14 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandParser
 from django.db import transaction
 
+from billing.audit import Actor, audit
 from billing.blockers import blocked
 from billing.commands import BillingCommand
+from billing.exchange import exchange_rate_set
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.patterns import compile_user_pattern
-from billing.services import (
-    Actor,
-    audit,
-    charges_fix_attribution,
-    charges_review,
-    exchange_rate_set,
-    period_close,
-    source_for_slug,
-    source_set,
-)
+from billing.review import charges_fix_attribution, charges_review
+from billing.services import period_close, source_for_slug, source_set
 from ingest.focus.services import DeliveryFile, import_delivery
 from ingest.models import Rate
 from ingest.usage.converters import (
