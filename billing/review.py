@@ -12,10 +12,7 @@ from django.utils import timezone
 
 from billing import summaries
 from billing.audit import Actor, audit, charge_event, log_audit
-from billing.blockers import (
-    approvable,
-    left_blocked,
-)
+from billing.blockers import approvable, left_blocked
 from billing.errors import BillingError
 from billing.exchange import (
     home_currency,

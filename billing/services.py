@@ -14,12 +14,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from billing.audit import Actor, audit, audit_change
-from billing.blockers import (
-    Blocker,
-    blockers_text,
-    charges_url,
-    period_blockers,
-)
+from billing.blockers import Blocker, blockers_text, charges_url, period_blockers
 from billing.errors import BillingError
 from billing.models import BillingPeriod, Source
 from billing.periods import parse_period
