@@ -1,4 +1,8 @@
-"""Core billing records: periods, sources, PIs, projects, charges, audit, settings."""
+"""Core billing records: periods, sources, PIs, projects, charges, audit, settings.
+
+One module, as Django expects of an app: the models refer to one another, and
+their writers and reads live elsewhere (billing.services, billing.selectors, ...).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Reads: rule sets, period summaries, rule previews. Return querysets or small dataclasses."""
+"""Reads: rule sets, period summaries, rule previews, the source of a file name.
+Return querysets or small dataclasses."""
 
 from __future__ import annotations
 

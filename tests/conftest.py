@@ -19,7 +19,7 @@ from django.test import Client
 from billing.audit import Actor
 from billing.models import Charge, InstitutionSettings, Source
 from billing.review import charges_review
-from billing.seed import seed_defaults
+from billing.seed import defaults_seed
 from billing.services import period_close
 from ingest.focus.services import import_file
 
@@ -118,7 +118,7 @@ def seed_with_accounting() -> None:
     and charges with no account code book to 740000."""
     from journals.models import JournalSettings
 
-    seed_defaults()
+    defaults_seed()
     for source in Source.objects.filter(credit_fund_org=""):
         source.credit_fund_org = "RCI-" + source.slug.upper().replace("_", "-")
         source.save(update_fields=["credit_fund_org"])

@@ -14,7 +14,7 @@ from django.apps import apps
 
 from billing.audit import Actor
 from billing.models import BillingPeriod, Charge, Source
-from billing.roles import BILLING_ADMIN, sync_roles
+from billing.roles import BILLING_ADMIN, roles_sync
 from billing.services import period_finalize, source_set
 from ingest.focus.services import import_file
 from journals.services import export_journal
@@ -41,7 +41,7 @@ ROWS: dict[str, dict[str, str] | None] = {
 @pytest.fixture
 def site(live_db: None) -> None:
     seed_with_accounting()
-    sync_roles()
+    roles_sync()
     import_module("journals.migrations.0002_layouts_locks_roles").seed(apps, None)
 
 

@@ -25,7 +25,7 @@ from django.db.models import Sum
 
 from billing.audit import Actor
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Source
-from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, sync_roles
+from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, roles_sync
 from billing.services import source_set
 from ingest.focus.services import import_file
 from journals.models import JournalExport
@@ -52,7 +52,7 @@ NOTE = "Checked against the grant"
 def site(live_db: None) -> None:
     """A new site: default settings, roles, journal layouts, sources with GL accounts."""
     seed_with_accounting()
-    sync_roles()  # the roles are data: a transactional test starts from an empty database
+    roles_sync()  # the roles are data: a transactional test starts from an empty database
     import_module("journals.migrations.0002_layouts_locks_roles").seed(apps, None)
     setup = Actor("setup", "cli")
     for slug, account in (("aws", "740100"), ("azure", "740200"), ("gcp", "740300")):

@@ -25,7 +25,7 @@ from billing.patterns import (
     PatternError,
     compile_user_pattern,
 )
-from billing.roles import BILLING_ADMIN, VIEWER, sync_roles
+from billing.roles import BILLING_ADMIN, VIEWER, roles_sync
 from billing.rules import PatternSpec, RuleSet, attribution_flags, line_flags
 from billing.selectors import detect_source
 from ingest.focus.services import import_file
@@ -421,7 +421,7 @@ def test_the_test_button_opens_a_bounded_get_preview_in_a_new_tab(
     live_server: Any, page: Any, live_db: None, tmp_path: Path
 ) -> None:
     seed_with_accounting()
-    sync_roles()  # the roles are data: a transactional test starts from an empty database
+    roles_sync()  # the roles are data: a transactional test starts from an empty database
     rows = [focus_row(resource="gpu-1"), focus_row(resource="vm-1", day=2)]
     path = write_focus(tmp_path / "aws-2025-01.csv", rows)
     import_file(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))

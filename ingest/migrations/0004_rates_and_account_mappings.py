@@ -11,9 +11,9 @@ from django.db import migrations, models
 
 def sync_roles(apps, schema_editor):
     """Viewers read rates and mappings; billing admins edit them."""
-    from billing.roles import sync_roles
+    from billing.roles import roles_sync
 
-    sync_roles(apps)
+    roles_sync(apps)
 
 
 class Migration(migrations.Migration):
