@@ -40,20 +40,22 @@ from ingest.usage.sacct import SacctOptions
 from journals.models import JournalExport, JournalSettings
 from journals.services import export_journal, missing_journal_export
 from openchargeback.auth import DEMO_PASSWORD, DEMO_USERNAME
+from openchargeback.demo.institution import build_population
+from openchargeback.demo.onprem import DEMO_RATES
 from openchargeback.demo.sampledata import (
+    generate_sample_files,
+    sample_file_name,
+    sample_file_names,
+)
+from openchargeback.demo.sources import (
     AMORTISED_SOURCE,
     CLOUD_MAPPINGS_FILE,
     COMMITMENT_FUND_ORG,
     COMMITMENT_PI,
     COMMITMENT_PROJECT,
     CONVERTED_SOURCES,
-    DEMO_RATES,
     FOCUS_SOURCES,
     MAPPINGS_FILE,
-    build_population,
-    generate_sample_files,
-    sample_file_name,
-    sample_file_names,
 )
 from openchargeback.ledger import check_ledger
 from openchargeback.money import format_money
