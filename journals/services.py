@@ -18,12 +18,12 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.audit import Actor, audit
 from billing.basis import describe as describe_bases
 from billing.blockers import Blocker, charges_url, source_url
 from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge, Source
 from billing.periods import parse_period
-from billing.services import Actor, audit
 from journals import layouts, writers
 from journals.builders import (
     FORMATS,
@@ -136,7 +136,7 @@ def each_charge(period: BillingPeriod, *, include_pending: bool) -> Iterator[Cha
         "id", *_KEY, *columns
     ).iterator(20_000):
         converted = {}
-        if rate:  # converted from another currency (billing.services.charges_convert)
+        if rate:  # converted from another currency (billing.exchange.charges_convert)
             converted = {
                 "original_currency": currency,
                 "original_amount": original,

@@ -29,9 +29,8 @@ from billing.adminkit import (
     actor_for,
     money_column,
 )
-from billing.errors import BillingError
+from billing.errors import BillingError, web_text
 from billing.models import BillingPeriod, InstitutionSettings
-from billing.services import web_text
 from openchargeback.text import count as _count
 from statements import emailing
 from statements.models import EmailLog, EmailStatement, Statement

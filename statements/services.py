@@ -27,13 +27,14 @@ from django.db.models import Count, Max, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.audit import Actor, audit
 from billing.basis import category_label, difference_kind
 from billing.blockers import Blocker
 from billing.errors import BillingError
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project, Source
 from billing.periods import parse_period
 from billing.ratecard import rate_card_sources
-from billing.services import Actor, _locked_period, audit
+from billing.services import _locked_period
 from openchargeback.csvfile import CsvWriter
 from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.text import count

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from billing.services import Actor
+from billing.audit import Actor
 from openchargeback.logging import logged_job
 from statements import emailing, services
 
