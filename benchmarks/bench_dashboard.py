@@ -66,8 +66,9 @@ def copy_months(period: str) -> list[str]:
     charge to one of four sources; returns every period, oldest first."""
     from django.db import connection, transaction
 
+    from billing.audit import Actor
     from billing.models import BillingPeriod, Charge, Source
-    from billing.services import Actor, period_open
+    from billing.services import period_open
 
     actor = Actor("bench", "cli")
     source_ids = [Source.objects.get(slug=slug).pk for slug in SOURCES]
@@ -116,8 +117,9 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
     from django.test import Client
 
     from billing import summaries
+    from billing.audit import Actor
     from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Project
-    from billing.services import Actor, charges_review
+    from billing.review import charges_review
 
     period = bench.PERIOD
     print(f"copying into {MONTHS - 1} earlier months (not timed) ...", file=sys.stderr)

@@ -61,8 +61,9 @@ def run(args: argparse.Namespace, run_dir: Path, url: str, backend: str) -> int:
     ingest_and_setup(args, run_dir, url, backend)
     from decimal import Decimal
 
+    from billing.audit import Actor
     from billing.models import PI, Charge, Project
-    from billing.services import Actor, period_close, source_set
+    from billing.services import period_close, source_set
     from journals.models import JournalSettings
     from journals.services import journal_export
     from openchargeback.ledger import check_ledger

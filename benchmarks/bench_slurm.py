@@ -536,7 +536,7 @@ def _django() -> None:
 def setup_site(seed: int, run_dir: Path) -> dict[str, Any]:
     """Rates and account mappings (``--setup-site`` mode; Django in this process)."""
     _django()
-    from billing.services import Actor
+    from billing.audit import Actor
     from ingest.usage.mapping_files import account_mapping_import
     from ingest.usage.rates import rate_create
 

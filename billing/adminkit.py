@@ -24,8 +24,8 @@ from django.urls import path, reverse
 from django.utils.http import urlencode
 
 from billing import selectors
+from billing.audit import Actor
 from billing.models import BillingPeriod, InstitutionSettings, PatternRule, validate_regex
-from billing.services import Actor
 
 
 def actor_for(request: HttpRequest) -> Actor:

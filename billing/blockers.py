@@ -63,7 +63,7 @@ def charges_url(period: BillingPeriod | None = None, /, **query: str) -> str:
 
 def rate_form_url(missing: list[Any]) -> str:
     """The form that records an exchange rate, filled in for the first of
-    `missing` (billing.services.MissingRate: currency and month)."""
+    `missing` (billing.exchange.MissingRate: currency and month)."""
     first = missing[0]
     url = reverse("admin:billing_exchangerate_add")
     return f"{url}?{urlencode({'currency': first.currency, 'month': first.period})}"
@@ -137,12 +137,12 @@ class ApprovalPlan:
     approved_listed: Decimal
     already: int
     stuck: LeftBlocked | None
-    missing: list[Any]  # billing.services.MissingRate
+    missing: list[Any]  # billing.exchange.MissingRate
     locked: bool  # some are in a period that is not open: the approval is refused
 
 
 def approval_plan(charges: Any) -> ApprovalPlan:
-    from billing.services import home_currency, missing_rates, needs_rate
+    from billing.exchange import home_currency, missing_rates, needs_rate
 
     unapproved = charges.exclude(review_state=APPROVED)
     candidates = approvable(unapproved)
@@ -167,7 +167,7 @@ def approval_plan(charges: Any) -> ApprovalPlan:
 def period_blockers(obj: BillingPeriod, *, allow_pending: bool = False) -> list[Blocker]:
     """Everything that stops `obj` from being closed, or that generate, the
     journal export or finalize would refuse later. Empty: it may be closed."""
-    from billing.services import missing_rates, rate_hint, rates_which
+    from billing.exchange import missing_rates, rate_hint, rates_which
 
     found: list[Blocker] = []
     month = obj.period

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from billing.audit import Actor
 from billing.errors import BillingError
-from billing.services import Actor
 
 # An option is offered on the command's own parser (True), on none (False) or
 # on the named actions of a command with sub-commands (`periods open`, ...).

@@ -23,3 +23,8 @@ class BillingError(Exception):
         super().__init__(message)
         self.web = web or message
         self.blockers = list(blockers)
+
+
+def web_text(exc: Exception) -> str:
+    """An error's wording for a browser user (see BillingError.web)."""
+    return str(getattr(exc, "web", "") or exc)

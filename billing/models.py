@@ -1,4 +1,8 @@
-"""Core billing records: periods, sources, PIs, projects, charges, audit, settings."""
+"""Core billing records: periods, sources, PIs, projects, charges, audit, settings.
+
+One module, as Django expects of an app: the models refer to one another, and
+their writers and reads live elsewhere (billing.services, billing.selectors, ...).
+"""
 
 from __future__ import annotations
 
@@ -711,7 +715,7 @@ class ExchangeRate(models.Model):
     """What one unit of a foreign BillingCurrency is worth in the home currency
     for one billing month (e.g. EUR 2024-10: 1.0850 USD per EUR).
 
-    Charges of that currency and month are converted with it (billing.services
+    Charges of that currency and month are converted with it (billing.exchange
     exchange_rate_set and charges_convert). Editable while the period is open;
     while it is closed only if no charge of the period is in the currency; never
     once it is finalized (a database trigger refuses, see migration 0014).

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from billing.audit import Actor, audit_created
 from billing.models import PI, Project
-from billing.services import Actor, audit_created
 
 
 def pis_create(*, emails: Iterable[str], actor: Actor, reason: str = "") -> list[PI]:

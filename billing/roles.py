@@ -5,7 +5,7 @@
 - reviewer: viewer + approve, reject, reset, fix attribution (and resend);
 - billing admin: reviewer + import, periods, generate, send, export, settings.
 
-Apps added later extend ROLE_PERMISSIONS; `sync_roles` makes the groups
+Apps added later extend ROLE_PERMISSIONS; `roles_sync` makes the groups
 match it exactly and is safe to re-run.
 """
 
@@ -94,7 +94,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
 _DEFAULT_VERBS = ("add", "change", "delete", "view")
 
 
-def sync_roles(apps: Any = global_apps) -> None:
+def roles_sync(apps: Any = global_apps) -> None:
     """Create the groups and give each exactly its permissions."""
     from django.contrib.auth.management import create_permissions
 

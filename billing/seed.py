@@ -19,7 +19,7 @@ def load_defaults() -> dict[str, Any]:
     return data
 
 
-def seed_defaults(apps: Any = global_apps) -> dict[str, int]:
+def defaults_seed(apps: Any = global_apps) -> dict[str, int]:
     """Create missing default rows; returns how many of each kind were created."""
     from decimal import Decimal
 

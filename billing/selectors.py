@@ -1,4 +1,5 @@
-"""Reads: rule sets, period summaries, rule previews. Return querysets or small dataclasses."""
+"""Reads: rule sets, period summaries, rule previews, the source of a file name.
+Return querysets or small dataclasses."""
 
 from __future__ import annotations
 
@@ -446,3 +447,17 @@ def history(**owner: Any) -> History:
         .order_by("-last", "fund_org")
     ]
     return History(periods, uses)
+
+
+def detect_source(filename: str) -> Source | None:
+    """The enabled source whose filename pattern matches, the longest pattern winning."""
+    best: tuple[int, Source] | None = None
+    for source in Source.objects.filter(enabled=True).exclude(filename_pattern=""):
+        try:
+            pattern = compile_user_pattern(source.filename_pattern, ignore_case=True)
+        except PatternError:
+            continue  # `openchargeback check --database default` names it
+        hit = pattern.search(filename)
+        if hit and (best is None or len(source.filename_pattern) > best[0]):
+            best = (len(source.filename_pattern), source)
+    return best[1] if best else None

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from billing.services import Actor
+from billing.audit import Actor
 from ingest.uploads import jobs
 from openchargeback.logging import logged_job
 

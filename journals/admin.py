@@ -17,9 +17,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from billing.adminkit import ReadOnlyAdmin, actor_for, money_column
-from billing.errors import BillingError
+from billing.errors import BillingError, web_text
 from billing.models import BillingPeriod, InstitutionSettings
-from billing.services import web_text
 from journals import layouts
 from journals.builders import FORMATS
 from journals.models import JournalExport, JournalSettings, JournalTemplate

@@ -129,7 +129,7 @@ def each_charge(period: BillingPeriod, *, include_pending: bool) -> Iterator[Cha
         "id", *_KEY, *columns
     ).iterator(20_000):
         converted = {}
-        if rate:  # converted from another currency (billing.services.charges_convert)
+        if rate:  # converted from another currency (billing.exchange.charges_convert)
             converted = {
                 "original_currency": currency,
                 "original_amount": original,

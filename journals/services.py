@@ -13,8 +13,8 @@ from typing import BinaryIO
 from django.db import transaction
 from django.utils import timezone
 
+from billing.audit import Actor, audit
 from billing.errors import BillingError
-from billing.services import Actor, audit
 from journals import layouts, writers
 from journals.models import JournalExport
 from journals.selectors import Prepared, prepare

@@ -13,6 +13,9 @@ value axis always covers zero and the most negative as well as the most
 positive total, and stacks of negative segments grow downwards (leftwards).
 
 Pure: no ORM, no I/O; tested without a database.
+
+One module: the three chart kinds share the private geometry, legend and text
+measuring below; apart, each would import the others' internals.
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ def _pending_detail(period: BillingPeriod, pending: int) -> str:
     if not pending:
         return ""
     from billing import flags
-    from billing.services import home_currency, needs_rate
+    from billing.exchange import home_currency, needs_rate
 
     row = (
         Charge.objects.filter(period=period, review_state=PENDING)

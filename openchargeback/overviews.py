@@ -19,7 +19,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from billing.admin import BillingPeriodAdmin, PIAdmin, ProjectAdmin
+from billing.admin_owners import PIAdmin, ProjectAdmin
+from billing.admin_periods import BillingPeriodAdmin
 from billing.models import PI, BillingPeriod, Project
 from journals.models import JournalExport
 from openchargeback.cycle import imports_of, period_cycle, reconciliation

@@ -30,8 +30,8 @@ from django_q import admin as q_admin
 from django_q.models import Failure, OrmQ, Schedule, Success, Task
 
 from billing.adminkit import ReadOnlyAdmin, actor_for
+from billing.audit import audit
 from billing.roles import BILLING_ADMIN
-from billing.services import audit
 from openchargeback.text import count
 
 

@@ -22,9 +22,8 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from billing.adminkit import ReadOnlyAdmin, actor_for, money_column
-from billing.errors import BillingError
+from billing.errors import BillingError, web_text
 from billing.models import BillingPeriod, InstitutionSettings
-from billing.services import web_text
 from openchargeback.text import count as _count
 from statements import emailing, selectors
 from statements.admin_emails import SHOWN_EMAILS, email_confirmation, report_sending, skipped_text

@@ -18,9 +18,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from billing.adminkit import ReadOnlyAdmin, action_context, action_page, action_summary, actor_for
-from billing.errors import BillingError
+from billing.errors import BillingError, web_text
 from billing.models import InstitutionSettings
-from billing.services import web_text
 from openchargeback.text import count as _count
 from statements import emailing, selectors
 from statements.models import EmailLog

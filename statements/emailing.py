@@ -38,11 +38,12 @@ from django.db.models import F, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing.audit import Actor, audit
 from billing.errors import BillingError
 from billing.models import EMAIL_SUBJECT_FIELDS, BillingPeriod, InstitutionSettings
 from billing.periods import parse_period
 from billing.placeholders import TemplateError, fill
-from billing.services import Actor, _locked_period, audit
+from billing.services import _locked_period
 from statements.models import EmailLog, EmailStatement, Statement, StatementCharge
 from statements.selectors import due, resend_plan, statements_by_pi, unsent_statements
 

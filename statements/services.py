@@ -25,10 +25,11 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from billing.audit import Actor, audit
 from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge
 from billing.periods import parse_period
-from billing.services import Actor, _locked_period, audit
+from billing.services import _locked_period
 from openchargeback.csvfile import CsvWriter
 from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.text import count

@@ -6,7 +6,7 @@ the services they call are named."""
 
 from __future__ import annotations
 
-from billing.services import Actor
+from billing.audit import Actor
 from openchargeback.logging import logged_job
 from statements import emailing, selectors, services
 

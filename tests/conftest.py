@@ -16,9 +16,11 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from billing.audit import Actor
 from billing.models import Charge, InstitutionSettings, Source
-from billing.seed import seed_defaults
-from billing.services import Actor, charges_review, period_close
+from billing.review import charges_review
+from billing.seed import defaults_seed
+from billing.services import period_close
 from ingest.focus.services import file_import
 
 FOCUS_COLUMNS = [
@@ -116,7 +118,7 @@ def seed_with_accounting() -> None:
     and charges with no account code book to 740000."""
     from journals.models import JournalSettings
 
-    seed_defaults()
+    defaults_seed()
     for source in Source.objects.filter(credit_fund_org=""):
         source.credit_fund_org = "RCI-" + source.slug.upper().replace("_", "-")
         source.save(update_fields=["credit_fund_org"])

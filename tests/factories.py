@@ -20,8 +20,10 @@ from django.utils import timezone
 from model_bakery import baker
 
 from billing import flags, summaries
+from billing.audit import Actor
 from billing.models import PI, BillingPeriod, Charge, Project, Source
-from billing.services import Actor, charges_review, period_close, period_open
+from billing.review import charges_review
+from billing.services import period_close, period_open
 from ingest.models import Import
 from statements.models import Statement, StatementCharge
 

@@ -23,9 +23,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client, TestCase
 
+from billing.audit import Actor
 from billing.models import AuditEvent, BillingPeriod, Charge, InstitutionSettings, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import Actor
 from ingest.models import Import, Upload
 from ingest.uploads import selectors
 from ingest.uploads import services as uploads

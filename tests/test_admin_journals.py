@@ -6,8 +6,9 @@ import hashlib
 
 import pytest
 
+from billing.audit import Actor
 from billing.roles import BILLING_ADMIN, VIEWER
-from billing.services import Actor, source_set
+from billing.services import source_set
 from journals.models import JournalExport, JournalSettings
 from statements.services import statements_generate
 from tests.conftest import role_client

@@ -35,6 +35,8 @@ from django.test import Client
 from django.utils import timezone
 from django_q.models import Failure, OrmQ, Schedule, Success, Task
 
+from billing.audit import Actor
+from billing.exchange import exchange_rate_set
 from billing.models import (
     AuditEvent,
     BillingPeriod,
@@ -45,7 +47,6 @@ from billing.models import (
     Source,
 )
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import Actor, exchange_rate_set
 from ingest.focus.services import file_import
 from ingest.usage.mappings import account_mapping_create
 from ingest.usage.rates import rate_create

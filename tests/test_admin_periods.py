@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from billing.audit import Actor
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
+from billing.review import charges_review
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import Actor, charges_review
 from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 

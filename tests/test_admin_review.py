@@ -12,9 +12,9 @@ import pytest
 from django.contrib.admin import helpers
 from django.core.management import CommandError, call_command
 
+from billing.audit import Actor
 from billing.models import PI, AuditEvent, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import Actor
 from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 

@@ -9,9 +9,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
 
+from billing.audit import Actor
 from billing.models import Charge, FundOrgPattern, PatternRule, Source
 from billing.roles import BILLING_ADMIN, VIEWER
-from billing.services import Actor
 from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 

@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from billing.audit import Actor
 from billing.models import Source
-from billing.services import Actor
 from ingest.focus.services import file_import
 from tests.conftest import focus_row
 

@@ -12,9 +12,9 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from billing.audit import Actor
 from billing.models import AuditEvent, BillingPeriod
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import Actor
 from statements import emailing
 from statements.models import EmailLog, Statement
 from statements.services import statements_generate

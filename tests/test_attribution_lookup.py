@@ -10,10 +10,11 @@ import pytest
 from django.contrib.admin import helpers
 from django.core.management import CommandError, call_command
 
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import PI, AuditEvent, Charge, Source
+from billing.review import charges_fix_attribution_report
 from billing.roles import REVIEWER
-from billing.services import Actor, charges_fix_attribution_report
 from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 

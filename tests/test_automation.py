@@ -14,9 +14,9 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django_q.models import Schedule
 
+from billing.audit import Actor
 from billing.models import Charge, Source
 from billing.roles import REVIEWER, VIEWER
-from billing.services import Actor
 from ingest.models import Import
 from ingest.uploads.inbox import inbox_process
 from openchargeback import schedules

@@ -13,19 +13,14 @@ from django.core.exceptions import ValidationError
 from django.utils.html import escape
 
 from billing import flags
+from billing.audit import Actor
 from billing.blockers import blocked_reasons, left_blocked, period_blockers
 from billing.errors import BillingError
+from billing.exchange import exchange_rate_set
 from billing.models import BillingPeriod, Charge, FundOrgPattern, Source
+from billing.review import charges_reapply_rules, charges_review
 from billing.roles import BILLING_ADMIN
-from billing.services import (
-    Actor,
-    charges_reapply_rules,
-    charges_review,
-    exchange_rate_set,
-    period_close,
-    period_finalize,
-    source_set,
-)
+from billing.services import period_close, period_finalize, source_set
 from ingest.focus.services import file_import
 from journals.models import JournalSettings
 from journals.services import journal_export

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from django.apps import apps
 
+from billing.audit import Actor
 from billing.models import BillingPeriod, Charge, Source
-from billing.roles import BILLING_ADMIN, sync_roles
-from billing.services import Actor, period_finalize, source_set
+from billing.roles import BILLING_ADMIN, roles_sync
+from billing.services import period_finalize, source_set
 from ingest.focus.services import file_import
 from journals.services import journal_export
 from statements.services import statements_generate
@@ -40,7 +41,7 @@ ROWS: dict[str, dict[str, str] | None] = {
 @pytest.fixture
 def site(live_db: None) -> None:
     seed_with_accounting()
-    sync_roles()
+    roles_sync()
     import_module("journals.migrations.0002_layouts_locks_roles").seed(apps, None)
 
 

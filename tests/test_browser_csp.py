@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from billing.audit import Actor
 from billing.models import BillingPeriod, Charge, Source
 from billing.roles import BILLING_ADMIN, REVIEWER
-from billing.services import Actor
 from ingest.focus.services import file_import
 from ingest.models import Upload
 from ingest.uploads.services import upload_stage

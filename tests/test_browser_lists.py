@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from billing.audit import Actor
 from billing.models import PI, AuditEvent, Charge, InstitutionSettings, Project, Source
-from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
-from billing.seed import seed_defaults
-from billing.services import Actor, charges_review
+from billing.review import charges_review
+from billing.roles import BILLING_ADMIN, REVIEWER, roles_sync
+from billing.seed import defaults_seed
 from ingest.focus.services import file_import
 from tests.browser import axe_problems, login, page, shots, stray_connections_closed
 from tests.conftest import focus_row, write_focus
@@ -46,8 +47,8 @@ COLUMNS = [
 @pytest.fixture
 def month(live_db: None, tmp_path: Path) -> None:
     """Demo-like charges: long names, and charges with several flag reasons."""
-    seed_defaults()
-    sync_roles()
+    defaults_seed()
+    roles_sync()
     settings = InstitutionSettings.objects.get()
     settings.large_charge_threshold = 500
     settings.save()

@@ -23,9 +23,10 @@ from django.apps import apps
 from django.core import mail
 from django.db.models import Sum
 
+from billing.audit import Actor
 from billing.models import PI, BillingPeriod, Charge, InstitutionSettings, Source
-from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, sync_roles
-from billing.services import Actor, source_set
+from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, roles_sync
+from billing.services import source_set
 from ingest.focus.services import file_import
 from journals.models import JournalExport
 from statements.models import Statement
@@ -51,7 +52,7 @@ NOTE = "Checked against the grant"
 def site(live_db: None) -> None:
     """A new site: default settings, roles, journal layouts, sources with GL accounts."""
     seed_with_accounting()
-    sync_roles()  # the roles are data: a transactional test starts from an empty database
+    roles_sync()  # the roles are data: a transactional test starts from an empty database
     import_module("journals.migrations.0002_layouts_locks_roles").seed(apps, None)
     setup = Actor("setup", "cli")
     for slug, account in (("aws", "740100"), ("azure", "740200"), ("gcp", "740300")):
@@ -386,7 +387,8 @@ def test_a_whole_month_in_the_browser(
 @pytest.fixture
 def finished_month(site: None, tmp_path: Path) -> BillingPeriod:
     """A month taken through the whole cycle by the services, as cron would."""
-    from billing.services import charges_fix_attribution, charges_review, period_close
+    from billing.review import charges_fix_attribution, charges_review
+    from billing.services import period_close
     from journals.services import journal_export
     from statements.services import statements_generate
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from billing.audit import Actor
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
-from billing.roles import BILLING_ADMIN, REVIEWER, sync_roles
-from billing.services import Actor
+from billing.roles import BILLING_ADMIN, REVIEWER, roles_sync
 from ingest.focus.services import file_import
 from tests.browser import (
     background,
@@ -37,7 +37,7 @@ __all__ = ["page", "shots", "stray_connections_closed"]  # fixtures used by name
 @pytest.fixture
 def month(live_db: None, tmp_path: Path) -> None:
     seed_with_accounting()
-    sync_roles()  # the roles are data: a transactional test starts from an empty database
+    roles_sync()  # the roles are data: a transactional test starts from an empty database
     rows = [
         focus_row(resource=f"orphan-{i}", billed=f"{i}.25", pi="", project="") for i in range(1, 5)
     ]
@@ -180,7 +180,8 @@ def test_custom_pages_follow_the_dark_theme(
 
 def _reviewed_and_closed() -> Actor:
     """The month after review: the orphans rejected, the rest approved, closed."""
-    from billing.services import charges_review, period_close
+    from billing.review import charges_review
+    from billing.services import period_close
 
     setup = Actor("setup", "cli")
     charges_review(

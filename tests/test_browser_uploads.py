@@ -15,9 +15,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from billing.audit import Actor
 from billing.models import Source
-from billing.roles import BILLING_ADMIN, sync_roles
-from billing.services import Actor
+from billing.roles import BILLING_ADMIN, roles_sync
 from ingest.models import Upload
 from ingest.uploads import jobs, selectors
 from ingest.uploads import services as uploads
@@ -34,7 +34,7 @@ S = Upload.Status
 @pytest.fixture
 def site(live_db: None) -> None:
     seed_with_accounting()
-    sync_roles()  # the roles are data: a transactional test starts from an empty database
+    roles_sync()  # the roles are data: a transactional test starts from an empty database
 
 
 def _stage(batch: uuid.UUID, name: str, rows: int) -> Upload:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from billing.audit import Actor
 from billing.explain import ChargeFacts, describe_event, explain_flags
 from billing.models import AuditEvent, Charge, Source
 from billing.patterns import compile_user_pattern
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.rules import RuleSet
-from billing.services import Actor
 from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from billing.models import PI, Charge, FlagRule, Project, Source, TagMapping
-from billing.seed import seed_defaults
+from billing.seed import defaults_seed
 from openchargeback.cli import _alias, _summary, version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def test_seeding_is_idempotent_and_keeps_admin_edits() -> None:
     FlagRule.objects.filter(reason="large_charge").update(enabled=False)
     TagMapping.objects.filter(field="pi_email").update(tag_keys="owner")
 
-    created = seed_defaults()
+    created = defaults_seed()
 
     assert created["sources"] == 0
     assert created["tag_mapping"] == 0
@@ -105,7 +105,7 @@ def test_seeding_is_idempotent_and_keeps_admin_edits() -> None:
 @pytest.mark.django_db
 def test_seeding_restores_what_is_missing() -> None:
     Source.objects.filter(slug="openai").delete()
-    assert seed_defaults()["sources"] == 1
+    assert defaults_seed()["sources"] == 1
     assert set(Source.objects.values_list("slug", flat=True)) == {
         "aws",
         "azure",

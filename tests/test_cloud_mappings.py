@@ -16,10 +16,11 @@ from django.core.management.base import CommandError
 from django.db.models import Count, Q, Sum
 
 from billing import flags
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, ChargeSummary, Project, Source
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import Actor, period_close
+from billing.services import period_close
 from ingest.focus.cloud_accounts import (
     CloudMappings,
     CloudOwner,

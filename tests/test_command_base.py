@@ -17,10 +17,12 @@ from django.core.management.base import CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from billing.audit import Actor
 from billing.commands import DRY_RUN_NOTICE, BillingCommand
 from billing.errors import BillingError
 from billing.models import AuditEvent, BillingPeriod, Charge, ExchangeRate, Source
-from billing.services import Actor, charges_review, period_close, period_open, source_set
+from billing.review import charges_review
+from billing.services import period_close, period_open, source_set
 from ingest.focus.services import file_import
 from tests.conftest import focus_row
 

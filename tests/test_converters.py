@@ -17,8 +17,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.models import Sum
 
+from billing.audit import Actor
 from billing.models import PI, BillingPeriod, Charge, Project, Source
-from billing.services import Actor, charges_review, period_close
+from billing.review import charges_review
+from billing.services import period_close
 from ingest.focus.services import file_import
 from ingest.models import Import
 from ingest.usage.mappings import account_mapping_create
@@ -237,7 +239,7 @@ def test_unmapped_accounts_become_flagged_charges_not_dropped_usage(tmp_path: Pa
 
 
 def test_fixing_an_unmapped_charge_clears_its_reason(tmp_path: Path) -> None:
-    from billing.services import charges_fix_attribution
+    from billing.review import charges_fix_attribution
 
     rate("cpu", "standard", "0.01")
     owner = project("lab-9", pi="eve@example.edu", fund_org="NIH-GM-1")

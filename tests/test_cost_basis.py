@@ -20,10 +20,12 @@ from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from billing.audit import Actor
 from billing.basis import label as basis_label
 from billing.errors import BillingError
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
-from billing.services import Actor, charges_review, period_close, source_set
+from billing.review import charges_review
+from billing.services import period_close, source_set
 from ingest.focus import basis
 from ingest.focus.errors import IngestError
 from ingest.focus.services import file_import

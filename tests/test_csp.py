@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from billing.services import Actor
+from billing.audit import Actor
 from journals.services import journal_export
 from statements.models import Statement
 from statements.services import statements_generate

@@ -18,8 +18,11 @@ from django.core.management.base import CommandError
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billing.audit import Actor
+from billing.exchange import exchange_rate_set
 from billing.models import PI, ExchangeRate, Project, Source
-from billing.services import Actor, charges_review, exchange_rate_set, period_close
+from billing.review import charges_review
+from billing.services import period_close
 from ingest.focus.services import file_import
 from ingest.models import AccountMapping
 from ingest.usage.mapping_files import account_mapping_export, account_mapping_import

@@ -19,21 +19,14 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
 
+from billing.audit import Actor
 from billing.currencies import CurrencyError, convert, describe, parse_currency, parse_rate
 from billing.errors import BillingError
+from billing.exchange import exchange_rate_set, exchange_rates_import
 from billing.models import AuditEvent, BillingPeriod, Charge, ExchangeRate, FlagRule, Source
+from billing.review import charges_reapply_rules, charges_review
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import (
-    Actor,
-    charges_reapply_rules,
-    charges_review,
-    exchange_rate_set,
-    exchange_rates_import,
-    finalize_blockers,
-    period_close,
-    period_finalize,
-    period_reopen,
-)
+from billing.services import finalize_blockers, period_close, period_finalize, period_reopen
 from ingest.focus.services import file_import
 from journals.services import journal_export
 from statements.models import Statement

@@ -11,16 +11,11 @@ from pathlib import Path
 import pytest
 from django.db.models import Sum
 
+from billing.audit import Actor
 from billing.models import PI, BillingPeriod, Charge, Project, Source
+from billing.review import charges_review
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import (
-    Actor,
-    charges_review,
-    period_close,
-    period_finalize,
-    period_reopen,
-    source_set,
-)
+from billing.services import period_close, period_finalize, period_reopen, source_set
 from ingest.focus.services import file_import
 from journals.services import journal_export
 from openchargeback.cycle import period_cycle

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
+from billing.audit import Actor
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
-from billing.services import Actor, charges_review
+from billing.review import charges_review
 from ingest.focus import importer
 from ingest.focus.services import DeliveryFile, delivery_import, file_import
 from ingest.models import Import

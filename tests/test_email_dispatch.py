@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from billing.services import Actor
+from billing.audit import Actor
 from statements import emailing
 from statements.models import EmailLog
 from statements.services import statements_generate

@@ -12,10 +12,10 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.forms.models import model_to_dict
 
+from billing.audit import Actor
 from billing.models import EMAIL_SUBJECT_FIELDS, InstitutionSettings
 from billing.placeholders import TemplateError, fill, template_problem
 from billing.roles import BILLING_ADMIN
-from billing.services import Actor
 from journals.builders import ChargeRow, JournalConfig, JournalError, SourceInfo, build
 from statements.services import statements_generate
 from tests.conftest import role_client

@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import Charge, Source
-from billing.services import Actor, source_set
+from billing.services import source_set
 from ingest.focus.errors import IngestError
 from ingest.focus.services import file_import
 from ingest.models import Import

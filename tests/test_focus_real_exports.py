@@ -23,8 +23,8 @@ from django.core.management import call_command
 from django.db.models import Field
 
 from billing import flags
+from billing.audit import Actor
 from billing.models import Charge, Source
-from billing.services import Actor
 from ingest.focus.errors import IngestError
 from ingest.focus.parsers import open_focus
 from ingest.focus.rows import TEXT_FIELDS, TEXT_LIMITS, RowPreparer, legacy_fingerprints

@@ -28,8 +28,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from billing import flags
+from billing.audit import Actor
 from billing.models import Charge, Source
-from billing.services import Actor
 from ingest.focus.errors import IngestError
 from ingest.focus.services import file_import
 from ingest.models import Import, Upload

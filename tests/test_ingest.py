@@ -18,8 +18,8 @@ from django.core.management import call_command
 from django.db.models import Sum
 
 from billing import flags
+from billing.audit import Actor
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, PatternRule, Project, Source
-from billing.services import Actor
 from ingest.focus.services import IngestError, file_import
 from ingest.models import Import
 from tests.conftest import focus_row, tags
@@ -654,7 +654,7 @@ def test_source_and_period_are_detected_from_file_names(
     defaults: None, name: str, source: str | None, period: str | None
 ) -> None:
     from billing.periods import period_in_name
-    from billing.services import detect_source
+    from billing.selectors import detect_source
 
     found = detect_source(name)
     assert (found.slug if found else None) == source

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from billing.audit import Actor
 from billing.models import PI, AuditEvent, BillingPeriod, Charge, Project, Source
-from billing.services import Actor
 from ingest.focus.services import ImportResult, IngestError, file_import
 from ingest.models import Import
 from tests.conftest import FOCUS_COLUMNS, focus_row, write_focus

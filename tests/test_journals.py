@@ -21,11 +21,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import AuditEvent, Charge, Project, Source
+from billing.review import charges_review
 from billing.services import (
-    Actor,
-    charges_review,
     finalize_blockers,
     period_close,
     period_finalize,

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from billing.audit import Actor
 from billing.listwords import action_words, audit_sentence, object_type_words
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
+from billing.review import charges_review
 from billing.roles import REVIEWER, VIEWER
-from billing.services import Actor, charges_review, period_close
+from billing.services import period_close
 from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from django.db import DatabaseError, connection, transaction
 
+from billing.audit import Actor
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
-from billing.services import Actor, charges_review, period_close, period_finalize
+from billing.review import charges_review
+from billing.services import period_close, period_finalize
 from ingest.focus.services import file_import
 from tests.conftest import focus_row
 

@@ -17,8 +17,9 @@ from django.test import Client
 from django.urls import clear_url_caches
 
 import openchargeback.urls
+from billing.audit import Actor
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import Actor, source_set
+from billing.services import source_set
 from ingest.models import Import
 from journals.models import JournalExport
 from journals.services import journal_export

@@ -15,6 +15,7 @@ import pytest
 from django.core.management import call_command
 
 from billing import patterns, selectors
+from billing.audit import Actor
 from billing.blockers import period_blockers
 from billing.models import BillingPeriod, Charge, FundOrgPattern, PatternRule, Source
 from billing.patterns import (
@@ -24,9 +25,9 @@ from billing.patterns import (
     PatternError,
     compile_user_pattern,
 )
-from billing.roles import BILLING_ADMIN, VIEWER, sync_roles
+from billing.roles import BILLING_ADMIN, VIEWER, roles_sync
 from billing.rules import PatternSpec, RuleSet, attribution_flags, line_flags
-from billing.services import Actor, detect_source
+from billing.selectors import detect_source
 from ingest.focus.services import file_import
 from journals.builders import JournalConfig, split_fund_org
 from journals.models import JournalSettings
@@ -420,7 +421,7 @@ def test_the_test_button_opens_a_bounded_get_preview_in_a_new_tab(
     live_server: Any, page: Any, live_db: None, tmp_path: Path
 ) -> None:
     seed_with_accounting()
-    sync_roles()  # the roles are data: a transactional test starts from an empty database
+    roles_sync()  # the roles are data: a transactional test starts from an empty database
     rows = [focus_row(resource="gpu-1"), focus_row(resource="vm-1", day=2)]
     path = write_focus(tmp_path / "aws-2025-01.csv", rows)
     file_import(path=path, source=Source.objects.get(slug="aws"), actor=Actor("setup", "cli"))

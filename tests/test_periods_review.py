@@ -12,11 +12,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing import flags
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import AuditEvent, BillingPeriod, Charge, Source
+from billing.review import charges_review
 from billing.services import (
-    Actor,
-    charges_review,
     finalize_blockers,
     period_close,
     period_finalize,
@@ -234,7 +234,7 @@ def test_show_a_pi_in_a_period(month: str, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_fix_attribution_clears_flags_and_approves(month: str, actor: Actor) -> None:
-    from billing.services import charges_fix_attribution
+    from billing.review import charges_fix_attribution
 
     odd = Charge.objects.filter(resource_id__startswith="odd")
     changed = charges_fix_attribution(
@@ -266,7 +266,7 @@ def test_fix_attribution_clears_flags_and_approves(month: str, actor: Actor) -> 
 
 def test_reapply_rules_after_a_rule_change(month: str, actor: Actor) -> None:
     from billing.models import FlagRule
-    from billing.services import charges_reapply_rules
+    from billing.review import charges_reapply_rules
 
     FlagRule.objects.filter(reason="missing_pi").update(enabled=False)
     assert charges_reapply_rules(charges=Charge.objects.all(), actor=actor) == 2
@@ -275,7 +275,7 @@ def test_reapply_rules_after_a_rule_change(month: str, actor: Actor) -> None:
 
 
 def test_fix_attribution_refuses_bad_input_and_locked_periods(month: str, actor: Actor) -> None:
-    from billing.services import charges_fix_attribution
+    from billing.review import charges_fix_attribution
 
     with pytest.raises(BillingError, match="not an email"):
         charges_fix_attribution(charges=Charge.objects.all(), actor=actor, pi_email="bob")

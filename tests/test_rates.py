@@ -17,10 +17,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import PI, AuditEvent, BillingPeriod, Project
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from billing.services import Actor
 from ingest.models import AccountMapping, Rate
 from ingest.usage.mapping_files import account_mapping_export, account_mapping_import
 from ingest.usage.mappings import account_mapping_create, account_mapping_update, owners

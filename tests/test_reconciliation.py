@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from billing.audit import Actor
 from billing.models import BillingPeriod, Source
 from billing.roles import VIEWER
-from billing.services import Actor, period_close
+from billing.services import period_close
 from ingest.focus.services import file_import
 from journals.services import journal_export
 from openchargeback.cycle import reconciliation
@@ -96,7 +97,7 @@ def test_a_stale_statement_or_export_is_named(closed: BillingPeriod, actor: Acto
 
     period_reopen(period="2025-01", actor=actor, reason="late credit")
     from billing.models import Charge
-    from billing.services import charges_review
+    from billing.review import charges_review
 
     charges_review(
         charges=Charge.objects.filter(resource_id="b"), action="reject", actor=actor, note="x"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group
 
-from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, sync_roles
+from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER, roles_sync
 from tests.conftest import user_in
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_sync_roles_is_idempotent_and_repairs_drift() -> None:
     viewer = Group.objects.get(name=VIEWER)
     before = set(viewer.permissions.values_list("codename", flat=True))
     viewer.permissions.clear()
-    sync_roles()
-    sync_roles()
+    roles_sync()
+    roles_sync()
     assert set(viewer.permissions.values_list("codename", flat=True)) == before
     assert Group.objects.filter(name=VIEWER).count() == 1

@@ -23,33 +23,34 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing import flags
+from billing.audit import Actor
 from billing.patterns import compile_user_pattern
 from billing.rules import EMAIL_RE, PatternSpec, RuleSet, evaluate, map_tags
-from billing.services import Actor
 from ingest.focus.parsers import parse_timestamp
 from ingest.usage.converters import slurm_conversion, storage_conversion
 from ingest.usage.mapping_files import account_mapping_import
 from ingest.usage.quotas import parse_size, read_quotas
 from ingest.usage.rates import rate_create
 from ingest.usage.sacct import DEFAULT_BILLABLE_STATES, FIELDS, SacctOptions, read_sacct
+from openchargeback.demo.institution import build_population
+from openchargeback.demo.onprem import DEMO_RATES, untagged_sub_accounts
 from openchargeback.demo.sampledata import (
+    generate_sample_files,
+    render_file,
+    sample_file_name,
+    sample_file_names,
+)
+from openchargeback.demo.sources import (
     AMORTISED_SOURCE,
     CLOUD_MAPPINGS_FILE,
     COMMITMENT_PROJECT,
     CONVERTED_SOURCES,
-    DEMO_RATES,
     FOCUS_SOURCES,
     MAPPINGS_FILE,
     PART_FILES,
     SOURCES,
     UNMAPPED,
     UNTAGGED_SOURCE,
-    build_population,
-    generate_sample_files,
-    render_file,
-    sample_file_name,
-    sample_file_names,
-    untagged_sub_accounts,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

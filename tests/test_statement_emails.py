@@ -24,9 +24,11 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django_q.models import Schedule
 
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import AuditEvent, Charge, InstitutionSettings, Source
-from billing.services import Actor, charges_review, period_close, period_reopen
+from billing.review import charges_review
+from billing.services import period_close, period_reopen
 from ingest.focus.services import file_import
 from statements import emailing, selectors, tasks
 from statements.models import EmailLog, EmailStatement, Statement

@@ -22,8 +22,9 @@ from pypdf import PdfReader
 from pypdf.generic import ContentStream
 from reportlab.pdfgen.canvas import Canvas
 
+from billing.audit import Actor
 from billing.models import BillingPeriod, Charge, InstitutionSettings, Project, Source
-from billing.services import Actor, finalize_blockers, period_close
+from billing.services import finalize_blockers, period_close
 from ingest.focus.services import file_import
 from statements import fonts, pdf
 from statements.models import Statement

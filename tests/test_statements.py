@@ -20,9 +20,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import Charge, Source
-from billing.services import Actor, charges_review, finalize_blockers, period_close, period_reopen
+from billing.review import charges_review
+from billing.services import finalize_blockers, period_close, period_reopen
 from ingest.focus.services import file_import
 from openchargeback.money import round_money
 from statements import drawing, pdf

@@ -11,13 +11,9 @@ import pytest
 from django.db.models import Count, Q, Sum
 
 from billing import summaries
+from billing.audit import Actor
 from billing.models import BillingPeriod, Charge, ChargeSummary, Source
-from billing.services import (
-    Actor,
-    charges_fix_attribution,
-    charges_reapply_rules,
-    charges_review,
-)
+from billing.review import charges_fix_attribution, charges_reapply_rules, charges_review
 from ingest.focus.services import file_import
 from tests.conftest import focus_row
 
@@ -128,7 +124,7 @@ def test_currency_conversion_keeps_summaries_in_step(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Converting at import, on a recorded rate and on a changed rate."""
-    from billing.services import exchange_rate_set
+    from billing.exchange import exchange_rate_set
 
     monkeypatch.setattr(summaries, "TRACK_LIMIT", track_limit)
     aws = Source.objects.get(slug="aws")

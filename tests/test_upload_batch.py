@@ -12,8 +12,8 @@ from unittest import mock
 import pytest
 from django.test import TestCase
 
+from billing.audit import Actor
 from billing.models import Source
-from billing.services import Actor
 from ingest.models import Upload
 from ingest.uploads.services import UploadChoice, uploads_batch
 

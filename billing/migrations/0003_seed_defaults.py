@@ -2,9 +2,9 @@ from django.db import migrations
 
 
 def seed(apps, schema_editor):
-    from billing.seed import seed_defaults
+    from billing.seed import defaults_seed
 
-    seed_defaults(apps)
+    defaults_seed(apps)
 
 
 class Migration(migrations.Migration):

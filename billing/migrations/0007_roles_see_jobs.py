@@ -2,9 +2,9 @@ from django.db import migrations
 
 
 def sync(apps, schema_editor):
-    from billing.roles import sync_roles
+    from billing.roles import roles_sync
 
-    sync_roles(apps)
+    roles_sync(apps)
 
 
 class Migration(migrations.Migration):

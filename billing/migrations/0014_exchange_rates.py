@@ -69,9 +69,9 @@ POSTGRESQL_REVERSE = [
 
 
 def sync(apps, schema_editor):
-    from billing.roles import sync_roles
+    from billing.roles import roles_sync
 
-    sync_roles(apps)
+    roles_sync(apps)
 
 
 class Migration(migrations.Migration):

@@ -15,10 +15,10 @@ from typing import Any
 
 from django.utils import timezone
 
+from billing.audit import Actor, charge_event, log_audit
 from billing.basis import AMORTISED, BILLED, CENTRAL, EXCLUDE
 from billing.models import AuditEvent, Charge, Project, Source
 from billing.rules import RuleSet, attribution_flags
-from billing.services import Actor, charge_event, log_audit
 from ingest.focus import basis as cost_basis
 from ingest.focus.attribution import Who
 from ingest.focus.bulk import BATCH

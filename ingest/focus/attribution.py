@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from billing.audit import Actor, audit
 from billing.models import PI, Project
 from billing.owners import pis_create, projects_create
 from billing.rules import (
@@ -26,7 +27,6 @@ from billing.rules import (
     map_tags,
     unmapped_account,
 )
-from billing.services import Actor, audit
 from ingest.focus.cloud_accounts import (
     CloudMappings,
     CloudOwner,

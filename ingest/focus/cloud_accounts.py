@@ -31,12 +31,13 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, Max, Q, Sum
 
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge, Source
 from billing.periods import month_start, parse_period
+from billing.review import charges_fix_attribution_report
 from billing.rules import UNMAPPED_ACCOUNT_TAG, map_tags
 from billing.selectors import load_ruleset
-from billing.services import Actor, charges_fix_attribution_report
 from ingest.models import AccountMapping
 from openchargeback.text import count
 
@@ -266,7 +267,7 @@ def account_mappings_apply(
     Each pending charge of a source with cloud mappings is attributed as its
     import would be today (its tags first, then the most specific mapping);
     charges whose PI, project or fund/org that changes go through
-    :func:`billing.services.charges_fix_attribution_report`, so every change
+    :func:`billing.review.charges_fix_attribution_report`, so every change
     is audited per charge, flags are re-evaluated, charges left without a
     flag are approved and the summaries stay right. Approved and rejected
     charges are never touched. A dry run does exactly the same inside a

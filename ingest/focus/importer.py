@@ -18,11 +18,12 @@ from django.db import connection
 from django.utils import timezone
 
 from billing import flags as flag_bits
+from billing.audit import audit
 from billing.models import BillingPeriod, Charge
 from billing.patterns import MemoSearch, UserPattern
 from billing.rules import RuleSet, line_flags
 from billing.selectors import load_ruleset
-from billing.services import audit, period_open
+from billing.services import period_open
 from ingest.focus.amortised import BILLED_TAIL, CostBasis
 from ingest.focus.attribution import Attributor
 from ingest.focus.bulk import (

@@ -21,9 +21,10 @@ from django.db import transaction
 from django.db.models import Max
 
 from billing import summaries
+from billing.audit import Actor, audit
+from billing.exchange import charges_convert
 from billing.models import Charge, Source
 from billing.periods import parse_period
-from billing.services import Actor, audit, charges_convert
 from ingest.focus.attribution import Attributor
 from ingest.focus.bulk import bulk_load, insert_trigger_suspended
 from ingest.focus.errors import IngestError

@@ -9,11 +9,11 @@ from decimal import Decimal
 from django.db import migrations, models
 
 
-def sync_roles(apps, schema_editor):
+def roles_sync(apps, schema_editor):
     """Viewers read rates and mappings; billing admins edit them."""
-    from billing.roles import sync_roles
+    from billing.roles import roles_sync
 
-    sync_roles(apps)
+    roles_sync(apps)
 
 
 class Migration(migrations.Migration):
@@ -64,5 +64,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(models.F('kind'), django.db.models.functions.text.Lower('name'), name='accountmapping_unique_name', violation_error_message='This account or quota name is already mapped (names match ignoring case).'), models.CheckConstraint(condition=models.Q(('kind__in', ['slurm', 'storage'])), name='accountmapping_kind_valid')],
             },
         ),
-        migrations.RunPython(sync_roles, migrations.RunPython.noop),
+        migrations.RunPython(roles_sync, migrations.RunPython.noop),
     ]

@@ -32,10 +32,10 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import Source
 from billing.periods import period_in_name
-from billing.services import Actor
 from ingest.focus.errors import IngestError
 from ingest.focus.services import DeliveryFile, delivery_import
 from openchargeback.money import money_str

@@ -16,8 +16,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.audit import Actor
 from billing.errors import BillingError
-from billing.services import Actor
 from ingest.focus.errors import IngestError
 from ingest.focus.services import DeliveryFile, delivery_import, file_import
 from ingest.models import Upload

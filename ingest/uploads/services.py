@@ -21,10 +21,11 @@ from typing import Any, Literal
 from django.db import transaction
 from django.utils import timezone
 
-from billing.errors import BillingError
+from billing.audit import Actor
+from billing.errors import BillingError, web_text
 from billing.models import Source
 from billing.periods import parse_period, period_in_name
-from billing.services import Actor, detect_source, web_text
+from billing.selectors import detect_source
 from ingest.models import Upload
 from ingest.uploads.selectors import (
     ROUTE,

@@ -28,10 +28,10 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from billing import flags
 from billing.adminkit import actor_for
-from billing.errors import BillingError
+from billing.audit import Actor
+from billing.errors import BillingError, web_text
 from billing.models import InstitutionSettings, Source
 from billing.periods import parse_period
-from billing.services import Actor, web_text
 from ingest.models import Upload
 from ingest.uploads import selectors, staging
 from ingest.uploads import services as uploads

@@ -38,10 +38,10 @@ from typing import Any
 
 from django.conf import settings
 
+from billing.audit import Actor
 from billing.models import InstitutionSettings, Source, TagMapping
 from billing.periods import month_bounds
 from billing.rules import UNMAPPED_ACCOUNT_TAG
-from billing.services import Actor
 from ingest.focus.basis import conversion_name
 from ingest.focus.errors import IngestError
 from ingest.focus.services import ImportResult, file_import

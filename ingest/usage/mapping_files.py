@@ -18,11 +18,11 @@ from typing import Any
 from django.db import transaction
 from django.db.models.functions import Lower
 
+from billing.audit import Actor, audit, audit_change
 from billing.errors import BillingError
 from billing.models import PI, Project, Source
 from billing.owners import pis_create, projects_create
 from billing.rules import EMAIL_RE
-from billing.services import Actor, audit, audit_change
 from ingest.models import AccountMapping
 from ingest.usage.mappings import (
     CLOUD_COLUMNS,

@@ -13,9 +13,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
+from billing.audit import Actor, audit, audit_change
 from billing.errors import BillingError
 from billing.models import Project, Source
-from billing.services import Actor, audit, audit_change
 from ingest.models import AccountMapping
 from ingest.usage.pricing import Owner
 from ingest.usage.rates import one_line

@@ -12,10 +12,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import BooleanField, Case, OuterRef, Q, QuerySet, Subquery, Value, When
 
+from billing.audit import Actor, audit, audit_change
 from billing.errors import BillingError
 from billing.models import BillingPeriod
 from billing.periods import month_bounds, month_of
-from billing.services import Actor, audit, audit_change
 from ingest.models import Rate
 from ingest.usage.pricing import RateBook, RateTerms
 from openchargeback.money import from_nanos, money_str, to_nanos

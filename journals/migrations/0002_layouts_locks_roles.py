@@ -95,9 +95,9 @@ def seed(apps, schema_editor):
 
 
 def sync(apps, schema_editor):
-    from billing.roles import sync_roles
+    from billing.roles import roles_sync
 
-    sync_roles(apps)
+    roles_sync(apps)
 
 
 _FINALIZED = "(SELECT status FROM billing_billingperiod WHERE id = OLD.period_id) = 'finalized'"

@@ -1,6 +1,6 @@
 """Exchange rates per foreign currency and month: set, list, import, export.
 
-`set` and `import` record rates through billing.services (audited) and
+`set` and `import` record rates through billing.exchange (audited) and
 convert the month's charges in that currency; re-running with the same rates
 changes nothing. `import` is all or nothing: one bad row and nothing is
 recorded. ``set --dry-run`` records the rate and rolls it back."""
@@ -16,9 +16,9 @@ from django.core.management.base import CommandParser
 
 from billing.commands import BillingCommand
 from billing.errors import BillingError
+from billing.exchange import exchange_rate_set, exchange_rates_import, home_currency
 from billing.models import ExchangeRate
 from billing.periods import parse_period
-from billing.services import exchange_rate_set, exchange_rates_import, home_currency
 from openchargeback.csvfile import CsvWriter
 from openchargeback.text import count
 

@@ -1,5 +1,5 @@
 """Review flagged charges: list, approve, reject, reset, fix attribution.
-Changes go through billing.services (charges_review, and for `fix` the same
+Changes go through billing.review (charges_review, and for `fix` the same
 attribution fix as the admin action), audited per charge; re-running is safe.
 ``--dry-run`` reports and writes nothing (approve, reject and reset roll back)."""
 
@@ -16,15 +16,11 @@ from billing import flags
 from billing.blockers import approvable, left_blocked, with_reason
 from billing.commands import BillingCommand
 from billing.errors import BillingError
+from billing.exchange import missing_rate_reason, missing_rates
 from billing.models import BillingPeriod, Charge
 from billing.periods import parse_period
-from billing.services import (
-    charges_fix_attribution_report,
-    charges_review,
-    missing_rate_reason,
-    missing_rates,
-    normalise_slug,
-)
+from billing.review import charges_fix_attribution_report, charges_review
+from billing.services import normalise_slug
 from openchargeback.money import format_money, money_str
 
 CHANGES = ("approve", "reject", "reset", "fix")

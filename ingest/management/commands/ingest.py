@@ -17,13 +17,15 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
+from billing.audit import Actor
 from billing.basis import label as basis_label
 from billing.commands import BillingCommand
 from billing.errors import BillingError
 from billing.models import Source
 from billing.periods import parse_period
 from billing.periods import period_in_name as detect_period
-from billing.services import Actor, detect_source, source_for_slug
+from billing.selectors import detect_source
+from billing.services import source_for_slug
 from ingest.focus.services import (
     DeliveryFile,
     DeliveryResult,

@@ -18,20 +18,14 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandParser
 from django.db import transaction
 
+from billing.audit import Actor, audit
 from billing.blockers import blocked
 from billing.commands import BillingCommand
+from billing.exchange import exchange_rate_set
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.patterns import compile_user_pattern
-from billing.services import (
-    Actor,
-    audit,
-    charges_fix_attribution,
-    charges_review,
-    exchange_rate_set,
-    period_close,
-    source_for_slug,
-    source_set,
-)
+from billing.review import charges_fix_attribution, charges_review
+from billing.services import period_close, source_for_slug, source_set
 from ingest.focus.services import DeliveryFile, delivery_import
 from ingest.models import Rate
 from ingest.usage.converters import (
@@ -47,20 +41,22 @@ from journals.models import JournalExport, JournalSettings
 from journals.selectors import missing_journal_export
 from journals.services import journal_export
 from openchargeback.auth import DEMO_PASSWORD, DEMO_USERNAME
+from openchargeback.demo.institution import build_population
+from openchargeback.demo.onprem import DEMO_RATES
 from openchargeback.demo.sampledata import (
+    generate_sample_files,
+    sample_file_name,
+    sample_file_names,
+)
+from openchargeback.demo.sources import (
     AMORTISED_SOURCE,
     CLOUD_MAPPINGS_FILE,
     COMMITMENT_FUND_ORG,
     COMMITMENT_PI,
     COMMITMENT_PROJECT,
     CONVERTED_SOURCES,
-    DEMO_RATES,
     FOCUS_SOURCES,
     MAPPINGS_FILE,
-    build_population,
-    generate_sample_files,
-    sample_file_name,
-    sample_file_names,
 )
 from openchargeback.ledger import check_ledger
 from openchargeback.money import format_money

@@ -10,7 +10,9 @@ from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from billing.commands import BillingCommand
-from openchargeback.demo.sampledata import FOCUS_SOURCES, generate_sample_files, parse_month
+from openchargeback.demo.months import parse_month
+from openchargeback.demo.sampledata import generate_sample_files
+from openchargeback.demo.sources import FOCUS_SOURCES
 
 DEFAULT_MONTHS = "2026-08,2026-09,2026-10"
 
