@@ -9,7 +9,6 @@ nano-units, see billing.fields.MoneyField).
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,12 +21,11 @@ from model_bakery import baker
 from billing import flags, summaries
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.services import Actor, charges_review, period_close, period_open
+from ingest.focus.rows import FINGERPRINT_VERSION
 from ingest.models import Import
 from statements.models import Statement, StatementCharge
 
 Money = Decimal | str
-
-_lines = itertools.count(2)  # line 1 of a FOCUS file is its header
 
 
 def money(value: Money) -> Decimal:
@@ -72,7 +70,10 @@ def make_project(project_id: str = "proj-a", *, pi: PI | None = None, **fields: 
 
 
 def make_import(*, source: Source, period: str = "2025-01", **fields: Any) -> Import:
-    """The Import record charges point to (a file that was never read)."""
+    """The Import record charges point to (a file that was never read).
+
+    Its fingerprints are of the current version: an older one would make a
+    later real import of the source treat the month as legacy data."""
     return baker.make(
         Import,
         source=source,
@@ -83,6 +84,8 @@ def make_import(*, source: Source, period: str = "2025-01", **fields: Any) -> Im
         expected_period=fields.pop("expected_period", ""),  # as an import not told the month
         periods=[period],
         actor=fields.pop("actor", "tester"),
+        fingerprint_version=fields.pop("fingerprint_version", FINGERPRINT_VERSION),
+        finished_at=fields.pop("finished_at", timezone.now()),
         **fields,
     )
 
@@ -129,12 +132,15 @@ def make_charge(
     }
     for name in ("list_cost", "contracted_cost", "effective_cost"):
         values[name] = money(values[name])
+    imported = import_record or make_import(source=source_obj, period=period_obj.period)
+    if "line_number" not in values:  # the next line of its file (line 1 is the header)
+        last = Charge.objects.filter(import_record=imported).aggregate(n=Max("line_number"))["n"]
+        values["line_number"] = (last or 1) + 1
     charge = baker.make(
         Charge,
         period=period_obj,
         source=source_obj,
-        import_record=import_record or make_import(source=source_obj, period=period_obj.period),
-        line_number=next(_lines),
+        import_record=imported,
         fingerprint=uuid.uuid4().hex,
         occurrence=0,
         pi=pi_obj,
@@ -241,6 +247,10 @@ def make_closed_month(*, actor: Actor, period: str = "2025-01") -> str:
         flags=flags.to_mask(["missing_pi", "missing_project"]),
         review_state=Charge.ReviewState.PENDING,
     )
+    imported.rows_read = imported.charges_created = 6  # what the import record reports
+    imported.billed_total = Decimal("99.092")
+    imported.flagged_count, imported.flag_counts = 1, {"missing_pi": 1, "missing_project": 1}
+    imported.save()
     charges_review(
         charges=Charge.objects.filter(resource_id="orphan"), action="reject", actor=actor, note="x"
     )
