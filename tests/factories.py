@@ -27,6 +27,13 @@ from statements.models import Statement, StatementCharge
 
 Money = Decimal | str
 
+# Who pays for a tests/conftest.py focus_row left to its defaults.
+FOCUS_ROW_OWNER: dict[str, str] = {
+    "pi": "ada@example.edu",
+    "project": "proj-a",
+    "fund_org": "NSF-BIO-2024",
+}
+
 
 def money(value: Money) -> Decimal:
     """An exact amount from a Decimal or a decimal string."""
@@ -102,6 +109,7 @@ def make_charge(
     service: str = "Amazon EC2",
     resource: str = "r-1",
     import_record: Import | None = None,
+    summarise: bool = True,
     **fields: Any,
 ) -> Charge:
     """One charge as an import leaves it (by default approved, no flags), with
@@ -110,6 +118,7 @@ def make_charge(
     `pi` and `project` may be given as an email and a project id (created if
     new; a new project belongs to the charge's PI). List, contracted and
     effective cost default to the billed cost, as for a FOCUS row without them.
+    `summarise=False` leaves the summaries to the caller (make_charges).
     """
     billed_cost = money(billed)  # refused before anything is written
     period_obj = period if isinstance(period, BillingPeriod) else make_period(period)
@@ -152,8 +161,52 @@ def make_charge(
         billed_cost=billed_cost,
         **values,
     )
-    summaries.rebuild([period_obj.pk])
+    if summarise:
+        summaries.rebuild([period_obj.pk])
     return charge
+
+
+def make_charges(
+    *rows: dict[str, Any],
+    source: Source | str = "aws",
+    period: BillingPeriod | str = "2025-01",
+    **common: Any,
+) -> list[Charge]:
+    """The charges of one import of one file, in its order: each row is
+    make_charge's keywords over `common` (the same for every row).
+
+    A charge's Tags are the PI, project and fund/org it was attributed to, as
+    the FOCUS row said them, unless the row gives its own. The summaries are
+    rebuilt once, after the last charge.
+    """
+    source_obj = source if isinstance(source, Source) else make_source(source)
+    period_obj = period if isinstance(period, BillingPeriod) else make_period(period)
+    imported = make_import(source=source_obj, period=period_obj.period)
+    made = []
+    for row in rows:
+        fields = {**common, **row}
+        pi, project = fields.get("pi"), fields.get("project")
+        fields.setdefault(
+            "tags",
+            {
+                "pi_email": pi if isinstance(pi, str) else (pi.email if pi else ""),
+                "project_id": project
+                if isinstance(project, str)
+                else (project.project_id if project else ""),
+                "fund_org": fields.get("fund_org", ""),
+            },
+        )
+        made.append(
+            make_charge(
+                source=source_obj,
+                period=period_obj,
+                import_record=imported,
+                summarise=False,
+                **fields,
+            )
+        )
+    summaries.rebuild([period_obj.pk])
+    return made
 
 
 def make_statement(
