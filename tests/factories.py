@@ -117,7 +117,8 @@ def make_charge(
 
     `pi` and `project` may be given as an email and a project id (created if
     new; a new project belongs to the charge's PI). List, contracted and
-    effective cost default to the billed cost, as for a FOCUS row without them.
+    effective cost default to the billed cost, as for a FOCUS row without them,
+    and the resource name to its id.
     `summarise=False` leaves the summaries to the caller (make_charges).
     """
     billed_cost = money(billed)  # refused before anything is written
@@ -133,6 +134,7 @@ def make_charge(
         "billing_currency": "USD",
         "charge_period_start": start,
         "charge_period_end": start.replace(hour=23, minute=59, second=59),
+        "resource_name": resource,
         "review_state": Charge.ReviewState.APPROVED,
         "flags": 0,
         "flag_details": {},
@@ -157,7 +159,6 @@ def make_charge(
         fund_org=fund_org,
         service_name=service,
         resource_id=resource,
-        resource_name=resource,
         billed_cost=billed_cost,
         **values,
     )
