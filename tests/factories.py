@@ -270,39 +270,28 @@ def make_closed_month(*, actor: Actor, period: str = "2025-01") -> str:
     opened by its first import of one aws file, ada's proj-a (three charges)
     and proj-b, bob's proj-c, one charge with no owner rejected, then closed."""
     period_open(period=period, actor=actor, note="first import")
-    imported = make_import(source=make_source("aws"))
-    ada, bob = make_pi("ada@example.edu"), make_pi("bob@example.edu")
-    for resource, service, billed, list_cost, pi, project in [
-        ("vm-1", "Amazon EC2", "10.005", "12.004", ada, "proj-a"),
-        ("vm-2", "Amazon EC2", "0.004", "0.004", ada, "proj-a"),
-        ("gpu", "HPC GPU", "0", "400", ada, "proj-a"),
-        ("db", "Amazon RDS", "80.75", "80.75", ada, "proj-b"),
-        ("bob-vm", "Amazon EC2", "3.333", "3.333", bob, "proj-c"),
-    ]:
-        make_charge(
-            period=period,
-            import_record=imported,
-            resource=resource,
-            service=service,
-            billed=billed,
-            list_cost=list_cost,
-            pi=pi,
-            project=make_project(project, pi=pi),
-            fund_org="NSF-BIO-2024",
-            tags={"pi_email": pi.email, "project_id": project, "fund_org": "NSF-BIO-2024"},
-        )
-    make_charge(
+    ada, bob = {"pi": "ada@example.edu"}, {"pi": "bob@example.edu", "project": "proj-c"}
+    charges = make_charges(
+        {"resource": "vm-1", "billed": "10.005", "list_cost": "12.004"},
+        {"resource": "vm-2", "billed": "0.004"},
+        {"resource": "gpu", "service": "HPC GPU", "billed": "0", "list_cost": "400"},
+        {"resource": "db", "service": "Amazon RDS", "billed": "80.75", **ada, "project": "proj-b"},
+        {"resource": "bob-vm", "billed": "3.333", **bob},
+        {
+            "resource": "orphan",
+            "billed": "5.00",
+            "pi": None,
+            "project": None,
+            "flags": flags.to_mask(["missing_pi", "missing_project"]),
+            "review_state": Charge.ReviewState.PENDING,
+        },
         period=period,
-        import_record=imported,
-        resource="orphan",
-        billed="5.00",
-        fund_org="NSF-BIO-2024",
-        tags={"pi_email": "", "project_id": "", "fund_org": "NSF-BIO-2024"},
-        flags=flags.to_mask(["missing_pi", "missing_project"]),
-        review_state=Charge.ReviewState.PENDING,
+        **FOCUS_ROW_OWNER,
     )
-    imported.rows_read = imported.charges_created = 6  # what the import record reports
-    imported.billed_total = Decimal("99.092")
+    imported = charges[0].import_record
+    assert imported is not None
+    imported.rows_read = imported.charges_created = len(charges)  # as the importer reports
+    imported.billed_total = sum((c.billed_cost for c in charges), Decimal(0))
     imported.flagged_count, imported.flag_counts = 1, {"missing_pi": 1, "missing_project": 1}
     imported.save()
     charges_review(
