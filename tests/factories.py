@@ -109,7 +109,6 @@ def make_charge(
     service: str = "Amazon EC2",
     resource: str = "r-1",
     import_record: Import | None = None,
-    summarise: bool = True,
     **fields: Any,
 ) -> Charge:
     """One charge as an import leaves it (by default approved, no flags), with
@@ -119,8 +118,40 @@ def make_charge(
     new; a new project belongs to the charge's PI). List, contracted and
     effective cost default to the billed cost, as for a FOCUS row without them,
     and the resource name to its id.
-    `summarise=False` leaves the summaries to the caller (make_charges).
     """
+    charge = _prepared_charge(
+        period=period,
+        source=source,
+        pi=pi,
+        project=project,
+        billed=billed,
+        list_cost=list_cost,
+        fund_org=fund_org,
+        service=service,
+        resource=resource,
+        import_record=import_record,
+        **fields,
+    )
+    charge.save()
+    summaries.rebuild([charge.period_id])
+    return charge
+
+
+def _prepared_charge(
+    *,
+    period: BillingPeriod | str,
+    source: Source | str,
+    pi: PI | str | None,
+    project: Project | str | None,
+    billed: Money,
+    list_cost: Money | None,
+    fund_org: str,
+    service: str,
+    resource: str,
+    import_record: Import | None,
+    **fields: Any,
+) -> Charge:
+    """make_charge's charge, not yet saved (its owners, period and import are)."""
     billed_cost = money(billed)  # refused before anything is written
     period_obj = period if isinstance(period, BillingPeriod) else make_period(period)
     source_obj = source if isinstance(source, Source) else make_source(source)
@@ -147,8 +178,7 @@ def make_charge(
     if "line_number" not in values:  # the next line of its file (line 1 is the header)
         last = Charge.objects.filter(import_record=imported).aggregate(n=Max("line_number"))["n"]
         values["line_number"] = (last or 1) + 1
-    charge = baker.make(
-        Charge,
+    return Charge(  # not baker: a month of many charges would spend its time here
         period=period_obj,
         source=source_obj,
         import_record=imported,
@@ -162,9 +192,6 @@ def make_charge(
         billed_cost=billed_cost,
         **values,
     )
-    if summarise:
-        summaries.rebuild([period_obj.pk])
-    return charge
 
 
 def make_charges(
@@ -177,16 +204,32 @@ def make_charges(
     make_charge's keywords over `common` (the same for every row).
 
     A charge's Tags are the PI, project and fund/org it was attributed to, as
-    the FOCUS row said them, unless the row gives its own. The summaries are
-    rebuilt once, after the last charge.
+    the FOCUS row said them, unless the row gives its own. The charges are
+    inserted together and the summaries rebuilt once, as an import does, so
+    a month of many charges costs a few queries, not a few per charge.
     """
     source_obj = source if isinstance(source, Source) else make_source(source)
     period_obj = period if isinstance(period, BillingPeriod) else make_period(period)
     imported = make_import(source=source_obj, period=period_obj.period)
-    made = []
-    for row in rows:
-        fields = {**common, **row}
-        pi, project = fields.get("pi"), fields.get("project")
+    table = [
+        {
+            "pi": None,
+            "project": None,
+            "billed": "10.00",
+            "list_cost": None,
+            "fund_org": "",
+            "service": "Amazon EC2",
+            "resource": "r-1",
+            "line_number": line,
+            **common,
+            **row,
+        }
+        for line, row in enumerate(rows, start=2)  # line 1 of the file is its header
+    ]
+    pis, projects = _owners(table)
+    prepared = []
+    for fields in table:
+        pi, project = fields["pi"], fields["project"]
         fields.setdefault(
             "tags",
             {
@@ -194,20 +237,39 @@ def make_charges(
                 "project_id": project
                 if isinstance(project, str)
                 else (project.project_id if project else ""),
-                "fund_org": fields.get("fund_org", ""),
+                "fund_org": fields["fund_org"],
             },
         )
-        made.append(
-            make_charge(
-                source=source_obj,
-                period=period_obj,
-                import_record=imported,
-                summarise=False,
-                **fields,
-            )
+        if isinstance(pi, str):
+            fields["pi"] = pis[pi.lower()]
+        if isinstance(project, str):
+            fields["project"] = projects[project]
+        prepared.append(
+            _prepared_charge(source=source_obj, period=period_obj, import_record=imported, **fields)
         )
+    made = Charge.objects.bulk_create(prepared)
     summaries.rebuild([period_obj.pk])
     return made
+
+
+def _owners(table: list[dict[str, Any]]) -> tuple[dict[str, PI], dict[str, Project]]:
+    """The PIs (by lowercase email) and projects the rows name, the new ones
+    created in one insert per kind, in the order the rows first name them; a
+    new project belongs to the PI of the first row naming it, as make_charge's."""
+    emails = list(dict.fromkeys(r["pi"].lower() for r in table if isinstance(r["pi"], str)))
+    pis = {p.email: p for p in PI.objects.filter(email__in=emails)}
+    for pi in PI.objects.bulk_create([PI(email=e, name="") for e in emails if e not in pis]):
+        pis[pi.email] = pi
+    firsts: dict[str, PI | None] = {}
+    for r in table:
+        if isinstance(r["project"], str) and r["project"] not in firsts:
+            owner = r["pi"]
+            firsts[r["project"]] = pis[owner.lower()] if isinstance(owner, str) else owner
+    projects = {p.project_id: p for p in Project.objects.filter(project_id__in=list(firsts))}
+    new = [Project(project_id=k, pi=v) for k, v in firsts.items() if k not in projects]
+    for project in Project.objects.bulk_create(new):
+        projects[project.project_id] = project
+    return pis, projects
 
 
 def make_statement(
