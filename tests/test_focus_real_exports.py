@@ -25,8 +25,9 @@ from django.db.models import Field
 from billing import flags
 from billing.models import Charge, Source
 from billing.services import Actor
+from ingest.focus.fingerprints import legacy_fingerprints
 from ingest.focus.parsers import IngestError, open_focus
-from ingest.focus.rows import TEXT_FIELDS, TEXT_LIMITS, RowPreparer, legacy_fingerprints
+from ingest.focus.rows import TEXT_FIELDS, TEXT_LIMITS, RowPreparer
 from ingest.focus.services import import_file
 from ingest.models import Import
 
