@@ -23,7 +23,7 @@ from billing.audit import Actor
 from billing.models import PI, BillingPeriod, Charge, Project, Source
 from billing.review import charges_review
 from billing.services import period_close, period_open
-from ingest.focus.rows import FINGERPRINT_VERSION
+from ingest.focus.fingerprints import FINGERPRINT_VERSION
 from ingest.models import Import
 from statements.models import Statement, StatementCharge
 
