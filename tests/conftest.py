@@ -22,6 +22,7 @@ from billing.review import charges_review
 from billing.seed import defaults_seed
 from billing.services import period_close
 from ingest.focus.services import file_import
+from tests.factories import make_closed_month
 
 FOCUS_COLUMNS = [
     "BillingPeriodStart",
@@ -207,8 +208,18 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 @pytest.fixture
-def month(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> str:
-    """A closed 2025-01: ada has proj-a (3 charges) and proj-b, bob proj-c; one rejected."""
+def month(defaults: None, actor: Actor) -> str:
+    """A closed 2025-01: ada has proj-a (3 charges) and proj-b, bob proj-c; one rejected.
+
+    Built without the importer (tests/factories.py): the tests using it are
+    about what follows an import. A test about the import itself imports."""
+    return make_closed_month(actor=actor)
+
+
+@pytest.fixture
+def imported_month(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> str:
+    """The closed 2025-01 of ``month``, imported from a FOCUS file: for the tests
+    that need what only the importer leaves (the kept copy of the file)."""
     rows = [
         focus_row(resource="vm-1", billed="10.005", list_cost="12.004", project="proj-a"),
         focus_row(resource="vm-2", billed="0.004", list_cost="0.004", project="proj-a"),

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 
+from billing import flags
 from billing.audit import Actor
-from billing.models import AuditEvent, BillingPeriod, Charge, Source
+from billing.models import AuditEvent, BillingPeriod, Charge
 from billing.review import charges_review
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from ingest.focus.services import file_import
-from tests.conftest import focus_row, role_client
+from billing.services import period_open
+from tests.conftest import role_client
+from tests.factories import FOCUS_ROW_OWNER, make_charges, make_pi, make_project
 
 pytestmark = pytest.mark.django_db
 
+MISSING_PI = flags.to_mask(["missing_pi"])
+
 
 @pytest.fixture
-def period(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> BillingPeriod:
-    rows = [focus_row(resource="a"), focus_row(resource="b", pi="")]
-    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+def period(defaults: None, actor: Actor) -> BillingPeriod:
+    """2025-01 as an import opened it: one charge of ada's, one pending with no PI."""
+    period_open(period="2025-01", actor=actor, note="first import")
+    make_project("proj-a", pi=make_pi("ada@example.edu"))
+    make_charges(
+        {"resource": "a"},
+        {"resource": "b", "pi": None, "review_state": "pending", "flags": MISSING_PI},
+        **FOCUS_ROW_OWNER,
+    )
     return BillingPeriod.objects.get(period="2025-01")
 
 

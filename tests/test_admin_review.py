@@ -4,40 +4,45 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.admin import helpers
 from django.core.management import CommandError, call_command
 
-from billing.audit import Actor
-from billing.models import PI, AuditEvent, Charge, Source
+from billing import flags
+from billing.models import PI, AuditEvent, Charge
 from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
-from ingest.focus.services import file_import
-from tests.conftest import focus_row, role_client
+from tests.conftest import role_client
+from tests.factories import FOCUS_ROW_OWNER, make_charges, make_pi, make_project
 
 pytestmark = pytest.mark.django_db
 URL = "/admin/billing/charge/"
 
 
 @pytest.fixture
-def queue(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> list[int]:
-    rows = [focus_row(resource=f"odd-{i}", billed=f"{i}.00", pi="") for i in range(1, 4)]
-    rows.append(focus_row(resource="fine", billed="9.00"))
-    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+def queue(defaults: None) -> list[int]:
+    """Three charges of proj-a with no PI (pending, missing_pi) and a fine one of ada's."""
+    make_project("proj-a", pi=make_pi("ada@example.edu"))
+    pending = {"pi": None, "review_state": "pending", "flags": flags.to_mask(["missing_pi"])}
+    make_charges(
+        *[{"resource": f"odd-{i}", "billed": f"{i}.00", **pending} for i in range(1, 4)],
+        {"resource": "fine", "billed": "9.00"},
+        **FOCUS_ROW_OWNER,
+    )
     return list(
         Charge.objects.filter(review_state="pending").order_by("pk").values_list("pk", flat=True)
     )
 
 
 @pytest.fixture
-def checkable(queue: list[int], focus_file: Callable[..., Path], actor: Actor) -> list[int]:
+def checkable(queue: list[int]) -> list[int]:
     """Two large charges: flagged for a look, but who pays is right (approvable)."""
-    rows = [focus_row(resource=f"big-{i}", billed=f"1200{i}.00") for i in range(1, 3)]
-    path = focus_file(rows, name="aws_2025-01-large.csv")
-    file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    large = {"review_state": "pending", "flags": flags.to_mask(["large_charge"])}
+    make_charges(
+        *[{"resource": f"big-{i}", "billed": f"1200{i}.00", **large} for i in range(1, 3)],
+        **FOCUS_ROW_OWNER,
+    )
     big = Charge.objects.filter(resource_id__startswith="big-").order_by("pk")
     assert all(c.flag_reasons == ["large_charge"] for c in big)
     return list(big.values_list("pk", flat=True))

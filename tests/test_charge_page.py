@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from billing import flags
 from billing.audit import Actor
 from billing.explain import ChargeFacts, describe_event, explain_flags
 from billing.models import AuditEvent, Charge, Source
@@ -15,6 +16,7 @@ from billing.roles import BILLING_ADMIN, REVIEWER, VIEWER
 from billing.rules import RuleSet
 from ingest.focus.services import file_import
 from tests.conftest import focus_row, role_client
+from tests.factories import FOCUS_ROW_OWNER, make_charges, make_pi, make_project
 
 URL = "/admin/billing/charge/{}/change/"
 RULES = RuleSet(
@@ -76,13 +78,31 @@ def test_history_in_words() -> None:
 
 
 @pytest.fixture
-def flagged(db: None, defaults: None, focus_file: Callable[..., Path], actor: Actor) -> Charge:
-    rows = [
-        focus_row(resource="bad-email", billed="1234.50", pi="yuki@", fund_org="TBD"),
-        focus_row(resource="fine", billed="9.00"),
-        focus_row(resource="big", billed="12000.00"),  # large, but who pays is right
-    ]
-    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+def flagged(db: None, defaults: None) -> Charge:
+    """What an import leaves of a charge tagged with a bad PI email and fund/org for
+    ada's proj-a, a fine one, and a large one (but who pays is right)."""
+    wrong = ["invalid_pi_email", "invalid_fund_org", "project_pi_mismatch"]
+    make_project("proj-a", pi=make_pi("ada@example.edu"))
+    make_charges(
+        {
+            "resource": "bad-email",
+            "billed": "1234.50",
+            "pi": None,
+            "fund_org": "TBD",
+            "tags": {"pi_email": "yuki@", "project_id": "proj-a", "fund_org": "TBD"},
+            "review_state": "pending",
+            "flags": flags.to_mask(wrong),
+            "flag_details": {"project_pi_mismatch": {"project_pi": "ada@example.edu"}},
+        },
+        {"resource": "fine", "billed": "9.00"},
+        {
+            "resource": "big",
+            "billed": "12000.00",
+            "review_state": "pending",
+            "flags": flags.to_mask(["large_charge"]),
+        },
+        **FOCUS_ROW_OWNER,
+    )
     return Charge.objects.get(resource_id="bad-email")
 
 

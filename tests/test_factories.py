@@ -9,7 +9,7 @@ from django.db import connection
 
 from billing.models import BillingPeriod, Charge, ChargeSummary
 from statements.models import StatementCharge
-from tests.factories import make_charge, make_statement
+from tests.factories import make_charge, make_charges, make_statement
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +57,26 @@ def test_a_statement_covers_the_charges_it_is_given() -> None:
     assert set(
         StatementCharge.objects.filter(statement=first).values_list("charge_id", flat=True)
     ) == {c.pk for c in charges}
+
+
+def test_charges_of_one_import_are_its_lines_with_their_owners_and_tags() -> None:
+    made = make_charges(
+        {"resource": "a", "billed": "1.10"},
+        {"resource": "b", "billed": "2.20", "pi": "Bob@Example.edu", "project": "proj-b"},
+        {"resource": "c", "billed": "0.000000001", "pi": None},
+        pi="ada@example.edu",
+        project="proj-a",
+        fund_org="NSF-BIO-2024",
+    )
+    assert [c.line_number for c in made] == [2, 3, 4]
+    assert len({c.import_record_id for c in made}) == 1
+    stored = list(Charge.objects.order_by("line_number").select_related("pi", "project__pi"))
+    assert [(c.pi and c.pi.email, c.project and c.project.project_id) for c in stored] == [
+        ("ada@example.edu", "proj-a"),
+        ("bob@example.edu", "proj-b"),
+        (None, "proj-a"),
+    ]
+    assert stored[1].project is not None
+    assert stored[1].project.pi == stored[1].pi  # a new project is its first row's PI's
+    assert stored[2].tags == {"pi_email": "", "project_id": "proj-a", "fund_org": "NSF-BIO-2024"}
+    assert sum(s.billed_total for s in ChargeSummary.objects.all()) == Decimal("3.300000001")

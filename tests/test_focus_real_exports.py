@@ -26,8 +26,9 @@ from billing import flags
 from billing.audit import Actor
 from billing.models import Charge, Source
 from ingest.focus.errors import IngestError
+from ingest.focus.fingerprints import legacy_fingerprints
 from ingest.focus.parsers import open_focus
-from ingest.focus.rows import TEXT_FIELDS, TEXT_LIMITS, RowPreparer, legacy_fingerprints
+from ingest.focus.rows import TEXT_FIELDS, TEXT_LIMITS, RowPreparer
 from ingest.focus.services import file_import
 from ingest.models import Import
 

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 from collections import defaultdict
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
+from billing import flags
 from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import AuditEvent, Charge, Project, Source
@@ -32,7 +32,6 @@ from billing.services import (
     period_reopen,
     source_set,
 )
-from ingest.focus.services import file_import
 from journals.builders import ChargeRow, JournalConfig, JournalError, SourceInfo, allocate, build
 from journals.models import JournalExport, JournalSettings, JournalTemplate
 from journals.services import journal_export
@@ -40,8 +39,14 @@ from openchargeback.ledger import check_ledger
 from openchargeback.money import round_money
 from statements.models import Statement
 from statements.services import statements_generate
-from tests.conftest import focus_row, tags
-from tests.factories import make_charge, make_closed_month, make_import, make_source
+from tests.factories import (
+    FOCUS_ROW_OWNER,
+    make_charge,
+    make_charges,
+    make_closed_month,
+    make_import,
+    make_source,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -258,9 +263,7 @@ def test_detail_rows_add_up_to_the_statements_with_rounding_rows(books: str, act
     assert Decimal("10.005") in {Decimal(r["amount"]) for r in rows}  # full precision
 
 
-def test_command_json_refusals_and_output(
-    books: str, actor: Actor, tmp_path: Path, focus_file: Callable[..., Path]
-) -> None:
+def test_command_json_refusals_and_output(books: str, actor: Actor, tmp_path: Path) -> None:
     target = tmp_path / "gl.xlsx"
     data = json.loads(
         _run(
@@ -294,12 +297,10 @@ def test_command_json_refusals_and_output(
         _run("export_journal", "--period", books, "-o", str(tmp_path / "no" / "x.csv"))
     # pending charges: refused unless asked for, and then recorded
     period_reopen(period=books, actor=actor, reason="late")
-    file_import(
-        path=focus_file(
-            [focus_row(resource="late", pi="", billed="1.00")], name="aws_l_2025-01.csv"
-        ),
-        source=Source.objects.get(slug="aws"),
-        actor=actor,
+    make_charges(
+        {"resource": "late", "billed": "1.00", "pi": None, "review_state": "pending"},
+        flags=flags.to_mask(["missing_pi"]),
+        **FOCUS_ROW_OWNER,
     )
     period_close(period=books, actor=actor, allow_pending=True)
     with pytest.raises(CommandError, match="1 charge pending review"):
@@ -309,12 +310,12 @@ def test_command_json_refusals_and_output(
 
 
 def test_formula_injection_is_neutralised_and_commas_do_not_break_columns(
-    defaults: None, focus_file: Callable[..., Path], actor: Actor
+    defaults: None, actor: Actor
 ) -> None:
     evil = '=HYPERLINK("http://x","y"), "quoted"'
-    row = focus_row(project="p-1", billed="2.00", fund_org="NSF-BIO")
-    row["Tags"] = tags(pi_email="ada@example.edu", project_id="p-1", fund_org="NSF-BIO")
-    file_import(path=focus_file([row]), source=Source.objects.get(slug="aws"), actor=actor)
+    make_charges(
+        {"pi": "ada@example.edu", "project": "p-1", "billed": "2.00", "fund_org": "NSF-BIO"}
+    )
     Charge.objects.update(reference_1=evil, review_state="approved")
     period_close(period="2025-01", actor=actor)
     _accounting(actor)
@@ -560,17 +561,12 @@ def test_neutralise(text: str, shown: str) -> None:
     assert neutralise(text) == shown
 
 
-def test_statement_line_items_csv_is_safe_too(
-    defaults: None, focus_file: Callable[..., Path], actor: Actor
-) -> None:
+def test_statement_line_items_csv_is_safe_too(defaults: None, actor: Actor) -> None:
     from statements import building
 
-    rows = [
-        focus_row(resource=f"r-{n}", billed="1.00", project="p-1")
-        for n in range(building.DETAIL_LIMIT + 1)
-    ]
-    rows[0]["ResourceName"] = "=HYPERLINK(1)"
-    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    rows = [{"resource": f"r-{n}"} for n in range(building.DETAIL_LIMIT + 1)]
+    rows[0]["resource_name"] = "=HYPERLINK(1)"
+    make_charges(*rows, billed="1.00", **{**FOCUS_ROW_OWNER, "project": "p-1"})
     Charge.objects.update(review_state="approved")
     period_close(period="2025-01", actor=actor)
     statement = statements_generate(period="2025-01", actor=actor, sync=True).created[0]

@@ -43,12 +43,12 @@ def debug_urls(settings: Any) -> Iterator[None]:
 
 
 @pytest.fixture
-def files(month: str, actor: Actor) -> dict[str, tuple[str, str]]:
+def files(imported_month: str, actor: Actor) -> dict[str, tuple[str, str]]:
     """Each kind of stored file: (its path under MEDIA_ROOT, the view that serves it)."""
     source_set(slug="aws", actor=actor, credit_fund_org="RCI-AWS", account_code="740000")
-    statements_generate(period=month, actor=actor, sync=True)
+    statements_generate(period=imported_month, actor=actor, sync=True)
     statement = Statement.objects.exclude(pdf="").order_by("pk").first()
-    journal = journal_export(period=month, format="gl", actor=actor)
+    journal = journal_export(period=imported_month, format="gl", actor=actor)
     kept = Import.objects.order_by("pk").first()
     assert statement is not None
     assert kept is not None
@@ -133,7 +133,7 @@ def test_a_kept_path_outside_the_media_root_is_never_served(
 
 @pytest.mark.parametrize("role", [VIEWER, REVIEWER, BILLING_ADMIN])
 def test_no_page_links_to_media_url(
-    files: dict[str, tuple[str, str]], role: str, month: str
+    files: dict[str, tuple[str, str]], role: str, imported_month: str
 ) -> None:
     """The pages that show a stored file link to its view, never to MEDIA_URL."""
     client = role_client(role)

@@ -3,43 +3,41 @@ journal, each difference explained in one line."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from billing.audit import Actor
-from billing.models import BillingPeriod, Source
+from billing.models import BillingPeriod
 from billing.roles import VIEWER
 from billing.services import period_close
-from ingest.focus.services import file_import
 from journals.services import journal_export
 from openchargeback.cycle import reconciliation
 from statements.services import statements_generate
-from tests.conftest import focus_row, role_client
+from tests.conftest import role_client
+from tests.factories import FOCUS_ROW_OWNER, make_charges
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def closed(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> BillingPeriod:
+def closed(defaults: None, actor: Actor) -> BillingPeriod:
     """2025-01: three charges that round on their lines, and a -$2.61 credit on a fund of
     bob's that has nothing else (a net credit: the GL books it on the credit side)."""
-    rows = [
-        focus_row(resource="a", billed="10.004"),
-        focus_row(resource="b", service="Amazon S3", billed="0.004"),
-        focus_row(resource="c", pi="bob@example.edu", project="proj-c", billed="3.333"),
-        focus_row(
-            resource="credit",
-            pi="bob@example.edu",
-            project="proj-c",
-            service="Support",
-            billed="-2.61",
-            fund_org="NSF-CHE-2025",
-        ),
-    ]
-    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    bob = {"pi": "bob@example.edu", "project": "proj-c"}
+    make_charges(
+        {"resource": "a", "billed": "10.004"},
+        {"resource": "b", "service": "Amazon S3", "billed": "0.004"},
+        {"resource": "c", **bob, "billed": "3.333"},
+        {
+            "resource": "credit",
+            **bob,
+            "service": "Support",
+            "billed": "-2.61",
+            "fund_org": "NSF-CHE-2025",
+        },
+        **FOCUS_ROW_OWNER,
+    )
     period_close(period="2025-01", actor=actor)
     return BillingPeriod.objects.get(period="2025-01")
 

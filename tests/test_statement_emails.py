@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,14 +25,13 @@ from django_q.models import Schedule
 
 from billing.audit import Actor
 from billing.errors import BillingError
-from billing.models import AuditEvent, Charge, InstitutionSettings, Source
+from billing.models import AuditEvent, Charge, InstitutionSettings
 from billing.review import charges_review
 from billing.services import period_close, period_reopen
-from ingest.focus.services import file_import
 from statements import emailing, selectors, tasks
 from statements.models import EmailLog, EmailStatement, Statement
 from statements.services import statements_generate
-from tests.conftest import focus_row
+from tests.factories import FOCUS_ROW_OWNER, make_charges
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +86,7 @@ def test_one_email_per_pi_with_their_pdfs(month: str, actor: Actor) -> None:
 
 
 def test_sending_again_sends_nothing_and_new_versions_are_sent_once(
-    month: str, actor: Actor, focus_file: Callable[..., Path]
+    month: str, actor: Actor
 ) -> None:
     _generate_and_send(month, actor)
     assert len(mail.outbox) == 2
@@ -98,11 +96,9 @@ def test_sending_again_sends_nothing_and_new_versions_are_sent_once(
 
     # bob's data changes: only bob gets the new version; the sent flag stays with v1
     period_reopen(period=month, actor=actor, reason="late usage")
-    row = focus_row(resource="bob-late", pi="bob@example.edu", project="proj-c", billed="1.00")
-    file_import(
-        path=focus_file([row], name="aws_late_2025-01.csv"),
-        source=Source.objects.get(slug="aws"),
-        actor=actor,
+    make_charges(
+        {"resource": "bob-late", "billed": "1.00"},
+        **{**FOCUS_ROW_OWNER, "pi": "bob@example.edu", "project": "proj-c"},
     )
     charges_review(
         charges=Charge.objects.filter(review_state="pending"), action="approve", actor=actor
@@ -153,20 +149,14 @@ def _pdf_text(content: bytes) -> str:
     return done.stdout.decode()
 
 
-def test_an_email_total_names_every_statement_it_covers(
-    month: str, actor: Actor, focus_file: Callable[..., Path]
-) -> None:
+def test_an_email_total_names_every_statement_it_covers(month: str, actor: Actor) -> None:
     """A revised statement and a new one in one email: the total is theirs, each named."""
     _generate_and_send(month, actor)
     period_reopen(period=month, actor=actor, reason="late usage")
-    rows = [
-        focus_row(resource="ada-late", project="proj-b", billed="19.25"),
-        focus_row(resource="ada-new", project="proj-d", billed="7.10", list_cost="10.00"),
-    ]
-    file_import(
-        path=focus_file(rows, name="aws_late_2025-01.csv"),
-        source=Source.objects.get(slug="aws"),
-        actor=actor,
+    make_charges(
+        {"resource": "ada-late", "project": "proj-b", "billed": "19.25"},
+        {"resource": "ada-new", "project": "proj-d", "billed": "7.10", "list_cost": "10.00"},
+        **FOCUS_ROW_OWNER,
     )
     charges_review(
         charges=Charge.objects.filter(review_state="pending"), action="approve", actor=actor
@@ -331,13 +321,12 @@ def test_subject_template_is_validated() -> None:
             settings.full_clean()
 
 
-def test_names_are_escaped_in_the_html_body(
-    defaults: None, focus_file: Callable[..., Path], actor: Actor
-) -> None:
+def test_names_are_escaped_in_the_html_body(defaults: None, actor: Actor) -> None:
     from billing.models import PI
 
-    row = focus_row(pi="eve@example.edu", project="<b>x</b>", billed="2.00")
-    file_import(path=focus_file([row]), source=Source.objects.get(slug="aws"), actor=actor)
+    make_charges(
+        {"billed": "2.00"}, **{**FOCUS_ROW_OWNER, "pi": "eve@example.edu", "project": "<b>x</b>"}
+    )
     PI.objects.filter(email="eve@example.edu").update(name="<script>alert(1)</script>")
     charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
     period_close(period="2025-01", actor=actor)
@@ -430,19 +419,19 @@ def smtp(settings: Any) -> Iterator[tuple[Inbox, Callable[[], Controller]]]:
 
 
 @pytest.fixture
-def forty_pis(defaults: None, focus_file: Callable[..., Path], actor: Actor) -> str:
+def forty_pis(defaults: None, actor: Actor) -> str:
     """100 project statements for 40 PIs (each PI owns 2 or 3 projects)."""
     rows = [
-        focus_row(
-            resource=f"r-{k}",
-            pi=f"pi{k % 40:02d}@example.edu",
-            project=f"proj-{k:03d}",
-            billed=f"{k}.{k % 100:02d}",
-            list_cost=f"{2 * k}.00",
-        )
+        {
+            "resource": f"r-{k}",
+            "pi": f"pi{k % 40:02d}@example.edu",
+            "project": f"proj-{k:03d}",
+            "billed": f"{k}.{k % 100:02d}",
+            "list_cost": f"{2 * k}.00",
+        }
         for k in range(1, 101)  # k = 0 would be a $0.00 project: no statement
     ]
-    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    make_charges(*rows, fund_org=FOCUS_ROW_OWNER["fund_org"])
     charges_review(charges=Charge.objects.all(), action="approve", actor=actor)
     period_close(period="2025-01", actor=actor)
     return "2025-01"

@@ -11,9 +11,7 @@ from __future__ import annotations
 import io
 import re
 import unicodedata
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,14 +21,13 @@ from pypdf.generic import ContentStream
 from reportlab.pdfgen.canvas import Canvas
 
 from billing.audit import Actor
-from billing.models import BillingPeriod, Charge, InstitutionSettings, Project, Source
+from billing.models import BillingPeriod, Charge, InstitutionSettings, Project
 from billing.services import finalize_blockers, period_close
-from ingest.focus.services import file_import
 from statements import fonts, pdf
 from statements.models import Statement
 from statements.selectors import plan
 from statements.services import statements_generate
-from tests.conftest import FOCUS_COLUMNS, focus_row
+from tests.factories import FOCUS_ROW_OWNER, make_charges
 
 NAMES = {
     "chinese": "张伟 研究组",
@@ -44,7 +41,6 @@ NAMES = {
 
 
 def _statement(
-    focus_file: Callable[..., Path],
     actor: Actor,
     *,
     name: str = "Ada",
@@ -55,14 +51,17 @@ def _statement(
     """One statement whose PI, project title, service, resource and institution are
     `name` (as much of it as each field holds)."""
     billed = "-2.00" if category == "Credit" else "2.00"
-    row = focus_row(resource=resource, service=name[:200], project="p-1", billed=billed)
-    row["ChargeCategory"] = category
-    if resource_id is not None:
-        row["ResourceId"] = resource_id
-    rows = [row, focus_row(resource="vm-2", service="Compute", project="p-1", billed="5.00")]
-    rows[1]["ChargeCategory"] = "Usage"
-    path = focus_file(rows, columns=[*FOCUS_COLUMNS, "ChargeCategory"])
-    file_import(path=path, source=Source.objects.get(slug="aws"), actor=actor)
+    make_charges(
+        {
+            "resource": resource_id if resource_id is not None else resource,
+            "resource_name": resource,
+            "service": name[:200],
+            "billed": billed,
+            "charge_category": category,
+        },
+        {"resource": "vm-2", "service": "Compute", "billed": "5.00", "charge_category": "Usage"},
+        **{**FOCUS_ROW_OWNER, "project": "p-1"},
+    )
     Charge.objects.update(review_state="approved")
     period_close(period="2025-01", actor=actor)
     inst = InstitutionSettings.load()
@@ -153,11 +152,9 @@ def _in_font_files(value: str) -> list[str]:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("script", list(NAMES))
-def test_names_in_any_script_print(
-    script: str, defaults: None, focus_file: Callable[..., Path], actor: Actor
-) -> None:
+def test_names_in_any_script_print(script: str, defaults: None, actor: Actor) -> None:
     name = NAMES[script]
-    statement = _statement(focus_file, actor, name=name, resource=name)
+    statement = _statement(actor, name=name, resource=name)
     content = statement.pdf.read()
     assert not _notdef(content)
     assert not _in_font_files(name)
@@ -221,12 +218,12 @@ def test_the_notdef_check_sees_a_box() -> None:
     ids=["wide-2000", "cjk-2000", "wide-12000", "credit-2000"],
 )
 def test_tokens_of_any_length_wrap_and_finalize_is_not_blocked(
-    token: str, category: str, defaults: None, focus_file: Callable[..., Path], actor: Actor
+    token: str, category: str, defaults: None, actor: Actor
 ) -> None:
     """A resource id thousands of characters wide (under its name, in the resource
     or the credit table) wraps anywhere in its column and its row continues on the
     next page: it used to stop the statement rendering, and so finalize."""
-    statement = _statement(focus_file, actor, resource="vm", resource_id=token, category=category)
+    statement = _statement(actor, resource="vm", resource_id=token, category=category)
     period = BillingPeriod.objects.get(period="2025-01")
     assert not any("statement" in line for line in finalize_blockers(period))
     content = statement.pdf.read()
@@ -240,10 +237,10 @@ def test_tokens_of_any_length_wrap_and_finalize_is_not_blocked(
 
 @pytest.mark.django_db
 def test_long_names_in_the_header_wrap_and_the_footer_is_cut_short(
-    defaults: None, focus_file: Callable[..., Path], actor: Actor
+    defaults: None, actor: Actor
 ) -> None:
     long = "Ünïvérsité " + "X" * 400  # each field holds 200 or 300 characters of it
-    statement = _statement(focus_file, actor, name=long)
+    statement = _statement(actor, name=long)
     text = _text(statement.pdf.read())
     squeezed = _squeezed(text)
     assert squeezed.count(_squeezed(long[:200])) >= 3  # PI name, title, service: wrapped
@@ -254,10 +251,8 @@ def test_long_names_in_the_header_wrap_and_the_footer_is_cut_short(
 
 
 @pytest.mark.django_db
-def test_statements_in_other_scripts_render_identical_bytes(
-    defaults: None, focus_file: Callable[..., Path], actor: Actor
-) -> None:
-    _statement(focus_file, actor, name=NAMES["mixed"])
+def test_statements_in_other_scripts_render_identical_bytes(defaults: None, actor: Actor) -> None:
+    _statement(actor, name=NAMES["mixed"])
     data = plan(BillingPeriod.objects.get(period="2025-01")).statements[0].data
     when = datetime(2025, 2, 1, 9, 30, tzinfo=UTC)
     one = pdf.render(data, number="2025-01-0001-v1", generated_at=when)

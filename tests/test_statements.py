@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,21 +19,30 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from billing import flags
 from billing.audit import Actor
 from billing.errors import BillingError
 from billing.models import Charge, Source
 from billing.review import charges_review
 from billing.services import finalize_blockers, period_close, period_reopen
-from ingest.focus.services import file_import
 from openchargeback.money import round_money
 from statements import drawing, pdf
 from statements.models import Statement, StatementCharge
 from statements.selectors import plan
 from statements.services import statements_generate
-from tests.conftest import focus_row
-from tests.factories import make_charge, make_import, make_source
+from tests.factories import (
+    FOCUS_ROW_OWNER,
+    make_charge,
+    make_charges,
+    make_import,
+    make_pi,
+    make_project,
+    make_source,
+)
 
 pytestmark = pytest.mark.django_db
+
+MISSING_PI = flags.to_mask(["missing_pi"])
 
 
 def _expected_total(period: str) -> Decimal:
@@ -45,11 +53,13 @@ def _expected_total(period: str) -> Decimal:
     return sum((round_money(v) for v in lines.values()), Decimal(0))
 
 
-def test_generate_refuses_open_periods_and_pending_charges(
-    defaults: None, focus_file: Callable[..., Path], actor: Actor
-) -> None:
-    rows = [focus_row(resource="ok"), focus_row(resource="odd", pi="")]
-    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+def test_generate_refuses_open_periods_and_pending_charges(defaults: None, actor: Actor) -> None:
+    make_project("proj-a", pi=make_pi("ada@example.edu"))
+    make_charges(
+        {"resource": "ok"},
+        {"resource": "odd", "pi": None, "review_state": "pending", "flags": MISSING_PI},
+        **FOCUS_ROW_OWNER,
+    )
     with pytest.raises(BillingError, match="is open: close it first"):
         statements_generate(period="2025-01", actor=actor, sync=True)
     period_close(period="2025-01", actor=actor, allow_pending=True)
@@ -135,15 +145,13 @@ def test_same_data_renders_identical_bytes(month: str, actor: Actor) -> None:
     "hostile",
     ["<b>x", '<img src="/nonexistent/evil.png"/>', "<para>&amp;</para>", "a & b < c > d"],
 )
-def test_markup_in_names_is_printed_as_text(
-    hostile: str, defaults: None, focus_file: Callable[..., Path], actor: Actor
-) -> None:
+def test_markup_in_names_is_printed_as_text(hostile: str, defaults: None, actor: Actor) -> None:
     long = " ".join([hostile] * 12)  # too wide for its column: wrapped as a Paragraph
-    rows = [
-        focus_row(resource=hostile, service=hostile, project="p-1", billed="1.00"),
-        focus_row(resource=long, service="S", project="p-1", billed="2.00"),
-    ]
-    file_import(path=focus_file(rows), source=Source.objects.get(slug="aws"), actor=actor)
+    make_charges(
+        {"resource": hostile, "service": hostile, "billed": "1.00"},
+        {"resource": long, "service": "S", "billed": "2.00"},
+        **{**FOCUS_ROW_OWNER, "project": "p-1"},
+    )
     Charge.objects.update(review_state="approved")
     period_close(period="2025-01", actor=actor)
     project = Charge.objects.first().project  # type: ignore[union-attr]

@@ -38,6 +38,7 @@ from ingest.focus.bulk import (
 )
 from ingest.focus.cloud_accounts import cloud_mappings
 from ingest.focus.errors import IngestError
+from ingest.focus.fingerprints import FINGERPRINT_VERSION
 from ingest.focus.kept import keep
 from ingest.focus.parsers import FocusReader
 from ingest.focus.results import ImportResult
@@ -48,7 +49,6 @@ from ingest.focus.rows import (
     B_RESOURCE_NAME,
     B_SERVICE,
     CONFORMANCE_RULES,
-    FINGERPRINT_VERSION,
     PARALLEL_MIN_BYTES,
     PreparedChunk,
     RowPreparer,

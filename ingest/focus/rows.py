@@ -1,21 +1,21 @@
-"""Row preparation for ingest: fingerprints, occurrences, costs, dates. Pure.
+"""Row preparation for ingest: costs, dates, currencies, text limits. Pure.
 
 :class:`RowPreparer` turns a parsed :class:`~ingest.focus.parsers.Chunk` into a
 :class:`PreparedChunk`: everything about a row that needs neither the
-database nor the institution's rules. :func:`prepared_chunks` runs it in a
-forked helper process when the file is large, so parsing overlaps with the
-database inserts done by the importer on a second core.
+database nor the institution's rules (the row's key, its fingerprint and
+occurrence, comes from :mod:`ingest.focus.fingerprints`).
+:func:`prepared_chunks` runs it in a forked helper process when the file is
+large, so parsing overlaps with the database inserts done by the importer on
+a second core.
 
-Over 600 lines on purpose: :class:`RowPreparer` is the per-row hot path of
-the import (docs/performance.md), written as a few long loops over columns
-that keep their values in local variables; split into smaller functions it
-would pay a call per row and per column.
+Over 600 lines on purpose: this is the per-row hot path of the import
+(docs/performance.md). :meth:`RowPreparer.prepare` is a few steps called once
+per chunk; each step is a loop over columns that keeps its values in local
+variables, where smaller functions would pay a call per row and per column.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
 import multiprocessing
 import operator
@@ -26,9 +26,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from billing.rules import parse_tags
+from ingest.focus.fingerprints import (
+    Occurrences,
+    fingerprint_keys,
+    legacy_fingerprints,
+    row_fingerprints,
+)
 from ingest.focus.parsers import (
     Chunk,
     FocusReader,
@@ -176,11 +180,6 @@ TEXT_FIELDS = {
     "ConsumedUnit": "consumed_unit",
 }
 
-# Columns left out of the whole-row fingerprint: they change between exports
-# of the same line item (docs/decisions/0002-dedup.md).
-VOLATILE_COLUMNS = frozenset({"InvoiceId", "BillingPeriodEnd"})
-FINGERPRINT_VERSION = 2
-_V2_PREFIX = "focus-row-v2\x1d"
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
 # Columns that tell an origin row from the allocated rows split from it.
 _ORIGIN_KEY = (
@@ -219,111 +218,6 @@ class PreparedChunk:
     conformance: dict[str, list[Any]] = field(default_factory=dict)  # rule -> [rows, lines]
     invoice_nanos: dict[str, int] = field(default_factory=dict)
     origins: int = 0
-
-
-class _SeenKeys:
-    """Set of 64-bit row keys with ~8 bytes per row, for occurrence counting.
-
-    A log-structured list of sorted numpy arrays: memory stays flat (8 bytes
-    per row instead of ~100 for a Python set) as files grow.
-    """
-
-    def __init__(self) -> None:
-        self.levels: list[np.ndarray] = []
-
-    def contains(self, keys: np.ndarray) -> np.ndarray:
-        found = np.zeros(len(keys), dtype=bool)
-        for level in self.levels:
-            idx = np.searchsorted(level, keys)
-            idx[idx == len(level)] = 0
-            found |= level[idx] == keys
-        return found
-
-    def add(self, keys: np.ndarray) -> None:
-        new = np.sort(keys)
-        while self.levels and len(self.levels[-1]) <= len(new):
-            new = np.sort(np.concatenate((self.levels.pop(), new)))
-        self.levels.append(new)
-
-
-def legacy_fingerprints(columns: dict[str, list[str]]) -> list[bytes]:
-    """Fingerprint version 1, verbatim: the 16-byte BLAKE2b of the recognised
-    (version 1) columns' text as read, in sorted column order.
-
-    Kept to recognise charges imported before version 2; never change it.
-    """
-    names = sorted(columns)
-    header_tag = "\x1e".join(names) + "\x1f"
-    blake2b = hashlib.blake2b
-    return [
-        blake2b((header_tag + "\x1f".join(values)).encode(), digest_size=16).digest()
-        for values in zip(*[columns[name] for name in names], strict=True)
-    ]
-
-
-def row_fingerprints(names: list[str], cells: list[list[str]], n: int) -> list[bytes]:
-    """Fingerprint version 2: the 16-byte BLAKE2b of the whole row.
-
-    Every column but the volatile ones takes part under its canonical name,
-    in sorted name order, as ``name RS value US``; an empty (or NULL) value
-    takes no part, so a column added empty to a later export, or a value
-    NULL in one file and absent in another, changes nothing.
-    """
-    order = sorted(
-        (name, values)
-        for name, values in zip(names, cells, strict=True)
-        if name not in VOLATILE_COLUMNS
-    )
-    # The row text is joined from pieces in C: a column with a value in every
-    # row adds its values between constant name pieces; only a column with
-    # some empty values needs a token per cell. Same text either way.
-    pieces: list[Any] = []
-    pending = _V2_PREFIX
-    for name, values in order:
-        if all(values):
-            pieces.append(itertools.repeat(pending + name + "\x1e", n))
-            pieces.append(values)
-            pending = "\x1f"
-        elif any(values):
-            tag = name + "\x1e"
-            pieces.append(itertools.repeat(pending, n))
-            pieces.append([tag + v + "\x1f" if v else "" for v in values])
-            pending = ""
-    pieces.append(itertools.repeat(pending, n))
-    blake2b = hashlib.blake2b
-    join = "".join
-    return [
-        blake2b(join(parts).encode(), digest_size=16).digest()
-        for parts in zip(*pieces, strict=True)
-    ]
-
-
-class Occurrences:
-    """The row keys seen so far and how often each repeated: shared by the
-    files of one delivery, so occurrences are counted across its part files."""
-
-    def __init__(self) -> None:
-        self.seen = _SeenKeys()
-        self.repeats: dict[int, int] = {}
-
-    def count(self, keys: np.ndarray) -> list[int]:
-        """0 for the first row with a key, 1 for the second, ... (over every call)."""
-        in_previous = self.seen.contains(keys).tolist()
-        self.seen.add(keys)
-        repeats = self.repeats
-        local: set[int] = set()
-        result = []
-        for key, before in zip(keys.tolist(), in_previous, strict=True):
-            if key in repeats:
-                result.append(repeats[key])
-                repeats[key] += 1
-            elif before or key in local:
-                result.append(1)
-                repeats[key] = 2
-            else:
-                result.append(0)
-                local.add(key)
-        return result
 
 
 class RowPreparer:
@@ -404,106 +298,92 @@ class RowPreparer:
         None while every BilledCost so far is empty (see :meth:`finish`).
         """
         n = chunk.rows
-        empty = [""] * n
         errors: list[tuple[int, str, str, str]] = []  # record, column, problem, value
         periods = self._periods(chunk.columns["BillingPeriodStart"], chunk.start, errors)
-
         legacy: list[tuple[str, int] | None] | None = None
         if self.legacy_periods and not self.legacy_periods.isdisjoint(periods):
             legacy = self._legacy_keys(chunk, periods)
-
-        # NULL means no value, in every column.
-        nulls = _NULL_TEXT
-        cells = [
-            values if nulls.isdisjoint(values) else ["" if v in nulls else v for v in values]
-            for values in chunk.cells
-        ]
+        cells = _without_nulls(chunk.cells)
         cols = {canon: cells[index] for canon, index in self.reader.positions.items()}
         digests = row_fingerprints(self.reader.names, cells, n)
-        keys = np.frombuffer(b"".join(d[:8] for d in digests), dtype="<i8")
-        occurrences = self.occurrences.count(keys)
-
-        billed_col = cols["BilledCost"]
-        if not self.billed_seen:
-            if not any(billed_col):
-                if self.held_error is None:
-                    self.held_error = self._error_text(
-                        chunk,
-                        [
-                            (chunk.start + i, "BilledCost", "not a number", raw)
-                            for i, raw in enumerate(chunk.columns["BilledCost"])
-                        ],
-                    )
-                return None
-            self.billed_seen = True
-            if self.held_error is not None:
-                raise IngestError(self.held_error)
-
-        costs, rounded = self._costs(cols, chunk.columns, chunk.start, errors)
-        charge_start = self._timestamps(
-            cols.get("ChargePeriodStart"), n, "ChargePeriodStart", chunk.start, errors
-        )
-        charge_end = self._timestamps(
-            cols.get("ChargePeriodEnd"), n, "ChargePeriodEnd", chunk.start, errors
-        )
-        currencies = self._currencies(cols.get("BillingCurrency", empty), chunk.start, errors)
-        self._check_text(cols, chunk.start, errors)
-        if errors:
-            raise IngestError(self._error_text(chunk, errors))
-        provider = cols.get("ServiceProviderName")
-        fallback = cols.get("ProviderName", empty)
-        providers = (
-            [p or f for p, f in zip(provider, fallback, strict=True)] if provider else fallback
-        )
-        texts = [cols.get(name, empty) for name, _limit in _TEXT]
-        after = [cols.get(name, empty) for name, _limit in _TEXT_AFTER]
-        bases = list(
-            zip(
-                chunk.lines,
-                [d.hex() for d in digests],
-                occurrences,
-                *texts,
-                providers,
-                cols.get("ConsumedQuantity", empty),
-                cols.get("ConsumedUnit", empty),
-                charge_start,
-                charge_end,
-                currencies,
-                *costs,
-                *after,
-                strict=True,
-            )
-        )
-        tags = self._tags(cols, n)
-        conformance = self._conformance(cols, chunk, costs, charge_start, charge_end)
-        invoice_nanos: dict[str, int] = {}
-        if "InvoiceId" in cols:
-            for invoice, billed in zip(cols["InvoiceId"], costs[2], strict=True):
-                invoice_nanos[invoice] = invoice_nanos.get(invoice, 0) + billed
-        lines, origins = chunk.lines, 0
-        if self.allocated and "AllocatedMethodId" in cols:
-            keep = self._not_origins(cols, n, costs[2], chunk, conformance)
-            origins = n - len(keep)
-            if origins:
-                bases = [bases[i] for i in keep]
-                lines = [lines[i] for i in keep]
-                periods = [periods[i] for i in keep]
-                tags = [tags[i] for i in keep]
-                if legacy is not None:
-                    legacy = [legacy[i] for i in keep]
-        return PreparedChunk(
+        occurrences = self.occurrences.count(fingerprint_keys(digests))
+        if self._held(chunk, cols["BilledCost"]):
+            return None
+        costs, rounded, charge_start, charge_end, currencies = self._convert(cols, chunk, errors)
+        prepared = PreparedChunk(
             start=chunk.start,
             rows=n,
-            lines=lines,
+            lines=chunk.lines,
             periods=periods,
-            tags=tags,
-            bases=bases,
+            tags=self._tags(cols, n),
+            bases=_bases(
+                cols, chunk.lines, digests, occurrences, charge_start, charge_end, currencies, costs
+            ),
             rounded=rounded,
             legacy=legacy,
-            conformance=conformance,
-            invoice_nanos=invoice_nanos,
-            origins=origins,
+            conformance=self._conformance(cols, chunk, costs, charge_start, charge_end),
+            invoice_nanos=_invoice_totals(cols, costs[2]),
         )
+        if self.allocated and "AllocatedMethodId" in cols:
+            self._drop_origins(prepared, cols, costs[2], chunk)
+        return prepared
+
+    def _held(self, chunk: Chunk, billed: list[str]) -> bool:
+        """Whether the chunk waits because every BilledCost so far is empty.
+
+        The file is refused either way: by :meth:`finish` if no row has a
+        billed cost, else here, naming the first empty cells, at the first
+        chunk that has one.
+        """
+        if self.billed_seen:
+            return False
+        if not any(billed):
+            if self.held_error is None:
+                self.held_error = self._error_text(
+                    chunk,
+                    [
+                        (chunk.start + i, "BilledCost", "not a number", raw)
+                        for i, raw in enumerate(chunk.columns["BilledCost"])
+                    ],
+                )
+            return True
+        self.billed_seen = True
+        if self.held_error is not None:
+            raise IngestError(self.held_error)
+        return False
+
+    def _convert(
+        self, cols: dict[str, list[str]], chunk: Chunk, errors: list[Any]
+    ) -> tuple[list[list[int]], int, list[Any], list[Any], list[str]]:
+        """Costs (and the rounded count), charge periods, currencies; IngestError on bad cells."""
+        n, start = chunk.rows, chunk.start
+        costs, rounded = self._costs(cols, chunk.columns, start, errors)
+        charge_start = self._timestamps(
+            cols.get("ChargePeriodStart"), n, "ChargePeriodStart", start, errors
+        )
+        charge_end = self._timestamps(
+            cols.get("ChargePeriodEnd"), n, "ChargePeriodEnd", start, errors
+        )
+        currencies = self._currencies(cols.get("BillingCurrency", [""] * n), start, errors)
+        self._check_text(cols, start, errors)
+        if errors:
+            raise IngestError(self._error_text(chunk, errors))
+        return costs, rounded, charge_start, charge_end, currencies
+
+    def _drop_origins(
+        self, prepared: PreparedChunk, cols: dict[str, list[str]], billed: list[int], chunk: Chunk
+    ) -> None:
+        """Leave out the origin rows of split allocations: their allocated rows are billed."""
+        keep = self._not_origins(cols, chunk.rows, billed, chunk, prepared.conformance)
+        prepared.origins = chunk.rows - len(keep)
+        if not prepared.origins:
+            return
+        prepared.bases = [prepared.bases[i] for i in keep]
+        prepared.lines = [prepared.lines[i] for i in keep]
+        prepared.periods = [prepared.periods[i] for i in keep]
+        prepared.tags = [prepared.tags[i] for i in keep]
+        if prepared.legacy is not None:
+            prepared.legacy = [prepared.legacy[i] for i in keep]
 
     def _error_text(self, chunk: Chunk, errors: list[tuple[int, str, str, str]]) -> str:
         errors.sort()
@@ -522,8 +402,7 @@ class RowPreparer:
             for canon, index in self.reader.legacy_positions.items()
         }
         digests = legacy_fingerprints(columns)
-        keys = np.frombuffer(b"".join(d[:8] for d in digests), dtype="<i8")
-        occurrences = self.legacy.count(keys)
+        occurrences = self.legacy.count(fingerprint_keys(digests))
         wanted = self.legacy_periods
         return [
             (d.hex(), occ) if period in wanted else None
@@ -782,6 +661,60 @@ def missing_columns(reader: FocusReader) -> list[str]:
     present = {h.strip().strip("\ufeff").strip().lower() for h in reader.header}
     present |= {canon.lower() for canon in reader.positions}
     return [name for name in wanted if name.lower() not in present]
+
+
+def _without_nulls(cells: list[list[str]]) -> list[list[str]]:
+    """The columns with their NULL text emptied: NULL means no value, in every column."""
+    nulls = _NULL_TEXT
+    return [
+        values if nulls.isdisjoint(values) else ["" if v in nulls else v for v in values]
+        for values in cells
+    ]
+
+
+def _bases(
+    cols: dict[str, list[str]],
+    lines: list[int],
+    digests: list[bytes],
+    occurrences: list[int],
+    charge_start: list[Any],
+    charge_end: list[Any],
+    currencies: list[str],
+    costs: list[list[int]],
+) -> list[tuple[Any, ...]]:
+    """The rows as tuples in :data:`BASE_COLUMNS` order."""
+    empty = [""] * len(lines)
+    provider = cols.get("ServiceProviderName")
+    fallback = cols.get("ProviderName", empty)
+    providers = [p or f for p, f in zip(provider, fallback, strict=True)] if provider else fallback
+    texts = [cols.get(name, empty) for name, _limit in _TEXT]
+    after = [cols.get(name, empty) for name, _limit in _TEXT_AFTER]
+    return list(
+        zip(
+            lines,
+            [d.hex() for d in digests],
+            occurrences,
+            *texts,
+            providers,
+            cols.get("ConsumedQuantity", empty),
+            cols.get("ConsumedUnit", empty),
+            charge_start,
+            charge_end,
+            currencies,
+            *costs,
+            *after,
+            strict=True,
+        )
+    )
+
+
+def _invoice_totals(cols: dict[str, list[str]], billed: list[int]) -> dict[str, int]:
+    """Σ BilledCost (nano-units) per InvoiceId; empty without the column."""
+    totals: dict[str, int] = {}
+    if "InvoiceId" in cols:
+        for invoice, nanos in zip(cols["InvoiceId"], billed, strict=True):
+            totals[invoice] = totals.get(invoice, 0) + nanos
+    return totals
 
 
 def _note(found: dict[str, list[Any]], rule: str, line: int) -> None:

@@ -28,12 +28,12 @@ from billing.periods import parse_period
 from ingest.focus.attribution import Attributor
 from ingest.focus.bulk import bulk_load, insert_trigger_suspended
 from ingest.focus.errors import IngestError
+from ingest.focus.fingerprints import Occurrences
 from ingest.focus.importer import FileImporter
 from ingest.focus.kept import Copier, sha256_of
 from ingest.focus.limits import ingest_limits
 from ingest.focus.parsers import FocusReader, open_focus
 from ingest.focus.results import DeliveryFile, DeliveryResult, ImportResult
-from ingest.focus.rows import Occurrences
 from ingest.models import Import
 
 __all__ = [
