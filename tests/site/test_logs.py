@@ -15,7 +15,7 @@ from django.test import Client
 
 from openchargeback import schedules
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(tmp_path: Path, *args: str, fmt: str = "json") -> subprocess.CompletedProcess[str]:

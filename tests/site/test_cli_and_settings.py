@@ -15,7 +15,7 @@ from billing.models import PI, Charge, FlagRule, Project, Source, TagMapping
 from billing.seed import defaults_seed
 from openchargeback.cli import _alias, _summary, version
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:

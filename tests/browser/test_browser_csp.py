@@ -23,8 +23,8 @@ from ingest.models import Upload
 from ingest.uploads.services import upload_stage
 from statements.models import Statement
 from tests.browser import login, page, stray_connections_closed
+from tests.browser.test_browser_month import PERIOD, _drop, _files, finished_month, site
 from tests.conftest import focus_row, write_focus
-from tests.test_browser_month import PERIOD, _drop, _files, finished_month, site
 
 pytestmark = pytest.mark.browser
 __all__ = ["finished_month", "page", "site", "stray_connections_closed"]

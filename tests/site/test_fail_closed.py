@@ -23,7 +23,7 @@ from django.test import Client, RequestFactory
 from openchargeback.auth import DEMO_PASSWORD, DEMO_USERNAME
 from openchargeback.management.commands.demo import Command as DemoCommand
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MISSING_KEY = "SECRET_KEY is not set"
 _SCRUBBED = {"DEBUG", "SECRET_KEY", "DATABASE_URL", "OPENCHARGEBACK_ENV_FILE", "LOG_FILE"}
 _SCRUBBED |= {"STATIC_ROOT", "MEDIA_ROOT", "OPENCHARGEBACK_INSTANCE_DIR", "SECURE_HSTS_PRELOAD"}

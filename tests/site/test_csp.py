@@ -1,6 +1,6 @@
 """The Content-Security-Policy header, and pages that need nothing it forbids:
 no inline script, style element, style attribute, event-handler attribute or
-javascript: link on any admin page (tests/test_browser_csp.py checks the same
+javascript: link on any admin page (tests/browser/test_browser_csp.py checks the same
 pages in a browser)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from billing.audit import Actor
 from journals.services import journal_export
 from statements.models import Statement
 from statements.services import statements_generate
-from tests.test_admin_matrix import _jobs
+from tests.site.test_admin_matrix import _jobs
 
 pytestmark = pytest.mark.django_db
 

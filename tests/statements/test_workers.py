@@ -29,7 +29,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import focus_row, fresh_database_url, write_focus
-from tests.test_statement_emails import Inbox, _free_port
+from tests.statements.test_statement_emails import Inbox, _free_port
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """The batch page's actions as a service (ingest.uploads.services.uploads_batch):
 which files an action takes, which it refuses and why, and that "import all"
 queues one job per delivery once the transaction commits. The pages around
-it are tests/test_admin_import.py."""
+it are tests/ingest/test_admin_import.py."""
 
 from __future__ import annotations
 

@@ -553,7 +553,7 @@ def test_the_pdf_prints_no_meaningless_percentage(
     from datetime import UTC, datetime
 
     from statements import pdf
-    from tests.test_statements import _pdf_strings
+    from tests.statements.test_statements import _pdf_strings
 
     data = _statement_of(*lines)
     text = _pdf_strings(

@@ -20,7 +20,7 @@ import pytest
 
 from openchargeback.envdoc import env_example, render
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:

@@ -53,7 +53,7 @@ from openchargeback.demo.sources import (
     UNTAGGED_SOURCE,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS: dict[str, Any] = json.loads((ROOT / "fixtures" / "defaults.json").read_text())
 MONTHS = ["2026-08", "2026-09", "2026-10"]
 HEADER = [

@@ -341,7 +341,7 @@ def test_stuck_email_is_resolved_by_an_operator(month: str, actor: Actor) -> Non
 
 def test_failed_email_send_now(month: str, actor: Actor, settings: Any) -> None:
     statements_generate(period=month, actor=actor, sync=True)
-    settings.EMAIL_BACKEND = "tests.test_statement_emails.BrokenBackend"
+    settings.EMAIL_BACKEND = "tests.statements.test_statement_emails.BrokenBackend"
     emailing.emails_queue(period=month, actor=actor)
     emailing.emails_send_due()
     assert EmailLog.objects.filter(status="failed").count() == 2

@@ -31,9 +31,9 @@ from ingest.focus.services import file_import
 from journals.services import journal_export
 from statements.models import Statement
 from statements.services import statements_generate
+from tests.billing.test_summaries import assert_in_step
 from tests.conftest import focus_row, role_client
-from tests.test_statements import _pdf_strings
-from tests.test_summaries import assert_in_step
+from tests.statements.test_statements import _pdf_strings
 
 HINT = "`openchargeback exchange_rates set EUR --period 2025-01 --rate R`"
 
