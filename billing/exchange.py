@@ -18,7 +18,7 @@ from billing.audit import Actor, audit, charge_event, log_audit
 from billing.errors import BillingError
 from billing.models import AuditEvent, BillingPeriod
 from billing.periods import parse_period
-from billing.services import _locked_period, period_open
+from billing.services import period_locked, period_open
 from openchargeback.spreadsheet import restore
 from openchargeback.text import count
 
@@ -275,7 +275,7 @@ def exchange_rate_set(
         currency=currency, period=period, rate=rate, note=note
     )
     period_open(period=month, actor=actor, note=f"exchange rate {code} recorded")
-    obj = _locked_period(month)
+    obj = period_locked(month)
     used = Charge.objects.filter(period=obj, billing_currency=code)
     existing = ExchangeRate.objects.select_for_update().filter(period=obj, currency=code).first()
     if existing is not None:

@@ -150,7 +150,10 @@ def register_finalize_check(name: str, check: FinalizeCheck) -> None:
     FINALIZE_CHECKS[name] = check
 
 
-def _locked_period(period: str) -> BillingPeriod:
+def period_locked(period: str) -> BillingPeriod:
+    """The period row, locked until the transaction ends, so the services that
+    change a month or what it holds run one at a time (PostgreSQL row lock;
+    SQLite has one writer at a time anyway)."""
     period = parse_period(period)
     obj = BillingPeriod.objects.select_for_update().filter(period=period).first()
     if obj is None:
@@ -221,7 +224,7 @@ def period_close(
     *, period: str, actor: Actor, note: str = "", allow_pending: bool = False
 ) -> BillingPeriod:
     """Close an open period. Pending charges block it unless the override is recorded."""
-    obj = _locked_period(period)
+    obj = period_locked(period)
     if obj.status != BillingPeriod.Status.OPEN:
         raise BillingError(
             f"period {obj.period} is {obj.status}; only an open period can be closed"
@@ -266,7 +269,7 @@ def period_reopen(*, period: str, actor: Actor, reason: str) -> BillingPeriod:
     """Reopen a closed period; a reason is required. Finalized periods stay final."""
     if not reason.strip():
         raise BillingError('reopening a period needs a reason (--reason "...")')
-    obj = _locked_period(period)
+    obj = period_locked(period)
     if obj.status == BillingPeriod.Status.FINALIZED:
         raise BillingError(f"period {obj.period} is finalized; that is permanent")
     if obj.status != BillingPeriod.Status.CLOSED:
@@ -311,7 +314,7 @@ def finalize_blockers(obj: BillingPeriod) -> list[str]:
 @transaction.atomic
 def period_finalize(*, period: str, actor: Actor, note: str = "") -> BillingPeriod:
     """Finalize a closed period: permanent. Refused while anything is unfinished."""
-    obj = _locked_period(period)
+    obj = period_locked(period)
     if obj.status == BillingPeriod.Status.FINALIZED:
         raise BillingError(f"period {obj.period} is already finalized")
     problems = finalize_blockers(obj)

@@ -43,7 +43,7 @@ from billing.errors import BillingError
 from billing.models import EMAIL_SUBJECT_FIELDS, BillingPeriod, InstitutionSettings
 from billing.periods import parse_period
 from billing.placeholders import TemplateError, fill
-from billing.services import _locked_period
+from billing.services import period_locked
 from statements.models import EmailLog, EmailStatement, Statement, StatementCharge
 from statements.selectors import due, resend_plan, statements_by_pi, unsent_statements
 
@@ -70,7 +70,7 @@ class QueueResult:
 
 
 def _sendable_period(period: str) -> BillingPeriod:
-    obj = _locked_period(period)
+    obj = period_locked(period)
     if obj.status == BillingPeriod.Status.OPEN:
         raise BillingError(
             f"period {obj.period} is open: statements are sent after it is closed "

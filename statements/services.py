@@ -29,7 +29,7 @@ from billing.audit import Actor, audit
 from billing.errors import BillingError
 from billing.models import BillingPeriod, Charge
 from billing.periods import parse_period
-from billing.services import _locked_period
+from billing.services import period_locked
 from openchargeback.csvfile import CsvWriter
 from openchargeback.files import remove_stale_temporaries, write_atomically
 from openchargeback.text import count
@@ -123,7 +123,7 @@ def statements_generate(
         )
     rendered: list[tuple[Statement, StatementData]] = []
     with transaction.atomic():
-        obj = _locked_period(period)
+        obj = period_locked(period)
         planned = plan(obj)
         _check_period(obj, allow_pending=allow_pending, pending=planned.pending)
         result = GenerateResult(
