@@ -10,7 +10,6 @@ nano-units, see billing.fields.MoneyField).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +20,7 @@ from model_bakery import baker
 from billing import flags, summaries
 from billing.audit import Actor
 from billing.models import PI, BillingPeriod, Charge, Project, Source
+from billing.periods import month_instants
 from billing.review import charges_review
 from billing.services import period_close, period_open
 from ingest.focus.fingerprints import FINGERPRINT_VERSION
@@ -159,7 +159,7 @@ def _prepared_charge(
     source_obj = source if isinstance(source, Source) else make_source(source)
     pi_obj = make_pi(pi) if isinstance(pi, str) else pi
     project_obj = make_project(project, pi=pi_obj) if isinstance(project, str) else project
-    start = datetime.strptime(period_obj.period, "%Y-%m").replace(tzinfo=UTC)
+    start, _ = month_instants(period_obj.period)
     values: dict[str, Any] = {
         "list_cost": money(list_cost) if list_cost is not None else billed_cost,
         "contracted_cost": billed_cost,
